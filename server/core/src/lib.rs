@@ -1,0 +1,22 @@
+//! plexus-core: the domain model of plexus, free of I/O.
+//!
+//! It owns what decides *what* a pod gets — annotation parsing, NAD interpretation,
+//! resolution into an ordered [`plan::Plan`], the CNI data model and version
+//! conversion, network-status rendering and the explain rendering. Everything here is
+//! a pure function over plain data, except the NAD directory source, which reads
+//! manifest files. It must not exec, touch netlink, namespaces, sockets or the
+//! Kubernetes API.
+
+pub mod annotation;
+pub mod cni;
+pub mod config;
+pub mod error;
+pub mod explain;
+pub mod nad;
+pub mod netconf;
+pub mod plan;
+pub mod pod;
+pub mod resolve;
+pub mod status;
+
+pub use error::{Error, Result};

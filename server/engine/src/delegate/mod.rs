@@ -1,0 +1,1 @@
+//! CNI delegate execution (being written).

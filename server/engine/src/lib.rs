@@ -1,0 +1,8 @@
+//! plexus-engine: puts a pod's planned attachments into its network namespace and takes
+//! them out again exactly once.
+//!
+//! It owns CNI delegate execution (`delegate`), the in-process native drivers and IPAM,
+//! and the crash-safe per-sandbox state. It executes a [`plexus_core::plan::Plan`]; it
+//! never decides what a pod gets (that is `plexus_core::resolve`).
+
+pub mod delegate;
