@@ -1,1 +1,142 @@
-//! (being written)
+//! The resolver's domain configuration: which cluster and default networks a pod gets,
+//! where NADs of the node's own networks live, namespace rules and who executes the
+//! cluster network.
+//!
+//! This is not the daemon's file format (that belongs to `plexusd`, which maps its
+//! YAML into [`Config`]); it holds only what resolution needs and does no I/O.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Who sets up the pod's cluster network (its `eth0`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrimaryMode {
+    /// The container runtime's own CNI (NRI path): `eth0` already exists when plexus
+    /// runs. The primary stays in the plan as index 0, marked `runtime_managed`.
+    #[default]
+    Runtime,
+    /// plexus executes the cluster network itself (CNI shim path, like Multus thick).
+    Plexus,
+}
+
+/// Resolution settings, with Multus's defaults (§1.2c of the behaviour reference).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// `clusterNetwork`: a NAD name in `multus_namespace`, a CNI config `name` in
+    /// `conf_dir`, or a path (containing `/`) to a config file or directory (F28).
+    pub cluster_network: Option<String>,
+    /// `defaultNetworks`: networks every pod outside `system_namespaces` gets (F29).
+    pub default_networks: Vec<String>,
+    /// Namespace of clusterNetwork/defaultNetworks NADs and default of the
+    /// default-network annotation (F33).
+    pub multus_namespace: String,
+    /// Namespaces whose pods get no `default_networks` (F32).
+    pub system_namespaces: Vec<String>,
+    /// Forbid annotation references to other namespaces (F31).
+    pub namespace_isolation: bool,
+    /// Namespaces any pod may refer to when isolation is on (F31). Replaces the
+    /// default, so list `default` explicitly when wanted.
+    pub global_namespaces: Vec<String>,
+    /// Directory of CNI configs for spec-less NADs and named cluster/default networks (F20).
+    pub conf_dir: PathBuf,
+    /// Who executes the cluster network.
+    pub primary_mode: PrimaryMode,
+    /// Interface name of the primary (the runtime's `CNI_IFNAME`).
+    pub primary_interface: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cluster_network: None,
+            default_networks: Vec::new(),
+            multus_namespace: "kube-system".to_string(),
+            system_namespaces: vec!["kube-system".to_string()],
+            namespace_isolation: false,
+            global_namespaces: vec!["default".to_string()],
+            conf_dir: PathBuf::from("/etc/cni/multus/net.d"),
+            primary_mode: PrimaryMode::Runtime,
+            primary_interface: "eth0".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses Multus's `globalNamespaces` string (comma-separated, trimmed, empty parts
+    /// dropped) into the list form.
+    pub fn parse_global_namespaces(value: &str) -> Vec<String> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// True when `namespace` is a system namespace (no default networks).
+    pub fn is_system_namespace(&self, namespace: &str) -> bool {
+        self.system_namespaces.iter().any(|n| n == namespace)
+    }
+
+    /// True when a pod in `pod_namespace` may use a network in `target_namespace`.
+    pub fn may_reference(&self, pod_namespace: &str, target_namespace: &str) -> bool {
+        !self.namespace_isolation
+            || pod_namespace == target_namespace
+            || self.global_namespaces.iter().any(|n| n == target_namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_multus() {
+        let c = Config::default();
+        assert_eq!(c.multus_namespace, "kube-system");
+        assert_eq!(c.system_namespaces, ["kube-system"]);
+        assert_eq!(c.global_namespaces, ["default"]);
+        assert!(!c.namespace_isolation);
+        assert_eq!(c.conf_dir, PathBuf::from("/etc/cni/multus/net.d"));
+        assert_eq!(c.primary_mode, PrimaryMode::Runtime);
+        assert_eq!(c.primary_interface, "eth0");
+    }
+
+    #[test]
+    fn global_namespaces_string_is_split_and_trimmed() {
+        assert_eq!(
+            Config::parse_global_namespaces(" default, shared ,,infra"),
+            ["default", "shared", "infra"]
+        );
+        assert!(Config::parse_global_namespaces("").is_empty());
+    }
+
+    #[test]
+    fn isolation_allows_own_and_global_namespaces_only() {
+        let mut c = Config::default();
+        assert!(c.may_reference("a", "b"));
+        c.namespace_isolation = true;
+        assert!(c.may_reference("a", "a"));
+        assert!(c.may_reference("a", "default"));
+        assert!(!c.may_reference("a", "b"));
+        c.global_namespaces = vec!["b".into()];
+        assert!(!c.may_reference("a", "default"));
+        assert!(c.may_reference("a", "b"));
+    }
+
+    #[test]
+    fn config_deserialises_camel_case_and_rejects_unknown_keys() {
+        let c: Config = serde_json::from_str(
+            r#"{"clusterNetwork":"cbr0","namespaceIsolation":true,"primaryMode":"plexus"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cluster_network.as_deref(), Some("cbr0"));
+        assert!(c.namespace_isolation);
+        assert_eq!(c.primary_mode, PrimaryMode::Plexus);
+        assert_eq!(c.multus_namespace, "kube-system");
+        assert!(serde_json::from_str::<Config>(r#"{"clusterNetwrk":"x"}"#).is_err());
+    }
+}

@@ -62,6 +62,9 @@ pub enum NetworkSource {
     },
     /// A CNI config file named directly (e.g. clusterNetwork given as a path or name).
     File { path: String },
+    /// The runtime's own CNI set this interface up (NRI path) and plexus was not told
+    /// which config it used; the attachment's config is empty and never executed.
+    Runtime,
 }
 
 /// The CNI config a delegate runs with.
@@ -222,4 +225,9 @@ pub struct PlannedAttachment {
     /// NAD annotation forcing the exec path (`plexus.io/delegation: exec`).
     #[serde(default)]
     pub force_exec: bool,
+    /// True when the container runtime's own CNI already created this interface (NRI
+    /// path, primary only): the engine must not execute the delegate (ADD nor DEL), but
+    /// still applies `route_plan` to it and reads its state for network-status.
+    #[serde(default)]
+    pub runtime_managed: bool,
 }
