@@ -1,0 +1,365 @@
+//! The Prometheus metrics of the node service, over `prometheus-client`. This module owns the
+//! metric names, help texts, label sets and buckets; callers only report facts (an attachment
+//! took so long through this path and driver, a request failed for this reason). Serving the
+//! registry over HTTP lives in [`endpoint`](crate::endpoint).
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `plexus_request_duration_seconds` | histogram | `path`, `operation` |
+//! | `plexus_setup_duration_seconds` | histogram (per attachment) | `path`, `driver` |
+//! | `plexus_teardown_duration_seconds` | histogram (per attachment) | `path`, `driver` |
+//! | `plexus_failures_total` | counter | `operation`, `reason` |
+//! | `plexus_requests_in_flight` | gauge | – |
+//! | `plexus_requests_queued` | gauge | – |
+//! | `plexus_attachments` | gauge | `network` |
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// How a request reached the node service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Path {
+    /// The containerd NRI plugin.
+    Nri,
+    /// The CNI shim.
+    Cni,
+    /// The node API directly (plexusctl, hot attach/detach).
+    Api,
+}
+
+/// How an attachment was configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Driver {
+    /// In-process rtnetlink driver.
+    Native,
+    /// A CNI plugin binary executed per the CNI spec.
+    Exec,
+}
+
+/// What a request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Attach a pod's networks at sandbox creation.
+    Setup,
+    /// Remove a pod's networks.
+    Teardown,
+    /// Hot-attach one network.
+    Attach,
+    /// Hot-detach one interface.
+    Detach,
+    /// Tear down sandboxes that no longer exist.
+    Reconcile,
+}
+
+macro_rules! label_value {
+    ($type:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $type {
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $type {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+    };
+}
+
+label_value!(Path { Nri => "nri", Cni => "cni", Api => "api" });
+label_value!(Driver { Native => "native", Exec => "exec" });
+label_value!(Operation {
+    Setup => "setup",
+    Teardown => "teardown",
+    Attach => "attach",
+    Detach => "detach",
+    Reconcile => "reconcile",
+});
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    path: Path,
+    operation: Operation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StepLabels {
+    path: Path,
+    driver: Driver,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FailureLabels {
+    operation: Operation,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NetworkLabels {
+    network: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 1 ms to about 16 s, doubling: covers a native attach and a slow delegate alike.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Handles to every plexus metric; cheap to clone, all clones update the same series.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    request_duration: HistogramFamily<RequestLabels>,
+    setup_duration: HistogramFamily<StepLabels>,
+    teardown_duration: HistogramFamily<StepLabels>,
+    failures: Family<FailureLabels, Counter>,
+    in_flight: Gauge,
+    queued: Gauge,
+    attachments: Family<NetworkLabels, Gauge>,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry` under the `plexus_` prefix.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            request_duration: Family::new_with_constructor(latency_histogram),
+            setup_duration: Family::new_with_constructor(latency_histogram),
+            teardown_duration: Family::new_with_constructor(latency_histogram),
+            failures: Family::default(),
+            in_flight: Gauge::default(),
+            queued: Gauge::default(),
+            attachments: Family::default(),
+        };
+        let registry = registry.sub_registry_with_prefix("plexus");
+        registry.register_with_unit(
+            "request_duration",
+            "Time to serve a node-service request, from admission to answer",
+            Unit::Seconds,
+            metrics.request_duration.clone(),
+        );
+        registry.register_with_unit(
+            "setup_duration",
+            "Time to set up one attachment",
+            Unit::Seconds,
+            metrics.setup_duration.clone(),
+        );
+        registry.register_with_unit(
+            "teardown_duration",
+            "Time to tear down one attachment",
+            Unit::Seconds,
+            metrics.teardown_duration.clone(),
+        );
+        registry.register(
+            "failures",
+            "Failed requests by operation and reason",
+            metrics.failures.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests being served now",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "requests_queued",
+            "Requests waiting for a free slot",
+            metrics.queued.clone(),
+        );
+        registry.register(
+            "attachments",
+            "Attachments currently recorded, by network",
+            metrics.attachments.clone(),
+        );
+        metrics
+    }
+
+    /// Records how long one whole request took.
+    pub fn observe_request(&self, path: Path, operation: Operation, elapsed: Duration) {
+        self.request_duration
+            .get_or_create(&RequestLabels { path, operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long setting up one attachment took.
+    pub fn observe_setup(&self, path: Path, driver: Driver, elapsed: Duration) {
+        self.setup_duration
+            .get_or_create(&StepLabels { path, driver })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long tearing down one attachment took.
+    pub fn observe_teardown(&self, path: Path, driver: Driver, elapsed: Duration) {
+        self.teardown_duration
+            .get_or_create(&StepLabels { path, driver })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed request. `reason` is a short fixed label such as `network_not_found`,
+    /// `deadline_exceeded`, `delegate_failed` (never a message: it must stay low-cardinality).
+    pub fn failure(&self, operation: Operation, reason: &'static str) {
+        self.failures
+            .get_or_create(&FailureLabels { operation, reason })
+            .inc();
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn in_flight(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.in_flight)
+    }
+
+    /// Counts a request as queued until the returned guard is dropped.
+    pub fn queued(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.queued)
+    }
+
+    /// Sets the number of recorded attachments of `network` (`namespace/name`); zero removes
+    /// the series.
+    pub fn set_attachments(&self, network: &str, count: usize) {
+        let labels = NetworkLabels {
+            network: network.to_owned(),
+        };
+        if count == 0 {
+            self.attachments.remove(&labels);
+        } else {
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            self.attachments.get_or_create(&labels).set(count);
+        }
+    }
+
+    /// Forgets every attachments series (before setting them again from a full listing).
+    pub fn clear_attachments(&self) {
+        self.attachments.clear();
+    }
+}
+
+/// Decrements its gauge when dropped.
+#[derive(Debug)]
+#[must_use = "the gauge is decremented when the guard is dropped"]
+pub struct GaugeGuard {
+    gauge: Gauge,
+}
+
+impl GaugeGuard {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self {
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Renders `registry` in the OpenMetrics text format served at `/metrics`.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail; an encoder error would only come from a metric whose
+    // own encoding fails, and ours do not.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> (Metrics, Registry) {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        (metrics, registry)
+    }
+
+    #[test]
+    fn every_family_is_typed_once_used() {
+        let (metrics, registry) = fixture();
+        // prometheus-client omits label families that have no series yet.
+        assert!(!render(&registry).contains("plexus_failures"));
+        metrics.observe_request(Path::Nri, Operation::Setup, Duration::from_millis(1));
+        metrics.observe_setup(Path::Nri, Driver::Native, Duration::from_millis(1));
+        metrics.observe_teardown(Path::Nri, Driver::Native, Duration::from_millis(1));
+        metrics.failure(Operation::Teardown, "state_corrupt");
+        metrics.set_attachments("kube-system/a", 1);
+        let text = render(&registry);
+        for family in [
+            "# TYPE plexus_request_duration_seconds histogram",
+            "# TYPE plexus_setup_duration_seconds histogram",
+            "# TYPE plexus_teardown_duration_seconds histogram",
+            "# TYPE plexus_failures counter",
+            "# TYPE plexus_requests_in_flight gauge",
+            "# TYPE plexus_requests_queued gauge",
+            "# TYPE plexus_attachments gauge",
+        ] {
+            assert!(text.contains(family), "missing {family:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn observations_render_with_their_labels() {
+        let (metrics, registry) = fixture();
+        metrics.observe_setup(Path::Nri, Driver::Native, Duration::from_millis(3));
+        metrics.observe_setup(Path::Nri, Driver::Native, Duration::from_millis(5));
+        metrics.observe_teardown(Path::Cni, Driver::Exec, Duration::from_millis(40));
+        metrics.observe_request(Path::Api, Operation::Attach, Duration::from_millis(7));
+        metrics.failure(Operation::Setup, "network_not_found");
+        metrics.failure(Operation::Setup, "network_not_found");
+        metrics.set_attachments("default/macvlan-conf", 3);
+        let text = render(&registry);
+        for line in [
+            "plexus_setup_duration_seconds_count{path=\"nri\",driver=\"native\"} 2",
+            "plexus_setup_duration_seconds_sum{path=\"nri\",driver=\"native\"} 0.008",
+            "plexus_setup_duration_seconds_bucket{le=\"0.004\",path=\"nri\",driver=\"native\"} 1",
+            "plexus_teardown_duration_seconds_count{path=\"cni\",driver=\"exec\"} 1",
+            "plexus_request_duration_seconds_count{path=\"api\",operation=\"attach\"} 1",
+            "plexus_failures_total{operation=\"setup\",reason=\"network_not_found\"} 2",
+            "plexus_attachments{network=\"default/macvlan-conf\"} 3",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn gauges_follow_their_guards() {
+        let (metrics, registry) = fixture();
+        let first = metrics.in_flight();
+        let _second = metrics.in_flight();
+        let queued = metrics.queued();
+        let text = render(&registry);
+        assert!(text.contains("plexus_requests_in_flight 2\n"), "{text}");
+        assert!(text.contains("plexus_requests_queued 1\n"), "{text}");
+        drop(first);
+        drop(queued);
+        let text = render(&registry);
+        assert!(text.contains("plexus_requests_in_flight 1\n"), "{text}");
+        assert!(text.contains("plexus_requests_queued 0\n"), "{text}");
+    }
+
+    #[test]
+    fn zero_attachments_removes_the_series() {
+        let (metrics, registry) = fixture();
+        metrics.set_attachments("default/a", 2);
+        metrics.set_attachments("default/b", 1);
+        metrics.set_attachments("default/a", 0);
+        let text = render(&registry);
+        assert!(!text.contains("network=\"default/a\""), "{text}");
+        assert!(
+            text.contains("plexus_attachments{network=\"default/b\"} 1"),
+            "{text}"
+        );
+        metrics.clear_attachments();
+        assert!(!render(&registry).contains("network=\"default/b\""));
+    }
+}
