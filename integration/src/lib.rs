@@ -1,1 +1,21 @@
-//! placeholder
+//! End-to-end harness of plexus: a private containerd 1.7 with CRI and NRI, a minimal CRI
+//! client, a pause image built from a static busybox, pods created through CRI, and (in
+//! [`plexus`]) plexusd and plexus-nri started against that containerd.
+//!
+//! Everything it creates is private to one run (run dir, network namespaces, links with
+//! unique names) and removed by `Drop` guards, also when a test fails. It never touches
+//! the system containerd or `/etc/cni/net.d`.
+
+pub mod containerd;
+pub mod cri;
+pub mod error;
+pub mod image;
+pub mod netns;
+pub mod pod;
+pub mod privileged;
+pub mod process;
+
+pub use containerd::{Containerd, Options};
+pub use error::{Error, Result};
+pub use pod::{Pod, PodSpec};
+pub use privileged::require_privileged;
