@@ -1,1 +1,20 @@
-//! placeholder
+//! plexus-nri: the containerd NRI plugin of plexus. It speaks NRI's wire protocol
+//! (a connection [`mux`] carrying hand-rolled [`ttrpc`]), registers with the runtime,
+//! and forwards pod-sandbox events to plexusd's node API ([`event`]). It decides
+//! nothing about networks: plexusd does. The one local decision is documented in
+//! [`convert::needs_nothing`].
+
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod event;
+pub mod mux;
+pub mod node;
+pub mod plugin;
+pub mod service;
+pub mod trace;
+pub mod ttrpc;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use plugin::Plugin;

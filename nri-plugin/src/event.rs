@@ -1,0 +1,210 @@
+//! Pod events → node API calls. RunPodSandbox becomes `SetupPod` under a deadline and
+//! its failure becomes an error status that fails the pod; Stop/RemovePodSandbox become
+//! `TeardownPod` and never fail; Synchronize becomes an asynchronous `Reconcile`.
+//!
+//! Ordering: a Reconcile holds the write side of a gate that every pod event takes for
+//! reading, so a Run arriving after a Synchronize reaches plexusd only after the
+//! Reconcile has finished and cannot be mistaken for a dead sandbox. tokio's `RwLock` is
+//! fair, so the Reconcile queued by Synchronize is served before any later event.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plexus_proto::nri::PodSandbox;
+use plexus_proto::v1::ReconcileRequest;
+use plexus_proto::v1::node_client::NodeClient;
+use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tracing::Instrument as _;
+
+use crate::convert;
+use crate::trace::{TRACEPARENT_KEY, TraceParent};
+use crate::ttrpc::{Status, code};
+
+/// Exclusive right to talk to plexusd, taken by a Reconcile before Synchronize replies.
+#[derive(Debug)]
+pub struct ReconcileGuard {
+    _held: OwnedRwLockWriteGuard<()>,
+}
+
+/// Forwards pod events to plexusd. Shared by every runtime session.
+#[derive(Debug)]
+pub struct Forwarder {
+    client: NodeClient<Channel>,
+    plexusd_socket: PathBuf,
+    gate: Arc<RwLock<()>>,
+    reconcile_timeout: Duration,
+}
+
+impl Forwarder {
+    /// A forwarder over `channel`; `plexusd_socket` only names the peer in messages.
+    pub fn new(channel: Channel, plexusd_socket: PathBuf, reconcile_timeout: Duration) -> Self {
+        Self {
+            client: NodeClient::new(channel),
+            plexusd_socket,
+            gate: Arc::new(RwLock::new(())),
+            reconcile_timeout,
+        }
+    }
+
+    /// RunPodSandbox: `SetupPod` within `deadline`. An error status names the pod and
+    /// carries plexusd's message (which names the network and the cause).
+    pub async fn run_pod_sandbox(&self, pod: PodSandbox, deadline: Duration) -> Result<(), Status> {
+        if convert::needs_nothing(&pod) {
+            tracing::debug!(pod = %convert::pod_label(&pod), sandbox = %pod.id,
+                "host-network pod without network annotations: nothing to do");
+            return Ok(());
+        }
+        let label = convert::pod_label(&pod);
+        let traceparent = TraceParent::random();
+        let span = tracing::info_span!("run_pod_sandbox", pod = %label, sandbox = %pod.id,
+            traceparent = %traceparent);
+        async {
+            let started = Instant::now();
+            let call = async {
+                let _gate = self.gate.read().await;
+                let mut request = tonic::Request::new(convert::setup_request(&pod));
+                request.set_timeout(deadline);
+                insert_traceparent(&mut request, traceparent);
+                self.client.clone().setup_pod(request).await
+            };
+            match tokio::time::timeout(deadline, call).await {
+                Ok(Ok(response)) => {
+                    let attachments = response.get_ref().attachments.len();
+                    tracing::info!(attachments, elapsed_ms = elapsed_ms(started),
+                        "pod networks set up");
+                    Ok(())
+                }
+                Ok(Err(status)) => {
+                    let status = self.setup_failed(&label, &status);
+                    tracing::warn!(elapsed_ms = elapsed_ms(started), error = %status.message,
+                        "pod network setup failed");
+                    Err(status)
+                }
+                Err(_) => {
+                    let status = Status::new(
+                        code::DEADLINE_EXCEEDED,
+                        format!(
+                            "plexus: network setup for pod {label} did not finish within \
+                             {deadline:?} (plexusd at {}); the pod is failed so the kubelet retries",
+                            self.plexusd_socket.display()
+                        ),
+                    );
+                    tracing::warn!(error = %status.message, "pod network setup timed out");
+                    Err(status)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Stop/RemovePodSandbox: `TeardownPod` within `deadline`. Always succeeds towards
+    /// the runtime (failing would not help: containerd only logs it); errors are logged
+    /// and the sandbox is left to the next Reconcile or the CNI DEL.
+    pub async fn teardown_pod_sandbox(
+        &self,
+        pod: PodSandbox,
+        event: &'static str,
+        deadline: Duration,
+    ) {
+        let label = convert::pod_label(&pod);
+        let traceparent = TraceParent::random();
+        let span = tracing::info_span!("teardown_pod_sandbox", event, pod = %label,
+            sandbox = %pod.id, traceparent = %traceparent);
+        async {
+            let started = Instant::now();
+            let call = async {
+                let _gate = self.gate.read().await;
+                let mut request = tonic::Request::new(convert::teardown_request(&pod));
+                request.set_timeout(deadline);
+                insert_traceparent(&mut request, traceparent);
+                self.client.clone().teardown_pod(request).await
+            };
+            match tokio::time::timeout(deadline, call).await {
+                Ok(Ok(response)) => {
+                    let r = response.get_ref();
+                    tracing::info!(
+                        known = r.known,
+                        removed = r.removed.len(),
+                        elapsed_ms = elapsed_ms(started),
+                        "pod networks torn down"
+                    );
+                }
+                Ok(Err(status)) => tracing::warn!(code = ?status.code(),
+                    error = %status.message(), "pod teardown failed; left to reconcile"),
+                Err(_) => tracing::warn!(?deadline, "pod teardown timed out; left to reconcile"),
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Takes the gate for a Reconcile; waits for in-flight pod events to finish.
+    pub async fn begin_reconcile(&self) -> ReconcileGuard {
+        ReconcileGuard {
+            _held: self.gate.clone().write_owned().await,
+        }
+    }
+
+    /// `Reconcile` with the live sandbox ids; holds `guard` until plexusd answered.
+    pub async fn reconcile(&self, live: Vec<String>, guard: ReconcileGuard) {
+        let traceparent = TraceParent::random();
+        let span = tracing::info_span!("reconcile", live = live.len(), traceparent = %traceparent);
+        async {
+            let mut request = tonic::Request::new(ReconcileRequest {
+                live_sandbox_ids: live,
+            });
+            request.set_timeout(self.reconcile_timeout);
+            insert_traceparent(&mut request, traceparent);
+            let mut client = self.client.clone();
+            match tokio::time::timeout(self.reconcile_timeout, client.reconcile(request)).await {
+                Ok(Ok(response)) => {
+                    let r = response.get_ref();
+                    tracing::info!(torn_down = ?r.torn_down, failed = ?r.failed, "reconciled");
+                }
+                Ok(Err(status)) => tracing::warn!(code = ?status.code(),
+                    error = %status.message(), "reconcile failed"),
+                Err(_) => tracing::warn!(timeout = ?self.reconcile_timeout, "reconcile timed out"),
+            }
+        }
+        .instrument(span)
+        .await;
+        drop(guard);
+    }
+
+    fn setup_failed(&self, label: &str, status: &tonic::Status) -> Status {
+        // tonic reports a failed dial (no socket, refused) as UNAVAILABLE; plexusd
+        // itself never answers UNAVAILABLE (see node.proto).
+        if status.code() == tonic::Code::Unavailable {
+            return Status::new(
+                code::UNAVAILABLE,
+                format!(
+                    "plexus: network setup for pod {label} failed: plexusd is not reachable at {}: {}",
+                    self.plexusd_socket.display(),
+                    status.message()
+                ),
+            );
+        }
+        Status::new(
+            status.code() as i32,
+            format!(
+                "plexus: network setup for pod {label} failed: {}",
+                status.message()
+            ),
+        )
+    }
+}
+
+fn insert_traceparent<T>(request: &mut tonic::Request<T>, traceparent: TraceParent) {
+    // The W3C format is plain ASCII, so this never fails.
+    if let Ok(value) = MetadataValue::try_from(traceparent.to_string()) {
+        request.metadata_mut().insert(TRACEPARENT_KEY, value);
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}

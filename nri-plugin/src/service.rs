@@ -1,0 +1,196 @@
+//! The NRI Plugin ttrpc service (`nri.pkg.api.v1alpha1.Plugin`) for one runtime
+//! session: Configure, Synchronize (split-aware), StateChange, the direct pod methods of
+//! NRI >= 0.12 and Shutdown. Decodes the wire messages and hands pods to the
+//! [`Forwarder`]; every other method is UNIMPLEMENTED, as the runtime expects.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plexus_proto::nri::{
+    ConfigureRequest, ConfigureResponse, Empty, Event, PodSandbox, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StateChangeEvent, StopPodSandboxRequest, SynchronizeRequest,
+    SynchronizeResponse,
+};
+use prost::Message;
+
+use crate::config::effective_deadline;
+use crate::event::Forwarder;
+use crate::ttrpc::server::{Call, Service};
+use crate::ttrpc::{Status, code};
+
+/// Service name of the plugin side (conn 1).
+pub const PLUGIN_SERVICE: &str = "nri.pkg.api.v1alpha1.Plugin";
+/// Service name of the runtime side (conn 2).
+pub const RUNTIME_SERVICE: &str = "nri.pkg.api.v1alpha1.Runtime";
+/// Subscribed events: RUN | STOP | REMOVE_POD_SANDBOX (bit `1 << (event - 1)`).
+pub const EVENT_MASK: i32 = 0x7;
+
+/// The Plugin service of one session. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PluginService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    forwarder: Arc<Forwarder>,
+    deadline: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// `request_timeout` from Configure (NRI >= 0.7).
+    request_timeout: Option<Duration>,
+    /// Sandbox ids of a split Synchronize collected so far.
+    sync_ids: Vec<String>,
+}
+
+impl PluginService {
+    /// A fresh session state over the shared `forwarder`; `deadline` bounds pod events.
+    pub fn new(forwarder: Arc<Forwarder>, deadline: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                forwarder,
+                deadline,
+                state: Mutex::default(),
+            }),
+        }
+    }
+}
+
+impl Service for PluginService {
+    fn name(&self) -> &str {
+        PLUGIN_SERVICE
+    }
+
+    fn call(&self, call: Call) -> impl Future<Output = Result<Vec<u8>, Status>> + Send + 'static {
+        let inner = self.inner.clone();
+        async move {
+            let Call {
+                method,
+                payload,
+                timeout,
+            } = call;
+            match method.as_str() {
+                "Configure" => inner.configure(decode(&payload)?),
+                "Synchronize" => inner.synchronize(decode(&payload)?).await,
+                "StateChange" => {
+                    let event: StateChangeEvent = decode(&payload)?;
+                    let pod = event.pod.unwrap_or_default();
+                    match Event::try_from(event.event) {
+                        Ok(Event::RunPodSandbox) => inner.run(pod, timeout).await,
+                        Ok(Event::StopPodSandbox) => inner.teardown(pod, "stop", timeout).await,
+                        Ok(Event::RemovePodSandbox) => inner.teardown(pod, "remove", timeout).await,
+                        _ => {
+                            tracing::debug!(event = event.event, "ignoring unsubscribed event");
+                            Ok(Empty {}.encode_to_vec())
+                        }
+                    }
+                }
+                "RunPodSandbox" => {
+                    let req: RunPodSandboxRequest = decode(&payload)?;
+                    inner.run(req.pod.unwrap_or_default(), timeout).await
+                }
+                "StopPodSandbox" => {
+                    let req: StopPodSandboxRequest = decode(&payload)?;
+                    let pod = req.pod.unwrap_or_default();
+                    inner.teardown(pod, "stop", timeout).await
+                }
+                "RemovePodSandbox" => {
+                    let req: RemovePodSandboxRequest = decode(&payload)?;
+                    let pod = req.pod.unwrap_or_default();
+                    inner.teardown(pod, "remove", timeout).await
+                }
+                "Shutdown" => {
+                    tracing::info!("runtime asked the plugin to shut down");
+                    Ok(Empty {}.encode_to_vec())
+                }
+                other => Err(Status::unknown_method(other)),
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // State holds plain values; a panicked holder cannot leave it half-updated.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn configure(&self, req: ConfigureRequest) -> Result<Vec<u8>, Status> {
+        let request_timeout = u64::try_from(req.request_timeout)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
+        self.lock().request_timeout = request_timeout;
+        tracing::info!(runtime = %req.runtime_name, version = %req.runtime_version,
+            ?request_timeout, events = EVENT_MASK, "configured by the runtime");
+        Ok(ConfigureResponse { events: EVENT_MASK }.encode_to_vec())
+    }
+
+    async fn synchronize(&self, req: SynchronizeRequest) -> Result<Vec<u8>, Status> {
+        let live = {
+            let mut state = self.lock();
+            state.sync_ids.extend(req.pods.into_iter().map(|p| p.id));
+            if req.more {
+                return Ok(SynchronizeResponse {
+                    update: Vec::new(),
+                    more: true,
+                }
+                .encode_to_vec());
+            }
+            std::mem::take(&mut state.sync_ids)
+        };
+        tracing::info!(
+            pods = live.len(),
+            "synchronized; reconciling in the background"
+        );
+        // Take the gate before replying, so events after this Synchronize wait for the
+        // Reconcile; the Reconcile itself runs after the reply.
+        let guard = self.forwarder.begin_reconcile().await;
+        let forwarder = self.forwarder.clone();
+        tokio::spawn(async move { forwarder.reconcile(live, guard).await });
+        Ok(SynchronizeResponse::default().encode_to_vec())
+    }
+
+    fn deadline(&self, call_timeout: Option<Duration>) -> Duration {
+        let request_timeout = self.lock().request_timeout;
+        effective_deadline(self.deadline, request_timeout, call_timeout)
+    }
+
+    async fn run(
+        &self,
+        pod: PodSandbox,
+        call_timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, Status> {
+        let deadline = self.deadline(call_timeout);
+        self.forwarder.run_pod_sandbox(pod, deadline).await?;
+        Ok(Empty {}.encode_to_vec())
+    }
+
+    async fn teardown(
+        &self,
+        pod: PodSandbox,
+        event: &'static str,
+        call_timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, Status> {
+        let deadline = self.deadline(call_timeout);
+        self.forwarder
+            .teardown_pod_sandbox(pod, event, deadline)
+            .await;
+        Ok(Empty {}.encode_to_vec())
+    }
+}
+
+fn decode<M: Message + Default>(payload: &[u8]) -> Result<M, Status> {
+    M::decode(payload).map_err(|err| {
+        Status::new(
+            code::INVALID_ARGUMENT,
+            format!("decode {}: {err}", std::any::type_name::<M>()),
+        )
+    })
+}
