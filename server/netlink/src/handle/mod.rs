@@ -1,0 +1,93 @@
+//! [`Handle`]: our rtnetlink handle bound to one network namespace.
+//!
+//! The socket is opened on a dedicated thread inside the namespace (see [`crate::netns`]),
+//! then driven by a connection task on the tokio runtime; every request made through the
+//! handle therefore acts on that namespace, whichever thread awaits it. The API takes
+//! domain types ([`Link`](crate::link::Link), `IpNet`, [`MacAddr`](crate::MacAddr),
+//! [`RouteSpec`]) and never raw netlink messages. `find_*` fails when the object is
+//! missing, `try_find_*` returns `None`; deletes of things already gone succeed.
+
+mod addr;
+mod link;
+mod route;
+
+use std::fmt;
+use std::os::fd::IntoRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use addr::Address;
+pub use link::LinkChange;
+pub use route::{OnExists, Route, RouteSpec};
+
+use crate::error::Result;
+use crate::netns::{self, Netns};
+
+/// An rtnetlink connection bound to one network namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    nl: rtnetlink::Handle,
+    netns: Arc<Netns>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("netns", &self.netns.path())
+            .finish()
+    }
+}
+
+impl Handle {
+    /// Opens a handle on `netns`. Must be called within a tokio runtime (it spawns the
+    /// connection task, which ends when the last clone of the handle is dropped).
+    pub async fn open(netns: Netns) -> Result<Handle> {
+        let fd = netns::open_route_socket(&netns).await?;
+        // SAFETY: `fd` is an owned NETLINK_ROUTE socket; ownership moves into TokioSocket.
+        let socket = unsafe {
+            <netlink_sys::TokioSocket as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd())
+        };
+        let (conn, nl, _) = rtnetlink::from_socket(socket);
+        tokio::spawn(conn);
+        Ok(Handle {
+            nl,
+            netns: Arc::new(netns),
+        })
+    }
+
+    /// Opens a handle on the netns at `path` (`/var/run/netns/x`, `/proc/<pid>/ns/net`).
+    pub async fn open_path(path: impl AsRef<Path>) -> Result<Handle> {
+        Handle::open(Netns::open(path)?).await
+    }
+
+    /// Opens a handle on this process's own netns (the "host" when plexusd runs there).
+    pub async fn current() -> Result<Handle> {
+        Handle::open(Netns::current()?).await
+    }
+
+    /// The namespace this handle acts on.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// The namespace path, for messages.
+    pub(crate) fn ns_name(&self) -> String {
+        self.netns.path().display().to_string()
+    }
+
+    /// The underlying rtnetlink handle, for requests this API does not cover yet.
+    pub fn rtnetlink(&self) -> &rtnetlink::Handle {
+        &self.nl
+    }
+
+    /// Reads a per-netns sysctl of this handle's netns (`net.ipv4.conf.eth0.arp_notify`
+    /// or slash form `net/ipv4/conf/eth0.100/arp_notify` for names with dots).
+    pub async fn sysctl(&self, key: &str) -> Result<String> {
+        crate::sysctl::read(&self.netns, key).await
+    }
+
+    /// Writes a per-netns sysctl of this handle's netns.
+    pub async fn set_sysctl(&self, key: &str, value: &str) -> Result<()> {
+        crate::sysctl::write(&self.netns, key, value).await
+    }
+}
