@@ -1,5 +1,5 @@
 //! The CNI result in its canonical in-memory form: the spec 1.0.0 / 1.1.0 shape
-//! (`types100`). Older versions are converted to and from it in `version.rs`.
+//! (`types100`). Older versions are converted to and from it in `convert.rs`.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +58,11 @@ pub struct IpConfig {
     /// Address with prefix length, e.g. `192.0.2.10/24`.
     pub address: ipnet::IpNet,
     /// Gateway, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_ip"
+    )]
     pub gateway: Option<std::net::IpAddr>,
 }
 
@@ -68,7 +72,11 @@ pub struct Route {
     /// Destination.
     pub dst: ipnet::IpNet,
     /// Next hop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_ip"
+    )]
     pub gw: Option<std::net::IpAddr>,
     /// Route MTU (1.1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,5 +119,19 @@ impl Dns {
             && self.domain.is_empty()
             && self.search.is_empty()
             && self.options.is_empty()
+    }
+}
+
+/// Reads an optional IP address the way Go's `net.IP` does: `null` and `""` mean none.
+pub(crate) fn lenient_ip<'de, D>(
+    deserializer: D,
+) -> std::result::Result<Option<std::net::IpAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text: Option<String> = Option::deserialize(deserializer)?;
+    match text.as_deref() {
+        None | Some("") => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
     }
 }
