@@ -40,6 +40,9 @@ pub mod propagation;
 pub mod span;
 pub mod subscriber;
 
+#[cfg(feature = "test-util")]
+pub mod test_util;
+
 pub use endpoint::{MetricsServer, serve_metrics};
 pub use error::{Error, Result};
 pub use metrics::{Driver, GaugeGuard, Metrics, Operation, Path, render};

@@ -1,0 +1,188 @@
+//! Test helpers, compiled only for tests (`test-util` feature): [`OtlpReceiver`], a real
+//! OTLP/gRPC collector (`opentelemetry.proto.collector.trace.v1.TraceService`) on 127.0.0.1:0
+//! that keeps every span it receives, flattened with its resource's `service.name`, so tests of
+//! this and other crates can assert trace structure and attributes. Never used in production.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+/// One received span, with ids in lowercase hex (empty parent for a root span).
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    /// `service.name` of the resource that sent the span.
+    pub service_name: String,
+    /// Trace id, 32 hex digits.
+    pub trace_id: String,
+    /// Span id, 16 hex digits.
+    pub span_id: String,
+    /// Parent span id, empty for a root span.
+    pub parent_span_id: String,
+    /// Span name.
+    pub name: String,
+    /// `opentelemetry.proto.trace.v1.Span.SpanKind` (2 = server).
+    pub kind: i32,
+    /// `Status.code` (0 unset, 1 ok, 2 error).
+    pub status_code: i32,
+    /// `Status.message`.
+    pub status_message: String,
+    /// String, bool and number attributes rendered as text.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl ReceivedSpan {
+    /// The attribute `key`, or a panic naming the span and what it has.
+    pub fn attr(&self, key: &str) -> &str {
+        self.attributes.get(key).unwrap_or_else(|| {
+            panic!(
+                "span {:?} has no attribute {key:?}; it has {:?}",
+                self.name, self.attributes
+            )
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    arrived: Notify,
+}
+
+#[derive(Debug, Clone)]
+struct Collector(Arc<Store>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans.resource.unwrap_or_default();
+            let service_name = attributes(&resource.attributes)
+                .remove("service.name")
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    let status = span.status.unwrap_or_default();
+                    received.push(ReceivedSpan {
+                        service_name: service_name.clone(),
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        name: span.name,
+                        kind: span.kind,
+                        status_code: status.code,
+                        status_message: status.message,
+                        attributes: attributes(&span.attributes),
+                    });
+                }
+            }
+        }
+        self.0.spans.lock().unwrap().extend(received);
+        self.0.arrived.notify_waiters();
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
+    list.iter()
+        .filter_map(|kv| Some((kv.key.clone(), text(kv.value.as_ref()?)?)))
+        .collect()
+}
+
+fn text(value: &AnyValue) -> Option<String> {
+    match value.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        any_value::Value::BoolValue(b) => Some(b.to_string()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        any_value::Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The running receiver; it serves until its runtime ends.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    store: Arc<Store>,
+}
+
+impl OtlpReceiver {
+    /// Binds 127.0.0.1:0 and serves on the current runtime.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let store = Arc::new(Store::default());
+        let service = TraceServiceServer::new(Collector(Arc::clone(&store)));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        Self { addr, store }
+    }
+
+    /// The endpoint to configure as `otlp_endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far with `trace_id`.
+    pub fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        let spans = self.store.spans.lock().unwrap();
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until at least `count` spans of `trace_id` arrived; panics after `timeout`.
+    pub async fn wait_for_trace(
+        &self,
+        trace_id: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<ReceivedSpan> {
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let arrived = self.store.arrived.notified();
+                let spans = self.trace(trace_id);
+                if spans.len() >= count {
+                    return spans;
+                }
+                arrived.await;
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| {
+            panic!(
+                "the collector got {:?} spans of trace {trace_id} within {timeout:?}, wanted {count}",
+                self.trace(trace_id)
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>()
+            )
+        })
+    }
+}
