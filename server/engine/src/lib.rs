@@ -5,4 +5,11 @@
 //! and the crash-safe per-sandbox state. It executes a [`plexus_core::plan::Plan`]; it
 //! never decides what a pod gets (that is `plexus_core::resolve`).
 
+pub mod config;
 pub mod delegate;
+pub mod error;
+pub mod ipam;
+pub mod state;
+
+pub use config::{DelegationMode, EngineConfig};
+pub use error::{Error, Result, SetupError};

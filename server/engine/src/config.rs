@@ -1,0 +1,54 @@
+//! Engine configuration (filled by plexusd from its config file and flags).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Node-wide choice between the native path and the exec path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DelegationMode {
+    /// Native when the config is fully understood, exec otherwise.
+    #[default]
+    Auto,
+    /// Always run the CNI plugin binaries.
+    ForceExec,
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Directory of per-sandbox state records.
+    pub state_dir: PathBuf,
+    /// Directories searched for CNI plugin binaries (exec path).
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// libcni cache directory (`results/` lives below it).
+    pub cni_cache_dir: PathBuf,
+    /// Default host-local lease root (a config's `dataDir` wins).
+    pub ipam_data_dir: PathBuf,
+    /// Deadline for one CNI plugin execution.
+    pub delegate_timeout: Duration,
+    /// Native or forced exec.
+    pub delegation: DelegationMode,
+    /// The netns holding host-side links (masters, bridges, host devices); `None` = ours.
+    pub host_netns: Option<PathBuf>,
+    /// Link group of every link plexus creates in a pod.
+    pub link_group: u32,
+}
+
+impl EngineConfig {
+    /// The usual paths below `state_dir`, with CNI defaults elsewhere.
+    pub fn new(state_dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            state_dir: state_dir.into(),
+            cni_bin_dirs: vec!["/opt/cni/bin".into()],
+            cni_cache_dir: "/var/lib/cni".into(),
+            ipam_data_dir: "/var/lib/cni/networks".into(),
+            delegate_timeout: Duration::from_secs(30),
+            delegation: DelegationMode::Auto,
+            host_netns: None,
+            link_group: plexus_netlink::link::DEFAULT_LINK_GROUP,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Errors of the attach engine: one enum for single operations, and [`SetupError`] for a
+//! failed multi-network setup (which network failed, why, and what was undone).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed engine operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The state directory could not be created or listed.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sandbox record could not be serialised.
+    #[error("encode state record of sandbox {sandbox_id}")]
+    EncodeRecord {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A sandbox record could not be written durably.
+    #[error("write state record {path}")]
+    WriteRecord {
+        /// The record file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sandbox record could not be read.
+    #[error("read state record {path}")]
+    ReadRecord {
+        /// The record file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sandbox record exists but is not a valid record (truncated, edited, foreign).
+    #[error("state record {path} is corrupt: {reason}")]
+    CorruptRecord {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A host-local lease file or directory could not be used.
+    #[error("host-local lease store {path}")]
+    Lease {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The IPAM section cannot be satisfied (bad range, no free address, ...).
+    #[error("ipam for network {network}: {reason}")]
+    InvalidIpam {
+        /// The CNI network name.
+        network: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A native driver's config was accepted by classification but is unusable.
+    #[error("network {network}: invalid {kind} config: {reason}")]
+    InvalidConfig {
+        /// The network.
+        network: String,
+        /// The plugin type.
+        kind: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pod's network namespace is not there.
+    #[error("network namespace {path} not found: {source}")]
+    NetnsMissing {
+        /// The netns path.
+        path: PathBuf,
+        /// The error opening it.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The interface name is already taken in the pod (Multus F8).
+    #[error("validateIfName: interface name {interface} already exists")]
+    InterfaceExists {
+        /// The interface name.
+        interface: String,
+    },
+    /// A netlink operation failed.
+    #[error("{op}")]
+    Netlink {
+        /// What was being done (`create macvlan net1 on eth0`, ...).
+        op: String,
+        /// The netlink error.
+        #[source]
+        source: Box<plexus_netlink::Error>,
+    },
+    /// A per-netns sysctl could not be written.
+    #[error("set sysctl {key}")]
+    Sysctl {
+        /// The sysctl path below `/proc/sys`.
+        key: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No attachment with this interface name is recorded for the sandbox.
+    #[error("sandbox {sandbox_id} has no attachment on interface {interface}")]
+    NoSuchAttachment {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The interface asked for.
+        interface: String,
+    },
+    /// The sandbox is unknown.
+    #[error("sandbox {sandbox_id} is not known")]
+    UnknownSandbox {
+        /// The sandbox.
+        sandbox_id: String,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+    /// Teardown could not remove everything (it did all it could; details listed).
+    #[error("teardown of sandbox {sandbox_id} incomplete: {}", .problems.join("; "))]
+    TeardownIncomplete {
+        /// The sandbox.
+        sandbox_id: String,
+        /// What failed.
+        problems: Vec<String>,
+    },
+}
+
+/// A pod setup that failed part-way; everything already made was undone.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// One network failed.
+    #[error("[{pod}:{network}]: error adding container to network {network:?} on interface {interface}: {source}{}", undo_note(.undone, .undo_failures))]
+    Attach {
+        /// The pod (`namespace/name`).
+        pod: String,
+        /// The failing network.
+        network: String,
+        /// Its interface.
+        interface: String,
+        /// Why.
+        #[source]
+        source: Error,
+        /// Interfaces of earlier attachments that were undone, in undo order.
+        undone: Vec<String>,
+        /// Undo steps that failed (left to teardown).
+        undo_failures: Vec<String>,
+    },
+    /// The caller's deadline passed; everything made so far was undone.
+    #[error("setup of {pod} exceeded its deadline of {deadline:?} at network {network:?}{}", undo_note(.undone, .undo_failures))]
+    DeadlineExceeded {
+        /// The pod.
+        pod: String,
+        /// The deadline.
+        deadline: Duration,
+        /// The network being attached when it passed.
+        network: String,
+        /// Interfaces undone, in undo order.
+        undone: Vec<String>,
+        /// Undo steps that failed.
+        undo_failures: Vec<String>,
+    },
+    /// Setup could not start (state, existing sandbox, ...).
+    #[error("setup of sandbox {sandbox_id}")]
+    Engine {
+        /// The sandbox.
+        sandbox_id: String,
+        /// Why.
+        #[source]
+        source: Error,
+    },
+}
+
+fn undo_note(undone: &[String], failures: &[String]) -> String {
+    let mut s = String::new();
+    if !undone.is_empty() {
+        s.push_str(&format!(" (undone: {})", undone.join(", ")));
+    }
+    if !failures.is_empty() {
+        s.push_str(&format!(" (undo failed: {})", failures.join("; ")));
+    }
+    s
+}

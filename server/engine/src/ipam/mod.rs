@@ -1,0 +1,185 @@
+//! Built-in IPAM: `static` and `host-local`, accepting exactly the config keys the
+//! reference plugins (containernetworking/plugins v1.1.1) read, so a config with any other
+//! key is left to the exec path.
+//!
+//! `host-local` shares the reference plugin's on-disk lease store (same directory, file
+//! names, contents and `flock`), so either implementation can release the other's
+//! leases. This module allocates and releases; it does not touch interfaces.
+
+mod fixed;
+mod host_local;
+mod range;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use plexus_core::cni::{Dns, IpConfig, Route};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::state::LeaseRecord;
+
+pub use fixed::{DnsConfig, StaticAddress, StaticConfig};
+pub use host_local::{HostLocalConfig, LeaseStore};
+pub use range::RangeConfig;
+
+/// An IPAM section the native path understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Config {
+    /// `"type": "static"`.
+    Static(StaticConfig),
+    /// `"type": "host-local"`.
+    HostLocal(HostLocalConfig),
+}
+
+impl Config {
+    /// Parses an `ipam` object; `None` when its type is not built in or a key is not
+    /// understood (the attachment then goes to the exec path).
+    pub fn parse(value: &serde_json::Value) -> Option<Config> {
+        let kind = value.get("type")?.as_str()?;
+        match kind {
+            "static" => StaticConfig::deserialize(value).ok().map(Config::Static),
+            "host-local" => HostLocalConfig::deserialize(value)
+                .ok()
+                .filter(HostLocalConfig::is_supported)
+                .map(Config::HostLocal),
+            _ => None,
+        }
+    }
+}
+
+/// A route as written in an IPAM section (`types.Route`: `dst`, optional `gw`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Destination.
+    pub dst: IpNet,
+    /// Next hop; the interface's gateway of the same family when absent.
+    #[serde(default)]
+    pub gw: Option<IpAddr>,
+}
+
+impl RouteConfig {
+    fn to_route(&self) -> Route {
+        Route {
+            dst: self.dst,
+            gw: self.gw,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
+    }
+}
+
+/// What an allocation is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The network `name` of the CNI config (names the host-local lease directory).
+    pub network_name: String,
+    /// Container (sandbox) id written into leases.
+    pub container_id: String,
+    /// Interface name written into leases.
+    pub ifname: String,
+    /// The config's `cniVersion` (0.1.0/0.2.0 allow one address per family only).
+    pub cni_version: String,
+    /// Specific addresses requested (`IP=` CNI arg, `args.cni.ips`, runtimeConfig `ips`).
+    pub ips: Vec<String>,
+    /// `GATEWAY=` CNI arg (static only).
+    pub gateway_arg: Option<String>,
+}
+
+/// The outcome of an allocation: the IPAM part of a CNI result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allocation {
+    /// Addresses with gateways (no interface index yet).
+    pub ips: Vec<IpConfig>,
+    /// Routes as configured.
+    pub routes: Vec<Route>,
+    /// DNS as configured.
+    pub dns: Dns,
+}
+
+/// Where a request's host-local leases live, known before anything is allocated (so it
+/// can be recorded as an intent).
+pub fn lease_for(cfg: &Config, req: &Request, default_data_dir: &Path) -> Option<LeaseRecord> {
+    match cfg {
+        Config::Static(_) => None,
+        Config::HostLocal(h) => Some(LeaseRecord {
+            dir: h.lease_dir(&req.network_name, default_data_dir),
+            container_id: req.container_id.clone(),
+            ifname: req.ifname.clone(),
+            ips: Vec::new(),
+        }),
+    }
+}
+
+/// Allocates addresses for `req`. Blocking (file locks); call off the async runtime.
+pub fn allocate(cfg: &Config, req: &Request, default_data_dir: &Path) -> Result<Allocation> {
+    match cfg {
+        Config::Static(s) => s.allocate(req),
+        Config::HostLocal(h) => h.allocate(req, default_data_dir),
+    }
+}
+
+/// Releases the leases of `lease` (absent leases are fine). Blocking.
+pub fn release(lease: &LeaseRecord) -> Result<()> {
+    if !lease.dir.exists() {
+        return Ok(());
+    }
+    let store = LeaseStore::open(&lease.dir)?;
+    store.release(&lease.container_id, &lease.ifname)
+}
+
+/// Releases every lease under `data_dir/*/` whose file names `container_id`, skipping
+/// interfaces in `keep`. Used when a sandbox's record is unreadable. Returns what was
+/// released as `(dir, ip, ifname)`.
+pub fn release_all_for_container(
+    data_dir: &Path,
+    container_id: &str,
+    keep: &[&str],
+) -> Result<Vec<(PathBuf, String, String)>> {
+    let mut released = Vec::new();
+    let entries = match std::fs::read_dir(data_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(released),
+        Err(source) => {
+            return Err(Error::Lease {
+                path: data_dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let store = LeaseStore::open(&dir)?;
+        for (ip, ifname) in store.release_container(container_id, keep)? {
+            released.push((dir.clone(), ip, ifname));
+        }
+    }
+    Ok(released)
+}
+
+/// Parses an address as host-local and static accept it: `a.b.c.d` or `a.b.c.d/len`.
+fn parse_ip_or_cidr(s: &str) -> Option<(IpAddr, Option<IpNet>)> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some((ip, None));
+    }
+    let net: IpNet = s.parse().ok()?;
+    Some((net.addr(), Some(net)))
+}
+
+fn too_many_per_family(cni_version: &str, ips: &[IpConfig]) -> bool {
+    let old = matches!(cni_version, "0.1.0" | "0.2.0");
+    let v4 = ips.iter().filter(|i| i.address.addr().is_ipv4()).count();
+    old && (v4 > 1 || ips.len() - v4 > 1)
+}
+
+#[cfg(test)]
+mod tests;

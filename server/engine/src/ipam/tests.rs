@@ -1,0 +1,219 @@
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::*;
+
+fn req(id: &str, ifname: &str) -> Request {
+    Request {
+        network_name: "net-a".into(),
+        container_id: id.into(),
+        ifname: ifname.into(),
+        cni_version: "1.0.0".into(),
+        ips: vec![],
+        gateway_arg: None,
+    }
+}
+
+fn parse(v: serde_json::Value) -> Config {
+    Config::parse(&v).expect("native ipam config")
+}
+
+fn addrs(a: &Allocation) -> Vec<String> {
+    a.ips.iter().map(|i| i.address.to_string()).collect()
+}
+
+#[test]
+fn classification_rejects_unknown_keys_and_types() {
+    let ok = serde_json::json!({"type":"host-local","subnet":"10.0.0.0/24"});
+    assert!(Config::parse(&ok).is_some());
+    let extra = serde_json::json!({"type":"host-local","subnet":"10.0.0.0/24","fancy":1});
+    assert!(Config::parse(&extra).is_none());
+    let resolv =
+        serde_json::json!({"type":"host-local","subnet":"10.0.0.0/24","resolvConf":"/etc/r"});
+    assert!(Config::parse(&resolv).is_none());
+    assert!(Config::parse(&serde_json::json!({"type":"whereabouts"})).is_none());
+    assert!(Config::parse(&serde_json::json!({"type":"static","addresses":[],"x":1})).is_none());
+}
+
+#[test]
+fn host_local_disk_format_and_round_robin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = parse(serde_json::json!({
+        "type":"host-local",
+        "ranges":[[{"subnet":"10.9.0.0/29"}]],
+        "routes":[{"dst":"0.0.0.0/0"}]
+    }));
+    let a = allocate(&cfg, &req("sb1", "net1"), dir.path()).unwrap();
+    assert_eq!(addrs(&a), vec!["10.9.0.2/29"]);
+    assert_eq!(a.ips[0].gateway.unwrap().to_string(), "10.9.0.1");
+    assert_eq!(a.routes[0].dst.to_string(), "0.0.0.0/0");
+    assert_eq!(a.routes[0].gw, None);
+    let net = dir.path().join("net-a");
+    assert_eq!(fs::read(net.join("10.9.0.2")).unwrap(), b"sb1\r\nnet1");
+    assert_eq!(
+        fs::read(net.join("last_reserved_ip.0")).unwrap(),
+        b"10.9.0.2"
+    );
+    assert!(net.join("lock").exists());
+
+    // The same id+ifname twice in one range set is refused, like the reference plugin.
+    let dup = allocate(&cfg, &req("sb1", "net1"), dir.path()).unwrap_err();
+    assert!(dup.to_string().contains("duplicate allocation"), "{dup}");
+
+    let b = allocate(&cfg, &req("sb2", "net1"), dir.path()).unwrap();
+    assert_eq!(addrs(&b), vec!["10.9.0.3/29"]);
+    release(&lease_for(&cfg, &req("sb1", "net1"), dir.path()).unwrap()).unwrap();
+    assert!(!net.join("10.9.0.2").exists());
+    // Round robin continues after the last reserved address, then wraps (skipping .1).
+    let c = allocate(&cfg, &req("sb3", "net1"), dir.path()).unwrap();
+    assert_eq!(addrs(&c), vec!["10.9.0.4/29"]);
+    for (i, want) in ["10.9.0.5/29", "10.9.0.6/29", "10.9.0.2/29"]
+        .iter()
+        .enumerate()
+    {
+        let x = allocate(&cfg, &req(&format!("f{i}"), "net1"), dir.path()).unwrap();
+        assert_eq!(addrs(&x), vec![want.to_string()]);
+    }
+    let full = allocate(&cfg, &req("late", "net1"), dir.path()).unwrap_err();
+    assert!(
+        full.to_string().contains("no IP addresses available"),
+        "{full}"
+    );
+    // A failed allocation leaves no lease behind.
+    assert!(
+        LeaseStore::open(&net)
+            .unwrap()
+            .get_by_id("late", "net1")
+            .is_empty()
+    );
+}
+
+#[test]
+fn host_local_requested_ip_dual_stack_and_release_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = parse(serde_json::json!({
+        "type":"host-local",
+        "subnet":"10.8.0.0/24","rangeStart":"10.8.0.50","rangeEnd":"10.8.0.60","gateway":"10.8.0.254",
+        "ranges":[[{"subnet":"fd00:8::/64"}]],
+        "dataDir": dir.path().join("custom"),
+    }));
+    let mut r = req("sb1", "net2");
+    r.ips = vec!["10.8.0.55/24".into()];
+    let a = allocate(&cfg, &r, Path::new("/nonexistent")).unwrap();
+    assert_eq!(addrs(&a), vec!["10.8.0.55/24", "fd00:8::2/64"]);
+    assert_eq!(a.ips[0].gateway.unwrap().to_string(), "10.8.0.254");
+    let net = dir.path().join("custom/net-a");
+    assert_eq!(fs::read(net.join("fd00:8::2")).unwrap(), b"sb1\r\nnet2");
+    assert!(net.join("last_reserved_ip.1").exists());
+
+    let mut gw = req("sb2", "net2");
+    gw.ips = vec!["10.8.0.254".into()];
+    assert!(allocate(&cfg, &gw, Path::new("/x")).is_err());
+    let mut out = req("sb2", "net2");
+    out.ips = vec!["10.99.0.1".into()];
+    let e = allocate(&cfg, &out, Path::new("/x")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("failed to allocate all requested IPs: 10.99.0.1"),
+        "{e}"
+    );
+    assert!(
+        LeaseStore::open(&net)
+            .unwrap()
+            .get_by_id("sb2", "net2")
+            .is_empty()
+    );
+
+    // Legacy one-line lease of the same container, and one of another interface kept.
+    fs::write(net.join("10.8.0.51"), "sb1").unwrap();
+    fs::write(net.join("10.8.0.52"), "sb1\r\neth0").unwrap();
+    let released = release_all_for_container(&dir.path().join("custom"), "sb1", &["eth0"]).unwrap();
+    let mut ips: Vec<String> = released.iter().map(|(_, ip, _)| ip.clone()).collect();
+    ips.sort();
+    assert_eq!(ips, vec!["10.8.0.51", "10.8.0.55", "fd00:8::2"]);
+    assert!(net.join("10.8.0.52").exists());
+}
+
+#[test]
+fn static_addresses_routes_dns_and_args() {
+    let cfg = parse(serde_json::json!({
+        "type":"static",
+        "addresses":[{"address":"192.0.2.10/24","gateway":"192.0.2.1"},{"address":"2001:db8::10/64"}],
+        "routes":[{"dst":"198.51.100.0/24","gw":"192.0.2.254"}],
+        "dns":{"nameservers":["192.0.2.53"],"search":["example.org"]}
+    }));
+    let mut r = req("sb", "net1");
+    r.gateway_arg = Some("2001:db8::1".into());
+    let a = allocate(&cfg, &r, Path::new("/x")).unwrap();
+    assert_eq!(addrs(&a), vec!["192.0.2.10/24", "2001:db8::10/64"]);
+    assert_eq!(a.ips[1].gateway.unwrap().to_string(), "2001:db8::1");
+    assert_eq!(a.routes[0].gw.unwrap().to_string(), "192.0.2.254");
+    assert_eq!(a.dns.nameservers, vec!["192.0.2.53"]);
+    assert!(lease_for(&cfg, &r, Path::new("/x")).is_none());
+    let mut old = r.clone();
+    old.cni_version = "0.2.0".into();
+    old.ips = vec!["192.0.2.11/24".into()];
+    assert!(allocate(&cfg, &old, Path::new("/x")).is_err());
+}
+
+/// Runs the reference host-local plugin (if installed) against the same lease directory:
+/// its leases are released by us and ours by it, and round-robin state is shared.
+#[test]
+fn interoperates_with_the_reference_host_local_plugin() {
+    let plugin = Path::new("/usr/lib/cni/host-local");
+    if !plugin.exists() {
+        assert!(
+            std::env::var_os("PLEXUS_REQUIRE_PRIVILEGED").is_none(),
+            "reference plugin {} missing",
+            plugin.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = serde_json::json!({
+        "cniVersion":"1.0.0","name":"net-a","type":"bridge",
+        "ipam":{"type":"host-local","subnet":"10.7.0.0/24","dataDir":dir.path()}
+    });
+    let run = |cmd: &str, id: &str| {
+        let mut child = Command::new(plugin)
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", "/dev/null")
+            .env("CNI_IFNAME", "net1")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cfg = Config::parse(&conf["ipam"]).unwrap();
+    let out = run("ADD", "theirs");
+    assert!(out.contains("10.7.0.2/24"), "{out}");
+    // Ours continues after theirs (shared last_reserved_ip.0).
+    let ours = allocate(&cfg, &req("ours", "net1"), Path::new("/x")).unwrap();
+    assert_eq!(addrs(&ours), vec!["10.7.0.3/24"]);
+    let out = run("ADD", "theirs2");
+    assert!(out.contains("10.7.0.4/24"), "{out}");
+    // They release ours, we release theirs.
+    run("DEL", "ours");
+    release(&lease_for(&cfg, &req("theirs", "net1"), Path::new("/x")).unwrap()).unwrap();
+    let net = dir.path().join("net-a");
+    assert!(!net.join("10.7.0.3").exists());
+    assert!(!net.join("10.7.0.2").exists());
+    assert_eq!(fs::read(net.join("10.7.0.4")).unwrap(), b"theirs2\r\nnet1");
+}

@@ -1,0 +1,347 @@
+//! Crash-safe per-sandbox state: one JSON record per sandbox under the state directory.
+//!
+//! Every write goes to a temp file in the same directory, is fsynced, renamed over the
+//! record and the directory is fsynced, so a reader sees either the old or the new record,
+//! never a torn one. The engine writes an attachment's record as an *intent* (everything it
+//! is about to create, named in advance) before each step and as *done* after it; teardown
+//! works from whatever the record says. This module owns the file format and the atomic
+//! write; it does not decide what to record.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use plexus_core::cni;
+use plexus_core::plan::PlannedAttachment;
+use plexus_core::pod::PodIdentity;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Format version of a sandbox record.
+pub const RECORD_VERSION: u32 = 1;
+
+/// Everything plexus knows about one sandbox's attachments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxRecord {
+    /// Record format version ([`RECORD_VERSION`]).
+    pub version: u32,
+    /// The runtime's sandbox id (also the CNI container id).
+    pub sandbox_id: String,
+    /// The pod the sandbox belongs to.
+    pub pod: PodIdentity,
+    /// Path of the pod's network namespace (may be gone by teardown time).
+    pub netns: PathBuf,
+    /// Attachments in execution order.
+    pub attachments: Vec<AttachmentRecord>,
+}
+
+impl SandboxRecord {
+    /// The attachment using `interface`, if any.
+    pub fn attachment(&self, interface: &str) -> Option<&AttachmentRecord> {
+        self.attachments.iter().find(|a| a.interface == interface)
+    }
+}
+
+/// Which path executed an attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Driver {
+    /// Configured in-process over netlink with built-in IPAM.
+    Native,
+    /// A CNI plugin binary run by the delegate executor.
+    Exec,
+}
+
+/// How far an attachment got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// About to be made; parts of it may exist.
+    Intent,
+    /// Fully made.
+    Done,
+    /// Teardown started; parts of it may be gone.
+    Removing,
+}
+
+/// One attachment as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRecord {
+    /// Network display name (`namespace/name`).
+    pub network: String,
+    /// Interface name inside the pod.
+    pub interface: String,
+    /// Native or exec.
+    pub driver: Driver,
+    /// How far it got.
+    pub phase: Phase,
+    /// The plan entry, including the exact delegate config bytes, runtime config and
+    /// CNI args, so teardown works after the NAD is gone.
+    pub planned: PlannedAttachment,
+    /// The CNI result once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<cni::Result>,
+    /// What the native driver created (empty for exec).
+    #[serde(default, skip_serializing_if = "NativeRecord::is_empty")]
+    pub native: NativeRecord,
+}
+
+/// What a native attachment creates, named before it is created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NativeRecord {
+    /// Link kind (`macvlan`, `bridge`, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// Host-side links plexus creates and must delete (e.g. the host end of a veth).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_links: Vec<String>,
+    /// A host device moved into the pod: its original host name, to restore on teardown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_device: Option<String>,
+    /// IPAM leases to release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<LeaseRecord>,
+}
+
+impl NativeRecord {
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        *self == NativeRecord::default()
+    }
+}
+
+/// An IPAM lease, identified the way the reference host-local plugin releases it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRecord {
+    /// The network's lease directory (`<dataDir>/<network name>`).
+    pub dir: PathBuf,
+    /// Container id written into the lease file.
+    pub container_id: String,
+    /// Interface name written into the lease file.
+    pub ifname: String,
+    /// Addresses once allocated (informational; release matches id and ifname).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+}
+
+/// The state directory: `<dir>/<sandbox id>.json`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating, mode 0700) the state directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Store> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| Error::StateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Store { dir })
+    }
+
+    /// The directory records live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of a sandbox's record.
+    pub fn path(&self, sandbox_id: &str) -> PathBuf {
+        self.dir.join(format!("{sandbox_id}.json"))
+    }
+
+    /// Writes a record atomically and durably (temp file, fsync, rename, fsync dir).
+    pub fn save(&self, record: &SandboxRecord) -> Result<()> {
+        let path = self.path(&record.sandbox_id);
+        let bytes = serde_json::to_vec(record).map_err(|source| Error::EncodeRecord {
+            sandbox_id: record.sandbox_id.clone(),
+            source,
+        })?;
+        write_atomic(&self.dir, &path, &bytes).map_err(|source| Error::WriteRecord { path, source })
+    }
+
+    /// Loads a record: `Ok(None)` when there is none, an error when it is unreadable or
+    /// corrupt (never treated as "nothing to do").
+    pub fn load(&self, sandbox_id: &str) -> Result<Option<SandboxRecord>> {
+        let path = self.path(sandbox_id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::ReadRecord { path, source }),
+        };
+        let record: SandboxRecord =
+            serde_json::from_slice(&bytes).map_err(|source| Error::CorruptRecord {
+                path: path.clone(),
+                reason: source.to_string(),
+            })?;
+        if record.version != RECORD_VERSION || record.sandbox_id != sandbox_id {
+            return Err(Error::CorruptRecord {
+                path,
+                reason: format!(
+                    "record version {} for sandbox {:?} does not match version {RECORD_VERSION} for {sandbox_id:?}",
+                    record.version, record.sandbox_id
+                ),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// Removes a record (absent is fine) and fsyncs the directory.
+    pub fn remove(&self, sandbox_id: &str) -> Result<()> {
+        let path = self.path(sandbox_id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(Error::WriteRecord { path, source }),
+        }
+        sync_dir(&self.dir).map_err(|source| Error::WriteRecord { path, source })
+    }
+
+    /// Sandbox ids that have a record file (readable or not).
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| Error::StateDir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut ids = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = name.strip_suffix(".json")
+                && !name.starts_with('.')
+            {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// Writes `bytes` to `path` via a temp file in `dir`, fsyncing file and directory.
+pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("record");
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let res = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn planned(iface: &str) -> PlannedAttachment {
+        serde_json::from_value(serde_json::json!({
+            "index": 1, "network": "default/net-a", "interface": iface, "origin": "annotation",
+            "primary": false, "source": {"kind": "nad", "namespace": "default", "name": "net-a"},
+            "config": {"form": "conf", "name": "net-a", "cni_version": "1.0.0",
+                "plugin_types": ["macvlan"],
+                "bytes": br#"{"cniVersion":"1.0.0","name":"net-a","type":"macvlan"}"#.to_vec()},
+        }))
+        .unwrap()
+    }
+
+    fn record() -> SandboxRecord {
+        SandboxRecord {
+            version: RECORD_VERSION,
+            sandbox_id: "sb1".into(),
+            pod: PodIdentity::new("default", "p", "u"),
+            netns: "/var/run/netns/x".into(),
+            attachments: vec![AttachmentRecord {
+                network: "default/net-a".into(),
+                interface: "net1".into(),
+                driver: Driver::Native,
+                phase: Phase::Intent,
+                planned: planned("net1"),
+                result: None,
+                native: NativeRecord {
+                    kind: "macvlan".into(),
+                    leases: vec![LeaseRecord {
+                        dir: "/var/lib/cni/networks/net-a".into(),
+                        container_id: "sb1".into(),
+                        ifname: "net1".into(),
+                        ips: vec![],
+                    }],
+                    ..Default::default()
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn save_load_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        assert_eq!(store.load("sb1").unwrap(), None);
+        let rec = record();
+        store.save(&rec).unwrap();
+        assert_eq!(store.load("sb1").unwrap(), Some(rec.clone()));
+        assert_eq!(store.ids().unwrap(), vec!["sb1".to_string()]);
+        // No temp files are left behind.
+        let names: Vec<_> = fs::read_dir(store.dir()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1);
+        store.remove("sb1").unwrap();
+        store.remove("sb1").unwrap();
+        assert_eq!(store.load("sb1").unwrap(), None);
+    }
+
+    #[test]
+    fn corrupt_or_truncated_record_is_an_error_not_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.save(&record()).unwrap();
+        let bytes = fs::read(store.path("sb1")).unwrap();
+        fs::write(store.path("sb1"), &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(
+            store.load("sb1"),
+            Err(Error::CorruptRecord { .. })
+        ));
+        fs::write(store.path("sb1"), b"").unwrap();
+        assert!(matches!(
+            store.load("sb1"),
+            Err(Error::CorruptRecord { .. })
+        ));
+    }
+
+    #[test]
+    fn record_under_the_wrong_name_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.save(&record()).unwrap();
+        fs::rename(store.path("sb1"), store.path("sb2")).unwrap();
+        assert!(matches!(
+            store.load("sb2"),
+            Err(Error::CorruptRecord { .. })
+        ));
+    }
+}
