@@ -66,7 +66,9 @@ impl Forwarder {
             let call = async {
                 let _gate = self.gate.read().await;
                 let mut request = tonic::Request::new(convert::setup_request(&pod));
-                request.set_timeout(deadline);
+                // plexusd gets 90% of the deadline, so it can undo and explain in
+                // time; the local timer below is only the backstop.
+                request.set_timeout(deadline.mul_f64(0.9));
                 insert_traceparent(&mut request, traceparent);
                 self.client.clone().setup_pod(request).await
             };
@@ -78,7 +80,7 @@ impl Forwarder {
                     Ok(())
                 }
                 Ok(Err(status)) => {
-                    let status = self.setup_failed(&label, &status);
+                    let status = self.setup_failed(&label, deadline, &status);
                     tracing::warn!(elapsed_ms = elapsed_ms(started), error = %status.message,
                         "pod network setup failed");
                     Err(status)
@@ -175,7 +177,21 @@ impl Forwarder {
         drop(guard);
     }
 
-    fn setup_failed(&self, label: &str, status: &tonic::Status) -> Status {
+    fn setup_failed(&self, label: &str, deadline: Duration, status: &tonic::Status) -> Status {
+        // DEADLINE_EXCEEDED from plexusd, or CANCELLED "Timeout expired" from tonic's
+        // enforcement of the grpc-timeout header on either side.
+        if matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ) {
+            return Status::new(
+                code::DEADLINE_EXCEEDED,
+                format!(
+                    "plexus: network setup for pod {label} did not finish within {deadline:?}: {}",
+                    status.message()
+                ),
+            );
+        }
         // tonic reports a failed dial (no socket, refused) as UNAVAILABLE; plexusd
         // itself never answers UNAVAILABLE (see node.proto).
         if status.code() == tonic::Code::Unavailable {
