@@ -65,6 +65,15 @@ pub enum Error {
         #[source]
         source: Box<tonic::Status>,
     },
+    /// A call to plexusd's node API returned an error status.
+    #[error("plexusd {call} failed: {}", source.message())]
+    Node {
+        /// The RPC name.
+        call: &'static str,
+        /// The status returned by plexusd.
+        #[source]
+        source: Box<tonic::Status>,
+    },
     /// A wait for a condition ran out of time.
     #[error("timed out after {seconds:.1}s waiting for {what}")]
     Timeout {
@@ -112,6 +121,14 @@ impl Error {
     /// An [`Error::Cri`] for `call`.
     pub fn cri(call: &'static str) -> impl FnOnce(tonic::Status) -> Self {
         move |source| Self::Cri {
+            call,
+            source: Box::new(source),
+        }
+    }
+
+    /// An [`Error::Node`] for `call`.
+    pub fn node(call: &'static str) -> impl FnOnce(tonic::Status) -> Self {
+        move |source| Self::Node {
             call,
             source: Box::new(source),
         }

@@ -8,14 +8,21 @@
 
 pub mod containerd;
 pub mod cri;
+pub mod env;
 pub mod error;
 pub mod image;
+pub mod nad;
 pub mod netns;
+pub mod plexus;
 pub mod pod;
 pub mod privileged;
 pub mod process;
+pub mod traffic;
 
 pub use containerd::{Containerd, Options};
+pub use env::Env;
 pub use error::{Error, Result};
+pub use nad::Nad;
+pub use plexus::Plexus;
 pub use pod::{Pod, PodSpec};
 pub use privileged::require_privileged;

@@ -1,0 +1,140 @@
+//! The standard end-to-end environment: a private containerd, an uplink veth in its test
+//! namespace, the test networks as NADs, and plexusd + plexus-nri. Dropping an [`Env`]
+//! first removes every pod while plexus still runs (so teardown goes through plexus, as
+//! in production), then stops plexus, then containerd.
+
+use std::path::PathBuf;
+
+use crate::containerd::{self, Containerd};
+use crate::error::Result;
+use crate::nad::{Nad, create_uplink};
+use crate::netns::next_id;
+use crate::plexus::{self, Plexus};
+
+/// Namespace of the test NADs and pods.
+pub const NAMESPACE: &str = "default";
+/// macvlan on the uplink, host-local IPAM.
+pub const MACVLAN: &str = "macvlan-net";
+/// Bridge network inside the test namespace, host-local IPAM.
+pub const BRIDGE: &str = "bridge-net";
+/// macvlan on the uplink with static IPs and MACs from the pod's selection.
+pub const IOT: &str = "iot";
+/// A network whose delegate plugin does not exist.
+pub const BROKEN: &str = "broken-net";
+
+/// Subnets of the test networks (inside test namespaces only).
+#[derive(Debug, Clone)]
+pub struct Subnets {
+    /// The macvlan network's subnet.
+    pub macvlan: String,
+    /// The bridge network's subnet.
+    pub bridge: String,
+    /// The IoT network's subnet (addresses chosen by the pods).
+    pub iot: String,
+}
+
+/// containerd + plexus with the standard networks.
+#[derive(Debug)]
+pub struct Env {
+    /// plexusd and plexus-nri (dropped before containerd).
+    pub plexus: Plexus,
+    /// The private containerd.
+    pub containerd: Containerd,
+    /// The macvlan master in containerd's namespace.
+    pub uplink: String,
+    /// The subnets in use.
+    pub subnets: Subnets,
+    kept: bool,
+}
+
+impl Env {
+    /// Starts everything with default options.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(containerd::Options::default(), plexus::Options::default()).await
+    }
+
+    /// Starts everything with the given options.
+    pub async fn start_with(c: containerd::Options, p: plexus::Options) -> Result<Self> {
+        let containerd = Containerd::start(c).await?;
+        let uplink = create_uplink(containerd.host_netns())?;
+        let n = next_id() % 256;
+        let subnets = Subnets {
+            macvlan: format!("10.242.{n}.0/24"),
+            bridge: format!("10.243.{n}.0/24"),
+            iot: format!("10.244.{n}.0/24"),
+        };
+        let ipam = containerd.paths().run_dir.join("plexus/ipam");
+        let bridge = format!("pxn{}x{n}", std::process::id() % 100_000);
+        let nads = [
+            Nad::macvlan(NAMESPACE, MACVLAN, &uplink, &subnets.macvlan, &ipam),
+            Nad::bridge(NAMESPACE, BRIDGE, &bridge, &subnets.bridge, &ipam),
+            Nad::macvlan_static(NAMESPACE, IOT, &uplink),
+            Nad::failing(NAMESPACE, BROKEN),
+        ];
+        let plexus = Plexus::start(&containerd, &nads, p).await?;
+        Ok(Self {
+            plexus,
+            containerd,
+            uplink,
+            subnets,
+            kept: false,
+        })
+    }
+
+    /// The host-local lease files (one per allocated IP) under plexus's IPAM dir.
+    pub fn plexus_leases(&self) -> Vec<PathBuf> {
+        leases_under(&self.plexus.paths().ipam_dir)
+    }
+
+    /// Links in containerd's namespace other than loopback, the uplink pair and bridges:
+    /// what pods left behind on the host side (veth ends).
+    pub fn host_veths(&self) -> Result<Vec<String>> {
+        let out = self
+            .containerd
+            .host_netns()
+            .exec("ip", ["-o", "link", "show", "type", "veth"])?;
+        let pid = format!("pxu{}", std::process::id() % 100_000);
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
+            .filter(|n| !n.starts_with(&pid))
+            .collect())
+    }
+
+    /// Leaves everything running when dropped (demo `--keep`).
+    pub fn keep(&mut self) {
+        self.kept = true;
+        self.plexus.keep();
+        self.containerd.keep();
+    }
+}
+
+/// Files named like an IP address below `dir` (host-local keeps one per lease).
+pub fn leases_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(leases_under(&p));
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok())
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !self.kept {
+            containerd::remove_all_pods_blocking(&self.containerd.paths().socket);
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! plexusd and plexus-nri started against a private [`Containerd`]: a standalone plexusd
+//! config (NAD directory, state, IPAM and CNI cache dirs under the run dir), both daemons
+//! as processes in containerd's test network namespace (so macvlan masters and bridges
+//! are found there), and restart/crash controls for the restart tests.
+//!
+//! Binaries come from `PLEXUS_BIN_DIR`, else from the cargo profile dir this executable
+//! was built into (`target/<profile>/`, also for tests and benches under `deps/`).
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use plexus_proto::v1;
+use plexus_proto::v1::node_client::NodeClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::containerd::Containerd;
+use crate::error::{Error, Result};
+use crate::nad::Nad;
+use crate::process::{Daemon, output};
+
+/// The NRI plugin index and name the harness registers plexus-nri with.
+pub const NRI_PLUGIN: &str = "10-plexus";
+
+/// Finds the plexus binaries.
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PLEXUS_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().map_err(Error::io("locate", "current executable"))?;
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name() == Some(OsStr::new("deps")) {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::MissingProgram {
+            program: name.into(),
+            searched: format!(
+                "{} (build it: cargo build --workspace --bins, or set PLEXUS_BIN_DIR)",
+                dir.display()
+            ),
+        })
+    }
+}
+
+/// Settings of the plexus side.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// plexus-nri's `--deadline`.
+    pub nri_deadline: Duration,
+    /// plexusd's log level.
+    pub log_level: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            nri_deadline: Duration::from_millis(1500),
+            log_level: "debug".into(),
+        }
+    }
+}
+
+/// Paths of the plexus side of a run.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `<run dir>/plexus`.
+    pub dir: PathBuf,
+    /// plexusd's config file.
+    pub config: PathBuf,
+    /// plexusd's node API socket.
+    pub socket: PathBuf,
+    /// The NAD directory.
+    pub networks_dir: PathBuf,
+    /// plexusd's state dir.
+    pub state_dir: PathBuf,
+    /// host-local data dir for the test networks.
+    pub ipam_dir: PathBuf,
+    /// plexusd's log.
+    pub plexusd_log: PathBuf,
+    /// plexus-nri's log.
+    pub nri_log: PathBuf,
+}
+
+impl Paths {
+    fn new(run_dir: &Path) -> Self {
+        let dir = run_dir.join("plexus");
+        Self {
+            config: dir.join("plexusd.yaml"),
+            socket: dir.join("plexus.sock"),
+            networks_dir: dir.join("networks.d"),
+            state_dir: dir.join("state"),
+            ipam_dir: dir.join("ipam"),
+            plexusd_log: dir.join("plexusd.log"),
+            nri_log: dir.join("plexus-nri.log"),
+            dir,
+        }
+    }
+}
+
+/// The plexusd config for a test run.
+pub fn plexusd_yaml(
+    paths: &Paths,
+    host_netns: &Path,
+    cni_bin_dir: &Path,
+    log_level: &str,
+) -> String {
+    let d = paths.dir.display();
+    format!(
+        "socket: {sock}\nstateDir: {state}\ncniBinDirs:\n  - {bin}\ncniConfDir: {d}/net.d\n\
+         cniCacheDir: {d}/cni-cache\nipamDataDir: {ipam}\nnadSource:\n  directory: {nets}\n\
+         hostNetns: {host}\ntelemetry:\n  logLevel: {log_level}\n",
+        sock = paths.socket.display(),
+        state = paths.state_dir.display(),
+        bin = cni_bin_dir.display(),
+        ipam = paths.ipam_dir.display(),
+        nets = paths.networks_dir.display(),
+        host = host_netns.display(),
+    )
+}
+
+/// plexusd + plexus-nri for one private containerd.
+#[derive(Debug)]
+pub struct Plexus {
+    paths: Paths,
+    opts: Options,
+    bins: PathBuf,
+    host_netns: PathBuf,
+    nri_socket: PathBuf,
+    containerd_log: PathBuf,
+    plexusd: Option<Daemon>,
+    nri: Option<Daemon>,
+}
+
+impl Plexus {
+    /// Writes the config and `nads`, starts plexusd, then plexus-nri, and waits until
+    /// containerd reports the NRI plugin connected.
+    pub async fn start(containerd: &Containerd, nads: &[Nad], opts: Options) -> Result<Self> {
+        let bins = bin_dir()?;
+        for b in ["plexusd", "plexus-nri"] {
+            binary(&bins, b)?;
+        }
+        let paths = Paths::new(&containerd.paths().run_dir);
+        for d in [&paths.networks_dir, &paths.state_dir, &paths.ipam_dir] {
+            std::fs::create_dir_all(d).map_err(Error::io("create", d))?;
+        }
+        let host_netns = containerd.host_netns().path().to_owned();
+        let yaml = plexusd_yaml(
+            &paths,
+            &host_netns,
+            &containerd.options().cni_bin_dir,
+            &opts.log_level,
+        );
+        std::fs::write(&paths.config, yaml).map_err(Error::io("write", &paths.config))?;
+        for nad in nads {
+            nad.write_to(&paths.networks_dir)?;
+        }
+        let mut me = Self {
+            paths,
+            opts,
+            bins,
+            host_netns,
+            nri_socket: containerd.paths().nri_socket.clone(),
+            containerd_log: containerd.paths().log.clone(),
+            plexusd: None,
+            nri: None,
+        };
+        me.start_plexusd().await?;
+        me.start_nri().await?;
+        Ok(me)
+    }
+
+    /// The paths of the plexus side.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Where the plexus binaries were found.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bins
+    }
+
+    /// Starts plexusd and waits until its socket answers.
+    pub async fn start_plexusd(&mut self) -> Result<()> {
+        let program = binary(&self.bins, "plexusd")?;
+        let args: [&OsStr; 2] = ["--config".as_ref(), self.paths.config.as_os_str()];
+        let mut d = Daemon::spawn(
+            "plexusd",
+            &program,
+            &args,
+            Some(&self.host_netns),
+            &self.paths.plexusd_log,
+        )?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            d.check_running()?;
+            if self.paths.socket.exists() && self.attachments().await.is_ok() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "plexusd to answer on {} (log {})",
+                        self.paths.socket.display(),
+                        self.paths.plexusd_log.display()
+                    ),
+                    seconds: 15.0,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.plexusd = Some(d);
+        Ok(())
+    }
+
+    /// Stops plexusd (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop_plexusd(&mut self) {
+        if let Some(mut d) = self.plexusd.take() {
+            d.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// Kills plexusd with SIGKILL, as a crash would.
+    pub fn crash_plexusd(&mut self) {
+        if let Some(mut d) = self.plexusd.take() {
+            d.crash();
+        }
+    }
+
+    /// Starts plexus-nri and waits until containerd logs it connected (registered,
+    /// configured and synchronized).
+    pub async fn start_nri(&mut self) -> Result<()> {
+        let program = binary(&self.bins, "plexus-nri")?;
+        let before = self.nri_connections();
+        let deadline = format!("{}ms", self.opts.nri_deadline.as_millis());
+        let (idx, name) = NRI_PLUGIN.split_once('-').unwrap_or(("10", "plexus"));
+        let args: Vec<&OsStr> = vec![
+            "--nri-socket".as_ref(),
+            self.nri_socket.as_os_str(),
+            "--plexusd-socket".as_ref(),
+            self.paths.socket.as_os_str(),
+            "--deadline".as_ref(),
+            deadline.as_ref(),
+            "--plugin-idx".as_ref(),
+            idx.as_ref(),
+            "--plugin-name".as_ref(),
+            name.as_ref(),
+        ];
+        let d = Daemon::spawn(
+            "plexus-nri",
+            &program,
+            &args,
+            Some(&self.host_netns),
+            &self.paths.nri_log,
+        )?;
+        self.nri = Some(d);
+        self.wait_nri_connected(before, Duration::from_secs(15))
+            .await
+    }
+
+    /// Waits until containerd has logged more than `before` connections of our plugin.
+    pub async fn wait_nri_connected(&mut self, before: usize, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(d) = self.nri.as_mut() {
+                d.check_running()?;
+            }
+            if self.nri_connections() > before {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "containerd to log NRI plugin {NRI_PLUGIN} connected (logs {} and {})",
+                        self.containerd_log.display(),
+                        self.paths.nri_log.display()
+                    ),
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many times containerd has logged our NRI plugin as connected.
+    pub fn nri_connections(&self) -> usize {
+        let needle = format!("plugin \\\"{NRI_PLUGIN}\\\" connected");
+        std::fs::read_to_string(&self.containerd_log)
+            .map(|log| log.matches(&needle).count())
+            .unwrap_or(0)
+    }
+
+    /// Stops plexus-nri (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop_nri(&mut self) {
+        if let Some(mut d) = self.nri.take() {
+            d.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// A node API client on plexusd's socket.
+    pub async fn client(&self) -> Result<NodeClient<Channel>> {
+        let path = self.paths.socket.clone();
+        let channel = Endpoint::from_static("http://plexusd.invalid")
+            .connect_timeout(Duration::from_secs(2))
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    let s = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(s))
+                }
+            }))
+            .await
+            .map_err(|source| Error::Connect {
+                socket: self.paths.socket.clone(),
+                source,
+            })?;
+        Ok(NodeClient::new(channel))
+    }
+
+    /// Every attachment plexusd has recorded (`ListAttachments`).
+    pub async fn attachments(&self) -> Result<Vec<v1::Attachment>> {
+        let mut c = self.client().await?;
+        let resp = c
+            .list_attachments(v1::ListAttachmentsRequest { target: None })
+            .await
+            .map_err(Error::node("ListAttachments"))?;
+        Ok(resp.into_inner().attachments)
+    }
+
+    /// The attachments recorded for one sandbox.
+    pub async fn attachments_of(&self, sandbox_id: &str) -> Result<Vec<v1::Attachment>> {
+        let all = self.attachments().await?;
+        Ok(all
+            .into_iter()
+            .filter(|a| a.sandbox_id == sandbox_id)
+            .collect())
+    }
+
+    /// Runs `plexusctl --socket <plexusd socket> args...`; returns its standard output.
+    pub fn plexusctl(&self, args: &[&str]) -> Result<String> {
+        let program = binary(&self.bins, "plexusctl")?;
+        let mut cmd = std::process::Command::new(program);
+        cmd.arg("--socket").arg(&self.paths.socket).args(args);
+        output(&mut cmd)
+    }
+
+    /// Leaves both daemons running when dropped (demo `--keep`).
+    pub fn keep(&mut self) {
+        for d in [self.plexusd.as_mut(), self.nri.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            d.detach();
+        }
+    }
+
+    /// PIDs of the running daemons (plexusd, plexus-nri).
+    pub fn pids(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.plexusd.as_ref().map(Daemon::pid),
+            self.nri.as_ref().map(Daemon::pid),
+        )
+    }
+}
+
+impl Drop for Plexus {
+    fn drop(&mut self) {
+        // plexus-nri first, so no event reaches a stopped plexusd.
+        self.stop_nri();
+        self.stop_plexusd();
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests against a private containerd 1.7 with NRI: the harness alone
+//! (`primary`), then plexusd + plexus-nri (`networks`, `failures`, `restart`).
+//!
+//! One test binary so the suite links once; nextest runs the tests one at a time
+//! (test group `e2e`). Each test owns its containerd, namespaces and run dir.
+
+mod common;
+mod failures;
+mod networks;
+mod primary;
+mod restart;

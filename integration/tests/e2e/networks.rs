@@ -1,0 +1,132 @@
+//! Pods with secondary networks through NRI: interface naming, static IP and MAC,
+//! what plexusd records, traffic between pods, and complete teardown.
+
+use std::time::Duration;
+
+use plexus_integration::env::{BRIDGE, IOT, MACVLAN, NAMESPACE};
+use plexus_integration::{Env, PodSpec, require_privileged, traffic};
+
+use crate::common::{assert_nothing_left, ipv4_of, wait_nothing_left};
+
+fn in_subnet(addr: &str, subnet: &str) -> bool {
+    let net: ipnet::Ipv4Net = subnet.parse().unwrap();
+    let a: ipnet::Ipv4Net = addr.parse().unwrap();
+    net.contains(&a.addr()) && a.prefix_len() == net.prefix_len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_networks_give_eth0_net1_net2_and_teardown_removes_everything() {
+    if !require_privileged() {
+        return;
+    }
+    let env = Env::start().await.unwrap();
+    let spec = PodSpec::new(NAMESPACE, "two-nets").networks(&format!("{MACVLAN},{BRIDGE}"));
+    let pod = env.containerd.run_pod(&spec).await.unwrap();
+
+    let names: Vec<String> = pod
+        .interfaces()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["lo", "eth0", "net1", "net2"]);
+    let net1 = pod.interface("net1").unwrap();
+    let net2 = pod.interface("net2").unwrap();
+    assert!(net1.up && net2.up, "{net1:?} {net2:?}");
+    assert!(
+        in_subnet(&net1.addresses[0], &env.subnets.macvlan),
+        "{net1:?}"
+    );
+    assert!(
+        in_subnet(&net2.addresses[0], &env.subnets.bridge),
+        "{net2:?}"
+    );
+
+    let mut atts = env.plexus.attachments_of(&pod.id).await.unwrap();
+    atts.sort_by(|a, b| a.interface.cmp(&b.interface));
+    assert_eq!(atts.len(), 2, "{atts:?}");
+    assert_eq!(atts[0].interface, "net1");
+    assert_eq!(atts[0].network, format!("{NAMESPACE}/{MACVLAN}"));
+    assert_eq!(atts[0].ips, net1.addresses);
+    assert_eq!(atts[0].mac, net1.mac);
+    assert_eq!(atts[1].network, format!("{NAMESPACE}/{BRIDGE}"));
+    assert_eq!(atts[1].ips, net2.addresses);
+    let pod_ref = atts[0].pod.clone().unwrap();
+    assert_eq!(
+        (pod_ref.namespace.as_str(), pod_ref.name.as_str()),
+        (NAMESPACE, "two-nets")
+    );
+    assert_eq!(env.plexus_leases().len(), 2);
+
+    env.containerd.delete_pod(&pod).await.unwrap();
+    assert!(!pod.netns_exists());
+    wait_nothing_left(&env, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_interfaces_static_ip_and_mac_are_honoured() {
+    if !require_privileged() {
+        return;
+    }
+    let env = Env::start().await.unwrap();
+    let prefix = env.subnets.iot.trim_end_matches(".0/24");
+    let ip = format!("{prefix}.10/24");
+    let selection = format!(
+        r#"[{{"name":"{IOT}","interface":"iot0","ips":["{ip}"],"mac":"02:42:ac:11:00:0a"}},
+            {{"name":"{BRIDGE}","namespace":"{NAMESPACE}","interface":"br7"}}]"#
+    );
+    let spec = PodSpec::new(NAMESPACE, "named").networks(&selection);
+    let pod = env.containerd.run_pod(&spec).await.unwrap();
+
+    let iot0 = pod.interface("iot0").unwrap();
+    assert_eq!(iot0.addresses, std::slice::from_ref(&ip));
+    assert_eq!(iot0.mac, "02:42:ac:11:00:0a");
+    let br7 = pod.interface("br7").unwrap();
+    assert!(in_subnet(&br7.addresses[0], &env.subnets.bridge), "{br7:?}");
+    assert!(pod.interface("net1").is_err());
+
+    let atts = env.plexus.attachments_of(&pod.id).await.unwrap();
+    let iot = atts.iter().find(|a| a.interface == "iot0").unwrap();
+    assert_eq!(iot.ips, [ip]);
+    assert_eq!(iot.mac, "02:42:ac:11:00:0a");
+    assert_eq!(iot.network, format!("{NAMESPACE}/{IOT}"));
+
+    env.containerd.delete_pod(&pod).await.unwrap();
+    wait_nothing_left(&env, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_on_the_same_macvlan_reach_each_other_with_unicast_and_multicast() {
+    if !require_privileged() {
+        return;
+    }
+    let env = Env::start().await.unwrap();
+    let a = env
+        .containerd
+        .run_pod(&PodSpec::new(NAMESPACE, "mac-a").networks(MACVLAN))
+        .await
+        .unwrap();
+    let b = env
+        .containerd
+        .run_pod(&PodSpec::new(NAMESPACE, "mac-b").networks(MACVLAN))
+        .await
+        .unwrap();
+    let ip_a = ipv4_of(&a, "net1");
+    let ip_b = ipv4_of(&b, "net1");
+    assert_ne!(ip_a, ip_b);
+
+    a.ping("net1", &ip_b, 3).unwrap();
+    b.ping("net1", &ip_a, 3).unwrap();
+
+    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_plexus-e2e-udp"));
+    let got = traffic::multicast(helper, &a, &ip_a, &b, &ip_b, "plexus-mdns").unwrap();
+    assert!(
+        got.starts_with(&format!("plexus-mdns from {ip_a}:")),
+        "{got}"
+    );
+
+    env.containerd.delete_pod(&a).await.unwrap();
+    env.containerd.delete_pod(&b).await.unwrap();
+    wait_nothing_left(&env, Duration::from_secs(5)).await;
+    assert_nothing_left(&env).await;
+}
