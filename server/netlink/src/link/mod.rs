@@ -8,16 +8,22 @@
 //! [`DEFAULT_LINK_GROUP`] and [`crate::Handle::delete_group`]) except host devices, which
 //! are moved back out on teardown instead of deleted.
 
+pub mod bridge;
+pub mod host_device;
 pub mod ipvlan;
 pub mod macvlan;
+pub mod vlan;
 
 use rtnetlink::packet_route::link::{
     InfoBridge, InfoBridgePort, InfoData, InfoIpVlan, InfoMacVlan, InfoPortData, InfoVlan,
     LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 
-pub use ipvlan::{IpvlanFlag, IpvlanMode};
-pub use macvlan::MacvlanMode;
+pub use bridge::{BridgeAttachment, BridgeSpec};
+pub use host_device::{HostDeviceAttachment, HostDeviceSpec};
+pub use ipvlan::{IpvlanFlag, IpvlanMode, IpvlanSpec};
+pub use macvlan::{MacvlanMode, MacvlanSpec};
+pub use vlan::VlanSpec;
 
 use crate::mac::MacAddr;
 
@@ -55,6 +61,8 @@ pub struct Link {
     pub ipvlan: Option<(IpvlanMode, IpvlanFlag)>,
     /// 802.1q id, for vlan links.
     pub vlan_id: Option<u16>,
+    /// Interface alias (`IFLA_IFALIAS`); host-device stores the host name there.
+    pub alias: Option<String>,
     /// Hairpin mode, for bridge ports.
     pub hairpin: Option<bool>,
     /// VLAN filtering, for bridges.
@@ -80,6 +88,7 @@ impl Link {
                 LinkAttribute::Link(p) if *p != 0 => link.parent = Some(*p),
                 LinkAttribute::LinkNetNsId(id) => link.parent_netns_id = Some(*id),
                 LinkAttribute::LinkInfo(infos) => link.read_info(infos),
+                LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
                 _ => {}
             }
         }
