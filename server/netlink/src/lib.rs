@@ -9,6 +9,7 @@
 mod dump;
 pub mod error;
 pub mod handle;
+pub mod inspect;
 pub mod link;
 pub mod mac;
 pub mod netns;

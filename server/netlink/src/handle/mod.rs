@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use addr::Address;
 pub use link::LinkChange;
-pub use route::{OnExists, Route, RouteSpec};
+pub use route::{OnExists, Route, RouteSpec, TABLE_MAIN};
 
 use crate::error::Result;
 use crate::netns::{self, Netns};

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::handle::Handle;
 
 /// ipvlan mode (`IFLA_IPVLAN_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum IpvlanMode {
     /// Layer 2 (the CNI default).
     #[default]
@@ -82,7 +82,7 @@ impl FromStr for IpvlanMode {
 }
 
 /// ipvlan flag (`IFLA_IPVLAN_FLAGS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum IpvlanFlag {
     /// Slaves talk directly (the default, no flag bits).
     #[default]

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::handle::Handle;
 
 /// macvlan mode (`IFLA_MACVLAN_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum MacvlanMode {
     /// Sub-interfaces on the same master talk directly (the CNI default).
     #[default]
