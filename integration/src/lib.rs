@@ -8,6 +8,7 @@
 
 pub mod containerd;
 pub mod cri;
+pub mod demo;
 pub mod env;
 pub mod error;
 pub mod image;
