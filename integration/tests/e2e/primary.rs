@@ -68,3 +68,27 @@ async fn pod_gets_eth0_from_the_primary_network_and_leaves_nothing() {
     assert!(!run_dir.exists(), "{run_dir:?} left behind");
     assert!(!host_ns.exists(), "{host_ns:?} left behind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_harness_removes_running_pods_and_everything_else() {
+    if !require_privileged() {
+        return;
+    }
+    let c = Containerd::start(Options::default()).await.unwrap();
+    let a = c.run_pod(&PodSpec::new("e2e", "left-a")).await.unwrap();
+    let b = c.run_pod(&PodSpec::new("e2e", "left-b")).await.unwrap();
+    let socket = c.paths().socket.display().to_string();
+    let run_dir = c.paths().run_dir.clone();
+    assert!(!plexus_integration::process::pids_with_arg(&socket).is_empty());
+
+    drop(c);
+    assert!(!a.netns_exists() && !b.netns_exists(), "pod netns left");
+    assert!(!run_dir.exists(), "{run_dir:?} left behind");
+    let procs = plexus_integration::process::pids_with_arg(&socket);
+    assert!(
+        procs.is_empty(),
+        "processes of that containerd left: {procs:?}"
+    );
+    let mounts = plexus_integration::containerd::mounts_under(&run_dir);
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+}
