@@ -136,7 +136,8 @@ impl Forwarder {
                     );
                 }
                 Ok(Err(status)) => tracing::warn!(code = ?status.code(),
-                    error = %status.message(), "pod teardown failed; left to reconcile"),
+                    error = %status.message(), plexusd = %self.plexusd_socket.display(),
+                    "pod teardown failed; left to reconcile"),
                 Err(_) => tracing::warn!(?deadline, "pod teardown timed out; left to reconcile"),
             }
         }
@@ -168,7 +169,8 @@ impl Forwarder {
                     tracing::info!(torn_down = ?r.torn_down, failed = ?r.failed, "reconciled");
                 }
                 Ok(Err(status)) => tracing::warn!(code = ?status.code(),
-                    error = %status.message(), "reconcile failed"),
+                    error = %status.message(), plexusd = %self.plexusd_socket.display(),
+                    "reconcile failed"),
                 Err(_) => tracing::warn!(timeout = ?self.reconcile_timeout, "reconcile timed out"),
             }
         }

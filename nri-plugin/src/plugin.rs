@@ -120,8 +120,8 @@ impl Plugin {
         tracing::info!(plugin = %format!("{idx}-{name}"), "registered with the runtime");
         on_registered();
         mux.closed().await;
-        // The server ends once the trunk reader is gone; wait so in-flight handlers are
-        // aborted before the next session starts.
+        // The server ends once the trunk reader is gone (in-flight handlers finish on
+        // their own, bounded by the event deadline).
         let _ = serving.await;
         Ok(())
     }

@@ -378,3 +378,36 @@ async fn reconcile_finishes_before_a_later_run_reaches_plexusd() {
         .collect();
     assert_eq!(order, ["reconcile", "reconciled", "setup"]);
 }
+
+#[tokio::test]
+async fn a_run_in_flight_completes_when_the_runtime_drops_the_connection() {
+    let sockets = Sockets::new();
+    let node = FakeNode::default();
+    node.set(|b| b.setup_delay = Duration::from_millis(300));
+    node.serve(&sockets.plexusd);
+    let runtime = FakeRuntime::bind(&sockets.nri);
+    let _plugin = start(&sockets, Duration::from_millis(1500));
+    let mut conn = runtime.accept().await;
+    conn.registered().await;
+    conn.configure(0).await;
+    let conn = Arc::new(conn);
+    let caller = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            conn.event(RUN, &pod("sb1", Some("/n/1"), Some("iot")))
+                .await
+        }
+    });
+    node.wait_for("SetupPod", |c| !setups(c).is_empty()).await;
+    // The runtime gives up on the plugin (as containerd does on a timeout).
+    caller.abort();
+    drop(conn);
+    // The pod will start anyway, so its setup must not be cut off half-way.
+    let deadline = Instant::now() + WAIT;
+    while !node.known.lock().unwrap().contains("sb1") {
+        assert!(Instant::now() < deadline, "SetupPod was cancelled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // And the plugin reconnects.
+    runtime.accept().await.registered().await;
+}

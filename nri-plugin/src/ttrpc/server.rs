@@ -34,7 +34,9 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, call: Call) -> impl Future<Output = Result<Vec<u8>, Status>> + Send + 'static;
 }
 
-/// Serves `service` on a conn until the conn closes; in-flight calls are then aborted.
+/// Serves `service` on a conn until the conn closes. Calls still running then are left
+/// to finish (their responses are lost): a pod event that already reached plexusd should
+/// complete rather than be cut half-way, since the runtime lets the pod start anyway.
 pub async fn serve<S: Service>(mut reader: ConnReader, writer: ConnWriter, service: Arc<S>) {
     let mut deframer = Deframer::default();
     let mut calls = JoinSet::new();
@@ -113,7 +115,7 @@ pub async fn serve<S: Service>(mut reader: ConnReader, writer: ConnWriter, servi
             });
         }
     }
-    calls.abort_all();
+    calls.detach_all();
 }
 
 fn spawn_reply(

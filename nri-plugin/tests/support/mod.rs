@@ -262,7 +262,8 @@ pub struct Behaviour {
 pub struct FakeNode {
     pub calls: Arc<Mutex<Vec<Recorded>>>,
     pub behaviour: Arc<Mutex<Behaviour>>,
-    known: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Sandboxes whose SetupPod completed and were not torn down since.
+    pub known: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl FakeNode {
