@@ -201,6 +201,12 @@ pub enum Error {
         /// The directory searched.
         dir: PathBuf,
     },
+    /// A pod manifest given to explain is unusable.
+    #[error("pod manifest: {reason}")]
+    InvalidPodManifest {
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
     /// A CNI config file or directory cannot be read.
     #[error("cannot read CNI config {path}: {source}")]
     ReadNetworkConfig {
@@ -236,6 +242,7 @@ impl Error {
             Error::InvalidPluginType { .. } => "invalid-plugin-type",
             Error::NetworkConfigFileNotFound { .. } => "network-config-file-not-found",
             Error::ReadNetworkConfig { .. } => "read-network-config",
+            Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
         }
     }
 
@@ -253,6 +260,7 @@ impl Error {
                 | Error::UnsupportedHotplug { .. }
                 | Error::NetworkNotFound { .. }
                 | Error::DefaultNetworkUnsupported { .. }
+                | Error::InvalidPodManifest { .. }
         )
     }
 }

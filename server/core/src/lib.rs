@@ -19,4 +19,11 @@ pub mod pod;
 pub mod resolve;
 pub mod status;
 
+pub use annotation::{Annotations, Selection};
+pub use config::{Config, PrimaryMode};
 pub use error::{Error, Result};
+pub use explain::{Explanation, explain, pod_from_manifest};
+pub use nad::{DirSource, MemorySource, Nad, NadSource};
+pub use plan::{Origin, Plan, PlannedAttachment};
+pub use pod::PodIdentity;
+pub use resolve::{resolve, resolve_one};
