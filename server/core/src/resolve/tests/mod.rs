@@ -436,4 +436,3 @@ fn specless_nad_uses_the_conf_dir() {
     ));
     assert_eq!(p.attachments[1].network, "apps/disk");
 }
-
