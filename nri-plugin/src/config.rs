@@ -28,8 +28,8 @@ pub struct Config {
     pub plugin_name: String,
     /// How long to wait for the RegisterPlugin response.
     pub register_timeout: Duration,
-    /// How long one Reconcile may take before the plugin gives up on it.
-    pub reconcile_timeout: Duration,
+    /// How long background calls (Reconcile, teardowns outliving their event) may take.
+    pub background_timeout: Duration,
     /// First reconnect delay.
     pub backoff_min: Duration,
     /// Largest reconnect delay.
@@ -45,7 +45,7 @@ impl Default for Config {
             plugin_idx: "10".into(),
             plugin_name: "plexus".into(),
             register_timeout: Duration::from_secs(5),
-            reconcile_timeout: Duration::from_secs(30),
+            background_timeout: Duration::from_secs(30),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
         }

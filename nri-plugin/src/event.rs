@@ -35,17 +35,17 @@ pub struct Forwarder {
     client: NodeClient<Channel>,
     plexusd_socket: PathBuf,
     gate: Arc<RwLock<()>>,
-    reconcile_timeout: Duration,
+    background_timeout: Duration,
 }
 
 impl Forwarder {
     /// A forwarder over `channel`; `plexusd_socket` only names the peer in messages.
-    pub fn new(channel: Channel, plexusd_socket: PathBuf, reconcile_timeout: Duration) -> Self {
+    pub fn new(channel: Channel, plexusd_socket: PathBuf, background_timeout: Duration) -> Self {
         Self {
             client: NodeClient::new(channel),
             plexusd_socket,
             gate: Arc::new(RwLock::new(())),
-            reconcile_timeout,
+            background_timeout,
         }
     }
 
@@ -103,9 +103,11 @@ impl Forwarder {
         .await
     }
 
-    /// Stop/RemovePodSandbox: `TeardownPod` within `deadline`. Always succeeds towards
-    /// the runtime (failing would not help: containerd only logs it); errors are logged
-    /// and the sandbox is left to the next Reconcile or the CNI DEL.
+    /// Stop/RemovePodSandbox: `TeardownPod`, answered within `deadline`. Always
+    /// succeeds towards the runtime (failing would not help: containerd only logs it).
+    /// A teardown slower than `deadline` keeps running in the background (bounded by
+    /// the background timeout) instead of being cut half-way; errors are logged and the
+    /// sandbox is left to the next Reconcile or the CNI DEL.
     pub async fn teardown_pod_sandbox(
         &self,
         pod: PodSandbox,
@@ -116,33 +118,44 @@ impl Forwarder {
         let traceparent = TraceParent::random();
         let span = tracing::info_span!("teardown_pod_sandbox", event, pod = %label,
             sandbox = %pod.id, traceparent = %traceparent);
-        async {
-            let started = Instant::now();
-            let call = async {
-                let _gate = self.gate.read().await;
-                let mut request = tonic::Request::new(convert::teardown_request(&pod));
-                request.set_timeout(deadline);
-                insert_traceparent(&mut request, traceparent);
-                self.client.clone().teardown_pod(request).await
-            };
-            match tokio::time::timeout(deadline, call).await {
-                Ok(Ok(response)) => {
-                    let r = response.get_ref();
-                    tracing::info!(
-                        known = r.known,
-                        removed = r.removed.len(),
-                        elapsed_ms = elapsed_ms(started),
-                        "pod networks torn down"
-                    );
+        let mut request = tonic::Request::new(convert::teardown_request(&pod));
+        request.set_timeout(self.background_timeout);
+        insert_traceparent(&mut request, traceparent);
+        let (gate, mut client) = (self.gate.clone(), self.client.clone());
+        let limit = self.background_timeout;
+        let plexusd = self.plexusd_socket.clone();
+        let task = tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let call = async {
+                    let _gate = gate.read_owned().await;
+                    client.teardown_pod(request).await
+                };
+                match tokio::time::timeout(limit, call).await {
+                    Ok(Ok(response)) => {
+                        let r = response.get_ref();
+                        tracing::info!(
+                            known = r.known,
+                            removed = r.removed.len(),
+                            elapsed_ms = elapsed_ms(started),
+                            "pod networks torn down"
+                        );
+                    }
+                    Ok(Err(status)) => tracing::warn!(code = ?status.code(),
+                        error = %status.message(), plexusd = %plexusd.display(),
+                        "pod teardown failed; left to reconcile"),
+                    Err(_) => tracing::warn!(?limit, "pod teardown timed out; left to reconcile"),
                 }
-                Ok(Err(status)) => tracing::warn!(code = ?status.code(),
-                    error = %status.message(), plexusd = %self.plexusd_socket.display(),
-                    "pod teardown failed; left to reconcile"),
-                Err(_) => tracing::warn!(?deadline, "pod teardown timed out; left to reconcile"),
             }
+            .instrument(span.clone()),
+        );
+        if tokio::time::timeout(deadline, task).await.is_err() {
+            let _enter = span.enter();
+            tracing::warn!(
+                ?deadline,
+                "pod teardown still running; answering the runtime now"
+            );
         }
-        .instrument(span)
-        .await;
     }
 
     /// Takes the gate for a Reconcile; waits for in-flight pod events to finish.
@@ -160,10 +173,10 @@ impl Forwarder {
             let mut request = tonic::Request::new(ReconcileRequest {
                 live_sandbox_ids: live,
             });
-            request.set_timeout(self.reconcile_timeout);
+            request.set_timeout(self.background_timeout);
             insert_traceparent(&mut request, traceparent);
             let mut client = self.client.clone();
-            match tokio::time::timeout(self.reconcile_timeout, client.reconcile(request)).await {
+            match tokio::time::timeout(self.background_timeout, client.reconcile(request)).await {
                 Ok(Ok(response)) => {
                     let r = response.get_ref();
                     tracing::info!(torn_down = ?r.torn_down, failed = ?r.failed, "reconciled");
@@ -171,7 +184,7 @@ impl Forwarder {
                 Ok(Err(status)) => tracing::warn!(code = ?status.code(),
                     error = %status.message(), plexusd = %self.plexusd_socket.display(),
                     "reconcile failed"),
-                Err(_) => tracing::warn!(timeout = ?self.reconcile_timeout, "reconcile timed out"),
+                Err(_) => tracing::warn!(timeout = ?self.background_timeout, "reconcile timed out"),
             }
         }
         .instrument(span)

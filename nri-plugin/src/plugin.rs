@@ -42,7 +42,7 @@ impl Plugin {
         let forwarder = Forwarder::new(
             channel,
             config.plexusd_socket.clone(),
-            config.reconcile_timeout,
+            config.background_timeout,
         );
         Ok(Self {
             config,

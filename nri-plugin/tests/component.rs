@@ -411,3 +411,33 @@ async fn a_run_in_flight_completes_when_the_runtime_drops_the_connection() {
     // And the plugin reconnects.
     runtime.accept().await.registered().await;
 }
+
+#[tokio::test]
+async fn a_slow_teardown_answers_by_the_deadline_and_finishes_in_the_background() {
+    let sockets = Sockets::new();
+    let node = FakeNode::default();
+    node.serve(&sockets.plexusd);
+    let runtime = FakeRuntime::bind(&sockets.nri);
+    let _plugin = start(&sockets, Duration::from_millis(300));
+    let mut conn = runtime.accept().await;
+    conn.registered().await;
+    conn.configure(0).await;
+    let p = pod("sb1", Some("/n/1"), Some("iot"));
+    conn.event(RUN, &p).await.expect("run ok");
+    assert!(node.known.lock().unwrap().contains("sb1"));
+
+    node.set(|b| b.teardown_delay = Duration::from_millis(900));
+    let started = Instant::now();
+    conn.event(STOP, &stopped(&p)).await.expect("stop ok");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "stop waited for the teardown: {took:?}"
+    );
+    let deadline = Instant::now() + WAIT;
+    while node.known.lock().unwrap().contains("sb1") {
+        assert!(Instant::now() < deadline, "teardown was cut off");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}

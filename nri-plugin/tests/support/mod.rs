@@ -254,6 +254,7 @@ pub struct Behaviour {
     pub setup_error: Option<tonic::Status>,
     pub setup_delay: Duration,
     pub teardown_error: Option<tonic::Status>,
+    pub teardown_delay: Duration,
     pub reconcile_delay: Duration,
 }
 
@@ -357,7 +358,9 @@ impl Node for FakeNode {
     ) -> Result<Response<TeardownPodResponse>, tonic::Status> {
         let req = request.into_inner();
         self.record(Recorded::Teardown(req.clone()));
-        if let Some(err) = self.behaviour().teardown_error {
+        let b = self.behaviour();
+        tokio::time::sleep(b.teardown_delay).await;
+        if let Some(err) = b.teardown_error {
             return Err(err);
         }
         let known = self.known.lock().unwrap().remove(&req.sandbox_id);
