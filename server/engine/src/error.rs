@@ -114,6 +114,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The CNI delegate (plugin exec) failed.
+    #[error("cni {verb} of network {network} on {interface}")]
+    Delegate {
+        /// `ADD` or `DEL`.
+        verb: &'static str,
+        /// The network.
+        network: String,
+        /// The interface.
+        interface: String,
+        /// The delegate's error (its own type, boxed).
+        source: crate::exec::BoxError,
+    },
     /// No attachment with this interface name is recorded for the sandbox.
     #[error("sandbox {sandbox_id} has no attachment on interface {interface}")]
     NoSuchAttachment {
@@ -145,7 +157,7 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// One network failed.
-    #[error("[{pod}:{network}]: error adding container to network {network:?} on interface {interface}: {source}{}", undo_note(.undone, .undo_failures))]
+    #[error("[{pod}:{network}]: error adding container to network {network:?} on interface {interface}: {}{}", chain(.cause), undo_note(.undone, .undo_failures))]
     Attach {
         /// The pod (`namespace/name`).
         pod: String,
@@ -153,9 +165,8 @@ pub enum SetupError {
         network: String,
         /// Its interface.
         interface: String,
-        /// Why.
-        #[source]
-        source: Error,
+        /// Why (rendered with its whole cause chain in the message).
+        cause: Error,
         /// Interfaces of earlier attachments that were undone, in undo order.
         undone: Vec<String>,
         /// Undo steps that failed (left to teardown).
@@ -184,6 +195,18 @@ pub enum SetupError {
         #[source]
         source: Error,
     },
+}
+
+/// `err: cause: cause ...`, the whole chain on one line.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
 }
 
 fn undo_note(undone: &[String], failures: &[String]) -> String {

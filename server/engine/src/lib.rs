@@ -6,10 +6,20 @@
 //! never decides what a pod gets (that is `plexus_core::resolve`).
 
 pub mod config;
+pub mod crash;
 pub mod delegate;
+pub mod delegate_exec;
+mod engine;
 pub mod error;
+pub mod exec;
 pub mod ipam;
+pub mod native;
+mod route;
 pub mod state;
+mod teardown;
 
 pub use config::{DelegationMode, EngineConfig};
+pub use engine::{Engine, SandboxSpec};
 pub use error::{Error, Result, SetupError};
+pub use state::{AttachmentRecord, Driver, Phase, SandboxRecord};
+pub use teardown::{RecoveryReport, TeardownReport};

@@ -55,6 +55,8 @@ pub enum Driver {
     Native,
     /// A CNI plugin binary run by the delegate executor.
     Exec,
+    /// Made by the container runtime's own CNI (NRI path primary); never torn down here.
+    Runtime,
 }
 
 /// How far an attachment got.

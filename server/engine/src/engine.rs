@@ -1,0 +1,458 @@
+//! The [`Engine`]: executes a pod's plan into its netns (native driver or CNI exec per
+//! attachment), records every step crash-safely, and undoes in reverse on failure.
+//!
+//! Per-sandbox work is serialised by an in-process lock, so concurrent callers for the
+//! same sandbox cannot interleave record writes. Teardown, detach and recovery live in
+//! `teardown.rs`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plexus_core::plan::{Plan, PlannedAttachment};
+use plexus_core::pod::PodIdentity;
+use plexus_netlink::Handle;
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+
+use crate::config::{DelegationMode, EngineConfig};
+use crate::crash;
+use crate::error::{Error, Result, SetupError};
+use crate::exec::{Exec, ExecRequest};
+use crate::native::{self, Ctx};
+use crate::route;
+use crate::state::{
+    AttachmentRecord, Driver, NativeRecord, Phase, RECORD_VERSION, SandboxRecord, Store,
+};
+
+/// The sandbox a plan is executed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// The runtime's sandbox id.
+    pub sandbox_id: String,
+    /// The pod.
+    pub pod: PodIdentity,
+    /// Path of the pod's network namespace.
+    pub netns: PathBuf,
+}
+
+/// The attach engine. Cheap to clone; all clones share state and locks.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub cfg: EngineConfig,
+    pub store: Store,
+    pub exec: Arc<dyn Exec>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    host: tokio::sync::OnceCell<Handle>,
+}
+
+impl Engine {
+    /// Opens the engine with the CNI delegate executor as exec path.
+    pub fn open(cfg: EngineConfig) -> Result<Engine> {
+        let exec = crate::delegate_exec::DelegateExec::new(&cfg);
+        Engine::with_exec(cfg, Arc::new(exec))
+    }
+
+    /// Opens the engine with a given exec path (tests, alternative executors).
+    pub fn with_exec(cfg: EngineConfig, exec: Arc<dyn Exec>) -> Result<Engine> {
+        let store = Store::open(&cfg.state_dir)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                exec,
+                locks: Mutex::new(HashMap::new()),
+                host: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    /// Every readable sandbox record (unreadable ones are logged and skipped; teardown
+    /// still handles them).
+    pub fn sandboxes(&self) -> Result<Vec<SandboxRecord>> {
+        let mut out = Vec::new();
+        for id in self.inner.store.ids()? {
+            match self.inner.store.load(&id) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(sandbox_id = %id, error = %e, "unreadable sandbox record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One sandbox's record.
+    pub fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxRecord>> {
+        self.inner.store.load(sandbox_id)
+    }
+
+    pub(crate) async fn lock(&self, sandbox_id: &str) -> OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.retain(|_, m| Arc::strong_count(m) > 1);
+            locks.entry(sandbox_id.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
+    pub(crate) async fn host(&self) -> Result<&Handle> {
+        self.inner
+            .host
+            .get_or_try_init(|| async {
+                match &self.inner.cfg.host_netns {
+                    Some(p) => Handle::open_path(p).await,
+                    None => Handle::current().await,
+                }
+                .map_err(|source| Error::Netlink {
+                    op: "open the host netns".into(),
+                    source: Box::new(source),
+                })
+            })
+            .await
+    }
+
+    pub(crate) fn ctx<'a>(
+        &'a self,
+        host: &'a Handle,
+        pod: Option<&'a Handle>,
+        netns: &'a Path,
+        sandbox_id: &'a str,
+    ) -> Ctx<'a> {
+        Ctx {
+            host,
+            pod,
+            netns_path: netns,
+            container_id: sandbox_id,
+            ipam_data_dir: &self.inner.cfg.ipam_data_dir,
+            link_group: self.inner.cfg.link_group,
+        }
+    }
+
+    /// Executes `plan` for the sandbox: every attachment in order, recorded before and
+    /// after each step; on failure everything made is undone in reverse.
+    pub async fn setup(&self, sb: SandboxSpec, plan: Plan) -> Result<SandboxRecord, SetupError> {
+        self.setup_inner(sb, plan, None).await
+    }
+
+    /// Like [`Engine::setup`], but when `deadline` passes, undoes what was made and returns
+    /// [`SetupError::DeadlineExceeded`].
+    pub async fn setup_with_deadline(
+        &self,
+        sb: SandboxSpec,
+        plan: Plan,
+        deadline: Duration,
+    ) -> Result<SandboxRecord, SetupError> {
+        self.setup_inner(sb, plan, Some(deadline)).await
+    }
+
+    async fn setup_inner(
+        &self,
+        sb: SandboxSpec,
+        plan: Plan,
+        deadline: Option<Duration>,
+    ) -> Result<SandboxRecord, SetupError> {
+        let until = deadline.map(|d| Instant::now() + d);
+        let engine_err = |source| SetupError::Engine {
+            sandbox_id: sb.sandbox_id.clone(),
+            source,
+        };
+        let _guard = self.lock(&sb.sandbox_id).await;
+        match self.inner.store.load(&sb.sandbox_id) {
+            Ok(None) => {}
+            Ok(Some(old)) if same_attachments(&old, &plan) && old.netns == sb.netns => {
+                return Ok(old);
+            }
+            Ok(Some(old)) => {
+                self.teardown_record(old).await.map_err(engine_err)?;
+            }
+            Err(Error::CorruptRecord { .. } | Error::ReadRecord { .. }) => {
+                self.teardown_fallback(&sb.sandbox_id)
+                    .await
+                    .map_err(engine_err)?;
+            }
+            Err(e) => return Err(engine_err(e)),
+        }
+        let mut rec = SandboxRecord {
+            version: RECORD_VERSION,
+            sandbox_id: sb.sandbox_id.clone(),
+            pod: sb.pod.clone(),
+            netns: sb.netns.clone(),
+            attachments: Vec::new(),
+        };
+        self.inner.store.save(&rec).map_err(engine_err)?;
+        let pod = match Handle::open_path(&sb.netns).await {
+            Ok(p) => p,
+            Err(source) => {
+                let _ = self.inner.store.remove(&sb.sandbox_id);
+                return Err(engine_err(Error::Netlink {
+                    op: format!("open pod netns {}", sb.netns.display()),
+                    source: Box::new(source),
+                }));
+            }
+        };
+        for att in &plan.attachments {
+            let step = self.attach_one(&mut rec, att, &pod);
+            let outcome = match until {
+                Some(t) => tokio::time::timeout_at(t, step).await.map_err(|_| ()),
+                None => Ok(step.await),
+            };
+            let failure = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => Some(e),
+                Err(()) => None,
+            };
+            let (undone, undo_failures) = self.rollback(&mut rec, Some(&pod)).await;
+            return Err(match failure {
+                Some(cause) => SetupError::Attach {
+                    pod: sb.pod.to_string(),
+                    network: att.network.clone(),
+                    interface: att.interface.clone(),
+                    cause,
+                    undone,
+                    undo_failures,
+                },
+                None => SetupError::DeadlineExceeded {
+                    pod: sb.pod.to_string(),
+                    deadline: deadline.unwrap_or_default(),
+                    network: att.network.clone(),
+                    undone,
+                    undo_failures,
+                },
+            });
+        }
+        Ok(rec)
+    }
+
+    /// Hot-plugs one attachment into a set-up sandbox.
+    pub async fn attach(
+        &self,
+        sandbox_id: &str,
+        att: PlannedAttachment,
+    ) -> Result<AttachmentRecord> {
+        let _guard = self.lock(sandbox_id).await;
+        let mut rec = self
+            .inner
+            .store
+            .load(sandbox_id)?
+            .ok_or_else(|| Error::UnknownSandbox {
+                sandbox_id: sandbox_id.to_string(),
+            })?;
+        let pod = Handle::open_path(&rec.netns)
+            .await
+            .map_err(|source| Error::Netlink {
+                op: format!("open pod netns {}", rec.netns.display()),
+                source: Box::new(source),
+            })?;
+        let before = rec.attachments.len();
+        match self.attach_one(&mut rec, &att, &pod).await {
+            Ok(()) => Ok(rec.attachments.last().cloned().expect("just attached")),
+            Err(e) => {
+                if rec.attachments.len() > before {
+                    let a = rec.attachments.pop().expect("len checked");
+                    if let Err(undo) = self.undo_attachment(&rec, &a, Some(&pod), false).await {
+                        tracing::warn!(error = %undo, interface = %a.interface, "undo of failed hot-plug");
+                        rec.attachments.push(a);
+                    }
+                    self.inner.store.save(&rec)?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes one attachment: F8 check, intent record, driver, route plan, done record.
+    async fn attach_one(
+        &self,
+        rec: &mut SandboxRecord,
+        att: &PlannedAttachment,
+        pod: &Handle,
+    ) -> Result<()> {
+        let idx = rec.attachments.len();
+        if att.runtime_managed {
+            route::apply(pod, &att.interface, &att.route_plan, None).await?;
+            rec.attachments.push(AttachmentRecord {
+                network: att.network.clone(),
+                interface: att.interface.clone(),
+                driver: Driver::Runtime,
+                phase: Phase::Done,
+                planned: att.clone(),
+                result: None,
+                native: NativeRecord::default(),
+            });
+            return self.inner.store.save(rec);
+        }
+        let taken = pod
+            .try_find_link(&att.interface)
+            .await
+            .map_err(|source| Error::Netlink {
+                op: format!("validateIfName: look up {}", att.interface),
+                source: Box::new(source),
+            })?;
+        if taken.is_some() || rec.attachment(&att.interface).is_some() {
+            return Err(Error::InterfaceExists {
+                interface: att.interface.clone(),
+            });
+        }
+        let native = match self.inner.cfg.delegation {
+            DelegationMode::Auto => native::classify(att),
+            DelegationMode::ForceExec => None,
+        };
+        let host = match native {
+            Some(_) => Some(self.host().await?),
+            None => None,
+        };
+        let mut planned = NativeRecord::default();
+        if let (Some(n), Some(host)) = (&native, host) {
+            let ctx = self.ctx(host, Some(pod), &rec.netns, &rec.sandbox_id);
+            planned = native::plan_record(n, &att.interface, &ctx);
+        }
+        rec.attachments.push(AttachmentRecord {
+            network: att.network.clone(),
+            interface: att.interface.clone(),
+            driver: if native.is_some() {
+                Driver::Native
+            } else {
+                Driver::Exec
+            },
+            phase: Phase::Intent,
+            planned: att.clone(),
+            result: None,
+            native: planned.clone(),
+        });
+        self.inner.store.save(rec)?;
+        crash::point("setup", idx, "intent");
+        let mut result = match (&native, host) {
+            (Some(n), Some(host)) => {
+                let ctx = self.ctx(host, Some(pod), &rec.netns, &rec.sandbox_id);
+                let mut step = |s: &str| crash::point("setup", idx, s);
+                native::add(n, &att.interface, &planned, &ctx, &mut step).await?
+            }
+            _ => {
+                let req = ExecRequest {
+                    sandbox_id: &rec.sandbox_id,
+                    pod: &rec.pod,
+                    netns: Some(&rec.netns),
+                    attachment: att,
+                    prev_result: None,
+                };
+                let r = self
+                    .inner
+                    .exec
+                    .add(req)
+                    .await
+                    .map_err(|source| Error::Delegate {
+                        verb: "ADD",
+                        network: att.network.clone(),
+                        interface: att.interface.clone(),
+                        source,
+                    })?;
+                crash::point("setup", idx, "exec");
+                r
+            }
+        };
+        route::apply(pod, &att.interface, &att.route_plan, Some(&mut result)).await?;
+        crash::point("setup", idx, "routes");
+        let a = rec.attachments.last_mut().expect("pushed above");
+        if let Some(lease) = a.native.leases.first_mut() {
+            lease.ips = result.ips.iter().map(|i| i.address.addr()).collect();
+        }
+        a.result = Some(result);
+        a.phase = Phase::Done;
+        self.inner.store.save(rec)?;
+        crash::point("setup", idx, "done");
+        Ok(())
+    }
+
+    /// Undoes every attachment of `rec` in reverse; returns (undone interfaces, failures).
+    /// Removes the record when nothing is left to undo.
+    async fn rollback(
+        &self,
+        rec: &mut SandboxRecord,
+        pod: Option<&Handle>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut undone = Vec::new();
+        let mut failures = Vec::new();
+        let mut kept = Vec::new();
+        let attachments = std::mem::take(&mut rec.attachments);
+        for a in attachments.into_iter().rev() {
+            if a.driver == Driver::Runtime {
+                continue;
+            }
+            match self.undo_attachment(rec, &a, pod, false).await {
+                Ok(()) => undone.push(a.interface.clone()),
+                Err(e) => {
+                    failures.push(format!("{}: {}", a.interface, crate::error::chain(&e)));
+                    kept.push(a);
+                }
+            }
+        }
+        kept.reverse();
+        rec.attachments = kept;
+        let saved = if rec.attachments.is_empty() {
+            self.inner.store.remove(&rec.sandbox_id)
+        } else {
+            self.inner.store.save(rec)
+        };
+        if let Err(e) = saved {
+            failures.push(format!("state: {e}"));
+        }
+        (undone, failures)
+    }
+
+    /// Removes one attachment's pieces (idempotent; missing pieces are fine).
+    pub(crate) async fn undo_attachment(
+        &self,
+        rec: &SandboxRecord,
+        a: &AttachmentRecord,
+        pod: Option<&Handle>,
+        pod_links_gone: bool,
+    ) -> Result<()> {
+        match a.driver {
+            Driver::Runtime => Ok(()),
+            Driver::Exec => {
+                let req = ExecRequest {
+                    sandbox_id: &rec.sandbox_id,
+                    pod: &rec.pod,
+                    netns: pod.map(|_| rec.netns.as_path()),
+                    attachment: &a.planned,
+                    prev_result: a.result.as_ref(),
+                };
+                self.inner
+                    .exec
+                    .del(req)
+                    .await
+                    .map_err(|source| Error::Delegate {
+                        verb: "DEL",
+                        network: a.network.clone(),
+                        interface: a.interface.clone(),
+                        source,
+                    })
+            }
+            Driver::Native => {
+                let host = self.host().await?;
+                let ctx = self.ctx(host, pod, &rec.netns, &rec.sandbox_id);
+                native::del(&a.native, &a.interface, &ctx, pod_links_gone).await
+            }
+        }
+    }
+}
+
+fn same_attachments(rec: &SandboxRecord, plan: &Plan) -> bool {
+    rec.attachments.len() == plan.attachments.len()
+        && rec
+            .attachments
+            .iter()
+            .zip(&plan.attachments)
+            .all(|(a, p)| a.phase == Phase::Done && a.planned == *p)
+}

@@ -1,0 +1,434 @@
+//! The native path: decides whether an attachment's CNI config is fully understood
+//! (type built in, every key known, capabilities and CNI args covered) and, if so, does
+//! what the reference plugin (containernetworking/plugins v1.1.1) would do, in-process:
+//! link via `plexus_netlink`, addresses via built-in IPAM, the same CNI result.
+//!
+//! Anything not understood returns `None` from [`classify`] and goes to the exec path; this
+//! module never guesses at a key it does not know.
+
+mod configure;
+mod ipvlan;
+mod macvlan;
+
+use std::path::Path;
+
+use plexus_core::cni::{self, Dns};
+use plexus_core::plan::PlannedAttachment;
+use plexus_netlink::{Handle, MacAddr};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::ipam;
+use crate::state::NativeRecord;
+
+pub(crate) use configure::configure_iface;
+
+/// A driver config the native path understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `macvlan`.
+    Macvlan(macvlan::Conf),
+    /// `ipvlan`.
+    Ipvlan(ipvlan::Conf),
+}
+
+impl Kind {
+    /// The CNI plugin type.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Macvlan(_) => "macvlan",
+            Kind::Ipvlan(_) => "ipvlan",
+        }
+    }
+}
+
+/// A fully understood attachment config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeConfig {
+    /// Driver and its keys.
+    pub kind: Kind,
+    /// The CNI network `name`.
+    pub name: String,
+    /// `cniVersion` (the result is labelled with it).
+    pub cni_version: String,
+    /// IPAM, when the config has a non-empty `ipam.type`.
+    pub ipam: Option<ipam::Config>,
+    /// Top-level `dns` (what the reference main plugins put in their result).
+    pub dns: Dns,
+    /// Addresses requested through `IP=`, `args.cni.ips` or the `ips` capability.
+    pub ips: Vec<String>,
+    /// `GATEWAY=` CNI arg.
+    pub gateway_arg: Option<String>,
+    /// MAC requested through `MAC=`, `args.cni.mac` or the `mac` capability, per the
+    /// driver's own precedence.
+    pub mac: Option<MacAddr>,
+}
+
+/// Keys every main plugin accepts (`types.NetConf`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Common {
+    #[serde(default, rename = "cniVersion")]
+    cni_version: String,
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    ipam: Option<Map<String, Value>>,
+    #[serde(default)]
+    dns: Option<ipam::DnsConfig>,
+    #[serde(default)]
+    capabilities: Map<String, Value>,
+    #[serde(default, rename = "runtimeConfig")]
+    runtime_config: RuntimeConf,
+    #[serde(default)]
+    args: Option<ArgsConf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeConf {
+    #[serde(default)]
+    mac: Option<String>,
+    #[serde(default)]
+    ips: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArgsConf {
+    #[serde(default)]
+    cni: Option<CniArgs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CniArgs {
+    #[serde(default)]
+    ips: Vec<String>,
+    /// Read by the bridge plugin only; accepted (and ignored, as the reference does) here.
+    #[serde(default)]
+    #[allow(dead_code)]
+    mac: Option<String>,
+}
+
+const COMMON_KEYS: &[&str] = &[
+    "cniVersion",
+    "name",
+    "type",
+    "ipam",
+    "dns",
+    "capabilities",
+    "runtimeConfig",
+    "args",
+];
+
+/// Decides whether `att` can run natively; `None` sends it to the exec path.
+pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
+    if att.config.form != plexus_core::plan::ConfigForm::Conf || att.force_exec {
+        return None;
+    }
+    let Value::Object(obj) = serde_json::from_slice::<Value>(&att.config.bytes).ok()? else {
+        return None;
+    };
+    let (common_map, own): (Map<String, Value>, Map<String, Value>) = obj
+        .into_iter()
+        .partition(|(k, _)| COMMON_KEYS.contains(&k.as_str()));
+    let common: Common = serde_json::from_value(Value::Object(common_map)).ok()?;
+    let caps = |name: &str| common.capabilities.get(name) == Some(&Value::Bool(true));
+    // Capabilities whose runtime values the native path would have to honour.
+    let rc = &att.runtime_config;
+    let unsupported_runtime = (caps("portMappings") && !rc.port_mappings.is_empty())
+        || (caps("bandwidth") && rc.bandwidth.is_some())
+        || (caps("infinibandGUID") && rc.infiniband_guid.is_some())
+        || (caps("deviceID") && rc.device_id.is_some());
+    if unsupported_runtime {
+        return None;
+    }
+    let ipam = match &common.ipam {
+        Some(m)
+            if m.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.is_empty()) =>
+        {
+            Some(ipam::Config::parse(&Value::Object(m.clone()))?)
+        }
+        Some(m) if m.keys().any(|k| k != "type") => return None,
+        _ => None,
+    };
+    // Legacy CNI_ARGS: only those the reference plugins read.
+    let mut ip_arg = None;
+    let mut mac_arg = None;
+    let mut gateway_arg = None;
+    for (k, v) in &att.extra_cni_args {
+        match k.as_str() {
+            "IP" => ip_arg = Some(v.clone()),
+            "MAC" => mac_arg = Some(v.clone()),
+            "GATEWAY" => gateway_arg = Some(v.clone()),
+            "IgnoreUnknown"
+            | "K8S_POD_NAMESPACE"
+            | "K8S_POD_NAME"
+            | "K8S_POD_UID"
+            | "K8S_POD_INFRA_CONTAINER_ID" => {}
+            _ => return None,
+        }
+    }
+    let args = common.args.as_ref().and_then(|a| a.cni.as_ref());
+    let mut ips: Vec<String> = ip_arg.into_iter().collect();
+    ips.extend(args.map(|a| a.ips.clone()).unwrap_or_default());
+    ips.extend(common.runtime_config.ips.iter().cloned());
+    if caps("ips") {
+        ips.extend(rc.ips.iter().cloned());
+    }
+    let rc_mac = common
+        .runtime_config
+        .mac
+        .clone()
+        .or_else(|| caps("mac").then(|| rc.mac.clone()).flatten());
+    let own = Value::Object(own);
+    let parse_mac = |s: &str| s.parse::<MacAddr>().ok();
+    let (kind, mac) = match common.kind.as_str() {
+        "macvlan" => {
+            let c: macvlan::Conf = strict(own)?;
+            // loadConf: config `mac`, then MAC= arg, then runtimeConfig.mac.
+            let m = rc_mac.or(mac_arg).or(c.mac.clone());
+            (Kind::Macvlan(c), m)
+        }
+        "ipvlan" => (Kind::Ipvlan(strict(own)?), None),
+        _ => return None,
+    };
+    if mac.is_some() && !matches!(kind, Kind::Macvlan(_)) {
+        return None;
+    }
+    let mac = match mac {
+        Some(m) => Some(parse_mac(&m)?),
+        None => None,
+    };
+    if gateway_arg.is_some() && !matches!(ipam, Some(ipam::Config::Static(_))) {
+        return None;
+    }
+    let dns = common.dns.unwrap_or_default();
+    Some(NativeConfig {
+        kind,
+        name: common.name,
+        cni_version: common.cni_version,
+        ipam,
+        dns: Dns {
+            nameservers: dns.nameservers,
+            domain: dns.domain,
+            search: dns.search,
+            options: dns.options,
+        },
+        ips,
+        gateway_arg,
+        mac,
+    })
+}
+
+fn strict<T: DeserializeOwned>(v: Value) -> Option<T> {
+    serde_json::from_value(v).ok()
+}
+
+/// Everything a native add/del needs to know about its surroundings.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    /// The netns holding masters, bridges and host devices.
+    pub host: &'a Handle,
+    /// The pod netns, when it still exists.
+    pub pod: Option<&'a Handle>,
+    /// The pod netns path as given (reported as `sandbox` in results).
+    pub netns_path: &'a Path,
+    /// The sandbox (CNI container) id.
+    pub container_id: &'a str,
+    /// Default host-local lease root.
+    pub ipam_data_dir: &'a Path,
+    /// Link group for pod links.
+    pub link_group: u32,
+}
+
+/// Names everything the attachment will create, before anything is created, so the
+/// intent record can undo a crash at any later point.
+pub(crate) fn plan_record(cfg: &NativeConfig, ifname: &str, ctx: &Ctx<'_>) -> NativeRecord {
+    let lease = cfg.ipam.as_ref().and_then(|i| {
+        ipam::lease_for(
+            i,
+            &ipam_request(cfg, ifname, ctx.container_id),
+            ctx.ipam_data_dir,
+        )
+    });
+    NativeRecord {
+        kind: cfg.kind.as_str().to_string(),
+        leases: lease.into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn ipam_request(cfg: &NativeConfig, ifname: &str, container_id: &str) -> ipam::Request {
+    ipam::Request {
+        network_name: cfg.name.clone(),
+        container_id: container_id.to_string(),
+        ifname: ifname.to_string(),
+        cni_version: cfg.cni_version.clone(),
+        ips: cfg.ips.clone(),
+        gateway_arg: cfg.gateway_arg.clone(),
+    }
+}
+
+/// Runs IPAM off the async runtime.
+pub(crate) async fn allocate(
+    cfg: &NativeConfig,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Option<ipam::Allocation>> {
+    let Some(ipam_cfg) = cfg.ipam.clone() else {
+        return Ok(None);
+    };
+    let req = ipam_request(cfg, ifname, ctx.container_id);
+    let dir = ctx.ipam_data_dir.to_path_buf();
+    let alloc = tokio::task::spawn_blocking(move || ipam::allocate(&ipam_cfg, &req, &dir))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+    if alloc.ips.is_empty() {
+        return Err(Error::InvalidIpam {
+            network: cfg.name.clone(),
+            reason: "IPAM plugin returned missing IP config".into(),
+        });
+    }
+    Ok(Some(alloc))
+}
+
+/// Creates the attachment; `rec` is the planned record (host names, leases). Calls
+/// `step` after each crash-relevant step.
+pub(crate) async fn add(
+    cfg: &NativeConfig,
+    ifname: &str,
+    _rec: &NativeRecord,
+    ctx: &Ctx<'_>,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<cni::Result> {
+    let pod = ctx.pod.ok_or_else(|| Error::InvalidConfig {
+        network: cfg.name.clone(),
+        kind: cfg.kind.as_str().into(),
+        reason: "pod network namespace is gone".into(),
+    })?;
+    let mut result = match &cfg.kind {
+        Kind::Macvlan(c) => macvlan::add(c, cfg, ifname, ctx, pod, step).await?,
+        Kind::Ipvlan(c) => ipvlan::add(c, cfg, ifname, ctx, pod, step).await?,
+    };
+    result.cni_version = cfg.cni_version.clone();
+    Ok(result)
+}
+
+/// Removes what `rec` says was (or may have been) created for `ifname`. Missing pieces
+/// are fine. `pod_links_gone` is set when a group delete already removed the pod links.
+pub(crate) async fn del(
+    rec: &NativeRecord,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+    pod_links_gone: bool,
+) -> Result<()> {
+    let mut first_err = None;
+    if let (Some(pod), false) = (ctx.pod, pod_links_gone)
+        && let Err(source) = pod.delete_link_by_name(ifname).await
+    {
+        first_err.get_or_insert(nl(format!("delete {ifname} in the pod"))(source));
+    }
+    for name in &rec.host_links {
+        if let Err(source) = ctx.host.delete_link_by_name(name).await {
+            first_err.get_or_insert(nl(format!("delete host link {name}"))(source));
+        }
+    }
+    for lease in &rec.leases {
+        let lease = lease.clone();
+        let res = tokio::task::spawn_blocking(move || ipam::release(&lease))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = res {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The common tail of single-link drivers: IPAM, addresses and routes, result.
+pub(crate) async fn finish_single(
+    cfg: &NativeConfig,
+    link: plexus_netlink::Link,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+    pod: &Handle,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<cni::Result> {
+    step("link");
+    let alloc = allocate(cfg, ifname, ctx).await?;
+    step("ipam");
+    let result = single_result(cfg, &link, ctx, alloc);
+    if cfg.ipam.is_some() {
+        configure_iface(pod, &link, &result).await?;
+    }
+    step("addr");
+    Ok(result)
+}
+
+/// MTU from a config number (0 or absent: kernel default).
+pub(crate) fn mtu(network: &str, kind: &str, mtu: Option<i64>) -> Result<Option<u32>> {
+    match mtu {
+        None | Some(0) => Ok(None),
+        Some(m) => u32::try_from(m)
+            .map(Some)
+            .map_err(|_| Error::InvalidConfig {
+                network: network.to_string(),
+                kind: kind.to_string(),
+                reason: format!("invalid MTU {m}"),
+            }),
+    }
+}
+
+pub(crate) fn nl(op: String) -> impl FnOnce(plexus_netlink::Error) -> Error {
+    move |source| Error::Netlink {
+        op,
+        source: Box::new(source),
+    }
+}
+
+/// A one-interface result (macvlan, ipvlan, vlan, host-device shape).
+pub(crate) fn single_result(
+    cfg: &NativeConfig,
+    link: &plexus_netlink::Link,
+    ctx: &Ctx<'_>,
+    alloc: Option<ipam::Allocation>,
+) -> cni::Result {
+    let mut r = cni::Result {
+        cni_version: cfg.cni_version.clone(),
+        interfaces: vec![cni::Interface {
+            name: link.name.clone(),
+            mac: link.mac.map(|m| m.to_string()).unwrap_or_default(),
+            sandbox: ctx.netns_path.display().to_string(),
+            ..Default::default()
+        }],
+        dns: cfg.dns.clone(),
+        ..Default::default()
+    };
+    if let Some(a) = alloc {
+        r.ips = a
+            .ips
+            .into_iter()
+            .map(|mut ip| {
+                ip.interface = Some(0);
+                ip
+            })
+            .collect();
+        r.routes = a.routes;
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests;
