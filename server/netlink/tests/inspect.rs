@@ -67,7 +67,7 @@ async fn snapshot_and_interface_info_of_a_pod() {
         snap.sysctls
             .get("net/ipv6/conf/net1/ndisc_notify")
             .map(String::as_str),
-        Some("1")
+        Some("0")
     );
     assert!(snap.sysctls.contains_key("net/ipv4/ip_forward"));
     let text = snap.stable().to_string();

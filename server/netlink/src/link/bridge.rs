@@ -6,7 +6,7 @@
 //!   vlan is set, promiscuous when `promiscMode`, `net.ipv6.conf.<br>.accept_ra=0`, up;
 //!   an existing link of that name that is not a bridge is an error;
 //! - veth: the pod end gets the requested name, MTU and MAC, the host end a random
-//!   `veth%08x` name and the same MTU, up, enslaved to the bridge, hairpin when
+//!   `veth%08x` name, the same MTU and `accept_ra=0`, up, enslaved to the bridge, hairpin when
 //!   `hairpinMode`, and with `vlan` an untagged PVID entry for that vlan on the port;
 //! - layer 3: in the pod `net.ipv6.conf.<if>.accept_dad=0` (or `enhanced_dad=1` +
 //!   `accept_dad=1` with `enabledad`) and `net.ipv4.conf.<if>.arp_notify=1`;
@@ -213,6 +213,8 @@ async fn wire(
     host_name: &str,
 ) -> Result<Link> {
     let veth = host.find_link(host_name).await?;
+    // The plugin's veth setup turns off router advertisements on the host end.
+    best_effort_sysctl(host, &format!("net/ipv6/conf/{host_name}/accept_ra"), "0").await;
     host.set_link(
         &veth,
         &LinkChange::new().master(Some(bridge.index)).up(true),

@@ -3,8 +3,9 @@
 //! Mirrors the reference `macvlan` plugin (containernetworking/plugins v1.1.1): mode
 //! defaults to `bridge`; the master defaults to the link of the host's default route;
 //! the MTU must not exceed the master's; a MAC from runtimeConfig/CNI_ARGS is set at
-//! creation; with IPAM (layer 3) it sets `net.ipv4.conf.<if>.arp_notify=1` and
-//! `net.ipv6.conf.<if>.ndisc_notify=1` in the pod. Unlike the plugin it creates the link
+//! creation; with IPAM (layer 3) it sets `net.ipv4.conf.<if>.arp_notify=1` in the pod
+//! (v1.1.1 does not touch `ndisc_notify`; later releases do; the parity test against the
+//! installed plugin pins this). Unlike the plugin it creates the link
 //! with its final name (no temporary name + rename) and up, in one request.
 
 use std::fmt;
@@ -107,7 +108,7 @@ pub struct MacvlanSpec {
     pub mode: MacvlanMode,
     /// Name, mtu, mac and group in the pod.
     pub link: PodLink,
-    /// IPAM will configure addresses (sets the arp/ndisc notify sysctls).
+    /// IPAM will configure addresses (sets the arp_notify sysctl).
     pub layer3: bool,
 }
 
@@ -122,7 +123,6 @@ pub async fn add(host: &Handle, pod: &Handle, spec: &MacvlanSpec) -> Result<Link
     if spec.layer3 {
         let name = &link.name;
         best_effort_sysctl(pod, &format!("net/ipv4/conf/{name}/arp_notify"), "1").await;
-        best_effort_sysctl(pod, &format!("net/ipv6/conf/{name}/ndisc_notify"), "1").await;
     }
     Ok(link)
 }
