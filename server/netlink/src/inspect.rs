@@ -58,6 +58,8 @@ pub struct LinkState {
     pub mac: Option<MacAddr>,
     /// Link group.
     pub group: u32,
+    /// Alias (host-device keeps the host name there).
+    pub alias: Option<String>,
 }
 
 /// One address.
@@ -122,6 +124,7 @@ pub async fn snapshot(handle: &Handle) -> Result<Snapshot> {
             hairpin: l.hairpin,
             mac: l.mac,
             group: l.group,
+            alias: l.alias.clone(),
         });
     }
     for a in handle.addresses(None).await? {
@@ -255,6 +258,9 @@ impl fmt::Display for Snapshot {
             if let Some(m) = l.mac {
                 write!(f, " mac={m}")?;
             }
+            if let Some(a) = &l.alias {
+                write!(f, " alias={a}")?;
+            }
             writeln!(f)?;
         }
         for a in &self.addresses {
@@ -337,6 +343,7 @@ mod tests {
                 hairpin: Some(true),
                 mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
                 group: 0,
+                alias: None,
             }],
             addresses: vec![
                 AddrState {

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use plexus_netlink::inspect::{Snapshot, snapshot};
-use plexus_netlink::link::{BridgeSpec, MacvlanMode, MacvlanSpec, PodLink, bridge, macvlan};
+use plexus_netlink::link::{
+    BridgeSpec, HostDeviceSpec, MacvlanMode, MacvlanSpec, PodLink, bridge, host_device, macvlan,
+};
 use plexus_netlink::test_util::{TestNetns, require_privileged, unique_name};
 use plexus_netlink::{Handle, Link, OnExists, RouteSpec, netns};
 
@@ -32,7 +34,14 @@ fn cni_bin() -> Option<PathBuf> {
 }
 
 /// Runs a reference plugin ADD with the host netns entered before exec.
-fn run_plugin(bin: &std::path::Path, host: &TestNetns, pod: &TestNetns, ifname: &str, conf: &str) {
+fn run_plugin(
+    bin: &std::path::Path,
+    command: &str,
+    host: &TestNetns,
+    pod: &TestNetns,
+    ifname: &str,
+    conf: &str,
+) {
     let plugin: String = conf
         .split("\"type\":\"")
         .nth(1)
@@ -42,7 +51,7 @@ fn run_plugin(bin: &std::path::Path, host: &TestNetns, pod: &TestNetns, ifname: 
     let host_path = CString::new(host.path().into_os_string().into_encoded_bytes()).unwrap();
     let mut cmd = Command::new(bin.join(&plugin));
     cmd.env_clear()
-        .env("CNI_COMMAND", "ADD")
+        .env("CNI_COMMAND", command)
         .env(
             "CNI_CONTAINERID",
             format!("plexus-ref-{}", std::process::id()),
@@ -67,7 +76,7 @@ fn run_plugin(bin: &std::path::Path, host: &TestNetns, pod: &TestNetns, ifname: 
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "{plugin} ADD failed: {}{}",
+        "{plugin} {command} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -104,7 +113,7 @@ async fn macvlan_matches_reference_plugin() {
     let conf = format!(
         r#"{{"cniVersion":"1.0.0","name":"parity","type":"macvlan","master":"{uplink}","mode":"private","mtu":1400,"ipam":{{"type":"static","addresses":[{{"address":"10.9.0.2/24","gateway":"10.9.0.1"}}],"routes":[{{"dst":"0.0.0.0/0"}}]}}}}"#
     );
-    run_plugin(&bin, &host, &ref_pod, "net1", &conf);
+    run_plugin(&bin, "ADD", &host, &ref_pod, "net1", &conf);
     let want = comparable(&snapshot(&ref_pod.handle().await).await.unwrap());
 
     let pod = TestNetns::new().await;
@@ -137,7 +146,7 @@ async fn bridge_matches_reference_plugin() {
         let pod = TestNetns::new().await;
         if reference {
             let conf = r#"{"cniVersion":"1.0.0","name":"parity","type":"bridge","bridge":"br-par","isGateway":true,"hairpinMode":true,"mtu":1450,"ipam":{"type":"static","addresses":[{"address":"10.10.0.2/24","gateway":"10.10.0.1"}],"routes":[{"dst":"0.0.0.0/0"}]}}"#;
-            run_plugin(&bin, &host, &pod, "eth1", conf);
+            run_plugin(&bin, "ADD", &host, &pod, "eth1", conf);
         } else {
             let hh = host.handle().await;
             let ph = pod.handle().await;
@@ -149,6 +158,100 @@ async fn bridge_matches_reference_plugin() {
             spec.gateways = vec!["10.10.0.1/24".parse().unwrap()];
             let att = bridge::add(&hh, &ph, &spec).await.unwrap();
             configure(&ph, &att.pod_link, "10.10.0.2/24", "10.10.0.1").await;
+        }
+        let host_state = comparable(&snapshot(&host.handle().await).await.unwrap());
+        let pod_state = comparable(&snapshot(&pod.handle().await).await.unwrap());
+        results.push((host_state, pod_state));
+    }
+    let (want, got) = (&results[0], &results[1]);
+    assert_eq!(
+        got.1, want.1,
+        "pod differs; ours:\n{}\nreference:\n{}",
+        got.1, want.1
+    );
+    assert_eq!(
+        got.0, want.0,
+        "host differs; ours:\n{}\nreference:\n{}",
+        got.0, want.0
+    );
+}
+
+#[tokio::test]
+async fn host_device_matches_reference_plugin_in_and_out() {
+    if !require_privileged() {
+        return;
+    }
+    let Some(bin) = cni_bin() else { return };
+    let host = TestNetns::new().await;
+    let dev = unique_name("rd");
+    host.veth_pair(&dev, &unique_name("rq")).await.unwrap();
+    let hh = host.handle().await;
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"parity","type":"host-device","device":"{dev}"}}"#
+    );
+
+    let ref_pod = TestNetns::new().await;
+    run_plugin(&bin, "ADD", &host, &ref_pod, "net5", &conf);
+    let want_pod = comparable(&snapshot(&ref_pod.handle().await).await.unwrap());
+    let want_host = comparable(&snapshot(&hh).await.unwrap());
+    run_plugin(&bin, "DEL", &host, &ref_pod, "net5", &conf);
+    // The plugin leaves the device down in the host, with the alias it set.
+    let want_after = comparable(&snapshot(&hh).await.unwrap());
+    assert!(hh.find_link(&dev).await.is_ok());
+
+    let pod = TestNetns::new().await;
+    let ph = pod.handle().await;
+    let att = host_device::add(&hh, &ph, &HostDeviceSpec::Name(dev.clone()), "net5")
+        .await
+        .unwrap();
+    let got_pod = comparable(&snapshot(&ph).await.unwrap());
+    let got_host = comparable(&snapshot(&hh).await.unwrap());
+    assert_eq!(
+        got_pod, want_pod,
+        "ours:\n{got_pod}\nreference:\n{want_pod}"
+    );
+    assert_eq!(got_host, want_host);
+    host_device::del(&hh, &ph, "net5", Some(&att.original_name))
+        .await
+        .unwrap();
+    let after = comparable(&snapshot(&hh).await.unwrap());
+    assert_eq!(
+        after, want_after,
+        "ours:\n{after}\nreference:\n{want_after}"
+    );
+}
+
+#[tokio::test]
+async fn layer2_bridge_and_macvlan_match_reference_plugins() {
+    if !require_privileged() {
+        return;
+    }
+    let Some(bin) = cni_bin() else { return };
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let host = TestNetns::new().await;
+        let uplink = "uplink0";
+        host.veth_pair(uplink, "uplink0p").await.unwrap();
+        let pod = TestNetns::new().await;
+        if reference {
+            let br = r#"{"cniVersion":"1.0.0","name":"l2","type":"bridge","bridge":"br-l2","promiscMode":true}"#;
+            run_plugin(&bin, "ADD", &host, &pod, "eth1", br);
+            let mv = r#"{"cniVersion":"1.0.0","name":"l2m","type":"macvlan","master":"uplink0","mode":"vepa"}"#;
+            run_plugin(&bin, "ADD", &host, &pod, "net1", mv);
+        } else {
+            let hh = host.handle().await;
+            let ph = pod.handle().await;
+            let mut spec = BridgeSpec::new("br-l2", PodLink::new("eth1"));
+            spec.promisc = true;
+            bridge::add(&hh, &ph, &spec).await.unwrap();
+            let spec = MacvlanSpec {
+                master: Some(uplink.to_string()),
+                master_in_pod: false,
+                mode: MacvlanMode::Vepa,
+                link: PodLink::new("net1"),
+                layer3: false,
+            };
+            macvlan::add(&hh, &ph, &spec).await.unwrap();
         }
         let host_state = comparable(&snapshot(&host.handle().await).await.unwrap());
         let pod_state = comparable(&snapshot(&pod.handle().await).await.unwrap());
