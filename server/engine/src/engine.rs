@@ -428,16 +428,23 @@ impl Engine {
                     attachment: &a.planned,
                     prev_result: a.result.as_ref(),
                 };
-                self.inner
-                    .exec
-                    .del(req)
-                    .await
-                    .map_err(|source| Error::Delegate {
+                match self.inner.exec.del(req).await {
+                    Ok(()) => Ok(()),
+                    // ADD never returned a result: the plugin cleaned up its own failed ADD
+                    // (CNI spec) and its DEL may fail for the reason the ADD did (e.g. a
+                    // missing master). Like Multus's rollback, tolerate it, loudly.
+                    Err(source) if a.result.is_none() => {
+                        tracing::warn!(network = %a.network, interface = %a.interface,
+                            error = %source, "cni DEL after an unfinished ADD failed");
+                        Ok(())
+                    }
+                    Err(source) => Err(Error::Delegate {
                         verb: "DEL",
                         network: a.network.clone(),
                         interface: a.interface.clone(),
                         source,
-                    })
+                    }),
+                }
             }
             Driver::Native => {
                 let host = self.host().await?;
