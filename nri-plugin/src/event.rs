@@ -5,10 +5,14 @@
 //! Ordering: a Reconcile holds the write side of a gate that every pod event takes for
 //! reading, so a Run arriving after a Synchronize reaches plexusd only after the
 //! Reconcile has finished and cannot be mistaken for a dead sandbox. tokio's `RwLock` is
-//! fair, so the Reconcile queued by Synchronize is served before any later event.
+//! fair (a FIFO queue), and Synchronize takes its place in that queue before replying
+//! without waiting for it, so Synchronize stays fast even while events are in flight.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use plexus_proto::nri::PodSandbox;
@@ -23,10 +27,25 @@ use crate::convert;
 use crate::trace::{TRACEPARENT_KEY, TraceParent};
 use crate::ttrpc::{Status, code};
 
-/// Exclusive right to talk to plexusd, taken by a Reconcile before Synchronize replies.
-#[derive(Debug)]
-pub struct ReconcileGuard {
-    _held: OwnedRwLockWriteGuard<()>,
+type Acquire = Pin<Box<dyn Future<Output = OwnedRwLockWriteGuard<()>> + Send>>;
+
+/// A Reconcile's place in the gate's queue: exclusive access to plexusd, either held
+/// already or queued ahead of every later event.
+pub struct ReconcileTicket(Ticket);
+
+enum Ticket {
+    Held(OwnedRwLockWriteGuard<()>),
+    Queued(Acquire),
+}
+
+impl std::fmt::Debug for ReconcileTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0 {
+            Ticket::Held(_) => "held",
+            Ticket::Queued(_) => "queued",
+        };
+        f.debug_tuple("ReconcileTicket").field(&state).finish()
+    }
 }
 
 /// Forwards pod events to plexusd. Shared by every runtime session.
@@ -158,15 +177,24 @@ impl Forwarder {
         }
     }
 
-    /// Takes the gate for a Reconcile; waits for in-flight pod events to finish.
-    pub async fn begin_reconcile(&self) -> ReconcileGuard {
-        ReconcileGuard {
-            _held: self.gate.clone().write_owned().await,
-        }
+    /// Queues a Reconcile on the gate without waiting: one poll of the write
+    /// acquisition either takes the lock or enqueues it ahead of every later event.
+    pub async fn queue_reconcile(&self) -> ReconcileTicket {
+        let mut acquire: Acquire = Box::pin(self.gate.clone().write_owned());
+        let first = std::future::poll_fn(|cx| Poll::Ready(acquire.as_mut().poll(cx))).await;
+        ReconcileTicket(match first {
+            Poll::Ready(guard) => Ticket::Held(guard),
+            Poll::Pending => Ticket::Queued(acquire),
+        })
     }
 
-    /// `Reconcile` with the live sandbox ids; holds `guard` until plexusd answered.
-    pub async fn reconcile(&self, live: Vec<String>, guard: ReconcileGuard) {
+    /// `Reconcile` with the live sandbox ids, once `ticket`'s turn has come; holds the
+    /// gate until plexusd answered.
+    pub async fn reconcile(&self, live: Vec<String>, ticket: ReconcileTicket) {
+        let guard = match ticket.0 {
+            Ticket::Held(guard) => guard,
+            Ticket::Queued(acquire) => acquire.await,
+        };
         let traceparent = TraceParent::random();
         let span = tracing::info_span!("reconcile", live = live.len(), traceparent = %traceparent);
         async {

@@ -149,11 +149,11 @@ impl Inner {
             pods = live.len(),
             "synchronized; reconciling in the background"
         );
-        // Take the gate before replying, so events after this Synchronize wait for the
-        // Reconcile; the Reconcile itself runs after the reply.
-        let guard = self.forwarder.begin_reconcile().await;
+        // Queue on the gate before replying, so events after this Synchronize wait for
+        // the Reconcile; the Reconcile itself runs after the reply.
+        let ticket = self.forwarder.queue_reconcile().await;
         let forwarder = self.forwarder.clone();
-        tokio::spawn(async move { forwarder.reconcile(live, guard).await });
+        tokio::spawn(async move { forwarder.reconcile(live, ticket).await });
         Ok(SynchronizeResponse::default().encode_to_vec())
     }
 

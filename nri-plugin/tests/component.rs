@@ -441,3 +441,54 @@ async fn a_slow_teardown_answers_by_the_deadline_and_finishes_in_the_background(
     }
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test]
+async fn synchronize_does_not_wait_for_events_in_flight_but_stays_ordered() {
+    let sockets = Sockets::new();
+    let node = FakeNode::default();
+    node.set(|b| b.setup_delay = Duration::from_millis(600));
+    node.serve(&sockets.plexusd);
+    let runtime = FakeRuntime::bind(&sockets.nri);
+    let _plugin = start(&sockets, Duration::from_millis(1500));
+    let mut conn = runtime.accept().await;
+    conn.registered().await;
+    conn.configure(0).await;
+    let conn = Arc::new(conn);
+    let first = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            conn.event(RUN, &pod("sb1", Some("/n/1"), Some("iot")))
+                .await
+        }
+    });
+    node.wait_for("first SetupPod", |c| !setups(c).is_empty())
+        .await;
+
+    // A Synchronize while sb1's setup is in flight answers at once...
+    let started = Instant::now();
+    conn.synchronize(vec![pod("sb1", Some("/n/1"), None)], false)
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    // ...a later Run waits for the Reconcile, which waits for sb1's setup.
+    node.set(|b| b.setup_delay = Duration::ZERO);
+    conn.event(RUN, &pod("sb2", Some("/n/2"), Some("iot")))
+        .await
+        .expect("second run");
+    first.await.unwrap().expect("first run");
+    let order: Vec<String> = node
+        .calls()
+        .iter()
+        .map(|r| match r {
+            Recorded::Setup { req, .. } => format!("setup {}", req.sandbox_id),
+            Recorded::ReconcileStart(_) => "reconcile".into(),
+            Recorded::ReconcileEnd => "reconciled".into(),
+            Recorded::Teardown(_) => "teardown".into(),
+        })
+        .collect();
+    assert_eq!(order, ["setup sb1", "reconcile", "reconciled", "setup sb2"]);
+    assert!(node.known.lock().unwrap().contains("sb1"));
+}
