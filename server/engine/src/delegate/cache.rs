@@ -1,0 +1,233 @@
+//! The libcni result cache, in libcni's own format so `cnitool`, containerd and Multus
+//! tooling keep reading it: `<cache dir>/results/<network>-<container id>-<ifname>`,
+//! directory 0700, file 0600, JSON `{"kind":"cniCacheV1","containerId","config"(base64 of
+//! the raw config bytes),"ifName","networkName","netns","cniArgs","capabilityArgs","result"}`.
+//! Map-typed fields (`capabilityArgs`, `result`) have their keys sorted, as Go writes maps.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use plexus_core::cni;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{Error, Result};
+
+/// The `kind` of a current cache file.
+pub const KIND_V1: &str = "cniCacheV1";
+
+/// One cache file's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Always [`KIND_V1`].
+    pub kind: String,
+    /// Container (sandbox) id.
+    #[serde(rename = "containerId")]
+    pub container_id: String,
+    /// The raw config bytes (base64 on disk).
+    #[serde(with = "b64")]
+    pub config: Vec<u8>,
+    /// Interface name.
+    #[serde(rename = "ifName")]
+    pub if_name: String,
+    /// Network name.
+    #[serde(rename = "networkName")]
+    pub network_name: String,
+    /// Netns path (libcni ≥ 1.2).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub netns: String,
+    /// `CNI_ARGS` pairs.
+    #[serde(rename = "cniArgs", default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_args: Vec<(String, String)>,
+    /// Capability args offered to the plugins (keys sorted on write).
+    #[serde(
+        rename = "capabilityArgs",
+        default,
+        skip_serializing_if = "Map::is_empty"
+    )]
+    pub capability_args: Map<String, Value>,
+    /// The final result, as the last plugin returned it (its own version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = Option::<String>::deserialize(d)?.unwrap_or_default();
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Recursively sorts object keys, as Go's `json.Marshal` of a `map[string]interface{}`.
+pub fn sort_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut pairs: Vec<(String, Value)> = map.into_iter().collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(pairs.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
+}
+
+impl Entry {
+    /// Stores the final result, keys sorted as Go writes a map.
+    pub fn set_result(&mut self, result: &cni::Result) {
+        self.result = result.to_value(&result.cni_version).ok().map(sort_keys);
+    }
+
+    /// Parses a cache file. A file whose `kind` is not [`KIND_V1`] is a bare legacy
+    /// result (libcni's rule); it comes back with only `result` set.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Entry, String> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if value.get("kind").and_then(Value::as_str) == Some(KIND_V1) {
+            return serde_json::from_value(value).map_err(|e| e.to_string());
+        }
+        if !value.is_object() {
+            return Err("not a JSON object".to_owned());
+        }
+        Ok(Entry {
+            kind: String::new(),
+            container_id: String::new(),
+            config: Vec::new(),
+            if_name: String::new(),
+            network_name: String::new(),
+            netns: String::new(),
+            cni_args: Vec::new(),
+            capability_args: Map::new(),
+            result: Some(value),
+        })
+    }
+
+    /// The cached result, parsed (its own version; `fallback_version` when unlabelled).
+    pub fn cni_result(
+        &self,
+        fallback_version: &str,
+    ) -> Option<std::result::Result<cni::Result, cni::Error>> {
+        let value = self.result.as_ref()?;
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        Some(cni::Result::parse(&bytes, fallback_version))
+    }
+
+    /// The file text.
+    pub fn render(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The cache file path of one attachment.
+pub fn path(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) -> PathBuf {
+    cache_dir
+        .join("results")
+        .join(format!("{network}-{container_id}-{if_name}"))
+}
+
+/// Writes an entry (directory 0700, file 0600, via a temporary file and rename so a
+/// reader never sees half a file).
+pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
+    let file = path(
+        cache_dir,
+        &entry.network_name,
+        &entry.container_id,
+        &entry.if_name,
+    );
+    let err = |source| Error::Cache {
+        path: file.clone(),
+        source,
+    };
+    let dir = cache_dir.join("results");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(err)?;
+    let mut tmp_name = std::ffi::OsString::from(format!(".tmp-{}-", std::process::id()));
+    tmp_name.push(file.file_name().unwrap_or_default());
+    let tmp = dir.join(tmp_name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(entry.render().as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, &file).map_err(err)?;
+    Ok(file)
+}
+
+/// Reads an entry; `Ok(None)` when the file does not exist. A file that exists but does
+/// not parse is reported as `Err(reason)` inside the `Ok`, so callers decide.
+pub fn read(
+    cache_dir: &Path,
+    network: &str,
+    container_id: &str,
+    if_name: &str,
+) -> Result<Option<std::result::Result<Entry, String>>> {
+    let file = path(cache_dir, network, container_id, if_name);
+    match std::fs::read(&file) {
+        Ok(bytes) => Ok(Some(Entry::parse(&bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Cache { path: file, source }),
+    }
+}
+
+/// Removes an entry; a missing file is not an error.
+pub fn remove(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) -> Result<()> {
+    let file = path(cache_dir, network, container_id, if_name);
+    match std::fs::remove_file(&file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Cache { path: file, source }),
+    }
+}
+
+/// Every parseable v1 entry in the cache (invalid and legacy files are skipped, as
+/// libcni's `GetCachedAttachments` does), optionally only those of one container.
+pub fn list(cache_dir: &Path, container_id: Option<&str>) -> Result<Vec<Entry>> {
+    let dir = cache_dir.join("results");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Cache { path: dir, source }),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        if entry.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(parsed) = Entry::parse(&bytes) else {
+            continue;
+        };
+        if parsed.kind != KIND_V1 || parsed.container_id.is_empty() || parsed.if_name.is_empty() {
+            continue;
+        }
+        if container_id.is_some_and(|id| id != parsed.container_id) {
+            continue;
+        }
+        out.push(parsed);
+    }
+    out.sort_by(|a, b| {
+        (&a.network_name, &a.container_id, &a.if_name).cmp(&(
+            &b.network_name,
+            &b.container_id,
+            &b.if_name,
+        ))
+    });
+    Ok(out)
+}

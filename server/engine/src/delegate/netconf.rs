@@ -1,0 +1,239 @@
+//! The delegate's config as libcni sees it: a conf or conflist read into a list of plugin
+//! objects, and the per-plugin stdin built from it (libcni `buildOneConfig`,
+//! `injectRuntimeConfig`): `name` and `cniVersion` of the list, `prevResult`, and a
+//! `runtimeConfig` of only the capabilities the plugin declares. Every other key of a
+//! plugin object passes through untouched, in its original order.
+
+use plexus_core::cni::{self, version};
+use plexus_core::plan::{ConfigForm, DelegateConfig, RuntimeConfig};
+use serde_json::{Map, Value};
+
+use super::error::{Error, Result};
+
+/// Longest plugin type accepted (a file name; `NAME_MAX` is 255, real plugins are short).
+pub const MAX_PLUGIN_TYPE_LEN: usize = 128;
+
+/// A conf or conflist, read.
+#[derive(Debug, Clone)]
+pub struct NetworkList {
+    /// Network name.
+    pub name: String,
+    /// The version every plugin runs with.
+    pub cni_version: String,
+    /// `disableCheck`.
+    pub disable_check: bool,
+    /// `disableGC`.
+    pub disable_gc: bool,
+    /// Plugin objects in chain order, each with a validated `type`.
+    pub plugins: Vec<PluginConf>,
+}
+
+/// One plugin object of a list.
+#[derive(Debug, Clone)]
+pub struct PluginConf {
+    /// The plugin `type` (a validated bare name).
+    pub plugin_type: String,
+    /// The object as written.
+    pub object: Map<String, Value>,
+}
+
+/// Checks that a plugin `type` is a bare file name: not empty, not `.`/`..`, no `/`,
+/// no `..`, no NUL, whitespace or control characters, at most
+/// [`MAX_PLUGIN_TYPE_LEN`] bytes.
+pub fn validate_plugin_type(plugin: &str) -> Result<()> {
+    let reason = if plugin.is_empty() {
+        Some("it is empty")
+    } else if plugin.len() > MAX_PLUGIN_TYPE_LEN {
+        Some("it is longer than 128 bytes")
+    } else if plugin.contains('/') {
+        Some("it contains '/'")
+    } else if plugin.contains("..") || plugin == "." {
+        Some("it is or contains a relative directory reference")
+    } else if plugin.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("it contains whitespace or control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidPluginType {
+            plugin: plugin.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn invalid(network: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidConfig {
+        network: network.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn plugin_conf(network: &str, object: Map<String, Value>) -> Result<PluginConf> {
+    let plugin_type = match object.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        Some(_) => return Err(invalid(network, "plugin \"type\" must be a string")),
+        None => return Err(invalid(network, "a plugin has no \"type\"")),
+    };
+    validate_plugin_type(&plugin_type)?;
+    Ok(PluginConf {
+        plugin_type,
+        object,
+    })
+}
+
+impl NetworkList {
+    /// Reads the delegate config bytes. The version is the highest supported entry of
+    /// `cniVersions` when present (libcni ≥ 1.2), else `cniVersion` (`0.1.0` when absent).
+    pub fn parse(config: &DelegateConfig) -> Result<NetworkList> {
+        let label = config.name.as_str();
+        let value: Value = serde_json::from_slice(&config.bytes)
+            .map_err(|e| invalid(label, format!("not JSON: {e}")))?;
+        let Value::Object(mut top) = value else {
+            return Err(invalid(label, "the config is not a JSON object"));
+        };
+        let name = match top.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => n.clone(),
+            _ if !config.name.is_empty() => config.name.clone(),
+            _ => return Err(invalid(label, "the config has no \"name\"")),
+        };
+        let mut cni_version =
+            version::of_config(&config.bytes).map_err(|e| invalid(&name, e.to_string()))?;
+        if let Some(Value::Array(list)) = top.get("cniVersions") {
+            let candidates = list.iter().filter_map(Value::as_str);
+            if let Some(best) = version::highest_supported(candidates) {
+                cni_version = best.to_owned();
+            }
+        }
+        let flag = |top: &Map<String, Value>, key: &str| {
+            top.get(key).and_then(Value::as_bool).unwrap_or(false)
+        };
+        let (disable_check, disable_gc) = (flag(&top, "disableCheck"), flag(&top, "disableGC"));
+        let plugins = match config.form {
+            ConfigForm::Conf => vec![plugin_conf(&name, top)?],
+            ConfigForm::Conflist => {
+                let Some(Value::Array(list)) = top.remove("plugins") else {
+                    return Err(invalid(&name, "a conflist needs a \"plugins\" list"));
+                };
+                if list.is_empty() {
+                    return Err(invalid(&name, "the \"plugins\" list is empty"));
+                }
+                list.into_iter()
+                    .map(|p| match p {
+                        Value::Object(o) => plugin_conf(&name, o),
+                        _ => Err(invalid(&name, "a \"plugins\" entry is not an object")),
+                    })
+                    .collect::<Result<_>>()?
+            }
+        };
+        Ok(NetworkList {
+            name,
+            cni_version,
+            disable_check,
+            disable_gc,
+            plugins,
+        })
+    }
+}
+
+impl PluginConf {
+    /// The stdin for one invocation: the plugin object with the list's `name` and
+    /// `cniVersion`, `prevResult` when given, and `runtimeConfig` = the capability args
+    /// this plugin declares `true` (replacing any `runtimeConfig` it had), when non-empty.
+    pub fn stdin(
+        &self,
+        list: &NetworkList,
+        prev_result: Option<&Value>,
+        capability_args: &Map<String, Value>,
+    ) -> Vec<u8> {
+        let mut object = self.object.clone();
+        object.insert("name".into(), list.name.clone().into());
+        object.insert("cniVersion".into(), list.cni_version.clone().into());
+        if let Some(prev) = prev_result {
+            object.insert("prevResult".into(), prev.clone());
+        }
+        let runtime_config: Map<String, Value> = self
+            .declared_capabilities()
+            .filter_map(|cap| {
+                capability_args
+                    .get(cap)
+                    .map(|v| (cap.to_owned(), v.clone()))
+            })
+            .collect();
+        if !runtime_config.is_empty() {
+            object.insert("runtimeConfig".into(), Value::Object(runtime_config));
+        }
+        serde_json::to_vec(&Value::Object(object)).unwrap_or_default()
+    }
+
+    /// Capabilities the plugin declares `true`, in its order.
+    pub fn declared_capabilities(&self) -> impl Iterator<Item = &str> {
+        self.object
+            .get("capabilities")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(_, on)| on.as_bool() == Some(true))
+            .map(|(cap, _)| cap.as_str())
+    }
+}
+
+/// Lower-cases the first letter of every key of `value`'s objects (one level, and of
+/// objects inside arrays): containerd's Go structs without JSON tags arrive as
+/// `HostPort`, `IngressRate`, `Servers`; the conventions say `hostPort`, ….
+fn lower_first_keys(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(lower_first_keys),
+        Value::Object(map) => {
+            let old = std::mem::take(map);
+            for (k, mut v) in old {
+                if v.is_array() {
+                    lower_first_keys(&mut v);
+                }
+                let mut chars = k.chars();
+                let key = match chars.next() {
+                    Some(c) => c.to_lowercase().chain(chars).collect(),
+                    None => k,
+                };
+                map.insert(key, v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The capability args one invocation offers: the runtime's own (normalised:
+/// containerd's capitalised keys of `portMappings`, `bandwidth`, `dns` and `ipRanges`
+/// become the conventional camelCase), then the attachment's requests, which win.
+pub fn capability_args(
+    runtime: Option<&Map<String, Value>>,
+    requested: &RuntimeConfig,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in runtime.into_iter().flatten() {
+        let mut value = value.clone();
+        if matches!(
+            key.as_str(),
+            "portMappings" | "bandwidth" | "dns" | "ipRanges"
+        ) {
+            lower_first_keys(&mut value);
+        }
+        out.insert(key.clone(), value);
+    }
+    if let Ok(Value::Object(requested)) = serde_json::to_value(requested) {
+        out.extend(requested);
+    }
+    out
+}
+
+/// The prevResult JSON for a plugin: `result` converted to the list's version.
+pub fn prev_result_value(list: &NetworkList, result: &cni::Result) -> Result<Value> {
+    result
+        .to_value(&list.cni_version)
+        .map_err(|error| Error::ConvertPrevResult {
+            network: list.name.clone(),
+            version: list.cni_version.clone(),
+            error,
+        })
+}

@@ -1,0 +1,739 @@
+//! Delegate executor tests with fake plugins: small shell scripts in a temp bin dir that
+//! record their environment and stdin and print results or errors. No root needed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use plexus_core::cni;
+use plexus_core::plan::{ConfigForm, DelegateConfig, RuntimeConfig};
+use plexus_core::pod::PodIdentity;
+use serde_json::{Value, json};
+
+use super::*;
+
+mod privileged;
+
+/// A temp dir with `bin/`, `cache/` and `log/`.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    cache: PathBuf,
+    log: PathBuf,
+    pod: PodIdentity,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (bin, cache, log) = (
+            dir.path().join("bin"),
+            dir.path().join("cache"),
+            dir.path().join("log"),
+        );
+        for d in [&bin, &cache, &log] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        Fixture {
+            _dir: dir,
+            bin,
+            cache,
+            log,
+            pod: PodIdentity::new("ns1", "web-0", "uid-1"),
+        }
+    }
+
+    /// Installs plugin `name`: logs the call, stdin and `CNI_*` env, then runs `body`.
+    fn plugin(&self, name: &str, body: &str) {
+        let script = format!(
+            "#!/bin/sh\nL='{log}'\necho \"{name} $CNI_COMMAND $CNI_CONTAINERID\" >> \"$L/calls\"\n\
+             cat > \"$L/{name}-$CNI_COMMAND.stdin\"\nenv | grep '^CNI_' | sort > \"$L/{name}-$CNI_COMMAND.env\"\n{body}\n",
+            log = self.log.display()
+        );
+        let tmp = self.bin.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, script).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, self.bin.join(name)).unwrap();
+    }
+
+    /// A plugin that prints `result` on ADD and succeeds on everything else.
+    fn result_plugin(&self, name: &str, result: &str) {
+        self.plugin(
+            name,
+            &format!("case \"$CNI_COMMAND\" in ADD) printf '%s' '{result}';; esac"),
+        );
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            timeout: Duration::from_secs(10),
+            busy_retries: 20,
+            busy_retry_delay: Duration::from_millis(50),
+            ..Config::new(vec![self.bin.clone()], &self.cache)
+        }
+    }
+
+    fn executor(&self) -> Executor {
+        Executor::new(self.config())
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log.join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn stdin(&self, name: &str, verb: &str) -> Value {
+        let path = self.log.join(format!("{name}-{verb}.stdin"));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
+    fn env(&self, name: &str, verb: &str) -> Vec<String> {
+        std::fs::read_to_string(self.log.join(format!("{name}-{verb}.env")))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn invocation<'a>(
+        &'a self,
+        config: &'a DelegateConfig,
+        rc: &'a RuntimeConfig,
+    ) -> Invocation<'a> {
+        Invocation {
+            container_id: "c1",
+            netns: Some(Path::new("/var/run/netns/test")),
+            ifname: "net1",
+            pod: &self.pod,
+            config,
+            runtime_config: rc,
+            runtime_capabilities: None,
+            extra_cni_args: &[],
+            prev_result: None,
+        }
+    }
+}
+
+fn conflist(text: &str) -> DelegateConfig {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    DelegateConfig {
+        form: ConfigForm::Conflist,
+        name: v["name"].as_str().unwrap_or_default().to_owned(),
+        cni_version: v["cniVersion"].as_str().unwrap_or_default().to_owned(),
+        plugin_types: Vec::new(),
+        bytes: text.as_bytes().to_vec(),
+    }
+}
+
+fn conf(text: &str) -> DelegateConfig {
+    DelegateConfig {
+        form: ConfigForm::Conf,
+        ..conflist(text)
+    }
+}
+
+const CHAIN: &str = r#"{"cniVersion":"1.0.0","name":"chain","plugins":[{"type":"p1","capabilities":{"mac":true},"keep":{"z":1,"a":2}},{"type":"p2"}]}"#;
+
+const P1_RESULT: &str = r#"{"cniVersion":"0.4.0","interfaces":[{"name":"net1","mac":"02:00:00:00:00:01","sandbox":"/var/run/netns/test"}],"ips":[{"version":"4","interface":0,"address":"10.1.0.5/24","gateway":"10.1.0.1"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.1.0.1"}],"dns":{}}"#;
+
+const P2_RESULT: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"net1","mac":"02:00:00:00:00:01","sandbox":"/var/run/netns/test"}],"ips":[{"interface":0,"address":"10.1.0.5/24","gateway":"10.1.0.1"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.1.0.1"}],"dns":{}}"#;
+
+#[tokio::test]
+async fn chain_add_passes_converted_prev_result_and_writes_the_libcni_cache() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P1_RESULT);
+    f.result_plugin("p2", P2_RESULT);
+    let config = conflist(CHAIN);
+    let rc = RuntimeConfig {
+        mac: Some("02:00:00:00:00:01".into()),
+        ..RuntimeConfig::default()
+    };
+    let out = f.executor().add(&f.invocation(&config, &rc)).await.unwrap();
+    assert_eq!(f.calls(), ["p1 ADD c1", "p2 ADD c1"]);
+    assert_eq!(out.stdout, P2_RESULT.as_bytes());
+    assert_eq!(
+        out.result,
+        cni::Result::parse(P2_RESULT.as_bytes(), "").unwrap()
+    );
+
+    // First plugin: name/cniVersion injected, own keys kept in order, runtimeConfig.
+    let s1 = f.stdin("p1", "ADD");
+    assert_eq!(
+        serde_json::to_string(&s1).unwrap(),
+        r#"{"type":"p1","capabilities":{"mac":true},"keep":{"z":1,"a":2},"name":"chain","cniVersion":"1.0.0","runtimeConfig":{"mac":"02:00:00:00:00:01"}}"#
+    );
+    // Second plugin: p1's 0.4.0 result converted to the list's 1.0.0 (no ips[].version).
+    let s2 = f.stdin("p2", "ADD");
+    assert_eq!(
+        serde_json::to_string(&s2).unwrap(),
+        format!(
+            r#"{{"type":"p2","name":"chain","cniVersion":"1.0.0","prevResult":{}}}"#,
+            P1_RESULT
+                .replace("0.4.0", "1.0.0")
+                .replace(r#""version":"4","#, "")
+        )
+    );
+
+    let cache_file = f.cache.join("results/chain-c1-net1");
+    let text = std::fs::read_to_string(&cache_file).unwrap();
+    assert_eq!(
+        text,
+        r#"{"kind":"cniCacheV1","containerId":"c1","config":"eyJjbmlWZXJzaW9uIjoiMS4wLjAiLCJuYW1lIjoiY2hhaW4iLCJwbHVnaW5zIjpbeyJ0eXBlIjoicDEiLCJjYXBhYmlsaXRpZXMiOnsibWFjIjp0cnVlfSwia2VlcCI6eyJ6IjoxLCJhIjoyfX0seyJ0eXBlIjoicDIifV19","ifName":"net1","networkName":"chain","netns":"/var/run/netns/test","cniArgs":[["IgnoreUnknown","1"],["K8S_POD_NAMESPACE","ns1"],["K8S_POD_NAME","web-0"],["K8S_POD_INFRA_CONTAINER_ID","c1"],["K8S_POD_UID","uid-1"]],"capabilityArgs":{"mac":"02:00:00:00:00:01"},"result":{"cniVersion":"1.0.0","dns":{},"interfaces":[{"mac":"02:00:00:00:00:01","name":"net1","sandbox":"/var/run/netns/test"}],"ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":0}],"routes":[{"dst":"0.0.0.0/0","gw":"10.1.0.1"}]}}"#
+    );
+    let mode = std::fs::metadata(&cache_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let dir_mode = std::fs::metadata(f.cache.join("results"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    let entry = f.executor().cached("chain", "c1", "net1").unwrap().unwrap();
+    assert_eq!(entry.config, CHAIN.as_bytes());
+    assert_eq!(
+        f.executor().cached_attachments(Some("c1")).unwrap().len(),
+        1
+    );
+    assert!(
+        f.executor()
+            .cached_attachments(Some("c2"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn del_runs_in_reverse_with_the_cached_result_and_removes_the_cache() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P1_RESULT);
+    f.result_plugin("p2", P2_RESULT);
+    let config = conflist(CHAIN);
+    let rc = RuntimeConfig::default();
+    let ex = f.executor();
+    ex.add(&f.invocation(&config, &rc)).await.unwrap();
+    ex.del(&f.invocation(&config, &rc)).await.unwrap();
+    assert_eq!(f.calls()[2..], ["p2 DEL c1", "p1 DEL c1"]);
+    let prev = &f.stdin("p1", "DEL")["prevResult"];
+    assert_eq!(prev, &serde_json::from_str::<Value>(P2_RESULT).unwrap());
+    assert!(!f.cache.join("results/chain-c1-net1").exists());
+
+    // Again, with the cache gone: still runs the plugins, without prevResult, and succeeds.
+    ex.del(&f.invocation(&config, &rc)).await.unwrap();
+    assert_eq!(f.calls().len(), 6);
+    assert!(f.stdin("p1", "DEL").get("prevResult").is_none());
+
+    // A corrupt cache file never turns DEL into a no-op.
+    std::fs::write(f.cache.join("results/chain-c1-net1"), "{not json").unwrap();
+    ex.del(&f.invocation(&config, &rc)).await.unwrap();
+    assert_eq!(f.calls().len(), 8);
+    assert!(!f.cache.join("results/chain-c1-net1").exists());
+}
+
+#[tokio::test]
+async fn del_without_netns_passes_an_empty_cni_netns() {
+    let f = Fixture::new();
+    f.plugin("p1", "exit 0");
+    let config = conf(r#"{"cniVersion":"0.3.1","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let inv = Invocation {
+        netns: None,
+        ..f.invocation(&config, &rc)
+    };
+    f.executor().del(&inv).await.unwrap();
+    assert!(f.env("p1", "DEL").contains(&"CNI_NETNS=".to_owned()));
+    // 0.3.1 predates prevResult on DEL.
+    assert!(f.stdin("p1", "DEL").get("prevResult").is_none());
+}
+
+#[tokio::test]
+async fn env_and_cni_args_are_set_like_libcni_plus_legacy_pairs() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P2_RESULT);
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let extra = [
+        ("MAC".to_owned(), "02:00:00:00:00:09".to_owned()),
+        ("IP".to_owned(), "10.1.0.9/24,fd00::9/64".to_owned()),
+    ];
+    let second_bin = f.bin.with_file_name("bin2");
+    let ex = Executor::new(Config {
+        bin_dirs: vec![second_bin.clone(), f.bin.clone()],
+        ..f.config()
+    });
+    let inv = Invocation {
+        extra_cni_args: &extra,
+        ..f.invocation(&config, &rc)
+    };
+    ex.add(&inv).await.unwrap();
+    assert_eq!(
+        f.env("p1", "ADD"),
+        [
+            "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=uid-1;MAC=02:00:00:00:00:09;IP=10.1.0.9/24,fd00::9/64".to_owned(),
+            "CNI_COMMAND=ADD".to_owned(),
+            "CNI_CONTAINERID=c1".to_owned(),
+            "CNI_IFNAME=net1".to_owned(),
+            "CNI_NETNS=/var/run/netns/test".to_owned(),
+            format!("CNI_PATH={}:{}", second_bin.display(), f.bin.display()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn capabilities_inject_only_declared_keys_and_accept_containerd_spelling() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P2_RESULT);
+    let config = conf(
+        r#"{"cniVersion":"1.0.0","name":"one","type":"p1","capabilities":{"portMappings":true,"mac":true,"bandwidth":false,"dns":true},"runtimeConfig":{"stale":1}}"#,
+    );
+    let rc = RuntimeConfig {
+        mac: Some("02:00:00:00:00:07".into()),
+        ips: vec!["10.1.0.7/24".into()],
+        ..RuntimeConfig::default()
+    };
+    let runtime = json!({
+        "portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}],
+        "bandwidth": {"IngressRate": 1000, "IngressBurst": 4294967295u32},
+        "dns": {"Servers": ["10.96.0.10"], "Searches": ["svc.cluster.local"], "Options": ["ndots:5"]},
+        "io.kubernetes.cri.pod-annotations": {"A": "b"}
+    });
+    let runtime = runtime.as_object().unwrap();
+    let inv = Invocation {
+        runtime_capabilities: Some(runtime),
+        ..f.invocation(&config, &rc)
+    };
+    f.executor().add(&inv).await.unwrap();
+    assert_eq!(
+        serde_json::to_string(&f.stdin("p1", "ADD")["runtimeConfig"]).unwrap(),
+        r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":""}],"mac":"02:00:00:00:00:07","dns":{"servers":["10.96.0.10"],"searches":["svc.cluster.local"],"options":["ndots:5"]}}"#
+    );
+
+    // Nothing declared → no runtimeConfig key added (the plugin's own one is kept).
+    let plain = conf(r#"{"cniVersion":"1.0.0","name":"two","type":"p1"}"#);
+    let inv = Invocation {
+        runtime_capabilities: Some(runtime),
+        ..f.invocation(&plain, &rc)
+    };
+    f.executor().add(&inv).await.unwrap();
+    assert!(f.stdin("p1", "ADD").get("runtimeConfig").is_none());
+}
+
+#[tokio::test]
+async fn error_json_becomes_a_typed_error_with_stderr_kept() {
+    let f = Fixture::new();
+    f.plugin(
+        "p1",
+        r#"echo 'details on stderr' >&2; printf '%s' '{"cniVersion":"1.0.0","code":7,"msg":"invalid network config","details":"subnet too small"}'; exit 1"#,
+    );
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let err = f
+        .executor()
+        .add(&f.invocation(&config, &rc))
+        .await
+        .unwrap_err();
+    let Error::Plugin {
+        ref plugin,
+        verb,
+        ref error,
+        ref stderr,
+    } = err
+    else {
+        panic!("unexpected error {err:?}");
+    };
+    assert_eq!((plugin.as_str(), verb), ("p1", "ADD"));
+    assert_eq!(error.code, cni::ErrorCode::INVALID_NETWORK_CONFIG);
+    assert_eq!(error.details, "subnet too small");
+    assert_eq!(stderr, "details on stderr\n");
+    assert_eq!(
+        err.to_string(),
+        "cni plugin \"p1\" ADD failed (code 7): invalid network config; subnet too small"
+    );
+    assert_eq!(err.to_plugin_error().code.0, 7);
+    assert!(!f.cache.join("results/one-c1-net1").exists());
+}
+
+#[tokio::test]
+async fn stderr_and_exit_status_fallbacks() {
+    let f = Fixture::new();
+    f.plugin("p1", "echo boom >&2; exit 1");
+    f.plugin("p2", "exit 3");
+    f.plugin("p3", "echo 'not json'; exit 1");
+    let rc = RuntimeConfig::default();
+    let msg = |e: Error| match e {
+        Error::Plugin { error, .. } => (error.code, error.msg),
+        other => panic!("unexpected {other:?}"),
+    };
+    let c1 = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let e = f.executor().add(&f.invocation(&c1, &rc)).await.unwrap_err();
+    assert_eq!(
+        msg(e),
+        (
+            cni::ErrorCode::INTERNAL,
+            r#"netplugin failed: "boom\n""#.to_owned()
+        )
+    );
+    let c2 = conf(r#"{"cniVersion":"1.0.0","name":"two","type":"p2"}"#);
+    let e = f.executor().add(&f.invocation(&c2, &rc)).await.unwrap_err();
+    assert_eq!(
+        msg(e).1,
+        "netplugin failed with no error message: exit status: 3"
+    );
+    let c3 = conf(r#"{"cniVersion":"1.0.0","name":"three","type":"p3"}"#);
+    let e = f.executor().add(&f.invocation(&c3, &rc)).await.unwrap_err();
+    assert_eq!(
+        msg(e).1,
+        r#"netplugin failed but error parsing its diagnostic message "not json\n""#
+    );
+}
+
+#[tokio::test]
+async fn bad_result_on_success_is_an_error() {
+    let f = Fixture::new();
+    f.plugin(
+        "p1",
+        "echo '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"x\"}]}'",
+    );
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let err = f
+        .executor()
+        .add(&f.invocation(&config, &rc))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::BadResult { verb: "ADD", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn timeout_kills_the_plugin_and_its_children() {
+    let f = Fixture::new();
+    let pidfile = f.log.join("child.pid");
+    f.plugin(
+        "p1",
+        &format!("sleep 30 & echo $! > '{}'; wait", pidfile.display()),
+    );
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let ex = Executor::new(Config {
+        timeout: Duration::from_millis(500),
+        ..f.config()
+    });
+    let start = Instant::now();
+    let err = ex.add(&f.invocation(&config, &rc)).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { verb: "ADD", .. }), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for its reaper: either way no longer running.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next());
+        if stat.is_empty() || state == Some("Z") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sleep child {pid} survived the timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn text_file_busy_is_retried() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P2_RESULT);
+    // Hold the binary open for writing: exec fails with ETXTBSY until it is closed.
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.bin.join("p1"))
+        .unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(writer);
+    });
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let out = f.executor().add(&f.invocation(&config, &rc)).await.unwrap();
+    assert_eq!(out.result.ips.len(), 1);
+    closer.join().unwrap();
+
+    // Without retries the same situation is a spawn error carrying ETXTBSY.
+    let _writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.bin.join("p1"))
+        .unwrap();
+    let ex = Executor::new(Config {
+        busy_retries: 0,
+        ..f.config()
+    });
+    let err = ex.add(&f.invocation(&config, &rc)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Spawn { source, .. } if source.raw_os_error() == Some(libc::ETXTBSY)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn plugin_types_are_bare_names_found_only_in_bin_dirs() {
+    let f = Fixture::new();
+    f.plugin("p1", "exit 0");
+    let rc = RuntimeConfig::default();
+    let long = "a".repeat(129);
+    for bad in [
+        "../p1",
+        "/bin/sh",
+        "",
+        "..",
+        ".",
+        "a b",
+        "p1\n",
+        long.as_str(),
+        "x/../p1",
+    ] {
+        let text = json!({"cniVersion": "1.0.0", "name": "one", "type": bad}).to_string();
+        let config = conf(&text);
+        let err = f
+            .executor()
+            .add(&f.invocation(&config, &rc))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidPluginType { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+    // `sh` exists on PATH but not in the bin dir.
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"sh"}"#);
+    let err = f
+        .executor()
+        .add(&f.invocation(&config, &rc))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PluginNotFound { .. }), "{err:?}");
+    // A bad type anywhere in a chain stops it before anything runs.
+    let config =
+        conflist(r#"{"cniVersion":"1.0.0","name":"c","plugins":[{"type":"p1"},{"type":"../x"}]}"#);
+    assert!(f.executor().add(&f.invocation(&config, &rc)).await.is_err());
+    assert!(f.calls().is_empty());
+    assert!(validate_plugin_type("macvlan").is_ok());
+}
+
+#[tokio::test]
+async fn invalid_configs_and_arguments_are_rejected() {
+    let f = Fixture::new();
+    f.plugin("p1", "exit 0");
+    let rc = RuntimeConfig::default();
+    for text in [
+        r#"{"cniVersion":"1.0.0","name":"c","plugins":[]}"#,
+        r#"{"cniVersion":"1.0.0","name":"c"}"#,
+        r#"{"cniVersion":"1.0.0","name":"c","plugins":[1]}"#,
+        r#"{"cniVersion":"1.0.0","name":"a/b","plugins":[{"type":"p1"}]}"#,
+        "not json",
+    ] {
+        let config = conflist(text);
+        let err = f
+            .executor()
+            .add(&f.invocation(&config, &rc))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidConfig { .. }),
+            "{text}: {err:?}"
+        );
+    }
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let bad_if = Invocation {
+        ifname: "way-too-long-ifname",
+        ..f.invocation(&config, &rc)
+    };
+    let err = f.executor().add(&bad_if).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                what: "interface name",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let bad_id = Invocation {
+        container_id: "../x",
+        ..f.invocation(&config, &rc)
+    };
+    let err = f.executor().del(&bad_id).await.unwrap_err();
+    assert_eq!(
+        err.to_plugin_error().code,
+        cni::ErrorCode::INVALID_ENVIRONMENT
+    );
+    assert!(f.calls().is_empty());
+}
+
+#[tokio::test]
+async fn check_needs_0_4_0_honours_disable_check_and_passes_the_cache() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P2_RESULT);
+    let rc = RuntimeConfig::default();
+    let old = conf(r#"{"cniVersion":"0.3.1","name":"old","type":"p1"}"#);
+    let err = f
+        .executor()
+        .check(&f.invocation(&old, &rc))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::VerbUnsupported { verb: "CHECK", .. }),
+        "{err:?}"
+    );
+    let off = conflist(
+        r#"{"cniVersion":"1.0.0","name":"off","disableCheck":true,"plugins":[{"type":"p1"}]}"#,
+    );
+    f.executor().check(&f.invocation(&off, &rc)).await.unwrap();
+    assert!(f.calls().is_empty());
+    let on = conf(r#"{"cniVersion":"1.0.0","name":"on","type":"p1"}"#);
+    f.executor().add(&f.invocation(&on, &rc)).await.unwrap();
+    f.executor().check(&f.invocation(&on, &rc)).await.unwrap();
+    assert_eq!(f.calls(), ["p1 ADD c1", "p1 CHECK c1"]);
+    assert_eq!(
+        f.stdin("p1", "CHECK")["prevResult"],
+        serde_json::from_str::<Value>(P2_RESULT).unwrap()
+    );
+    // An explicit prevResult wins over the cache and is converted to the list version.
+    let given = cni::Result::parse(P1_RESULT.as_bytes(), "").unwrap();
+    let inv = Invocation {
+        prev_result: Some(&given),
+        ..f.invocation(&on, &rc)
+    };
+    f.executor().check(&inv).await.unwrap();
+    assert_eq!(f.stdin("p1", "CHECK")["prevResult"]["cniVersion"], "1.0.0");
+    assert!(
+        f.stdin("p1", "CHECK")["prevResult"]["ips"][0]
+            .get("version")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn status_is_a_no_op_before_1_1_0_and_reports_plugin_codes() {
+    let f = Fixture::new();
+    f.plugin(
+        "p1",
+        r#"printf '%s' '{"cniVersion":"1.1.0","code":50,"msg":"not ready"}'; exit 1"#,
+    );
+    let old = conflist(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"p1"}]}"#);
+    f.executor().status(&old).await.unwrap();
+    assert!(f.calls().is_empty());
+    let new = conflist(r#"{"cniVersion":"1.1.0","name":"n","plugins":[{"type":"p1"}]}"#);
+    let err = f.executor().status(&new).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Plugin { error, verb: "STATUS", .. } if error.code == cni::ErrorCode::PLUGIN_NOT_AVAILABLE),
+        "{err:?}"
+    );
+    assert!(
+        f.env("p1", "STATUS")
+            .contains(&"CNI_CONTAINERID=".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn gc_deletes_stale_cached_attachments_and_runs_gc_with_valid_ones() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P2_RESULT);
+    let config = conflist(r#"{"cniVersion":"1.1.0","name":"g","plugins":[{"type":"p1"}]}"#);
+    let rc = RuntimeConfig::default();
+    let ex = f.executor();
+    for id in ["keep", "stale"] {
+        let inv = Invocation {
+            container_id: id,
+            ..f.invocation(&config, &rc)
+        };
+        ex.add(&inv).await.unwrap();
+    }
+    let valid = [GcAttachment {
+        container_id: "keep".into(),
+        ifname: "net1".into(),
+    }];
+    ex.gc(&config, &valid).await.unwrap();
+    assert_eq!(f.calls()[2..], ["p1 DEL stale", "p1 GC "]);
+    assert_eq!(
+        f.stdin("p1", "GC")["cni.dev/valid-attachments"],
+        json!([{"containerID": "keep", "ifname": "net1"}])
+    );
+    assert_eq!(
+        f.stdin("p1", "DEL")["prevResult"]["ips"][0]["address"],
+        "10.1.0.5/24"
+    );
+    assert!(f.env("p1", "DEL").contains(&"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=stale;K8S_POD_UID=uid-1".to_owned()));
+    let left: Vec<String> = ex
+        .cached_attachments(None)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.container_id)
+        .collect();
+    assert_eq!(left, ["keep"]);
+}
+
+#[tokio::test]
+async fn version_probe_is_cached_and_refuses_unsupported_versions() {
+    let f = Fixture::new();
+    f.plugin(
+        "p1",
+        r#"case "$CNI_COMMAND" in VERSION) printf '%s' '{"cniVersion":"1.1.0","supportedVersions":["0.3.1","0.4.0"]}';; ADD) printf '%s' '{"cniVersion":"0.4.0"}';; esac"#,
+    );
+    f.plugin(
+        "old",
+        r#"echo '{"code":4,"msg":"unknown CNI_COMMAND: VERSION"}'; exit 1"#,
+    );
+    let ex = Executor::new(Config {
+        probe_versions: true,
+        ..f.config()
+    });
+    let info = ex.version("p1").await.unwrap();
+    assert_eq!(info.supported_versions, ["0.3.1", "0.4.0"]);
+    ex.version("p1").await.unwrap();
+    assert_eq!(f.calls(), ["p1 VERSION "]);
+    assert!(
+        f.env("p1", "VERSION")
+            .contains(&"CNI_NETNS=dummy".to_owned())
+    );
+    assert_eq!(f.stdin("p1", "VERSION"), json!({"cniVersion": "1.1.0"}));
+    assert_eq!(ex.version("old").await.unwrap(), cni::VersionInfo::legacy());
+
+    let rc = RuntimeConfig::default();
+    let too_new = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let err = ex.add(&f.invocation(&too_new, &rc)).await.unwrap_err();
+    assert!(matches!(err, Error::IncompatibleVersion { .. }), "{err:?}");
+    let ok = conf(r#"{"cniVersion":"0.4.0","name":"one","type":"p1"}"#);
+    ex.add(&f.invocation(&ok, &rc)).await.unwrap();
+}
+
+#[tokio::test]
+async fn cni_versions_list_picks_the_highest_supported() {
+    let f = Fixture::new();
+    f.result_plugin("p1", r#"{"cniVersion":"1.1.0"}"#);
+    let config = conflist(
+        r#"{"cniVersion":"0.4.0","cniVersions":["0.4.0","1.1.0","9.0.0"],"name":"v","plugins":[{"type":"p1"}]}"#,
+    );
+    let rc = RuntimeConfig::default();
+    f.executor().add(&f.invocation(&config, &rc)).await.unwrap();
+    assert_eq!(f.stdin("p1", "ADD")["cniVersion"], "1.1.0");
+}
+
+#[test]
+fn legacy_cache_files_are_bare_results() {
+    let entry = cache::Entry::parse(P2_RESULT.as_bytes()).unwrap();
+    assert!(entry.kind.is_empty());
+    assert_eq!(entry.cni_result("1.0.0").unwrap().unwrap().ips.len(), 1);
+    assert!(cache::Entry::parse(b"[]").is_err());
+}
