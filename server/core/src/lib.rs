@@ -3,9 +3,16 @@
 //! It owns what decides *what* a pod gets — annotation parsing, NAD interpretation,
 //! resolution into an ordered [`plan::Plan`], the CNI data model and version
 //! conversion, network-status rendering and the explain rendering. Everything here is
-//! a pure function over plain data, except the NAD directory source, which reads
-//! manifest files. It must not exec, touch netlink, namespaces, sockets or the
-//! Kubernetes API.
+//! a pure function over plain data, except two readers of files: the NAD directory
+//! source (`networks.d/` manifests) and the CNI config directory lookup of `netconf`
+//! (spec-less NADs, file-based cluster/default networks). It must not exec, touch
+//! netlink, namespaces, sockets or the Kubernetes API.
+//!
+//! Resolution API in short: build a [`Config`], a [`NadSource`] ([`DirSource`] over
+//! `networks.d/`, [`MemorySource`], or the daemon's Kubernetes cache), then call
+//! [`resolve()`] for a pod being created or [`resolve_one`] for a hot-plug selection;
+//! render either outcome with [`explain()`] (a Pod manifest is read with
+//! [`pod_from_manifest`]). Errors carry a stable [`Error::kind`].
 
 pub mod annotation;
 pub mod cni;
