@@ -147,14 +147,21 @@ impl OtlpReceiver {
         format!("http://{}", self.addr)
     }
 
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.store.spans.lock().unwrap().clone()
+    }
+
     /// Every span received so far with `trace_id`.
     pub fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
-        let spans = self.store.spans.lock().unwrap();
+        let mut spans = self.spans();
+        spans.retain(|s| s.trace_id == trace_id);
         spans
-            .iter()
-            .filter(|s| s.trace_id == trace_id)
-            .cloned()
-            .collect()
+    }
+
+    /// Waits until at least `count` spans (of any trace) arrived; panics after `timeout`.
+    pub async fn wait_for_spans(&self, count: usize, timeout: Duration) -> Vec<ReceivedSpan> {
+        self.wait(count, timeout, None).await
     }
 
     /// Waits until at least `count` spans of `trace_id` arrived; panics after `timeout`.
@@ -164,10 +171,23 @@ impl OtlpReceiver {
         count: usize,
         timeout: Duration,
     ) -> Vec<ReceivedSpan> {
+        self.wait(count, timeout, Some(trace_id)).await
+    }
+
+    async fn wait(
+        &self,
+        count: usize,
+        timeout: Duration,
+        trace_id: Option<&str>,
+    ) -> Vec<ReceivedSpan> {
+        let matching = || match trace_id {
+            Some(id) => self.trace(id),
+            None => self.spans(),
+        };
         let waited = tokio::time::timeout(timeout, async {
             loop {
                 let arrived = self.store.arrived.notified();
-                let spans = self.trace(trace_id);
+                let spans = matching();
                 if spans.len() >= count {
                     return spans;
                 }
@@ -176,12 +196,20 @@ impl OtlpReceiver {
         })
         .await;
         waited.unwrap_or_else(|_| {
+            let seen: Vec<String> = self
+                .spans()
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} (trace {}, parent {:?})",
+                        s.name, s.trace_id, s.parent_span_id
+                    )
+                })
+                .collect();
             panic!(
-                "the collector got {:?} spans of trace {trace_id} within {timeout:?}, wanted {count}",
-                self.trace(trace_id)
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect::<Vec<_>>()
+                "the collector did not get {count} spans of trace {} within {timeout:?}; \
+                 it got: {seen:#?}",
+                trace_id.unwrap_or("(any)")
             )
         })
     }
