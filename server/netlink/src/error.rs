@@ -251,9 +251,10 @@ impl Error {
             )
     }
 
-    /// True when the kernel lacks the requested link kind: it answers `EOPNOTSUPP`
-    /// ("Unknown device type") for `RTM_NEWLINK` of a kind with no loaded driver
-    /// (net/core/rtnetlink.c `rtnl_newlink`).
+    /// True when the kernel lacks the requested link kind or a link feature: it answers
+    /// `EOPNOTSUPP` ("Unknown device type") for `RTM_NEWLINK` of a kind with no loaded
+    /// driver (net/core/rtnetlink.c `rtnl_newlink`), and for bridge options compiled out
+    /// (e.g. `vlan_filtering` without CONFIG_BRIDGE_VLAN_FILTERING).
     pub fn is_unsupported_kind(&self) -> bool {
         matches!(self, Error::CreateLink { .. }) && self.errno() == Some(libc::EOPNOTSUPP)
     }

@@ -194,7 +194,12 @@ pub fn create_named(name: &str) -> Result<Netns> {
     }
     let dir = Path::new(NETNS_RUN_DIR);
     std::fs::create_dir_all(dir).map_err(err)?;
-    make_run_dir_shared(dir).map_err(err)?;
+    {
+        // Serialise the first-time bind mount so concurrent creators do not stack mounts.
+        static RUN_DIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = RUN_DIR.lock().unwrap_or_else(|p| p.into_inner());
+        make_run_dir_shared(dir).map_err(err)?;
+    }
     let path = dir.join(name);
     std::fs::OpenOptions::new()
         .write(true)

@@ -14,6 +14,9 @@ pub mod ipvlan;
 pub mod macvlan;
 pub mod vlan;
 
+#[cfg(test)]
+mod tests;
+
 use rtnetlink::packet_route::link::{
     InfoBridge, InfoBridgePort, InfoData, InfoIpVlan, InfoMacVlan, InfoPortData, InfoVlan,
     LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
