@@ -128,22 +128,20 @@ pub enum Error {
         reason: String,
     },
     /// A NAD manifest directory cannot be listed.
-    #[error("cannot read network directory {path}: {source}")]
+    #[error("cannot read network directory {path}: {cause}")]
     ReadNadDir {
         /// The directory.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (interpolated into the message, so not a `source`).
+        cause: std::io::Error,
     },
     /// A NAD manifest file cannot be read.
-    #[error("cannot read network file {path}: {source}")]
+    #[error("cannot read network file {path}: {cause}")]
     ReadNadFile {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (interpolated into the message, so not a `source`).
+        cause: std::io::Error,
     },
     /// One document of a NAD manifest file is malformed.
     #[error("network file {path}, document {document}: {reason}")]
@@ -208,13 +206,12 @@ pub enum Error {
         reason: String,
     },
     /// A CNI config file or directory cannot be read.
-    #[error("cannot read CNI config {path}: {source}")]
+    #[error("cannot read CNI config {path}: {cause}")]
     ReadNetworkConfig {
         /// The file or directory.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (interpolated into the message, so not a `source`).
+        cause: std::io::Error,
     },
 }
 

@@ -71,10 +71,10 @@ impl DirSource {
         let listing = match self.scan() {
             Ok(listing) => listing,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
+            Err(cause) => {
                 return Err(Error::ReadNadDir {
                     path: self.dir.clone(),
-                    source,
+                    cause,
                 });
             }
         };
@@ -111,7 +111,7 @@ impl DirSource {
             match &file.content {
                 Err((kind, message)) => errors.push(Error::ReadNadFile {
                     path: path.clone(),
-                    source: std::io::Error::new(*kind, message.clone()),
+                    cause: std::io::Error::new(*kind, message.clone()),
                 }),
                 Ok(parsed) => {
                     for p in parsed {

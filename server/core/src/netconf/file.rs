@@ -25,9 +25,9 @@ fn form_of(path: &Path) -> ConfigForm {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    let io = |source| Error::ReadNetworkConfig {
+    let io = |cause| Error::ReadNetworkConfig {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > MAX_CONFIG_BYTES as u64 {
@@ -41,9 +41,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Config files of `dir` (`.conf`, `.conflist`, `.json`), sorted by name.
 fn config_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |source| Error::ReadNetworkConfig {
+    let io = |cause| Error::ReadNetworkConfig {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -75,9 +75,9 @@ pub fn load_file(path: &Path) -> Result<NetConf> {
 /// Loads `path` given as clusterNetwork/defaultNetworks: a file, or a directory whose
 /// first config file (by name) is used (F28).
 pub fn load_path(path: &Path) -> Result<(PathBuf, NetConf)> {
-    let meta = std::fs::metadata(path).map_err(|source| Error::ReadNetworkConfig {
+    let meta = std::fs::metadata(path).map_err(|cause| Error::ReadNetworkConfig {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     if meta.is_dir() {
         let first =

@@ -229,8 +229,8 @@ fn configured(
             Ok((conf, source, network, None))
         }
         Err(Error::NetworkConfigFileNotFound { .. }) => Err(not_configured(config, role, value)),
-        Err(Error::ReadNetworkConfig { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
+        Err(Error::ReadNetworkConfig { cause, .. })
+            if cause.kind() == std::io::ErrorKind::NotFound =>
         {
             Err(not_configured(config, role, value))
         }
