@@ -66,10 +66,16 @@ async fn main() -> anyhow::Result<()> {
         plugin_name: args.plugin_name,
         ..Config::default()
     };
-    tracing::info!(nri_socket = %config.nri_socket.display(),
-        plexusd_socket = %config.plexusd_socket.display(), deadline = ?config.deadline,
-        "starting plexus-nri");
+    let summary = format!(
+        "nri_socket={} plexusd_socket={} deadline={:?} plugin={}-{}",
+        config.nri_socket.display(),
+        config.plexusd_socket.display(),
+        config.deadline,
+        config.plugin_idx,
+        config.plugin_name
+    );
     let plugin = plexus_nri::Plugin::new(config).context("invalid configuration")?;
+    tracing::info!(config = %summary, "starting plexus-nri");
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("install SIGTERM handler")?;
     tokio::select! {

@@ -240,7 +240,7 @@ async fn setup_failures_fail_the_pod_with_the_cause() {
         s.message
     );
     assert!(
-        took >= Duration::from_millis(350) && took < Duration::from_millis(1500),
+        took >= Duration::from_millis(350) && took < Duration::from_millis(2500),
         "{took:?}"
     );
 
@@ -253,7 +253,7 @@ async fn setup_failures_fail_the_pod_with_the_cause() {
     );
     assert_eq!(s.code, code::DEADLINE_EXCEEDED);
     assert!(s.message.contains("150ms"), "{}", s.message);
-    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert!(started.elapsed() < Duration::from_millis(2500));
 
     // Teardown failures never fail Stop/Remove.
     node.set(|b| {
@@ -348,7 +348,7 @@ async fn reconnects_and_resynchronises_after_the_runtime_restarts() {
 async fn reconcile_finishes_before_a_later_run_reaches_plexusd() {
     let sockets = Sockets::new();
     let node = FakeNode::default();
-    node.set(|b| b.reconcile_delay = Duration::from_millis(300));
+    node.set(|b| b.reconcile_delay = Duration::from_millis(1000));
     node.serve(&sockets.plexusd);
     let runtime = FakeRuntime::bind(&sockets.nri);
     let _plugin = start(&sockets, Duration::from_millis(1500));
@@ -360,7 +360,7 @@ async fn reconcile_finishes_before_a_later_run_reaches_plexusd() {
     conn.synchronize(vec![pod("a", Some("/n/a"), None)], false)
         .await;
     assert!(
-        started.elapsed() < Duration::from_millis(250),
+        started.elapsed() < Duration::from_millis(700),
         "Synchronize must not wait for Reconcile"
     );
     conn.event(RUN, &pod("sb1", Some("/n/1"), Some("iot")))
@@ -426,12 +426,12 @@ async fn a_slow_teardown_answers_by_the_deadline_and_finishes_in_the_background(
     conn.event(RUN, &p).await.expect("run ok");
     assert!(node.known.lock().unwrap().contains("sb1"));
 
-    node.set(|b| b.teardown_delay = Duration::from_millis(900));
+    node.set(|b| b.teardown_delay = Duration::from_millis(2500));
     let started = Instant::now();
     conn.event(STOP, &stopped(&p)).await.expect("stop ok");
     let took = started.elapsed();
     assert!(
-        took < Duration::from_millis(800),
+        took < Duration::from_millis(2000),
         "stop waited for the teardown: {took:?}"
     );
     let deadline = Instant::now() + WAIT;
@@ -439,14 +439,14 @@ async fn a_slow_teardown_answers_by_the_deadline_and_finishes_in_the_background(
         assert!(Instant::now() < deadline, "teardown was cut off");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(started.elapsed() >= Duration::from_millis(2500));
 }
 
 #[tokio::test]
 async fn synchronize_does_not_wait_for_events_in_flight_but_stays_ordered() {
     let sockets = Sockets::new();
     let node = FakeNode::default();
-    node.set(|b| b.setup_delay = Duration::from_millis(600));
+    node.set(|b| b.setup_delay = Duration::from_millis(1000));
     node.serve(&sockets.plexusd);
     let runtime = FakeRuntime::bind(&sockets.nri);
     let _plugin = start(&sockets, Duration::from_millis(1500));
@@ -469,7 +469,7 @@ async fn synchronize_does_not_wait_for_events_in_flight_but_stays_ordered() {
     conn.synchronize(vec![pod("sb1", Some("/n/1"), None)], false)
         .await;
     assert!(
-        started.elapsed() < Duration::from_millis(300),
+        started.elapsed() < Duration::from_millis(700),
         "{:?}",
         started.elapsed()
     );
