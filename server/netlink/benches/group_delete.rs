@@ -2,7 +2,7 @@
 //!
 //! Each round builds a pod like the perf baseline (a bridge+veth eth0 and two macvlans on
 //! a veth uplink, in test namespaces), then tears it down either link by link or with
-//! `Handle::delete_group`. Prints medians. Needs root: `sudo cargo bench -p plexus-netlink`.
+//! `Handle::delete_group`. Prints medians (setup of the links too). Needs root: `sudo cargo bench -p plexus-netlink`.
 
 use std::time::{Duration, Instant};
 
@@ -50,11 +50,14 @@ async fn main() {
     let br = unique_name("bb");
     let mut one_by_one = Vec::new();
     let mut grouped = Vec::new();
+    let mut setup = Vec::new();
     for _ in 0..ROUNDS {
         for grouped_delete in [false, true] {
             let pod = TestNetns::new().await;
             let ph = pod.handle().await;
+            let start = Instant::now();
             build_pod(&hh, &ph, &uplink, &br).await;
+            setup.push(start.elapsed());
             let start = Instant::now();
             if grouped_delete {
                 ph.delete_group(plexus_netlink::link::DEFAULT_LINK_GROUP)
@@ -70,6 +73,11 @@ async fn main() {
             assert_eq!(ph.links().await.expect("links").len(), 1, "only lo left");
         }
     }
+    println!(
+        "pod setup, 3 links (bridge+veth, 2 macvlan, links only, no IPAM), {} runs: median {:.1} ms",
+        setup.len(),
+        median(setup)
+    );
     println!(
         "pod teardown, 3 links (veth+2 macvlan), {ROUNDS} rounds: one-by-one median {:.1} ms, group delete median {:.1} ms",
         median(one_by_one),
