@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cni::{self, Dns};
+use crate::plan::PlannedAttachment;
 
 #[cfg(test)]
 mod tests;
@@ -80,6 +81,18 @@ pub struct Attachment<'a> {
     pub result: &'a cni::Result,
     /// Device information to report, if any.
     pub device_info: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Attachment<'a> {
+    /// The input for a planned attachment and its result (no device info).
+    pub fn planned(attachment: &'a PlannedAttachment, result: &'a cni::Result) -> Attachment<'a> {
+        Attachment {
+            network: &attachment.network,
+            primary: attachment.primary,
+            result,
+            device_info: None,
+        }
+    }
 }
 
 /// True for a route Go's `isDefaultRoute` accepts: destination address 0.0.0.0 or ::.

@@ -87,6 +87,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The configured host netns cannot be used.
+    #[error("cannot run cni plugins in host netns {path}: {source}")]
+    HostNetns {
+        /// The netns path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Waiting for the plugin process failed.
     #[error("failed to wait for cni plugin {path}: {source}")]
     Wait {
@@ -177,7 +186,10 @@ impl Error {
             }
             Error::CniArgs { .. } => C::INVALID_ENVIRONMENT,
             Error::BadResult { .. } | Error::ConvertPrevResult { .. } => C::DECODING_FAILURE,
-            Error::Spawn { .. } | Error::Wait { .. } | Error::Cache { .. } => C::IO_FAILURE,
+            Error::Spawn { .. }
+            | Error::HostNetns { .. }
+            | Error::Wait { .. }
+            | Error::Cache { .. } => C::IO_FAILURE,
             Error::Timeout { .. } => C::TRY_AGAIN_LATER,
             Error::Gc { .. } => C::INTERNAL,
         };

@@ -77,15 +77,22 @@ impl Runner {
         stdin: &[u8],
     ) -> Result<Output> {
         let netns = match &self.host_netns {
-            Some(p) => Some(
-                CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Spawn {
-                    path: binary.to_owned(),
-                    source: std::io::Error::new(
+            Some(p) => {
+                let err = |source| Error::HostNetns {
+                    path: p.clone(),
+                    source,
+                };
+                // Checked here so a missing netns is not reported as a missing plugin
+                // (the child's open in pre_exec would fail with the same ENOENT).
+                std::fs::metadata(p).map_err(err)?;
+                let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+                    err(std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,
-                        "host netns path contains a NUL byte",
-                    ),
-                })?,
-            ),
+                        "the path contains a NUL byte",
+                    ))
+                })?;
+                Some(c)
+            }
             None => None,
         };
         let mut attempt = 0;

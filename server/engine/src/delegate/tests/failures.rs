@@ -266,3 +266,18 @@ async fn invalid_configs_and_arguments_are_rejected() {
     );
     assert!(f.calls().is_empty());
 }
+
+#[tokio::test]
+async fn a_missing_host_netns_is_reported_as_such() {
+    let f = Fixture::new();
+    f.result_plugin("p1", P2_RESULT);
+    let ex = Executor::new(Config {
+        host_netns: Some(f.log.join("no-such-netns")),
+        ..f.config()
+    });
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let err = ex.add(&f.invocation(&config, &rc)).await.unwrap_err();
+    assert!(matches!(err, Error::HostNetns { .. }), "{err:?}");
+    assert!(f.calls().is_empty());
+}
