@@ -32,6 +32,19 @@
 //!
 //! [`Metrics::new`] registers the `plexus_*` families (see [`metrics`]) in a
 //! [`Registry`]; [`serve_metrics`] serves that registry at `GET /metrics`.
+//!
+//! # Wiring (plexusd)
+//!
+//! - `main`, inside the runtime: `let _guard = init(config)?;` then
+//!   `let mut registry = Registry::default(); let metrics = Metrics::new(&mut registry);` and,
+//!   when a metrics address is configured, keep `serve_metrics(addr, Arc::new(registry)).await?`.
+//! - each RPC handler, before `into_inner()`:
+//!   `let span = rpc_span("plexus.v1.Node", "SetupPod", request.metadata());`, then
+//!   [`record_pod`] and `.instrument(span)` around the work.
+//! - work moved to another task must keep the span: `tokio::spawn(fut.in_current_span())`,
+//!   otherwise attachment spans start new traces.
+//! - the engine (which does not depend on this crate) makes `attachment` and `delegate` spans
+//!   with `tracing::info_span!` and the field names above.
 
 pub mod endpoint;
 pub mod error;
