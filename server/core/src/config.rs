@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::annotation::validate_ifname;
+use crate::error::{Error, Result};
+
 /// Who sets up the pod's cluster network (its `eth0`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -76,6 +79,55 @@ impl Config {
             .collect()
     }
 
+    /// Checks the settings once (at daemon start) so that a bad value fails there
+    /// instead of on every pod.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &'static str, reason: String| Error::InvalidConfig { field, reason };
+        validate_ifname(&self.primary_interface).map_err(|e| invalid("primaryInterface", e))?;
+        let namespaces = std::iter::once(("multusNamespace", &self.multus_namespace))
+            .chain(
+                self.system_namespaces
+                    .iter()
+                    .map(|n| ("systemNamespaces", n)),
+            )
+            .chain(
+                self.global_namespaces
+                    .iter()
+                    .map(|n| ("globalNamespaces", n)),
+            );
+        for (field, ns) in namespaces {
+            let ok = !ns.is_empty()
+                && ns.len() <= 63
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !ns.starts_with('-')
+                && !ns.ends_with('-');
+            if !ok {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{ns:?} is not a Kubernetes namespace name (lower case alphanumerics and '-', at most 63 bytes)"
+                    ),
+                ));
+            }
+        }
+        let networks = self
+            .cluster_network
+            .iter()
+            .map(|n| ("clusterNetwork", n))
+            .chain(self.default_networks.iter().map(|n| ("defaultNetworks", n)));
+        for (field, value) in networks {
+            if value.trim().is_empty() {
+                return Err(invalid(
+                    field,
+                    "empty value; accepted: a NAD name in multusNamespace, a CNI config name in confDir, or a path".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// True when `namespace` is a system namespace (no default networks).
     pub fn is_system_namespace(&self, namespace: &str) -> bool {
         self.system_namespaces.iter().any(|n| n == namespace)
@@ -125,6 +177,55 @@ mod tests {
         c.global_namespaces = vec!["b".into()];
         assert!(!c.may_reference("a", "default"));
         assert!(c.may_reference("a", "b"));
+    }
+
+    #[test]
+    fn validate_rejects_unusable_settings() {
+        Config::default().validate().unwrap();
+        let bad = [
+            Config {
+                primary_interface: "a/b".into(),
+                ..Config::default()
+            },
+            Config {
+                multus_namespace: "Kube_System".into(),
+                ..Config::default()
+            },
+            Config {
+                global_namespaces: vec![String::new()],
+                ..Config::default()
+            },
+            Config {
+                system_namespaces: vec!["-x".into()],
+                ..Config::default()
+            },
+            Config {
+                cluster_network: Some(" ".into()),
+                ..Config::default()
+            },
+            Config {
+                default_networks: vec![String::new()],
+                ..Config::default()
+            },
+        ];
+        let fields: Vec<&str> = bad
+            .iter()
+            .map(|c| match c.validate().unwrap_err() {
+                Error::InvalidConfig { field, .. } => field,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "primaryInterface",
+                "multusNamespace",
+                "globalNamespaces",
+                "systemNamespaces",
+                "clusterNetwork",
+                "defaultNetworks"
+            ]
+        );
     }
 
     #[test]

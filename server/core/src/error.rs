@@ -116,6 +116,14 @@ pub enum Error {
         /// The directory searched for a config file.
         conf_dir: PathBuf,
     },
+    /// A resolver setting is unusable.
+    #[error("resolver config {field}: {reason}")]
+    InvalidConfig {
+        /// The setting (camelCase, as in the daemon file).
+        field: &'static str,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
     /// No cluster network is configured although plexus must execute it (shim mode).
     #[error(
         "no cluster network: clusterNetwork must be set when plexus executes the cluster network (shim mode), or the pod must name one in v1.multus-cni.io/default-network"
@@ -230,6 +238,7 @@ impl Error {
             Error::NetworkNotFound { .. } => "network-not-found",
             Error::ConfiguredNetworkNotFound { .. } => "configured-network-not-found",
             Error::ClusterNetworkMissing => "cluster-network-missing",
+            Error::InvalidConfig { .. } => "invalid-config",
             Error::NadStore { .. } => "nad-store",
             Error::ReadNadDir { .. } => "read-nad-dir",
             Error::ReadNadFile { .. } => "read-nad-file",
