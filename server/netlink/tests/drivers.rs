@@ -228,3 +228,27 @@ async fn vlan_or_kernel_skip() {
     assert_eq!(l.mtu, 1400);
     assert!(l.up);
 }
+
+#[tokio::test]
+async fn macvlan_master_in_pod() {
+    if !require_privileged() {
+        return;
+    }
+    let f = fixture().await;
+    let inner = unique_name("pu");
+    let parent = f.pod.veth_pair(&inner, &unique_name("pq")).await.unwrap();
+    let mut spec = macvlan_spec(&inner, MacvlanMode::Bridge, pod_link("net1", None, None));
+    spec.master_in_pod = true;
+    let l = macvlan::add(&f.hh, &f.ph, &spec).await.unwrap();
+    assert_eq!(l.parent, Some(parent.index));
+    assert_eq!(l.parent_netns_id, None, "lower device is in the same netns");
+    // The host's uplink name is unknown inside the pod.
+    spec.master = Some(f.uplink.clone());
+    spec.link.name = "net2".into();
+    assert!(
+        macvlan::add(&f.hh, &f.ph, &spec)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
