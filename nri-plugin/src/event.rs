@@ -85,9 +85,10 @@ impl Forwarder {
             let call = async {
                 let _gate = self.gate.read().await;
                 let mut request = tonic::Request::new(convert::setup_request(&pod));
-                // plexusd gets 90% of the deadline, so it can undo and explain in
-                // time; the local timer below is only the backstop.
-                request.set_timeout(deadline.mul_f64(0.9));
+                // plexusd gets 90% of what is left of the deadline, so it can undo and
+                // explain in time; the local timer below is only the backstop.
+                let left = deadline.saturating_sub(started.elapsed());
+                request.set_timeout(left.mul_f64(0.9));
                 insert_traceparent(&mut request, traceparent);
                 self.client.clone().setup_pod(request).await
             };
