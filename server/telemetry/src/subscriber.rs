@@ -49,7 +49,7 @@ impl FromStr for LogFormat {
 
     fn from_str(value: &str) -> Result<Self> {
         match value {
-            "human" | "text" => Ok(Self::Human),
+            "human" => Ok(Self::Human),
             "json" => Ok(Self::Json),
             _ => Err(Error::ParseLogFormat {
                 value: value.to_owned(),
@@ -66,6 +66,8 @@ pub struct TelemetryConfig {
     /// Format of the log lines on stderr.
     pub log_format: LogFormat,
     /// `EnvFilter` directives for the log lines, e.g. `info` or `plexus_server=debug,info`.
+    /// Multus's level names are accepted as whole filters too: `panic` and `error` mean
+    /// `error`, `verbose` means `info`, `debug` means `debug` (`warning` means `warn`).
     /// The `RUST_LOG` environment variable, when set and non-empty, takes precedence.
     pub log_filter: String,
     /// OTLP/gRPC collector endpoint (`http://host:4317`); `None` exports nothing.
@@ -190,8 +192,15 @@ fn log_filter(configured: &str) -> Result<EnvFilter> {
 }
 
 fn parse_filter(filter: String) -> Result<EnvFilter> {
+    // A bare word is a target to EnvFilter, so Multus's `verbose` would silence everything.
+    let directives = match filter.trim() {
+        "panic" => "error",
+        "verbose" => "info",
+        "warning" => "warn",
+        other => other,
+    };
     EnvFilter::builder()
-        .parse(&filter)
+        .parse(directives)
         .map_err(|source| Error::ParseLogFilter { filter, source })
 }
 
@@ -317,6 +326,20 @@ mod tests {
                 .starts_with("invalid log filter \"plexus=loud\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn multus_level_names_mean_levels_not_targets() {
+        for (level, expected) in [
+            ("panic", LevelFilter::ERROR),
+            ("error", LevelFilter::ERROR),
+            ("verbose", LevelFilter::INFO),
+            ("debug", LevelFilter::DEBUG),
+            (" warning ", LevelFilter::WARN),
+        ] {
+            let filter = parse_filter(level.to_owned()).unwrap();
+            assert_eq!(filter.max_level_hint(), Some(expected), "{level:?}");
+        }
     }
 
     #[test]
