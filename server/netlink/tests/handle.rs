@@ -179,6 +179,15 @@ async fn addresses_and_routes() {
         .expect("extra route listed");
     assert_eq!((r.priority, r.mtu, r.table), (Some(50), Some(1280), 254));
 
+    let mixed = RouteSpec::new(net("fd00:1::/64")).via(gw);
+    let err = h
+        .add_route(&link, &mixed, OnExists::Fail)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidSpec { kind: "route", .. }),
+        "{err:?}"
+    );
     h.delete_route(&link, &extra).await.unwrap();
     h.delete_route(&link, &extra).await.unwrap();
     h.delete_route(&link, &default).await.unwrap();

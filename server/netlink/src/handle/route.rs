@@ -176,6 +176,13 @@ impl Route {
     }
 }
 
+fn invalid_route(reason: String) -> Error {
+    Error::InvalidSpec {
+        kind: "route",
+        reason,
+    }
+}
+
 fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
@@ -228,9 +235,7 @@ impl Handle {
             link: link.name.clone(),
             source,
         };
-        let msg = route
-            .message(link.index)
-            .map_err(|e| err(rtnetlink::Error::InvalidNla(e)))?;
+        let msg = route.message(link.index).map_err(invalid_route)?;
         match self.nl.route().add(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if on_exists == OnExists::Ignore && nl_errno(&e) == Some(libc::EEXIST) => Ok(()),
@@ -245,9 +250,7 @@ impl Handle {
             link: link.name.clone(),
             source,
         };
-        let mut msg = route
-            .message(link.index)
-            .map_err(|e| err(rtnetlink::Error::InvalidNla(e)))?;
+        let mut msg = route.message(link.index).map_err(invalid_route)?;
         // Match any protocol/scope: RTM_DELROUTE compares only what is set (fib_table_delete).
         msg.header.protocol = RouteProtocol::Unspec;
         msg.header.scope = RouteScope::NoWhere;
