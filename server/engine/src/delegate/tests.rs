@@ -14,6 +14,7 @@ use super::*;
 
 mod failures;
 mod privileged;
+mod reference;
 mod verbs;
 
 /// A temp dir with `bin/`, `cache/` and `log/`.

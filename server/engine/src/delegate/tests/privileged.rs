@@ -99,6 +99,13 @@ async fn reference_bridge_chain_add_then_del_in_test_namespaces() {
             .contains(&addr.addr())
     );
     assert_eq!(result.ips[0].gateway, Some("10.77.0.1".parse().unwrap()));
+    // What the Go plugin printed (interfaces with mac/sandbox, ips with interface) is
+    // exactly what plexus renders back from the parsed result.
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result.render("1.0.0").unwrap(),
+        serde_json::to_string(&printed).unwrap()
+    );
 
     // The interface is in the pod netns with the address and tuning's promisc flag; the
     // bridge is in the host test netns, not in ours.
