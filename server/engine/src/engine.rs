@@ -336,7 +336,7 @@ impl Engine {
             (Some(n), Some(host)) => {
                 let ctx = self.ctx(host, Some(pod), &rec.netns, &rec.sandbox_id);
                 let mut step = |s: &str| crash::point("setup", idx, s);
-                native::add(n, &att.interface, &planned, &ctx, &mut step).await?
+                native::add(n, &att.interface, &ctx, &mut step).await?
             }
             _ => {
                 let req = ExecRequest {

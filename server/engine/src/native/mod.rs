@@ -6,9 +6,12 @@
 //! Anything not understood returns `None` from [`classify`] and goes to the exec path; this
 //! module never guesses at a key it does not know.
 
+mod bridge;
 mod configure;
+mod host_device;
 mod ipvlan;
 mod macvlan;
+mod vlan;
 
 use std::path::Path;
 
@@ -32,6 +35,12 @@ pub enum Kind {
     Macvlan(macvlan::Conf),
     /// `ipvlan`.
     Ipvlan(ipvlan::Conf),
+    /// `bridge` (with a veth pair).
+    Bridge(bridge::Conf),
+    /// `host-device` (by name).
+    HostDevice(host_device::Conf),
+    /// `vlan`.
+    Vlan(vlan::Conf),
 }
 
 impl Kind {
@@ -40,6 +49,9 @@ impl Kind {
         match self {
             Kind::Macvlan(_) => "macvlan",
             Kind::Ipvlan(_) => "ipvlan",
+            Kind::Bridge(_) => "bridge",
+            Kind::HostDevice(_) => "host-device",
+            Kind::Vlan(_) => "vlan",
         }
     }
 }
@@ -109,9 +121,8 @@ struct ArgsConf {
 struct CniArgs {
     #[serde(default)]
     ips: Vec<String>,
-    /// Read by the bridge plugin only; accepted (and ignored, as the reference does) here.
+    /// Read by the bridge plugin only (other plugins ignore it, and so does this path).
     #[serde(default)]
-    #[allow(dead_code)]
     mac: Option<String>,
 }
 
@@ -198,9 +209,20 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
             (Kind::Macvlan(c), m)
         }
         "ipvlan" => (Kind::Ipvlan(strict(own)?), None),
+        "bridge" => {
+            let c: bridge::Conf = strict(own)?;
+            if !c.is_supported() || mac_arg.is_some() {
+                return None;
+            }
+            // bridge: args.cni.mac, then runtimeConfig.mac (MAC= is not read).
+            let m = rc_mac.or(args.and_then(|a| a.mac.clone()));
+            (Kind::Bridge(c), m)
+        }
+        "host-device" => (Kind::HostDevice(strict(own)?), None),
+        "vlan" => (Kind::Vlan(strict(own)?), None),
         _ => return None,
     };
-    if mac.is_some() && !matches!(kind, Kind::Macvlan(_)) {
+    if mac.is_some() && !matches!(kind, Kind::Macvlan(_) | Kind::Bridge(_)) {
         return None;
     }
     let mac = match mac {
@@ -262,6 +284,10 @@ pub(crate) fn plan_record(cfg: &NativeConfig, ifname: &str, ctx: &Ctx<'_>) -> Na
     NativeRecord {
         kind: cfg.kind.as_str().to_string(),
         leases: lease.into_iter().collect(),
+        host_device: match &cfg.kind {
+            Kind::HostDevice(h) => Some(h.device.clone()),
+            _ => None,
+        },
         ..Default::default()
     }
 }
@@ -305,7 +331,6 @@ pub(crate) async fn allocate(
 pub(crate) async fn add(
     cfg: &NativeConfig,
     ifname: &str,
-    _rec: &NativeRecord,
     ctx: &Ctx<'_>,
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
@@ -317,6 +342,9 @@ pub(crate) async fn add(
     let mut result = match &cfg.kind {
         Kind::Macvlan(c) => macvlan::add(c, cfg, ifname, ctx, pod, step).await?,
         Kind::Ipvlan(c) => ipvlan::add(c, cfg, ifname, ctx, pod, step).await?,
+        Kind::Vlan(c) => vlan::add(c, cfg, ifname, ctx, pod, step).await?,
+        Kind::HostDevice(c) => host_device::add(c, cfg, ifname, ctx, pod, step).await?,
+        Kind::Bridge(c) => bridge::add(c, cfg, ifname, ctx, pod, step).await?,
     };
     result.cni_version = cfg.cni_version.clone();
     Ok(result)
@@ -331,7 +359,11 @@ pub(crate) async fn del(
     pod_links_gone: bool,
 ) -> Result<()> {
     let mut first_err = None;
-    if let (Some(pod), false) = (ctx.pod, pod_links_gone)
+    if let Some(original) = &rec.host_device {
+        if let Err(e) = host_device::del(original, ifname, ctx).await {
+            first_err.get_or_insert(e);
+        }
+    } else if let (Some(pod), false) = (ctx.pod, pod_links_gone)
         && let Err(source) = pod.delete_link_by_name(ifname).await
     {
         first_err.get_or_insert(nl(format!("delete {ifname} in the pod"))(source));

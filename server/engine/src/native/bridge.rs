@@ -1,0 +1,191 @@
+//! Native `bridge` + veth (reference plugin v1.1.1 keys). IPAM runs first here (the
+//! gateway address the bridge gets comes from it); the links, result and sysctls match the
+//! reference plugin. `ipMasq` (iptables) and `macspoofchk` (nftables) are not built in:
+//! configs asking for them go to the exec path.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use plexus_core::cni;
+use plexus_netlink::link::PodLink;
+use plexus_netlink::link::bridge::{self, BridgeSpec, DEFAULT_BRIDGE};
+use plexus_netlink::{Handle, Link};
+use serde::Deserialize;
+
+use super::{Ctx, NativeConfig, allocate, configure_iface, mtu, nl};
+use crate::error::{Error, Result};
+
+/// The bridge-specific keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conf {
+    /// Bridge name (default `cni0`).
+    #[serde(default)]
+    pub bridge: Option<String>,
+    /// Put the gateway address on the bridge.
+    #[serde(default, rename = "isGateway")]
+    pub is_gateway: bool,
+    /// Also route the pod's default route via the bridge (implies `isGateway`).
+    #[serde(default, rename = "isDefaultGateway")]
+    pub is_default_gateway: bool,
+    /// Replace a conflicting bridge address.
+    #[serde(default, rename = "forceAddress")]
+    pub force_address: bool,
+    /// Masquerade (not built in).
+    #[serde(default, rename = "ipMasq")]
+    pub ip_masq: bool,
+    /// MTU of bridge and veth (0: default).
+    #[serde(default)]
+    pub mtu: Option<i64>,
+    /// Hairpin on the host port.
+    #[serde(default, rename = "hairpinMode")]
+    pub hairpin_mode: bool,
+    /// Promiscuous bridge.
+    #[serde(default, rename = "promiscMode")]
+    pub promisc_mode: bool,
+    /// Access vlan of the port.
+    #[serde(default)]
+    pub vlan: Option<i64>,
+    /// MAC spoof check (not built in).
+    #[serde(default)]
+    pub macspoofchk: bool,
+    /// Keep IPv6 DAD on.
+    #[serde(default)]
+    pub enabledad: bool,
+}
+
+impl Conf {
+    /// True when no key asks for something the native path does not do.
+    pub fn is_supported(&self) -> bool {
+        !self.ip_masq && !self.macspoofchk
+    }
+}
+
+fn default_dst(v6: bool) -> IpNet {
+    if v6 { "::/0" } else { "0.0.0.0/0" }
+        .parse()
+        .expect("literal")
+}
+
+/// The reference `calcGatewayIP`: the first address of the subnet.
+fn first_ip(addr: &IpNet) -> IpAddr {
+    match addr.network() {
+        IpAddr::V4(n) => IpAddr::V4((u32::from(n) + 1).into()),
+        IpAddr::V6(n) => IpAddr::V6((u128::from(n) + 1).into()),
+    }
+}
+
+pub(super) async fn add(
+    c: &Conf,
+    cfg: &NativeConfig,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+    pod: &Handle,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<cni::Result> {
+    let is_gw = c.is_gateway || c.is_default_gateway;
+    let mut alloc = allocate(cfg, ifname, ctx).await?;
+    step("ipam");
+    let mut gateways = Vec::new();
+    let mut default_routes = Vec::new();
+    if let Some(a) = alloc.as_mut() {
+        let mut seen_v4 = false;
+        let mut seen_v6 = false;
+        for ip in a.ips.iter_mut() {
+            if ip.gateway.is_none() && is_gw {
+                ip.gateway = Some(first_ip(&ip.address));
+            }
+            let Some(gw) = ip.gateway else { continue };
+            let v6 = gw.is_ipv6();
+            if is_gw && !(if v6 { seen_v6 } else { seen_v4 }) {
+                gateways.push(IpNet::new(gw, ip.address.prefix_len()).expect("valid prefix"));
+                if c.is_default_gateway {
+                    default_routes.push((v6, gw));
+                }
+            }
+            if v6 { seen_v6 = true } else { seen_v4 = true }
+        }
+        for (v6, gw) in default_routes {
+            let exists = a
+                .routes
+                .iter()
+                .any(|r| r.dst.prefix_len() == 0 && r.dst.addr().is_ipv6() == v6);
+            if !exists {
+                a.routes.push(cni::Route {
+                    dst: default_dst(v6),
+                    gw: Some(gw),
+                    mtu: None,
+                    advmss: None,
+                    priority: None,
+                    table: None,
+                    scope: None,
+                });
+            }
+        }
+    }
+    let vlan = match c.vlan {
+        None | Some(0) => None,
+        Some(v) => Some(u16::try_from(v).map_err(|_| Error::InvalidConfig {
+            network: cfg.name.clone(),
+            kind: "bridge".into(),
+            reason: format!("invalid VLAN ID {v} (must be between 0 and 4094)"),
+        })?),
+    };
+    let mut link = PodLink::new(ifname);
+    link.mtu = mtu(&cfg.name, "bridge", c.mtu)?;
+    link.mac = cfg.mac;
+    link.group = ctx.link_group;
+    let mut spec = BridgeSpec::new(
+        c.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.into()),
+        link,
+    );
+    spec.promisc = c.promisc_mode;
+    spec.hairpin = c.hairpin_mode;
+    spec.vlan = vlan;
+    spec.gateways = gateways;
+    spec.force_address = c.force_address;
+    spec.layer3 = alloc.is_some();
+    spec.enable_dad = c.enabledad;
+    let made = bridge::add(ctx.host, pod, &spec).await.map_err(nl(format!(
+        "create veth {ifname} on bridge {}",
+        spec.bridge
+    )))?;
+    step("link");
+    let iface = |l: &Link, sandbox: String| cni::Interface {
+        name: l.name.clone(),
+        mac: l.mac.map(|m| m.to_string()).unwrap_or_default(),
+        sandbox,
+        ..Default::default()
+    };
+    let mut result = cni::Result {
+        cni_version: cfg.cni_version.clone(),
+        interfaces: vec![
+            iface(&made.bridge, String::new()),
+            iface(&made.host_veth, String::new()),
+            iface(&made.pod_link, ctx.netns_path.display().to_string()),
+        ],
+        dns: cfg.dns.clone(),
+        ..Default::default()
+    };
+    if let Some(a) = alloc {
+        result.ips = a
+            .ips
+            .into_iter()
+            .map(|mut ip| {
+                ip.interface = Some(2);
+                ip
+            })
+            .collect();
+        result.routes = a.routes;
+        configure_iface(pod, &made.pod_link, &result).await?;
+        // The bridge's MAC as it is after the gateway address went on.
+        let br = ctx
+            .host
+            .find_link(&made.bridge.name)
+            .await
+            .map_err(nl(format!("find bridge {}", made.bridge.name)))?;
+        result.interfaces[0].mac = br.mac.map(|m| m.to_string()).unwrap_or_default();
+    }
+    step("addr");
+    Ok(result)
+}
