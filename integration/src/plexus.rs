@@ -149,7 +149,15 @@ impl Plexus {
             binary(&bins, b)?;
         }
         let paths = Paths::new(&containerd.paths().run_dir);
-        for d in [&paths.networks_dir, &paths.state_dir, &paths.ipam_dir] {
+        let conf_dir = paths.dir.join("net.d");
+        let cache_dir = paths.dir.join("cni-cache");
+        for d in [
+            &paths.networks_dir,
+            &paths.state_dir,
+            &paths.ipam_dir,
+            &conf_dir,
+            &cache_dir,
+        ] {
             std::fs::create_dir_all(d).map_err(Error::io("create", d))?;
         }
         let host_netns = containerd.host_netns().path().to_owned();
