@@ -201,20 +201,212 @@ async fn deadline_undoes_what_was_made() {
     if !require_privileged() {
         return;
     }
+    use std::os::unix::fs::PermissionsExt;
     let fx = Fixture::new().await;
-    let engine = fx.engine(DelegationMode::ForceExec);
+    // A plugin that hangs on ADD (and answers DEL at once).
+    let bin = fx.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let slow = bin.join("slow");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && sleep 5\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = fx.config(DelegationMode::Auto);
+    cfg.cni_bin_dirs.insert(0, bin);
+    let engine = plexus_engine::Engine::open(cfg).unwrap();
+    let slow_conf = serde_json::json!({"cniVersion":"1.0.0","name":"slow","type":"slow"});
+    let started = std::time::Instant::now();
     let err = engine
         .setup_with_deadline(
             fx.sandbox("sb-deadline"),
             plan(vec![
                 attachment(1, "net1", &fx.macvlan("mv-d1", "bridge", "10.39.0.0/24")),
-                attachment(2, "net2", &fx.macvlan("mv-d2", "bridge", "10.40.0.0/24")),
+                attachment(2, "net2", &slow_conf),
             ]),
-            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(700),
         )
         .await
         .expect_err("deadline");
-    assert!(matches!(err, SetupError::DeadlineExceeded { .. }), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "deadline not honoured"
+    );
+    match &err {
+        SetupError::DeadlineExceeded {
+            network, undone, ..
+        } => {
+            assert_eq!(network, "default/slow");
+            assert_eq!(undone, &vec!["net2".to_string(), "net1".to_string()]);
+        }
+        other => panic!("unexpected {other}"),
+    }
     assert!(fx.pod_links().await.is_empty());
+    assert!(fx.lease_files().is_empty());
+    assert_eq!(engine.sandbox("sb-deadline").unwrap(), None);
+}
+
+#[tokio::test]
+async fn teardown_without_netns_releases_leases_and_host_side() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let name = plexus_netlink::test_util::unique_name("plexus-t-gone-");
+    let pod_path = {
+        let ns = plexus_netlink::netns::create_named(&name).expect("pod netns");
+        ns.path().to_path_buf()
+    };
+    let engine = fx.engine(DelegationMode::Auto);
+    let bridge = serde_json::json!({"cniVersion":"1.0.0","name":"br-gone","type":"bridge",
+        "bridge": plexus_netlink::test_util::unique_name("br"),
+        "ipam":{"type":"host-local","subnet":"10.43.0.0/24","dataDir":fx.leases()}});
+    let mut sb = fx.sandbox("sb-gone");
+    sb.netns = pod_path.clone();
+    engine
+        .setup(
+            sb,
+            plan(vec![
+                attachment(1, "net1", &fx.macvlan("mv-gone", "bridge", "10.44.0.0/24")),
+                attachment(2, "net2", &bridge),
+            ]),
+        )
+        .await
+        .expect("setup");
+    let host = fx.host.handle().await;
+    let veths = |links: Vec<plexus_netlink::Link>| {
+        links
+            .into_iter()
+            .filter(|l| l.kind.as_deref() == Some("veth") && l.name.starts_with("veth"))
+            .count()
+    };
+    assert_eq!(veths(host.links().await.unwrap()), 1);
+    plexus_netlink::netns::delete_named(&name).expect("delete pod netns");
+    let report = engine
+        .teardown("sb-gone")
+        .await
+        .expect("teardown without netns");
+    assert_eq!(report.removed, vec!["net2", "net1"]);
+    assert!(fx.lease_files().is_empty());
+    // The kernel destroys the veth pair with the netns (asynchronously).
+    let mut left = usize::MAX;
+    for _ in 0..40 {
+        left = veths(host.links().await.unwrap());
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "host veth left behind");
+    assert_eq!(engine.sandbox("sb-gone").unwrap(), None);
+}
+
+#[tokio::test]
+async fn hotplug_attach_and_detach() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    engine
+        .setup(
+            fx.sandbox("sb-hot"),
+            plan(vec![attachment(
+                1,
+                "net1",
+                &fx.macvlan("mv-h1", "bridge", "10.45.0.0/24"),
+            )]),
+        )
+        .await
+        .expect("setup");
+    let added = engine
+        .attach(
+            "sb-hot",
+            attachment(2, "net2", &fx.macvlan("mv-h2", "private", "10.46.0.0/24")),
+        )
+        .await
+        .expect("hot attach");
+    assert_eq!(added.interface, "net2");
+    assert_eq!(fx.pod_links().await, vec!["net1", "net2"]);
+    // A colliding hot-plug is refused and leaves the sandbox as it was.
+    let err = engine
+        .attach(
+            "sb-hot",
+            attachment(3, "net2", &fx.macvlan("mv-h3", "bridge", "10.47.0.0/24")),
+        )
+        .await
+        .expect_err("collision");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    let removed = engine.detach("sb-hot", "net2").await.expect("detach");
+    assert_eq!(removed.interface, "net2");
+    assert_eq!(fx.pod_links().await, vec!["net1"]);
+    assert_eq!(fx.lease_files(), vec!["mv-h1/10.45.0.2"]);
+    assert!(engine.detach("sb-hot", "net2").await.is_err());
+    let rec = engine.sandbox("sb-hot").unwrap().unwrap();
+    assert_eq!(rec.attachments.len(), 1);
+    engine.teardown("sb-hot").await.expect("teardown");
+    assert!(fx.pod_links().await.is_empty());
+    assert!(fx.lease_files().is_empty());
+}
+
+#[tokio::test]
+async fn default_route_plan_and_runtime_managed_primary() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    // The runtime's eth0 with its own default route.
+    fx.pod.veth_pair("eth0", "eth0peer").await.expect("eth0");
+    let pod = fx.pod.handle().await;
+    let eth0 = pod.find_link("eth0").await.unwrap();
+    pod.add_address(&eth0, "10.48.0.5/24".parse().unwrap())
+        .await
+        .unwrap();
+    pod.add_route(
+        &eth0,
+        &plexus_netlink::RouteSpec::new("0.0.0.0/0".parse().unwrap())
+            .via("10.48.0.1".parse().unwrap()),
+        plexus_netlink::OnExists::Fail,
+    )
+    .await
+    .unwrap();
+    let mut primary = attachment(0, "eth0", &fx.macvlan("cluster", "bridge", "10.48.0.0/24"));
+    primary.primary = true;
+    primary.runtime_managed = true;
+    primary.route_plan.remove_v4 = true;
+    let mut conf = fx.macvlan("mv-gw", "bridge", "10.49.0.0/24");
+    conf["ipam"]["routes"] = serde_json::json!([{"dst":"0.0.0.0/0"}]);
+    let mut second = attachment(1, "net1", &conf);
+    second.route_plan.remove_v4 = true;
+    second.route_plan.install = vec!["10.49.0.254".parse().unwrap()];
+    let engine = fx.engine(DelegationMode::Auto);
+    let rec = engine
+        .setup(fx.sandbox("sb-route"), plan(vec![primary, second]))
+        .await
+        .expect("setup");
+    assert_eq!(rec.attachments[0].driver, Driver::Runtime);
+    let defaults: Vec<String> = pod
+        .routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.is_default() && r.dst.addr().is_ipv4())
+        .map(|r| r.gateway.unwrap().to_string())
+        .collect();
+    assert_eq!(defaults, vec!["10.49.0.254"]);
+    let result = rec.attachments[1].result.as_ref().unwrap();
+    let routes: Vec<String> = result
+        .routes
+        .iter()
+        .map(|r| format!("{} {:?}", r.dst, r.gw))
+        .collect();
+    assert_eq!(routes, vec!["0.0.0.0/0 Some(10.49.0.254)"]);
+    engine.teardown("sb-route").await.expect("teardown");
+    assert_eq!(
+        fx.pod_links().await,
+        vec!["eth0", "eth0peer"],
+        "runtime's eth0 untouched"
+    );
     assert!(fx.lease_files().is_empty());
 }
