@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::annotation::validate_ifname;
 use crate::error::{Error, Result};
+use crate::netconf::NetConf;
 
 /// Who sets up the pod's cluster network (its `eth0`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +33,13 @@ pub struct Config {
     /// `conf_dir`, or a path (containing `/`) to a config file or directory (F28).
     pub cluster_network: Option<String>,
     /// `defaultNetworks`: networks every pod outside `system_namespaces` gets (F29).
+    /// Used only together with `cluster_network`, like Multus.
     pub default_networks: Vec<String>,
+    /// `delegates`: inline CNI configs (conf or conflist objects) used when
+    /// `cluster_network` is unset (F27). The first is the cluster network; the others
+    /// follow it for every pod (system namespaces included). Ignored when
+    /// `cluster_network` is set, like Multus.
+    pub delegates: Vec<serde_json::Value>,
     /// Namespace of clusterNetwork/defaultNetworks NADs and default of the
     /// default-network annotation (F33).
     pub multus_namespace: String,
@@ -56,6 +63,7 @@ impl Default for Config {
         Self {
             cluster_network: None,
             default_networks: Vec::new(),
+            delegates: Vec::new(),
             multus_namespace: "kube-system".to_string(),
             system_namespaces: vec!["kube-system".to_string()],
             namespace_isolation: false,
@@ -125,7 +133,28 @@ impl Config {
                 ));
             }
         }
+        if self.cluster_network.is_none() {
+            for position in 0..self.delegates.len() {
+                self.delegate(position)
+                    .map_err(|e| invalid("delegates", e.to_string()))?;
+            }
+        }
         Ok(())
+    }
+
+    /// Parses entry `position` of `delegates` (F27). Like Multus, its own `name` is
+    /// kept (none is injected); messages call it `delegates[<position>]`.
+    pub fn delegate(&self, position: usize) -> Result<NetConf> {
+        let shown = format!("delegates[{position}]");
+        let value = self
+            .delegates
+            .get(position)
+            .ok_or_else(|| Error::InvalidConfig {
+                field: "delegates",
+                reason: format!("{shown} does not exist"),
+            })?;
+        let bytes = serde_json::to_vec(value).expect("a JSON value always serialises");
+        NetConf::parse(&shown, &bytes, None)
     }
 
     /// True when `namespace` is a system namespace (no default networks).
@@ -229,15 +258,57 @@ mod tests {
     }
 
     #[test]
+    fn delegates_are_checked_only_without_a_cluster_network() {
+        let with = |delegates: serde_json::Value| Config {
+            delegates: serde_json::from_value(delegates).unwrap(),
+            primary_mode: PrimaryMode::Plexus,
+            ..Config::default()
+        };
+        with(serde_json::json!([
+            {"cniVersion": "1.0.0", "name": "cbr0", "type": "flannel"},
+            {"name": "extra", "plugins": [{"type": "bridge"}, {"type": "tuning"}]}
+        ]))
+        .validate()
+        .unwrap();
+        let bad = with(serde_json::json!([{"type": "flannel"}, {"name": "x"}]));
+        let e = bad.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "resolver config delegates: network delegates[1]: delegate must have the 'type' or 'plugin' field; accepted: a conf with \"type\" or a conflist with a non-empty \"plugins\" list"
+        );
+        let e = with(serde_json::json!(["flannel"])).validate().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("delegates[0]: config must be a JSON object"),
+            "{e}"
+        );
+        let e = with(serde_json::json!([{"type": "../bin/sh"}]))
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("delegates[0]: plugin 0 has type"),
+            "{e}"
+        );
+        // F27: with clusterNetwork set, delegates are ignored like Multus does.
+        let ignored = Config {
+            cluster_network: Some("cbr0".into()),
+            ..bad
+        };
+        ignored.validate().unwrap();
+        assert!(Config::default().delegate(0).is_err());
+    }
+
+    #[test]
     fn config_deserialises_camel_case_and_rejects_unknown_keys() {
         let c: Config = serde_json::from_str(
-            r#"{"clusterNetwork":"cbr0","namespaceIsolation":true,"primaryMode":"plexus"}"#,
+            r#"{"clusterNetwork":"cbr0","namespaceIsolation":true,"primaryMode":"plexus","delegates":[{"type":"ptp"}]}"#,
         )
         .unwrap();
         assert_eq!(c.cluster_network.as_deref(), Some("cbr0"));
         assert!(c.namespace_isolation);
         assert_eq!(c.primary_mode, PrimaryMode::Plexus);
         assert_eq!(c.multus_namespace, "kube-system");
+        assert_eq!(c.delegates, [serde_json::json!({"type": "ptp"})]);
         assert!(serde_json::from_str::<Config>(r#"{"clusterNetwrk":"x"}"#).is_err());
     }
 }

@@ -124,9 +124,9 @@ pub enum Error {
         /// What is wrong and what is accepted.
         reason: String,
     },
-    /// No cluster network is configured although plexus must execute it (shim mode).
+    /// No cluster network is configured although plexus must execute it (shim mode, F27).
     #[error(
-        "no cluster network: clusterNetwork must be set when plexus executes the cluster network (shim mode), or the pod must name one in v1.multus-cni.io/default-network"
+        "at least one delegate/clusterNetwork must be specified: plexus executes the cluster network (shim mode), so set clusterNetwork (a NAD name, a CNI config name or a path) or delegates (inline CNI configs), or name the pod's network in v1.multus-cni.io/default-network"
     )]
     ClusterNetworkMissing,
     /// The NAD store failed to answer.

@@ -27,7 +27,8 @@ pub enum Origin {
     Cluster,
     /// The pod's `v1.multus-cni.io/default-network` override of the cluster network.
     DefaultOverride,
-    /// One of the configured `defaultNetworks`.
+    /// One of the configured `defaultNetworks` (or, without a cluster network, an
+    /// entry after the first of the configured `delegates`).
     Default,
     /// The pod's `k8s.v1.cni.cncf.io/networks` annotation.
     Annotation,
@@ -62,6 +63,9 @@ pub enum NetworkSource {
     },
     /// A CNI config file named directly (e.g. clusterNetwork given as a path or name).
     File { path: String },
+    /// An inline CNI config of the resolver config's `delegates` list (F27), by its
+    /// 0-based position.
+    Delegate { position: usize },
     /// The runtime's own CNI set this interface up (NRI path) and plexus was not told
     /// which config it used; the attachment's config is empty and never executed.
     Runtime,

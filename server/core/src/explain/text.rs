@@ -74,6 +74,7 @@ fn attachment(out: &mut String, a: &PlannedAttachment) {
             path,
         } => format!("nad {namespace}/{name} (spec-less) -> file {path}"),
         NetworkSource::File { path } => format!("file {path}"),
+        NetworkSource::Delegate { position } => format!("resolver config delegates[{position}]"),
         NetworkSource::Runtime => "the runtime's own CNI config".to_string(),
     };
     line(out, "source", &source);

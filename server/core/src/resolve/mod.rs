@@ -9,17 +9,18 @@
 //! are unique across the plan. Pure apart from the config-file reads `netconf` does
 //! for spec-less NADs and file-based cluster/default networks; never executes anything.
 
+mod configured;
 mod route;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use configured::configured;
 
 use crate::annotation::{self, Annotations, Selection};
 use crate::config::{Config, PrimaryMode};
 use crate::error::{Error, Result, shorten};
 use crate::nad::{Delegation, Nad, NadSource};
-use crate::netconf::{self, NetConf};
+use crate::netconf;
 use crate::plan::{
     ConfigForm, DefaultRoutePlan, DelegateConfig, NetworkSource, Origin, Plan, PlannedAttachment,
     RuntimeConfig,
@@ -44,10 +45,29 @@ pub fn resolve(
 
     let mut attachments = Vec::with_capacity(1 + config.default_networks.len() + selections.len());
     attachments.push(primary(pod, override_sel.as_ref(), config, nads)?);
-    if !config.is_system_namespace(&pod.namespace) {
-        for value in &config.default_networks {
+    if config.cluster_network.is_some() {
+        if !config.is_system_namespace(&pod.namespace) {
+            for value in &config.default_networks {
+                let index = attachments.len();
+                let (conf, source, network, nad) =
+                    configured(config, nads, "defaultNetworks", value)?;
+                attachments.push(attachment(
+                    index,
+                    network,
+                    format!("net{index}"),
+                    Origin::Default,
+                    source,
+                    conf.into_delegate(),
+                    nad.as_ref(),
+                )?);
+            }
+        }
+    } else {
+        // F27: without a cluster network, every entry of `delegates` after the first
+        // follows the primary, for every pod.
+        for position in 1..config.delegates.len() {
             let index = attachments.len();
-            let (conf, source, network, nad) = configured(config, nads, "defaultNetworks", value)?;
+            let (conf, source, network) = configured::delegate(config, position)?;
             attachments.push(attachment(
                 index,
                 network,
@@ -55,7 +75,7 @@ pub fn resolve(
                 Origin::Default,
                 source,
                 conf.into_delegate(),
-                nad.as_ref(),
+                None,
             )?);
         }
     }
@@ -166,6 +186,18 @@ fn primary(
                 nad.as_ref(),
             )?
         }
+        None if !config.delegates.is_empty() => {
+            let (conf, source, network) = configured::delegate(config, 0)?;
+            attachment(
+                0,
+                network,
+                config.primary_interface.clone(),
+                Origin::Cluster,
+                source,
+                conf.into_delegate(),
+                None,
+            )?
+        }
         None if runtime => PlannedAttachment {
             index: 0,
             network: String::new(),
@@ -194,57 +226,6 @@ fn primary(
     planned.primary = true;
     planned.runtime_managed = runtime;
     Ok(planned)
-}
-
-/// F28/F29: a configured network value: a path (contains `/`), else a NAD in the
-/// multus namespace, else a CNI config of that name in the config directory.
-fn configured(
-    config: &Config,
-    nads: &dyn NadSource,
-    role: &'static str,
-    value: &str,
-) -> Result<(NetConf, NetworkSource, String, Option<Nad>)> {
-    if value.contains('/') {
-        let (path, conf) = netconf::load_path(Path::new(value))?;
-        let network = if conf.name.is_empty() {
-            path.display().to_string()
-        } else {
-            conf.name.clone()
-        };
-        let source = NetworkSource::File {
-            path: path.display().to_string(),
-        };
-        return Ok((conf, source, network, None));
-    }
-    if let Some(nad) = nads.get(&config.multus_namespace, value)? {
-        let (conf, source) = netconf::from_nad(&nad, &config.conf_dir)?;
-        return Ok((conf, source, nad.key(), Some(nad)));
-    }
-    match netconf::find_by_name(&config.conf_dir, value, value) {
-        Ok((path, conf)) => {
-            let source = NetworkSource::File {
-                path: path.display().to_string(),
-            };
-            let network = conf.name.clone();
-            Ok((conf, source, network, None))
-        }
-        Err(Error::NetworkConfigFileNotFound { .. }) => Err(not_configured(config, role, value)),
-        Err(Error::ReadNetworkConfig { cause, .. })
-            if cause.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Err(not_configured(config, role, value))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn not_configured(config: &Config, role: &'static str, value: &str) -> Error {
-    Error::ConfiguredNetworkNotFound {
-        role,
-        value: value.to_string(),
-        namespace: config.multus_namespace.clone(),
-        conf_dir: config.conf_dir.clone(),
-    }
 }
 
 /// A NAD-backed attachment from a selection element.

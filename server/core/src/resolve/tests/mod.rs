@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+mod configured;
 mod examples;
 mod route_and_hotplug;
 
