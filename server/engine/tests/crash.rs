@@ -1,5 +1,5 @@
-//! Crash matrix (privileged, own harness): a child process runs a two-network native
-//! attach (or a teardown) and aborts at one named crash point (`PLEXUS_CRASH_AT`); a new
+//! Crash matrix (privileged, own harness): a child process runs a two-network attach
+//! (network 0 native macvlan, network 1 an exec-path conflist chain) or a teardown and aborts at one named crash point (`PLEXUS_CRASH_AT`); a new
 //! engine on the same state dir then recovers and tears down, and the test proves no link,
 //! address or lease is left. Every point of both attachments and of teardown is covered.
 
@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::{Fixture, attachment, config_for, lease_files, plan};
-use plexus_engine::crash::{ENV, SETUP_STEPS_NATIVE, TEARDOWN_STEPS};
+use plexus_engine::crash::{ENV, SETUP_STEPS_EXEC, SETUP_STEPS_NATIVE, TEARDOWN_STEPS};
 use plexus_engine::{DelegationMode, Engine};
 use plexus_netlink::test_util::require_privileged;
 
@@ -25,8 +25,11 @@ fn main() {
         return;
     }
     let mut points: Vec<String> = Vec::new();
-    for i in 0..2 {
-        for s in SETUP_STEPS_NATIVE {
+    for (i, steps) in [SETUP_STEPS_NATIVE, SETUP_STEPS_EXEC]
+        .into_iter()
+        .enumerate()
+    {
+        for s in steps {
             points.push(format!("setup.{i}.{s}"));
         }
     }
@@ -96,7 +99,15 @@ async fn run_point(point: &str) -> Result<(), String> {
     let fx = Fixture::new().await;
     let p = plan(vec![
         attachment(1, "net1", &fx.macvlan("mv-x", "bridge", "10.41.0.0/24")),
-        attachment(2, "net2", &fx.macvlan("mv-y", "vepa", "10.42.0.0/24")),
+        attachment(
+            2,
+            "net2",
+            &serde_json::json!({"cniVersion":"1.0.0","name":"chain-y","plugins":[
+                {"type":"macvlan","master":fx.uplink,"mode":"vepa",
+                 "ipam":{"type":"host-local","subnet":"10.42.0.0/24","dataDir":fx.leases()}},
+                {"type":"tuning","mtu":1400}
+            ]}),
+        ),
     ]);
     let plan_json = serde_json::to_string(&p).unwrap();
     let aborted = |s: std::process::ExitStatus| s.signal() == Some(libc::SIGABRT);
