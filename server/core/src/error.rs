@@ -116,6 +116,17 @@ pub enum Error {
         /// The directory searched for a config file.
         conf_dir: PathBuf,
     },
+    /// The cluster network (or a default network) is given as a path that does not
+    /// exist (F28).
+    #[error(
+        "failed to get {role} {path}: no such file or directory; accepted: a CNI config file (.conf or .json with \"type\", .conflist with \"plugins\") or a directory holding one"
+    )]
+    ConfiguredNetworkPathNotFound {
+        /// `clusterNetwork` or `defaultNetworks`.
+        role: &'static str,
+        /// The configured path.
+        path: PathBuf,
+    },
     /// A resolver setting is unusable.
     #[error("resolver config {field}: {reason}")]
     InvalidConfig {
@@ -207,6 +218,16 @@ pub enum Error {
         /// The directory searched.
         dir: PathBuf,
     },
+    /// The on-disk CNI config directory holds no config file at all (F20).
+    #[error(
+        "network {network}: no networks found in {dir} (no .conf, .conflist or .json file there)"
+    )]
+    NoNetworkConfigs {
+        /// Display name of the network.
+        network: String,
+        /// The directory searched.
+        dir: PathBuf,
+    },
     /// A pod manifest given to explain is unusable.
     #[error("pod manifest: {reason}")]
     InvalidPodManifest {
@@ -236,7 +257,8 @@ impl Error {
             Error::DefaultRouteEcmp { .. } => "default-route-ecmp",
             Error::UnsupportedHotplug { .. } => "unsupported-hotplug",
             Error::NetworkNotFound { .. } => "network-not-found",
-            Error::ConfiguredNetworkNotFound { .. } => "configured-network-not-found",
+            Error::ConfiguredNetworkNotFound { .. }
+            | Error::ConfiguredNetworkPathNotFound { .. } => "configured-network-not-found",
             Error::ClusterNetworkMissing => "cluster-network-missing",
             Error::InvalidConfig { .. } => "invalid-config",
             Error::NadStore { .. } => "nad-store",
@@ -246,7 +268,9 @@ impl Error {
             Error::DuplicateNad { .. } => "duplicate-nad",
             Error::InvalidNetworkConfig { .. } => "invalid-network-config",
             Error::InvalidPluginType { .. } => "invalid-plugin-type",
-            Error::NetworkConfigFileNotFound { .. } => "network-config-file-not-found",
+            Error::NetworkConfigFileNotFound { .. } | Error::NoNetworkConfigs { .. } => {
+                "network-config-file-not-found"
+            }
             Error::ReadNetworkConfig { .. } => "read-network-config",
             Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
         }

@@ -19,7 +19,14 @@ pub(super) fn configured(
     value: &str,
 ) -> Result<(NetConf, NetworkSource, String, Option<Nad>)> {
     if value.contains('/') {
-        let (path, conf) = netconf::load_path(Path::new(value))?;
+        let (path, conf) = netconf::load_path(Path::new(value)).map_err(|e| match e {
+            Error::ReadNetworkConfig { cause, path }
+                if cause.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Error::ConfiguredNetworkPathNotFound { role, path }
+            }
+            e => e,
+        })?;
         let network = if conf.name.is_empty() {
             path.display().to_string()
         } else {
@@ -42,7 +49,9 @@ pub(super) fn configured(
             let network = conf.name.clone();
             Ok((conf, source, network, None))
         }
-        Err(Error::NetworkConfigFileNotFound { .. }) => Err(not_configured(config, role, value)),
+        Err(Error::NetworkConfigFileNotFound { .. } | Error::NoNetworkConfigs { .. }) => {
+            Err(not_configured(config, role, value))
+        }
         Err(Error::ReadNetworkConfig { cause, .. })
             if cause.kind() == std::io::ErrorKind::NotFound =>
         {

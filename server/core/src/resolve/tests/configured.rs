@@ -123,3 +123,71 @@ fn delegates_mode_rejections() {
         "network delegates[1]: delegate must have the 'type' or 'plugin' field; accepted: a conf with \"type\" or a conflist with a non-empty \"plugins\" list"
     );
 }
+
+#[test]
+fn cluster_network_conflist_path_brings_its_subdirectory_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("10-cbr0.conflist");
+    std::fs::write(
+        &file,
+        r#"{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"flannel"}]}"#,
+    )
+    .unwrap();
+    std::fs::create_dir(tmp.path().join("cbr0")).unwrap();
+    std::fs::write(
+        tmp.path().join("cbr0/portmap.conf"),
+        r#"{"type":"portmap"}"#,
+    )
+    .unwrap();
+    let config = Config {
+        cluster_network: Some(file.display().to_string()),
+        ..plexus_config()
+    };
+    let p = plan(&networks(""), &config);
+    assert_eq!(p.attachments[0].config.plugin_types, ["flannel", "portmap"]);
+    assert_eq!(p.attachments[0].network, "cbr0");
+}
+
+#[test]
+fn configured_paths_that_do_not_exist_name_role_and_path() {
+    for (role, config) in [
+        (
+            "clusterNetwork",
+            Config {
+                cluster_network: Some("/nonexistent/plexus/10-x.conflist".into()),
+                ..plexus_config()
+            },
+        ),
+        (
+            "defaultNetworks",
+            Config {
+                default_networks: vec!["/nonexistent/plexus/mon.conf".into()],
+                ..plexus_config()
+            },
+        ),
+    ] {
+        let e = fail(&networks(""), &config);
+        assert!(
+            matches!(e, Error::ConfiguredNetworkPathNotFound { role: r, .. } if r == role),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with(&format!("failed to get {role} /nonexistent/plexus/")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("accepted: a CNI config file"), "{e}");
+        assert_eq!(e.kind(), "configured-network-not-found");
+    }
+    // A name that is neither a NAD nor a config in a missing confDir.
+    let config = Config {
+        cluster_network: Some("ghost".into()),
+        conf_dir: "/nonexistent/plexus".into(),
+        ..plexus_config()
+    };
+    let e = fail(&networks(""), &config);
+    assert_eq!(
+        e.to_string(),
+        "failed to get clusterNetwork ghost in namespace kube-system: neither a network-attachment-definition kube-system/ghost nor a CNI config named ghost in /nonexistent/plexus"
+    );
+}

@@ -7,6 +7,8 @@ use serde_json::json;
 
 use super::*;
 
+mod chain;
+
 fn nad(config: &str) -> Nad {
     Nad::new("lab", "br", config)
 }
@@ -255,6 +257,11 @@ fn specless_nad_is_found_in_conf_dir_by_name() {
 #[test]
 fn conf_dir_lookup_failures() {
     let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "other.conf",
+        r#"{"name":"other","type":"bridge"}"#,
+    );
     let e = from_nad(&nad(""), tmp.path()).unwrap_err();
     assert!(matches!(e, Error::NetworkConfigFileNotFound { .. }));
     assert!(
@@ -271,8 +278,22 @@ fn conf_dir_lookup_failures() {
     assert!(e.contains("no 'type'; perhaps this is a .conflist?"), "{e}");
     assert!(e.contains("br.conf"), "{e}");
 
-    let e = from_nad(&nad(""), &tmp.path().join("absent")).unwrap_err();
-    assert!(matches!(e, Error::ReadNetworkConfig { .. }), "{e:?}");
+    // F20: a missing directory holds no configs (libcni ConfFiles), like an empty one.
+    for dir in [
+        tmp.path().join("absent"),
+        tempfile::tempdir().unwrap().keep(),
+    ] {
+        let e = from_nad(&nad(""), &dir).unwrap_err();
+        assert!(matches!(e, Error::NoNetworkConfigs { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "network lab/br: no networks found in {} (no .conf, .conflist or .json file there)",
+                dir.display()
+            )
+        );
+        assert_eq!(e.kind(), "network-config-file-not-found");
+    }
 }
 
 #[test]
