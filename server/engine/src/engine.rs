@@ -367,6 +367,16 @@ impl Engine {
         if let Some(lease) = a.native.leases.first_mut() {
             lease.ips = result.ips.iter().map(|i| i.address.addr()).collect();
         }
+        if a.driver == Driver::Native && a.native.kind == "bridge" {
+            // The host end of the veth (result interface 1): gone with its pod peer, and
+            // deleted by name on teardown should it ever outlive it.
+            a.native.host_links = result
+                .interfaces
+                .get(1)
+                .map(|i| i.name.clone())
+                .into_iter()
+                .collect();
+        }
         a.result = Some(result);
         a.phase = Phase::Done;
         self.inner.store.save(rec)?;

@@ -410,3 +410,45 @@ async fn default_route_plan_and_runtime_managed_primary() {
     );
     assert!(fx.lease_files().is_empty());
 }
+
+#[tokio::test]
+async fn cancelled_setup_leaves_a_record_that_tears_down_exactly() {
+    if !require_privileged() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new().await;
+    let bin = fx.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let slow = bin.join("slow");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && sleep 5\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = fx.config(DelegationMode::Auto);
+    cfg.cni_bin_dirs.insert(0, bin);
+    let engine = plexus_engine::Engine::open(cfg).unwrap();
+    let slow_conf = serde_json::json!({"cniVersion":"1.0.0","name":"slow","type":"slow"});
+    let task = {
+        let engine = engine.clone();
+        let sb = fx.sandbox("sb-cancel");
+        let p = plan(vec![
+            attachment(1, "net1", &fx.macvlan("mv-cx", "bridge", "10.50.0.0/24")),
+            attachment(2, "net2", &slow_conf),
+        ]);
+        tokio::spawn(async move { engine.setup(sb, p).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    // The dropped future left intent/done records: net1 made, net2 intended.
+    let rec = engine.sandbox("sb-cancel").unwrap().expect("record");
+    assert_eq!(rec.attachments.len(), 2);
+    assert_eq!(fx.pod_links().await, vec!["net1"]);
+    let report = engine.teardown("sb-cancel").await.expect("teardown");
+    assert_eq!(report.removed, vec!["net2", "net1"]);
+    assert!(fx.pod_links().await.is_empty());
+    assert!(fx.lease_files().is_empty());
+}

@@ -86,3 +86,44 @@ fn requested_ips_and_mac_follow_capabilities_and_args() {
     }];
     assert!(classify(&a).is_none());
 }
+
+#[test]
+fn bridge_host_device_vlan_keys() {
+    let br = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"bridge","bridge":"br9",
+        "isGateway":true,"hairpinMode":true,"mtu":1450,"args":{"cni":{"mac":"02:00:00:00:00:07"}},
+        "ipam":{"type":"host-local","subnet":"10.3.0.0/24"}});
+    let c = classify(&att(br.clone())).expect("native bridge");
+    assert_eq!(c.kind.as_str(), "bridge");
+    assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:07");
+    let mut masq = br.clone();
+    masq["ipMasq"] = true.into();
+    assert!(
+        classify(&att(masq)).is_none(),
+        "ipMasq needs iptables: exec"
+    );
+    let mut spoof = br.clone();
+    spoof["macspoofchk"] = true.into();
+    assert!(classify(&att(spoof)).is_none());
+    let mut mac_arg = att(br);
+    mac_arg.extra_cni_args = vec![("MAC".into(), "02:00:00:00:00:08".into())];
+    assert!(classify(&mac_arg).is_none(), "bridge does not read MAC=");
+
+    let hd =
+        serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"host-device","device":"eth7"});
+    assert_eq!(classify(&att(hd)).unwrap().kind.as_str(), "host-device");
+    let by_pci = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"host-device","pciBusID":"0000:00:19.0"});
+    assert!(classify(&att(by_pci)).is_none());
+
+    let vlan = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"vlan","master":"eth0","vlanId":5});
+    assert_eq!(classify(&att(vlan)).unwrap().kind.as_str(), "vlan");
+    let ipvlan = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"ipvlan","master":"eth0","mode":"l3s"});
+    assert_eq!(classify(&att(ipvlan)).unwrap().kind.as_str(), "ipvlan");
+}
+
+#[test]
+fn conflists_go_to_exec() {
+    let mut a =
+        att(serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"macvlan","master":"e"}));
+    a.config.form = plexus_core::plan::ConfigForm::Conflist;
+    assert!(classify(&a).is_none());
+}
