@@ -11,6 +11,8 @@
 //! Resolution API in short: build a [`Config`], a [`NadSource`] ([`DirSource`] over
 //! `networks.d/`, [`MemorySource`], or the daemon's Kubernetes cache), then call
 //! [`resolve()`] for a pod being created or [`resolve_one`] for a hot-plug selection;
+//! once the pod's device-plugin allocation is known, [`assign_devices`] hands device
+//! ids to the networks that name a resource;
 //! render either outcome with [`explain()`] (a Pod manifest is read with
 //! [`pod_from_manifest`]). Errors carry a stable [`Error::kind`].
 
@@ -33,4 +35,4 @@ pub use explain::{Explanation, explain, pod_from_manifest};
 pub use nad::{DirSource, MemorySource, Nad, NadSource};
 pub use plan::{Origin, Plan, PlannedAttachment};
 pub use pod::PodIdentity;
-pub use resolve::{resolve, resolve_one};
+pub use resolve::{DeviceAssignment, assign_devices, resolve, resolve_one};

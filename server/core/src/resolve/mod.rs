@@ -10,11 +10,13 @@
 //! for spec-less NADs and file-based cluster/default networks; never executes anything.
 
 mod configured;
+mod device;
 mod route;
 #[cfg(test)]
 mod tests;
 
 use configured::configured;
+pub use device::{DeviceAssignment, assign_devices, inject_device_id};
 
 use crate::annotation::{self, Annotations, Selection};
 use crate::config::{Config, PrimaryMode};

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 mod configured;
+mod device;
 mod examples;
 mod route_and_hotplug;
 
