@@ -6,6 +6,7 @@ use std::net::IpAddr;
 mod configured;
 mod device;
 mod examples;
+mod order;
 mod route_and_hotplug;
 
 use super::*;
