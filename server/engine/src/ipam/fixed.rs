@@ -79,9 +79,12 @@ impl StaticConfig {
                 gateway: a.gateway,
             });
         }
-        for s in &req.ips {
-            for item in s.split(',') {
-                ips.push(IpConfig {
+        // v1.1.1 `LoadIPAMConfig`: `IP=` entries are appended, `GATEWAY=` applies to them;
+        // `args.cni.ips`, then runtimeConfig `ips`, replace everything before them.
+        let mut from_arg = Vec::new();
+        if let Some(arg) = &req.ip_arg {
+            for item in arg.split(',') {
+                from_arg.push(IpConfig {
                     interface: None,
                     address: cidr(item.trim())?,
                     gateway: None,
@@ -94,15 +97,31 @@ impl StaticConfig {
                     .trim()
                     .parse()
                     .map_err(|_| invalid(format!("invalid gateway address: {g}")))?;
-                for ip in ips.iter_mut() {
+                for ip in from_arg.iter_mut() {
                     if ip.address.trunc().contains(&gw) {
                         ip.gateway = Some(gw);
                     }
                 }
             }
         }
-        if ips.is_empty() {
-            return Err(invalid("IPAM config missing 'addresses'".into()));
+        ips.extend(from_arg);
+        for list in [&req.args_ips, &req.runtime_ips] {
+            if list.is_empty() {
+                continue;
+            }
+            ips = Vec::new();
+            for item in list {
+                let address = cidr(item.trim()).map_err(|_| {
+                    invalid(format!(
+                        "an entry in the 'ips' field is NOT in CIDR notation, got: '{item}'"
+                    ))
+                })?;
+                ips.push(IpConfig {
+                    interface: None,
+                    address,
+                    gateway: None,
+                });
+            }
         }
         if too_many_per_family(&req.cni_version, &ips) {
             return Err(invalid(format!(

@@ -133,7 +133,7 @@ impl HostLocalConfig {
         };
         let sets = self.range_sets(&req.cni_version).map_err(invalid)?;
         let mut requested = Vec::new();
-        for s in &req.ips {
+        for s in &req.all_ips() {
             let (ip, _) = parse_ip_or_cidr(s)
                 .ok_or_else(|| invalid(format!("cannot understand ip: {s:?}")))?;
             requested.push(ip);

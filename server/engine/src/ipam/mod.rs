@@ -85,10 +85,24 @@ pub struct Request {
     pub ifname: String,
     /// The config's `cniVersion` (0.1.0/0.2.0 allow one address per family only).
     pub cni_version: String,
-    /// Specific addresses requested (`IP=` CNI arg, `args.cni.ips`, runtimeConfig `ips`).
-    pub ips: Vec<String>,
+    /// `IP=` CNI arg (host-local: one address; static: comma-separated CIDRs).
+    pub ip_arg: Option<String>,
+    /// `args.cni.ips` of the config.
+    pub args_ips: Vec<String>,
+    /// runtimeConfig `ips` (the `ips` capability).
+    pub runtime_ips: Vec<String>,
     /// `GATEWAY=` CNI arg (static only).
     pub gateway_arg: Option<String>,
+}
+
+impl Request {
+    /// Every requested address in host-local's order: `IP=`, `args.cni.ips`, runtime.
+    pub fn all_ips(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.ip_arg.iter().cloned().collect();
+        v.extend(self.args_ips.iter().cloned());
+        v.extend(self.runtime_ips.iter().cloned());
+        v
+    }
 }
 
 /// The outcome of an allocation: the IPAM part of a CNI result.

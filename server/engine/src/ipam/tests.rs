@@ -10,7 +10,9 @@ fn req(id: &str, ifname: &str) -> Request {
         container_id: id.into(),
         ifname: ifname.into(),
         cni_version: "1.0.0".into(),
-        ips: vec![],
+        ip_arg: None,
+        args_ips: vec![],
+        runtime_ips: vec![],
         gateway_arg: None,
     }
 }
@@ -99,7 +101,7 @@ fn host_local_requested_ip_dual_stack_and_release_all() {
         "dataDir": dir.path().join("custom"),
     }));
     let mut r = req("sb1", "net2");
-    r.ips = vec!["10.8.0.55/24".into()];
+    r.runtime_ips = vec!["10.8.0.55/24".into()];
     let a = allocate(&cfg, &r, Path::new("/nonexistent")).unwrap();
     assert_eq!(addrs(&a), vec!["10.8.0.55/24", "fd00:8::2/64"]);
     assert_eq!(a.ips[0].gateway.unwrap().to_string(), "10.8.0.254");
@@ -108,10 +110,10 @@ fn host_local_requested_ip_dual_stack_and_release_all() {
     assert!(net.join("last_reserved_ip.1").exists());
 
     let mut gw = req("sb2", "net2");
-    gw.ips = vec!["10.8.0.254".into()];
+    gw.ip_arg = Some("10.8.0.254".into());
     assert!(allocate(&cfg, &gw, Path::new("/x")).is_err());
     let mut out = req("sb2", "net2");
-    out.ips = vec!["10.99.0.1".into()];
+    out.args_ips = vec!["10.99.0.1".into()];
     let e = allocate(&cfg, &out, Path::new("/x")).unwrap_err();
     assert!(
         e.to_string()
@@ -147,13 +149,14 @@ fn static_addresses_routes_dns_and_args() {
     r.gateway_arg = Some("2001:db8::1".into());
     let a = allocate(&cfg, &r, Path::new("/x")).unwrap();
     assert_eq!(addrs(&a), vec!["192.0.2.10/24", "2001:db8::10/64"]);
-    assert_eq!(a.ips[1].gateway.unwrap().to_string(), "2001:db8::1");
+    // GATEWAY= only applies to addresses that came from IP=.
+    assert_eq!(a.ips[1].gateway, None);
     assert_eq!(a.routes[0].gw.unwrap().to_string(), "192.0.2.254");
     assert_eq!(a.dns.nameservers, vec!["192.0.2.53"]);
     assert!(lease_for(&cfg, &r, Path::new("/x")).is_none());
     let mut old = r.clone();
     old.cni_version = "0.2.0".into();
-    old.ips = vec!["192.0.2.11/24".into()];
+    old.ip_arg = Some("192.0.2.11/24".into());
     assert!(allocate(&cfg, &old, Path::new("/x")).is_err());
 }
 
@@ -216,4 +219,104 @@ fn interoperates_with_the_reference_host_local_plugin() {
     assert!(!net.join("10.7.0.3").exists());
     assert!(!net.join("10.7.0.2").exists());
     assert_eq!(fs::read(net.join("10.7.0.4")).unwrap(), b"theirs2\r\nnet1");
+}
+
+/// The reference `static` plugin (if installed) and ours agree on which addresses and
+/// gateways result from config addresses, `IP=`/`GATEWAY=`, `args.cni.ips` and
+/// runtimeConfig `ips`.
+#[test]
+fn static_matches_the_reference_plugin() {
+    let plugin = Path::new("/usr/lib/cni/static");
+    if !plugin.exists() {
+        assert!(
+            std::env::var_os("PLEXUS_REQUIRE_PRIVILEGED").is_none(),
+            "reference plugin {} missing",
+            plugin.display()
+        );
+        return;
+    }
+    let addresses = serde_json::json!([{"address":"192.0.2.10/24","gateway":"192.0.2.1"}]);
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (serde_json::json!({}), ""),
+        (
+            serde_json::json!({}),
+            "IgnoreUnknown=1;IP=192.0.2.13/24,192.0.2.14/24;GATEWAY=192.0.2.254",
+        ),
+        (
+            serde_json::json!({"args":{"cni":{"ips":["192.0.2.11/24","2001:db8::5/64"]}}}),
+            "IgnoreUnknown=1;IP=192.0.2.13/24",
+        ),
+        (
+            serde_json::json!({"runtimeConfig":{"ips":["192.0.2.12/24"]},"args":{"cni":{"ips":["192.0.2.11/24"]}}}),
+            "",
+        ),
+        (serde_json::json!({}), "IgnoreUnknown=1;GATEWAY=192.0.2.254"),
+    ];
+    for (extra, cni_args) in cases {
+        let mut conf = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"x",
+            "ipam":{"type":"static","addresses":addresses}});
+        for (k, v) in extra.as_object().unwrap() {
+            conf[k] = v.clone();
+        }
+        let mut child = Command::new(plugin)
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", "x")
+            .env("CNI_NETNS", "/dev/null")
+            .env("CNI_IFNAME", "net1")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .env("CNI_ARGS", cni_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let theirs: Vec<(String, Option<String>)> = theirs["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                (
+                    i["address"].as_str().unwrap().to_string(),
+                    i["gateway"].as_str().map(String::from),
+                )
+            })
+            .collect();
+        let mut r = req("x", "net1");
+        for kv in cni_args.split(';') {
+            match kv.split_once('=') {
+                Some(("IP", v)) => r.ip_arg = Some(v.into()),
+                Some(("GATEWAY", v)) => r.gateway_arg = Some(v.into()),
+                _ => {}
+            }
+        }
+        let strs = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        };
+        r.args_ips = strs(&conf["args"]["cni"]["ips"]);
+        r.runtime_ips = strs(&conf["runtimeConfig"]["ips"]);
+        let ours = allocate(&Config::parse(&conf["ipam"]).unwrap(), &r, Path::new("/x")).unwrap();
+        let ours: Vec<(String, Option<String>)> = ours
+            .ips
+            .iter()
+            .map(|i| (i.address.to_string(), i.gateway.map(|g| g.to_string())))
+            .collect();
+        assert_eq!(ours, theirs, "case {extra} / {cni_args:?}");
+    }
 }

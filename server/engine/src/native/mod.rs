@@ -69,8 +69,13 @@ pub struct NativeConfig {
     pub ipam: Option<ipam::Config>,
     /// Top-level `dns` (what the reference main plugins put in their result).
     pub dns: Dns,
-    /// Addresses requested through `IP=`, `args.cni.ips` or the `ips` capability.
-    pub ips: Vec<String>,
+    /// `IP=` CNI arg.
+    pub ip_arg: Option<String>,
+    /// `args.cni.ips`.
+    pub args_ips: Vec<String>,
+    /// runtimeConfig `ips` (in the config bytes, or the plan's when the `ips`
+    /// capability is declared).
+    pub runtime_ips: Vec<String>,
     /// `GATEWAY=` CNI arg.
     pub gateway_arg: Option<String>,
     /// MAC requested through `MAC=`, `args.cni.mac` or the `mac` capability, per the
@@ -188,11 +193,10 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
         }
     }
     let args = common.args.as_ref().and_then(|a| a.cni.as_ref());
-    let mut ips: Vec<String> = ip_arg.into_iter().collect();
-    ips.extend(args.map(|a| a.ips.clone()).unwrap_or_default());
-    ips.extend(common.runtime_config.ips.iter().cloned());
+    let args_ips = args.map(|a| a.ips.clone()).unwrap_or_default();
+    let mut runtime_ips = common.runtime_config.ips.clone();
     if caps("ips") {
-        ips.extend(rc.ips.iter().cloned());
+        runtime_ips.extend(rc.ips.iter().cloned());
     }
     let rc_mac = common
         .runtime_config
@@ -244,7 +248,9 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
             search: dns.search,
             options: dns.options,
         },
-        ips,
+        ip_arg,
+        args_ips,
+        runtime_ips,
         gateway_arg,
         mac,
     })
@@ -298,7 +304,9 @@ pub(crate) fn ipam_request(cfg: &NativeConfig, ifname: &str, container_id: &str)
         container_id: container_id.to_string(),
         ifname: ifname.to_string(),
         cni_version: cfg.cni_version.clone(),
-        ips: cfg.ips.clone(),
+        ip_arg: cfg.ip_arg.clone(),
+        args_ips: cfg.args_ips.clone(),
+        runtime_ips: cfg.runtime_ips.clone(),
         gateway_arg: cfg.gateway_arg.clone(),
     }
 }

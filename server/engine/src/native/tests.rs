@@ -60,7 +60,7 @@ fn requested_ips_and_mac_follow_capabilities_and_args() {
     a.runtime_config.mac = Some("02:00:00:00:00:09".into());
     a.extra_cni_args = vec![("MAC".into(), "02:00:00:00:00:02".into())];
     let c = classify(&a).unwrap();
-    assert_eq!(c.ips, vec!["10.2.0.5/24"]);
+    assert_eq!(c.runtime_ips, vec!["10.2.0.5/24"]);
     // mac capability not declared: MAC= wins over the config key.
     assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:02");
     a.config.bytes = serde_json::to_vec(&serde_json::json!({
