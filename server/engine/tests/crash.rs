@@ -132,10 +132,26 @@ async fn run_point(point: &str) -> Result<(), String> {
         DelegationMode::Auto,
     ))
     .map_err(|e| e.to_string())?;
-    engine
+    let recovery = engine
         .recover()
         .await
         .map_err(|e| format!("recover: {e}"))?;
+    if !recovery.failures.is_empty() {
+        return Err(format!("recovery failures: {:?}", recovery.failures));
+    }
+    // Recovery keeps only finished attachments and finishes interrupted teardowns.
+    let after = engine.sandbox(SANDBOX).map_err(|e| e.to_string())?;
+    if point.starts_with("teardown.") && after.is_some() {
+        return Err("recovery did not finish the interrupted teardown".into());
+    }
+    if let Some(rec) = &after
+        && rec
+            .attachments
+            .iter()
+            .any(|a| a.phase != plexus_engine::Phase::Done)
+    {
+        return Err(format!("unfinished attachments survived recovery: {rec:?}"));
+    }
     engine
         .teardown(SANDBOX)
         .await
