@@ -31,7 +31,9 @@ pub enum Error {
         reason: String,
     },
     /// More than one element in `v1.multus-cni.io/default-network` (F6).
-    #[error("more than one default network is specified: {value}")]
+    #[error(
+        "more than one default network is specified: {value} (v1.multus-cni.io/default-network takes exactly one network: [namespace/]name[@interface] or a one-element JSON list)"
+    )]
     MultipleDefaultNetworks {
         /// The annotation value, shortened.
         value: String,
@@ -92,11 +94,13 @@ pub enum Error {
     },
     /// A referenced NetworkAttachmentDefinition does not exist.
     #[error(
-        "pod {pod}: cannot find a network-attachment-definition ({name}) in namespace ({namespace})"
+        "pod {pod}: cannot find a network-attachment-definition ({name}) in namespace ({namespace}), requested by {requested_by}; create it there or fix the reference"
     )]
     NetworkNotFound {
         /// `namespace/name` of the pod.
         pod: String,
+        /// Where the reference was written (annotation item, default-network, hot-plug).
+        requested_by: String,
         /// NAD namespace.
         namespace: String,
         /// NAD name.
@@ -209,7 +213,9 @@ pub enum Error {
         reason: String,
     },
     /// No CNI config with the wanted name in the on-disk config directory (F20).
-    #[error("network {network}: no network available in the name {name} in cni dir {dir}")]
+    #[error(
+        "network {network}: no network available in the name {name} in cni dir {dir} (without a spec.config, a CNI config file whose \"name\" is {name} must be there)"
+    )]
     NetworkConfigFileNotFound {
         /// Display name of the network.
         network: String,

@@ -182,7 +182,12 @@ pub(super) fn from_json(
         )));
     }
     let port_mappings = port_mappings(&obj).map_err(&fail)?;
-    let bandwidth = typed::<Bandwidth>(&obj, "bandwidth").map_err(&fail)?;
+    let bandwidth = typed::<Bandwidth>(
+        &obj,
+        "bandwidth",
+        "{\"ingressRate\":N,\"ingressBurst\":N,\"egressRate\":N,\"egressBurst\":N} with non-negative integers",
+    )
+    .map_err(&fail)?;
     let cni_args = match obj.get("cni-args") {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m.clone()),
@@ -266,12 +271,13 @@ fn string_list(
 fn typed<T: serde::de::DeserializeOwned>(
     obj: &Map<String, Value>,
     key: &str,
+    accepted: &str,
 ) -> std::result::Result<Option<T>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => serde_json::from_value(v.clone())
             .map(Some)
-            .map_err(|e| format!("{key:?}: {e}")),
+            .map_err(|e| format!("{key:?}: {e}; accepted: {accepted}")),
     }
 }
 
@@ -288,7 +294,12 @@ fn check_ip(ip: &str) -> std::result::Result<(), String> {
 }
 
 fn port_mappings(obj: &Map<String, Value>) -> std::result::Result<Vec<PortMapping>, String> {
-    let mappings: Vec<PortMapping> = typed(obj, "portMappings")?.unwrap_or_default();
+    let mappings: Vec<PortMapping> = typed(
+        obj,
+        "portMappings",
+        "[{\"hostPort\":8080,\"containerPort\":80,\"protocol\":\"tcp\",\"hostIP\":\"192.0.2.1\"}] (protocol and hostIP optional)",
+    )?
+    .unwrap_or_default();
     for (i, m) in mappings.iter().enumerate() {
         for (what, port) in [
             ("hostPort", m.host_port),
@@ -308,7 +319,7 @@ fn port_mappings(obj: &Map<String, Value>) -> std::result::Result<Vec<PortMappin
         }
         if !m.host_ip.is_empty() && m.host_ip.parse::<IpAddr>().is_err() {
             return Err(format!(
-                "\"portMappings\"[{i}].hostIP {:?} is not an IP address",
+                "\"portMappings\"[{i}].hostIP {:?} is not an IP address; accepted: an IPv4 or IPv6 address, or no hostIP",
                 shorten(&m.host_ip, QUOTE)
             ));
         }

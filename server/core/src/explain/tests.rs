@@ -69,6 +69,7 @@ fn error_json_has_kind_and_message() {
     let pod = PodIdentity::new("iot", "p", "");
     let e = Error::NetworkNotFound {
         pod: pod.to_string(),
+        requested_by: "item 1 (ghost) of k8s.v1.cni.cncf.io/networks".into(),
         namespace: "iot".into(),
         name: "ghost".into(),
     };
@@ -81,7 +82,7 @@ fn error_json_has_kind_and_message() {
             "pod": {"namespace": "iot", "name": "p", "uid": ""},
             "error": {
                 "kind": "network-not-found",
-                "message": "pod iot/p: cannot find a network-attachment-definition (ghost) in namespace (iot)"
+                "message": "pod iot/p: cannot find a network-attachment-definition (ghost) in namespace (iot), requested by item 1 (ghost) of k8s.v1.cni.cncf.io/networks; create it there or fix the reference"
             }
         })
     );

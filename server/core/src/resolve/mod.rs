@@ -243,6 +243,16 @@ fn from_selection(
         .get(&sel.namespace, &sel.name)?
         .ok_or_else(|| Error::NetworkNotFound {
             pod: pod.to_string(),
+            requested_by: match origin {
+                Origin::DefaultOverride => annotation::DEFAULT_NETWORK.to_string(),
+                Origin::Hotplug => format!("the hot-plug selection ({})", sel.text),
+                _ => format!(
+                    "item {} ({}) of {}",
+                    sel.position,
+                    sel.text,
+                    annotation::NETWORKS
+                ),
+            },
             namespace: sel.namespace.clone(),
             name: sel.name.clone(),
         })?;

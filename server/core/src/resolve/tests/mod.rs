@@ -267,10 +267,13 @@ fn pod_default_network_override() {
         fail(&ann(&[(annotation::DEFAULT_NETWORK, "a,b")]), &config),
         Error::MultipleDefaultNetworks { .. }
     ));
-    assert!(matches!(
-        fail(&ann(&[(annotation::DEFAULT_NETWORK, "nope")]), &config),
-        Error::NetworkNotFound { .. }
-    ));
+    let e = fail(&ann(&[(annotation::DEFAULT_NETWORK, "nope")]), &config);
+    assert!(
+        e.to_string().starts_with(
+            "pod apps/web: cannot find a network-attachment-definition (nope) in namespace (kube-system), requested by v1.multus-cni.io/default-network"
+        ),
+        "{e}"
+    );
     assert!(matches!(
         fail(
             &ann(&[(annotation::DEFAULT_NETWORK, "alt")]),
@@ -304,7 +307,7 @@ fn unknown_network_names_pod_and_nad() {
     assert!(matches!(e, Error::NetworkNotFound { .. }));
     assert_eq!(
         e.to_string(),
-        "pod apps/web: cannot find a network-attachment-definition (ghost) in namespace (apps)"
+        "pod apps/web: cannot find a network-attachment-definition (ghost) in namespace (apps), requested by item 2 (ghost) of k8s.v1.cni.cncf.io/networks; create it there or fix the reference"
     );
 }
 
