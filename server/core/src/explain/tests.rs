@@ -118,6 +118,29 @@ fn text_names_every_decision() {
 }
 
 #[test]
+fn delegates_mode_source_is_rendered() {
+    let config = Config {
+        delegates: vec![json!({"name": "cbr0", "type": "flannel"})],
+        primary_mode: crate::config::PrimaryMode::Plexus,
+        ..Config::default()
+    };
+    let pod = PodIdentity::new("iot", "p", "");
+    let plan = resolve(&pod, &BTreeMap::new(), &config, &MemorySource::default());
+    let out = explain(&pod, &plan);
+    let v: Value = serde_json::from_str(&out.json).unwrap();
+    assert_eq!(
+        v["attachments"][0]["source"],
+        json!({"kind": "delegate", "position": 0})
+    );
+    assert!(
+        out.text
+            .contains("source:       resolver config delegates[0]"),
+        "{}",
+        out.text
+    );
+}
+
+#[test]
 fn pod_manifests_in_yaml_and_json() {
     let (pod, ann) = pod_from_manifest(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    k8s.v1.cni.cncf.io/networks: a,b\nspec: {}\n",
