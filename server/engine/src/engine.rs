@@ -260,7 +260,7 @@ impl Engine {
             Err(e) => {
                 if rec.attachments.len() > before {
                     let a = rec.attachments.pop().expect("len checked");
-                    if let Err(undo) = self.undo_attachment(&rec, &a, Some(&pod), false).await {
+                    if let Err(undo) = self.undo_attachment(&rec, &a, Some(&pod)).await {
                         tracing::warn!(error = %undo, interface = %a.interface, "undo of failed hot-plug");
                         rec.attachments.push(a);
                     }
@@ -399,7 +399,7 @@ impl Engine {
             if a.driver == Driver::Runtime {
                 continue;
             }
-            match self.undo_attachment(rec, &a, pod, false).await {
+            match self.undo_attachment(rec, &a, pod).await {
                 Ok(()) => undone.push(a.interface.clone()),
                 Err(e) => {
                     failures.push(format!("{}: {}", a.interface, crate::error::chain(&e)));
@@ -426,7 +426,6 @@ impl Engine {
         rec: &SandboxRecord,
         a: &AttachmentRecord,
         pod: Option<&Handle>,
-        pod_links_gone: bool,
     ) -> Result<()> {
         match a.driver {
             Driver::Runtime => Ok(()),
@@ -459,7 +458,7 @@ impl Engine {
             Driver::Native => {
                 let host = self.host().await?;
                 let ctx = self.ctx(host, pod, &rec.netns, &rec.sandbox_id);
-                native::del(&a.native, &a.interface, &ctx, pod_links_gone).await
+                native::del(&a.native, &a.interface, &ctx).await
             }
         }
     }

@@ -89,7 +89,7 @@ impl Engine {
         self.inner.store.save(&rec)?;
         let pod = open_pod(&rec.netns).await;
         let a = rec.attachments[pos].clone();
-        self.undo_attachment(&rec, &a, pod.as_ref(), false).await?;
+        self.undo_attachment(&rec, &a, pod.as_ref()).await?;
         rec.attachments.remove(pos);
         self.inner.store.save(&rec)?;
         Ok(a)
@@ -126,7 +126,7 @@ impl Engine {
                     continue;
                 }
                 let a = rec.attachments[i].clone();
-                match self.undo_attachment(&rec, &a, pod.as_ref(), false).await {
+                match self.undo_attachment(&rec, &a, pod.as_ref()).await {
                     Ok(()) => {
                         report.undone.push((id.clone(), a.interface.clone()));
                         rec.attachments.remove(i);
@@ -158,30 +158,23 @@ impl Engine {
         if dirty {
             self.inner.store.save(&rec)?;
         }
-        // Fast path: every native pod link of this sandbox in one group delete.
-        let mut group_deleted = false;
+        // Fast path: every native pod link of this sandbox in one group delete (the
+        // per-attachment lookups below then find nothing left to delete one by one).
         if let Some(pod) = &pod
             && rec
                 .attachments
                 .iter()
                 .any(|a| a.driver == Driver::Native && a.native.host_device.is_none())
+            && let Err(e) = pod.delete_group(self.inner.cfg.link_group).await
         {
-            match pod.delete_group(self.inner.cfg.link_group).await {
-                Ok(()) => group_deleted = true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "link group delete failed; deleting one by one")
-                }
-            }
+            tracing::warn!(error = %e, "link group delete failed; deleting one by one");
         }
         let mut problems = Vec::new();
         let mut kept = Vec::new();
         let attachments = std::mem::take(&mut rec.attachments);
         for (i, a) in attachments.into_iter().enumerate().rev() {
             crash::point("teardown", i, "removing");
-            match self
-                .undo_attachment(&rec, &a, pod.as_ref(), group_deleted)
-                .await
-            {
+            match self.undo_attachment(&rec, &a, pod.as_ref()).await {
                 Ok(()) => {
                     if a.driver != Driver::Runtime {
                         report.removed.push(a.interface.clone());

@@ -452,3 +452,30 @@ async fn cancelled_setup_leaves_a_record_that_tears_down_exactly() {
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
 }
+
+#[tokio::test]
+async fn teardown_removes_links_even_when_the_link_group_setting_changed() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    engine
+        .setup(
+            fx.sandbox("sb-group"),
+            plan(vec![attachment(
+                1,
+                "net1",
+                &fx.macvlan("mv-g", "bridge", "10.63.0.0/24"),
+            )]),
+        )
+        .await
+        .expect("setup");
+    drop(engine);
+    let mut cfg = fx.config(DelegationMode::Auto);
+    cfg.link_group = 0x0070_6c79;
+    let engine = plexus_engine::Engine::open(cfg).unwrap();
+    engine.teardown("sb-group").await.expect("teardown");
+    assert!(fx.pod_links().await.is_empty());
+    assert!(fx.lease_files().is_empty());
+}

@@ -359,19 +359,14 @@ pub(crate) async fn add(
 }
 
 /// Removes what `rec` says was (or may have been) created for `ifname`. Missing pieces
-/// are fine. `pod_links_gone` is set when a group delete already removed the pod links.
-pub(crate) async fn del(
-    rec: &NativeRecord,
-    ifname: &str,
-    ctx: &Ctx<'_>,
-    pod_links_gone: bool,
-) -> Result<()> {
+/// are fine (after a group delete the pod link lookup simply finds nothing).
+pub(crate) async fn del(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Result<()> {
     let mut first_err = None;
     if let Some(original) = &rec.host_device {
         if let Err(e) = host_device::del(original, ifname, ctx).await {
             first_err.get_or_insert(e);
         }
-    } else if let (Some(pod), false) = (ctx.pod, pod_links_gone)
+    } else if let Some(pod) = ctx.pod
         && let Err(source) = pod.delete_link_by_name(ifname).await
     {
         first_err.get_or_insert(nl(format!("delete {ifname} in the pod"))(source));
