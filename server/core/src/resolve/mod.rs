@@ -2,12 +2,15 @@
 //! attachments a pod gets, and the single attachment of a hot-plug request.
 //!
 //! Follows Multus: order `[cluster network or pod default-network override,
-//! defaultNetworks…, annotation networks…]` (F30), `net<index>` naming where a named
+//! defaultNetworks…, annotation networks…]` (F30) — or, without a cluster network, the
+//! inline `delegates` list in place of the first two (F27) — `net<index>` naming where a named
 //! interface still consumes its index (F7), per-attachment runtimeConfig and legacy
 //! `MAC=`/`IP=` args (F9–F13), namespace isolation (F31), system namespaces (F32) and
 //! default-route with ECMP rejected (F15) — with Q10 fixed, see `route`. Interface names
 //! are unique across the plan. Pure apart from the config-file reads `netconf` does
 //! for spec-less NADs and file-based cluster/default networks; never executes anything.
+//! Device-plugin ids are handed out afterwards with [`assign_devices`] (F22, F24), once
+//! the daemon knows the pod's allocation.
 
 mod configured;
 mod device;
