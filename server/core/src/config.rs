@@ -33,7 +33,8 @@ pub struct Config {
     /// `conf_dir`, or a path (containing `/`) to a config file or directory (F28).
     pub cluster_network: Option<String>,
     /// `defaultNetworks`: networks every pod outside `system_namespaces` gets (F29).
-    /// Used only together with `cluster_network`, like Multus.
+    /// Ignored in `delegates` mode (no `cluster_network`, non-empty `delegates`), like
+    /// Multus; in runtime mode they also apply without a `cluster_network`.
     pub default_networks: Vec<String>,
     /// `delegates`: inline CNI configs (conf or conflist objects) used when
     /// `cluster_network` is unset (F27). The first is the cluster network; the others

@@ -50,7 +50,7 @@ pub fn resolve(
 
     let mut attachments = Vec::with_capacity(1 + config.default_networks.len() + selections.len());
     attachments.push(primary(pod, override_sel.as_ref(), config, nads)?);
-    if config.cluster_network.is_some() {
+    if config.cluster_network.is_some() || config.delegates.is_empty() {
         if !config.is_system_namespace(&pod.namespace) {
             for value in &config.default_networks {
                 let index = attachments.len();

@@ -56,6 +56,17 @@ fn delegates_mode_first_is_primary_others_follow_for_every_pod() {
 }
 
 #[test]
+fn default_networks_apply_in_runtime_mode_without_cluster_network_or_delegates() {
+    let config = Config {
+        default_networks: vec!["mon".into()],
+        ..Config::default()
+    };
+    let p = plan(&networks("a"), &config);
+    assert_eq!(ifnames(&p), ["eth0", "net1", "net2"]);
+    assert_eq!(p.attachments[1].network, "kube-system/mon");
+}
+
+#[test]
 fn delegates_mode_in_runtime_mode_names_but_does_not_run_the_primary() {
     let p = plan(&networks(""), &delegates_config(PrimaryMode::Runtime));
     assert!(p.attachments[0].runtime_managed && p.attachments[0].primary);
