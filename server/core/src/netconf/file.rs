@@ -137,19 +137,25 @@ fn load_chain(path: &Path) -> Result<NetConf> {
     let Ok(Value::Object(mut value)) = serde_json::from_slice::<Value>(&bytes) else {
         return as_conflist(&bytes);
     };
-    match value.get("loadOnlyInlinedPlugins") {
-        None | Some(Value::Null | Value::Bool(false)) => {}
-        Some(Value::Bool(true)) if value.contains_key("plugins") => return as_conflist(&bytes),
-        Some(Value::Bool(true)) => {
-            return Err(invalid(
-                "`loadOnlyInlinedPlugins` is true, and no 'plugins' key; accepted: an inline \"plugins\" list, or loadOnlyInlinedPlugins false to load <dir>/<name>/*.conf".to_string(),
-            ));
-        }
+    // libcni readBool: a boolean, or the string "true"/"false" in any case.
+    let inline_only = match value.get("loadOnlyInlinedPlugins") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
         Some(_) => {
             return Err(invalid(
-                "\"loadOnlyInlinedPlugins\" must be a boolean".to_string(),
+                "\"loadOnlyInlinedPlugins\" must be true or false".to_string(),
             ));
         }
+    };
+    if inline_only {
+        if value.contains_key("plugins") {
+            return as_conflist(&bytes);
+        }
+        return Err(invalid(
+            "`loadOnlyInlinedPlugins` is true, and no 'plugins' key; accepted: an inline \"plugins\" list, or loadOnlyInlinedPlugins false to load <dir>/<name>/*.conf".to_string(),
+        ));
     }
     let name = value
         .get("name")

@@ -76,6 +76,21 @@ fn load_only_inlined_plugins_skips_the_subdirectory() {
     );
     let (_, conf) = load_path(&tmp.path().join("10-cbr0.conflist")).unwrap();
     assert_eq!(conf.plugin_types, ["flannel"]);
+    // libcni also reads the strings "true"/"false".
+    write(
+        tmp.path(),
+        "10-cbr0.conflist",
+        r#"{"name":"cbr0","loadOnlyInlinedPlugins":"TRUE","plugins":[{"type":"flannel"}]}"#,
+    );
+    let (_, conf) = load_path(&tmp.path().join("10-cbr0.conflist")).unwrap();
+    assert_eq!(conf.plugin_types, ["flannel"]);
+    write(
+        tmp.path(),
+        "10-cbr0.conflist",
+        r#"{"name":"cbr0","loadOnlyInlinedPlugins":"false","plugins":[{"type":"flannel"}]}"#,
+    );
+    let (_, conf) = load_path(&tmp.path().join("10-cbr0.conflist")).unwrap();
+    assert_eq!(conf.plugin_types, ["flannel", "tuning", "portmap"]);
 }
 
 #[test]
@@ -105,7 +120,7 @@ fn chain_rejections() {
         (
             "e.conflist",
             r#"{"name":"e","loadOnlyInlinedPlugins":"yes","plugins":[{"type":"ptp"}]}"#,
-            "\"loadOnlyInlinedPlugins\" must be a boolean",
+            "\"loadOnlyInlinedPlugins\" must be true or false",
         ),
         (
             "f.conflist",
