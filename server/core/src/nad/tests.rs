@@ -129,6 +129,17 @@ fn manifest_rejections() {
         ))
         .contains("must be a string")
     );
+    assert!(
+        nad(head(serde_json::json!({"name": "a", "annotations": [1]})))
+            .contains("metadata.annotations must be a map")
+    );
+    let e = nad(
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
+    );
+    assert!(
+        e.contains("is not accepted; expected apiVersion k8s.cni.cncf.io/v1 kind NetworkAttachmentDefinition"),
+        "{e}"
+    );
     let mut v = head(serde_json::json!({"name": "a"}));
     v["spec"] = serde_json::json!("x");
     assert!(nad(v).contains("spec must be a map"));

@@ -172,6 +172,12 @@ fn oversized_configs_are_rejected() {
     );
     let e = err_text(NetConf::parse("lab/br", big.as_bytes(), None));
     assert!(e.contains("more than the 1048576 accepted"), "{e}");
+    // Files are checked before they are read, and the message names the file.
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "big.conf", &big);
+    let e = err_text(load_path(&tmp.path().join("big.conf")));
+    assert!(e.contains("big.conf: file is"), "{e}");
+    assert!(e.contains("more than the 1048576 accepted"), "{e}");
 }
 
 #[test]
