@@ -190,11 +190,10 @@ impl Engine {
             netns: sb.netns.clone(),
             attachments: Vec::new(),
         };
-        self.inner.store.save(&rec).map_err(engine_err)?;
+        // The first intent write creates the record (no extra fsync for an empty one).
         let pod = match Handle::open_path(&sb.netns).await {
             Ok(p) => p,
             Err(source) => {
-                let _ = self.inner.store.remove(&sb.sandbox_id);
                 return Err(engine_err(Error::Netlink {
                     op: format!("open pod netns {}", sb.netns.display()),
                     source: Box::new(source),
@@ -230,6 +229,10 @@ impl Engine {
                     undo_failures,
                 },
             });
+        }
+        if rec.attachments.is_empty() {
+            // Nothing attached, but the sandbox is known (for hot-plug and teardown).
+            self.inner.store.save(&rec).map_err(engine_err)?;
         }
         Ok(rec)
     }
