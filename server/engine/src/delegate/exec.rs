@@ -133,7 +133,9 @@ impl Runner {
                 }
             }
         };
-        let pid = child.id();
+        // Kills the plugin's whole process group if this future is dropped (caller
+        // cancelled, deadline) or times out before the plugin exits; disarmed once it has.
+        let mut group = GroupKill(child.id().and_then(|p| i32::try_from(p).ok()));
         let mut pipe = child.stdin.take();
         let input = stdin.to_vec();
         let write = async move {
@@ -148,7 +150,10 @@ impl Runner {
             out
         };
         let output = match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(output)) => output,
+            Ok(Ok(output)) => {
+                group.disarm();
+                output
+            }
             Ok(Err(source)) => {
                 return Err(Error::Wait {
                     path: binary.to_owned(),
@@ -156,14 +161,9 @@ impl Runner {
                 });
             }
             Err(_) => {
-                // The child itself got SIGKILL when its handle was dropped; kill whatever it
-                // spawned too (it leads its own process group).
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+                // The child itself got SIGKILL when its handle was dropped; `group` kills
+                // whatever it spawned too (it leads its own process group).
+                drop(group);
                 return Err(Error::Timeout {
                     plugin: plugin.to_owned(),
                     verb: env.command,
@@ -191,6 +191,26 @@ impl Runner {
             error: Box::new(plugin_error(&output.status, &output.stdout, &output.stderr)),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
+    }
+}
+
+/// SIGKILLs a plugin's process group when dropped while armed.
+struct GroupKill(Option<i32>);
+
+impl GroupKill {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 

@@ -112,7 +112,30 @@ async fn timeout_kills_the_plugin_and_its_children() {
     let err = ex.add(&f.invocation(&config, &rc)).await.unwrap_err();
     assert!(matches!(err, Error::Timeout { verb: "ADD", .. }), "{err:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
-    let pid: i32 = std::fs::read_to_string(&pidfile)
+    assert_dies(&pidfile, "the timeout").await;
+}
+
+#[tokio::test]
+async fn cancelling_a_call_kills_the_plugin_and_its_children() {
+    let f = Fixture::new();
+    let pidfile = f.log.join("child.pid");
+    f.plugin(
+        "p1",
+        &format!("sleep 30 & echo $! > '{}'; wait", pidfile.display()),
+    );
+    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
+    let rc = RuntimeConfig::default();
+    let ex = f.executor();
+    let inv = f.invocation(&config, &rc);
+    // The caller gives up (a dropped request future) while the plugin still runs.
+    let cancelled = tokio::time::timeout(Duration::from_millis(500), ex.add(&inv)).await;
+    assert!(cancelled.is_err(), "the plugin should still have been running");
+    assert_dies(&pidfile, "the cancelled call").await;
+}
+
+/// Waits until the pid written to `pidfile` no longer runs (gone or a zombie).
+async fn assert_dies(pidfile: &std::path::Path, after: &str) {
+    let pid: i32 = std::fs::read_to_string(pidfile)
         .unwrap()
         .trim()
         .parse()
@@ -130,7 +153,7 @@ async fn timeout_kills_the_plugin_and_its_children() {
         }
         assert!(
             Instant::now() < deadline,
-            "sleep child {pid} survived the timeout"
+            "sleep child {pid} survived {after}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
