@@ -129,7 +129,10 @@ async fn cancelling_a_call_kills_the_plugin_and_its_children() {
     let inv = f.invocation(&config, &rc);
     // The caller gives up (a dropped request future) while the plugin still runs.
     let cancelled = tokio::time::timeout(Duration::from_millis(500), ex.add(&inv)).await;
-    assert!(cancelled.is_err(), "the plugin should still have been running");
+    assert!(
+        cancelled.is_err(),
+        "the plugin should still have been running"
+    );
     assert_dies(&pidfile, "the cancelled call").await;
 }
 
