@@ -5,6 +5,7 @@
 //! not depend on the domain crates.
 
 mod error;
+pub mod output;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

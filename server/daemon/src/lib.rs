@@ -1,1 +1,26 @@
-//! placeholder
+//! plexusd, the plexus node service: serves the `plexus.v1.Node` gRPC API on a unix socket.
+//!
+//! It owns the daemon's configuration file ([`config`]), admission control and per-sandbox
+//! serialisation ([`admission`]), deadlines ([`deadline`]), the service logic over two seams
+//! — [`attacher::Attacher`] (the engine: netlink, plugins, state) and [`planner::Planner`]
+//! (resolution in plexus-core) — the gRPC adapter ([`service`], [`convert`]) and the socket
+//! ([`server`]). It must not parse annotations or touch netlink itself: resolution belongs to
+//! plexus-core, execution to plexus-engine.
+
+pub mod admission;
+pub mod attacher;
+pub mod config;
+pub mod convert;
+pub mod deadline;
+pub mod error;
+pub mod manifest;
+pub mod model;
+pub mod node;
+pub mod planner;
+pub mod server;
+pub mod service;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
+
+pub use error::{Error, Result};

@@ -1,0 +1,42 @@
+//! `plexusctl detach`: hot-unplug one interface from a running pod.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+use plexus_client::output::{self, Format};
+use plexus_client::v1;
+
+use crate::{OutputArg, Target, api_error, client};
+
+/// Hot-unplug the interface IFNAME (e.g. net3).
+#[derive(Debug, Args)]
+pub struct Cmd {
+    #[command(flatten)]
+    target: Target,
+    /// The interface inside the pod.
+    interface: String,
+    #[command(flatten)]
+    output: OutputArg,
+}
+
+impl Cmd {
+    pub async fn run(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        let target = Some(self.target.required()?);
+        let mut client = client(socket).await?;
+        let answer = client
+            .detach(v1::DetachRequest {
+                target,
+                interface: self.interface,
+            })
+            .await
+            .map_err(api_error)?
+            .into_inner();
+        let list: Vec<v1::Attachment> = answer.removed.into_iter().collect();
+        match self.output.output {
+            Format::Json => println!("{}", output::attachments_json(&list)),
+            Format::Text => print!("{}", output::attachments_text(&list)),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,93 @@
+//! `plexusctl explain`: the networks a pod would get. With `--networks` it runs offline by
+//! executing `plexusd explain` (the server's own resolution); otherwise it asks plexusd.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use plexus_client::output::Format;
+use plexus_client::v1;
+
+use crate::{OutputArg, api_error, client};
+
+/// Explain a pod manifest's networks.
+#[derive(Debug, Args)]
+pub struct Cmd {
+    /// The pod manifest (YAML or JSON).
+    #[arg(long)]
+    pod: PathBuf,
+    /// Offline: a directory of NAD manifests (no plexusd needed).
+    #[arg(long)]
+    networks: Option<PathBuf>,
+    /// Offline: a plexusd config file for the resolver settings.
+    #[arg(long, requires = "networks")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArg,
+}
+
+/// `plexusd` next to this executable, else the one on PATH.
+fn plexusd() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("plexusd")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("plexusd"))
+}
+
+impl Cmd {
+    pub async fn run(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        let format = match self.output.output {
+            Format::Json => "json",
+            Format::Text => "text",
+        };
+        if let Some(networks) = &self.networks {
+            let exe = plexusd();
+            let mut cmd = tokio::process::Command::new(&exe);
+            cmd.arg("explain")
+                .arg("--pod")
+                .arg(&self.pod)
+                .arg("--networks")
+                .arg(networks)
+                .arg("--output")
+                .arg(format);
+            if let Some(config) = &self.config {
+                cmd.arg("--config").arg(config);
+            }
+            let status = cmd
+                .status()
+                .await
+                .with_context(|| format!("running {} explain", exe.display()))?;
+            let code = status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(1);
+            return Ok(ExitCode::from(code));
+        }
+        let manifest = std::fs::read_to_string(&self.pod)
+            .with_context(|| format!("reading {}", self.pod.display()))?;
+        let mut client = client(socket).await?;
+        let answer = client
+            .explain(v1::ExplainRequest {
+                pod_manifest: manifest,
+                ..Default::default()
+            })
+            .await
+            .map_err(api_error)?
+            .into_inner();
+        match self.output.output {
+            Format::Json => println!("{}", answer.json.trim_end()),
+            Format::Text => println!("{}", answer.text.trim_end()),
+        }
+        // The server reports resolution failures inside the explanation.
+        let failed = serde_json::from_str::<serde_json::Value>(&answer.json)
+            .map(|v| v.get("error").is_some())
+            .unwrap_or(false);
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+}

@@ -1,0 +1,61 @@
+//! The seam between the node service and whatever makes attachments real.
+//!
+//! The service never touches netlink, namespaces, plugins or the state directory itself: it
+//! calls an [`Attacher`]. Production uses the adapter over `plexus_engine::Engine`
+//! (`engine.rs`); tests use the recording fake in [`crate::test_util`]. Callers serialise work
+//! per sandbox; implementations must still be safe if they do not.
+
+use std::future::Future;
+use std::time::Instant;
+
+use plexus_core::plan::{Plan, PlannedAttachment};
+
+use crate::error::Result;
+use crate::model::{AttachmentView, RecoveryOutcome, SandboxSpec, SandboxView, TeardownOutcome};
+
+/// Makes, records and removes attachments.
+///
+/// Every mutating call takes an optional deadline. When it passes, the implementation undoes
+/// what it did for this call and returns [`crate::Error::DeadlineExceeded`] saying what was
+/// undone; it never leaves a half-made attachment behind.
+pub trait Attacher: Send + Sync + 'static {
+    /// Finishes or undoes work interrupted by a crash; called once before serving.
+    fn recover(&self) -> impl Future<Output = Result<RecoveryOutcome>> + Send;
+
+    /// Executes a pod's plan in its netns and records it.
+    fn setup(
+        &self,
+        spec: SandboxSpec,
+        plan: Plan,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<SandboxView>> + Send;
+
+    /// Tears down everything recorded for a sandbox (unknown: `known == false`, not an error).
+    fn teardown(
+        &self,
+        sandbox_id: String,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<TeardownOutcome>> + Send;
+
+    /// Hot-plugs one attachment into a recorded sandbox.
+    fn attach(
+        &self,
+        sandbox_id: String,
+        attachment: PlannedAttachment,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<AttachmentView>> + Send;
+
+    /// Hot-unplugs one interface from a recorded sandbox.
+    fn detach(
+        &self,
+        sandbox_id: String,
+        interface: String,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<AttachmentView>> + Send;
+
+    /// Every recorded sandbox.
+    fn sandboxes(&self) -> Result<Vec<SandboxView>>;
+
+    /// One recorded sandbox.
+    fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>>;
+}

@@ -1,0 +1,190 @@
+//! plexusd's configuration file: one strict YAML document, validated at start.
+//!
+//! Keys are camelCase; every key that means the same as a Multus daemon/plugin key also
+//! accepts Multus's name (`binDir`, `confDir`, `cniDir`, `socketDir`, `connectionLimit`,
+//! `metricsPort`, `logLevel`, `logToStderr`, ...), so an existing `daemon-config.json`
+//! (JSON is YAML) carries over. Unknown keys are errors naming the key. Relative paths are
+//! resolved against the config file's directory. Every key is documented in `docs/config.md`.
+//! This module reads the file and nothing else; it does not create directories.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+mod raw;
+
+#[cfg(test)]
+mod tests;
+
+/// Where plexusd listens unless `socket` / `socketDir` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/plexus/plexus.sock";
+
+/// The standalone configuration used by the demo (no Kubernetes; NADs from a directory).
+pub const STANDALONE_YAML: &str = include_str!("../../../deploy/examples/plexusd.yaml");
+
+/// Where NetworkAttachmentDefinitions come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NadSource {
+    /// A directory of NAD manifests (`*.yaml`, `*.yml`, `*.json`).
+    Directory(PathBuf),
+}
+
+/// How networks with a native driver are executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delegation {
+    /// Native driver when every key is understood, else the CNI plugin binary.
+    #[default]
+    Auto,
+    /// Always run the CNI plugin binary.
+    Exec,
+}
+
+/// Who creates the pod's cluster interface (eth0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrimaryMode {
+    /// The runtime's own CNI (NRI path).
+    #[default]
+    Runtime,
+    /// plexus itself (CNI shim path).
+    Plexus,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Telemetry {
+    /// OTLP/gRPC endpoint for traces; nothing is exported when unset.
+    pub otlp_endpoint: Option<String>,
+    /// Address of the Prometheus `/metrics` endpoint; none when unset.
+    pub metrics_address: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace` or an env-filter directive).
+    pub log_level: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The unix socket path.
+    pub socket: PathBuf,
+    /// Crash-safe per-sandbox state.
+    pub state_dir: PathBuf,
+    /// Where CNI plugin binaries are searched, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// On-disk CNI configs for spec-less NADs and named cluster/default networks.
+    pub cni_conf_dir: PathBuf,
+    /// libcni-compatible result cache.
+    pub cni_cache_dir: PathBuf,
+    /// host-local IPAM data directory.
+    pub ipam_data_dir: PathBuf,
+    /// NAD source.
+    pub nad_source: NadSource,
+    /// `clusterNetwork`.
+    pub cluster_network: Option<String>,
+    /// `defaultNetworks`.
+    pub default_networks: Vec<String>,
+    /// `multusNamespace`.
+    pub multus_namespace: String,
+    /// `systemNamespaces`.
+    pub system_namespaces: Vec<String>,
+    /// `namespaceIsolation`.
+    pub namespace_isolation: bool,
+    /// `globalNamespaces`.
+    pub global_namespaces: Vec<String>,
+    /// Native or exec delegation.
+    pub delegation: Delegation,
+    /// Who makes eth0.
+    pub primary_mode: PrimaryMode,
+    /// Mutating requests running at once.
+    pub max_parallel: usize,
+    /// Mutating requests waiting beyond `max_parallel`.
+    pub max_queued: usize,
+    /// Time budget of one NRI hook call (plexus-nri reads it; the server uses it when a
+    /// request carries no deadline of its own).
+    pub nri_deadline_budget: Duration,
+    /// Timeout of one CNI plugin execution.
+    pub delegate_timeout: Duration,
+    /// Non-root uids allowed on the socket (root always is).
+    pub allowed_uids: Vec<u32>,
+    /// Telemetry settings.
+    pub telemetry: Telemetry,
+    /// Network namespace holding host-side links (tests); `None` = plexusd's own.
+    pub host_netns: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, path, base)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors and relative paths are
+    /// resolved against `base`.
+    pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config> {
+        let raw: raw::RawConfig =
+            serde_yaml::from_str(text).map_err(|source| Error::ParseConfig {
+                path: origin.to_path_buf(),
+                source,
+            })?;
+        raw.validate(base)
+    }
+
+    /// The embedded standalone configuration, with relative paths resolved against `base`.
+    pub fn standalone(base: &Path) -> Result<Config> {
+        Config::parse(STANDALONE_YAML, Path::new("<embedded plexusd.yaml>"), base)
+    }
+
+    /// The resolver's view of this configuration.
+    pub fn resolver(&self) -> plexus_core::config::Config {
+        plexus_core::config::Config {
+            cluster_network: self.cluster_network.clone(),
+            default_networks: self.default_networks.clone(),
+            multus_namespace: self.multus_namespace.clone(),
+            system_namespaces: self.system_namespaces.clone(),
+            namespace_isolation: self.namespace_isolation,
+            global_namespaces: self.global_namespaces.clone(),
+            conf_dir: self.cni_conf_dir.clone(),
+            primary_mode: match self.primary_mode {
+                PrimaryMode::Runtime => plexus_core::config::PrimaryMode::Runtime,
+                PrimaryMode::Plexus => plexus_core::config::PrimaryMode::Plexus,
+            },
+            ..plexus_core::config::Config::default()
+        }
+    }
+}
+
+/// Parses a duration written as `<number><unit>` with unit `ms`, `s` or `m` (e.g. `1500ms`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
+    }
+}

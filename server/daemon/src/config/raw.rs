@@ -1,0 +1,348 @@
+//! The config file as written (every key optional, Multus aliases), and its validation into
+//! [`Config`](super::Config) with errors naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Config, DEFAULT_SOCKET, Delegation, LogFormat, NadSource, PrimaryMode, Telemetry};
+use crate::error::{Error, Result};
+
+/// Longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A list that Multus sometimes writes as one comma-separated string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            StringOrList::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawConfig {
+    socket: Option<PathBuf>,
+    #[serde(alias = "daemonSocketDir")]
+    socket_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    #[serde(alias = "binDir")]
+    cni_bin_dirs: Option<StringOrList>,
+    #[serde(alias = "confDir")]
+    cni_conf_dir: Option<PathBuf>,
+    #[serde(alias = "cniDir")]
+    cni_cache_dir: Option<PathBuf>,
+    ipam_data_dir: Option<PathBuf>,
+    nad_source: Option<RawNadSource>,
+    cluster_network: Option<String>,
+    default_networks: Option<StringOrList>,
+    multus_namespace: Option<String>,
+    system_namespaces: Option<StringOrList>,
+    namespace_isolation: Option<bool>,
+    global_namespaces: Option<StringOrList>,
+    delegation: Option<Delegation>,
+    primary_mode: Option<PrimaryMode>,
+    concurrency: Option<RawConcurrency>,
+    connection_limit: Option<i64>,
+    nri: Option<RawNri>,
+    delegate_timeout: Option<String>,
+    allowed_uids: Option<Vec<u32>>,
+    telemetry: Option<RawTelemetry>,
+    log_level: Option<String>,
+    log_to_stderr: Option<bool>,
+    metrics_port: Option<i64>,
+    host_netns: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNadSource {
+    directory: Option<PathBuf>,
+    kubernetes: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConcurrency {
+    max_parallel: Option<i64>,
+    max_queued: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNri {
+    deadline_budget: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+    metrics_address: Option<String>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> Error {
+    Error::ConfigValue {
+        key,
+        message: message.into(),
+    }
+}
+
+fn path(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+fn duration(key: &'static str, text: &str) -> Result<Duration> {
+    match super::parse_duration(text) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(invalid(
+            key,
+            format!("{text:?} is not a duration; write e.g. 1500ms, 2s or 1m"),
+        )),
+    }
+}
+
+fn count(key: &'static str, value: i64, min: i64) -> Result<usize> {
+    if value < min {
+        return Err(invalid(key, format!("{value} is below the minimum {min}")));
+    }
+    usize::try_from(value).map_err(|_| invalid(key, format!("{value} is too large")))
+}
+
+/// Multus's levels (debug, verbose, error, panic) plus the usual ones.
+fn log_level(key: &'static str, level: &str) -> Result<String> {
+    let mapped = match level.to_ascii_lowercase().as_str() {
+        "panic" | "error" => "error",
+        "warn" | "warning" => "warn",
+        "info" => "info",
+        "debug" | "verbose" => "debug",
+        "trace" => "trace",
+        _ if level.contains('=') => return Ok(level.to_owned()),
+        _ => {
+            return Err(invalid(
+                key,
+                format!(
+                    "{level:?} is not a log level; use error, warn, info, debug, trace (Multus's verbose and panic are accepted) or a filter directive like plexus_server=debug"
+                ),
+            ));
+        }
+    };
+    Ok(mapped.to_owned())
+}
+
+fn either<T>(
+    a: Option<T>,
+    a_key: &'static str,
+    b: Option<T>,
+    b_key: &'static str,
+) -> Result<Option<T>> {
+    match (a, b) {
+        (Some(_), Some(_)) => Err(invalid(
+            a_key,
+            format!("set either {a_key} or {b_key}, not both"),
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+impl RawConfig {
+    pub(super) fn validate(self, base: &Path) -> Result<Config> {
+        let socket = match (self.socket, self.socket_dir) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "socket",
+                    "set either socket or socketDir, not both",
+                ));
+            }
+            (Some(p), None) if p.as_os_str().is_empty() => {
+                return Err(invalid("socket", "empty path"));
+            }
+            (Some(p), None) => path(base, p),
+            // Multus's `socketDir`: the socket lives inside it.
+            (None, Some(dir)) => path(base, dir).join("plexus.sock"),
+            (None, None) => PathBuf::from(DEFAULT_SOCKET),
+        };
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(invalid(
+                "socket",
+                format!(
+                    "{} is longer than {MAX_SOCKET_PATH} bytes, the limit of a unix socket path",
+                    socket.display()
+                ),
+            ));
+        }
+
+        let cni_bin_dirs: Vec<PathBuf> = self
+            .cni_bin_dirs
+            .map(StringOrList::into_vec)
+            .unwrap_or_else(|| vec!["/opt/cni/bin".to_owned()])
+            .into_iter()
+            .map(|p| path(base, PathBuf::from(p)))
+            .collect();
+        if cni_bin_dirs.is_empty() {
+            return Err(invalid("cniBinDirs", "at least one directory is required"));
+        }
+
+        let nad_source = match self.nad_source.unwrap_or_default() {
+            RawNadSource {
+                kubernetes: Some(_),
+                ..
+            } => {
+                return Err(invalid(
+                    "nadSource.kubernetes",
+                    "the Kubernetes NAD source is not supported yet; use nadSource.directory",
+                ));
+            }
+            RawNadSource {
+                directory: Some(dir),
+                ..
+            } => NadSource::Directory(path(base, dir)),
+            RawNadSource {
+                directory: None, ..
+            } => NadSource::Directory(PathBuf::from("/etc/plexus/networks.d")),
+        };
+
+        let multus_namespace = self
+            .multus_namespace
+            .unwrap_or_else(|| "kube-system".to_owned());
+        if multus_namespace.is_empty() {
+            return Err(invalid("multusNamespace", "must not be empty"));
+        }
+
+        let concurrency = self.concurrency.unwrap_or_default();
+        let limit = concurrency
+            .max_parallel
+            .map(|v| ("concurrency.maxParallel", v));
+        let alias = self.connection_limit.map(|v| ("connectionLimit", v));
+        let max_parallel = match either(limit, "concurrency.maxParallel", alias, "connectionLimit")?
+        {
+            Some((key, v)) => count(key, v, 1)?,
+            None => 16,
+        };
+        let max_queued = match concurrency.max_queued {
+            Some(v) => count("concurrency.maxQueued", v, 0)?,
+            None => 256,
+        };
+
+        let nri_deadline_budget = match self.nri.and_then(|n| n.deadline_budget) {
+            Some(text) => duration("nri.deadlineBudget", &text)?,
+            None => Duration::from_millis(1500),
+        };
+        let delegate_timeout = match self.delegate_timeout {
+            Some(text) => duration("delegateTimeout", &text)?,
+            None => Duration::from_secs(10),
+        };
+
+        if self.log_to_stderr == Some(false) {
+            return Err(invalid(
+                "logToStderr",
+                "plexusd always logs to stderr; remove the key or set it to true",
+            ));
+        }
+        let telemetry = self.telemetry.unwrap_or_default();
+        let log_level = match either(
+            telemetry.log_level,
+            "telemetry.logLevel",
+            self.log_level,
+            "logLevel",
+        )? {
+            Some(level) => log_level("telemetry.logLevel", &level)?,
+            None => "info".to_owned(),
+        };
+        let metrics_address = match (telemetry.metrics_address, self.metrics_port) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "telemetry.metricsAddress",
+                    "set either telemetry.metricsAddress or metricsPort, not both",
+                ));
+            }
+            (Some(addr), None) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "telemetry.metricsAddress",
+                    format!("{addr:?} is not an address; write e.g. 127.0.0.1:9090"),
+                )
+            })?),
+            (None, Some(port)) => {
+                let port = u16::try_from(port)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| invalid("metricsPort", format!("{port} is not a port")))?;
+                Some(SocketAddr::from(([0, 0, 0, 0], port)))
+            }
+            (None, None) => None,
+        };
+
+        Ok(Config {
+            socket,
+            state_dir: path(
+                base,
+                self.state_dir
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/plexus")),
+            ),
+            cni_bin_dirs,
+            cni_conf_dir: path(
+                base,
+                self.cni_conf_dir
+                    .unwrap_or_else(|| PathBuf::from("/etc/cni/multus/net.d")),
+            ),
+            cni_cache_dir: path(
+                base,
+                self.cni_cache_dir
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/cni/plexus")),
+            ),
+            ipam_data_dir: path(
+                base,
+                self.ipam_data_dir
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/cni/networks")),
+            ),
+            nad_source,
+            cluster_network: self.cluster_network.filter(|s| !s.is_empty()),
+            default_networks: self
+                .default_networks
+                .map(StringOrList::into_vec)
+                .unwrap_or_default(),
+            multus_namespace,
+            system_namespaces: self
+                .system_namespaces
+                .map(StringOrList::into_vec)
+                .unwrap_or_else(|| vec!["kube-system".to_owned()]),
+            namespace_isolation: self.namespace_isolation.unwrap_or(false),
+            global_namespaces: self
+                .global_namespaces
+                .map(StringOrList::into_vec)
+                .unwrap_or_else(|| vec!["default".to_owned()]),
+            delegation: self.delegation.unwrap_or_default(),
+            primary_mode: self.primary_mode.unwrap_or_default(),
+            max_parallel,
+            max_queued,
+            nri_deadline_budget,
+            delegate_timeout,
+            allowed_uids: self.allowed_uids.unwrap_or_default(),
+            telemetry: Telemetry {
+                otlp_endpoint: telemetry.otlp_endpoint.filter(|s| !s.is_empty()),
+                metrics_address,
+                log_format: telemetry.log_format.unwrap_or_default(),
+                log_level,
+            },
+            host_netns: self.host_netns.map(|p| path(base, p)),
+        })
+    }
+}

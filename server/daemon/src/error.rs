@@ -1,0 +1,235 @@
+//! Errors of the node service, and their one mapping to gRPC statuses.
+
+use std::path::PathBuf;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a resolution failure should be reported to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveFailure {
+    /// The request (annotation, selection, manifest) is malformed.
+    Invalid,
+    /// A referenced network does not exist.
+    NotFound,
+    /// The pod may not use the network (namespace isolation).
+    Forbidden,
+    /// Configuration or NAD store trouble on the node.
+    Internal,
+}
+
+/// Everything that can go wrong in plexusd.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid YAML for plexusd (unknown key, wrong type).
+    #[error("invalid config {}: {source}", path.display())]
+    ParseConfig {
+        /// The file.
+        path: PathBuf,
+        /// The parse error (names the key and position).
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A config key has a value that is not accepted.
+    #[error("invalid config key `{key}`: {message}")]
+    ConfigValue {
+        /// The key, as written in the file.
+        key: &'static str,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+    /// The request itself is malformed (missing field, bad manifest).
+    #[error("invalid request: {message}")]
+    InvalidRequest {
+        /// What is wrong.
+        message: String,
+    },
+    /// Resolution of the pod's networks failed.
+    #[error("resolving networks of pod {pod}: {message}")]
+    Resolve {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// How to classify it.
+        kind: ResolveFailure,
+        /// The resolver's message (names the network and what is accepted).
+        message: String,
+    },
+    /// Setting up a sandbox's networks failed; what was made is undone.
+    #[error("setting up sandbox {sandbox_id}: {message}")]
+    Setup {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The engine's message (names the network, the cause and what was undone).
+        message: String,
+    },
+    /// Tearing down a sandbox failed.
+    #[error("tearing down sandbox {sandbox_id}: {message}")]
+    Teardown {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// Hot-plugging a network failed.
+    #[error("attaching {network} to sandbox {sandbox_id}: {message}")]
+    Attach {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The network requested.
+        network: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// Hot-unplugging an interface failed.
+    #[error("detaching {interface} from sandbox {sandbox_id}: {message}")]
+    Detach {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The interface.
+        interface: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// The state store could not be read.
+    #[error("reading state: {message}")]
+    ReadState {
+        /// The engine's message.
+        message: String,
+    },
+    /// The request's deadline passed; the message says what was undone.
+    #[error("deadline exceeded while {operation}: {undone}")]
+    DeadlineExceeded {
+        /// What was being done.
+        operation: String,
+        /// What was undone (or that nothing had been done yet).
+        undone: String,
+    },
+    /// No recorded sandbox matches the selector.
+    #[error("no sandbox recorded for {selector}")]
+    SandboxNotFound {
+        /// The selector as given.
+        selector: String,
+    },
+    /// The pod has no interface of that name.
+    #[error("sandbox {sandbox_id} has no interface {interface}")]
+    InterfaceNotFound {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The interface asked for.
+        interface: String,
+    },
+    /// The selector names a pod with more than one recorded sandbox.
+    #[error("pod {pod} has {count} recorded sandboxes; select one by sandbox id")]
+    AmbiguousPod {
+        /// `namespace/name`.
+        pod: String,
+        /// How many sandboxes matched.
+        count: usize,
+    },
+    /// Too many requests are running and queued.
+    #[error(
+        "too many requests: {max_parallel} running and {max_queued} queued (concurrency.maxParallel / maxQueued)"
+    )]
+    QueueFull {
+        /// Configured parallelism.
+        max_parallel: usize,
+        /// Configured queue length.
+        max_queued: usize,
+    },
+    /// The caller's uid may not use the socket.
+    #[error("uid {uid} is not allowed to use plexusd (allowedUids)")]
+    PermissionDenied {
+        /// The caller's uid.
+        uid: u32,
+    },
+    /// The caller's credentials could not be read from the socket.
+    #[error("cannot read the caller's peer credentials")]
+    NoPeerCredentials,
+    /// A call this server does not implement yet.
+    #[error("{what} is not implemented yet")]
+    Unimplemented {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// Preparing or binding the unix socket failed.
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Opening the engine failed.
+    #[error("opening the engine: {message}")]
+    OpenEngine {
+        /// The engine's message.
+        message: String,
+    },
+    /// Start-up recovery failed.
+    #[error("recovering interrupted work: {message}")]
+    Recover {
+        /// The engine's message.
+        message: String,
+    },
+    /// The gRPC server failed.
+    #[error("serving gRPC: {source}")]
+    Serve {
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A worker task died (panic) before answering.
+    #[error("internal error: worker for {operation} stopped: {message}")]
+    Worker {
+        /// What it was doing.
+        operation: String,
+        /// The join error.
+        message: String,
+    },
+}
+
+impl From<Error> for tonic::Status {
+    fn from(err: Error) -> Self {
+        use tonic::Code;
+        let code = match &err {
+            Error::InvalidRequest { .. } => Code::InvalidArgument,
+            Error::Resolve { kind, .. } => match kind {
+                ResolveFailure::Invalid => Code::InvalidArgument,
+                ResolveFailure::NotFound => Code::NotFound,
+                ResolveFailure::Forbidden => Code::PermissionDenied,
+                ResolveFailure::Internal => Code::Internal,
+            },
+            Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => Code::NotFound,
+            Error::AmbiguousPod { .. } => Code::FailedPrecondition,
+            Error::QueueFull { .. } => Code::ResourceExhausted,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
+            Error::NoPeerCredentials => Code::Unauthenticated,
+            Error::Unimplemented { .. } => Code::Unimplemented,
+            Error::Setup { .. }
+            | Error::Teardown { .. }
+            | Error::Attach { .. }
+            | Error::Detach { .. }
+            | Error::ReadState { .. }
+            | Error::Worker { .. } => Code::Internal,
+            Error::ReadConfig { .. }
+            | Error::ParseConfig { .. }
+            | Error::ConfigValue { .. }
+            | Error::Listen { .. }
+            | Error::OpenEngine { .. }
+            | Error::Recover { .. }
+            | Error::Serve { .. } => Code::Internal,
+        };
+        tonic::Status::new(code, err.to_string())
+    }
+}

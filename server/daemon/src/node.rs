@@ -1,0 +1,451 @@
+//! The node service's operations in domain terms: admission, per-sandbox serialisation,
+//! deadlines, resolution, execution through the [`Attacher`], events.
+//!
+//! Every mutating operation runs on its own task: if the caller goes away (or tonic drops the
+//! handler when `grpc-timeout` passes), the work still finishes or undoes itself and the
+//! sandbox lock is held until it has. No wire types here; `service.rs` adapts to gRPC.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use plexus_core::pod::PodIdentity;
+use tokio::sync::broadcast;
+
+use crate::admission::{Admission, SandboxLocks};
+use crate::attacher::Attacher;
+use crate::convert::Selector;
+use crate::deadline::work_deadline;
+use crate::error::{Error, Result};
+use crate::model::{AttachmentView, Event, EventKind, SandboxSpec, SandboxView, TeardownOutcome};
+use crate::planner::{Explanation, Planner};
+
+/// Events kept for slow Watch subscribers before they lag.
+const EVENT_BUFFER: usize = 1024;
+
+/// Concurrency limits of a [`Node`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Mutating requests running at once.
+    pub max_parallel: usize,
+    /// Mutating requests waiting beyond that.
+    pub max_queued: usize,
+}
+
+/// The node service's state: shared by every request.
+#[derive(Debug)]
+pub struct Node<A, P> {
+    attacher: Arc<A>,
+    planner: Arc<P>,
+    admission: Admission,
+    locks: SandboxLocks,
+    events: broadcast::Sender<Event>,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// Result of a setup: the sandbox as recorded and its network-status.
+#[derive(Debug, Clone)]
+pub struct SetupOutcome {
+    /// The recorded sandbox (empty attachments for host-network pods).
+    pub sandbox: SandboxView,
+    /// The network-status annotation value.
+    pub network_status: String,
+}
+
+/// Result of a hot-plug or hot-unplug.
+#[derive(Debug, Clone)]
+pub struct HotplugOutcome {
+    /// The sandbox the attachment belongs (belonged) to.
+    pub sandbox: SandboxView,
+    /// The attachment made or removed.
+    pub attachment: AttachmentView,
+    /// The network-status after the change.
+    pub network_status: String,
+}
+
+/// Result of a reconcile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileOutcome {
+    /// Sandboxes torn down.
+    pub torn_down: Vec<String>,
+    /// `"<id>: <cause>"` for each failure.
+    pub failed: Vec<String>,
+}
+
+impl<A: Attacher, P: Planner> Node<A, P> {
+    /// A node over an attacher and a planner.
+    pub fn new(attacher: Arc<A>, planner: Arc<P>, limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            attacher,
+            planner,
+            admission: Admission::new(limits.max_parallel, limits.max_queued),
+            locks: SandboxLocks::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            closing: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// The attacher (for recovery at start).
+    pub fn attacher(&self) -> &A {
+        &self.attacher
+    }
+
+    /// Admission counters: (running, queued).
+    pub fn load(&self) -> (usize, usize) {
+        (self.admission.running(), self.admission.queued())
+    }
+
+    /// Subscribes to attachment events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Ends every Watch stream (at shutdown, so graceful shutdown does not wait on them).
+    pub fn close_watchers(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Node::close_watchers`] was called.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            // An error means the node is gone, which also ends the stream.
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// Runs `work` on its own task after admission and, when `sandbox` is given, with that
+    /// sandbox locked. `timeout` is the caller's budget.
+    async fn run<T, F, Fut>(
+        self: &Arc<Self>,
+        operation: String,
+        sandbox: Option<String>,
+        timeout: Option<Duration>,
+        work: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Self>, Option<Instant>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send,
+    {
+        let deadline = work_deadline(Instant::now(), timeout);
+        let node = Arc::clone(self);
+        let op = operation.clone();
+        let task = tokio::spawn(async move {
+            let _slot = node.admission.enter(&op, deadline).await?;
+            let _guard = match &sandbox {
+                Some(id) => Some(node.locks.lock(id, deadline).await?),
+                None => None,
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::DeadlineExceeded {
+                    operation: op,
+                    undone: "nothing was done (the deadline passed while waiting)".to_owned(),
+                });
+            }
+            work(Arc::clone(&node), deadline).await
+        });
+        task.await.map_err(|e| Error::Worker {
+            operation,
+            message: e.to_string(),
+        })?
+    }
+
+    fn publish(
+        &self,
+        kind: EventKind,
+        sandbox: &SandboxView,
+        a: Option<&AttachmentView>,
+        msg: &str,
+    ) {
+        // No subscriber is fine.
+        let _ = self.events.send(Event {
+            kind,
+            sandbox_id: sandbox.sandbox_id.clone(),
+            pod: sandbox.pod.clone(),
+            attachment: a.cloned(),
+            message: msg.to_owned(),
+            at: SystemTime::now(),
+        });
+    }
+
+    /// Resolves and attaches a pod's networks, records them and renders network-status.
+    pub async fn setup_pod(
+        self: &Arc<Self>,
+        spec: SandboxSpec,
+        annotations: BTreeMap<String, String>,
+        timeout: Option<Duration>,
+    ) -> Result<SetupOutcome> {
+        require("sandbox_id", &spec.sandbox_id)?;
+        require("pod.namespace", &spec.pod.namespace)?;
+        require("pod.name", &spec.pod.name)?;
+        let empty = SandboxView {
+            sandbox_id: spec.sandbox_id.clone(),
+            pod: spec.pod.clone(),
+            netns: spec.netns.to_string_lossy().into_owned(),
+            attachments: Vec::new(),
+        };
+        if spec.netns.as_os_str().is_empty() {
+            // Host-network pod: nothing to attach.
+            return Ok(SetupOutcome {
+                sandbox: empty,
+                network_status: String::new(),
+            });
+        }
+        let plan = self.planner.plan(&spec.pod, &annotations)?;
+        if plan.attachments.is_empty() {
+            let network_status = self.planner.network_status(&empty)?;
+            return Ok(SetupOutcome {
+                sandbox: empty,
+                network_status,
+            });
+        }
+        let op = format!("setting up pod {} (sandbox {})", spec.pod, spec.sandbox_id);
+        let id = spec.sandbox_id.clone();
+        self.run(op, Some(id), timeout, move |node, deadline| async move {
+            if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
+                && !existing.attachments.is_empty()
+            {
+                // A retried setup of a sandbox already set up: answer what is recorded.
+                let network_status = node.planner.network_status(&existing)?;
+                return Ok(SetupOutcome {
+                    sandbox: existing,
+                    network_status,
+                });
+            }
+            let view = empty.clone();
+            match node.attacher.setup(spec, plan, deadline).await {
+                Ok(sandbox) => {
+                    for a in &sandbox.attachments {
+                        node.publish(EventKind::Attached, &sandbox, Some(a), "");
+                    }
+                    let network_status = node.planner.network_status(&sandbox)?;
+                    Ok(SetupOutcome {
+                        sandbox,
+                        network_status,
+                    })
+                }
+                Err(err) => {
+                    node.publish(EventKind::AttachFailed, &view, None, &err.to_string());
+                    Err(err)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Tears down everything recorded for a sandbox.
+    pub async fn teardown_pod(
+        self: &Arc<Self>,
+        sandbox_id: String,
+        timeout: Option<Duration>,
+    ) -> Result<TeardownOutcome> {
+        require("sandbox_id", &sandbox_id)?;
+        let op = format!("tearing down sandbox {sandbox_id}");
+        self.run(
+            op,
+            Some(sandbox_id.clone()),
+            timeout,
+            move |node, deadline| node.teardown_locked(sandbox_id, deadline),
+        )
+        .await
+    }
+
+    async fn teardown_locked(
+        self: Arc<Self>,
+        sandbox_id: String,
+        deadline: Option<Instant>,
+    ) -> Result<TeardownOutcome> {
+        let before = self.attacher.sandbox(&sandbox_id).ok().flatten();
+        let result = self.attacher.teardown(sandbox_id.clone(), deadline).await;
+        let view = SandboxView {
+            sandbox_id,
+            pod: before.as_ref().map(|s| s.pod.clone()).unwrap_or_default(),
+            netns: before.map(|s| s.netns).unwrap_or_default(),
+            attachments: Vec::new(),
+        };
+        match &result {
+            Ok(outcome) => {
+                for a in &outcome.removed {
+                    self.publish(EventKind::Detached, &view, Some(a), "");
+                }
+            }
+            Err(err) => self.publish(EventKind::DetachFailed, &view, None, &err.to_string()),
+        }
+        result
+    }
+
+    /// The one recorded sandbox a selector names.
+    pub fn find(&self, selector: &Selector) -> Result<SandboxView> {
+        if let Selector::Sandbox(id) = selector {
+            return self
+                .attacher
+                .sandbox(id)?
+                .ok_or_else(|| Error::SandboxNotFound {
+                    selector: selector.to_string(),
+                });
+        }
+        if *selector == Selector::All {
+            return Err(Error::InvalidRequest {
+                message: "target: give a sandbox id or a pod namespace/name".to_owned(),
+            });
+        }
+        let mut found: Vec<SandboxView> = self
+            .attacher
+            .sandboxes()?
+            .into_iter()
+            .filter(|s| selector.matches(&s.sandbox_id, &s.pod))
+            .collect();
+        match found.len() {
+            0 => Err(Error::SandboxNotFound {
+                selector: selector.to_string(),
+            }),
+            1 => Ok(found.remove(0)),
+            count => Err(Error::AmbiguousPod {
+                pod: selector.to_string(),
+                count,
+            }),
+        }
+    }
+
+    /// Hot-plugs one network selection into a running pod.
+    pub async fn attach(
+        self: &Arc<Self>,
+        target: Selector,
+        selection: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        require("selection", &selection)?;
+        let sandbox = self.find(&target)?;
+        let op = format!("attaching {selection} to pod {}", sandbox.pod);
+        let id = sandbox.sandbox_id.clone();
+        self.run(op, Some(id), timeout, move |node, deadline| async move {
+            // Re-read under the lock: the interfaces present decide the new name.
+            let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
+                Error::SandboxNotFound {
+                    selector: format!("sandbox {}", sandbox.sandbox_id),
+                }
+            })?;
+            let present: Vec<String> = sandbox
+                .attachments
+                .iter()
+                .map(|a| a.interface.clone())
+                .collect();
+            let planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
+            let id = sandbox.sandbox_id.clone();
+            match node.attacher.attach(id.clone(), planned, deadline).await {
+                Ok(attachment) => {
+                    node.publish(EventKind::Attached, &sandbox, Some(&attachment), "");
+                    let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                    let network_status = node.planner.network_status(&sandbox)?;
+                    Ok(HotplugOutcome {
+                        sandbox,
+                        attachment,
+                        network_status,
+                    })
+                }
+                Err(err) => {
+                    node.publish(EventKind::AttachFailed, &sandbox, None, &err.to_string());
+                    Err(err)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Hot-unplugs one interface from a running pod.
+    pub async fn detach(
+        self: &Arc<Self>,
+        target: Selector,
+        interface: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        require("interface", &interface)?;
+        let sandbox = self.find(&target)?;
+        let op = format!("detaching {interface} from pod {}", sandbox.pod);
+        let id = sandbox.sandbox_id.clone();
+        self.run(op, Some(id), timeout, move |node, deadline| async move {
+            let id = sandbox.sandbox_id.clone();
+            let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+            if !sandbox.attachments.iter().any(|a| a.interface == interface) {
+                return Err(Error::InterfaceNotFound {
+                    sandbox_id: id,
+                    interface,
+                });
+            }
+            match node.attacher.detach(id.clone(), interface, deadline).await {
+                Ok(attachment) => {
+                    node.publish(EventKind::Detached, &sandbox, Some(&attachment), "");
+                    let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                    let network_status = node.planner.network_status(&sandbox)?;
+                    Ok(HotplugOutcome {
+                        sandbox,
+                        attachment,
+                        network_status,
+                    })
+                }
+                Err(err) => {
+                    node.publish(EventKind::DetachFailed, &sandbox, None, &err.to_string());
+                    Err(err)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every recorded sandbox the selector matches.
+    pub fn list(&self, selector: &Selector) -> Result<Vec<SandboxView>> {
+        Ok(self
+            .attacher
+            .sandboxes()?
+            .into_iter()
+            .filter(|s| selector.matches(&s.sandbox_id, &s.pod))
+            .collect())
+    }
+
+    /// Dry-run resolution.
+    pub fn explain(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+    ) -> Explanation {
+        self.planner.explain(pod, annotations)
+    }
+
+    /// Tears down every recorded sandbox that is not live.
+    pub async fn reconcile(
+        self: &Arc<Self>,
+        live: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<ReconcileOutcome> {
+        let live: HashSet<String> = live.into_iter().collect();
+        let stale: Vec<String> = self
+            .attacher
+            .sandboxes()?
+            .into_iter()
+            .map(|s| s.sandbox_id)
+            .filter(|id| !live.contains(id))
+            .collect();
+        let end = timeout.map(|t| Instant::now() + t);
+        let mut outcome = ReconcileOutcome::default();
+        for id in stale {
+            // The caller's budget covers the whole reconcile, not each teardown.
+            let left = end.map(|end| end.saturating_duration_since(Instant::now()));
+            match self.teardown_pod(id.clone(), left).await {
+                Ok(_) => outcome.torn_down.push(id),
+                Err(err) => outcome.failed.push(format!("{id}: {err}")),
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+fn require(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::InvalidRequest {
+            message: format!("{field} is required"),
+        });
+    }
+    Ok(())
+}

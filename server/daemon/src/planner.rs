@@ -1,0 +1,45 @@
+//! The seam between the node service and network resolution.
+//!
+//! Resolution is pure (plexus-core): pod identity + annotations + NADs + config in, a plan out.
+//! The service reaches it through [`Planner`] so it can be tested with a scripted fake; the
+//! production implementation (`resolver.rs`) calls `plexus_core` directly.
+
+use std::collections::BTreeMap;
+
+use plexus_core::plan::{Plan, PlannedAttachment};
+use plexus_core::pod::PodIdentity;
+
+use crate::error::Result;
+use crate::model::SandboxView;
+
+/// A dry-run resolution rendered for tooling and for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// Stable JSON (`docs/explain.md`), also for failures.
+    pub json: String,
+    /// The same for humans.
+    pub text: String,
+    /// False when resolution failed (the JSON then carries the error).
+    pub ok: bool,
+}
+
+/// Decides what a pod gets.
+pub trait Planner: Send + Sync + 'static {
+    /// The full plan for a pod from its annotations.
+    fn plan(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Result<Plan>;
+
+    /// One hot-plugged attachment, given the interfaces the pod already has. Same validation
+    /// and namespace isolation as the annotation path.
+    fn plan_one(
+        &self,
+        pod: &PodIdentity,
+        selection: &str,
+        present: &[String],
+    ) -> Result<PlannedAttachment>;
+
+    /// The plan (or the error) rendered for `explain`.
+    fn explain(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Explanation;
+
+    /// The `k8s.v1.cni.cncf.io/network-status` value for a sandbox, in Multus's shape.
+    fn network_status(&self, sandbox: &SandboxView) -> Result<String>;
+}

@@ -1,0 +1,202 @@
+//! The unix socket and the gRPC server on it: socket preparation (private directory, 0600
+//! socket, stale socket removed, a live daemon detected), caller authorisation by peer
+//! credentials, standard health and reflection services next to the node API.
+
+use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use plexus_proto::v1;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Status};
+
+use crate::attacher::Attacher;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::planner::Planner;
+use crate::service::NodeService;
+
+/// Who may call the node API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Root (uid 0) is allowed (always true in production; tests turn it off to prove
+    /// rejection without another user).
+    pub allow_root: bool,
+    /// Other allowed uids (`allowedUids`).
+    pub allowed_uids: Vec<u32>,
+}
+
+impl Access {
+    /// Root plus the given uids.
+    pub fn root_and(allowed_uids: Vec<u32>) -> Self {
+        Self {
+            allow_root: true,
+            allowed_uids,
+        }
+    }
+
+    /// Checks a caller's uid (`None`: credentials unavailable).
+    pub fn check(&self, uid: Option<u32>) -> Result<()> {
+        match uid {
+            None => Err(Error::NoPeerCredentials),
+            Some(0) if self.allow_root => Ok(()),
+            Some(uid) if self.allowed_uids.contains(&uid) => Ok(()),
+            Some(uid) => Err(Error::PermissionDenied { uid }),
+        }
+    }
+
+    /// The interceptor form of [`Access::check`], reading tonic's unix connect info.
+    pub fn intercept(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let uid = request
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|info| info.peer_cred)
+            .map(|cred| cred.uid());
+        self.check(uid)?;
+        Ok(request)
+    }
+}
+
+/// A bound, prepared socket; the file is removed on drop.
+#[derive(Debug)]
+pub struct Socket {
+    listener: Option<UnixListener>,
+    path: PathBuf,
+}
+
+impl Socket {
+    /// Prepares the directory (created 0700 when missing), refuses to steal a socket a live
+    /// daemon answers on, removes a stale one, binds and makes the socket 0600.
+    pub async fn bind(path: &Path) -> Result<Socket> {
+        let listen = |source| Error::Listen {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(listen)?;
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                if tokio::net::UnixStream::connect(path).await.is_ok() {
+                    return Err(listen(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "another plexusd is serving on this socket",
+                    )));
+                }
+                std::fs::remove_file(path).map_err(listen)?;
+            }
+            Ok(_) => {
+                return Err(listen(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the path exists and is not a socket",
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(listen(e)),
+        }
+        let listener = UnixListener::bind(path).map_err(listen)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen)?;
+        Ok(Socket {
+            listener: Some(listener),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.listener.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Serves the node API, health and reflection on `socket` until `shutdown` resolves.
+pub async fn serve<A: Attacher, P: Planner>(
+    mut socket: Socket,
+    node: Arc<Node<A, P>>,
+    access: Access,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let listener = socket.listener.take().ok_or_else(|| Error::Listen {
+        path: socket.path.clone(),
+        source: std::io::Error::other("socket already served"),
+    })?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("plexus.v1.Node", tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Listen {
+            path: socket.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let closing = Arc::clone(&node);
+    let shutdown = async move {
+        shutdown.await;
+        closing.close_watchers();
+    };
+    let node_service = v1::node_server::NodeServer::with_interceptor(
+        NodeService::new(node),
+        move |req: Request<()>| access.intercept(req),
+    );
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(node_service)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|source| Error::Serve { source });
+    // Put the listener slot back so Drop removes the file.
+    socket.listener = None;
+    let _ = std::fs::remove_file(&socket.path);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_listed_uids_pass_others_are_denied() {
+        let access = Access::root_and(vec![1000]);
+        assert!(access.check(Some(0)).is_ok());
+        assert!(access.check(Some(1000)).is_ok());
+        assert!(matches!(
+            access.check(Some(1001)),
+            Err(Error::PermissionDenied { uid: 1001 })
+        ));
+        assert!(matches!(access.check(None), Err(Error::NoPeerCredentials)));
+        let no_root = Access {
+            allow_root: false,
+            allowed_uids: vec![],
+        };
+        assert!(no_root.check(Some(0)).is_err());
+    }
+
+    #[test]
+    fn denial_is_permission_denied_status() {
+        let status = Status::from(Access::root_and(vec![]).check(Some(42)).unwrap_err());
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(status.message().contains("uid 42"), "{}", status.message());
+    }
+}

@@ -1,0 +1,407 @@
+//! Fakes for testing the node service without root: a recording [`FakeAttacher`] that keeps
+//! sandboxes in memory (optionally persisted to a directory, to test restarts), with a
+//! per-attachment delay that honours deadlines by undoing, and a scripted [`FakePlanner`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use plexus_core::plan::{
+    ConfigForm, DefaultRoutePlan, DelegateConfig, NetworkSource, Origin, Plan, PlannedAttachment,
+    RuntimeConfig,
+};
+use plexus_core::pod::PodIdentity;
+
+use crate::attacher::Attacher;
+use crate::error::{Error, ResolveFailure, Result};
+use crate::model::{
+    AttachmentState, AttachmentView, RecoveryOutcome, SandboxSpec, SandboxView, TeardownOutcome,
+};
+use crate::planner::{Explanation, Planner};
+
+/// One call the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `recover`.
+    Recover,
+    /// `setup` with the planned interfaces.
+    Setup(String, Vec<String>),
+    /// `teardown`.
+    Teardown(String),
+    /// `attach` with the interface.
+    Attach(String, String),
+    /// `detach` with the interface.
+    Detach(String, String),
+    /// An attachment undone because the deadline passed.
+    Undone(String, String),
+}
+
+/// In-memory attacher that records every call.
+#[derive(Debug, Default)]
+pub struct FakeAttacher {
+    sandboxes: Mutex<BTreeMap<String, SandboxView>>,
+    calls: Mutex<Vec<Call>>,
+    delay: Mutex<Duration>,
+    dir: Option<PathBuf>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
+    AttachmentView {
+        network: a.network.clone(),
+        interface: a.interface.clone(),
+        ips: vec![format!("192.0.2.{}/24", 10 + index)],
+        mac: format!("02:00:00:00:00:{:02x}", index),
+        driver: "native".to_owned(),
+        plugin: a.config.plugin_types.join(","),
+        origin: a.origin.as_str().to_owned(),
+        state: AttachmentState::Attached,
+        mtu: Some(1500),
+        gateways: Vec::new(),
+        primary: a.primary,
+        result: None,
+    }
+}
+
+impl FakeAttacher {
+    /// A fake that forgets everything when dropped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fake that persists sandboxes as JSON files in `dir` and loads them back.
+    pub fn persistent(dir: PathBuf) -> Self {
+        let fake = Self {
+            dir: Some(dir.clone()),
+            ..Self::default()
+        };
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut map = lock(&fake.sandboxes);
+            for entry in entries.flatten() {
+                let Ok(bytes) = std::fs::read(entry.path()) else {
+                    continue;
+                };
+                if let Ok(view) = serde_json::from_slice::<SandboxView>(&bytes) {
+                    map.insert(view.sandbox_id.clone(), view);
+                }
+            }
+        }
+        fake
+    }
+
+    /// Each attachment made takes this long.
+    pub fn set_delay(&self, delay: Duration) {
+        *lock(&self.delay) = delay;
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.calls).clone()
+    }
+
+    /// The most setups/attaches that ever ran at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    fn record(&self, call: Call) {
+        lock(&self.calls).push(call);
+    }
+
+    fn store(&self, view: &SandboxView) {
+        lock(&self.sandboxes).insert(view.sandbox_id.clone(), view.clone());
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::create_dir_all(dir);
+            if let Ok(json) = serde_json::to_vec(view) {
+                let _ = std::fs::write(dir.join(format!("{}.json", view.sandbox_id)), json);
+            }
+        }
+    }
+
+    fn forget(&self, sandbox_id: &str) -> Option<SandboxView> {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_file(dir.join(format!("{sandbox_id}.json")));
+        }
+        lock(&self.sandboxes).remove(sandbox_id)
+    }
+
+    /// Waits one attachment's delay; false when the deadline came first.
+    async fn work(&self, deadline: Option<Instant>) -> bool {
+        let delay = *lock(&self.delay);
+        let end = Instant::now() + delay;
+        match deadline {
+            Some(d) if d < end => {
+                tokio::time::sleep_until(d.into()).await;
+                false
+            }
+            _ => {
+                tokio::time::sleep(delay).await;
+                true
+            }
+        }
+    }
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize, max: &AtomicUsize) -> Self {
+        let now = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        max.fetch_max(now, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Attacher for FakeAttacher {
+    async fn recover(&self) -> Result<RecoveryOutcome> {
+        self.record(Call::Recover);
+        Ok(RecoveryOutcome::default())
+    }
+
+    async fn setup(
+        &self,
+        spec: SandboxSpec,
+        plan: Plan,
+        deadline: Option<Instant>,
+    ) -> Result<SandboxView> {
+        let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
+        let names = plan.attachments.iter().map(|a| a.interface.clone());
+        self.record(Call::Setup(spec.sandbox_id.clone(), names.collect()));
+        let mut done: Vec<AttachmentView> = Vec::new();
+        for (i, planned) in plan.attachments.iter().enumerate() {
+            if !self.work(deadline).await {
+                let mut undone = Vec::new();
+                for a in done.iter().rev() {
+                    self.record(Call::Undone(spec.sandbox_id.clone(), a.interface.clone()));
+                    undone.push(format!("{} ({})", a.interface, a.network));
+                }
+                let undone = if undone.is_empty() {
+                    "nothing had been attached yet".to_owned()
+                } else {
+                    format!("undid {}", undone.join(", "))
+                };
+                return Err(Error::DeadlineExceeded {
+                    operation: format!(
+                        "attaching {} to sandbox {}",
+                        planned.network, spec.sandbox_id
+                    ),
+                    undone,
+                });
+            }
+            done.push(view_of(planned, i));
+        }
+        let view = SandboxView {
+            sandbox_id: spec.sandbox_id,
+            pod: spec.pod,
+            netns: spec.netns.to_string_lossy().into_owned(),
+            attachments: done,
+        };
+        self.store(&view);
+        Ok(view)
+    }
+
+    async fn teardown(
+        &self,
+        sandbox_id: String,
+        _deadline: Option<Instant>,
+    ) -> Result<TeardownOutcome> {
+        self.record(Call::Teardown(sandbox_id.clone()));
+        Ok(match self.forget(&sandbox_id) {
+            Some(view) => TeardownOutcome {
+                known: true,
+                pod: Some(view.pod),
+                removed: view.attachments.into_iter().rev().collect(),
+            },
+            None => TeardownOutcome::default(),
+        })
+    }
+
+    async fn attach(
+        &self,
+        sandbox_id: String,
+        attachment: PlannedAttachment,
+        deadline: Option<Instant>,
+    ) -> Result<AttachmentView> {
+        let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
+        self.record(Call::Attach(
+            sandbox_id.clone(),
+            attachment.interface.clone(),
+        ));
+        let mut view = self
+            .sandbox(&sandbox_id)?
+            .ok_or_else(|| Error::SandboxNotFound {
+                selector: format!("sandbox {sandbox_id}"),
+            })?;
+        if !self.work(deadline).await {
+            return Err(Error::DeadlineExceeded {
+                operation: format!("attaching {}", attachment.network),
+                undone: "nothing had been attached yet".to_owned(),
+            });
+        }
+        let a = view_of(&attachment, view.attachments.len());
+        view.attachments.push(a.clone());
+        self.store(&view);
+        Ok(a)
+    }
+
+    async fn detach(
+        &self,
+        sandbox_id: String,
+        interface: String,
+        _deadline: Option<Instant>,
+    ) -> Result<AttachmentView> {
+        self.record(Call::Detach(sandbox_id.clone(), interface.clone()));
+        let mut view = self
+            .sandbox(&sandbox_id)?
+            .ok_or_else(|| Error::SandboxNotFound {
+                selector: format!("sandbox {sandbox_id}"),
+            })?;
+        let pos = view
+            .attachments
+            .iter()
+            .position(|a| a.interface == interface)
+            .ok_or_else(|| Error::InterfaceNotFound {
+                sandbox_id: sandbox_id.clone(),
+                interface: interface.clone(),
+            })?;
+        let removed = view.attachments.remove(pos);
+        self.store(&view);
+        Ok(removed)
+    }
+
+    fn sandboxes(&self) -> Result<Vec<SandboxView>> {
+        Ok(lock(&self.sandboxes).values().cloned().collect())
+    }
+
+    fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>> {
+        Ok(lock(&self.sandboxes).get(sandbox_id).cloned())
+    }
+}
+
+/// A planner for tests: the networks annotation is a comma list of `[ns/]name[@if]`; names
+/// starting with `missing` are unknown, names starting with `forbidden` are refused by
+/// isolation, anything with a space is malformed.
+#[derive(Debug, Default)]
+pub struct FakePlanner;
+
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+
+impl FakePlanner {
+    fn planned(pod: &PodIdentity, item: &str, index: usize) -> Result<PlannedAttachment> {
+        let fail = |kind, message: String| Error::Resolve {
+            pod: pod.to_string(),
+            kind,
+            message,
+        };
+        if item.is_empty() || item.contains(' ') {
+            return Err(fail(ResolveFailure::Invalid, format!("bad item {item:?}")));
+        }
+        let (net, iface) = match item.split_once('@') {
+            Some((n, i)) => (n, i.to_owned()),
+            None => (item, format!("net{index}")),
+        };
+        let (ns, name) = net.split_once('/').unwrap_or((&pod.namespace, net));
+        if name.starts_with("missing") {
+            return Err(fail(
+                ResolveFailure::NotFound,
+                format!("network {ns}/{name} not found"),
+            ));
+        }
+        if name.starts_with("forbidden") {
+            return Err(fail(
+                ResolveFailure::Forbidden,
+                format!("namespace {ns} is isolated"),
+            ));
+        }
+        Ok(PlannedAttachment {
+            index,
+            network: format!("{ns}/{name}"),
+            interface: iface,
+            origin: Origin::Annotation,
+            primary: false,
+            source: NetworkSource::Nad {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            },
+            config: DelegateConfig {
+                form: ConfigForm::Conf,
+                name: name.to_owned(),
+                cni_version: "1.0.0".to_owned(),
+                plugin_types: vec!["macvlan".to_owned()],
+                bytes: Vec::new(),
+            },
+            runtime_config: RuntimeConfig::default(),
+            cni_args: None,
+            extra_cni_args: Vec::new(),
+            default_route: None,
+            route_plan: DefaultRoutePlan::default(),
+            resource_name: None,
+            force_exec: false,
+            runtime_managed: false,
+        })
+    }
+}
+
+impl Planner for FakePlanner {
+    fn plan(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Result<Plan> {
+        let mut attachments = Vec::new();
+        if let Some(list) = annotations.get(NETWORKS) {
+            for (i, item) in list.split(',').enumerate() {
+                attachments.push(Self::planned(pod, item.trim(), i + 1)?);
+            }
+        }
+        Ok(Plan {
+            pod: pod.clone(),
+            attachments,
+        })
+    }
+
+    fn plan_one(
+        &self,
+        pod: &PodIdentity,
+        selection: &str,
+        present: &[String],
+    ) -> Result<PlannedAttachment> {
+        let mut planned = Self::planned(pod, selection, present.len() + 1)?;
+        planned.origin = Origin::Hotplug;
+        Ok(planned)
+    }
+
+    fn explain(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Explanation {
+        match self.plan(pod, annotations) {
+            Ok(plan) => Explanation {
+                json: serde_json::json!({"pod": pod.to_string(), "attachments": plan.attachments.len()})
+                    .to_string(),
+                text: format!("{pod}: {} attachments", plan.attachments.len()),
+                ok: true,
+            },
+            Err(err) => Explanation {
+                json: serde_json::json!({"error": {"message": err.to_string()}}).to_string(),
+                text: err.to_string(),
+                ok: false,
+            },
+        }
+    }
+
+    fn network_status(&self, sandbox: &SandboxView) -> Result<String> {
+        let names: Vec<&str> = sandbox
+            .attachments
+            .iter()
+            .map(|a| a.network.as_str())
+            .collect();
+        Ok(serde_json::to_string(&names).unwrap_or_default())
+    }
+}
