@@ -198,6 +198,30 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A short fixed label for metrics (never a message: it must stay low-cardinality).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest { .. } => "invalid_request",
+            Error::Resolve { kind, .. } => match kind {
+                ResolveFailure::Invalid => "invalid_selection",
+                ResolveFailure::NotFound => "network_not_found",
+                ResolveFailure::Forbidden => "namespace_isolation",
+                ResolveFailure::Internal => "resolver",
+            },
+            Error::Setup { .. } | Error::Attach { .. } => "attach_failed",
+            Error::Teardown { .. } | Error::Detach { .. } => "detach_failed",
+            Error::DeadlineExceeded { .. } => "deadline_exceeded",
+            Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => "not_found",
+            Error::AmbiguousPod { .. } => "ambiguous_pod",
+            Error::QueueFull { .. } => "queue_full",
+            Error::PermissionDenied { .. } | Error::NoPeerCredentials => "permission_denied",
+            Error::Unimplemented { .. } => "unimplemented",
+            _ => "internal",
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         use tonic::Code;

@@ -11,12 +11,14 @@ pub mod admission;
 pub mod attacher;
 pub mod config;
 pub mod convert;
+pub mod daemon;
 pub mod deadline;
+pub mod engine;
 pub mod error;
-pub mod manifest;
 pub mod model;
 pub mod node;
 pub mod planner;
+pub mod resolver;
 pub mod server;
 pub mod service;
 

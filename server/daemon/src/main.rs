@@ -1,1 +1,136 @@
-fn main() {}
+//! plexusd: the plexus node service. Parses flags, loads the config, starts telemetry and
+//! runs the library (`plexus_server::daemon`); `plexusd explain` resolves offline.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use plexus_server::config::{Config, LogFormat};
+use plexus_server::daemon;
+
+/// The plexus node service.
+#[derive(Debug, Parser)]
+#[command(name = "plexusd", version)]
+struct Cli {
+    /// Config file (YAML); without it the embedded standalone config is used.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Resolve a pod manifest offline (no socket, no root) and print the plan.
+    Explain {
+        /// The pod manifest (YAML or JSON).
+        #[arg(long)]
+        pod: PathBuf,
+        /// Directory of NAD manifests.
+        #[arg(long)]
+        networks: PathBuf,
+        /// Output format: json or text.
+        #[arg(long, short, default_value = "text", value_parser = ["json", "text"])]
+        output: String,
+    },
+}
+
+fn load(path: Option<&Path>) -> plexus_server::Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::standalone(&std::env::current_dir().unwrap_or_else(|_| "/".into())),
+    }
+}
+
+fn explain(config: Option<&Path>, pod: &Path, networks: &Path, json: bool) -> ExitCode {
+    let outcome = load(config).and_then(|c| daemon::explain_offline(pod, networks, &c));
+    match outcome {
+        Ok(e) => {
+            println!("{}", if json { &e.json } else { &e.text }.trim_end());
+            if e.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) if json => {
+            let kind = "invalid-input";
+            let body = serde_json::json!({"error": {"kind": kind, "message": err.to_string()}});
+            println!("{body:#}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("plexusd explain: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let _telemetry = plexus_telemetry::init(plexus_telemetry::TelemetryConfig {
+        service_name: "plexusd".to_owned(),
+        log_format: match config.telemetry.log_format {
+            LogFormat::Human => plexus_telemetry::LogFormat::Human,
+            LogFormat::Json => plexus_telemetry::LogFormat::Json,
+        },
+        log_filter: config.telemetry.log_level.clone(),
+        otlp_endpoint: config.telemetry.otlp_endpoint.clone(),
+    })
+    .context("starting telemetry")?;
+    let mut registry = plexus_telemetry::Registry::default();
+    let metrics = plexus_telemetry::Metrics::new(&mut registry);
+    let _metrics_server = match config.telemetry.metrics_address {
+        Some(addr) => Some(
+            plexus_telemetry::serve_metrics(addr, Arc::new(registry))
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail in a fresh runtime");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    daemon::run(&config, Some(metrics), shutdown).await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Explain {
+        pod,
+        networks,
+        output,
+    }) = &cli.command
+    {
+        return explain(cli.config.as_deref(), pod, networks, output == "json");
+    }
+    let config = match load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("plexusd: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("plexusd: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("plexusd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

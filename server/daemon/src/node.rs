@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use plexus_core::pod::PodIdentity;
+use plexus_telemetry::{Metrics, Operation, Path};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use crate::admission::{Admission, SandboxLocks};
 use crate::attacher::Attacher;
@@ -42,6 +44,7 @@ pub struct Node<A, P> {
     locks: SandboxLocks,
     events: broadcast::Sender<Event>,
     closing: tokio::sync::watch::Sender<bool>,
+    metrics: Option<Metrics>,
 }
 
 /// Result of a setup: the sandbox as recorded and its network-status.
@@ -76,6 +79,25 @@ pub struct ReconcileOutcome {
 impl<A: Attacher, P: Planner> Node<A, P> {
     /// A node over an attacher and a planner.
     pub fn new(attacher: Arc<A>, planner: Arc<P>, limits: Limits) -> Arc<Self> {
+        Self::build(attacher, planner, limits, None)
+    }
+
+    /// A node that also records request metrics.
+    pub fn with_metrics(
+        attacher: Arc<A>,
+        planner: Arc<P>,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        Self::build(attacher, planner, limits, Some(metrics))
+    }
+
+    fn build(
+        attacher: Arc<A>,
+        planner: Arc<P>,
+        limits: Limits,
+        metrics: Option<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             attacher,
             planner,
@@ -83,6 +105,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             locks: SandboxLocks::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
             closing: tokio::sync::watch::channel(false).0,
+            metrics,
         })
     }
 
@@ -119,6 +142,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     /// sandbox locked. `timeout` is the caller's budget.
     async fn run<T, F, Fut>(
         self: &Arc<Self>,
+        kind: Operation,
         operation: String,
         sandbox: Option<String>,
         timeout: Option<Duration>,
@@ -132,24 +156,44 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let deadline = work_deadline(Instant::now(), timeout);
         let node = Arc::clone(self);
         let op = operation.clone();
-        let task = tokio::spawn(async move {
-            let _slot = node.admission.enter(&op, deadline).await?;
-            let _guard = match &sandbox {
-                Some(id) => Some(node.locks.lock(id, deadline).await?),
-                None => None,
-            };
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::DeadlineExceeded {
-                    operation: op,
-                    undone: "nothing was done (the deadline passed while waiting)".to_owned(),
-                });
+        let started = Instant::now();
+        // The task carries the caller's span, so the engine's spans hang below the RPC.
+        let task = tokio::spawn(
+            async move {
+                let queued = node.metrics.as_ref().map(Metrics::queued);
+                let _slot = node.admission.enter(&op, deadline).await?;
+                drop(queued);
+                let _running = node.metrics.as_ref().map(Metrics::in_flight);
+                let _guard = match &sandbox {
+                    Some(id) => Some(node.locks.lock(id, deadline).await?),
+                    None => None,
+                };
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::DeadlineExceeded {
+                        operation: op,
+                        undone: "nothing was done (the deadline passed while waiting)".to_owned(),
+                    });
+                }
+                work(Arc::clone(&node), deadline).await
             }
-            work(Arc::clone(&node), deadline).await
-        });
-        task.await.map_err(|e| Error::Worker {
+            .in_current_span(),
+        );
+        let result = task.await.map_err(|e| Error::Worker {
             operation,
             message: e.to_string(),
-        })?
+        });
+        let result = result.and_then(|r| r);
+        if let Some(metrics) = &self.metrics {
+            let path = match kind {
+                Operation::Attach | Operation::Detach => Path::Api,
+                _ => Path::Nri,
+            };
+            metrics.observe_request(path, kind, started.elapsed());
+            if let Err(err) = &result {
+                metrics.failure(kind, err.reason());
+            }
+        }
+        result
     }
 
     fn publish(
@@ -203,35 +247,41 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         }
         let op = format!("setting up pod {} (sandbox {})", spec.pod, spec.sandbox_id);
         let id = spec.sandbox_id.clone();
-        self.run(op, Some(id), timeout, move |node, deadline| async move {
-            if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
-                && !existing.attachments.is_empty()
-            {
-                // A retried setup of a sandbox already set up: answer what is recorded.
-                let network_status = node.planner.network_status(&existing)?;
-                return Ok(SetupOutcome {
-                    sandbox: existing,
-                    network_status,
-                });
-            }
-            let view = empty.clone();
-            match node.attacher.setup(spec, plan, deadline).await {
-                Ok(sandbox) => {
-                    for a in &sandbox.attachments {
-                        node.publish(EventKind::Attached, &sandbox, Some(a), "");
-                    }
-                    let network_status = node.planner.network_status(&sandbox)?;
-                    Ok(SetupOutcome {
-                        sandbox,
+        self.run(
+            Operation::Setup,
+            op,
+            Some(id),
+            timeout,
+            move |node, deadline| async move {
+                if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
+                    && !existing.attachments.is_empty()
+                {
+                    // A retried setup of a sandbox already set up: answer what is recorded.
+                    let network_status = node.planner.network_status(&existing)?;
+                    return Ok(SetupOutcome {
+                        sandbox: existing,
                         network_status,
-                    })
+                    });
                 }
-                Err(err) => {
-                    node.publish(EventKind::AttachFailed, &view, None, &err.to_string());
-                    Err(err)
+                let view = empty.clone();
+                match node.attacher.setup(spec, plan, deadline).await {
+                    Ok(sandbox) => {
+                        for a in &sandbox.attachments {
+                            node.publish(EventKind::Attached, &sandbox, Some(a), "");
+                        }
+                        let network_status = node.planner.network_status(&sandbox)?;
+                        Ok(SetupOutcome {
+                            sandbox,
+                            network_status,
+                        })
+                    }
+                    Err(err) => {
+                        node.publish(EventKind::AttachFailed, &view, None, &err.to_string());
+                        Err(err)
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -244,6 +294,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         require("sandbox_id", &sandbox_id)?;
         let op = format!("tearing down sandbox {sandbox_id}");
         self.run(
+            Operation::Teardown,
             op,
             Some(sandbox_id.clone()),
             timeout,
@@ -320,37 +371,43 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let sandbox = self.find(&target)?;
         let op = format!("attaching {selection} to pod {}", sandbox.pod);
         let id = sandbox.sandbox_id.clone();
-        self.run(op, Some(id), timeout, move |node, deadline| async move {
-            // Re-read under the lock: the interfaces present decide the new name.
-            let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
-                Error::SandboxNotFound {
-                    selector: format!("sandbox {}", sandbox.sandbox_id),
+        self.run(
+            Operation::Attach,
+            op,
+            Some(id),
+            timeout,
+            move |node, deadline| async move {
+                // Re-read under the lock: the interfaces present decide the new name.
+                let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
+                    Error::SandboxNotFound {
+                        selector: format!("sandbox {}", sandbox.sandbox_id),
+                    }
+                })?;
+                let present: Vec<String> = sandbox
+                    .attachments
+                    .iter()
+                    .map(|a| a.interface.clone())
+                    .collect();
+                let planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
+                let id = sandbox.sandbox_id.clone();
+                match node.attacher.attach(id.clone(), planned, deadline).await {
+                    Ok(attachment) => {
+                        node.publish(EventKind::Attached, &sandbox, Some(&attachment), "");
+                        let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                        let network_status = node.planner.network_status(&sandbox)?;
+                        Ok(HotplugOutcome {
+                            sandbox,
+                            attachment,
+                            network_status,
+                        })
+                    }
+                    Err(err) => {
+                        node.publish(EventKind::AttachFailed, &sandbox, None, &err.to_string());
+                        Err(err)
+                    }
                 }
-            })?;
-            let present: Vec<String> = sandbox
-                .attachments
-                .iter()
-                .map(|a| a.interface.clone())
-                .collect();
-            let planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
-            let id = sandbox.sandbox_id.clone();
-            match node.attacher.attach(id.clone(), planned, deadline).await {
-                Ok(attachment) => {
-                    node.publish(EventKind::Attached, &sandbox, Some(&attachment), "");
-                    let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-                    let network_status = node.planner.network_status(&sandbox)?;
-                    Ok(HotplugOutcome {
-                        sandbox,
-                        attachment,
-                        network_status,
-                    })
-                }
-                Err(err) => {
-                    node.publish(EventKind::AttachFailed, &sandbox, None, &err.to_string());
-                    Err(err)
-                }
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -365,32 +422,38 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let sandbox = self.find(&target)?;
         let op = format!("detaching {interface} from pod {}", sandbox.pod);
         let id = sandbox.sandbox_id.clone();
-        self.run(op, Some(id), timeout, move |node, deadline| async move {
-            let id = sandbox.sandbox_id.clone();
-            let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-            if !sandbox.attachments.iter().any(|a| a.interface == interface) {
-                return Err(Error::InterfaceNotFound {
-                    sandbox_id: id,
-                    interface,
-                });
-            }
-            match node.attacher.detach(id.clone(), interface, deadline).await {
-                Ok(attachment) => {
-                    node.publish(EventKind::Detached, &sandbox, Some(&attachment), "");
-                    let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-                    let network_status = node.planner.network_status(&sandbox)?;
-                    Ok(HotplugOutcome {
-                        sandbox,
-                        attachment,
-                        network_status,
-                    })
+        self.run(
+            Operation::Detach,
+            op,
+            Some(id),
+            timeout,
+            move |node, deadline| async move {
+                let id = sandbox.sandbox_id.clone();
+                let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                if !sandbox.attachments.iter().any(|a| a.interface == interface) {
+                    return Err(Error::InterfaceNotFound {
+                        sandbox_id: id,
+                        interface,
+                    });
                 }
-                Err(err) => {
-                    node.publish(EventKind::DetachFailed, &sandbox, None, &err.to_string());
-                    Err(err)
+                match node.attacher.detach(id.clone(), interface, deadline).await {
+                    Ok(attachment) => {
+                        node.publish(EventKind::Detached, &sandbox, Some(&attachment), "");
+                        let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                        let network_status = node.planner.network_status(&sandbox)?;
+                        Ok(HotplugOutcome {
+                            sandbox,
+                            attachment,
+                            network_status,
+                        })
+                    }
+                    Err(err) => {
+                        node.publish(EventKind::DetachFailed, &sandbox, None, &err.to_string());
+                        Err(err)
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
     }
 

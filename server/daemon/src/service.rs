@@ -17,7 +17,6 @@ use crate::attacher::Attacher;
 use crate::convert;
 use crate::deadline::request_timeout;
 use crate::error::Error;
-use crate::manifest;
 use crate::model::SandboxSpec;
 use crate::node::Node;
 use crate::planner::Planner;
@@ -35,18 +34,22 @@ impl<A, P> NodeService<A, P> {
     }
 }
 
-fn rpc_span(method: &'static str, sandbox_id: &str, pod: Option<&v1::PodRef>) -> tracing::Span {
-    let (ns, name) = pod
-        .map(|p| (p.namespace.as_str(), p.name.as_str()))
-        .unwrap_or_default();
-    tracing::info_span!(
-        "rpc",
-        otel.name = method,
-        rpc.method = method,
-        sandbox.id = sandbox_id,
-        pod.namespace = ns,
-        pod.name = name
-    )
+/// The gRPC service name, as it appears in span names.
+const SERVICE: &str = "plexus.v1.Node";
+
+/// The RPC's span, continuing the caller's `traceparent`.
+fn rpc_span(method: &str, metadata: &tonic::metadata::MetadataMap) -> tracing::Span {
+    plexus_telemetry::rpc_span(SERVICE, method, metadata)
+}
+
+/// Marks the span failed when the call failed, and converts the error.
+fn finish<T>(span: &tracing::Span, result: Result<T, Error>) -> Result<T, Status> {
+    result.map_err(|err| {
+        let message = err.to_string();
+        plexus_telemetry::record_rpc_error(span, &message);
+        tracing::warn!(parent: span, error = %message, "request failed");
+        Status::from(err)
+    })
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchEvent, Status>> + Send + 'static>>;
@@ -58,19 +61,22 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         request: Request<v1::SetupPodRequest>,
     ) -> Result<Response<v1::SetupPodResponse>, Status> {
         let timeout = request_timeout(request.metadata());
+        let span = rpc_span("SetupPod", request.metadata());
         let req = request.into_inner();
-        let span = rpc_span("SetupPod", &req.sandbox_id, req.pod.as_ref());
+        let pod = req.pod.clone().unwrap_or_default();
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &req.sandbox_id);
         let spec = SandboxSpec {
             sandbox_id: req.sandbox_id,
             pod: convert::pod_identity(req.pod.as_ref()),
             netns: req.netns_path.into(),
         };
         let annotations = convert::annotations(&req.annotations);
-        let outcome = self
+        let result = self
             .node
             .setup_pod(spec, annotations, timeout)
-            .instrument(span)
-            .await?;
+            .instrument(span.clone())
+            .await;
+        let outcome = finish(&span, result)?;
         Ok(Response::new(v1::SetupPodResponse {
             attachments: convert::attachments(&outcome.sandbox),
             network_status: outcome.network_status,
@@ -82,14 +88,17 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         request: Request<v1::TeardownPodRequest>,
     ) -> Result<Response<v1::TeardownPodResponse>, Status> {
         let timeout = request_timeout(request.metadata());
+        let span = rpc_span("TeardownPod", request.metadata());
         let req = request.into_inner();
-        let span = rpc_span("TeardownPod", &req.sandbox_id, req.pod.as_ref());
+        let pod = req.pod.clone().unwrap_or_default();
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &req.sandbox_id);
         let id = req.sandbox_id.clone();
-        let outcome = self
+        let result = self
             .node
             .teardown_pod(req.sandbox_id, timeout)
-            .instrument(span)
-            .await?;
+            .instrument(span.clone())
+            .await;
+        let outcome = finish(&span, result)?;
         let pod = outcome
             .pod
             .clone()
@@ -120,14 +129,19 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         request: Request<v1::AttachRequest>,
     ) -> Result<Response<v1::AttachResponse>, Status> {
         let timeout = request_timeout(request.metadata());
+        let span = rpc_span("Attach", request.metadata());
         let req = request.into_inner();
         let target = convert::selector(req.target.as_ref());
-        let span = rpc_span("Attach", &target.to_string(), None);
-        let outcome = self
+        if let Some(t) = &req.target {
+            let pod = t.pod.clone().unwrap_or_default();
+            plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &t.sandbox_id);
+        }
+        let result = self
             .node
             .attach(target, req.selection, timeout)
-            .instrument(span)
-            .await?;
+            .instrument(span.clone())
+            .await;
+        let outcome = finish(&span, result)?;
         let s = &outcome.sandbox;
         Ok(Response::new(v1::AttachResponse {
             attachment: Some(convert::attachment(
@@ -145,14 +159,19 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         request: Request<v1::DetachRequest>,
     ) -> Result<Response<v1::DetachResponse>, Status> {
         let timeout = request_timeout(request.metadata());
+        let span = rpc_span("Detach", request.metadata());
         let req = request.into_inner();
         let target = convert::selector(req.target.as_ref());
-        let span = rpc_span("Detach", &target.to_string(), None);
-        let outcome = self
+        if let Some(t) = &req.target {
+            let pod = t.pod.clone().unwrap_or_default();
+            plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &t.sandbox_id);
+        }
+        let result = self
             .node
             .detach(target, req.interface, timeout)
-            .instrument(span)
-            .await?;
+            .instrument(span.clone())
+            .await;
+        let outcome = finish(&span, result)?;
         let s = &outcome.sandbox;
         Ok(Response::new(v1::DetachResponse {
             removed: Some(convert::attachment(
@@ -191,7 +210,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             }
             (pod, convert::annotations(&req.annotations))
         } else {
-            manifest::parse_pod(&req.pod_manifest)?
+            crate::resolver::pod_from_manifest(&req.pod_manifest)?
         };
         let explanation = self.node.explain(&pod, &annotations);
         Ok(Response::new(v1::ExplainResponse {
@@ -205,9 +224,14 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         request: Request<v1::ReconcileRequest>,
     ) -> Result<Response<v1::ReconcileResponse>, Status> {
         let timeout = request_timeout(request.metadata());
+        let span = rpc_span("Reconcile", request.metadata());
         let live = request.into_inner().live_sandbox_ids;
-        let span = rpc_span("Reconcile", "", None);
-        let outcome = self.node.reconcile(live, timeout).instrument(span).await?;
+        let result = self
+            .node
+            .reconcile(live, timeout)
+            .instrument(span.clone())
+            .await;
+        let outcome = finish(&span, result)?;
         Ok(Response::new(v1::ReconcileResponse {
             torn_down: outcome.torn_down,
             failed: outcome.failed,

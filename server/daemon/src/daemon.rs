@@ -1,0 +1,89 @@
+//! Wiring of a running plexusd and of the offline explain, kept out of `main.rs` so both are
+//! testable: config → engine (recover first) → resolver → node → socket → serve.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use plexus_core::nad::DirSource;
+use plexus_engine::{DelegationMode, Engine, EngineConfig};
+
+use crate::config::{Config, Delegation, NadSource};
+use crate::engine::EngineAttacher;
+use crate::error::{Error, Result};
+use crate::node::{Limits, Node};
+use crate::planner::{Explanation, Planner};
+use crate::resolver::{Resolver, pod_from_manifest};
+use crate::server::{Access, Socket, serve};
+
+/// The engine settings of a daemon config.
+pub fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        state_dir: config.state_dir.clone(),
+        cni_bin_dirs: config.cni_bin_dirs.clone(),
+        cni_cache_dir: config.cni_cache_dir.clone(),
+        ipam_data_dir: config.ipam_data_dir.clone(),
+        delegate_timeout: config.delegate_timeout,
+        delegation: match config.delegation {
+            Delegation::Auto => DelegationMode::Auto,
+            Delegation::Exec => DelegationMode::ForceExec,
+        },
+        host_netns: config.host_netns.clone(),
+        ..EngineConfig::new(config.state_dir.clone())
+    }
+}
+
+/// The resolver of a daemon config (NADs from its source).
+pub fn resolver(config: &Config) -> Resolver {
+    let NadSource::Directory(dir) = &config.nad_source;
+    Resolver::new(config.resolver(), Arc::new(DirSource::new(dir.clone())))
+}
+
+/// Runs plexusd until `shutdown` resolves: opens the engine, finishes or undoes work a
+/// crash interrupted, then serves. Recovery happens before the socket exists, so no request
+/// sees half-made state.
+pub async fn run(
+    config: &Config,
+    metrics: Option<plexus_telemetry::Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let engine = Engine::open(engine_config(config)).map_err(|e| Error::OpenEngine {
+        message: e.to_string(),
+    })?;
+    let attacher = Arc::new(EngineAttacher::new(engine));
+    let recovery = crate::attacher::Attacher::recover(attacher.as_ref()).await?;
+    if !recovery.repaired.is_empty() || !recovery.failed.is_empty() {
+        tracing::warn!(repaired = ?recovery.repaired, failed = ?recovery.failed,
+            "recovered work interrupted by the previous run");
+    }
+    let limits = Limits {
+        max_parallel: config.max_parallel,
+        max_queued: config.max_queued,
+    };
+    let planner = Arc::new(resolver(config));
+    let node = match metrics {
+        Some(m) => Node::with_metrics(attacher, planner, limits, m),
+        None => Node::new(attacher, planner, limits),
+    };
+    let socket = Socket::bind(&config.socket).await?;
+    tracing::info!(socket = %config.socket.display(), "plexusd serving");
+    serve(
+        socket,
+        node,
+        Access::root_and(config.allowed_uids.clone()),
+        shutdown,
+    )
+    .await
+}
+
+/// Offline explain: resolves the pod manifest at `pod` against the NAD directory
+/// `networks` with the resolver settings of `config`. `Err` only when the inputs cannot be
+/// read; a failed resolution is an [`Explanation`] with `ok == false`.
+pub fn explain_offline(pod: &Path, networks: &Path, config: &Config) -> Result<Explanation> {
+    let text = std::fs::read_to_string(pod).map_err(|e| Error::InvalidRequest {
+        message: format!("cannot read pod manifest {}: {e}", pod.display()),
+    })?;
+    let (identity, annotations) = pod_from_manifest(&text)?;
+    let resolver = Resolver::new(config.resolver(), Arc::new(DirSource::new(networks)));
+    Ok(resolver.explain(&identity, &annotations))
+}

@@ -1,0 +1,271 @@
+//! The production [`Attacher`]: an adapter over `plexus_engine::Engine`. It converts engine
+//! records to the service's views and engine errors to the service's errors by type; it
+//! adds no behaviour of its own.
+
+use std::time::Instant;
+
+use plexus_core::plan::{Plan, PlannedAttachment};
+use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord, SetupError};
+
+use crate::attacher::Attacher;
+use crate::error::{Error, Result};
+use crate::model::{
+    AttachmentState, AttachmentView, RecoveryOutcome, SandboxSpec, SandboxView, TeardownOutcome,
+};
+
+/// [`Attacher`] over the plexus engine.
+#[derive(Debug, Clone)]
+pub struct EngineAttacher {
+    engine: Engine,
+}
+
+impl EngineAttacher {
+    /// Wraps an opened engine.
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+}
+
+/// An attachment record as the service shows it.
+pub fn attachment_view(a: &AttachmentRecord) -> AttachmentView {
+    let result = a.result.as_ref();
+    let iface = result.and_then(|r| {
+        r.interfaces
+            .iter()
+            .find(|i| i.name == a.interface && !i.sandbox.is_empty())
+            .or_else(|| r.interfaces.iter().find(|i| !i.sandbox.is_empty()))
+    });
+    AttachmentView {
+        network: a.network.clone(),
+        interface: a.interface.clone(),
+        ips: result
+            .map(|r| r.ips.iter().map(|ip| ip.address.to_string()).collect())
+            .unwrap_or_default(),
+        mac: iface.map(|i| i.mac.clone()).unwrap_or_default(),
+        driver: match a.driver {
+            Driver::Native => "native",
+            Driver::Exec => "exec",
+            Driver::Runtime => "runtime",
+        }
+        .to_owned(),
+        plugin: a.planned.config.plugin_types.join(","),
+        origin: a.planned.origin.as_str().to_owned(),
+        state: match a.phase {
+            Phase::Intent => AttachmentState::Pending,
+            Phase::Done => AttachmentState::Attached,
+            Phase::Removing => AttachmentState::Detaching,
+        },
+        mtu: iface.and_then(|i| i.mtu),
+        gateways: result
+            .map(|r| {
+                r.ips
+                    .iter()
+                    .filter_map(|ip| ip.gateway.map(|g| g.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        primary: a.planned.primary,
+        result: a.result.clone(),
+    }
+}
+
+/// A sandbox record as the service shows it.
+pub fn sandbox_view(rec: &SandboxRecord) -> SandboxView {
+    SandboxView {
+        sandbox_id: rec.sandbox_id.clone(),
+        pod: rec.pod.clone(),
+        netns: rec.netns.to_string_lossy().into_owned(),
+        attachments: rec.attachments.iter().map(attachment_view).collect(),
+    }
+}
+
+fn undone_text(undone: &[String], failures: &[String]) -> String {
+    let mut text = if undone.is_empty() {
+        "nothing had been attached yet".to_owned()
+    } else {
+        format!("undid {}", undone.join(", "))
+    };
+    if !failures.is_empty() {
+        text.push_str(&format!(
+            "; undo failed for {} (left to teardown)",
+            failures.join(", ")
+        ));
+    }
+    text
+}
+
+fn state_error(err: plexus_engine::Error) -> Error {
+    Error::ReadState {
+        message: err.to_string(),
+    }
+}
+
+impl Attacher for EngineAttacher {
+    async fn recover(&self) -> Result<RecoveryOutcome> {
+        let report = self.engine.recover().await.map_err(|e| Error::Recover {
+            message: e.to_string(),
+        })?;
+        let mut repaired: Vec<String> = report.undone.iter().map(|(id, _)| id.clone()).collect();
+        repaired.extend(report.finished_teardowns.iter().cloned());
+        repaired.sort();
+        repaired.dedup();
+        let mut failed = report.failures.clone();
+        failed.extend(
+            report
+                .corrupt
+                .iter()
+                .map(|id| format!("{id}: record unreadable")),
+        );
+        Ok(RecoveryOutcome { repaired, failed })
+    }
+
+    async fn setup(
+        &self,
+        spec: SandboxSpec,
+        plan: Plan,
+        deadline: Option<Instant>,
+    ) -> Result<SandboxView> {
+        let sandbox_id = spec.sandbox_id.clone();
+        let pod = spec.pod.to_string();
+        let sb = plexus_engine::SandboxSpec {
+            sandbox_id: spec.sandbox_id,
+            pod: spec.pod,
+            netns: spec.netns,
+        };
+        let result = match deadline {
+            None => self.engine.setup(sb, plan).await,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::DeadlineExceeded {
+                        operation: format!("setting up pod {pod}"),
+                        undone: "nothing was done".to_owned(),
+                    });
+                }
+                self.engine.setup_with_deadline(sb, plan, left).await
+            }
+        };
+        match result {
+            Ok(rec) => Ok(sandbox_view(&rec)),
+            Err(SetupError::DeadlineExceeded {
+                pod,
+                network,
+                undone,
+                undo_failures,
+                ..
+            }) => Err(Error::DeadlineExceeded {
+                operation: format!("setting up pod {pod} at network {network}"),
+                undone: undone_text(&undone, &undo_failures),
+            }),
+            Err(err) => Err(Error::Setup {
+                sandbox_id,
+                message: err.to_string(),
+            }),
+        }
+    }
+
+    async fn teardown(
+        &self,
+        sandbox_id: String,
+        _deadline: Option<Instant>,
+    ) -> Result<TeardownOutcome> {
+        // Teardown always runs to the end: a half-removed pod is worse than a late answer.
+        let before = self.engine.sandbox(&sandbox_id).ok().flatten();
+        let report = self
+            .engine
+            .teardown(&sandbox_id)
+            .await
+            .map_err(|e| Error::Teardown {
+                sandbox_id: sandbox_id.clone(),
+                message: e.to_string(),
+            })?;
+        let removed = report
+            .removed
+            .iter()
+            .map(|iface| {
+                before
+                    .as_ref()
+                    .and_then(|rec| rec.attachment(iface))
+                    .map(attachment_view)
+                    .unwrap_or_else(|| AttachmentView {
+                        network: String::new(),
+                        interface: iface.clone(),
+                        ips: Vec::new(),
+                        mac: String::new(),
+                        driver: String::new(),
+                        plugin: String::new(),
+                        origin: String::new(),
+                        state: AttachmentState::Detaching,
+                        mtu: None,
+                        gateways: Vec::new(),
+                        primary: false,
+                        result: None,
+                    })
+            })
+            .collect();
+        if !report.unresolved.is_empty() {
+            tracing::warn!(sandbox.id = %sandbox_id, unresolved = ?report.unresolved,
+                "teardown from fallback evidence left things it could not identify");
+        }
+        Ok(TeardownOutcome {
+            known: report.known,
+            pod: before.map(|rec| rec.pod),
+            removed,
+        })
+    }
+
+    async fn attach(
+        &self,
+        sandbox_id: String,
+        attachment: PlannedAttachment,
+        _deadline: Option<Instant>,
+    ) -> Result<AttachmentView> {
+        // The engine's hot-plug has no deadline of its own; it runs to the end (or undoes
+        // itself on failure) on the service's task even if the caller gave up.
+        let network = attachment.network.clone();
+        match self.engine.attach(&sandbox_id, attachment).await {
+            Ok(rec) => Ok(attachment_view(&rec)),
+            Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
+                selector: format!("sandbox {sandbox_id}"),
+            }),
+            Err(err) => Err(Error::Attach {
+                sandbox_id,
+                network,
+                message: err.to_string(),
+            }),
+        }
+    }
+
+    async fn detach(
+        &self,
+        sandbox_id: String,
+        interface: String,
+        _deadline: Option<Instant>,
+    ) -> Result<AttachmentView> {
+        match self.engine.detach(&sandbox_id, &interface).await {
+            Ok(rec) => Ok(attachment_view(&rec)),
+            Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
+                selector: format!("sandbox {sandbox_id}"),
+            }),
+            Err(plexus_engine::Error::NoSuchAttachment { .. }) => Err(Error::InterfaceNotFound {
+                sandbox_id,
+                interface,
+            }),
+            Err(err) => Err(Error::Detach {
+                sandbox_id,
+                interface,
+                message: err.to_string(),
+            }),
+        }
+    }
+
+    fn sandboxes(&self) -> Result<Vec<SandboxView>> {
+        let records = self.engine.sandboxes().map_err(state_error)?;
+        Ok(records.iter().map(sandbox_view).collect())
+    }
+
+    fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>> {
+        let record = self.engine.sandbox(sandbox_id).map_err(state_error)?;
+        Ok(record.as_ref().map(sandbox_view))
+    }
+}

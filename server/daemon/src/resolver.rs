@@ -1,0 +1,104 @@
+//! The production [`Planner`]: plexus-core's resolution over the configured NAD source, its
+//! explain rendering and its network-status rendering. Pure calls, no I/O beyond the NAD
+//! directory source re-reading changed files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use plexus_core::nad::NadSource;
+use plexus_core::plan::{Plan, PlannedAttachment};
+use plexus_core::pod::PodIdentity;
+use plexus_core::status;
+
+use crate::error::{Error, ResolveFailure, Result};
+use crate::model::SandboxView;
+use crate::planner::{Explanation, Planner};
+
+/// Resolution with plexus-core.
+#[derive(Clone)]
+pub struct Resolver {
+    config: plexus_core::Config,
+    nads: Arc<dyn NadSource>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resolver {
+    /// Resolves with `config` against `nads`.
+    pub fn new(config: plexus_core::Config, nads: Arc<dyn NadSource>) -> Self {
+        Self { config, nads }
+    }
+}
+
+/// Classifies a resolution error by its type.
+pub fn resolve_error(pod: &PodIdentity, err: plexus_core::Error) -> Error {
+    use plexus_core::Error as E;
+    let kind = match &err {
+        E::NetworkNotFound { .. } | E::ConfiguredNetworkNotFound { .. } => ResolveFailure::NotFound,
+        E::NamespaceIsolation { .. } => ResolveFailure::Forbidden,
+        E::InvalidPodManifest { .. } => ResolveFailure::Invalid,
+        e if e.is_user_input() => ResolveFailure::Invalid,
+        _ => ResolveFailure::Internal,
+    };
+    Error::Resolve {
+        pod: pod.to_string(),
+        kind,
+        message: err.to_string(),
+    }
+}
+
+impl Planner for Resolver {
+    fn plan(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Result<Plan> {
+        plexus_core::resolve(pod, annotations, &self.config, self.nads.as_ref())
+            .map_err(|e| resolve_error(pod, e))
+    }
+
+    fn plan_one(
+        &self,
+        pod: &PodIdentity,
+        selection: &str,
+        present: &[String],
+    ) -> Result<PlannedAttachment> {
+        plexus_core::resolve_one(pod, selection, present, &self.config, self.nads.as_ref())
+            .map_err(|e| resolve_error(pod, e))
+    }
+
+    fn explain(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Explanation {
+        let outcome = plexus_core::resolve(pod, annotations, &self.config, self.nads.as_ref());
+        let rendered = plexus_core::explain(pod, &outcome);
+        Explanation {
+            json: rendered.json,
+            text: rendered.text,
+            ok: outcome.is_ok(),
+        }
+    }
+
+    fn network_status(&self, sandbox: &SandboxView) -> Result<String> {
+        let inputs: Vec<status::Attachment<'_>> = sandbox
+            .attachments
+            .iter()
+            .filter_map(|a| {
+                Some(status::Attachment {
+                    network: &a.network,
+                    primary: a.primary,
+                    result: a.result.as_ref()?,
+                    device_info: None,
+                })
+            })
+            .collect();
+        Ok(status::render(&status::build(&inputs)))
+    }
+}
+
+/// Reads a pod manifest for `explain`: identity and annotations.
+pub fn pod_from_manifest(text: &str) -> Result<(PodIdentity, BTreeMap<String, String>)> {
+    plexus_core::pod_from_manifest(text).map_err(|e| Error::InvalidRequest {
+        message: e.to_string(),
+    })
+}
