@@ -1,0 +1,89 @@
+//! `plexusd explain`: offline resolution of the example pods against the example NADs, run as
+//! the real binary (the path `plexusctl explain --networks` takes), in both output formats.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples")
+}
+
+fn explain(pod: &str, config: Option<&Path>, output: &str) -> (bool, String) {
+    let ex = examples();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plexusd"));
+    cmd.arg("explain")
+        .arg("--pod")
+        .arg(ex.join("pods").join(pod))
+        .arg("--networks")
+        .arg(ex.join("networks.d"))
+        .arg("--output")
+        .arg(output);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn example_pod_resolves_to_json_plan() {
+    let config = examples().join("plexusd.yaml");
+    let (ok, stdout) = explain("home-assistant.yaml", Some(&config), "json");
+    assert!(ok, "{stdout}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(plan["apiVersion"], "plexus.io/explain/v1");
+    assert_eq!(plan["pod"]["namespace"], "home");
+    let attachments = plan["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 2, "{stdout}");
+    assert_eq!(attachments[1]["network"], "home/iot-macvlan");
+}
+
+#[test]
+fn isolation_violation_fails_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plexusd.yaml");
+    std::fs::write(&config, "namespaceIsolation: true\n").unwrap();
+    let (ok, stdout) = explain("isolation-violation-pod.yaml", Some(&config), "json");
+    assert!(!ok, "must exit non-zero: {stdout}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["error"]["kind"], "namespace-isolation", "{stdout}");
+    let (ok, text) = explain("isolation-violation-pod.yaml", Some(&config), "text");
+    assert!(!ok);
+    assert!(text.contains("shared"), "{text}");
+    // Without isolation the same pod resolves.
+    let (ok, _) = explain("isolation-violation-pod.yaml", None, "text");
+    assert!(ok);
+}
+
+#[test]
+fn unreadable_input_is_an_error_in_the_chosen_format() {
+    let out = Command::new(env!("CARGO_BIN_EXE_plexusd"))
+        .args([
+            "explain",
+            "--pod",
+            "/nonexistent/pod.yaml",
+            "--networks",
+            "/nonexistent",
+        ])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/pod.yaml")
+    );
+    let bad_config = Command::new(env!("CARGO_BIN_EXE_plexusd"))
+        .args(["--config", "/nonexistent/plexusd.yaml", "explain"])
+        .args(["--pod", "/x", "--networks", "/y"])
+        .output()
+        .unwrap();
+    assert!(!bad_config.status.success());
+    assert!(String::from_utf8_lossy(&bad_config.stderr).contains("/nonexistent/plexusd.yaml"));
+}
