@@ -1,0 +1,268 @@
+//! plexusd benchmarks (a harness that prints figures, not a test):
+//! 1. RSS of an idle plexusd process, and with 1,000 recorded attachments after listing them
+//!    (targets: ≤ 16 MiB idle, ≤ 32 MiB with 1,000), from `VmRSS` in `/proc/<pid>/status`;
+//! 2. (root only) setup + teardown latency of a two-network pod through the API (a plexusd
+//!    process, gRPC over its socket) vs calling the engine in-process, medians over 100 pods.
+//!
+//! Run: `cargo bench -p plexus-server --bench daemon` (release build of plexusd is used by
+//! cargo bench itself).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plexus_client::v1;
+use plexus_core::pod::PodIdentity;
+use plexus_engine::state::Store;
+use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord};
+use plexus_netlink::test_util::{TestNetns, unique_name};
+use plexus_server::config::Config;
+use plexus_server::daemon::{engine_config, resolver};
+use plexus_server::planner::Planner;
+use plexus_server::test_util::FakePlanner;
+
+const PODS: usize = 100;
+const RECORDED_SANDBOXES: usize = 500;
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn plexusd() -> PathBuf {
+    // benches/../target/<profile>/plexusd, next to the bench's deps dir.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("plexusd");
+    assert!(
+        path.is_file(),
+        "{} missing: build it first (cargo build -p plexus-server --release)",
+        path.display()
+    );
+    path
+}
+
+async fn start(config: &Path, socket: &Path) -> Daemon {
+    let child = Command::new(plexusd())
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while plexus_client::connect(socket).await.is_err() {
+        assert!(Instant::now() < until, "plexusd did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Daemon(child)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn write_config(dir: &Path, host_netns: Option<&Path>) -> (PathBuf, PathBuf) {
+    let socket = dir.join("plexus.sock");
+    let mut text = format!(
+        "socket: {}\nstateDir: state\ncniBinDirs: [/usr/lib/cni]\ncniCacheDir: cache\n\
+         ipamDataDir: leases\ncniConfDir: conf\nnadSource: {{directory: networks.d}}\n\
+         telemetry: {{logLevel: error}}\n",
+        socket.display()
+    );
+    if let Some(ns) = host_netns {
+        text.push_str(&format!("hostNetns: {}\n", ns.display()));
+    }
+    let config = dir.join("plexusd.yaml");
+    std::fs::write(&config, text).unwrap();
+    (config, socket)
+}
+
+fn record_attachments(state: &Path) {
+    let store = Store::open(state).unwrap();
+    let ann = BTreeMap::from([(
+        "k8s.v1.cni.cncf.io/networks".to_owned(),
+        "lan,wan".to_owned(),
+    )]);
+    for i in 0..RECORDED_SANDBOXES {
+        let pod = PodIdentity::new("bench", format!("pod-{i}"), format!("uid-{i}"));
+        let plan = FakePlanner.plan(&pod, &ann).unwrap();
+        let attachments = plan
+            .attachments
+            .into_iter()
+            .map(|planned| AttachmentRecord {
+                network: planned.network.clone(),
+                interface: planned.interface.clone(),
+                driver: Driver::Exec,
+                phase: Phase::Done,
+                planned,
+                result: None,
+                native: Default::default(),
+            })
+            .collect();
+        store
+            .save(&SandboxRecord {
+                version: plexus_engine::state::RECORD_VERSION,
+                sandbox_id: format!("{i:064x}"),
+                pod,
+                netns: format!("/var/run/netns/bench-{i}").into(),
+                attachments,
+            })
+            .unwrap();
+    }
+}
+
+async fn rss_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = write_config(dir.path(), None);
+    let idle = {
+        let daemon = start(&config, &socket).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rss_kib(daemon.0.id())
+    };
+    record_attachments(&dir.path().join("state"));
+    let daemon = start(&config, &socket).await;
+    let mut client = plexus_client::connect(&socket).await.unwrap();
+    let listed = client
+        .list_attachments(v1::ListAttachmentsRequest { target: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .attachments
+        .len();
+    let loaded = rss_kib(daemon.0.id());
+    println!("plexusd RSS");
+    println!(
+        "  idle                         {:>8.1} MiB  (target <= 16)",
+        idle as f64 / 1024.0
+    );
+    println!(
+        "  {listed:>5} recorded attachments   {:>8.1} MiB  (target <= 32)",
+        loaded as f64 / 1024.0
+    );
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn latency_bench() {
+    let host = TestNetns::new().await;
+    let uplink = unique_name("up");
+    host.veth_pair(&uplink, &unique_name("pe")).await.unwrap();
+    let pod = TestNetns::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let networks = dir.path().join("networks.d");
+    std::fs::create_dir_all(&networks).unwrap();
+    let mut nads = String::new();
+    for (name, subnet) in [("mv1", "10.251.1.0/24"), ("mv2", "10.251.2.0/24")] {
+        let conf = serde_json::json!({"cniVersion": "1.0.0", "type": "macvlan", "master": uplink,
+            "mode": "bridge", "ipam": {"type": "host-local", "subnet": subnet}});
+        nads.push_str(&format!(
+            "---\napiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  config: '{conf}'\n"
+        ));
+    }
+    std::fs::write(networks.join("nets.yaml"), nads).unwrap();
+    let (config_path, socket) = write_config(dir.path(), Some(&host.path()));
+    let config = Config::load(&config_path).unwrap();
+    let identity = PodIdentity::new("default", "bench", "uid-bench");
+    let ann = HashMap::from([(
+        "k8s.v1.cni.cncf.io/networks".to_owned(),
+        "mv1,mv2".to_owned(),
+    )]);
+
+    // In-process: resolve + engine.setup / teardown.
+    let engine = Engine::open(engine_config(&config)).unwrap();
+    let planner = Arc::new(resolver(&config));
+    let ann_sorted: BTreeMap<String, String> = ann.clone().into_iter().collect();
+    let (mut direct_up, mut direct_down) = (Vec::new(), Vec::new());
+    for i in 0..PODS {
+        let id = format!("direct-{i}");
+        let t = Instant::now();
+        let plan = planner.plan(&identity, &ann_sorted).unwrap();
+        let spec = plexus_engine::SandboxSpec {
+            sandbox_id: id.clone(),
+            pod: identity.clone(),
+            netns: pod.path(),
+        };
+        engine.setup(spec, plan).await.unwrap();
+        direct_up.push(t.elapsed());
+        let t = Instant::now();
+        engine.teardown(&id).await.unwrap();
+        direct_down.push(t.elapsed());
+    }
+    drop(engine);
+
+    // Through the API: a plexusd process on its socket.
+    let _daemon = start(&config_path, &socket).await;
+    let mut client = plexus_client::connect(&socket).await.unwrap();
+    let (mut api_up, mut api_down) = (Vec::new(), Vec::new());
+    for i in 0..PODS {
+        let id = format!("api-{i}");
+        let t = Instant::now();
+        client
+            .setup_pod(v1::SetupPodRequest {
+                pod: Some(v1::PodRef {
+                    namespace: identity.namespace.clone(),
+                    name: identity.name.clone(),
+                    uid: identity.uid.clone(),
+                }),
+                sandbox_id: id.clone(),
+                netns_path: pod.path().to_string_lossy().into_owned(),
+                annotations: ann.clone(),
+                labels: HashMap::new(),
+            })
+            .await
+            .unwrap();
+        api_up.push(t.elapsed());
+        let t = Instant::now();
+        client
+            .teardown_pod(v1::TeardownPodRequest {
+                sandbox_id: id,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        api_down.push(t.elapsed());
+    }
+    let (du, dd, au, ad) = (
+        median(direct_up),
+        median(direct_down),
+        median(api_up),
+        median(api_down),
+    );
+    println!("two-macvlan pod (host-local), medians over {PODS} pods");
+    println!("  path              setup ms   teardown ms");
+    println!("  engine in-process {:>8.2}   {:>11.2}", ms(du), ms(dd));
+    println!("  plexusd API       {:>8.2}   {:>11.2}", ms(au), ms(ad));
+    println!(
+        "  API / engine      {:>8.2}x  {:>11.2}x",
+        ms(au) / ms(du),
+        ms(ad) / ms(dd)
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    rss_bench().await;
+    if nix::unistd::geteuid().is_root() {
+        latency_bench().await;
+    } else {
+        println!("latency: not measured (needs root for network namespaces)");
+    }
+}
