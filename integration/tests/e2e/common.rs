@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use plexus_integration::{Env, Pod};
+use plexus_proto::v1::Attachment;
 
 /// Polls `probe` every 100 ms until it returns true; panics with `what` after `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut probe: F)
@@ -63,4 +64,9 @@ pub async fn wait_nothing_left(env: &Env, timeout: Duration) {
     )
     .await;
     assert_nothing_left(env).await;
+}
+
+/// The attachments plexus made itself (without the runtime's eth0 record).
+pub fn secondary(atts: Vec<Attachment>) -> Vec<Attachment> {
+    atts.into_iter().filter(|a| a.driver != "runtime").collect()
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use plexus_integration::env::{BRIDGE, IOT, MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, require_privileged, traffic};
 
-use crate::common::{assert_nothing_left, ipv4_of, wait_nothing_left};
+use crate::common::{assert_nothing_left, ipv4_of, secondary, wait_nothing_left};
 
 fn in_subnet(addr: &str, subnet: &str) -> bool {
     let net: ipnet::Ipv4Net = subnet.parse().unwrap();
@@ -42,7 +42,13 @@ async fn two_networks_give_eth0_net1_net2_and_teardown_removes_everything() {
         "{net2:?}"
     );
 
-    let mut atts = env.plexus.attachments_of(&pod.id).await.unwrap();
+    let all = env.plexus.attachments_of(&pod.id).await.unwrap();
+    let eth0 = all.iter().find(|a| a.interface == "eth0").unwrap();
+    assert_eq!(
+        (eth0.driver.as_str(), eth0.origin.as_str()),
+        ("runtime", "cluster")
+    );
+    let mut atts = secondary(all);
     atts.sort_by(|a, b| a.interface.cmp(&b.interface));
     assert_eq!(atts.len(), 2, "{atts:?}");
     assert_eq!(atts[0].interface, "net1");
@@ -85,7 +91,8 @@ async fn named_interfaces_static_ip_and_mac_are_honoured() {
     assert!(in_subnet(&br7.addresses[0], &env.subnets.bridge), "{br7:?}");
     assert!(pod.interface("net1").is_err());
 
-    let atts = env.plexus.attachments_of(&pod.id).await.unwrap();
+    let atts = secondary(env.plexus.attachments_of(&pod.id).await.unwrap());
+    assert_eq!(atts.len(), 2, "{atts:?}");
     let iot = atts.iter().find(|a| a.interface == "iot0").unwrap();
     assert_eq!(iot.ips, [ip]);
     assert_eq!(iot.mac, "02:42:ac:11:00:0a");
