@@ -1,0 +1,186 @@
+//! plexusctl as a process against a canned node-API server on a unix socket: the JSON shape
+//! of `attachments` (relied on outside this project), selectors reaching the server, and API
+//! errors printed with their status message and a non-zero exit.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use plexus_client::v1;
+use plexus_client::v1::node_server::{Node, NodeServer};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+#[derive(Default)]
+struct Canned {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn attachment() -> v1::Attachment {
+    v1::Attachment {
+        sandbox_id: "sb1".into(),
+        pod: Some(v1::PodRef {
+            namespace: "iot".into(),
+            name: "ha".into(),
+            uid: "u".into(),
+        }),
+        network: "iot/lan".into(),
+        interface: "net1".into(),
+        ips: vec!["192.0.2.10/24".into()],
+        mac: "02:00:00:00:00:01".into(),
+        driver: "native".into(),
+        plugin: "macvlan".into(),
+        origin: "annotation".into(),
+        state: "attached".into(),
+        netns_path: "/run/netns/x".into(),
+        mtu: 1500,
+        gateways: vec![],
+    }
+}
+
+type Events = Pin<Box<dyn futures::Stream<Item = Result<v1::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Node for Canned {
+    async fn setup_pod(
+        &self,
+        _: Request<v1::SetupPodRequest>,
+    ) -> Result<Response<v1::SetupPodResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn teardown_pod(
+        &self,
+        _: Request<v1::TeardownPodRequest>,
+    ) -> Result<Response<v1::TeardownPodResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn cni(&self, _: Request<v1::CniRequest>) -> Result<Response<v1::CniResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn attach(
+        &self,
+        request: Request<v1::AttachRequest>,
+    ) -> Result<Response<v1::AttachResponse>, Status> {
+        let req = request.into_inner();
+        Err(Status::permission_denied(format!(
+            "namespace isolation refuses {}",
+            req.selection
+        )))
+    }
+    async fn detach(
+        &self,
+        _: Request<v1::DetachRequest>,
+    ) -> Result<Response<v1::DetachResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn list_attachments(
+        &self,
+        request: Request<v1::ListAttachmentsRequest>,
+    ) -> Result<Response<v1::ListAttachmentsResponse>, Status> {
+        let target = request.into_inner().target.unwrap_or_default();
+        let pod = target.pod.unwrap_or_default();
+        self.seen.lock().unwrap().push(format!(
+            "sandbox={} pod={}/{}",
+            target.sandbox_id, pod.namespace, pod.name
+        ));
+        Ok(Response::new(v1::ListAttachmentsResponse {
+            attachments: vec![attachment()],
+        }))
+    }
+    async fn explain(
+        &self,
+        _: Request<v1::ExplainRequest>,
+    ) -> Result<Response<v1::ExplainResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn reconcile(
+        &self,
+        request: Request<v1::ReconcileRequest>,
+    ) -> Result<Response<v1::ReconcileResponse>, Status> {
+        let live = request.into_inner().live_sandbox_ids;
+        Ok(Response::new(v1::ReconcileResponse {
+            torn_down: vec![format!("not-{}", live.join("+"))],
+            failed: vec![],
+        }))
+    }
+    type WatchStream = Events;
+    async fn watch(
+        &self,
+        _: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_plexusctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plexusctl_against_a_canned_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plexus.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let canned = Canned::default();
+    let seen = Arc::clone(&canned.seen);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(NodeServer::new(canned))
+            .serve_with_incoming(UnixListenerStream::new(listener)),
+    );
+    let s = socket.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let json = ctl(&s, &["attachments", "--pod", "iot/ha", "--output", "json"]);
+        let text = ctl(&s, &["attachments", "--sandbox", "sb1"]);
+        let attach = ctl(&s, &["attach", "--pod", "iot/ha", "other/net"]);
+        let bad_pod = ctl(&s, &["attach", "--pod", "nameonly", "x"]);
+        let reconcile = ctl(&s, &["reconcile", "a", "b"]);
+        (json, text, attach, bad_pod, reconcile)
+    })
+    .await
+    .unwrap();
+    let (json, text, attach, bad_pod, reconcile) = out;
+
+    assert!(json.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let a = &list[0];
+    assert_eq!(a["sandboxId"], "sb1");
+    assert_eq!(a["pod"]["namespace"], "iot");
+    assert_eq!(a["pod"]["name"], "ha");
+    assert_eq!(a["interface"], "net1");
+    assert_eq!(a["ips"][0], "192.0.2.10/24");
+    assert_eq!(a["mac"], "02:00:00:00:00:01");
+
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("iot/ha"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["sandbox= pod=iot/ha", "sandbox=sb1 pod=/"]
+    );
+
+    assert!(!attach.status.success());
+    let err = String::from_utf8_lossy(&attach.stderr);
+    assert!(
+        err.contains("PermissionDenied") && err.contains("namespace isolation refuses other/net"),
+        "{err}"
+    );
+    assert!(!bad_pod.status.success());
+    assert!(String::from_utf8_lossy(&bad_pod.stderr).contains("namespace/name"));
+
+    assert!(reconcile.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&reconcile.stdout),
+        "torn down not-a+b\n"
+    );
+
+    let unreachable = ctl(&dir.path().join("none.sock"), &["attachments"]);
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("none.sock"));
+    server.abort();
+}
