@@ -16,6 +16,9 @@ use crate::planner::{Explanation, Planner};
 use crate::resolver::{Resolver, pod_from_manifest};
 use crate::server::{Access, Socket, serve};
 
+/// How often the attachments-by-network gauge is recomputed from the records.
+const GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The engine settings of a daemon config.
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
@@ -65,15 +68,28 @@ pub async fn run(
         Some(m) => Node::with_metrics(attacher, planner, limits, m),
         None => Node::new(attacher, planner, limits),
     };
+    // The attachments gauge is refreshed off the request path.
+    let gauge = Arc::clone(&node);
+    let refresher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GAUGE_PERIOD);
+        loop {
+            tick.tick().await;
+            if let Err(err) = gauge.refresh_attachment_gauge() {
+                tracing::warn!(error = %err, "refreshing the attachments gauge");
+            }
+        }
+    });
     let socket = Socket::bind(&config.socket).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");
-    serve(
+    let result = serve(
         socket,
         node,
         Access::root_and(config.allowed_uids.clone()),
         shutdown,
     )
-    .await
+    .await;
+    refresher.abort();
+    result
 }
 
 /// Offline explain: resolves the pod manifest at `pod` against the NAD directory

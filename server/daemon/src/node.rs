@@ -124,6 +124,24 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self.events.subscribe()
     }
 
+    /// Sets the attachments-by-network gauge from the records (no-op without metrics).
+    pub fn refresh_attachment_gauge(&self) -> Result<()> {
+        let Some(metrics) = &self.metrics else {
+            return Ok(());
+        };
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for sandbox in self.attacher.sandboxes()? {
+            for a in sandbox.attachments {
+                *counts.entry(a.network).or_default() += 1;
+            }
+        }
+        metrics.clear_attachments();
+        for (network, count) in counts {
+            metrics.set_attachments(&network, count);
+        }
+        Ok(())
+    }
+
     /// Ends every Watch stream (at shutdown, so graceful shutdown does not wait on them).
     pub fn close_watchers(&self) {
         self.closing.send_replace(true);

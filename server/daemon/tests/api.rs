@@ -557,3 +557,46 @@ async fn health_and_reflection_are_served() {
     drop(answers);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_requests_failures_and_attachments() {
+    let mut registry = plexus_telemetry::Registry::default();
+    let metrics = plexus_telemetry::Metrics::new(&mut registry);
+    let node = Node::with_metrics(
+        Arc::new(FakeAttacher::new()),
+        Arc::new(FakePlanner),
+        wide(),
+        metrics,
+    );
+    let spec = |id: &str| plexus_server::model::SandboxSpec {
+        sandbox_id: id.into(),
+        pod: plexus_core::pod::PodIdentity::new("iot", id, ""),
+        netns: format!("/run/netns/{id}").into(),
+    };
+    let ann = |v: &str| std::collections::BTreeMap::from([(NETWORKS.to_owned(), v.to_owned())]);
+    node.setup_pod(spec("m1"), ann("lan,wan"), None)
+        .await
+        .unwrap();
+    node.setup_pod(spec("m2"), ann("lan"), None).await.unwrap();
+    let fake = Arc::new(FakeAttacher::new());
+    fake.set_delay(Duration::from_millis(50));
+    let mut slow_registry = plexus_telemetry::Registry::default();
+    let slow = Node::with_metrics(
+        fake,
+        Arc::new(FakePlanner),
+        wide(),
+        plexus_telemetry::Metrics::new(&mut slow_registry),
+    );
+    let err = slow
+        .setup_pod(spec("m3"), ann("lan"), Some(Duration::from_millis(30)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, plexus_server::Error::DeadlineExceeded { .. }));
+    node.refresh_attachment_gauge().unwrap();
+    let text = plexus_telemetry::render(&registry);
+    assert!(text.contains("network=\"iot/lan\"} 2"), "{text}");
+    assert!(text.contains("network=\"iot/wan\"} 1"), "{text}");
+    assert!(!text.contains("deadline_exceeded"), "{text}");
+    let slow_text = plexus_telemetry::render(&slow_registry);
+    assert!(slow_text.contains("deadline_exceeded"), "{slow_text}");
+}
