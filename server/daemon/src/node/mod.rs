@@ -23,6 +23,10 @@ use crate::error::{Error, Result};
 use crate::model::{AttachmentView, Event, EventKind, SandboxSpec, SandboxView, TeardownOutcome};
 use crate::planner::{Explanation, Planner};
 
+mod hotplug;
+
+pub use hotplug::HotplugOutcome;
+
 /// Events kept for slow Watch subscribers before they lag.
 const EVENT_BUFFER: usize = 1024;
 
@@ -53,17 +57,6 @@ pub struct SetupOutcome {
     /// The recorded sandbox (empty attachments for host-network pods).
     pub sandbox: SandboxView,
     /// The network-status annotation value.
-    pub network_status: String,
-}
-
-/// Result of a hot-plug or hot-unplug.
-#[derive(Debug, Clone)]
-pub struct HotplugOutcome {
-    /// The sandbox the attachment belongs (belonged) to.
-    pub sandbox: SandboxView,
-    /// The attachment made or removed.
-    pub attachment: AttachmentView,
-    /// The network-status after the change.
     pub network_status: String,
 }
 
@@ -158,7 +151,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
 
     /// Runs `work` on its own task after admission and, when `sandbox` is given, with that
     /// sandbox locked. `timeout` is the caller's budget.
-    async fn run<T, F, Fut>(
+    pub(super) async fn run<T, F, Fut>(
         self: &Arc<Self>,
         kind: Operation,
         operation: String,
@@ -214,7 +207,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         result
     }
 
-    fn publish(
+    pub(super) fn publish(
         &self,
         kind: EventKind,
         sandbox: &SandboxView,
@@ -378,103 +371,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         }
     }
 
-    /// Hot-plugs one network selection into a running pod.
-    pub async fn attach(
-        self: &Arc<Self>,
-        target: Selector,
-        selection: String,
-        timeout: Option<Duration>,
-    ) -> Result<HotplugOutcome> {
-        require("selection", &selection)?;
-        let sandbox = self.find(&target)?;
-        let op = format!("attaching {selection} to pod {}", sandbox.pod);
-        let id = sandbox.sandbox_id.clone();
-        self.run(
-            Operation::Attach,
-            op,
-            Some(id),
-            timeout,
-            move |node, deadline| async move {
-                // Re-read under the lock: the interfaces present decide the new name.
-                let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
-                    Error::SandboxNotFound {
-                        selector: format!("sandbox {}", sandbox.sandbox_id),
-                    }
-                })?;
-                let present: Vec<String> = sandbox
-                    .attachments
-                    .iter()
-                    .map(|a| a.interface.clone())
-                    .collect();
-                let planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
-                let id = sandbox.sandbox_id.clone();
-                match node.attacher.attach(id.clone(), planned, deadline).await {
-                    Ok(attachment) => {
-                        node.publish(EventKind::Attached, &sandbox, Some(&attachment), "");
-                        let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-                        let network_status = node.planner.network_status(&sandbox)?;
-                        Ok(HotplugOutcome {
-                            sandbox,
-                            attachment,
-                            network_status,
-                        })
-                    }
-                    Err(err) => {
-                        node.publish(EventKind::AttachFailed, &sandbox, None, &err.to_string());
-                        Err(err)
-                    }
-                }
-            },
-        )
-        .await
-    }
-
-    /// Hot-unplugs one interface from a running pod.
-    pub async fn detach(
-        self: &Arc<Self>,
-        target: Selector,
-        interface: String,
-        timeout: Option<Duration>,
-    ) -> Result<HotplugOutcome> {
-        require("interface", &interface)?;
-        let sandbox = self.find(&target)?;
-        let op = format!("detaching {interface} from pod {}", sandbox.pod);
-        let id = sandbox.sandbox_id.clone();
-        self.run(
-            Operation::Detach,
-            op,
-            Some(id),
-            timeout,
-            move |node, deadline| async move {
-                let id = sandbox.sandbox_id.clone();
-                let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-                if !sandbox.attachments.iter().any(|a| a.interface == interface) {
-                    return Err(Error::InterfaceNotFound {
-                        sandbox_id: id,
-                        interface,
-                    });
-                }
-                match node.attacher.detach(id.clone(), interface, deadline).await {
-                    Ok(attachment) => {
-                        node.publish(EventKind::Detached, &sandbox, Some(&attachment), "");
-                        let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-                        let network_status = node.planner.network_status(&sandbox)?;
-                        Ok(HotplugOutcome {
-                            sandbox,
-                            attachment,
-                            network_status,
-                        })
-                    }
-                    Err(err) => {
-                        node.publish(EventKind::DetachFailed, &sandbox, None, &err.to_string());
-                        Err(err)
-                    }
-                }
-            },
-        )
-        .await
-    }
-
     /// Every recorded sandbox the selector matches.
     pub fn list(&self, selector: &Selector) -> Result<Vec<SandboxView>> {
         Ok(self
@@ -522,7 +418,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     }
 }
 
-fn require(field: &str, value: &str) -> Result<()> {
+pub(super) fn require(field: &str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::InvalidRequest {
             message: format!("{field} is required"),

@@ -1,0 +1,125 @@
+//! Hot-plug and hot-unplug of one network in a running pod: the same resolution, isolation
+//! and per-sandbox serialisation as setup; the attachment is recorded with the pod and torn
+//! down with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexus_telemetry::Operation;
+
+use super::{Node, require};
+use crate::attacher::Attacher;
+use crate::convert::Selector;
+use crate::error::{Error, Result};
+use crate::model::{AttachmentView, EventKind, SandboxView};
+use crate::planner::Planner;
+
+/// Result of a hot-plug or hot-unplug.
+#[derive(Debug, Clone)]
+pub struct HotplugOutcome {
+    /// The sandbox the attachment belongs (belonged) to.
+    pub sandbox: SandboxView,
+    /// The attachment made or removed.
+    pub attachment: AttachmentView,
+    /// The network-status after the change.
+    pub network_status: String,
+}
+
+impl<A: Attacher, P: Planner> Node<A, P> {
+    /// Hot-plugs one network selection into a running pod.
+    pub async fn attach(
+        self: &Arc<Self>,
+        target: Selector,
+        selection: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        require("selection", &selection)?;
+        let sandbox = self.find(&target)?;
+        let op = format!("attaching {selection} to pod {}", sandbox.pod);
+        let id = sandbox.sandbox_id.clone();
+        self.run(
+            Operation::Attach,
+            op,
+            Some(id),
+            timeout,
+            move |node, deadline| async move {
+                // Re-read under the lock: the interfaces present decide the new name.
+                let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
+                    Error::SandboxNotFound {
+                        selector: format!("sandbox {}", sandbox.sandbox_id),
+                    }
+                })?;
+                let present: Vec<String> = sandbox
+                    .attachments
+                    .iter()
+                    .map(|a| a.interface.clone())
+                    .collect();
+                let planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
+                let id = sandbox.sandbox_id.clone();
+                match node.attacher.attach(id.clone(), planned, deadline).await {
+                    Ok(attachment) => {
+                        node.publish(EventKind::Attached, &sandbox, Some(&attachment), "");
+                        let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                        let network_status = node.planner.network_status(&sandbox)?;
+                        Ok(HotplugOutcome {
+                            sandbox,
+                            attachment,
+                            network_status,
+                        })
+                    }
+                    Err(err) => {
+                        node.publish(EventKind::AttachFailed, &sandbox, None, &err.to_string());
+                        Err(err)
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// Hot-unplugs one interface from a running pod.
+    pub async fn detach(
+        self: &Arc<Self>,
+        target: Selector,
+        interface: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        require("interface", &interface)?;
+        let sandbox = self.find(&target)?;
+        let op = format!("detaching {interface} from pod {}", sandbox.pod);
+        let id = sandbox.sandbox_id.clone();
+        self.run(
+            Operation::Detach,
+            op,
+            Some(id),
+            timeout,
+            move |node, deadline| async move {
+                let id = sandbox.sandbox_id.clone();
+                let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                if !sandbox.attachments.iter().any(|a| a.interface == interface) {
+                    return Err(Error::InterfaceNotFound {
+                        sandbox_id: id,
+                        interface,
+                    });
+                }
+                match node.attacher.detach(id.clone(), interface, deadline).await {
+                    Ok(attachment) => {
+                        node.publish(EventKind::Detached, &sandbox, Some(&attachment), "");
+                        let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
+                        let network_status = node.planner.network_status(&sandbox)?;
+                        Ok(HotplugOutcome {
+                            sandbox,
+                            attachment,
+                            network_status,
+                        })
+                    }
+                    Err(err) => {
+                        node.publish(EventKind::DetachFailed, &sandbox, None, &err.to_string());
+                        Err(err)
+                    }
+                }
+            },
+        )
+        .await
+    }
+}
