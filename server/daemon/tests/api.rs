@@ -600,3 +600,25 @@ async fn metrics_count_requests_failures_and_attachments() {
     let slow_text = plexus_telemetry::render(&slow_registry);
     assert!(slow_text.contains("deadline_exceeded"), "{slow_text}");
 }
+
+#[tokio::test]
+async fn a_partial_record_is_set_up_again() {
+    let d = Daemon::start(FakeAttacher::new(), wide(), me()).await;
+    let mut c = d.client().await;
+    c.setup_pod(setup_request("sbp", "p", "lan")).await.unwrap();
+    // Same sandbox, a plan the record does not match: the attacher is asked again.
+    let again = c
+        .setup_pod(setup_request("sbp", "p", "lan,wan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.attachments.len(), 2);
+    let setups = d
+        .attacher
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Setup(..)))
+        .count();
+    assert_eq!(setups, 2);
+    d.stop().await;
+}

@@ -20,7 +20,9 @@ use crate::attacher::Attacher;
 use crate::convert::Selector;
 use crate::deadline::work_deadline;
 use crate::error::{Error, Result};
-use crate::model::{AttachmentView, Event, EventKind, SandboxSpec, SandboxView, TeardownOutcome};
+use crate::model::{
+    AttachmentState, AttachmentView, Event, EventKind, SandboxSpec, SandboxView, TeardownOutcome,
+};
 use crate::planner::{Explanation, Planner};
 
 mod hotplug;
@@ -265,9 +267,10 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             timeout,
             move |node, deadline| async move {
                 if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
-                    && !existing.attachments.is_empty()
+                    && complete(&existing, &plan)
                 {
-                    // A retried setup of a sandbox already set up: answer what is recorded.
+                    // A retried setup of a sandbox already fully set up: answer what is
+                    // recorded. Anything partial goes to the attacher, which redoes it.
                     let network_status = node.planner.network_status(&existing)?;
                     return Ok(SetupOutcome {
                         sandbox: existing,
@@ -416,6 +419,16 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         }
         Ok(outcome)
     }
+}
+
+/// True when `sandbox` holds exactly the plan's interfaces, all attached.
+fn complete(sandbox: &SandboxView, plan: &plexus_core::plan::Plan) -> bool {
+    sandbox.attachments.len() == plan.attachments.len()
+        && sandbox
+            .attachments
+            .iter()
+            .zip(&plan.attachments)
+            .all(|(a, p)| a.interface == p.interface && a.state == AttachmentState::Attached)
 }
 
 pub(super) fn require(field: &str, value: &str) -> Result<()> {
