@@ -7,12 +7,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::containerd::{self, cleanup_leftovers, remove_all_pods_blocking};
 use crate::env::{Env, IOT, NAMESPACE};
 use crate::error::{Error, Result};
-use crate::plexus::{self, Plexus};
+use crate::plexus;
 use crate::pod::{Pod, PodSpec};
 
 /// What `--cleanup` needs to undo a kept demo, stored as `<run dir>/demo.json`.
@@ -35,23 +34,6 @@ const PODS: [(&str, u8, &str); 2] = [
     ("sensor-a", 11, "02:10:00:00:00:11"),
     ("sensor-b", 12, "02:10:00:00:00:12"),
 ];
-
-/// The network-status entries of one pod, in Multus's shape, from plexusd's records.
-pub async fn network_status(plexus: &Plexus, pod: &Pod) -> Result<serde_json::Value> {
-    let atts = plexus.attachments_of(&pod.id).await?;
-    Ok(atts
-        .iter()
-        .map(|a| {
-            json!({
-                "name": a.network,
-                "interface": a.interface,
-                "ips": a.ips.iter().map(|i| i.split('/').next().unwrap_or(i)).collect::<Vec<_>>(),
-                "mac": a.mac,
-                "dns": {},
-            })
-        })
-        .collect())
-}
 
 /// Runs the demo, writing what happens to stdout; `keep` leaves everything running.
 pub async fn run(keep: bool) -> Result<()> {
@@ -84,13 +66,9 @@ pub async fn run(keep: bool) -> Result<()> {
         );
         println!("    annotation k8s.v1.cni.cncf.io/networks: {sel}");
         print!("{}", indent(&pod.brief_addresses()?));
-        let status = network_status(&env.plexus, &pod).await?;
-        println!("    network-status (secondary networks):");
-        print!(
-            "{}",
-            indent(&serde_json::to_string_pretty(&status).unwrap_or_default())
-        );
-        println!();
+        let status = env.plexus.network_status(&pod, &spec).await?;
+        println!("    k8s.v1.cni.cncf.io/network-status (rendered by plexusd):");
+        print!("{}", indent(&status));
         pods.push((pod, format!("{prefix}.{octet}")));
     }
 

@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::containerd::Containerd;
 use crate::error::{Error, Result};
 use crate::nad::Nad;
+use crate::pod::{Pod, PodSpec};
 use crate::process::{Daemon, output};
 
 /// The NRI plugin index and name the harness registers plexus-nri with.
@@ -138,6 +139,7 @@ pub struct Plexus {
     containerd_log: PathBuf,
     plexusd: Option<Daemon>,
     nri: Option<Daemon>,
+    kept: bool,
 }
 
 impl Plexus {
@@ -180,6 +182,7 @@ impl Plexus {
             containerd_log: containerd.paths().log.clone(),
             plexusd: None,
             nri: None,
+            kept: false,
         };
         me.start_plexusd().await?;
         me.start_nri().await?;
@@ -352,6 +355,26 @@ impl Plexus {
             .collect())
     }
 
+    /// The pod's `k8s.v1.cni.cncf.io/network-status` as plexusd renders it: a retried
+    /// `SetupPod` with the facts plexus-nri sent (sandbox id, netns, identity, annotations)
+    /// is answered from the recorded state without changing anything.
+    pub async fn network_status(&self, pod: &Pod, spec: &PodSpec) -> Result<String> {
+        let mut c = self.client().await?;
+        let req = v1::SetupPodRequest {
+            pod: Some(v1::PodRef {
+                namespace: spec.namespace.clone(),
+                name: spec.name.clone(),
+                uid: spec.uid.clone(),
+            }),
+            sandbox_id: pod.id.clone(),
+            netns_path: pod.netns.display().to_string(),
+            annotations: spec.annotations.clone().into_iter().collect(),
+            labels: spec.labels.clone().into_iter().collect(),
+        };
+        let resp = c.setup_pod(req).await.map_err(Error::node("SetupPod"))?;
+        Ok(resp.into_inner().network_status)
+    }
+
     /// Runs `plexusctl --socket <plexusd socket> args...`; returns its standard output.
     pub fn plexusctl(&self, args: &[&str]) -> Result<String> {
         let program = binary(&self.bins, "plexusctl")?;
@@ -362,6 +385,7 @@ impl Plexus {
 
     /// Leaves both daemons running when dropped (demo `--keep`).
     pub fn keep(&mut self) {
+        self.kept = true;
         for d in [self.plexusd.as_mut(), self.nri.as_mut()]
             .into_iter()
             .flatten()
@@ -381,6 +405,9 @@ impl Plexus {
 
 impl Drop for Plexus {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         // plexus-nri first, so no event reaches a stopped plexusd.
         self.stop_nri();
         self.stop_plexusd();

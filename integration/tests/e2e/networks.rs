@@ -94,9 +94,30 @@ async fn named_interfaces_static_ip_and_mac_are_honoured() {
     let atts = secondary(env.plexus.attachments_of(&pod.id).await.unwrap());
     assert_eq!(atts.len(), 2, "{atts:?}");
     let iot = atts.iter().find(|a| a.interface == "iot0").unwrap();
-    assert_eq!(iot.ips, [ip]);
+    assert_eq!(iot.ips, std::slice::from_ref(&ip));
     assert_eq!(iot.mac, "02:42:ac:11:00:0a");
     assert_eq!(iot.network, format!("{NAMESPACE}/{IOT}"));
+
+    // network-status in Multus's shape: one entry per secondary network, keys in
+    // Multus's order, addresses without prefix length, 4-space indented like Go's
+    // json.MarshalIndent output that Multus writes.
+    let text = env.plexus.network_status(&pod, &spec).await.unwrap();
+    assert!(text.starts_with("[{\n    \"name\": "), "{text}");
+    let status: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(&text).unwrap();
+    assert_eq!(status.len(), 2, "{text}");
+    let keys: Vec<&str> = status[0].keys().map(String::as_str).collect();
+    assert_eq!(keys, ["name", "interface", "ips", "mac", "dns"], "{text}");
+    let expect_iot = serde_json::json!({
+        "name": format!("{NAMESPACE}/{IOT}"), "interface": "iot0",
+        "ips": [ip.trim_end_matches("/24")], "mac": "02:42:ac:11:00:0a", "dns": {},
+    });
+    assert_eq!(serde_json::Value::Object(status[0].clone()), expect_iot);
+    assert_eq!(status[1]["name"], format!("{NAMESPACE}/{BRIDGE}"));
+    assert_eq!(status[1]["interface"], "br7");
+    assert_eq!(status[1]["mac"], br7.mac.as_str());
+    let after = secondary(env.plexus.attachments_of(&pod.id).await.unwrap());
+    assert_eq!(after, atts, "a retried SetupPod changed the records");
 
     env.containerd.delete_pod(&pod).await.unwrap();
     wait_nothing_left(&env, Duration::from_secs(5)).await;
