@@ -96,6 +96,13 @@ impl From<&v1::Attachment> for AttachmentJson {
     }
 }
 
+/// Writes `text` and a newline to stdout; a closed pipe (`| head`) is not an error.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", text.trim_end_matches('\n')).and_then(|()| out.flush());
+}
+
 /// Attachments as a pretty JSON array.
 pub fn attachments_json(list: &[v1::Attachment]) -> String {
     let items: Vec<AttachmentJson> = list.iter().map(AttachmentJson::from).collect();

@@ -44,11 +44,18 @@ fn load(path: Option<&Path>) -> plexus_server::Result<Config> {
     }
 }
 
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush());
+}
+
 fn explain(config: Option<&Path>, pod: &Path, networks: &Path, json: bool) -> ExitCode {
     let outcome = load(config).and_then(|c| daemon::explain_offline(pod, networks, &c));
     match outcome {
         Ok(e) => {
-            println!("{}", if json { &e.json } else { &e.text }.trim_end());
+            emit(if json { &e.json } else { &e.text });
             if e.ok {
                 ExitCode::SUCCESS
             } else {
@@ -58,7 +65,7 @@ fn explain(config: Option<&Path>, pod: &Path, networks: &Path, json: bool) -> Ex
         Err(err) if json => {
             let kind = "invalid-input";
             let body = serde_json::json!({"error": {"kind": kind, "message": err.to_string()}});
-            println!("{body:#}");
+            emit(&format!("{body:#}"));
             ExitCode::FAILURE
         }
         Err(err) => {

@@ -29,8 +29,8 @@ impl Cmd {
             .into_inner()
             .attachments;
         match self.output.output {
-            Format::Json => println!("{}", output::attachments_json(&list)),
-            Format::Text => print!("{}", output::attachments_text(&list)),
+            Format::Json => output::emit(&output::attachments_json(&list)),
+            Format::Text => output::emit(&output::attachments_text(&list)),
         }
         Ok(ExitCode::SUCCESS)
     }

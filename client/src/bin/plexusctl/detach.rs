@@ -34,8 +34,8 @@ impl Cmd {
             .into_inner();
         let list: Vec<v1::Attachment> = answer.removed.into_iter().collect();
         match self.output.output {
-            Format::Json => println!("{}", output::attachments_json(&list)),
-            Format::Text => print!("{}", output::attachments_text(&list)),
+            Format::Json => output::emit(&output::attachments_json(&list)),
+            Format::Text => output::emit(&output::attachments_text(&list)),
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -77,8 +77,8 @@ impl Cmd {
             .map_err(api_error)?
             .into_inner();
         match self.output.output {
-            Format::Json => println!("{}", answer.json.trim_end()),
-            Format::Text => println!("{}", answer.text.trim_end()),
+            Format::Json => plexus_client::output::emit(&answer.json),
+            Format::Text => plexus_client::output::emit(&answer.text),
         }
         // The server reports resolution failures inside the explanation.
         let failed = serde_json::from_str::<serde_json::Value>(&answer.json)

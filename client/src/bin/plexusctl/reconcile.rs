@@ -26,7 +26,7 @@ impl Cmd {
             .map_err(api_error)?
             .into_inner();
         for id in &answer.torn_down {
-            println!("torn down {id}");
+            plexus_client::output::emit(&format!("torn down {id}"));
         }
         for failure in &answer.failed {
             eprintln!("failed {failure}");

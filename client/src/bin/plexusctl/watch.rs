@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use plexus_client::output::{AttachmentJson, Format};
+use plexus_client::output::{self, AttachmentJson, Format};
 use plexus_client::v1;
 
 use crate::{OutputArg, Target, api_error, client};
@@ -47,7 +47,7 @@ impl Cmd {
                         "message": event.message,
                         "unixNanos": event.unix_nanos,
                     });
-                    println!("{line}");
+                    output::emit(&line.to_string());
                 }
                 Format::Text => {
                     let pod = attachment
@@ -55,7 +55,7 @@ impl Cmd {
                         .as_ref()
                         .map(|p| format!("{}/{}", p.namespace, p.name))
                         .unwrap_or_default();
-                    println!(
+                    output::emit(&format!(
                         "{} {} {} {} {} {}",
                         kind_name(event.kind),
                         pod,
@@ -63,7 +63,7 @@ impl Cmd {
                         attachment.network,
                         attachment.interface,
                         event.message
-                    );
+                    ));
                 }
             }
         }
