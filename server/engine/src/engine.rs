@@ -15,12 +15,14 @@ use plexus_core::pod::PodIdentity;
 use plexus_netlink::Handle;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{DelegationMode, EngineConfig};
 use crate::crash;
 use crate::error::{Error, Result, SetupError};
 use crate::exec::{Exec, ExecRequest};
-use crate::native::{self, Ctx};
+use crate::native::{self, Ctx, NativeConfig};
+use crate::observe::{Call, Observer, ObserverSlot, Op, Outcome, StepSpan, Tracked};
 use crate::route;
 use crate::state::{
     AttachmentRecord, Driver, NativeRecord, Phase, RECORD_VERSION, SandboxRecord, Store,
@@ -50,6 +52,7 @@ pub(crate) struct Inner {
     pub exec: Arc<dyn Exec>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     host: tokio::sync::OnceCell<Handle>,
+    observer: ObserverSlot,
 }
 
 impl Engine {
@@ -69,6 +72,7 @@ impl Engine {
                 exec,
                 locks: Mutex::new(HashMap::new()),
                 host: tokio::sync::OnceCell::new(),
+                observer: ObserverSlot::new(),
             }),
         })
     }
@@ -76,6 +80,33 @@ impl Engine {
     /// The configuration in use.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// Replaces the [`Observer`] told about every attachment step (for all clones of this
+    /// engine); the default ignores everything.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        self.inner.observer.set(observer);
+    }
+
+    /// Starts tracking one attachment step (span, clock, observer).
+    pub(crate) fn track<'a>(
+        &self,
+        verb: &str,
+        op: Op,
+        call: Call,
+        network: &'a str,
+        interface: &'a str,
+        driver: Driver,
+    ) -> Tracked<'a> {
+        Tracked::start(
+            self.inner.observer.get(),
+            verb,
+            op,
+            call,
+            network,
+            interface,
+            driver,
+        )
     }
 
     /// Every readable sandbox record (unreadable ones are logged and skipped; teardown
@@ -174,10 +205,12 @@ impl Engine {
                 return Ok(old);
             }
             Ok(Some(old)) => {
-                self.teardown_record(old).await.map_err(engine_err)?;
+                self.teardown_record(old, Call::Setup)
+                    .await
+                    .map_err(engine_err)?;
             }
             Err(Error::CorruptRecord { .. } | Error::ReadRecord { .. }) => {
-                self.teardown_fallback(&sb.sandbox_id)
+                self.teardown_fallback(&sb.sandbox_id, Call::Setup)
                     .await
                     .map_err(engine_err)?;
             }
@@ -201,7 +234,7 @@ impl Engine {
             }
         };
         for att in &plan.attachments {
-            let step = self.attach_one(&mut rec, att, &pod);
+            let step = self.attach_one(&mut rec, att, &pod, Call::Setup);
             let outcome = match until {
                 Some(t) => tokio::time::timeout_at(t, step).await.map_err(|_| ()),
                 None => Ok(step.await),
@@ -211,7 +244,7 @@ impl Engine {
                 Ok(Err(e)) => Some(e),
                 Err(()) => None,
             };
-            let (undone, undo_failures) = self.rollback(&mut rec, Some(&pod)).await;
+            let (undone, undo_failures) = self.rollback(&mut rec, Some(&pod), Call::Setup).await;
             return Err(match failure {
                 Some(cause) => SetupError::Attach {
                     pod: sb.pod.to_string(),
@@ -258,12 +291,15 @@ impl Engine {
                 source: Box::new(source),
             })?;
         let before = rec.attachments.len();
-        match self.attach_one(&mut rec, &att, &pod).await {
+        match self.attach_one(&mut rec, &att, &pod, Call::Attach).await {
             Ok(()) => Ok(rec.attachments.last().cloned().expect("just attached")),
             Err(e) => {
                 if rec.attachments.len() > before {
                     let a = rec.attachments.pop().expect("len checked");
-                    if let Err(undo) = self.undo_attachment(&rec, &a, Some(&pod)).await {
+                    if let Err(undo) = self
+                        .remove_one(&rec, &a, Some(&pod), Call::Attach, true)
+                        .await
+                    {
                         tracing::warn!(error = %undo, interface = %a.interface, "undo of failed hot-plug");
                         rec.attachments.push(a);
                     }
@@ -274,12 +310,47 @@ impl Engine {
         }
     }
 
-    /// Makes one attachment: F8 check, intent record, driver, route plan, done record.
+    /// Makes one attachment in its `attachment` span, and reports it to the observer.
     async fn attach_one(
         &self,
         rec: &mut SandboxRecord,
         att: &PlannedAttachment,
         pod: &Handle,
+        call: Call,
+    ) -> Result<()> {
+        let native = match self.inner.cfg.delegation {
+            _ if att.runtime_managed => None,
+            DelegationMode::Auto => native::classify(att),
+            DelegationMode::ForceExec => None,
+        };
+        let driver = match &native {
+            _ if att.runtime_managed => Driver::Runtime,
+            Some(_) => Driver::Native,
+            None => Driver::Exec,
+        };
+        let step = self.track(
+            "attach",
+            Op::Setup,
+            call,
+            &att.network,
+            &att.interface,
+            driver,
+        );
+        let result = self
+            .attach_step(rec, att, pod, native)
+            .instrument(step.span())
+            .await;
+        step.finish(&result, Outcome::Ok);
+        result
+    }
+
+    /// Makes one attachment: F8 check, intent record, driver, route plan, done record.
+    async fn attach_step(
+        &self,
+        rec: &mut SandboxRecord,
+        att: &PlannedAttachment,
+        pod: &Handle,
+        native: Option<NativeConfig>,
     ) -> Result<()> {
         let idx = rec.attachments.len();
         if att.runtime_managed {
@@ -307,10 +378,6 @@ impl Engine {
                 interface: att.interface.clone(),
             });
         }
-        let native = match self.inner.cfg.delegation {
-            DelegationMode::Auto => native::classify(att),
-            DelegationMode::ForceExec => None,
-        };
         let host = match native {
             Some(_) => Some(self.host().await?),
             None => None,
@@ -339,7 +406,12 @@ impl Engine {
             (Some(n), Some(host)) => {
                 let ctx = self.ctx(host, Some(pod), &rec.netns, &rec.sandbox_id);
                 let mut step = |s: &str| crash::point("setup", idx, s);
-                native::add(n, &att.interface, &ctx, &mut step).await?
+                let span = StepSpan::new(crate::observe::native_span(n.kind.as_str(), "ADD"));
+                let added = native::add(n, &att.interface, &ctx, &mut step)
+                    .instrument(span.span())
+                    .await;
+                span.finish(added.is_ok());
+                added?
             }
             _ => {
                 let req = ExecRequest {
@@ -393,6 +465,7 @@ impl Engine {
         &self,
         rec: &mut SandboxRecord,
         pod: Option<&Handle>,
+        call: Call,
     ) -> (Vec<String>, Vec<String>) {
         let mut undone = Vec::new();
         let mut failures = Vec::new();
@@ -402,7 +475,7 @@ impl Engine {
             if a.driver == Driver::Runtime {
                 continue;
             }
-            match self.undo_attachment(rec, &a, pod).await {
+            match self.remove_one(rec, &a, pod, call, true).await {
                 Ok(()) => undone.push(a.interface.clone()),
                 Err(e) => {
                     failures.push(format!("{}: {}", a.interface, crate::error::chain(&e)));
@@ -423,8 +496,35 @@ impl Engine {
         (undone, failures)
     }
 
+    /// Removes one attachment in its `attachment` span (`undo …` when `rollback`, else
+    /// `detach …`) and reports it to the observer.
+    pub(crate) async fn remove_one(
+        &self,
+        rec: &SandboxRecord,
+        a: &AttachmentRecord,
+        pod: Option<&Handle>,
+        call: Call,
+        rollback: bool,
+    ) -> Result<()> {
+        if a.driver == Driver::Runtime {
+            // Made and removed by the runtime: nothing to do, nothing to report.
+            return Ok(());
+        }
+        let (verb, success) = match rollback {
+            true => ("undo", Outcome::Undone),
+            false => ("detach", Outcome::Ok),
+        };
+        let step = self.track(verb, Op::Teardown, call, &a.network, &a.interface, a.driver);
+        let result = self
+            .undo_attachment(rec, a, pod)
+            .instrument(step.span())
+            .await;
+        step.finish(&result, success);
+        result
+    }
+
     /// Removes one attachment's pieces (idempotent; missing pieces are fine).
-    pub(crate) async fn undo_attachment(
+    async fn undo_attachment(
         &self,
         rec: &SandboxRecord,
         a: &AttachmentRecord,
@@ -461,7 +561,12 @@ impl Engine {
             Driver::Native => {
                 let host = self.host().await?;
                 let ctx = self.ctx(host, pod, &rec.netns, &rec.sandbox_id);
-                native::del(&a.native, &a.interface, &ctx).await
+                let span = StepSpan::new(crate::observe::native_span(&a.native.kind, "DEL"));
+                let removed = native::del(&a.native, &a.interface, &ctx)
+                    .instrument(span.span())
+                    .await;
+                span.finish(removed.is_ok());
+                removed
             }
         }
     }

@@ -153,6 +153,65 @@ pub enum Error {
     },
 }
 
+/// Every value [`Error::reason`] returns, plus `cancelled` (a step dropped unfinished: the
+/// setup deadline passed or the caller went away). Short, fixed, metric-label safe.
+pub const REASONS: &[&str] = &[
+    "state",
+    "ipam",
+    "invalid_config",
+    "netns_missing",
+    "interface_exists",
+    "netlink",
+    "plugin_not_found",
+    "plugin_timeout",
+    "plugin_failed",
+    "delegate",
+    "not_found",
+    "teardown_incomplete",
+    "internal",
+    "cancelled",
+];
+
+impl Error {
+    /// A short, fixed failure reason for metrics (one of [`REASONS`]); never a message.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::StateDir { .. }
+            | Error::EncodeRecord { .. }
+            | Error::WriteRecord { .. }
+            | Error::ReadRecord { .. }
+            | Error::CorruptRecord { .. } => "state",
+            Error::Lease { .. } | Error::InvalidIpam { .. } => "ipam",
+            Error::InvalidConfig { .. } => "invalid_config",
+            Error::NetnsMissing { .. } => "netns_missing",
+            Error::InterfaceExists { .. } => "interface_exists",
+            Error::Netlink { .. } | Error::Sysctl { .. } => "netlink",
+            Error::Delegate { source, .. } => delegate_reason(source.as_ref()),
+            Error::NoSuchAttachment { .. } | Error::UnknownSandbox { .. } => "not_found",
+            Error::TeardownIncomplete { .. } => "teardown_incomplete",
+            Error::Task(_) => "internal",
+        }
+    }
+}
+
+/// The reason of an exec-path failure (the delegate executor's error when it is one).
+fn delegate_reason(source: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str {
+    use crate::delegate::Error as D;
+    match source.downcast_ref::<D>() {
+        Some(D::PluginNotFound { .. } | D::InvalidPluginType { .. }) => "plugin_not_found",
+        Some(D::Timeout { .. }) => "plugin_timeout",
+        Some(D::Plugin { .. } | D::BadResult { .. }) => "plugin_failed",
+        Some(
+            D::InvalidConfig { .. }
+            | D::InvalidArgument { .. }
+            | D::CniArgs { .. }
+            | D::VerbUnsupported { .. }
+            | D::IncompatibleVersion { .. },
+        ) => "invalid_config",
+        _ => "delegate",
+    }
+}
+
 /// A pod setup that failed part-way; everything already made was undone.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -218,4 +277,42 @@ fn undo_note(undone: &[String], failures: &[String]) -> String {
         s.push_str(&format!(" (undo failed: {})", failures.join("; ")));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delegate(source: crate::exec::BoxError) -> Error {
+        Error::Delegate {
+            verb: "ADD",
+            network: "default/a".into(),
+            interface: "net1".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn reasons_are_fixed_and_see_through_the_delegate_error() {
+        let timeout = crate::delegate::Error::Timeout {
+            plugin: "macvlan".into(),
+            verb: "ADD",
+            timeout: Duration::from_secs(1),
+        };
+        let cases = [
+            (delegate(Box::new(timeout)), "plugin_timeout"),
+            (delegate(Box::new(std::io::Error::other("x"))), "delegate"),
+            (
+                Error::InterfaceExists {
+                    interface: "net1".into(),
+                },
+                "interface_exists",
+            ),
+            (Error::Task("panicked".into()), "internal"),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.reason(), want, "{err}");
+            assert!(REASONS.contains(&want));
+        }
+    }
 }

@@ -13,6 +13,42 @@
 //! implemented over [`delegate`] by [`delegate_exec::DelegateExec`]). Every step is
 //! recorded in [`state`] before (intent) and after (done), so teardown after any crash
 //! removes exactly what was made. Crash points for tests: [`crash`].
+//!
+//! # Observability
+//!
+//! The engine makes `tracing` spans with plexus-telemetry's names and fields (it does not
+//! depend on that crate): below the caller's current span, one `attachment` span per
+//! attachment made or removed, and below it one `delegate` span per CNI plugin execution
+//! (or one `native` span for the in-process driver). Names and fields: [`observe`]. Call
+//! the engine inside the RPC span (`.instrument(span)`, or `.in_current_span()` on a
+//! spawned task) and the spans nest under it.
+//!
+//! Metrics go through an [`Observer`] set with [`Engine::set_observer`]: it is told once
+//! per attachment made ([`Op::Setup`]) and once per attachment removed ([`Op::Teardown`]),
+//! with the engine call ([`Call`]), the driver, the step's own duration and its
+//! [`Outcome`] (failure reasons are the fixed set [`error::REASONS`]). The default observer
+//! does nothing. plexusd bridges it to `plexus_telemetry::Metrics` like this:
+//!
+//! ```ignore
+//! struct EngineMetrics(plexus_telemetry::Metrics);
+//!
+//! impl plexus_engine::Observer for EngineMetrics {
+//!     fn attachment_done(&self, e: &plexus_engine::AttachmentEvent<'_>) {
+//!         use plexus_telemetry::{Driver, Path};
+//!         let path = if e.call.is_hot_plug() { Path::Api } else { Path::Nri };
+//!         let driver = match e.driver {
+//!             plexus_engine::Driver::Native => Driver::Native,
+//!             _ => Driver::Exec,
+//!         };
+//!         match e.op {
+//!             plexus_engine::Op::Setup => self.0.observe_setup(path, driver, e.elapsed),
+//!             plexus_engine::Op::Teardown => self.0.observe_teardown(path, driver, e.elapsed),
+//!         }
+//!     }
+//! }
+//!
+//! engine.set_observer(std::sync::Arc::new(EngineMetrics(metrics.clone())));
+//! ```
 
 pub mod config;
 pub mod crash;
@@ -23,6 +59,7 @@ pub mod error;
 pub mod exec;
 pub mod ipam;
 pub mod native;
+pub mod observe;
 mod route;
 pub mod state;
 mod teardown;
@@ -30,5 +67,6 @@ mod teardown;
 pub use config::{DelegationMode, EngineConfig};
 pub use engine::{Engine, SandboxSpec};
 pub use error::{Error, Result, SetupError};
+pub use observe::{AttachmentEvent, Call, NoObserver, Observer, Op, Outcome};
 pub use state::{AttachmentRecord, Driver, Phase, SandboxRecord};
 pub use teardown::{RecoveryReport, TeardownReport};

@@ -59,6 +59,17 @@ pub enum Driver {
     Runtime,
 }
 
+impl Driver {
+    /// The name used in spans and views: `native`, `exec` or `runtime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Native => "native",
+            Driver::Exec => "exec",
+            Driver::Runtime => "runtime",
+        }
+    }
+}
+
 /// How far an attachment got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

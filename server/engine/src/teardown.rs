@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use plexus_core::plan::{ConfigForm, DelegateConfig, NetworkSource, Origin, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
 use plexus_netlink::Handle;
+use tracing::Instrument;
 
 use crate::crash;
 use crate::engine::Engine;
 use crate::error::{Error, Result, chain};
 use crate::exec::ExecRequest;
 use crate::ipam;
+use crate::observe::{Call, Op, Outcome};
 use crate::state::{AttachmentRecord, Driver, Phase, SandboxRecord};
 
 /// Interfaces a fallback teardown never touches: the runtime's own (`lo`, and `eth0`
@@ -59,9 +61,9 @@ impl Engine {
         let _guard = self.lock(sandbox_id).await;
         match self.inner.store.load(sandbox_id) {
             Ok(None) => Ok(TeardownReport::default()),
-            Ok(Some(rec)) => self.teardown_record(rec).await,
+            Ok(Some(rec)) => self.teardown_record(rec, Call::Teardown).await,
             Err(Error::CorruptRecord { .. } | Error::ReadRecord { .. }) => {
-                self.teardown_fallback(sandbox_id).await
+                self.teardown_fallback(sandbox_id, Call::Teardown).await
             }
             Err(e) => Err(e),
         }
@@ -89,7 +91,8 @@ impl Engine {
         self.inner.store.save(&rec)?;
         let pod = open_pod(&rec.netns).await;
         let a = rec.attachments[pos].clone();
-        self.undo_attachment(&rec, &a, pod.as_ref()).await?;
+        self.remove_one(&rec, &a, pod.as_ref(), Call::Detach, false)
+            .await?;
         rec.attachments.remove(pos);
         self.inner.store.save(&rec)?;
         Ok(a)
@@ -111,7 +114,7 @@ impl Engine {
             };
             report.sandboxes += 1;
             if rec.attachments.iter().any(|a| a.phase == Phase::Removing) {
-                match self.teardown_record(rec).await {
+                match self.teardown_record(rec, Call::Recover).await {
                     Ok(_) => report.finished_teardowns.push(id),
                     Err(e) => report.failures.push(format!("{id}: {}", chain(&e))),
                 }
@@ -126,7 +129,10 @@ impl Engine {
                     continue;
                 }
                 let a = rec.attachments[i].clone();
-                match self.undo_attachment(&rec, &a, pod.as_ref()).await {
+                match self
+                    .remove_one(&rec, &a, pod.as_ref(), Call::Recover, true)
+                    .await
+                {
                     Ok(()) => {
                         report.undone.push((id.clone(), a.interface.clone()));
                         rec.attachments.remove(i);
@@ -142,7 +148,11 @@ impl Engine {
     }
 
     /// Tears down everything a readable record names; removes the record on success.
-    pub(crate) async fn teardown_record(&self, mut rec: SandboxRecord) -> Result<TeardownReport> {
+    pub(crate) async fn teardown_record(
+        &self,
+        mut rec: SandboxRecord,
+        call: Call,
+    ) -> Result<TeardownReport> {
         let mut report = TeardownReport {
             known: true,
             ..Default::default()
@@ -174,7 +184,7 @@ impl Engine {
         let attachments = std::mem::take(&mut rec.attachments);
         for (i, a) in attachments.into_iter().enumerate().rev() {
             crash::point("teardown", i, "removing");
-            match self.undo_attachment(&rec, &a, pod.as_ref()).await {
+            match self.remove_one(&rec, &a, pod.as_ref(), call, false).await {
                 Ok(()) => {
                     if a.driver != Driver::Runtime {
                         report.removed.push(a.interface.clone());
@@ -204,7 +214,11 @@ impl Engine {
     /// Teardown without a readable record: libcni cache entries, host-local leases and
     /// the link group, each naming the sandbox. The unreadable record is kept aside as
     /// `<id>.json.corrupt` for inspection.
-    pub(crate) async fn teardown_fallback(&self, sandbox_id: &str) -> Result<TeardownReport> {
+    pub(crate) async fn teardown_fallback(
+        &self,
+        sandbox_id: &str,
+        call: Call,
+    ) -> Result<TeardownReport> {
         let path = self.inner.store.path(sandbox_id);
         let raw = std::fs::read(&path).unwrap_or_default();
         let netns = salvage_netns(&raw);
@@ -253,11 +267,30 @@ impl Engine {
                         attachment: &att,
                         prev_result: prev.as_ref(),
                     };
-                    match self.inner.exec.del(req).await {
+                    let step = self.track(
+                        "detach",
+                        Op::Teardown,
+                        call,
+                        &att.network,
+                        &att.interface,
+                        Driver::Exec,
+                    );
+                    let deleted = self
+                        .inner
+                        .exec
+                        .del(req)
+                        .instrument(step.span())
+                        .await
+                        .map_err(|source| Error::Delegate {
+                            verb: "DEL",
+                            network: att.network.clone(),
+                            interface: att.interface.clone(),
+                            source,
+                        });
+                    step.finish(&deleted, Outcome::Ok);
+                    match deleted {
                         Ok(()) => report.removed.push(att.interface.clone()),
-                        Err(e) => report
-                            .unresolved
-                            .push(format!("cni DEL {} on {}: {e}", att.network, att.interface)),
+                        Err(e) => report.unresolved.push(chain(&e)),
                     }
                 }
             }
@@ -267,8 +300,9 @@ impl Engine {
         }
         let dir = self.inner.cfg.ipam_data_dir.clone();
         let id = sandbox_id.to_string();
+        let span = tracing::Span::current();
         let released = tokio::task::spawn_blocking(move || {
-            ipam::release_all_for_container(&dir, &id, RUNTIME_INTERFACES)
+            span.in_scope(|| ipam::release_all_for_container(&dir, &id, RUNTIME_INTERFACES))
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?;

@@ -4,11 +4,13 @@
 //! (≥ 0.4.0); STATUS (≥ 1.1.0); GC deleting stale cached attachments then running GC on
 //! every plugin, collecting all errors; VERSION probing cached per binary.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use plexus_core::cni::{self, version};
 use plexus_core::plan::DelegateConfig;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use super::cache;
 use super::error::{Error, Result};
@@ -22,6 +24,18 @@ struct Prepared {
     binaries: Vec<PathBuf>,
     cni_args: Vec<(String, String)>,
     capability_args: Map<String, Value>,
+}
+
+/// Runs one plugin execution (`work`) in its `delegate` span and records its outcome.
+async fn traced<T>(
+    plugin_type: &str,
+    command: &str,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let step = crate::observe::StepSpan::new(crate::observe::delegate_span(plugin_type, command));
+    let result = work.instrument(step.span()).await;
+    step.finish(result.is_ok());
+    result
 }
 
 fn check_arg(
@@ -154,17 +168,21 @@ impl Executor {
                 None => None,
             };
             let stdin = plugin.stdin(&p.list, prev.as_ref(), &p.capability_args);
-            let out = runner
-                .run(&plugin.plugin_type, binary, &env, &stdin)
-                .await?;
-            let result = cni::Result::parse(&out.stdout, &p.list.cni_version).map_err(|error| {
-                Error::BadResult {
-                    plugin: plugin.plugin_type.clone(),
-                    verb: "ADD",
-                    error,
-                }
-            })?;
-            last = Some((result, out));
+            let step = async {
+                let out = runner
+                    .run(&plugin.plugin_type, binary, &env, &stdin)
+                    .await?;
+                let result =
+                    cni::Result::parse(&out.stdout, &p.list.cni_version).map_err(|error| {
+                        Error::BadResult {
+                            plugin: plugin.plugin_type.clone(),
+                            verb: "ADD",
+                            error,
+                        }
+                    })?;
+                Ok((result, out))
+            };
+            last = Some(traced(&plugin.plugin_type, "ADD", step).await?);
         }
         let Some((result, out)) = last else {
             return Err(Error::InvalidConfig {
@@ -243,9 +261,8 @@ impl Executor {
         let runner = self.runner();
         for (plugin, binary) in p.list.plugins.iter().zip(&p.binaries).rev() {
             let stdin = plugin.stdin(&p.list, prev.as_ref(), &p.capability_args);
-            runner
-                .run(&plugin.plugin_type, binary, &env, &stdin)
-                .await?;
+            let run = runner.run(&plugin.plugin_type, binary, &env, &stdin);
+            traced(&plugin.plugin_type, "DEL", run).await?;
         }
         cache::remove(
             &self.config.cache_dir,
@@ -274,9 +291,8 @@ impl Executor {
         let runner = self.runner();
         for (plugin, binary) in p.list.plugins.iter().zip(&p.binaries) {
             let stdin = plugin.stdin(&p.list, prev.as_ref(), &p.capability_args);
-            runner
-                .run(&plugin.plugin_type, binary, &env, &stdin)
-                .await?;
+            let run = runner.run(&plugin.plugin_type, binary, &env, &stdin);
+            traced(&plugin.plugin_type, "CHECK", run).await?;
         }
         Ok(())
     }
@@ -297,9 +313,8 @@ impl Executor {
         let runner = self.runner();
         for (plugin, binary) in list.plugins.iter().zip(&binaries) {
             let stdin = plugin.stdin(&list, None, &Map::new());
-            runner
-                .run(&plugin.plugin_type, binary, &env, &stdin)
-                .await?;
+            let run = runner.run(&plugin.plugin_type, binary, &env, &stdin);
+            traced(&plugin.plugin_type, "STATUS", run).await?;
         }
         Ok(())
     }
@@ -341,7 +356,8 @@ impl Executor {
                 object.insert("cni.dev/valid-attachments".into(), attachments.clone());
                 object.insert("cni.dev/attachments".into(), attachments.clone());
                 let stdin = serde_json::to_vec(&object).unwrap_or_default();
-                if let Err(e) = runner.run(&plugin.plugin_type, binary, &env, &stdin).await {
+                let run = runner.run(&plugin.plugin_type, binary, &env, &stdin);
+                if let Err(e) = traced(&plugin.plugin_type, "GC", run).await {
                     errors.push(e);
                 }
             }
@@ -420,11 +436,9 @@ impl Executor {
             ..Env::default()
         };
         let stdin = format!(r#"{{"cniVersion":"{}"}}"#, version::CURRENT);
-        let info = match self
-            .runner()
-            .run(plugin, binary, &env, stdin.as_bytes())
-            .await
-        {
+        let runner = self.runner();
+        let run = runner.run(plugin, binary, &env, stdin.as_bytes());
+        let info = match traced(plugin, "VERSION", run).await {
             Ok(out) => cni::VersionInfo::parse(&out.stdout).map_err(|error| Error::BadResult {
                 plugin: plugin.to_owned(),
                 verb: "VERSION",

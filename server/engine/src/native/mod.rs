@@ -322,9 +322,12 @@ pub(crate) async fn allocate(
     };
     let req = ipam_request(cfg, ifname, ctx.container_id);
     let dir = ctx.ipam_data_dir.to_path_buf();
-    let alloc = tokio::task::spawn_blocking(move || ipam::allocate(&ipam_cfg, &req, &dir))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+    let span = tracing::Span::current();
+    let alloc = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| ipam::allocate(&ipam_cfg, &req, &dir))
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
     if alloc.ips.is_empty() {
         return Err(Error::InvalidIpam {
             network: cfg.name.clone(),
@@ -378,7 +381,8 @@ pub(crate) async fn del(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Resu
     }
     for lease in &rec.leases {
         let lease = lease.clone();
-        let res = tokio::task::spawn_blocking(move || ipam::release(&lease))
+        let span = tracing::Span::current();
+        let res = tokio::task::spawn_blocking(move || span.in_scope(|| ipam::release(&lease)))
             .await
             .map_err(|e| Error::Task(e.to_string()))
             .and_then(|r| r);
