@@ -65,7 +65,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             nri_deadline: Duration::from_millis(1500),
-            log_level: "debug".into(),
+            log_level: "info".into(),
         }
     }
 }
