@@ -79,15 +79,10 @@ pub async fn run(
             }
         }
     });
-    let socket = Socket::bind(&config.socket).await?;
+    let access = Access::root_and(config.allowed_uids.clone());
+    let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");
-    let result = serve(
-        socket,
-        node,
-        Access::root_and(config.allowed_uids.clone()),
-        shutdown,
-    )
-    .await;
+    let result = serve(socket, node, access, shutdown).await;
     refresher.abort();
     result
 }

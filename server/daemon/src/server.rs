@@ -68,9 +68,26 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// Binds for `access`: private (see [`Socket::bind`]) when only root may call; when
+    /// non-root uids are allowed, the socket is made 0666 and a directory created here
+    /// 0711 so they can reach it, and the peer-credential check alone decides.
+    pub async fn bind_for(path: &Path, access: &Access) -> Result<Socket> {
+        let shared = access.allowed_uids.iter().any(|uid| *uid != 0);
+        Self::bind_mode(path, shared).await
+    }
+
     /// Prepares the directory (created 0700 when missing), refuses to steal a socket a live
     /// daemon answers on, removes a stale one, binds and makes the socket 0600.
     pub async fn bind(path: &Path) -> Result<Socket> {
+        Self::bind_mode(path, false).await
+    }
+
+    async fn bind_mode(path: &Path, shared: bool) -> Result<Socket> {
+        let (dir_mode, socket_mode) = if shared {
+            (0o711, 0o666)
+        } else {
+            (0o700, 0o600)
+        };
         let listen = |source| Error::Listen {
             path: path.to_path_buf(),
             source,
@@ -80,7 +97,7 @@ impl Socket {
         {
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
+                .mode(dir_mode)
                 .create(dir)
                 .map_err(listen)?;
         }
@@ -104,7 +121,8 @@ impl Socket {
             Err(e) => return Err(listen(e)),
         }
         let listener = UnixListener::bind(path).map_err(listen)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))
+            .map_err(listen)?;
         Ok(Socket {
             listener: Some(listener),
             path: path.to_path_buf(),

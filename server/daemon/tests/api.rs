@@ -622,3 +622,22 @@ async fn a_partial_record_is_set_up_again() {
     assert_eq!(setups, 2);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn allowing_non_root_uids_opens_the_socket_file_to_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared").join("plexus.sock");
+    let socket = Socket::bind_for(&path, &Access::root_and(vec![1000]))
+        .await
+        .unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o666);
+    assert_eq!(mode(path.parent().unwrap()), 0o711);
+    drop(socket);
+    assert!(!path.exists(), "socket removed on drop");
+    let private = Socket::bind_for(&path, &Access::root_and(vec![0]))
+        .await
+        .unwrap();
+    assert_eq!(mode(private.path()), 0o600);
+}
