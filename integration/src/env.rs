@@ -87,18 +87,24 @@ impl Env {
     }
 
     /// Links in containerd's namespace other than loopback, the uplink pair and bridges:
-    /// what pods left behind on the host side (veth ends).
-    pub fn host_veths(&self) -> Result<Vec<String>> {
+    /// what pods left behind on the host side (veth ends, stray macvlans).
+    pub fn host_links_left(&self) -> Result<Vec<String>> {
         let out = self
             .containerd
             .host_netns()
-            .exec("ip", ["-o", "link", "show", "type", "veth"])?;
-        let pid = format!("pxu{}", std::process::id() % 100_000);
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
-            .filter(|n| !n.starts_with(&pid))
+            .exec("ip", ["-j", "-d", "link", "show"])?;
+        let links: Vec<serde_json::Value> =
+            serde_json::from_str(&out).map_err(|source| crate::Error::Json {
+                what: "ip -j -d link output",
+                source,
+            })?;
+        let uplink_pair = format!("pxu{}", std::process::id() % 100_000);
+        Ok(links
+            .iter()
+            .filter(|l| l.pointer("/linkinfo/info_kind").and_then(|k| k.as_str()) != Some("bridge"))
+            .filter_map(|l| l.get("ifname")?.as_str())
+            .filter(|n| *n != "lo" && !n.starts_with(&uplink_pair))
+            .map(str::to_owned)
             .collect())
     }
 

@@ -34,7 +34,7 @@ pub fn ipv4_of(pod: &Pod, ifname: &str) -> String {
     a.split('/').next().unwrap().to_owned()
 }
 
-/// Asserts that plexus holds nothing any more: no attachment, no lease, no host veth.
+/// Asserts that plexus holds nothing any more: no attachment, no lease, no host link.
 pub async fn assert_nothing_left(env: &Env) {
     let atts = env.plexus.attachments().await.unwrap();
     assert!(atts.is_empty(), "attachments left: {atts:?}");
@@ -43,8 +43,8 @@ pub async fn assert_nothing_left(env: &Env) {
         "leases left: {:?}",
         env.plexus_leases()
     );
-    let veths = env.host_veths().unwrap();
-    assert!(veths.is_empty(), "host veths left: {veths:?}");
+    let links = env.host_links_left().unwrap();
+    assert!(links.is_empty(), "host-side links left: {links:?}");
 }
 
 /// Waits until plexus holds nothing any more (teardown may finish after the CRI call).
@@ -59,7 +59,7 @@ pub async fn wait_nothing_left(env: &Env, timeout: Duration) {
                 .map(|a| a.is_empty())
                 .unwrap_or(false)
                 && env.plexus_leases().is_empty()
-                && env.host_veths().map(|v| v.is_empty()).unwrap_or(false)
+                && env.host_links_left().map(|v| v.is_empty()).unwrap_or(false)
         },
     )
     .await;

@@ -63,6 +63,9 @@ async fn two_networks_give_eth0_net1_net2_and_teardown_removes_everything() {
         (NAMESPACE, "two-nets")
     );
     assert_eq!(env.plexus_leases().len(), 2);
+    // Host ends of eth0's and net2's veths (the macvlan has none).
+    let links = env.host_links_left().unwrap();
+    assert_eq!(links.len(), 2, "{links:?}");
 
     env.containerd.delete_pod(&pod).await.unwrap();
     assert!(!pod.netns_exists());
