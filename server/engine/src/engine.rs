@@ -3,7 +3,8 @@
 //!
 //! Per-sandbox work is serialised by an in-process lock, so concurrent callers for the
 //! same sandbox cannot interleave record writes. Teardown, detach and recovery live in
-//! `teardown.rs`.
+//! `teardown.rs`, removing one attachment and rollback in `undo.rs`. Every attachment step
+//! runs in its `attachment` span and is reported to the observer (`observe.rs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -457,118 +458,6 @@ impl Engine {
         self.inner.store.save(rec)?;
         crash::point("setup", idx, "done");
         Ok(())
-    }
-
-    /// Undoes every attachment of `rec` in reverse; returns (undone interfaces, failures).
-    /// Removes the record when nothing is left to undo.
-    async fn rollback(
-        &self,
-        rec: &mut SandboxRecord,
-        pod: Option<&Handle>,
-        call: Call,
-    ) -> (Vec<String>, Vec<String>) {
-        let mut undone = Vec::new();
-        let mut failures = Vec::new();
-        let mut kept = Vec::new();
-        let attachments = std::mem::take(&mut rec.attachments);
-        for a in attachments.into_iter().rev() {
-            if a.driver == Driver::Runtime {
-                continue;
-            }
-            match self.remove_one(rec, &a, pod, call, true).await {
-                Ok(()) => undone.push(a.interface.clone()),
-                Err(e) => {
-                    failures.push(format!("{}: {}", a.interface, crate::error::chain(&e)));
-                    kept.push(a);
-                }
-            }
-        }
-        kept.reverse();
-        rec.attachments = kept;
-        let saved = if rec.attachments.is_empty() {
-            self.inner.store.remove(&rec.sandbox_id)
-        } else {
-            self.inner.store.save(rec)
-        };
-        if let Err(e) = saved {
-            failures.push(format!("state: {e}"));
-        }
-        (undone, failures)
-    }
-
-    /// Removes one attachment in its `attachment` span (`undo …` when `rollback`, else
-    /// `detach …`) and reports it to the observer.
-    pub(crate) async fn remove_one(
-        &self,
-        rec: &SandboxRecord,
-        a: &AttachmentRecord,
-        pod: Option<&Handle>,
-        call: Call,
-        rollback: bool,
-    ) -> Result<()> {
-        if a.driver == Driver::Runtime {
-            // Made and removed by the runtime: nothing to do, nothing to report.
-            return Ok(());
-        }
-        let (verb, success) = match rollback {
-            true => ("undo", Outcome::Undone),
-            false => ("detach", Outcome::Ok),
-        };
-        let step = self.track(verb, Op::Teardown, call, &a.network, &a.interface, a.driver);
-        let result = self
-            .undo_attachment(rec, a, pod)
-            .instrument(step.span())
-            .await;
-        step.finish(&result, success);
-        result
-    }
-
-    /// Removes one attachment's pieces (idempotent; missing pieces are fine).
-    async fn undo_attachment(
-        &self,
-        rec: &SandboxRecord,
-        a: &AttachmentRecord,
-        pod: Option<&Handle>,
-    ) -> Result<()> {
-        match a.driver {
-            Driver::Runtime => Ok(()),
-            Driver::Exec => {
-                let req = ExecRequest {
-                    sandbox_id: &rec.sandbox_id,
-                    pod: &rec.pod,
-                    netns: pod.map(|_| rec.netns.as_path()),
-                    attachment: &a.planned,
-                    prev_result: a.result.as_ref(),
-                };
-                match self.inner.exec.del(req).await {
-                    Ok(()) => Ok(()),
-                    // ADD never returned a result: the plugin cleaned up its own failed ADD
-                    // (CNI spec) and its DEL may fail for the reason the ADD did (e.g. a
-                    // missing master). Like Multus's rollback, tolerate it, loudly.
-                    Err(source) if a.result.is_none() => {
-                        tracing::warn!(network = %a.network, interface = %a.interface,
-                            error = %source, "cni DEL after an unfinished ADD failed");
-                        Ok(())
-                    }
-                    Err(source) => Err(Error::Delegate {
-                        verb: "DEL",
-                        network: a.network.clone(),
-                        interface: a.interface.clone(),
-                        source,
-                    }),
-                }
-            }
-            Driver::Native => {
-                let host = self.host().await?;
-                let ctx = self.ctx(host, pod, &rec.netns, &rec.sandbox_id);
-                let span = StepSpan::new(crate::observe::native_span(&a.native.kind, "DEL"));
-                let removed = native::del(&a.native, &a.interface, &ctx)
-                    .instrument(span.span())
-                    .await;
-                span.finish(removed.is_ok());
-                removed
-            }
-        }
     }
 }
 

@@ -63,6 +63,7 @@ pub mod observe;
 mod route;
 pub mod state;
 mod teardown;
+mod undo;
 
 pub use config::{DelegationMode, EngineConfig};
 pub use engine::{Engine, SandboxSpec};
