@@ -135,3 +135,41 @@ pub struct Event {
     /// When it happened.
     pub at: SystemTime,
 }
+
+/// Which sandboxes a request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Everything.
+    All,
+    /// One sandbox.
+    Sandbox(String),
+    /// A pod by namespace/name, or by uid when only the uid is given.
+    Pod(PodIdentity),
+}
+
+impl Selector {
+    /// True when the sandbox matches.
+    pub fn matches(&self, sandbox_id: &str, pod: &PodIdentity) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Sandbox(id) => id == sandbox_id,
+            Selector::Pod(p) if !p.name.is_empty() => {
+                p.namespace == pod.namespace
+                    && p.name == pod.name
+                    && (p.uid.is_empty() || p.uid == pod.uid)
+            }
+            Selector::Pod(p) => !p.uid.is_empty() && p.uid == pod.uid,
+        }
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::All => f.write_str("every sandbox"),
+            Selector::Sandbox(id) => write!(f, "sandbox {id}"),
+            Selector::Pod(p) if !p.name.is_empty() => write!(f, "pod {p}"),
+            Selector::Pod(p) => write!(f, "pod uid {}", p.uid),
+        }
+    }
+}

@@ -9,9 +9,8 @@ use plexus_telemetry::Operation;
 
 use super::{Node, require};
 use crate::attacher::Attacher;
-use crate::convert::Selector;
 use crate::error::{Error, Result};
-use crate::model::{AttachmentView, EventKind, SandboxView};
+use crate::model::{AttachmentView, EventKind, SandboxView, Selector};
 use crate::planner::Planner;
 
 /// Result of a hot-plug or hot-unplug.

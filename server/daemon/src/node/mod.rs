@@ -17,11 +17,11 @@ use tracing::Instrument;
 
 use crate::admission::{Admission, SandboxLocks};
 use crate::attacher::Attacher;
-use crate::convert::Selector;
 use crate::deadline::work_deadline;
 use crate::error::{Error, Result};
 use crate::model::{
-    AttachmentState, AttachmentView, Event, EventKind, SandboxSpec, SandboxView, TeardownOutcome,
+    AttachmentState, AttachmentView, Event, EventKind, SandboxSpec, SandboxView, Selector,
+    TeardownOutcome,
 };
 use crate::planner::{Explanation, Planner};
 
