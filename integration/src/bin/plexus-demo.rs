@@ -30,6 +30,12 @@ async fn main() -> anyhow::Result<()> {
         println!("removed {}", dir.display());
         return Ok(());
     }
-    plexus_integration::demo::run(args.keep).await?;
+    // On Ctrl-C the demo future is dropped, and with it every guard: pods, daemons,
+    // namespaces and the run dir are removed (the daemons run in their own process
+    // groups, so the terminal's SIGINT reaches only this process).
+    tokio::select! {
+        result = plexus_integration::demo::run(args.keep) => result?,
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted: cleaning up"),
+    }
     Ok(())
 }
