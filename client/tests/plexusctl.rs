@@ -86,6 +86,7 @@ impl Node for Canned {
         ));
         Ok(Response::new(v1::ListAttachmentsResponse {
             attachments: vec![attachment()],
+            network_status: [("sb1".to_owned(), "[{\"name\": \"iot/lan\"}]".to_owned())].into(),
         }))
     }
     async fn explain(
@@ -141,11 +142,12 @@ async fn plexusctl_against_a_canned_server() {
         let attach = ctl(&s, &["attach", "--pod", "iot/ha", "other/net"]);
         let bad_pod = ctl(&s, &["attach", "--pod", "nameonly", "x"]);
         let reconcile = ctl(&s, &["reconcile", "a", "b"]);
-        (json, text, attach, bad_pod, reconcile)
+        let status = ctl(&s, &["status", "--sandbox", "sb1"]);
+        (json, text, attach, bad_pod, reconcile, status)
     })
     .await
     .unwrap();
-    let (json, text, attach, bad_pod, reconcile) = out;
+    let (json, text, attach, bad_pod, reconcile, status) = out;
 
     assert!(json.status.success());
     let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
@@ -161,7 +163,11 @@ async fn plexusctl_against_a_canned_server() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("iot/ha"));
     assert_eq!(
         *seen.lock().unwrap(),
-        ["sandbox= pod=iot/ha", "sandbox=sb1 pod=/"]
+        [
+            "sandbox= pod=iot/ha",
+            "sandbox=sb1 pod=/",
+            "sandbox=sb1 pod=/"
+        ]
     );
 
     assert!(!attach.status.success());
@@ -177,6 +183,12 @@ async fn plexusctl_against_a_canned_server() {
     assert_eq!(
         String::from_utf8_lossy(&reconcile.stdout),
         "torn down not-a+b\n"
+    );
+
+    assert!(status.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "[{\"name\": \"iot/lan\"}]\n"
     );
 
     let unreachable = ctl(&dir.path().join("none.sock"), &["attachments"]);

@@ -190,8 +190,16 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
     ) -> Result<Response<v1::ListAttachmentsResponse>, Status> {
         let target = convert::selector(request.get_ref().target.as_ref());
         let sandboxes = self.node.list(&target)?;
+        let mut network_status = std::collections::HashMap::new();
+        for sandbox in &sandboxes {
+            network_status.insert(
+                sandbox.sandbox_id.clone(),
+                self.node.network_status(sandbox)?,
+            );
+        }
         Ok(Response::new(v1::ListAttachmentsResponse {
             attachments: sandboxes.iter().flat_map(convert::attachments).collect(),
+            network_status,
         }))
     }
 

@@ -165,6 +165,21 @@ async fn crash_mid_setup_then_restart_and_teardown_leaves_nothing() {
     let now = link_names(&pod).await;
     assert!(now.contains("net1") && now.contains("net2"), "{now:?}");
     assert_eq!(lease_files(&leases).len(), 2);
+    let listed = client
+        .list_attachments(v1::ListAttachmentsRequest {
+            target: Some(v1::PodSelector {
+                sandbox_id: "sb-clean".into(),
+                pod: None,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status: serde_json::Value =
+        serde_json::from_str(&listed.network_status["sb-clean"]).unwrap();
+    assert_eq!(status[0]["name"], "default/mv", "{status}");
+    assert_eq!(status[0]["interface"], "net1", "{status}");
+    assert_eq!(status[1]["name"], "default/br", "{status}");
     let down = client
         .teardown_pod(v1::TeardownPodRequest {
             sandbox_id: "sb-clean".into(),

@@ -15,6 +15,7 @@ mod attachments;
 mod detach;
 mod explain;
 mod reconcile;
+mod status;
 mod watch;
 
 /// Command-line client of the plexus node service.
@@ -42,6 +43,8 @@ enum Command {
     Watch(watch::Cmd),
     /// Tear down every recorded sandbox not named as live.
     Reconcile(reconcile::Cmd),
+    /// Print a pod's network-status annotation value (Multus's shape).
+    Status(status::Cmd),
 }
 
 /// Selects a pod by `--pod ns/name` or `--sandbox ID`.
@@ -118,6 +121,7 @@ async fn main() -> ExitCode {
         Command::Detach(cmd) => cmd.run(&cli.socket).await,
         Command::Watch(cmd) => cmd.run(&cli.socket).await,
         Command::Reconcile(cmd) => cmd.run(&cli.socket).await,
+        Command::Status(cmd) => cmd.run(&cli.socket).await,
     };
     match result {
         Ok(code) => code,

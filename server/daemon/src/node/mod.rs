@@ -384,6 +384,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             .collect())
     }
 
+    /// The network-status annotation value of a recorded sandbox.
+    pub fn network_status(&self, sandbox: &SandboxView) -> Result<String> {
+        self.planner.network_status(sandbox)
+    }
+
     /// Dry-run resolution.
     pub fn explain(
         &self,
