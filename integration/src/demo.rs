@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::containerd::{self, cleanup_leftovers, remove_all_pods_blocking};
+use crate::cleanup::{cleanup_leftovers, remove_all_pods_blocking};
+use crate::containerd;
 use crate::env::{Env, IOT, NAMESPACE};
 use crate::error::{Error, Result};
 use crate::plexus;

@@ -140,7 +140,7 @@ pub fn leases_under(dir: &std::path::Path) -> Vec<PathBuf> {
 impl Drop for Env {
     fn drop(&mut self) {
         if !self.kept {
-            containerd::remove_all_pods_blocking(&self.containerd.paths().socket);
+            crate::cleanup::remove_all_pods_blocking(&self.containerd.paths().socket);
         }
     }
 }

@@ -89,6 +89,6 @@ async fn dropping_the_harness_removes_running_pods_and_everything_else() {
         procs.is_empty(),
         "processes of that containerd left: {procs:?}"
     );
-    let mounts = plexus_integration::containerd::mounts_under(&run_dir);
+    let mounts = plexus_integration::cleanup::mounts_under(&run_dir);
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
 }
