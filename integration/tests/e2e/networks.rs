@@ -161,3 +161,32 @@ async fn pods_on_the_same_macvlan_reach_each_other_with_unicast_and_multicast() 
     wait_nothing_left(&env, Duration::from_secs(5)).await;
     assert_nothing_left(&env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_plugged_network_via_plexusctl_is_torn_down_with_the_pod() {
+    if !require_privileged() {
+        return;
+    }
+    let env = Env::start().await.unwrap();
+    let spec = PodSpec::new(NAMESPACE, "hotplug").networks(MACVLAN);
+    let pod = env.containerd.run_pod(&spec).await.unwrap();
+    assert!(pod.interface("net2").is_err());
+
+    let pod_ref = format!("{NAMESPACE}/hotplug");
+    let out = env
+        .plexus
+        .plexusctl(&["attach", "--pod", &pod_ref, "--output", "json", BRIDGE])
+        .unwrap();
+    let net2 = pod.interface("net2").unwrap();
+    assert!(
+        in_subnet(&net2.addresses[0], &env.subnets.bridge),
+        "{net2:?}"
+    );
+    assert!(out.contains("net2"), "plexusctl attach printed: {out}");
+    let atts = secondary(env.plexus.attachments_of(&pod.id).await.unwrap());
+    let hot = atts.iter().find(|a| a.interface == "net2").unwrap();
+    assert_eq!(hot.origin, "hotplug");
+
+    env.containerd.delete_pod(&pod).await.unwrap();
+    wait_nothing_left(&env, Duration::from_secs(5)).await;
+}
