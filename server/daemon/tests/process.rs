@@ -85,6 +85,10 @@ fn nad(name: &str, config: serde_json::Value) -> String {
 }
 
 fn setup_request(sandbox: &str, netns: &Path) -> v1::SetupPodRequest {
+    setup_request_for(sandbox, netns, "mv,br")
+}
+
+fn setup_request_for(sandbox: &str, netns: &Path, networks: &str) -> v1::SetupPodRequest {
     v1::SetupPodRequest {
         pod: Some(v1::PodRef {
             namespace: "default".into(),
@@ -95,7 +99,7 @@ fn setup_request(sandbox: &str, netns: &Path) -> v1::SetupPodRequest {
         netns_path: netns.to_string_lossy().into_owned(),
         annotations: HashMap::from([(
             "k8s.v1.cni.cncf.io/networks".to_owned(),
-            "mv,br".to_owned(),
+            networks.to_owned(),
         )]),
         labels: HashMap::new(),
     }
@@ -250,4 +254,87 @@ async fn crash_mid_setup_then_restart_and_teardown_leaves_nothing() {
         .into_inner();
     assert!(empty.attachments.is_empty());
     let _: PathBuf = dir.path().to_path_buf();
+}
+
+/// A CNI plugin that takes 5 s to ADD (and DELs at once): the request deadline passes first.
+const SLOW_PLUGIN: &str = "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then sleep 5; fi\nif [ \"$CNI_COMMAND\" = VERSION ]; then echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}'; fi\nexit 0\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_with_the_real_engine_undoes_what_was_made() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_privileged() {
+        return;
+    }
+    let host = TestNetns::new().await;
+    let uplink = unique_name("up");
+    host.veth_pair(&uplink, &unique_name("pe")).await.unwrap();
+    let pod = TestNetns::new().await;
+    pod.veth_pair("eth0", "eth0peer").await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let plugin = bin.join("slowplug");
+    std::fs::write(&plugin, SLOW_PLUGIN).unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let networks = dir.path().join("networks.d");
+    std::fs::create_dir_all(&networks).unwrap();
+    let mv = serde_json::json!({"cniVersion": "1.0.0", "type": "macvlan", "master": uplink,
+        "mode": "bridge", "ipam": {"type": "host-local", "subnet": "10.250.3.0/24"}});
+    let slow = serde_json::json!({"cniVersion": "1.0.0", "type": "slowplug"});
+    std::fs::write(
+        networks.join("nets.yaml"),
+        nad("mv", mv) + "---\n" + &nad("slow", slow),
+    )
+    .unwrap();
+    let socket = dir.path().join("run/plexus.sock");
+    let config = dir.path().join("plexusd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket: {}\nstateDir: state\ncniBinDirs: [bin, /usr/lib/cni]\ncniCacheDir: cache\n\
+             ipamDataDir: leases\ncniConfDir: conf\nnadSource: {{directory: networks.d}}\n\
+             hostNetns: {}\n",
+            socket.display(),
+            host.path().display()
+        ),
+    )
+    .unwrap();
+    let pod_before = link_names(&pod).await;
+    let _daemon = Plexusd::start(&config, &socket, None).await;
+    let mut client = plexus_client::connect(&socket).await.unwrap();
+    let mut request = tonic::Request::new(setup_request_for("sb-slow", &pod.path(), "mv,slow"));
+    request.set_timeout(Duration::from_millis(1500));
+    let started = Instant::now();
+    let err = client.setup_pod(request).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the deadline was not honoured"
+    );
+    assert_eq!(
+        err.code(),
+        tonic::Code::DeadlineExceeded,
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("net1"),
+        "names what was undone: {}",
+        err.message()
+    );
+    assert_eq!(
+        link_names(&pod).await,
+        pod_before,
+        "nothing half-made in the pod"
+    );
+    assert!(
+        lease_files(&dir.path().join("leases")).is_empty(),
+        "lease released"
+    );
+    let listed = client
+        .list_attachments(v1::ListAttachmentsRequest { target: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.attachments.is_empty(), "{listed:?}");
 }
