@@ -157,6 +157,15 @@ impl Attacher for EngineAttacher {
                 operation: format!("setting up pod {pod} at network {network}"),
                 undone: undone_text(&undone, &undo_failures),
             }),
+            Err(
+                err @ SetupError::Attach {
+                    cause: plexus_engine::Error::InterfaceExists { .. },
+                    ..
+                },
+            ) => Err(Error::Conflict {
+                sandbox_id,
+                message: err.to_string(),
+            }),
             Err(err) => Err(Error::Setup {
                 sandbox_id,
                 message: err.to_string(),
@@ -227,6 +236,10 @@ impl Attacher for EngineAttacher {
             Ok(rec) => Ok(attachment_view(&rec)),
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
+            }),
+            Err(err @ plexus_engine::Error::InterfaceExists { .. }) => Err(Error::Conflict {
+                sandbox_id,
+                message: format!("attaching {network}: {err}"),
             }),
             Err(err) => Err(Error::Attach {
                 sandbox_id,

@@ -71,6 +71,15 @@ pub enum Error {
         /// The engine's message (names the network, the cause and what was undone).
         message: String,
     },
+    /// The pod's state forbids the change (e.g. the interface name is already taken in
+    /// its netns, Multus F8); nothing was left behind.
+    #[error("sandbox {sandbox_id}: {message}")]
+    Conflict {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The engine's message (names the interface and what was undone).
+        message: String,
+    },
     /// Tearing down a sandbox failed.
     #[error("tearing down sandbox {sandbox_id}: {message}")]
     Teardown {
@@ -214,6 +223,7 @@ impl Error {
             Error::DeadlineExceeded { .. } => "deadline_exceeded",
             Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => "not_found",
             Error::AmbiguousPod { .. } => "ambiguous_pod",
+            Error::Conflict { .. } => "interface_exists",
             Error::QueueFull { .. } => "queue_full",
             Error::PermissionDenied { .. } | Error::NoPeerCredentials => "permission_denied",
             Error::Unimplemented { .. } => "unimplemented",
@@ -235,7 +245,7 @@ impl From<Error> for tonic::Status {
             },
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => Code::NotFound,
-            Error::AmbiguousPod { .. } => Code::FailedPrecondition,
+            Error::AmbiguousPod { .. } | Error::Conflict { .. } => Code::FailedPrecondition,
             Error::QueueFull { .. } => Code::ResourceExhausted,
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::NoPeerCredentials => Code::Unauthenticated,

@@ -337,4 +337,19 @@ async fn deadline_with_the_real_engine_undoes_what_was_made() {
         .unwrap()
         .into_inner();
     assert!(listed.attachments.is_empty(), "{listed:?}");
+
+    // An interface name already taken in the pod (Multus F8): FAILED_PRECONDITION, nothing kept.
+    pod.veth_pair("net1", "net1peer").await.unwrap();
+    let err = client
+        .setup_pod(setup_request_for("sb-taken", &pod.path(), "mv"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("net1"), "{}", err.message());
+    assert!(lease_files(&dir.path().join("leases")).is_empty());
 }
