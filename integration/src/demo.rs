@@ -67,7 +67,7 @@ pub async fn run(keep: bool) -> Result<()> {
         );
         println!("    annotation k8s.v1.cni.cncf.io/networks: {sel}");
         print!("{}", indent(&pod.brief_addresses()?));
-        let status = env.plexus.network_status(&pod, &spec).await?;
+        let status = env.plexus.network_status(&pod).await?;
         println!("    k8s.v1.cni.cncf.io/network-status (rendered by plexusd):");
         print!("{}", indent(&status));
         pods.push((pod, format!("{prefix}.{octet}")));

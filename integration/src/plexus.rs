@@ -355,10 +355,33 @@ impl Plexus {
             .collect())
     }
 
-    /// The pod's `k8s.v1.cni.cncf.io/network-status` as plexusd renders it: a retried
-    /// `SetupPod` with the facts plexus-nri sent (sandbox id, netns, identity, annotations)
-    /// is answered from the recorded state without changing anything.
-    pub async fn network_status(&self, pod: &Pod, spec: &PodSpec) -> Result<String> {
+    /// The pod's `k8s.v1.cni.cncf.io/network-status` as plexusd renders it
+    /// (`ListAttachmentsResponse.network_status` for its sandbox).
+    pub async fn network_status(&self, pod: &Pod) -> Result<String> {
+        let mut c = self.client().await?;
+        let target = v1::PodSelector {
+            sandbox_id: pod.id.clone(),
+            pod: None,
+        };
+        let resp = c
+            .list_attachments(v1::ListAttachmentsRequest {
+                target: Some(target),
+            })
+            .await
+            .map_err(Error::node("ListAttachments"))?
+            .into_inner();
+        resp.network_status
+            .get(&pod.id)
+            .cloned()
+            .ok_or_else(|| Error::Unexpected {
+                what: "ListAttachments response",
+                detail: format!("no network-status for sandbox {}", pod.id),
+            })
+    }
+
+    /// Sends the `SetupPod` plexus-nri sent for this pod again (a runtime retry) and
+    /// returns the network-status of the answer.
+    pub async fn retry_setup(&self, pod: &Pod, spec: &PodSpec) -> Result<String> {
         let mut c = self.client().await?;
         let req = v1::SetupPodRequest {
             pod: Some(v1::PodRef {

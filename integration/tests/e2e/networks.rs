@@ -104,7 +104,16 @@ async fn named_interfaces_static_ip_and_mac_are_honoured() {
     // network-status in Multus's shape: one entry per secondary network, keys in
     // Multus's order, addresses without prefix length, 4-space indented like Go's
     // json.MarshalIndent output that Multus writes.
-    let text = env.plexus.network_status(&pod, &spec).await.unwrap();
+    let text = env.plexus.network_status(&pod).await.unwrap();
+    let ctl = env
+        .plexus
+        .plexusctl(&["status", "--sandbox", &pod.id])
+        .unwrap();
+    assert_eq!(
+        ctl.trim_end(),
+        text,
+        "plexusctl status differs from the API"
+    );
     assert!(text.starts_with("[{\n    \"name\": "), "{text}");
     let status: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(&text).unwrap();
@@ -119,6 +128,9 @@ async fn named_interfaces_static_ip_and_mac_are_honoured() {
     assert_eq!(status[1]["name"], format!("{NAMESPACE}/{BRIDGE}"));
     assert_eq!(status[1]["interface"], "br7");
     assert_eq!(status[1]["mac"], br7.mac.as_str());
+    // A runtime retry of the same SetupPod answers the same and changes nothing.
+    let retried = env.plexus.retry_setup(&pod, &spec).await.unwrap();
+    assert_eq!(retried, text);
     let after = secondary(env.plexus.attachments_of(&pod.id).await.unwrap());
     assert_eq!(after, atts, "a retried SetupPod changed the records");
 
