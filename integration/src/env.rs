@@ -21,6 +21,8 @@ pub const BRIDGE: &str = "bridge-net";
 pub const IOT: &str = "iot";
 /// A network whose delegate plugin does not exist.
 pub const BROKEN: &str = "broken-net";
+/// A macvlan whose master link does not exist (fails in the native driver).
+pub const NO_MASTER: &str = "no-master-net";
 
 /// Subnets of the test networks (inside test namespaces only).
 #[derive(Debug, Clone)]
@@ -70,6 +72,7 @@ impl Env {
             Nad::bridge(NAMESPACE, BRIDGE, &bridge, &subnets.bridge, &ipam),
             Nad::macvlan_static(NAMESPACE, IOT, &uplink),
             Nad::failing(NAMESPACE, BROKEN),
+            Nad::macvlan(NAMESPACE, NO_MASTER, "pxnomaster0", &subnets.macvlan, &ipam),
         ];
         let plexus = Plexus::start(&containerd, &nads, p).await?;
         Ok(Self {

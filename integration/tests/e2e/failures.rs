@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use plexus_integration::env::{BROKEN, MACVLAN, NAMESPACE};
+use plexus_integration::env::{BRIDGE, BROKEN, MACVLAN, NAMESPACE, NO_MASTER};
 use plexus_integration::{Env, PodSpec, require_privileged};
 
 use crate::common::wait_nothing_left;
@@ -18,6 +18,7 @@ async fn assert_pod_fails_naming(env: &Env, name: &str, networks: &str, culprit:
         msg.contains(culprit),
         "message does not name {culprit}: {msg}"
     );
+    eprintln!("RunPodSandbox failed as expected: {msg}");
     let left = env.containerd.cri().list_pod_sandboxes().await.unwrap();
     assert!(left.is_empty(), "sandboxes left: {left:?}");
     let primary = plexus_integration::env::leases_under(&env.containerd.paths().primary_ipam_dir);
@@ -42,4 +43,14 @@ async fn failing_delegate_fails_the_pod_and_undoes_the_networks_before_it() {
     let env = Env::start().await.unwrap();
     let networks = format!("{MACVLAN},{BROKEN}");
     assert_pod_fails_naming(&env, "broken", &networks, BROKEN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_macvlan_master_fails_the_pod_and_undoes_the_networks_before_it() {
+    if !require_privileged() {
+        return;
+    }
+    let env = Env::start().await.unwrap();
+    let networks = format!("{MACVLAN},{BRIDGE},{NO_MASTER}");
+    assert_pod_fails_naming(&env, "no-master", &networks, NO_MASTER).await;
 }
