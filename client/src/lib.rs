@@ -48,8 +48,8 @@ pub async fn channel(socket: &Path) -> Result<Channel> {
         .connect_timeout(CONNECT_TIMEOUT)
         .connect_with_connector(connector)
         .await
-        .map_err(|source| Error::Connect {
+        .map_err(|error| Error::Connect {
             socket: socket.to_path_buf(),
-            source,
+            error,
         })
 }

@@ -132,9 +132,9 @@ pub struct Config {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+        let text = std::fs::read_to_string(path).map_err(|error| Error::ReadConfig {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, path, base)
@@ -144,9 +144,9 @@ impl Config {
     /// resolved against `base`.
     pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config> {
         let raw: raw::RawConfig =
-            serde_yaml::from_str(text).map_err(|source| Error::ParseConfig {
+            serde_yaml::from_str(text).map_err(|error| Error::ParseConfig {
                 path: origin.to_path_buf(),
-                source,
+                error,
             })?;
         raw.validate(base)
     }

@@ -22,22 +22,20 @@ pub enum ResolveFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The config file could not be read.
-    #[error("cannot read config {}: {source}", path.display())]
+    #[error("cannot read config {}: {error}", path.display())]
     ReadConfig {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The config file is not valid YAML for plexusd (unknown key, wrong type).
-    #[error("invalid config {}: {source}", path.display())]
+    #[error("invalid config {}: {error}", path.display())]
     ParseConfig {
         /// The file.
         path: PathBuf,
         /// The parse error (names the key and position).
-        #[source]
-        source: serde_yaml::Error,
+        error: serde_yaml::Error,
     },
     /// A config key has a value that is not accepted.
     #[error("invalid config key `{key}`: {message}")]
@@ -170,13 +168,12 @@ pub enum Error {
         what: &'static str,
     },
     /// Preparing or binding the unix socket failed.
-    #[error("cannot listen on {}: {source}", path.display())]
+    #[error("cannot listen on {}: {error}", path.display())]
     Listen {
         /// The socket path.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Opening the engine failed.
     #[error("opening the engine: {message}")]
@@ -191,11 +188,10 @@ pub enum Error {
         message: String,
     },
     /// The gRPC server failed.
-    #[error("serving gRPC: {source}")]
+    #[error("serving gRPC: {error}")]
     Serve {
         /// The transport error.
-        #[source]
-        source: tonic::transport::Error,
+        error: tonic::transport::Error,
     },
     /// A worker task died (panic) before answering.
     #[error("internal error: worker for {operation} stopped: {message}")]

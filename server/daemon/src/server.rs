@@ -19,6 +19,9 @@ use crate::node::Node;
 use crate::planner::Planner;
 use crate::service::NodeService;
 
+/// How long shutdown waits for connected clients before stopping anyway.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Who may call the node API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
@@ -88,9 +91,9 @@ impl Socket {
         } else {
             (0o700, 0o600)
         };
-        let listen = |source| Error::Listen {
+        let listen = |error| Error::Listen {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
@@ -152,7 +155,7 @@ pub async fn serve<A: Attacher, P: Planner>(
 ) -> Result<()> {
     let listener = socket.listener.take().ok_or_else(|| Error::Listen {
         path: socket.path.clone(),
-        source: std::io::Error::other("socket already served"),
+        error: std::io::Error::other("socket already served"),
     })?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -166,24 +169,40 @@ pub async fn serve<A: Attacher, P: Planner>(
         .build_v1()
         .map_err(|e| Error::Listen {
             path: socket.path.clone(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
     let closing = Arc::clone(&node);
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         closing.close_watchers();
+        let _ = stopping.send(());
     };
     let node_service = v1::node_server::NodeServer::with_interceptor(
         NodeService::new(node),
         move |req: Request<()>| access.intercept(req),
     );
-    let result = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(node_service)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await
-        .map_err(|source| Error::Serve { source });
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    // Graceful shutdown waits for clients to acknowledge it; a wedged client must not keep
+    // plexusd alive, so after the grace period it stops anyway.
+    let grace = async {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        served = server => served.map_err(|error| Error::Serve { error }),
+        () = grace => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "clients did not close in time; stopping anyway");
+            Ok(())
+        }
+    };
     // Put the listener slot back so Drop removes the file.
     socket.listener = None;
     let _ = std::fs::remove_file(&socket.path);

@@ -1,0 +1,105 @@
+//! plexusd's process lifecycle without root: it refuses a bad config naming the key, serves
+//! on its socket, refuses to steal the socket from a live plexusd, and on SIGTERM shuts down
+//! cleanly, removing its socket.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("plexusd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket: {}\nstateDir: state\ncniCacheDir: cache\nipamDataDir: leases\n\
+             nadSource: {{directory: networks.d}}\ntelemetry: {{logLevel: warn}}\n{extra}",
+            dir.join("run/plexus.sock").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "concurrency: {maxParallel: 0}\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_plexusd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("concurrency.maxParallel"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_refuses_a_second_daemon_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let socket = dir.path().join("run/plexus.sock");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_plexusd"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut client = loop {
+        if let Ok(c) = plexus_client::connect(&socket).await {
+            break c;
+        }
+        assert!(first.try_wait().unwrap().is_none(), "plexusd exited");
+        assert!(Instant::now() < until, "plexusd did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let list = client
+        .list_attachments(plexus_client::v1::ListAttachmentsRequest { target: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.attachments.is_empty());
+
+    let second = Command::new(env!("CARGO_BIN_EXE_plexusd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another plexusd"), "{err}");
+    assert!(socket.exists(), "the live daemon's socket is untouched");
+
+    drop(client);
+    // A wedged client: connected, then its runtime never runs again (it cannot acknowledge
+    // the graceful shutdown). plexusd must stop anyway after its grace period.
+    let (connected, wedged) = std::sync::mpsc::channel();
+    let wedged_socket = socket.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _client = rt.block_on(plexus_client::connect(&wedged_socket)).unwrap();
+        connected.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    wedged.recv().unwrap();
+    let stopping = Instant::now();
+    let pid = Pid::from_raw(i32::try_from(first.id()).unwrap());
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || first.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let took = stopping.elapsed();
+    assert!(
+        took < plexus_server::server::SHUTDOWN_GRACE + Duration::from_secs(3),
+        "shutdown took {took:?}"
+    );
+    assert!(!socket.exists(), "socket removed at shutdown");
+}
