@@ -209,10 +209,14 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
     ) -> Result<Response<v1::ExplainResponse>, Status> {
         let req = request.into_inner();
         let (pod, annotations) = if req.pod_manifest.is_empty() {
-            let pod = convert::pod_identity(req.pod.as_ref());
+            let mut pod = convert::pod_identity(req.pod.as_ref());
+            if pod.namespace.is_empty() {
+                // As for a manifest without metadata.namespace.
+                pod.namespace = "default".to_owned();
+            }
             if pod.name.is_empty() {
                 return Err(Error::InvalidRequest {
-                    message: "give pod_manifest, or pod with namespace and name".to_owned(),
+                    message: "give pod_manifest, or pod with a name".to_owned(),
                 }
                 .into());
             }
