@@ -1,7 +1,11 @@
-//! Crash matrix (privileged, own harness): a child process runs a two-network attach
-//! (network 0 native macvlan, network 1 an exec-path conflist chain) or a teardown and aborts at one named crash point (`PLEXUS_CRASH_AT`); a new
-//! engine on the same state dir then recovers and tears down, and the test proves no link,
-//! address or lease is left. Every point of both attachments and of teardown is covered.
+//! Crash matrix (privileged): a child process runs a two-network attach (network 0 native
+//! macvlan, network 1 an exec-path conflist chain) or a teardown and aborts at one named
+//! crash point (`PLEXUS_CRASH_AT`); a new engine on the same state dir then recovers and
+//! tears down, and the test proves no link, address or lease is left. Every point of both
+//! attachments and of teardown is covered.
+//!
+//! The child is this same test binary re-executed as `<exe> crash_matrix --exact` with
+//! `PLEXUS_CRASH_CHILD` set: the one test then plays the child's role instead of the matrix.
 
 mod common;
 
@@ -15,7 +19,8 @@ use plexus_netlink::test_util::require_privileged;
 const CHILD: &str = "PLEXUS_CRASH_CHILD";
 const SANDBOX: &str = "sb-crash";
 
-fn main() {
+#[test]
+fn crash_matrix() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     if let Ok(role) = std::env::var(CHILD) {
         rt.block_on(child(&role));
@@ -38,20 +43,26 @@ fn main() {
             points.push(format!("teardown.{i}.{s}"));
         }
     }
-    let mut failed = 0;
+    let mut failures = Vec::new();
     for p in &points {
         match rt.block_on(run_point(p)) {
             Ok(()) => println!("crash point {p}: ok"),
             Err(e) => {
-                failed += 1;
                 println!("crash point {p}: FAILED: {e}");
+                failures.push(format!("{p}: {e}"));
             }
         }
     }
-    println!("crash matrix: {} points, {failed} failed", points.len());
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    println!(
+        "crash matrix: {} points, {} failed",
+        points.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "crash points failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Child: `setup` or `teardown` against the paths in the environment.
@@ -80,7 +91,8 @@ async fn spawn(
     crash_at: Option<&str>,
 ) -> std::process::ExitStatus {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env(CHILD, role)
+    cmd.args(["crash_matrix", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, role)
         .env("CRASH_DIR", fx.dir.path())
         .env("CRASH_HOST", fx.host.path())
         .env("CRASH_POD", fx.pod.path())
