@@ -68,6 +68,11 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// The primary network's conflist (the only config in the CNI conf dir).
+    pub fn primary_conflist(&self) -> PathBuf {
+        self.cni_conf_dir.join("10-primary.conflist")
+    }
+
     fn new(run_dir: PathBuf) -> Self {
         Self {
             config: run_dir.join("containerd.toml"),
@@ -202,7 +207,7 @@ impl Containerd {
             .map_err(Error::io("write", &paths.config))?;
         let bridge = format!("pxb{}x{n}", std::process::id() % 100_000);
         let subnet = format!("10.241.{}.0/24", n % 256);
-        let conflist = paths.cni_conf_dir.join("10-primary.conflist");
+        let conflist = paths.primary_conflist();
         std::fs::write(
             &conflist,
             primary_conflist(&bridge, &subnet, &paths.primary_ipam_dir),

@@ -107,24 +107,27 @@ impl Paths {
     }
 }
 
-/// The plexusd config for a test run.
+/// The plexusd config for a test run. `cluster_network` is containerd's primary conflist:
+/// in runtime mode it only names eth0's network in network-status, as with Multus.
 pub fn plexusd_yaml(
     paths: &Paths,
     host_netns: &Path,
     cni_bin_dir: &Path,
+    cluster_network: &Path,
     log_level: &str,
 ) -> String {
     let d = paths.dir.display();
     format!(
         "socket: {sock}\nstateDir: {state}\ncniBinDirs:\n  - {bin}\ncniConfDir: {d}/net.d\n\
          cniCacheDir: {d}/cni-cache\nipamDataDir: {ipam}\nnadSource:\n  directory: {nets}\n\
-         hostNetns: {host}\ntelemetry:\n  logLevel: {log_level}\n",
+         hostNetns: {host}\nclusterNetwork: {cluster}\ntelemetry:\n  logLevel: {log_level}\n",
         sock = paths.socket.display(),
         state = paths.state_dir.display(),
         bin = cni_bin_dir.display(),
         ipam = paths.ipam_dir.display(),
         nets = paths.networks_dir.display(),
         host = host_netns.display(),
+        cluster = cluster_network.display(),
     )
 }
 
@@ -167,6 +170,7 @@ impl Plexus {
             &paths,
             &host_netns,
             &containerd.options().cni_bin_dir,
+            &containerd.paths().primary_conflist(),
             &opts.log_level,
         );
         std::fs::write(&paths.config, yaml).map_err(Error::io("write", &paths.config))?;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use plexus_integration::containerd::PRIMARY_NETWORK;
 use plexus_integration::env::{BRIDGE, IOT, MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, require_privileged, traffic};
 
@@ -101,9 +102,10 @@ async fn named_interfaces_static_ip_and_mac_are_honoured() {
     assert_eq!(iot.mac, "02:42:ac:11:00:0a");
     assert_eq!(iot.network, format!("{NAMESPACE}/{IOT}"));
 
-    // network-status in Multus's shape: one entry per secondary network, keys in
-    // Multus's order, addresses without prefix length, 4-space indented like Go's
-    // json.MarshalIndent output that Multus writes.
+    // network-status in Multus's shape: the primary (eth0, made by the runtime, named by
+    // clusterNetwork) first with "default": true, then one entry per secondary network,
+    // keys in Multus's order, addresses without prefix length, 4-space indented like
+    // Go's json.MarshalIndent output that Multus writes.
     let text = env.plexus.network_status(&pod).await.unwrap();
     let ctl = env
         .plexus
@@ -115,9 +117,25 @@ async fn named_interfaces_static_ip_and_mac_are_honoured() {
         "plexusctl status differs from the API"
     );
     assert!(text.starts_with("[{\n    \"name\": "), "{text}");
-    let status: Vec<serde_json::Map<String, serde_json::Value>> =
+    let mut status: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(&text).unwrap();
-    assert_eq!(status.len(), 2, "{text}");
+    assert_eq!(status.len(), 3, "{text}");
+    let primary = status.remove(0);
+    let keys: Vec<&str> = primary.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["name", "interface", "ips", "mac", "mtu", "default", "dns"],
+        "{text}"
+    );
+    let eth0 = pod.interface("eth0").unwrap();
+    assert_eq!(primary["name"], PRIMARY_NETWORK, "{text}");
+    assert_eq!(primary["interface"], "eth0");
+    assert_eq!(primary["default"], true);
+    assert_eq!(primary["mac"], eth0.mac.as_str());
+    assert_eq!(
+        primary["ips"],
+        serde_json::json!([eth0.addresses[0].split('/').next().unwrap()])
+    );
     let keys: Vec<&str> = status[0].keys().map(String::as_str).collect();
     assert_eq!(keys, ["name", "interface", "ips", "mac", "dns"], "{text}");
     let expect_iot = serde_json::json!({

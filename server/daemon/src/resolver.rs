@@ -83,6 +83,10 @@ impl Planner for Resolver {
         let inputs: Vec<status::Attachment<'_>> = sandbox
             .attachments
             .iter()
+            // A runtime-made primary whose network has no name (no clusterNetwork and
+            // nothing in the runtime's result cache) is left out: Multus never writes a
+            // nameless entry.
+            .filter(|a| !a.network.is_empty())
             .filter_map(|a| {
                 Some(status::Attachment {
                     network: &a.network,

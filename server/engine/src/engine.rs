@@ -355,14 +355,28 @@ impl Engine {
     ) -> Result<()> {
         let idx = rec.attachments.len();
         if att.runtime_managed {
+            // Described before the route plan runs: network-status shows the primary's
+            // own result (Multus: the gateway comes from the plugin, not the override).
+            let primary = crate::primary::describe(
+                &self.inner.cfg.cni_cache_dir,
+                &rec.sandbox_id,
+                &att.interface,
+                &rec.netns,
+                pod,
+            )
+            .await;
             route::apply(pod, &att.interface, &att.route_plan, None).await?;
+            let network = match primary.as_ref().and_then(|p| p.network.clone()) {
+                Some(name) if att.network.is_empty() => name,
+                _ => att.network.clone(),
+            };
             rec.attachments.push(AttachmentRecord {
-                network: att.network.clone(),
+                network,
                 interface: att.interface.clone(),
                 driver: Driver::Runtime,
                 phase: Phase::Done,
                 planned: att.clone(),
-                result: None,
+                result: primary.map(|p| p.result),
                 native: NativeRecord::default(),
             });
             return self.inner.store.save(rec);

@@ -9,7 +9,7 @@
 //! Plugins run in the daemon's netns, or in [`Config::host_netns`] when set (entered in
 //! the forked child with `plexus_netlink::netns::enter_netns_in_child`).
 
-mod cache;
+pub(crate) mod cache;
 mod error;
 mod exec;
 mod netconf;
