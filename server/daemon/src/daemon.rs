@@ -53,6 +53,9 @@ pub async fn run(
     let engine = Engine::open(engine_config(config)).map_err(|e| Error::OpenEngine {
         message: e.to_string(),
     })?;
+    if let Some(m) = &metrics {
+        engine.set_observer(Arc::new(crate::engine::EngineMetrics(m.clone())));
+    }
     let attacher = Arc::new(EngineAttacher::new(engine));
     let recovery = crate::attacher::Attacher::recover(attacher.as_ref()).await?;
     if !recovery.repaired.is_empty() || !recovery.failed.is_empty() {

@@ -282,3 +282,65 @@ impl Attacher for EngineAttacher {
         Ok(record.as_ref().map(sandbox_view))
     }
 }
+
+/// Feeds the engine's per-attachment timings into the Prometheus histograms
+/// (`plexus_setup_duration_seconds` / `plexus_teardown_duration_seconds`). Failures are
+/// not counted here: the node already counts each failed request by reason.
+#[derive(Debug)]
+pub struct EngineMetrics(pub plexus_telemetry::Metrics);
+
+impl plexus_engine::Observer for EngineMetrics {
+    fn attachment_done(&self, e: &plexus_engine::AttachmentEvent<'_>) {
+        use plexus_telemetry::metrics::{Driver as MDriver, Path};
+        // The engine cannot tell the NRI plugin from other callers of SetupPod; hot-plug
+        // calls are the API's.
+        let path = if e.call.is_hot_plug() {
+            Path::Api
+        } else {
+            Path::Nri
+        };
+        let driver = match e.driver {
+            Driver::Native => MDriver::Native,
+            Driver::Exec | Driver::Runtime => MDriver::Exec,
+        };
+        match e.op {
+            plexus_engine::Op::Setup => self.0.observe_setup(path, driver, e.elapsed),
+            plexus_engine::Op::Teardown => self.0.observe_teardown(path, driver, e.elapsed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use plexus_engine::{AttachmentEvent, Call, Observer, Op, Outcome};
+
+    use super::*;
+
+    #[test]
+    fn engine_timings_land_in_the_histograms_by_path_and_driver() {
+        let mut registry = plexus_telemetry::Registry::default();
+        let bridge = EngineMetrics(plexus_telemetry::Metrics::new(&mut registry));
+        let event = |op, call, driver| AttachmentEvent {
+            op,
+            call,
+            network: "iot/lan",
+            interface: "net1",
+            driver,
+            elapsed: Duration::from_millis(3),
+            outcome: Outcome::Ok,
+        };
+        bridge.attachment_done(&event(Op::Setup, Call::Setup, Driver::Native));
+        bridge.attachment_done(&event(Op::Setup, Call::Attach, Driver::Exec));
+        bridge.attachment_done(&event(Op::Teardown, Call::Teardown, Driver::Native));
+        let text = plexus_telemetry::render(&registry);
+        for series in [
+            r#"plexus_setup_duration_seconds_count{path="nri",driver="native"} 1"#,
+            r#"plexus_setup_duration_seconds_count{path="api",driver="exec"} 1"#,
+            r#"plexus_teardown_duration_seconds_count{path="nri",driver="native"} 1"#,
+        ] {
+            assert!(text.contains(series), "missing {series} in:\n{text}");
+        }
+    }
+}
