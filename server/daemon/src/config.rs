@@ -116,8 +116,8 @@ pub struct Config {
     pub max_parallel: usize,
     /// Mutating requests waiting beyond `max_parallel`.
     pub max_queued: usize,
-    /// Time budget of one NRI hook call, for plexus-nri's `--deadline`. plexusd itself
-    /// honours the `grpc-timeout` each request carries.
+    /// Time budget of one NRI hook call, for plexus-nri's `--deadline`. plexusd bounds every
+    /// SetupPod by it as well (besides the `grpc-timeout` the request carries).
     pub nri_deadline_budget: Duration,
     /// Timeout of one CNI plugin execution.
     pub delegate_timeout: Duration,

@@ -65,6 +65,7 @@ pub async fn run(
     let limits = Limits {
         max_parallel: config.max_parallel,
         max_queued: config.max_queued,
+        setup_budget: Some(config.nri_deadline_budget),
     };
     let planner = Arc::new(resolver(config));
     let node = match metrics {

@@ -44,6 +44,7 @@ pub struct FakeAttacher {
     sandboxes: Mutex<BTreeMap<String, SandboxView>>,
     calls: Mutex<Vec<Call>>,
     delay: Mutex<Duration>,
+    removal_delay: Mutex<Duration>,
     dir: Option<PathBuf>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -99,6 +100,11 @@ impl FakeAttacher {
     /// Each attachment made takes this long.
     pub fn set_delay(&self, delay: Duration) {
         *lock(&self.delay) = delay;
+    }
+
+    /// Each teardown and detach takes this long; like the engine's, they ignore deadlines.
+    pub fn set_removal_delay(&self, delay: Duration) {
+        *lock(&self.removal_delay) = delay;
     }
 
     /// Every call so far.
@@ -219,6 +225,8 @@ impl Attacher for FakeAttacher {
         _deadline: Option<Instant>,
     ) -> Result<TeardownOutcome> {
         self.record(Call::Teardown(sandbox_id.clone()));
+        let delay = *lock(&self.removal_delay);
+        tokio::time::sleep(delay).await;
         Ok(match self.forget(&sandbox_id) {
             Some(view) => TeardownOutcome {
                 known: true,
@@ -264,6 +272,8 @@ impl Attacher for FakeAttacher {
         _deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
         self.record(Call::Detach(sandbox_id.clone(), interface.clone()));
+        let delay = *lock(&self.removal_delay);
+        tokio::time::sleep(delay).await;
         let mut view = self
             .sandbox(&sandbox_id)?
             .ok_or_else(|| Error::SandboxNotFound {

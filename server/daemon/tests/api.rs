@@ -78,6 +78,7 @@ fn wide() -> Limits {
     Limits {
         max_parallel: 8,
         max_queued: 64,
+        setup_budget: None,
     }
 }
 
@@ -390,6 +391,7 @@ async fn concurrency_is_bounded_and_overflow_is_refused() {
         Limits {
             max_parallel: 2,
             max_queued: 1,
+            setup_budget: None,
         },
         me(),
     )

@@ -179,6 +179,7 @@ async fn setup_pod_continues_the_callers_trace_down_to_attachments() {
         Limits {
             max_parallel: 4,
             max_queued: 4,
+            setup_budget: None,
         },
     );
     let uid = nix::unistd::geteuid().as_raw();

@@ -36,6 +36,7 @@ async fn annotation_and_hotplug_paths_resolve_alike() {
         Limits {
             max_parallel: 2,
             max_queued: 2,
+            setup_budget: None,
         },
     );
     let dir = tempfile::tempdir().unwrap();

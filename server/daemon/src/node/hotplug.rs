@@ -41,6 +41,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             op,
             Some(id),
             timeout,
+            None,
             move |node, deadline| async move {
                 // Re-read under the lock: the interfaces present decide the new name.
                 let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
@@ -92,6 +93,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             op,
             Some(id),
             timeout,
+            None,
             move |node, deadline| async move {
                 let id = sandbox.sandbox_id.clone();
                 let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);

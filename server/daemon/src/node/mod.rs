@@ -32,13 +32,28 @@ pub use hotplug::HotplugOutcome;
 /// Events kept for slow Watch subscribers before they lag.
 const EVENT_BUFFER: usize = 1024;
 
-/// Concurrency limits of a [`Node`].
+/// Concurrency limits and time budgets of a [`Node`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Mutating requests running at once.
     pub max_parallel: usize,
     /// Mutating requests waiting beyond that.
     pub max_queued: usize,
+    /// Longest a SetupPod may take, with or without a `grpc-timeout` from the caller
+    /// (`nri.deadlineBudget`: the pod-start path must answer before containerd gives up on
+    /// the NRI hook). `None`: only the caller's timeout bounds it.
+    pub setup_budget: Option<Duration>,
+}
+
+impl Default for Limits {
+    /// The configuration defaults: 16 running, 256 queued, a 1500 ms setup budget.
+    fn default() -> Self {
+        Self {
+            max_parallel: 16,
+            max_queued: 256,
+            setup_budget: Some(Duration::from_millis(1500)),
+        }
+    }
 }
 
 /// The node service's state: shared by every request.
@@ -51,6 +66,7 @@ pub struct Node<A, P> {
     events: broadcast::Sender<Event>,
     closing: tokio::sync::watch::Sender<bool>,
     metrics: Option<Metrics>,
+    setup_budget: Option<Duration>,
 }
 
 /// Result of a setup: the sandbox as recorded and its network-status.
@@ -101,6 +117,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             events: broadcast::channel(EVENT_BUFFER).0,
             closing: tokio::sync::watch::channel(false).0,
             metrics,
+            setup_budget: limits.setup_budget,
         })
     }
 
@@ -152,13 +169,21 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     }
 
     /// Runs `work` on its own task after admission and, when `sandbox` is given, with that
-    /// sandbox locked. `timeout` is the caller's budget.
+    /// sandbox locked. `timeout` is the caller's budget, `budget` the operation's own; the
+    /// deadline `work` gets is the earlier of the two (see [`work_deadline`]).
+    ///
+    /// Setup and attach undo themselves when the deadline passes and answer with what was
+    /// undone. Teardown and detach run to the end whatever the deadline (a half-finished
+    /// removal would leak): once it passes, the caller is answered `DEADLINE_EXCEEDED`
+    /// saying so while the task finishes, still holding the sandbox lock, so a retry waits
+    /// for it and then sees the result.
     pub(super) async fn run<T, F, Fut>(
         self: &Arc<Self>,
         kind: Operation,
         operation: String,
         sandbox: Option<String>,
         timeout: Option<Duration>,
+        budget: Option<Duration>,
         work: F,
     ) -> Result<T>
     where
@@ -166,7 +191,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         F: FnOnce(Arc<Self>, Option<Instant>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send,
     {
-        let deadline = work_deadline(Instant::now(), timeout);
+        let deadline = work_deadline(Instant::now(), timeout, budget);
         let node = Arc::clone(self);
         let op = operation.clone();
         let started = Instant::now();
@@ -187,15 +212,44 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                         undone: "nothing was done (the deadline passed while waiting)".to_owned(),
                     });
                 }
-                work(Arc::clone(&node), deadline).await
+                let result = work(Arc::clone(&node), deadline).await;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    match &result {
+                        Ok(_) => {
+                            tracing::info!(operation = %op, "finished after the caller's deadline")
+                        }
+                        Err(err) => tracing::warn!(operation = %op, error = %err,
+                            "failed after the caller's deadline"),
+                    }
+                }
+                result
             }
             .in_current_span(),
         );
-        let result = task.await.map_err(|e| Error::Worker {
-            operation,
-            message: e.to_string(),
-        });
-        let result = result.and_then(|r| r);
+        let joined = match deadline {
+            Some(deadline) if runs_to_completion(kind) => {
+                let mut task = task;
+                // On timeout the handle is dropped, not aborted: the task keeps running.
+                tokio::time::timeout_at(deadline.into(), &mut task)
+                    .await
+                    .ok()
+            }
+            _ => Some(task.await),
+        };
+        let result = match joined {
+            Some(joined) => joined
+                .map_err(|e| Error::Worker {
+                    operation,
+                    message: e.to_string(),
+                })
+                .and_then(|r| r),
+            None => Err(Error::DeadlineExceeded {
+                operation,
+                undone: "nothing is undone: it runs to the end in the background, as a \
+                         half-finished removal would leak; ask again for the outcome"
+                    .to_owned(),
+            }),
+        };
         if let Some(metrics) = &self.metrics {
             let path = match kind {
                 Operation::Attach | Operation::Detach => Path::Api,
@@ -265,6 +319,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             op,
             Some(id),
             timeout,
+            self.setup_budget,
             move |node, deadline| async move {
                 if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
                     && complete(&existing, &plan)
@@ -312,6 +367,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             op,
             Some(sandbox_id.clone()),
             timeout,
+            None,
             move |node, deadline| node.teardown_locked(sandbox_id, deadline),
         )
         .await
@@ -424,6 +480,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         }
         Ok(outcome)
     }
+}
+
+/// Teardown and detach are never cut short by a deadline.
+fn runs_to_completion(kind: Operation) -> bool {
+    matches!(kind, Operation::Teardown | Operation::Detach)
 }
 
 /// True when `sandbox` holds exactly the plan's interfaces, all attached.
