@@ -94,6 +94,30 @@ fn undone_text(undone: &[String], failures: &[String]) -> String {
     text
 }
 
+impl EngineAttacher {
+    /// Undoes a hot-plug whose deadline passed, and says what was undone.
+    ///
+    /// The engine's hot-plug has no deadline of its own, so the service drops it: that kills
+    /// a running CNI plugin (with its process group) and releases the engine's sandbox lock.
+    /// What the engine had recorded by then (the intent, written before anything is made, or
+    /// the finished attachment) is removed exactly like a detach, which tolerates pieces that
+    /// were never made. No record means nothing was made.
+    async fn undo_attach(&self, sandbox_id: &str, network: &str, interface: &str) -> String {
+        match self.engine.detach(sandbox_id, interface).await {
+            Ok(_) => undone_text(&[format!("{interface} ({network})")], &[]),
+            Err(
+                plexus_engine::Error::NoSuchAttachment { .. }
+                | plexus_engine::Error::UnknownSandbox { .. },
+            ) => undone_text(&[], &[]),
+            Err(err) => {
+                tracing::warn!(sandbox.id = %sandbox_id, interface, error = %err,
+                    "undo of a hot-plug past its deadline failed");
+                format!("undo of {interface} ({network}) failed (left to teardown): {err}")
+            }
+        }
+    }
+}
+
 fn state_error(err: plexus_engine::Error) -> Error {
     Error::ReadState {
         message: err.to_string(),
@@ -227,12 +251,37 @@ impl Attacher for EngineAttacher {
         &self,
         sandbox_id: String,
         attachment: PlannedAttachment,
-        _deadline: Option<Instant>,
+        deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
-        // The engine's hot-plug has no deadline of its own; it runs to the end (or undoes
-        // itself on failure) on the service's task even if the caller gave up.
         let network = attachment.network.clone();
-        match self.engine.attach(&sandbox_id, attachment).await {
+        let interface = attachment.interface.clone();
+        // An interface recorded before this call is never this call's to undo (the engine
+        // refuses the name anyway).
+        let taken = self
+            .engine
+            .sandbox(&sandbox_id)
+            .map_err(state_error)?
+            .is_some_and(|rec| rec.attachment(&interface).is_some());
+        let attach = self.engine.attach(&sandbox_id, attachment);
+        let result = match deadline {
+            None => attach.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), attach).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let undone = match taken {
+                        true => "nothing had been attached yet".to_owned(),
+                        false => self.undo_attach(&sandbox_id, &network, &interface).await,
+                    };
+                    return Err(Error::DeadlineExceeded {
+                        operation: format!(
+                            "attaching {network} as {interface} to sandbox {sandbox_id}"
+                        ),
+                        undone,
+                    });
+                }
+            },
+        };
+        match result {
             Ok(rec) => Ok(attachment_view(&rec)),
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),

@@ -1,108 +1,22 @@
 //! plexusd as a process with the real engine (privileged): a pod netns gets a macvlan and a
 //! bridge network through the API; plexusd is killed (abort at a crash point) in the middle
 //! of the second attachment, restarted on the same state, and teardown leaves nothing: no
-//! link in the pod or host namespace, no host-local lease.
+//! link in the pod or host namespace, no host-local lease. Deadlines with the real engine:
+//! a setup and a hot-plug that outlast them are undone. (A real SIGKILL: `sigkill.rs`.)
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use plexus_client::v1;
-use plexus_netlink::test_util::{TestNetns, require_privileged, unique_name};
+use plexus_netlink::test_util::{require_privileged, unique_name};
+use support::{
+    Namespaces, Plexusd, install_plugin, lease_files, link_names, nad, recorded, setup_request_for,
+    slow_bridge_script, write_config, write_nads,
+};
 
-struct Plexusd {
-    child: Child,
-}
-
-impl Plexusd {
-    async fn start(config: &Path, socket: &Path, crash_at: Option<&str>) -> Plexusd {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plexusd"));
-        cmd.arg("--config").arg(config).env("RUST_LOG", "warn");
-        match crash_at {
-            Some(point) => cmd.env("PLEXUS_CRASH_AT", point),
-            None => cmd.env_remove("PLEXUS_CRASH_AT"),
-        };
-        let mut daemon = Plexusd {
-            child: cmd.spawn().expect("spawn plexusd"),
-        };
-        let until = Instant::now() + Duration::from_secs(20);
-        while plexus_client::connect(socket).await.is_err() {
-            if let Some(status) = daemon.child.try_wait().unwrap() {
-                panic!("plexusd exited at start: {status}");
-            }
-            assert!(Instant::now() < until, "plexusd did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        daemon
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Plexusd {
-    fn drop(&mut self) {
-        // Only the child this test started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn link_names(ns: &TestNetns) -> BTreeSet<String> {
-    let h = ns.handle().await;
-    h.links()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.name)
-        .collect()
-}
-
-fn lease_files(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for net in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(net.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = f.file_name().to_string_lossy().into_owned();
-            if name.parse::<std::net::IpAddr>().is_ok() {
-                out.push(name);
-            }
-        }
-    }
-    out
-}
-
-fn nad(name: &str, config: serde_json::Value) -> String {
-    format!(
-        "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  config: '{}'\n",
-        config
-    )
-}
-
-fn setup_request(sandbox: &str, netns: &Path) -> v1::SetupPodRequest {
+fn setup_request(sandbox: &str, netns: &std::path::Path) -> v1::SetupPodRequest {
     setup_request_for(sandbox, netns, "mv,br")
-}
-
-fn setup_request_for(sandbox: &str, netns: &Path, networks: &str) -> v1::SetupPodRequest {
-    v1::SetupPodRequest {
-        pod: Some(v1::PodRef {
-            namespace: "default".into(),
-            name: "two-nets".into(),
-            uid: "uid-two-nets".into(),
-        }),
-        sandbox_id: sandbox.into(),
-        netns_path: netns.to_string_lossy().into_owned(),
-        annotations: HashMap::from([(
-            "k8s.v1.cni.cncf.io/networks".to_owned(),
-            networks.to_owned(),
-        )]),
-        labels: HashMap::new(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,40 +24,16 @@ async fn crash_mid_setup_then_restart_and_teardown_leaves_nothing() {
     if !require_privileged() {
         return;
     }
-    let host = TestNetns::new().await;
-    let uplink = unique_name("up");
-    host.veth_pair(&uplink, &unique_name("pe")).await.unwrap();
-    let pod = TestNetns::new().await;
-    // The runtime's eth0 (NRI path): plexus adds net1/net2 next to it.
-    pod.veth_pair("eth0", "eth0peer").await.unwrap();
+    let Namespaces { host, pod, uplink } = Namespaces::new().await;
     let bridge = unique_name("br");
-
     let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = write_config(dir.path(), &host);
     let leases = dir.path().join("leases");
-    let networks = dir.path().join("networks.d");
-    std::fs::create_dir_all(&networks).unwrap();
     let mv = serde_json::json!({"cniVersion": "1.0.0", "type": "macvlan", "master": uplink,
         "mode": "bridge", "ipam": {"type": "host-local", "subnet": "10.250.1.0/24"}});
     let br = serde_json::json!({"cniVersion": "1.0.0", "type": "bridge", "bridge": bridge,
         "isGateway": false, "ipam": {"type": "host-local", "subnet": "10.250.2.0/24"}});
-    std::fs::write(
-        networks.join("nets.yaml"),
-        nad("mv", mv) + "---\n" + &nad("br", br),
-    )
-    .unwrap();
-    let socket = dir.path().join("run/plexus.sock");
-    let config = dir.path().join("plexusd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket: {}\nstateDir: state\ncniBinDirs: [/usr/lib/cni]\ncniCacheDir: cache\n\
-             ipamDataDir: leases\ncniConfDir: conf\nnadSource: {{directory: networks.d}}\n\
-             hostNetns: {}\n",
-            socket.display(),
-            host.path().display()
-        ),
-    )
-    .unwrap();
+    write_nads(dir.path(), &[nad("mv", mv), nad("br", br)]);
     let host_before = link_names(&host).await;
     let pod_before = link_names(&pod).await;
 
@@ -253,7 +143,6 @@ async fn crash_mid_setup_then_restart_and_teardown_leaves_nothing() {
         .unwrap()
         .into_inner();
     assert!(empty.attachments.is_empty());
-    let _: PathBuf = dir.path().to_path_buf();
 }
 
 /// A CNI plugin that takes 5 s to ADD (and DELs at once): the request deadline passes first.
@@ -261,45 +150,17 @@ const SLOW_PLUGIN: &str = "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = AD
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_with_the_real_engine_undoes_what_was_made() {
-    use std::os::unix::fs::PermissionsExt;
     if !require_privileged() {
         return;
     }
-    let host = TestNetns::new().await;
-    let uplink = unique_name("up");
-    host.veth_pair(&uplink, &unique_name("pe")).await.unwrap();
-    let pod = TestNetns::new().await;
-    pod.veth_pair("eth0", "eth0peer").await.unwrap();
-
+    let Namespaces { host, pod, uplink } = Namespaces::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let plugin = bin.join("slowplug");
-    std::fs::write(&plugin, SLOW_PLUGIN).unwrap();
-    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let networks = dir.path().join("networks.d");
-    std::fs::create_dir_all(&networks).unwrap();
+    let (config, socket) = write_config(dir.path(), &host);
+    install_plugin(dir.path(), "slowplug", SLOW_PLUGIN);
     let mv = serde_json::json!({"cniVersion": "1.0.0", "type": "macvlan", "master": uplink,
         "mode": "bridge", "ipam": {"type": "host-local", "subnet": "10.250.3.0/24"}});
     let slow = serde_json::json!({"cniVersion": "1.0.0", "type": "slowplug"});
-    std::fs::write(
-        networks.join("nets.yaml"),
-        nad("mv", mv) + "---\n" + &nad("slow", slow),
-    )
-    .unwrap();
-    let socket = dir.path().join("run/plexus.sock");
-    let config = dir.path().join("plexusd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket: {}\nstateDir: state\ncniBinDirs: [bin, /usr/lib/cni]\ncniCacheDir: cache\n\
-             ipamDataDir: leases\ncniConfDir: conf\nnadSource: {{directory: networks.d}}\n\
-             hostNetns: {}\n",
-            socket.display(),
-            host.path().display()
-        ),
-    )
-    .unwrap();
+    write_nads(dir.path(), &[nad("mv", mv), nad("slow", slow)]);
     let pod_before = link_names(&pod).await;
     let _daemon = Plexusd::start(&config, &socket, None).await;
     let mut client = plexus_client::connect(&socket).await.unwrap();
@@ -352,4 +213,87 @@ async fn deadline_with_the_real_engine_undoes_what_was_made() {
     );
     assert!(err.message().contains("net1"), "{}", err.message());
     assert!(lease_files(&dir.path().join("leases")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_plug_past_its_deadline_is_undone_with_the_real_engine() {
+    if !require_privileged() {
+        return;
+    }
+    let Namespaces { host, pod, uplink } = Namespaces::new().await;
+    let bridge = unique_name("br");
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = write_config(dir.path(), &host);
+    let leases = dir.path().join("leases");
+    let marker = dir.path().join("slow-add-ran");
+    // The plugin makes the veth, address and lease, then answers only after 5 s.
+    install_plugin(dir.path(), "slowbridge", &slow_bridge_script(&marker, 5));
+    let mv = serde_json::json!({"cniVersion": "1.0.0", "type": "macvlan", "master": uplink,
+        "mode": "bridge", "ipam": {"type": "host-local", "subnet": "10.250.5.0/24"}});
+    // The exec path: host-local needs the test's lease directory spelled out.
+    let slow = serde_json::json!({"cniVersion": "1.0.0", "type": "slowbridge",
+        "bridge": bridge, "isGateway": false,
+        "ipam": {"type": "host-local", "subnet": "10.250.6.0/24", "dataDir": leases}});
+    write_nads(dir.path(), &[nad("mv", mv), nad("slowbr", slow)]);
+    let _daemon = Plexusd::start(&config, &socket, None).await;
+    let mut client = plexus_client::connect(&socket).await.unwrap();
+    client
+        .setup_pod(setup_request_for("sb-hot", &pod.path(), "mv"))
+        .await
+        .unwrap();
+    let pod_links = link_names(&pod).await;
+    let host_links = link_names(&host).await;
+    assert!(pod_links.contains("net1"), "{pod_links:?}");
+
+    let mut request = tonic::Request::new(v1::AttachRequest {
+        target: Some(v1::PodSelector {
+            sandbox_id: "sb-hot".into(),
+            pod: None,
+        }),
+        selection: "slowbr".into(),
+    });
+    request.set_timeout(Duration::from_millis(1500));
+    let started = Instant::now();
+    let err = client.attach(request).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err.code(),
+        tonic::Code::DeadlineExceeded,
+        "{}",
+        err.message()
+    );
+    assert!(took < Duration::from_millis(1500), "answered in {took:?}");
+    assert!(
+        marker.exists(),
+        "the plugin had made its part before the deadline"
+    );
+    assert!(
+        err.message().contains("undid net2 (default/slowbr)"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(link_names(&pod).await, pod_links, "pod links left");
+    let mut host_after = link_names(&host).await;
+    // The bridge is shared infrastructure: like the reference plugin, it stays.
+    host_after.remove(&bridge);
+    assert_eq!(host_after, host_links, "host links left");
+    assert_eq!(lease_files(&leases).len(), 1, "only net1's lease");
+    assert_eq!(
+        recorded(&mut client).await,
+        [
+            ("sb-hot".to_owned(), "eth0".to_owned()),
+            ("sb-hot".to_owned(), "net1".to_owned())
+        ]
+    );
+
+    let down = client
+        .teardown_pod(v1::TeardownPodRequest {
+            sandbox_id: "sb-hot".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(down.known);
+    assert!(lease_files(&leases).is_empty());
 }

@@ -213,7 +213,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                     });
                 }
                 let result = work(Arc::clone(&node), deadline).await;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if runs_to_completion(kind) && deadline.is_some_and(|d| Instant::now() >= d) {
                     match &result {
                         Ok(_) => {
                             tracing::info!(operation = %op, "finished after the caller's deadline")
