@@ -117,6 +117,7 @@ fn record_attachments(state: &Path) {
                 pod,
                 netns: format!("/var/run/netns/bench-{i}").into(),
                 attachments,
+                tearing_down: false,
             })
             .unwrap();
     }

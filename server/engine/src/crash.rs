@@ -30,3 +30,5 @@ pub const SETUP_STEPS_NATIVE: &[&str] = &["intent", "link", "ipam", "addr", "rou
 pub const SETUP_STEPS_EXEC: &[&str] = &["intent", "exec", "routes", "done"];
 /// Crash points of teardown, per attachment.
 pub const TEARDOWN_STEPS: &[&str] = &["removing", "undone"];
+/// Crash points of detach (hot-unplug), at the detached attachment's index.
+pub const DETACH_STEPS: &[&str] = &["removing", "undone"];

@@ -223,6 +223,7 @@ impl Engine {
             pod: sb.pod.clone(),
             netns: sb.netns.clone(),
             attachments: Vec::new(),
+            tearing_down: false,
         };
         // The first intent write creates the record (no extra fsync for an empty one).
         let pod = match Handle::open_path(&sb.netns).await {

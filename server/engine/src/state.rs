@@ -38,6 +38,12 @@ pub struct SandboxRecord {
     pub netns: PathBuf,
     /// Attachments in execution order.
     pub attachments: Vec<AttachmentRecord>,
+    /// A whole-sandbox teardown has started: set in the same atomic write that first marks
+    /// its attachments [`Phase::Removing`], so recovery tells it from the hot-unplug of one
+    /// attachment (which marks only that one `Removing`) and finishes the teardown only
+    /// when this is set. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tearing_down: bool,
 }
 
 impl SandboxRecord {
@@ -78,7 +84,8 @@ pub enum Phase {
     Intent,
     /// Fully made.
     Done,
-    /// Teardown started; parts of it may be gone.
+    /// Removal started (a detach, or a teardown when [`SandboxRecord::tearing_down`] is
+    /// set); parts of it may be gone.
     Removing,
 }
 
@@ -308,6 +315,7 @@ mod tests {
                     ..Default::default()
                 },
             }],
+            tearing_down: false,
         }
     }
 
@@ -326,6 +334,20 @@ mod tests {
         store.remove("sb1").unwrap();
         store.remove("sb1").unwrap();
         assert_eq!(store.load("sb1").unwrap(), None);
+    }
+
+    #[test]
+    fn tearing_down_is_optional_on_disk_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rec = record();
+        store.save(&rec).unwrap();
+        // Not written while unset: records stay readable by the previous format.
+        let text = fs::read_to_string(store.path("sb1")).unwrap();
+        assert!(!text.contains("tearing_down"), "{text}");
+        rec.tearing_down = true;
+        store.save(&rec).unwrap();
+        assert!(store.load("sb1").unwrap().unwrap().tearing_down);
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! Teardown, detach and start-up recovery.
 //!
+//! A teardown marks the record [`SandboxRecord::tearing_down`] and every attachment
+//! `Removing` in one atomic write before removing anything; a detach marks only its one
+//! attachment `Removing`. Recovery finishes exactly what was interrupted: the whole
+//! teardown when the flag is set, else only the `Removing` attachments (as detach would),
+//! and undoes `Intent` ones. A record written before the flag existed is recovered the
+//! per-attachment way, which never removes more than was being removed.
+//!
 //! Teardown works from the sandbox record alone (no NAD needed: the record has the exact
 //! config bytes), in reverse order, and is idempotent. With the netns gone only IPAM
 //! leases and host-side leftovers are released. A corrupt record is never a silent
@@ -48,6 +55,9 @@ pub struct RecoveryReport {
     pub undone: Vec<(String, String)>,
     /// Sandboxes whose interrupted teardown was finished.
     pub finished_teardowns: Vec<String>,
+    /// `(sandbox, interface)` of interrupted detaches that were finished (the sandbox's
+    /// other attachments are kept).
+    pub finished_detaches: Vec<(String, String)>,
     /// Sandboxes with unreadable records (left for teardown's fallback).
     pub corrupt: Vec<String>,
     /// Failures (left in the records for a later teardown).
@@ -89,16 +99,20 @@ impl Engine {
             })?;
         rec.attachments[pos].phase = Phase::Removing;
         self.inner.store.save(&rec)?;
+        crash::point("detach", pos, "removing");
         let pod = open_pod(&rec.netns).await;
         let a = rec.attachments[pos].clone();
         self.remove_one(&rec, &a, pod.as_ref(), Call::Detach, false)
             .await?;
+        crash::point("detach", pos, "undone");
         rec.attachments.remove(pos);
         self.inner.store.save(&rec)?;
         Ok(a)
     }
 
-    /// At start: undoes half-made attachments (intent) and finishes interrupted teardowns.
+    /// At start: finishes interrupted teardowns (record marked `tearing_down`) and, in
+    /// every other record, finishes interrupted detaches (`Removing`) and undoes half-made
+    /// attachments (`Intent`), keeping the rest.
     pub async fn recover(&self) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
         for id in self.inner.store.ids()? {
@@ -113,28 +127,36 @@ impl Engine {
                 }
             };
             report.sandboxes += 1;
-            if rec.attachments.iter().any(|a| a.phase == Phase::Removing) {
+            if rec.tearing_down {
                 match self.teardown_record(rec, Call::Recover).await {
                     Ok(_) => report.finished_teardowns.push(id),
                     Err(e) => report.failures.push(format!("{id}: {}", chain(&e))),
                 }
                 continue;
             }
-            if !rec.attachments.iter().any(|a| a.phase == Phase::Intent) {
+            if rec.attachments.iter().all(|a| a.phase == Phase::Done) {
                 continue;
             }
             let pod = open_pod(&rec.netns).await;
             for i in (0..rec.attachments.len()).rev() {
-                if rec.attachments[i].phase != Phase::Intent {
-                    continue;
-                }
+                // Intent: a half-made attachment, undone. Removing: an interrupted detach
+                // (never a teardown: that sets `tearing_down`), finished as detach would.
+                let rollback = match rec.attachments[i].phase {
+                    Phase::Done => continue,
+                    Phase::Intent => true,
+                    Phase::Removing => false,
+                };
                 let a = rec.attachments[i].clone();
                 match self
-                    .remove_one(&rec, &a, pod.as_ref(), Call::Recover, true)
+                    .remove_one(&rec, &a, pod.as_ref(), Call::Recover, rollback)
                     .await
                 {
                     Ok(()) => {
-                        report.undone.push((id.clone(), a.interface.clone()));
+                        let done = (id.clone(), a.interface.clone());
+                        match rollback {
+                            true => report.undone.push(done),
+                            false => report.finished_detaches.push(done),
+                        }
                         rec.attachments.remove(i);
                     }
                     Err(e) => report
@@ -158,7 +180,11 @@ impl Engine {
             ..Default::default()
         };
         let pod = open_pod(&rec.netns).await;
-        let mut dirty = false;
+        // The flag and the phases go out in one atomic write, before anything is removed
+        // (runtime-made attachments are never removed here: nothing to record for them).
+        let removable = rec.attachments.iter().any(|a| a.driver != Driver::Runtime);
+        let mut dirty = removable && !rec.tearing_down;
+        rec.tearing_down = true;
         for a in rec.attachments.iter_mut() {
             if a.phase != Phase::Removing && a.driver != Driver::Runtime {
                 a.phase = Phase::Removing;

@@ -1,8 +1,10 @@
 //! Crash matrix (privileged): a child process runs a two-network attach (network 0 native
-//! macvlan, network 1 an exec-path conflist chain) or a teardown and aborts at one named
-//! crash point (`PLEXUS_CRASH_AT`); a new engine on the same state dir then recovers and
-//! tears down, and the test proves no link, address or lease is left. Every point of both
-//! attachments and of teardown is covered.
+//! macvlan, network 1 an exec-path conflist chain), a teardown, or a detach of one of the
+//! two, and aborts at one named crash point (`PLEXUS_CRASH_AT`); a new engine on the same
+//! state dir then recovers and tears down, and the test proves no link, address or lease
+//! is left. After a crashed detach, recovery must have removed only the detached network
+//! (its link, address and lease gone) and kept the other one attached and recorded done.
+//! Every point of both attachments, of teardown and of detach is covered.
 //!
 //! The child is this same test binary re-executed as `<exe> crash_matrix --exact` with
 //! `PLEXUS_CRASH_CHILD` set: the one test then plays the child's role instead of the matrix.
@@ -12,12 +14,17 @@ mod common;
 use std::process::Command;
 
 use common::{Fixture, attachment, config_for, lease_files, plan};
-use plexus_engine::crash::{ENV, SETUP_STEPS_EXEC, SETUP_STEPS_NATIVE, TEARDOWN_STEPS};
+use plexus_engine::crash::{
+    DETACH_STEPS, ENV, SETUP_STEPS_EXEC, SETUP_STEPS_NATIVE, TEARDOWN_STEPS,
+};
 use plexus_engine::{DelegationMode, Engine};
 use plexus_netlink::test_util::require_privileged;
 
 const CHILD: &str = "PLEXUS_CRASH_CHILD";
 const SANDBOX: &str = "sb-crash";
+/// Per network index: interface, lease dir (network name), address prefix.
+const NETWORKS: [(&str, &str, &str); 2] =
+    [("net1", "mv-x", "10.41."), ("net2", "chain-y", "10.42.")];
 
 #[test]
 fn crash_matrix() {
@@ -42,6 +49,9 @@ fn crash_matrix() {
         for s in TEARDOWN_STEPS {
             points.push(format!("teardown.{i}.{s}"));
         }
+        for s in DETACH_STEPS {
+            points.push(format!("detach.{i}.{s}"));
+        }
     }
     let mut failures = Vec::new();
     for p in &points {
@@ -65,7 +75,7 @@ fn crash_matrix() {
     );
 }
 
-/// Child: `setup` or `teardown` against the paths in the environment.
+/// Child: `setup`, `teardown` or `detach-<i>` against the paths in the environment.
 async fn child(role: &str) {
     let var = |k: &str| std::env::var(k).unwrap();
     let dir = std::path::PathBuf::from(var("CRASH_DIR"));
@@ -79,6 +89,9 @@ async fn child(role: &str) {
             netns: var("CRASH_POD").into(),
         };
         engine.setup(sb, p).await.unwrap();
+    } else if let Some(i) = role.strip_prefix("detach-") {
+        let i: usize = i.parse().unwrap();
+        engine.detach(SANDBOX, NETWORKS[i].0).await.unwrap();
     } else {
         engine.teardown(SANDBOX).await.unwrap();
     }
@@ -104,6 +117,66 @@ async fn spawn(
     tokio::task::spawn_blocking(move || cmd.status().unwrap())
         .await
         .unwrap()
+}
+
+/// The index of the network a `detach.<i>.<step>` point detaches.
+fn detached(point: &str) -> Option<usize> {
+    point
+        .strip_prefix("detach.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// After a crashed detach of network `i` and recovery: that network's link, address and
+/// lease are gone; the other one is still attached, addressed, leased and recorded done.
+async fn check_detach_recovered(
+    fx: &Fixture,
+    after: Option<&plexus_engine::SandboxRecord>,
+    i: usize,
+) -> Result<(), String> {
+    let (gone_if, gone_net, gone_prefix) = NETWORKS[i];
+    let (kept_if, kept_net, kept_prefix) = NETWORKS[1 - i];
+    let rec = after.ok_or("recovery of a detach removed the whole sandbox record")?;
+    let recorded: Vec<_> = rec
+        .attachments
+        .iter()
+        .map(|a| (a.interface.as_str(), a.phase))
+        .collect();
+    if recorded != [(kept_if, plexus_engine::Phase::Done)] {
+        return Err(format!(
+            "after recovery of a detach of {gone_if} the record holds {recorded:?}, want only {kept_if} done"
+        ));
+    }
+    let links = fx.pod_links().await;
+    let addrs = pod_addresses(fx).await?;
+    let leases = lease_files(&fx.leases());
+    let has_lease = |net: &str| leases.iter().any(|l| l.starts_with(&format!("{net}/")));
+    let has_addr = |p: &str| addrs.iter().any(|a| a.starts_with(p));
+    if links.iter().any(|l| l == gone_if) || has_addr(gone_prefix) || has_lease(gone_net) {
+        return Err(format!(
+            "detached {gone_if} not fully removed: pod links {links:?}, addresses {addrs:?}, leases {leases:?}"
+        ));
+    }
+    if !links.iter().any(|l| l == kept_if) || !has_addr(kept_prefix) || !has_lease(kept_net) {
+        return Err(format!(
+            "{kept_if} lost by recovery of a detach of {gone_if}: pod links {links:?}, addresses {addrs:?}, leases {leases:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The pod's non-loopback addresses.
+async fn pod_addresses(fx: &Fixture) -> Result<Vec<String>, String> {
+    let h = fx.pod.handle().await;
+    Ok(h.addresses(None)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|a| !a.addr.addr().is_loopback())
+        .map(|a| a.addr.to_string())
+        .collect())
 }
 
 async fn run_point(point: &str) -> Result<(), String> {
@@ -133,9 +206,13 @@ async fn run_point(point: &str) -> Result<(), String> {
         if !st.success() {
             return Err(format!("setup child failed: {st}"));
         }
-        let st = spawn(&fx, "teardown", &plan_json, Some(point)).await;
+        let role = match detached(point) {
+            Some(i) => format!("detach-{i}"),
+            None => "teardown".into(),
+        };
+        let st = spawn(&fx, &role, &plan_json, Some(point)).await;
         if !aborted(st) {
-            return Err(format!("teardown child did not abort at {point}: {st}"));
+            return Err(format!("{role} child did not abort at {point}: {st}"));
         }
     }
     let engine = Engine::open(config_for(
@@ -164,21 +241,16 @@ async fn run_point(point: &str) -> Result<(), String> {
     {
         return Err(format!("unfinished attachments survived recovery: {rec:?}"));
     }
+    if let Some(i) = detached(point) {
+        check_detach_recovered(&fx, after.as_ref(), i).await?;
+    }
     engine
         .teardown(SANDBOX)
         .await
         .map_err(|e| format!("teardown: {e}"))?;
     let links = fx.pod_links().await;
     let leases = lease_files(&fx.leases());
-    let h = fx.pod.handle().await;
-    let addrs: Vec<String> = h
-        .addresses(None)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|a| !a.addr.addr().is_loopback())
-        .map(|a| a.addr.to_string())
-        .collect();
+    let addrs = pod_addresses(&fx).await?;
     let host_links: Vec<String> = fx
         .host
         .handle()
