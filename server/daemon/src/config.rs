@@ -119,6 +119,9 @@ pub struct Config {
     /// Time budget of one NRI hook call, for plexus-nri's `--deadline`. plexusd bounds every
     /// SetupPod by it as well (besides the `grpc-timeout` the request carries).
     pub nri_deadline_budget: Duration,
+    /// Period of the sweep that tears down recorded sandboxes whose network namespace is
+    /// gone (`reconcile.interval`); `None`: the sweep is off.
+    pub reconcile_interval: Option<Duration>,
     /// Timeout of one CNI plugin execution.
     pub delegate_timeout: Duration,
     /// Non-root uids allowed on the socket (root always is).

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use plexus_core::nad::DirSource;
 use plexus_engine::{DelegationMode, Engine, EngineConfig};
 
+use crate::attacher::Attacher;
 use crate::config::{Config, Delegation, NadSource};
 use crate::engine::EngineAttacher;
 use crate::error::{Error, Result};
@@ -72,23 +73,54 @@ pub async fn run(
         Some(m) => Node::with_metrics(attacher, planner, limits, m),
         None => Node::new(attacher, planner, limits),
     };
-    // The attachments gauge is refreshed off the request path.
-    let gauge = Arc::clone(&node);
-    let refresher = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(GAUGE_PERIOD);
-        loop {
-            tick.tick().await;
-            if let Err(err) = gauge.refresh_attachment_gauge() {
-                tracing::warn!(error = %err, "refreshing the attachments gauge");
-            }
-        }
-    });
+    let background = Background::start(&node, config);
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");
     let result = serve(socket, node, access, shutdown).await;
-    refresher.abort();
+    drop(background);
     result
+}
+
+/// The node's periodic work, off the request path: the attachments-gauge refresh and, when
+/// `reconcile.interval` is set, the sweep for sandboxes whose netns is gone. Stopped on drop.
+#[derive(Debug)]
+pub struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts the periodic tasks of `config` for `node`.
+    pub fn start<A: Attacher, P: Planner>(node: &Arc<Node<A, P>>, config: &Config) -> Background {
+        let gauge = Arc::clone(node);
+        let mut tasks = vec![tokio::spawn(async move {
+            let mut tick = tokio::time::interval(GAUGE_PERIOD);
+            loop {
+                tick.tick().await;
+                if let Err(err) = gauge.refresh_attachment_gauge() {
+                    tracing::warn!(error = %err, "refreshing the attachments gauge");
+                }
+            }
+        })];
+        match config.reconcile_interval {
+            Some(period) => {
+                tracing::info!(every = ?period, "sweeping for sandboxes whose network namespace is gone");
+                tasks.push(node.sweep_every(period));
+            }
+            None => {
+                tracing::info!("the sweep for sandboxes whose network namespace is gone is off")
+            }
+        }
+        Background { tasks }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Offline explain: resolves the pod manifest at `pod` against the NAD directory

@@ -61,6 +61,7 @@ pub(super) struct RawConfig {
     concurrency: Option<RawConcurrency>,
     connection_limit: Option<i64>,
     nri: Option<RawNri>,
+    reconcile: Option<RawReconcile>,
     delegate_timeout: Option<String>,
     allowed_uids: Option<Vec<u32>>,
     telemetry: Option<RawTelemetry>,
@@ -92,6 +93,13 @@ struct RawNri {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawReconcile {
+    /// A duration, or `0` / `off`; any YAML scalar, classified in [`sweep_interval`].
+    interval: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawTelemetry {
     otlp_endpoint: Option<String>,
     metrics_address: Option<String>,
@@ -116,6 +124,39 @@ fn duration(key: &'static str, text: &str) -> Result<Duration> {
         _ => Err(invalid(
             key,
             format!("{text:?} is not a duration; write e.g. 1500ms, 2s or 1m"),
+        )),
+    }
+}
+
+/// Shortest accepted `reconcile.interval`: each sweep reads every record.
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `reconcile.interval`: `None` when the sweep is off (`0`, `"0"`, `off`).
+fn sweep_interval(key: &'static str, value: &serde_yaml::Value) -> Result<Option<Duration>> {
+    let accepted = "write a duration of at least 1s (e.g. 30s, 5m), or 0 or off to disable";
+    let text = match value {
+        serde_yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(None),
+        serde_yaml::Value::Number(n) => {
+            return Err(invalid(key, format!("{n} has no unit; {accepted}")));
+        }
+        serde_yaml::Value::String(s) => s.trim(),
+        other => {
+            return Err(invalid(
+                key,
+                format!("{other:?} is not a duration; {accepted}"),
+            ));
+        }
+    };
+    if text == "off" || text == "0" {
+        return Ok(None);
+    }
+    match super::parse_duration(text) {
+        Some(d) if d.is_zero() => Ok(None),
+        Some(d) if d >= MIN_SWEEP_INTERVAL => Ok(Some(d)),
+        Some(_) => Err(invalid(key, format!("{text:?} is below 1s; {accepted}"))),
+        None => Err(invalid(
+            key,
+            format!("{text:?} is not a duration; {accepted}"),
         )),
     }
 }
@@ -246,6 +287,10 @@ impl RawConfig {
             Some(text) => duration("nri.deadlineBudget", &text)?,
             None => Duration::from_millis(1500),
         };
+        let reconcile_interval = match self.reconcile.and_then(|r| r.interval) {
+            Some(value) => sweep_interval("reconcile.interval", &value)?,
+            None => Some(Duration::from_secs(60)),
+        };
         let delegate_timeout = match self.delegate_timeout {
             Some(text) => duration("delegateTimeout", &text)?,
             None => Duration::from_secs(10),
@@ -334,6 +379,7 @@ impl RawConfig {
             max_parallel,
             max_queued,
             nri_deadline_budget,
+            reconcile_interval,
             delegate_timeout,
             allowed_uids: self.allowed_uids.unwrap_or_default(),
             telemetry: Telemetry {

@@ -32,6 +32,7 @@ fn empty_file_gives_documented_defaults() {
     assert!(!c.namespace_isolation);
     assert_eq!((c.max_parallel, c.max_queued), (16, 256));
     assert_eq!(c.nri_deadline_budget, Duration::from_millis(1500));
+    assert_eq!(c.reconcile_interval, Some(Duration::from_secs(60)));
     assert_eq!(c.telemetry.log_level, "info");
     assert_eq!(c.telemetry.metrics_address, None);
     assert_eq!(c.delegation, Delegation::Auto);
@@ -96,6 +97,12 @@ fn bad_values_are_rejected_with_their_key() {
         ("nri: {deadlineBudget: soon}", "nri.deadlineBudget"),
         ("nri: {deadlineBudget: 0ms}", "nri.deadlineBudget"),
         ("delegateTimeout: 3h", "delegateTimeout"),
+        ("reconcile: {interval: soon}", "reconcile.interval"),
+        ("reconcile: {interval: 30}", "reconcile.interval"),
+        ("reconcile: {interval: 500ms}", "reconcile.interval"),
+        ("reconcile: {interval: -1s}", "reconcile.interval"),
+        ("reconcile: {interval: true}", "reconcile.interval"),
+        ("reconcile: {interval: [1s]}", "reconcile.interval"),
         ("logLevel: loud", "telemetry.logLevel"),
         ("logToStderr: false", "logToStderr"),
         ("metricsPort: 70000", "metricsPort"),
@@ -115,6 +122,37 @@ fn bad_values_are_rejected_with_their_key() {
     assert!(rejected(&long).contains("`socket`"));
     assert!(rejected("delegation: sometimes").contains("delegation"));
     assert!(rejected("primaryMode: cni").contains("primaryMode"));
+}
+
+#[test]
+fn reconcile_interval_parses_and_turns_off() {
+    let interval = |text: &str| parse(text).unwrap().reconcile_interval;
+    assert_eq!(
+        interval("reconcile: {interval: 30s}"),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        interval("reconcile: {interval: 5m}"),
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(
+        interval("reconcile: {interval: 1500ms}"),
+        Some(Duration::from_millis(1500))
+    );
+    assert_eq!(interval("reconcile: {}"), Some(Duration::from_secs(60)));
+    for off in ["0", "'0'", "0s", "off", "' off '"] {
+        assert_eq!(
+            interval(&format!("reconcile: {{interval: {off}}}")),
+            None,
+            "{off}"
+        );
+    }
+    assert!(rejected("reconcile: {period: 1s}").contains("period"));
+    let msg = rejected("reconcile: {interval: 30}");
+    assert!(
+        msg.contains("has no unit") && msg.contains("0 or off"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -26,8 +26,10 @@ use crate::model::{
 use crate::planner::{Explanation, Planner};
 
 mod hotplug;
+mod sweep;
 
 pub use hotplug::HotplugOutcome;
+pub use sweep::{NetnsState, SweepOutcome, netns_state};
 
 /// Events kept for slow Watch subscribers before they lag.
 const EVENT_BUFFER: usize = 1024;
