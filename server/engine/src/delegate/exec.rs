@@ -2,7 +2,8 @@
 //! the configured bin dirs only, set the six `CNI_*` variables over the inherited
 //! environment, write the config on stdin, enforce a deadline (killing the plugin's whole
 //! process group), retry "text file busy", and turn a failure into a typed error from the
-//! plugin's error JSON or its stderr.
+//! plugin's error JSON or its stderr. Plugins are spawned so that they die with the daemon
+//! (`spawn.rs`).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -109,6 +110,8 @@ impl Runner {
                 .stderr(Stdio::piped())
                 .process_group(0)
                 .kill_on_drop(true);
+            // First in pre_exec: nothing runs in the child before it is tied to us.
+            super::spawn::die_with_daemon(&mut cmd);
             if let Some(path) = netns.clone() {
                 // SAFETY: the closure runs in the forked child before exec and only makes
                 // async-signal-safe calls (open, setns, close) on a string built before fork.
@@ -116,7 +119,7 @@ impl Runner {
                     cmd.pre_exec(move || plexus_netlink::netns::enter_netns_in_child(&path));
                 }
             }
-            match cmd.spawn() {
+            match super::spawn::spawn(cmd).await {
                 Ok(child) => break child,
                 Err(e)
                     if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < self.busy_retries =>

@@ -7,12 +7,15 @@
 //! undo a failed ADD by itself (the caller runs [`Executor::del`], as the spec requires
 //! of a runtime), and never looks a plugin up anywhere but the configured bin dirs.
 //! Plugins run in the daemon's netns, or in [`Config::host_netns`] when set (entered in
-//! the forked child with `plexus_netlink::netns::enter_netns_in_child`).
+//! the forked child with `plexus_netlink::netns::enter_netns_in_child`), and are killed by
+//! the kernel when the daemon dies (`PR_SET_PDEATHSIG`, set from a spawner thread that
+//! lives as long as the process).
 
 pub(crate) mod cache;
 mod error;
 mod exec;
 mod netconf;
+mod spawn;
 mod verbs;
 
 #[cfg(test)]

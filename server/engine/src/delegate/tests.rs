@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::*;
 
 mod failures;
+mod lifetime;
 mod privileged;
 mod reference;
 mod verbs;

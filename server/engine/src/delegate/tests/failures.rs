@@ -137,7 +137,7 @@ async fn cancelling_a_call_kills_the_plugin_and_its_children() {
 }
 
 /// Waits until the pid written to `pidfile` no longer runs (gone or a zombie).
-async fn assert_dies(pidfile: &std::path::Path, after: &str) {
+pub(super) async fn assert_dies(pidfile: &std::path::Path, after: &str) {
     let pid: i32 = std::fs::read_to_string(pidfile)
         .unwrap()
         .trim()
