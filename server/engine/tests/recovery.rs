@@ -1,0 +1,182 @@
+//! Start-up recovery from hand-written records, with a recording fake exec path (no root):
+//! an interrupted detach finishes only that attachment, an interrupted teardown (record
+//! marked `tearing_down`) finishes all, a half-made attachment is undone; and teardown
+//! records `tearing_down` durably before it removes anything.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use plexus_core::cni;
+use plexus_core::pod::PodIdentity;
+use plexus_engine::exec::{BoxError, Exec, ExecRequest};
+use plexus_engine::state::{RECORD_VERSION, Store};
+use plexus_engine::{AttachmentRecord, DelegationMode, Driver, Engine, Phase, SandboxRecord};
+
+/// Records every DEL as `<sandbox>/<interface>`, with what the sandbox's record on disk
+/// said at that moment: (`tearing_down`, phases of its attachments).
+#[derive(Debug)]
+struct FakeExec {
+    store: Store,
+    dels: Mutex<Vec<(String, bool, Vec<Phase>)>>,
+}
+
+impl Exec for FakeExec {
+    fn add<'a>(&'a self, _req: ExecRequest<'a>) -> BoxFuture<'a, Result<cni::Result, BoxError>> {
+        async { Err("add is not used here".into()) }.boxed()
+    }
+
+    fn del<'a>(&'a self, req: ExecRequest<'a>) -> BoxFuture<'a, Result<(), BoxError>> {
+        async move {
+            let rec = self
+                .store
+                .load(req.sandbox_id)?
+                .ok_or("no record during DEL")?;
+            let phases = rec.attachments.iter().map(|a| a.phase).collect();
+            let call = format!("{}/{}", req.sandbox_id, req.attachment.interface);
+            self.dels
+                .lock()
+                .unwrap()
+                .push((call, rec.tearing_down, phases));
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    store: Store,
+    fake: Arc<FakeExec>,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config_for(
+        dir.path(),
+        &dir.path().join("no-host"),
+        DelegationMode::ForceExec,
+    );
+    let store = Store::open(&cfg.state_dir).unwrap();
+    let fake = Arc::new(FakeExec {
+        store: store.clone(),
+        dels: Mutex::new(Vec::new()),
+    });
+    let engine = Engine::with_exec(cfg, fake.clone()).unwrap();
+    Setup {
+        _dir: dir,
+        engine,
+        store,
+        fake,
+    }
+}
+
+impl Setup {
+    /// Saves a record with exec attachments `net1`, `net2`, … in the given phases; its
+    /// netns does not exist (DEL runs without one).
+    fn record(&self, id: &str, phases: &[Phase], tearing_down: bool) {
+        let attachments = phases
+            .iter()
+            .enumerate()
+            .map(|(i, &phase)| {
+                let iface = format!("net{}", i + 1);
+                let conf = serde_json::json!({"cniVersion":"1.0.0","name":format!("n{i}"),"type":"macvlan"});
+                AttachmentRecord {
+                    network: format!("default/n{i}"),
+                    interface: iface.clone(),
+                    driver: Driver::Exec,
+                    phase,
+                    planned: common::attachment(i + 1, &iface, &conf),
+                    result: None,
+                    native: Default::default(),
+                }
+            })
+            .collect();
+        self.store
+            .save(&SandboxRecord {
+                version: RECORD_VERSION,
+                sandbox_id: id.into(),
+                pod: PodIdentity::new("default", "pod", "uid-1"),
+                netns: self._dir.path().join("gone-netns"),
+                attachments,
+                tearing_down,
+            })
+            .unwrap();
+    }
+
+    fn dels(&self) -> Vec<String> {
+        let dels = self.fake.dels.lock().unwrap();
+        dels.iter().map(|(c, _, _)| c.clone()).collect()
+    }
+
+    fn recorded(&self, id: &str) -> Option<Vec<(String, Phase)>> {
+        let rec = self.store.load(id).unwrap()?;
+        Some(
+            rec.attachments
+                .into_iter()
+                .map(|a| (a.interface, a.phase))
+                .collect(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_detach_removes_only_the_detached_attachment() {
+    let s = setup();
+    s.record("sb", &[Phase::Done, Phase::Removing, Phase::Done], false);
+    let report = s.engine.recover().await.unwrap();
+    assert_eq!(s.dels(), ["sb/net2"]);
+    assert_eq!(report.finished_detaches, [("sb".into(), "net2".into())]);
+    assert!(report.finished_teardowns.is_empty() && report.failures.is_empty());
+    assert_eq!(
+        s.recorded("sb").unwrap(),
+        [("net1".into(), Phase::Done), ("net3".into(), Phase::Done)]
+    );
+    // Nothing left to do on a second start.
+    s.engine.recover().await.unwrap();
+    assert_eq!(s.dels().len(), 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_teardown_removes_everything_once() {
+    let s = setup();
+    s.record("sb", &[Phase::Removing, Phase::Removing], true);
+    let report = s.engine.recover().await.unwrap();
+    assert_eq!(s.dels(), ["sb/net2", "sb/net1"]);
+    assert_eq!(report.finished_teardowns, ["sb"]);
+    assert!(report.finished_detaches.is_empty());
+    assert_eq!(s.recorded("sb"), None);
+    s.engine.recover().await.unwrap();
+    assert_eq!(s.dels().len(), 2);
+}
+
+#[tokio::test]
+async fn half_made_and_half_removed_attachments_are_handled_each_their_way() {
+    let s = setup();
+    s.record("sb", &[Phase::Removing, Phase::Done, Phase::Intent], false);
+    let report = s.engine.recover().await.unwrap();
+    assert_eq!(s.dels(), ["sb/net3", "sb/net1"]);
+    assert_eq!(report.undone, [("sb".into(), "net3".into())]);
+    assert_eq!(report.finished_detaches, [("sb".into(), "net1".into())]);
+    assert_eq!(s.recorded("sb").unwrap(), [("net2".into(), Phase::Done)]);
+}
+
+#[tokio::test]
+async fn teardown_marks_the_record_before_it_removes_anything_and_detach_does_not() {
+    let s = setup();
+    s.record("sb", &[Phase::Done, Phase::Done], false);
+    s.engine.detach("sb", "net1").await.unwrap();
+    s.engine.teardown("sb").await.unwrap();
+    let dels = s.fake.dels.lock().unwrap().clone();
+    assert_eq!(
+        dels,
+        [
+            ("sb/net1".into(), false, vec![Phase::Removing, Phase::Done]),
+            ("sb/net2".into(), true, vec![Phase::Removing]),
+        ]
+    );
+    assert_eq!(s.recorded("sb"), None);
+}
