@@ -85,7 +85,11 @@ fn spawner() -> io::Result<mpsc::Sender<Request>> {
             // `tx` lives in the static, so this loop (and the thread) never ends.
             for mut req in rx {
                 let _runtime = req.runtime.enter();
-                let child = req.cmd.spawn();
+                // A panic (e.g. a runtime without the process driver) fails this spawn,
+                // not every later one.
+                let child =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| req.cmd.spawn()))
+                        .unwrap_or_else(|_| Err(io::Error::other("spawning the plugin panicked")));
                 // A caller that gave up drops the reply: the child is dropped here.
                 let _ = req.reply.send(child);
             }
