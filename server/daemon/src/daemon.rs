@@ -77,9 +77,12 @@ pub async fn run(
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");
-    let result = serve(socket, node, access, shutdown).await;
-    drop(background);
-    result
+    // No new sweep starts once shutdown begins (a teardown it started runs to the end).
+    let shutdown = async move {
+        shutdown.await;
+        drop(background);
+    };
+    serve(socket, node, access, shutdown).await
 }
 
 /// The node's periodic work, off the request path: the attachments-gauge refresh and, when
