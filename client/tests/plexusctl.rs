@@ -142,12 +142,16 @@ async fn plexusctl_against_a_canned_server() {
         let attach = ctl(&s, &["attach", "--pod", "iot/ha", "other/net"]);
         let bad_pod = ctl(&s, &["attach", "--pod", "nameonly", "x"]);
         let reconcile = ctl(&s, &["reconcile", "a", "b"]);
+        let reconcile_bare = ctl(&s, &["reconcile"]);
+        let reconcile_all = ctl(&s, &["reconcile", "--all"]);
         let status = ctl(&s, &["status", "--sandbox", "sb1"]);
-        (json, text, attach, bad_pod, reconcile, status)
+        let reconciles = (reconcile, reconcile_bare, reconcile_all);
+        (json, text, attach, bad_pod, reconciles, status)
     })
     .await
     .unwrap();
-    let (json, text, attach, bad_pod, reconcile, status) = out;
+    let (json, text, attach, bad_pod, reconciles, status) = out;
+    let (reconcile, reconcile_bare, reconcile_all) = reconciles;
 
     assert!(json.status.success());
     let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
@@ -183,6 +187,19 @@ async fn plexusctl_against_a_canned_server() {
     assert_eq!(
         String::from_utf8_lossy(&reconcile.stdout),
         "torn down not-a+b\n"
+    );
+    // No ids without --all is refused before anything is sent.
+    assert!(!reconcile_bare.status.success());
+    assert!(reconcile_bare.stdout.is_empty());
+    let err = String::from_utf8_lossy(&reconcile_bare.stderr);
+    assert!(
+        err.contains("--all") && err.contains("every recorded sandbox"),
+        "{err}"
+    );
+    assert!(reconcile_all.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&reconcile_all.stdout),
+        "torn down not-\n"
     );
 
     assert!(status.status.success());

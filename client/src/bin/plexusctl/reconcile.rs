@@ -11,12 +11,22 @@ use crate::{api_error, client};
 /// Name the live sandbox ids; every other recorded sandbox is torn down.
 #[derive(Debug, Args)]
 pub struct Cmd {
-    /// Sandbox ids that are alive (none: tear down everything recorded).
+    /// Sandbox ids that are alive (at least one, or `--all`).
     live: Vec<String>,
+    /// Tear down every recorded sandbox: required when no live id is given, so a forgotten
+    /// argument cannot take the networks of every pod on the node.
+    #[arg(long, conflicts_with = "live")]
+    all: bool,
 }
 
 impl Cmd {
     pub async fn run(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        if self.live.is_empty() && !self.all {
+            anyhow::bail!(
+                "no live sandbox ids given: that would tear down every recorded sandbox; \
+                 name the live ones, or pass --all to tear down everything"
+            );
+        }
         let mut client = client(socket).await?;
         let answer = client
             .reconcile(v1::ReconcileRequest {
