@@ -2,11 +2,16 @@
 //! its failure becomes an error status that fails the pod; Stop/RemovePodSandbox become
 //! `TeardownPod` and never fail; Synchronize becomes an asynchronous `Reconcile`.
 //!
-//! Ordering: a Reconcile holds the write side of a gate that every pod event takes for
-//! reading, so a Run arriving after a Synchronize reaches plexusd only after the
-//! Reconcile has finished and cannot be mistaken for a dead sandbox. tokio's `RwLock` is
-//! fair (a FIFO queue), and Synchronize takes its place in that queue before replying
-//! without waiting for it, so Synchronize stays fast even while events are in flight.
+//! Ordering: the plugin only guarantees that a Reconcile's request reaches plexusd
+//! before the requests of events that arrive after its Synchronize; plexusd itself
+//! spares sandboxes whose setup is in flight or started after the Reconcile arrived. A
+//! Reconcile holds the write side of a gate that every pod event takes for reading, and
+//! each side holds it only while its request is being sent: until the call is answered
+//! or [`SEND_HOLD`] has passed, whichever comes first. The call then goes on in the
+//! background, so a Reconcile tearing down stale sandboxes for many seconds does not
+//! hold back later pod starts, and a slow event in flight does not hold back a
+//! Reconcile. tokio's `RwLock` is fair (a FIFO queue), and Synchronize takes its place
+//! in that queue before replying without waiting for it, so Synchronize stays fast.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,6 +31,10 @@ use tracing::Instrument as _;
 use crate::convert;
 use crate::trace::{TRACEPARENT_KEY, TraceParent};
 use crate::ttrpc::{Status, code};
+
+/// How long a call keeps the ordering gate after it started: long enough for its
+/// request to reach plexusd over the local socket, short enough not to delay pod starts.
+pub const SEND_HOLD: Duration = Duration::from_millis(100);
 
 type Acquire = Pin<Box<dyn Future<Output = OwnedRwLockWriteGuard<()>> + Send>>;
 
@@ -83,14 +92,15 @@ impl Forwarder {
         async {
             let started = Instant::now();
             let call = async {
-                let _gate = self.gate.read().await;
+                let gate = self.gate.read().await;
                 let mut request = tonic::Request::new(convert::setup_request(&pod));
                 // plexusd gets 90% of what is left of the deadline, so it can undo and
                 // explain in time; the local timer below is only the backstop.
                 let left = deadline.saturating_sub(started.elapsed());
                 request.set_timeout(left.mul_f64(0.9));
                 insert_traceparent(&mut request, traceparent);
-                self.client.clone().setup_pod(request).await
+                let mut client = self.client.clone();
+                hold_while_sending(gate, client.setup_pod(request)).await
             };
             match tokio::time::timeout(deadline, call).await {
                 Ok(Ok(response)) => {
@@ -148,8 +158,8 @@ impl Forwarder {
             async move {
                 let started = Instant::now();
                 let call = async {
-                    let _gate = gate.read_owned().await;
-                    client.teardown_pod(request).await
+                    let gate = gate.read_owned().await;
+                    hold_while_sending(gate, client.teardown_pod(request)).await
                 };
                 match tokio::time::timeout(limit, call).await {
                     Ok(Ok(response)) => {
@@ -190,7 +200,8 @@ impl Forwarder {
     }
 
     /// `Reconcile` with the live sandbox ids, once `ticket`'s turn has come; holds the
-    /// gate until plexusd answered.
+    /// gate until plexusd answered or [`SEND_HOLD`] passed, then waits for the answer
+    /// (bounded by the background timeout) without it and logs the result.
     pub async fn reconcile(&self, live: Vec<String>, ticket: ReconcileTicket) {
         let guard = match ticket.0 {
             Ticket::Held(guard) => guard,
@@ -205,7 +216,8 @@ impl Forwarder {
             request.set_timeout(self.background_timeout);
             insert_traceparent(&mut request, traceparent);
             let mut client = self.client.clone();
-            match tokio::time::timeout(self.background_timeout, client.reconcile(request)).await {
+            let call = tokio::time::timeout(self.background_timeout, client.reconcile(request));
+            match hold_while_sending(guard, call).await {
                 Ok(Ok(response)) => {
                     let r = response.get_ref();
                     tracing::info!(torn_down = ?r.torn_down, failed = ?r.failed, "reconciled");
@@ -218,7 +230,6 @@ impl Forwarder {
         }
         .instrument(span)
         .await;
-        drop(guard);
     }
 
     fn setup_failed(&self, label: &str, deadline: Duration, status: &tonic::Status) -> Status {
@@ -255,6 +266,18 @@ impl Forwarder {
                 status.message()
             ),
         )
+    }
+}
+
+/// Drives `call` while holding `gate` until the call finished or [`SEND_HOLD`] passed,
+/// then releases the gate and drives the call to its end.
+async fn hold_while_sending<F: Future>(gate: impl Sized, call: F) -> F::Output {
+    let mut call = std::pin::pin!(call);
+    let early = tokio::time::timeout(SEND_HOLD, call.as_mut()).await;
+    drop(gate);
+    match early {
+        Ok(output) => output,
+        Err(_) => call.await,
     }
 }
 

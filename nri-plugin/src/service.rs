@@ -78,11 +78,14 @@ impl Service for PluginService {
                 "Synchronize" => inner.synchronize(decode(&payload)?).await,
                 "StateChange" => {
                     let event: StateChangeEvent = decode(&payload)?;
-                    let pod = event.pod.unwrap_or_default();
                     match Event::try_from(event.event) {
-                        Ok(Event::RunPodSandbox) => inner.run(pod, timeout).await,
-                        Ok(Event::StopPodSandbox) => inner.teardown(pod, "stop", timeout).await,
-                        Ok(Event::RemovePodSandbox) => inner.teardown(pod, "remove", timeout).await,
+                        Ok(Event::RunPodSandbox) => inner.run(event.pod, timeout).await,
+                        Ok(Event::StopPodSandbox) => {
+                            inner.teardown(event.pod, "stop", timeout).await
+                        }
+                        Ok(Event::RemovePodSandbox) => {
+                            inner.teardown(event.pod, "remove", timeout).await
+                        }
                         _ => {
                             tracing::debug!(event = event.event, "ignoring unsubscribed event");
                             Ok(Empty {}.encode_to_vec())
@@ -91,17 +94,15 @@ impl Service for PluginService {
                 }
                 "RunPodSandbox" => {
                     let req: RunPodSandboxRequest = decode(&payload)?;
-                    inner.run(req.pod.unwrap_or_default(), timeout).await
+                    inner.run(req.pod, timeout).await
                 }
                 "StopPodSandbox" => {
                     let req: StopPodSandboxRequest = decode(&payload)?;
-                    let pod = req.pod.unwrap_or_default();
-                    inner.teardown(pod, "stop", timeout).await
+                    inner.teardown(req.pod, "stop", timeout).await
                 }
                 "RemovePodSandbox" => {
                     let req: RemovePodSandboxRequest = decode(&payload)?;
-                    let pod = req.pod.unwrap_or_default();
-                    inner.teardown(pod, "remove", timeout).await
+                    inner.teardown(req.pod, "remove", timeout).await
                 }
                 "Shutdown" => {
                     tracing::info!("runtime asked the plugin to shut down");
@@ -149,8 +150,9 @@ impl Inner {
             pods = live.len(),
             "synchronized; reconciling in the background"
         );
-        // Queue on the gate before replying, so events after this Synchronize wait for
-        // the Reconcile; the Reconcile itself runs after the reply.
+        // Queue on the gate before replying, so the requests of events after this
+        // Synchronize follow the Reconcile's request; the Reconcile runs after the reply
+        // and holds later events back only while its request is being sent.
         let ticket = self.forwarder.queue_reconcile().await;
         let forwarder = self.forwarder.clone();
         tokio::spawn(async move { forwarder.reconcile(live, ticket).await });
@@ -162,22 +164,38 @@ impl Inner {
         effective_deadline(self.deadline, request_timeout, call_timeout)
     }
 
+    /// A Run without a pod cannot be set up, so it fails rather than passing unnoticed.
     async fn run(
         &self,
-        pod: PodSandbox,
+        pod: Option<PodSandbox>,
         call_timeout: Option<Duration>,
     ) -> Result<Vec<u8>, Status> {
+        let Some(pod) = pod else {
+            tracing::warn!("RunPodSandbox event without a pod; failing it");
+            return Err(Status::new(
+                code::INVALID_ARGUMENT,
+                "RunPodSandbox event carries no pod",
+            ));
+        };
         let deadline = self.deadline(call_timeout);
         self.forwarder.run_pod_sandbox(pod, deadline).await?;
         Ok(Empty {}.encode_to_vec())
     }
 
+    /// A Stop/Remove without a pod has nothing to tear down: answered OK and logged.
     async fn teardown(
         &self,
-        pod: PodSandbox,
+        pod: Option<PodSandbox>,
         event: &'static str,
         call_timeout: Option<Duration>,
     ) -> Result<Vec<u8>, Status> {
+        let Some(pod) = pod else {
+            tracing::warn!(
+                event,
+                "pod sandbox event without a pod; nothing to tear down"
+            );
+            return Ok(Empty {}.encode_to_vec());
+        };
         let deadline = self.deadline(call_timeout);
         self.forwarder
             .teardown_pod_sandbox(pod, event, deadline)

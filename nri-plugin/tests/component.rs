@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use plexus_nri::ttrpc::code;
 use plexus_nri::{Config, Plugin};
-use plexus_proto::nri::{Event, RunPodSandboxRequest};
+use plexus_proto::nri::{Event, RemovePodSandboxRequest, RunPodSandboxRequest, StateChangeEvent};
 use prost::Message as _;
 use support::*;
 
@@ -344,11 +344,23 @@ async fn reconnects_and_resynchronises_after_the_runtime_restarts() {
     assert_eq!(setups(&calls).len(), 1);
 }
 
+fn order(calls: &[Recorded]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|r| match r {
+            Recorded::Setup { req, .. } => format!("setup {}", req.sandbox_id),
+            Recorded::ReconcileStart(_) => "reconcile".into(),
+            Recorded::ReconcileEnd => "reconciled".into(),
+            Recorded::Teardown(req) => format!("teardown {}", req.sandbox_id),
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn reconcile_finishes_before_a_later_run_reaches_plexusd() {
+async fn a_slow_reconcile_does_not_hold_back_a_later_run_but_reaches_plexusd_first() {
     let sockets = Sockets::new();
     let node = FakeNode::default();
-    node.set(|b| b.reconcile_delay = Duration::from_millis(1000));
+    node.set(|b| b.reconcile_delay = Duration::from_secs(3));
     node.serve(&sockets.plexusd);
     let runtime = FakeRuntime::bind(&sockets.nri);
     let _plugin = start(&sockets, Duration::from_millis(1500));
@@ -365,18 +377,91 @@ async fn reconcile_finishes_before_a_later_run_reaches_plexusd() {
     );
     conn.event(RUN, &pod("sb1", Some("/n/1"), Some("iot")))
         .await
-        .expect("run ok");
-    let calls = node.calls();
-    let order: Vec<&str> = calls
-        .iter()
-        .map(|r| match r {
-            Recorded::ReconcileStart(_) => "reconcile",
-            Recorded::ReconcileEnd => "reconciled",
-            Recorded::Setup { .. } => "setup",
-            Recorded::Teardown(_) => "teardown",
+        .expect("a Run right after Synchronize succeeds while the Reconcile is slow");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(order(&node.calls()), ["reconcile", "setup sb1"]);
+    // The Reconcile goes on in the background and is not cut off.
+    let calls = node
+        .wait_for("reconciled", |c| {
+            c.iter().any(|r| matches!(r, Recorded::ReconcileEnd))
         })
-        .collect();
-    assert_eq!(order, ["reconcile", "reconciled", "setup"]);
+        .await;
+    assert_eq!(order(&calls), ["reconcile", "setup sb1", "reconciled"]);
+}
+
+#[tokio::test]
+async fn a_slow_teardown_in_flight_holds_back_neither_a_reconcile_nor_a_later_run() {
+    let sockets = Sockets::new();
+    let node = FakeNode::default();
+    node.set(|b| b.teardown_delay = Duration::from_secs(3));
+    node.serve(&sockets.plexusd);
+    let runtime = FakeRuntime::bind(&sockets.nri);
+    let _plugin = start(&sockets, Duration::from_millis(1000));
+    let mut conn = runtime.accept().await;
+    conn.registered().await;
+    conn.configure(0).await;
+
+    // The Stop answers at its deadline; the teardown goes on for 2 more seconds.
+    conn.event(STOP, &stopped(&pod("old", None, None)))
+        .await
+        .expect("stop ok");
+    conn.synchronize(Vec::new(), false).await;
+    conn.event(RUN, &pod("sb1", Some("/n/1"), Some("iot")))
+        .await
+        .expect("run ok while a teardown is in flight");
+    assert_eq!(
+        order(&node.calls()),
+        ["teardown old", "reconcile", "reconciled", "setup sb1"]
+    );
+}
+
+#[tokio::test]
+async fn a_pod_event_without_a_pod() {
+    let sockets = Sockets::new();
+    let node = FakeNode::default();
+    node.serve(&sockets.plexusd);
+    let runtime = FakeRuntime::bind(&sockets.nri);
+    let _plugin = start(&sockets, Duration::from_millis(1500));
+    let mut conn = runtime.accept().await;
+    conn.registered().await;
+    conn.configure(0).await;
+
+    let no_pod = |event: i32| {
+        StateChangeEvent {
+            event,
+            pod: None,
+            container: None,
+        }
+        .encode_to_vec()
+    };
+    // A Run without a pod fails, as a StateChange and as a direct call.
+    let s = status_of(conn.call("StateChange", &no_pod(RUN)).await);
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (code::INVALID_ARGUMENT, "RunPodSandbox event carries no pod")
+    );
+    let direct = RunPodSandboxRequest { pod: None }.encode_to_vec();
+    let s = status_of(conn.call("RunPodSandbox", &direct).await);
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (code::INVALID_ARGUMENT, "RunPodSandbox event carries no pod")
+    );
+    // Stop and Remove without a pod succeed and reach nobody.
+    conn.call("StateChange", &no_pod(STOP))
+        .await
+        .expect("stop ok");
+    conn.call("StateChange", &no_pod(REMOVE))
+        .await
+        .expect("remove ok");
+    let direct = RemovePodSandboxRequest { pod: None }.encode_to_vec();
+    conn.call("RemovePodSandbox", &direct)
+        .await
+        .expect("direct remove ok");
+    assert!(node.calls().is_empty(), "{:?}", order(&node.calls()));
 }
 
 #[tokio::test]
@@ -473,22 +558,20 @@ async fn synchronize_does_not_wait_for_events_in_flight_but_stays_ordered() {
         "{:?}",
         started.elapsed()
     );
-    // ...a later Run waits for the Reconcile, which waits for sb1's setup.
+    // ...the Reconcile waits for sb1's request to be sent, not for its setup, and a
+    // later Run's request follows the Reconcile's.
     node.set(|b| b.setup_delay = Duration::ZERO);
     conn.event(RUN, &pod("sb2", Some("/n/2"), Some("iot")))
         .await
         .expect("second run");
+    assert!(
+        !node.known.lock().unwrap().contains("sb1"),
+        "the Reconcile waited for sb1's setup"
+    );
     first.await.unwrap().expect("first run");
-    let order: Vec<String> = node
-        .calls()
-        .iter()
-        .map(|r| match r {
-            Recorded::Setup { req, .. } => format!("setup {}", req.sandbox_id),
-            Recorded::ReconcileStart(_) => "reconcile".into(),
-            Recorded::ReconcileEnd => "reconciled".into(),
-            Recorded::Teardown(_) => "teardown".into(),
-        })
-        .collect();
-    assert_eq!(order, ["setup sb1", "reconcile", "reconciled", "setup sb2"]);
+    assert_eq!(
+        order(&node.calls()),
+        ["setup sb1", "reconcile", "reconciled", "setup sb2"]
+    );
     assert!(node.known.lock().unwrap().contains("sb1"));
 }
