@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use plexus_core::plan::{Plan, PlannedAttachment};
+use plexus_engine::error::chain;
 use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord, SetupError};
 
 use crate::attacher::Attacher;
@@ -110,25 +111,33 @@ impl EngineAttacher {
                 | plexus_engine::Error::UnknownSandbox { .. },
             ) => undone_text(&[], &[]),
             Err(err) => {
-                tracing::warn!(sandbox.id = %sandbox_id, interface, error = %err,
+                tracing::warn!(sandbox.id = %sandbox_id, interface, error = %chain(&err),
                     "undo of a hot-plug past its deadline failed");
-                format!("undo of {interface} ({network}) failed (left to teardown): {err}")
+                format!(
+                    "undo of {interface} ({network}) failed (left to teardown): {}",
+                    chain(&err)
+                )
             }
         }
     }
 }
 
-fn state_error(err: plexus_engine::Error) -> Error {
-    Error::ReadState {
-        message: err.to_string(),
+/// A state-store read error naming the record (`sandbox <id>` or `the sandbox records`).
+fn state_error(record: impl Into<String>) -> impl FnOnce(plexus_engine::Error) -> Error {
+    let record = record.into();
+    move |err| Error::ReadState {
+        record,
+        message: chain(&err),
     }
 }
 
 impl Attacher for EngineAttacher {
     async fn recover(&self) -> Result<RecoveryOutcome> {
-        let report = self.engine.recover().await.map_err(|e| Error::Recover {
-            message: e.to_string(),
-        })?;
+        let report = self
+            .engine
+            .recover()
+            .await
+            .map_err(|e| Error::Recover { message: chain(&e) })?;
         let mut repaired: Vec<String> = report.undone.iter().map(|(id, _)| id.clone()).collect();
         repaired.extend(report.finished_teardowns.iter().cloned());
         repaired.extend(report.finished_detaches.iter().map(|(id, _)| id.clone()));
@@ -189,11 +198,11 @@ impl Attacher for EngineAttacher {
                 },
             ) => Err(Error::Conflict {
                 sandbox_id,
-                message: err.to_string(),
+                message: chain(&err),
             }),
             Err(err) => Err(Error::Setup {
                 sandbox_id,
-                message: err.to_string(),
+                message: chain(&err),
             }),
         }
     }
@@ -211,7 +220,7 @@ impl Attacher for EngineAttacher {
             .await
             .map_err(|e| Error::Teardown {
                 sandbox_id: sandbox_id.clone(),
-                message: e.to_string(),
+                message: chain(&e),
             })?;
         let removed = report
             .removed
@@ -261,7 +270,7 @@ impl Attacher for EngineAttacher {
         let taken = self
             .engine
             .sandbox(&sandbox_id)
-            .map_err(state_error)?
+            .map_err(state_error(format!("sandbox {sandbox_id}")))?
             .is_some_and(|rec| rec.attachment(&interface).is_some());
         let attach = self.engine.attach(&sandbox_id, attachment);
         let result = match deadline {
@@ -289,12 +298,12 @@ impl Attacher for EngineAttacher {
             }),
             Err(err @ plexus_engine::Error::InterfaceExists { .. }) => Err(Error::Conflict {
                 sandbox_id,
-                message: format!("attaching {network}: {err}"),
+                message: format!("attaching {network}: {}", chain(&err)),
             }),
             Err(err) => Err(Error::Attach {
                 sandbox_id,
                 network,
-                message: err.to_string(),
+                message: chain(&err),
             }),
         }
     }
@@ -317,18 +326,24 @@ impl Attacher for EngineAttacher {
             Err(err) => Err(Error::Detach {
                 sandbox_id,
                 interface,
-                message: err.to_string(),
+                message: chain(&err),
             }),
         }
     }
 
     fn sandboxes(&self) -> Result<Vec<SandboxView>> {
-        let records = self.engine.sandboxes().map_err(state_error)?;
+        let records = self
+            .engine
+            .sandboxes()
+            .map_err(state_error("the sandbox records"))?;
         Ok(records.iter().map(sandbox_view).collect())
     }
 
     fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>> {
-        let record = self.engine.sandbox(sandbox_id).map_err(state_error)?;
+        let record = self
+            .engine
+            .sandbox(sandbox_id)
+            .map_err(state_error(format!("sandbox {sandbox_id}")))?;
         Ok(record.as_ref().map(sandbox_view))
     }
 }
@@ -367,6 +382,32 @@ mod tests {
     use plexus_engine::{AttachmentEvent, Call, Observer, Op, Outcome};
 
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_record_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(plexus_engine::EngineConfig::new(dir.path())).unwrap();
+        std::fs::write(dir.path().join("sb-broken.json"), b"{not json").unwrap();
+        let attacher = EngineAttacher::new(engine);
+        let err = attacher.sandbox("sb-broken").unwrap_err().to_string();
+        assert!(
+            err.starts_with("reading state of sandbox sb-broken: "),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn engine_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(plexus_engine::EngineConfig::new(dir.path())).unwrap();
+        // A directory where the record should be: the read fails with EISDIR, a `source`.
+        std::fs::create_dir(dir.path().join("sb-dir.json")).unwrap();
+        let attacher = EngineAttacher::new(engine);
+        let err = attacher.sandbox("sb-dir").unwrap_err().to_string();
+        let cause = std::io::Error::from_raw_os_error(libc::EISDIR).to_string();
+        let cause = cause.split(" (os error").next().unwrap();
+        assert!(err.contains(cause), "{err}");
+    }
 
     #[test]
     fn engine_timings_land_in_the_histograms_by_path_and_driver() {

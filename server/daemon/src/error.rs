@@ -107,8 +107,10 @@ pub enum Error {
         message: String,
     },
     /// The state store could not be read.
-    #[error("reading state: {message}")]
+    #[error("reading state of {record}: {message}")]
     ReadState {
+        /// Which record: `sandbox <id>` or `the sandbox records`.
+        record: String,
         /// The engine's message.
         message: String,
     },
