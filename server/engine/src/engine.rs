@@ -195,27 +195,53 @@ impl Engine {
         deadline: Option<Duration>,
     ) -> Result<SandboxRecord, SetupError> {
         let until = deadline.map(|d| Instant::now() + d);
-        let engine_err = |source| SetupError::Engine {
+        let engine_err = |cause| SetupError::Engine {
             sandbox_id: sb.sandbox_id.clone(),
-            source,
+            cause,
         };
-        let _guard = self.lock(&sb.sandbox_id).await;
-        match self.inner.store.load(&sb.sandbox_id) {
-            Ok(None) => {}
+        // Before any attachment is made, a passed deadline has nothing to undo: an old
+        // record cut short in its teardown keeps its `tearing_down` mark for a later
+        // teardown or recovery.
+        let expired = |stage: &str, note: Option<&str>| SetupError::DeadlineExceeded {
+            pod: sb.pod.to_string(),
+            deadline: deadline.unwrap_or_default(),
+            network: String::new(),
+            stage: stage.to_string(),
+            undone: Vec::new(),
+            undo_failures: note.map(str::to_string).into_iter().collect(),
+        };
+        let Ok(_guard) = within(until, self.lock(&sb.sandbox_id)).await else {
+            return Err(expired("waiting for the sandbox lock", None));
+        };
+        // The old record to tear down first: `Some(None)` when it is unreadable.
+        let old = match self.inner.store.load(&sb.sandbox_id) {
+            Ok(None) => None,
             Ok(Some(old)) if same_attachments(&old, &plan) && old.netns == sb.netns => {
                 return Ok(old);
             }
-            Ok(Some(old)) => {
-                self.teardown_record(old, Call::Setup)
-                    .await
-                    .map_err(engine_err)?;
-            }
-            Err(Error::CorruptRecord { .. } | Error::ReadRecord { .. }) => {
-                self.teardown_fallback(&sb.sandbox_id, Call::Setup)
-                    .await
-                    .map_err(engine_err)?;
-            }
+            Ok(Some(old)) => Some(Some(old)),
+            Err(Error::CorruptRecord { .. } | Error::ReadRecord { .. }) => Some(None),
             Err(e) => return Err(engine_err(e)),
+        };
+        if let Some(old) = old {
+            let cleared = async {
+                match old {
+                    Some(old) => self.teardown_record(old, Call::Setup).await.map(drop),
+                    None => self
+                        .teardown_fallback(&sb.sandbox_id, Call::Setup)
+                        .await
+                        .map(drop),
+                }
+            };
+            match within(until, cleared).await {
+                Ok(r) => r.map_err(engine_err)?,
+                Err(()) => {
+                    return Err(expired(
+                        "tearing down the sandbox's old record",
+                        Some("old record left to teardown/recovery"),
+                    ));
+                }
+            }
         }
         let mut rec = SandboxRecord {
             version: RECORD_VERSION,
@@ -226,43 +252,68 @@ impl Engine {
             tearing_down: false,
         };
         // The first intent write creates the record (no extra fsync for an empty one).
-        let pod = match Handle::open_path(&sb.netns).await {
-            Ok(p) => p,
-            Err(source) => {
+        let pod = match within(until, Handle::open_path(&sb.netns)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(source)) => {
                 return Err(engine_err(Error::Netlink {
                     op: format!("open pod netns {}", sb.netns.display()),
                     source: Box::new(source),
                 }));
             }
+            Err(()) => return Err(expired("opening the pod netns", None)),
         };
         for att in &plan.attachments {
             let step = self.attach_one(&mut rec, att, &pod, Call::Setup);
-            let outcome = match until {
-                Some(t) => tokio::time::timeout_at(t, step).await.map_err(|_| ()),
-                None => Ok(step.await),
-            };
-            let failure = match outcome {
+            let failure = match within(until, step).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => Some(e),
                 Err(()) => None,
             };
-            let (undone, undo_failures) = self.rollback(&mut rec, Some(&pod), Call::Setup).await;
+            let (mut undone, mut undo_failures) = (Vec::new(), Vec::new());
+            let undo = self.rollback(
+                &mut rec,
+                Some(&pod),
+                Call::Setup,
+                &mut undone,
+                &mut undo_failures,
+            );
             return Err(match failure {
-                Some(cause) => SetupError::Attach {
-                    pod: sb.pod.to_string(),
-                    network: att.network.clone(),
-                    interface: att.interface.clone(),
-                    cause,
-                    undone,
-                    undo_failures,
-                },
-                None => SetupError::DeadlineExceeded {
-                    pod: sb.pod.to_string(),
-                    deadline: deadline.unwrap_or_default(),
-                    network: att.network.clone(),
-                    undone,
-                    undo_failures,
-                },
+                Some(cause) => {
+                    undo.await;
+                    SetupError::Attach {
+                        pod: sb.pod.to_string(),
+                        network: att.network.clone(),
+                        interface: att.interface.clone(),
+                        cause,
+                        undone,
+                        undo_failures,
+                    }
+                }
+                None => {
+                    // Past the deadline already: the undo gets a bounded grace, whatever
+                    // it did not finish stays recorded for teardown or recovery.
+                    let grace = rollback_grace(deadline.unwrap_or_default());
+                    if tokio::time::timeout(grace, undo).await.is_err() {
+                        let left: Vec<&str> = rec
+                            .attachments
+                            .iter()
+                            .rev()
+                            .map(|a| a.interface.as_str())
+                            .collect();
+                        undo_failures.push(format!(
+                            "undo cut short after {grace:?}: {} left to teardown/recovery",
+                            left.join(", ")
+                        ));
+                    }
+                    SetupError::DeadlineExceeded {
+                        pod: sb.pod.to_string(),
+                        deadline: deadline.unwrap_or_default(),
+                        network: att.network.clone(),
+                        stage: format!("attaching network {:?}", att.network),
+                        undone,
+                        undo_failures,
+                    }
+                }
             });
         }
         if rec.attachments.is_empty() {
@@ -418,7 +469,7 @@ impl Engine {
         });
         self.inner.store.save(rec)?;
         crash::point("setup", idx, "intent");
-        let mut result = match (&native, host) {
+        let result = match (&native, host) {
             (Some(n), Some(host)) => {
                 let ctx = self.ctx(host, Some(pod), &rec.netns, &rec.sandbox_id);
                 let mut step = |s: &str| crash::point("setup", idx, s);
@@ -437,8 +488,7 @@ impl Engine {
                     attachment: att,
                     prev_result: None,
                 };
-                let r = self
-                    .inner
+                self.inner
                     .exec
                     .add(req)
                     .await
@@ -447,13 +497,13 @@ impl Engine {
                         network: att.network.clone(),
                         interface: att.interface.clone(),
                         source,
-                    })?;
-                crash::point("setup", idx, "exec");
-                r
+                    })?
             }
         };
-        route::apply(pod, &att.interface, &att.route_plan, Some(&mut result)).await?;
-        crash::point("setup", idx, "routes");
+        // The ADD finished: its result goes on record before anything else can fail or be
+        // cut short, so an undo passes it to DEL and does not mistake the attachment for a
+        // half-made one whose DEL failure may be ignored. The phase stays `Intent` until
+        // the route plan is applied.
         let a = rec.attachments.last_mut().expect("pushed above");
         if let Some(lease) = a.native.leases.first_mut() {
             lease.ips = result.ips.iter().map(|i| i.address.addr()).collect();
@@ -469,11 +519,32 @@ impl Engine {
                 .collect();
         }
         a.result = Some(result);
+        self.inner.store.save(rec)?;
+        if native.is_none() {
+            crash::point("setup", idx, "exec");
+        }
+        let a = rec.attachments.last_mut().expect("pushed above");
+        route::apply(pod, &att.interface, &att.route_plan, a.result.as_mut()).await?;
+        crash::point("setup", idx, "routes");
         a.phase = Phase::Done;
         self.inner.store.save(rec)?;
         crash::point("setup", idx, "done");
         Ok(())
     }
+}
+
+/// Runs `f` until `until` (no limit when `None`); `Err(())` when the deadline passed first.
+async fn within<F: std::future::Future>(until: Option<Instant>, f: F) -> Result<F::Output, ()> {
+    match until {
+        Some(t) => tokio::time::timeout_at(t, f).await.map_err(drop),
+        None => Ok(f.await),
+    }
+}
+
+/// How long the undo after a passed setup deadline may run: a third of the deadline (the
+/// caller keeps about that much in reserve), at least 20ms, at most 2s.
+fn rollback_grace(deadline: Duration) -> Duration {
+    (deadline / 3).clamp(Duration::from_millis(20), Duration::from_secs(2))
 }
 
 fn same_attachments(rec: &SandboxRecord, plan: &Plan) -> bool {

@@ -231,33 +231,38 @@ pub enum SetupError {
         /// Undo steps that failed (left to teardown).
         undo_failures: Vec<String>,
     },
-    /// The caller's deadline passed; everything made so far was undone.
-    #[error("setup of {pod} exceeded its deadline of {deadline:?} at network {network:?}{}", undo_note(.undone, .undo_failures))]
+    /// The caller's deadline passed; what was made so far was undone (within a bounded
+    /// grace: what the undo did not finish is listed in `undo_failures` and stays recorded
+    /// for teardown or recovery).
+    #[error("setup of {pod} exceeded its deadline of {deadline:?} while {stage}{}", undo_note(.undone, .undo_failures))]
     DeadlineExceeded {
         /// The pod.
         pod: String,
         /// The deadline.
         deadline: Duration,
-        /// The network being attached when it passed.
+        /// The network being attached when it passed (empty when none was yet).
         network: String,
+        /// What setup was doing when it passed (`waiting for the sandbox lock`,
+        /// `attaching network "default/a"`, ...).
+        stage: String,
         /// Interfaces undone, in undo order.
         undone: Vec<String>,
-        /// Undo steps that failed.
+        /// Undo steps that failed or were cut short.
         undo_failures: Vec<String>,
     },
     /// Setup could not start (state, existing sandbox, ...).
-    #[error("setup of sandbox {sandbox_id}")]
+    #[error("setup of sandbox {sandbox_id}: {}", chain(.cause))]
     Engine {
         /// The sandbox.
         sandbox_id: String,
-        /// Why.
-        #[source]
-        source: Error,
+        /// Why (rendered with its whole cause chain in the message, so not a `source`).
+        cause: Error,
     },
 }
 
-/// `err: cause: cause ...`, the whole chain on one line.
-pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+/// `err: cause: cause ...`: an error and its whole `source()` chain on one line (what
+/// to log or return for any error; [`SetupError`]'s own message already includes it).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut s = err.to_string();
     let mut cur = err.source();
     while let Some(e) = cur {
@@ -314,5 +319,30 @@ mod tests {
             assert_eq!(err.reason(), want, "{err}");
             assert!(REASONS.contains(&want));
         }
+    }
+
+    #[test]
+    fn messages_carry_the_cause_chain_once() {
+        let cause = || delegate(Box::new(std::io::Error::other("plugin said no")));
+        assert_eq!(
+            chain(&cause()),
+            "cni ADD of network default/a on net1: plugin said no"
+        );
+        let setup = SetupError::Engine {
+            sandbox_id: "sb".into(),
+            cause: cause(),
+        };
+        let want = "setup of sandbox sb: cni ADD of network default/a on net1: plugin said no";
+        assert_eq!(setup.to_string(), want);
+        assert_eq!(chain(&setup), want, "the cause is not printed twice");
+        let attach = SetupError::Attach {
+            pod: "default/p".into(),
+            network: "default/a".into(),
+            interface: "net1".into(),
+            cause: cause(),
+            undone: vec![],
+            undo_failures: vec![],
+        };
+        assert_eq!(chain(&attach).matches("plugin said no").count(), 1);
     }
 }

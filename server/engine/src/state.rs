@@ -80,7 +80,9 @@ impl Driver {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
-    /// About to be made; parts of it may exist.
+    /// About to be made; parts of it may exist. With a `result`, the ADD finished and only
+    /// the route plan was pending (an undo then passes the result to DEL and reports a
+    /// failed DEL instead of tolerating it).
     Intent,
     /// Fully made.
     Done,

@@ -12,41 +12,44 @@ use crate::observe::{Call, Op, Outcome, StepSpan};
 use crate::state::{AttachmentRecord, Driver, SandboxRecord};
 
 impl Engine {
-    /// Undoes every attachment of `rec` in reverse; returns (undone interfaces, failures).
-    /// Removes the record when nothing is left to undo.
+    /// Undoes every attachment of `rec` in reverse, adding to `undone` (interfaces) and
+    /// `failures`; removes the record when nothing is left to undo.
+    ///
+    /// Cancellation-safe: `rec.attachments` always holds what is not undone yet (the one
+    /// being undone included), so a caller that cuts the rollback short knows what is left.
     pub(crate) async fn rollback(
         &self,
         rec: &mut SandboxRecord,
         pod: Option<&Handle>,
         call: Call,
-    ) -> (Vec<String>, Vec<String>) {
-        let mut undone = Vec::new();
-        let mut failures = Vec::new();
-        let mut kept = Vec::new();
-        let attachments = std::mem::take(&mut rec.attachments);
-        for a in attachments.into_iter().rev() {
+        undone: &mut Vec<String>,
+        failures: &mut Vec<String>,
+    ) {
+        let mut i = rec.attachments.len();
+        while i > 0 {
+            i -= 1;
+            let a = rec.attachments[i].clone();
             if a.driver == Driver::Runtime {
+                // Made and removed by the runtime: dropped from the record, nothing to undo.
+                rec.attachments.remove(i);
                 continue;
             }
             match self.remove_one(rec, &a, pod, call, true).await {
-                Ok(()) => undone.push(a.interface.clone()),
-                Err(e) => {
-                    failures.push(format!("{}: {}", a.interface, crate::error::chain(&e)));
-                    kept.push(a);
+                Ok(()) => {
+                    undone.push(a.interface.clone());
+                    rec.attachments.remove(i);
                 }
+                Err(e) => failures.push(format!("{}: {}", a.interface, crate::error::chain(&e))),
             }
         }
-        kept.reverse();
-        rec.attachments = kept;
         let saved = if rec.attachments.is_empty() {
             self.inner.store.remove(&rec.sandbox_id)
         } else {
             self.inner.store.save(rec)
         };
         if let Err(e) = saved {
-            failures.push(format!("state: {e}"));
+            failures.push(format!("state: {}", crate::error::chain(&e)));
         }
-        (undone, failures)
     }
 
     /// Removes one attachment in its `attachment` span (`undo …` when `rollback`, else
