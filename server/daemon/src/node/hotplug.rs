@@ -36,6 +36,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let sandbox = self.find(&target)?;
         let op = format!("attaching {selection} to pod {}", sandbox.pod);
         let id = sandbox.sandbox_id.clone();
+        let busy = self.marks.begin(&id);
         self.run(
             Operation::Attach,
             op,
@@ -43,6 +44,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             timeout,
             None,
             move |node, deadline| async move {
+                let _busy = busy;
                 // Re-read under the lock: the interfaces present decide the new name.
                 let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
                     Error::SandboxNotFound {

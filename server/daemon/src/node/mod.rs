@@ -24,7 +24,9 @@ use crate::model::{
     TeardownOutcome,
 };
 use crate::planner::{Explanation, Planner};
+use fresh::SetupMarks;
 
+mod fresh;
 mod hotplug;
 mod sweep;
 
@@ -65,6 +67,7 @@ pub struct Node<A, P> {
     planner: Arc<P>,
     admission: Admission,
     locks: SandboxLocks,
+    marks: SetupMarks,
     events: broadcast::Sender<Event>,
     closing: tokio::sync::watch::Sender<bool>,
     metrics: Option<Metrics>,
@@ -87,6 +90,9 @@ pub struct ReconcileOutcome {
     pub torn_down: Vec<String>,
     /// `"<id>: <cause>"` for each failure.
     pub failed: Vec<String>,
+    /// `"<id>: <why>"` for each stale-looking sandbox kept because a setup or attach was in
+    /// flight, or started or finished after the request arrived (the live list predates it).
+    pub kept: Vec<String>,
 }
 
 impl<A: Attacher, P: Planner> Node<A, P> {
@@ -116,6 +122,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             planner,
             admission: Admission::new(limits.max_parallel, limits.max_queued),
             locks: SandboxLocks::default(),
+            marks: SetupMarks::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
             closing: tokio::sync::watch::channel(false).0,
             metrics,
@@ -316,6 +323,8 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         }
         let op = format!("setting up pod {} (sandbox {})", spec.pod, spec.sandbox_id);
         let id = spec.sandbox_id.clone();
+        // Marked from arrival (queued included) until the work's task ends: see `fresh`.
+        let busy = self.marks.begin(&id);
         self.run(
             Operation::Setup,
             op,
@@ -323,6 +332,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             timeout,
             self.setup_budget,
             move |node, deadline| async move {
+                let _busy = busy;
                 if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
                     && complete(&existing, &plan)
                 {
@@ -390,6 +400,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         };
         match &result {
             Ok(outcome) => {
+                self.marks.forget(&view.sandbox_id);
                 for a in &outcome.removed {
                     self.publish(EventKind::Detached, &view, Some(a), "");
                 }
@@ -456,12 +467,16 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self.planner.explain(pod, annotations)
     }
 
-    /// Tears down every recorded sandbox that is not live.
+    /// Tears down every recorded sandbox that is not live. The live list is the runtime's
+    /// snapshot when it sent the request: each stale-looking sandbox is checked again under
+    /// its lock and kept if a setup or attach is in flight or touched it after the request
+    /// arrived (a pod started meanwhile is missing from the list but alive).
     pub async fn reconcile(
         self: &Arc<Self>,
         live: Vec<String>,
         timeout: Option<Duration>,
     ) -> Result<ReconcileOutcome> {
+        let arrived = Instant::now();
         let live: HashSet<String> = live.into_iter().collect();
         let stale: Vec<String> = self
             .attacher
@@ -470,17 +485,50 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             .map(|s| s.sandbox_id)
             .filter(|id| !live.contains(id))
             .collect();
-        let end = timeout.map(|t| Instant::now() + t);
+        let end = timeout.map(|t| arrived + t);
         let mut outcome = ReconcileOutcome::default();
         for id in stale {
             // The caller's budget covers the whole reconcile, not each teardown.
             let left = end.map(|end| end.saturating_duration_since(Instant::now()));
-            match self.teardown_pod(id.clone(), left).await {
-                Ok(_) => outcome.torn_down.push(id),
+            match self.reconcile_one(id.clone(), arrived, left).await {
+                Ok(Ok(_)) => outcome.torn_down.push(id),
+                Ok(Err(why)) => outcome.kept.push(format!("{id}: {why}")),
                 Err(err) => outcome.failed.push(format!("{id}: {err}")),
             }
         }
+        if !outcome.kept.is_empty() {
+            tracing::info!(kept = ?outcome.kept,
+                "reconcile kept sandboxes missing from the live list but set up since it was taken");
+        }
         Ok(outcome)
+    }
+
+    /// Tears one stale-looking sandbox down like TeardownPod unless, once its lock is held,
+    /// it turns out to be busy or fresh (`Ok(Err(why))`) or no longer recorded.
+    async fn reconcile_one(
+        self: &Arc<Self>,
+        id: String,
+        arrived: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<std::result::Result<TeardownOutcome, &'static str>> {
+        let op = format!("tearing down sandbox {id} (not live)");
+        self.run(
+            Operation::Teardown,
+            op,
+            Some(id.clone()),
+            timeout,
+            None,
+            move |node, deadline| async move {
+                if let Some(why) = node.marks.busy_since(&id, arrived) {
+                    return Ok(Err(why));
+                }
+                if node.attacher.sandbox(&id)?.is_none() {
+                    return Ok(Err("already torn down"));
+                }
+                node.teardown_locked(id, deadline).await.map(Ok)
+            },
+        )
+        .await
     }
 }
 
