@@ -307,7 +307,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             attachments: Vec::new(),
         };
         if spec.netns.as_os_str().is_empty() {
-            // Host-network pod: nothing to attach.
+            self.no_netns(&empty, &annotations);
             return Ok(SetupOutcome {
                 sandbox: empty,
                 network_status: String::new(),
@@ -364,6 +364,31 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             },
         )
         .await
+    }
+
+    /// A sandbox without a netns path (a hostNetwork pod, or a runtime that did not send
+    /// the path) gets nothing, and still starts: refusing would keep a hostNetwork pod from
+    /// ever running, and plexusd cannot tell the two apart. If the pod asked for networks,
+    /// that is said loudly (a warning and a Watch `ATTACH_FAILED` event) instead of silently.
+    fn no_netns(&self, view: &SandboxView, annotations: &BTreeMap<String, String>) {
+        let requested = match self.planner.plan(&view.pod, annotations) {
+            Ok(plan) => {
+                let names: Vec<&str> = plan
+                    .attachments
+                    .iter()
+                    .filter(|a| !a.runtime_managed)
+                    .map(|a| a.network.as_str())
+                    .collect();
+                if names.is_empty() {
+                    return;
+                }
+                names.join(", ")
+            }
+            Err(err) => format!("(unresolvable: {err})"),
+        };
+        let message = format!("host-network pod (no netns): networks {requested} ignored");
+        tracing::warn!(sandbox.id = %view.sandbox_id, pod = %view.pod, "{message}");
+        self.publish(EventKind::AttachFailed, view, None, &message);
     }
 
     /// Tears down everything recorded for a sandbox.
