@@ -184,11 +184,16 @@ impl Attacher for EngineAttacher {
             Err(SetupError::DeadlineExceeded {
                 pod,
                 network,
+                stage,
                 undone,
                 undo_failures,
                 ..
             }) => Err(Error::DeadlineExceeded {
-                operation: format!("setting up pod {pod} at network {network}"),
+                operation: if network.is_empty() {
+                    format!("setting up pod {pod} while {stage}")
+                } else {
+                    format!("setting up pod {pod} at network {network}")
+                },
                 undone: undone_text(&undone, &undo_failures),
             }),
             Err(
