@@ -87,7 +87,7 @@ impl Paths {
 }
 
 /// The name of the primary (eth0) CNI network.
-pub const PRIMARY_NETWORK: &str = "plexus-e2e-primary";
+pub const PRIMARY_NETWORK: &str = "plexus-primary";
 
 /// The containerd config for `paths`.
 pub fn config_toml(paths: &Paths, opts: &Options) -> String {
