@@ -28,6 +28,15 @@ pub fn annotations(map: &HashMap<String, String>) -> BTreeMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// The attachment a hot-plug or hot-unplug made or removed, and the pod's network-status.
+pub fn hotplug(outcome: &crate::node::HotplugOutcome) -> (v1::Attachment, String) {
+    let s = &outcome.sandbox;
+    (
+        attachment(&s.sandbox_id, &s.pod, &s.netns, &outcome.attachment),
+        outcome.network_status.clone(),
+    )
+}
+
 /// One attachment of a sandbox, on the wire.
 pub fn attachment(
     sandbox_id: &str,

@@ -42,6 +42,14 @@ fn rpc_span(method: &str, metadata: &tonic::metadata::MetadataMap) -> tracing::S
     plexus_telemetry::rpc_span(SERVICE, method, metadata)
 }
 
+/// Puts the selected pod (as the caller named it) on the RPC span.
+fn record_target(span: &tracing::Span, target: Option<&v1::PodSelector>) {
+    if let Some(t) = target {
+        let pod = t.pod.clone().unwrap_or_default();
+        plexus_telemetry::record_pod(span, &pod.namespace, &pod.name, &t.sandbox_id);
+    }
+}
+
 /// Marks the span failed when the call failed, and converts the error.
 fn finish<T>(span: &tracing::Span, result: Result<T, Error>) -> Result<T, Status> {
     result.map_err(|err| {
@@ -131,26 +139,20 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("Attach", request.metadata());
         let req = request.into_inner();
-        let target = convert::selector(req.target.as_ref());
-        if let Some(t) = &req.target {
-            let pod = t.pod.clone().unwrap_or_default();
-            plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &t.sandbox_id);
-        }
+        record_target(&span, req.target.as_ref());
         let result = self
             .node
-            .attach(target, req.selection, timeout)
+            .attach(
+                convert::selector(req.target.as_ref()),
+                req.selection,
+                timeout,
+            )
             .instrument(span.clone())
             .await;
-        let outcome = finish(&span, result)?;
-        let s = &outcome.sandbox;
+        let (attachment, network_status) = convert::hotplug(&finish(&span, result)?);
         Ok(Response::new(v1::AttachResponse {
-            attachment: Some(convert::attachment(
-                &s.sandbox_id,
-                &s.pod,
-                &s.netns,
-                &outcome.attachment,
-            )),
-            network_status: outcome.network_status,
+            attachment: Some(attachment),
+            network_status,
         }))
     }
 
@@ -161,26 +163,20 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("Detach", request.metadata());
         let req = request.into_inner();
-        let target = convert::selector(req.target.as_ref());
-        if let Some(t) = &req.target {
-            let pod = t.pod.clone().unwrap_or_default();
-            plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &t.sandbox_id);
-        }
+        record_target(&span, req.target.as_ref());
         let result = self
             .node
-            .detach(target, req.interface, timeout)
+            .detach(
+                convert::selector(req.target.as_ref()),
+                req.interface,
+                timeout,
+            )
             .instrument(span.clone())
             .await;
-        let outcome = finish(&span, result)?;
-        let s = &outcome.sandbox;
+        let (removed, network_status) = convert::hotplug(&finish(&span, result)?);
         Ok(Response::new(v1::DetachResponse {
-            removed: Some(convert::attachment(
-                &s.sandbox_id,
-                &s.pod,
-                &s.netns,
-                &outcome.attachment,
-            )),
-            network_status: outcome.network_status,
+            removed: Some(removed),
+            network_status,
         }))
     }
 
