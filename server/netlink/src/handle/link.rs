@@ -31,6 +31,8 @@ pub struct LinkChange {
     pub group: Option<u32>,
     /// Promiscuous mode.
     pub promisc: Option<bool>,
+    /// Interface alias (`IFLA_IFALIAS`).
+    pub alias: Option<String>,
 }
 
 impl LinkChange {
@@ -73,6 +75,11 @@ impl LinkChange {
         self.promisc = Some(on);
         self
     }
+    /// Set the alias.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = Some(alias.into());
+        self
+    }
 
     /// Adds the changes to a link message builder.
     pub(crate) fn apply<T>(&self, mut b: LinkMessageBuilder<T>) -> LinkMessageBuilder<T> {
@@ -96,6 +103,9 @@ impl LinkChange {
         if let Some(p) = self.promisc {
             b = b.promiscuous(p);
         }
+        if let Some(alias) = &self.alias {
+            b = b.alias(alias.clone());
+        }
         match self.up {
             Some(true) => b = b.up(),
             Some(false) => b = b.down(),
@@ -116,6 +126,7 @@ impl LinkChange {
             LinkChange {
                 promisc: Some(_), ..
             } => "promisc",
+            LinkChange { alias: Some(_), .. } => "alias",
             LinkChange { up: Some(_), .. } => "admin state",
             _ => "nothing",
         }

@@ -8,14 +8,11 @@
 //! group: group deletion must never destroy it. The original name is also returned to the
 //! caller for its state, so teardown works even if the alias was lost.
 
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
-
-use rtnetlink::LinkUnspec;
 
 use super::Link;
 use crate::error::{Error, Result};
-use crate::handle::Handle;
+use crate::handle::{Handle, LinkChange};
 use crate::mac::MacAddr;
 
 /// How the host device is identified (CNI `device`, `hwaddr`, `kernelpath`, `pciBusID`).
@@ -121,22 +118,11 @@ pub async fn add(
     name: &str,
 ) -> Result<HostDeviceAttachment> {
     let dev = find(host, spec).await?;
-    let msg = LinkUnspec::new_with_index(dev.index)
-        .setns_by_fd(pod.netns().as_fd().as_raw_fd())
+    let change = LinkChange::new()
         .name(name)
         .alias(dev.name.clone())
-        .up()
-        .build();
-    host.rtnetlink()
-        .link()
-        .set(msg)
-        .execute()
-        .await
-        .map_err(|source| Error::SetLink {
-            name: dev.name.clone(),
-            what: "netns",
-            source,
-        })?;
+        .up(true);
+    host.move_link(&dev, pod.netns(), &change).await?;
     let pod_link = pod.find_link(name).await?;
     Ok(HostDeviceAttachment {
         original_name: dev.name,
@@ -167,19 +153,6 @@ pub async fn del(
             });
         }
     };
-    let msg = LinkUnspec::new_with_index(dev.index)
-        .setns_by_fd(host.netns().as_fd().as_raw_fd())
-        .name(restore)
-        .down()
-        .build();
-    pod.rtnetlink()
-        .link()
-        .set(msg)
-        .execute()
-        .await
-        .map_err(|source| Error::SetLink {
-            name: dev.name.clone(),
-            what: "netns",
-            source,
-        })
+    let change = LinkChange::new().name(restore).up(false);
+    pod.move_link(&dev, host.netns(), &change).await
 }
