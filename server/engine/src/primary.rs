@@ -118,15 +118,7 @@ async fn from_netns(
             .collect(),
         routes: defaults
             .iter()
-            .map(|r| cni::Route {
-                dst: r.dst,
-                gw: r.gateway,
-                mtu: None,
-                advmss: None,
-                priority: None,
-                table: None,
-                scope: None,
-            })
+            .map(|r| cni::Route::new(r.dst, r.gateway))
             .collect(),
         dns: cni::Dns::default(),
     })

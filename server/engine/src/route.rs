@@ -80,15 +80,9 @@ pub(crate) fn edit_result(result: &mut cni::Result, plan: &DefaultRoutePlan) {
     });
     for gw in &plan.install {
         let v6 = matches!(gw, IpAddr::V6(_));
-        result.routes.push(cni::Route {
-            dst: default_dst(v6),
-            gw: Some(*gw),
-            mtu: None,
-            advmss: None,
-            priority: None,
-            table: None,
-            scope: None,
-        });
+        result
+            .routes
+            .push(cni::Route::new(default_dst(v6), Some(*gw)));
     }
 }
 

@@ -317,15 +317,7 @@ impl Result {
                         .routes
                         .iter()
                         .filter(|r| matches!(r.dst, IpNet::V4(_)) == v4)
-                        .map(|r| Route {
-                            dst: r.dst,
-                            gw: r.gw,
-                            mtu: None,
-                            advmss: None,
-                            priority: None,
-                            table: None,
-                            scope: None,
-                        })
+                        .map(|r| Route::new(r.dst, r.gw))
                         .collect(),
                 })
         };

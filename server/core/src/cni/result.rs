@@ -95,6 +95,22 @@ pub struct Route {
     pub scope: Option<u32>,
 }
 
+impl Route {
+    /// A route to `dst` via `gw`, with none of the 1.1.0 extras (mtu, advmss, priority,
+    /// table, scope).
+    pub fn new(dst: ipnet::IpNet, gw: Option<std::net::IpAddr>) -> Self {
+        Self {
+            dst,
+            gw,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
+    }
+}
+
 /// DNS settings of a result or a network config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {

@@ -62,15 +62,7 @@ pub struct RouteConfig {
 
 impl RouteConfig {
     fn to_route(&self) -> Route {
-        Route {
-            dst: self.dst,
-            gw: self.gw,
-            mtu: None,
-            advmss: None,
-            priority: None,
-            table: None,
-            scope: None,
-        }
+        Route::new(self.dst, self.gw)
     }
 }
 

@@ -111,15 +111,7 @@ pub(super) async fn add(
                 .iter()
                 .any(|r| r.dst.prefix_len() == 0 && r.dst.addr().is_ipv6() == v6);
             if !exists {
-                a.routes.push(cni::Route {
-                    dst: default_dst(v6),
-                    gw: Some(gw),
-                    mtu: None,
-                    advmss: None,
-                    priority: None,
-                    table: None,
-                    scope: None,
-                });
+                a.routes.push(cni::Route::new(default_dst(v6), Some(gw)));
             }
         }
     }
