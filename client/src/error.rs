@@ -18,14 +18,47 @@ pub enum Error {
     },
 }
 
-/// The transport error with its causes (tonic's own message is only "transport error").
+/// The transport error with its causes (tonic's own message is only "transport error"),
+/// each cause once, and a hint for the usual reasons.
 fn cause(error: &tonic::transport::Error) -> String {
     let mut text = error.to_string();
+    let mut hint = "";
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let part = e.to_string();
+        // Some wrappers already print their source's text; say it once.
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            hint = match io.kind() {
+                std::io::ErrorKind::NotFound => {
+                    " (no socket there: is plexusd running, and is --socket its `socket` setting?)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    " (run as root or as a uid listed in plexusd's `allowedUids`)"
+                }
+                std::io::ErrorKind::ConnectionRefused => {
+                    " (a stale socket: plexusd is not running)"
+                }
+                _ => hint,
+            };
+        }
         source = e.source();
     }
+    text.push_str(hint);
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_missing_socket_is_said_once_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("plexus.sock");
+        let err = crate::connect(&socket).await.unwrap_err().to_string();
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+        assert!(err.contains("is plexusd running"), "{err}");
+    }
 }
