@@ -35,21 +35,45 @@ pub async fn connect(socket: impl AsRef<Path>) -> Result<NodeClient<Channel>> {
 /// Connects to plexusd's unix socket and returns the raw channel (for health checks or
 /// other services multiplexed on the same socket).
 pub async fn channel(socket: &Path) -> Result<Channel> {
-    let path: PathBuf = socket.to_path_buf();
-    let connector = tower::service_fn(move |_: Uri| {
-        let path = path.clone();
-        async move {
-            let stream = tokio::net::UnixStream::connect(path).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(stream))
-        }
-    });
-    // The URI is required by the endpoint but never dialled: the connector ignores it.
-    Endpoint::from_static("http://plexusd.invalid")
+    endpoint()
         .connect_timeout(CONNECT_TIMEOUT)
-        .connect_with_connector(connector)
+        .connect_with_connector(dialer(socket))
         .await
         .map_err(|error| Error::Connect {
             socket: socket.to_path_buf(),
             error,
         })
+}
+
+/// A channel that dials plexusd's unix socket on first use and again after it is lost,
+/// for long-running callers (plexus-nri) that must start while plexusd is down: a call
+/// made while plexusd is unreachable fails with UNAVAILABLE.
+pub fn channel_lazy(socket: &Path) -> Channel {
+    endpoint().connect_with_connector_lazy(dialer(socket))
+}
+
+/// The URI is required by tonic but never dialled: [`dialer`] connects to the socket.
+fn endpoint() -> Endpoint {
+    Endpoint::from_static("http://plexusd.invalid")
+}
+
+/// Connects to the unix socket at `socket`, whatever URI tonic asks for.
+fn dialer(
+    socket: &Path,
+) -> impl tower::Service<
+    Uri,
+    Response = TokioIo<tokio::net::UnixStream>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<TokioIo<tokio::net::UnixStream>>> + Send,
+> + Clone
++ Send
++ 'static {
+    let path: PathBuf = socket.to_path_buf();
+    tower::service_fn(move |_: Uri| {
+        let path = path.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok(TokioIo::new(stream))
+        }
+    })
 }

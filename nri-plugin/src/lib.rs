@@ -9,7 +9,6 @@ pub mod convert;
 pub mod error;
 pub mod event;
 pub mod mux;
-pub mod node;
 pub mod plugin;
 pub mod service;
 pub mod trace;

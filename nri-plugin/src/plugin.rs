@@ -38,7 +38,7 @@ impl Plugin {
     /// Validates `config` and prepares the (lazy) channel to plexusd.
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
-        let channel = crate::node::connect_lazy(config.plexusd_socket.clone());
+        let channel = plexus_client::channel_lazy(&config.plexusd_socket);
         let forwarder = Forwarder::new(
             channel,
             config.plexusd_socket.clone(),
