@@ -19,6 +19,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A temp file left by a killed process could not be removed at start.
+    #[error("removing stale temp files in {}", dir.display())]
+    RemoveTempFiles {
+        /// The directory swept.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A sandbox record could not be serialised.
     #[error("encode state record of sandbox {sandbox_id}")]
     EncodeRecord {
@@ -177,6 +186,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::StateDir { .. }
+            | Error::RemoveTempFiles { .. }
             | Error::EncodeRecord { .. }
             | Error::WriteRecord { .. }
             | Error::ReadRecord { .. }

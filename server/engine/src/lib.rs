@@ -64,6 +64,7 @@ mod primary;
 mod route;
 pub mod state;
 mod teardown;
+mod temp_files;
 mod undo;
 
 pub use config::{DelegationMode, EngineConfig};

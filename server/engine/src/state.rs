@@ -164,7 +164,7 @@ impl Store {
     /// Opens (creating, mode 0700) the state directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Store> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| Error::StateDir {
+        create_private_dir(&dir).map_err(|source| Error::StateDir {
             path: dir.clone(),
             source,
         })?;
@@ -257,7 +257,7 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
         .unwrap_or("record");
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
+    let tmp = dir.join(temp_name(name, std::process::id(), seq));
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -276,6 +276,79 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// The name of [`write_atomic`]'s temp file for the file `name`: `.{name}.{pid}.{seq}.tmp`.
+pub(crate) fn temp_name(name: &str, pid: u32, seq: u64) -> String {
+    format!(".{name}.{pid}.{seq}.tmp")
+}
+
+/// True when `name` is one of [`write_atomic`]'s temp files (see [`temp_name`]): a leading
+/// dot, a non-empty name, a decimal pid and sequence number, and `.tmp`. Nothing else
+/// matches, so a sweep by this rule never touches another program's files.
+pub fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, '.');
+    let decimal =
+        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    decimal(parts.next()) && decimal(parts.next()) && parts.next().is_some_and(|n| !n.is_empty())
+}
+
+/// Removes the temp files [`write_atomic`] left in `dir` when a process was killed between
+/// write and rename (regular files named by [`is_temp_name`], nothing else), and returns
+/// their paths. Only safe while nobody writes there: at start, under the state-dir lock.
+pub fn remove_stale_temp_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    remove_matching(dir, is_temp_name)
+}
+
+/// Removes the regular files directly in `dir` whose name satisfies `matches` (a missing
+/// `dir` holds none); returns their paths.
+pub(crate) fn remove_matching(
+    dir: &Path,
+    matches: impl Fn(&str) -> bool,
+) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(&matches) || !entry.file_type()?.is_file() {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed.push(entry.path()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// Creates `dir` (and missing parents) mode 0700. An existing directory keeps its mode
+/// (it may be shared on purpose, and tightening the wrong one would break the node); a
+/// warning names it when others can read or enter it.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"),
+            "the state directory is readable by other users; it should be mode 0700 (chmod 700 it)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -152,9 +152,10 @@ pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
         .mode(0o700)
         .create(&dir)
         .map_err(err)?;
-    let mut tmp_name = std::ffi::OsString::from(format!(".tmp-{}-", std::process::id()));
-    tmp_name.push(file.file_name().unwrap_or_default());
-    let tmp = dir.join(tmp_name);
+    let tmp = dir.join(temp_name(
+        std::process::id(),
+        file.file_name().unwrap_or_default(),
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -166,6 +167,30 @@ pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, &file).map_err(err)?;
     Ok(file)
+}
+
+/// The name of [`write`]'s temp file for the cache file `name`: `.tmp-{pid}-{name}`.
+pub(crate) fn temp_name(pid: u32, name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut tmp = std::ffi::OsString::from(format!(".tmp-{pid}-"));
+    tmp.push(name);
+    tmp
+}
+
+/// True when `name` is one of [`write`]'s temp files: `.tmp-`, a decimal pid, `-` and a
+/// non-empty name. libcni writes its cache files in place, so none of its files match.
+pub fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix(".tmp-")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(pid, file)| {
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !file.is_empty()
+        })
+}
+
+/// Removes the temp files [`write`] left in `<cache_dir>/results` when a process was killed
+/// between write and rename (only names matching [`is_temp_name`]); returns their paths.
+/// Only safe while nobody writes there: at start, under the state-dir lock.
+pub fn remove_stale_temp_files(cache_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    crate::state::remove_matching(&cache_dir.join("results"), is_temp_name)
 }
 
 /// Reads an entry; `Ok(None)` when the file does not exist. A file that exists but does
