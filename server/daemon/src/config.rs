@@ -23,6 +23,32 @@ mod tests;
 /// Where plexusd listens unless `socket` / `socketDir` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/plexus/plexus.sock";
 
+/// Default `connections.max`: concurrent connections from non-root callers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default `connections.idleTimeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Limits on the socket's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Connections from non-root callers open at once (`connections.max`); beyond it a new
+    /// one is closed at accept. Root's are always accepted.
+    pub max: usize,
+    /// A connection with no request in flight and no bytes either way for this long is
+    /// closed (`connections.idleTimeout`).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// The standalone configuration used by the demo (no Kubernetes; NADs from a directory).
 pub const STANDALONE_YAML: &str = include_str!("../../../deploy/examples/plexusd.yaml");
 
@@ -130,6 +156,11 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// Network namespace holding host-side links (tests); `None` = plexusd's own.
     pub host_netns: Option<PathBuf>,
+    /// How long a second plexusd waits for the state-directory lock (`lockWait`);
+    /// zero: it exits at once naming the holder.
+    pub lock_wait: Duration,
+    /// Connection limits of the socket.
+    pub connections: Connections,
 }
 
 impl Config {
@@ -176,6 +207,11 @@ impl Config {
             ..plexus_core::config::Config::default()
         }
     }
+}
+
+/// Parses `lockWait` / `--lock-wait` text: a duration of at most 1h, or `0` / `off`.
+pub fn parse_lock_wait(text: &str) -> Result<Duration> {
+    raw::lock_wait("lockWait", &serde_yaml::Value::String(text.to_owned()))
 }
 
 /// Parses a duration written as `<number><unit>` with unit `ms`, `s` or `m` (e.g. `1500ms`).

@@ -1,5 +1,6 @@
 //! Wiring of a running plexusd and of the offline explain, kept out of `main.rs` so both are
-//! testable: config → engine (recover first) → resolver → node → socket → serve.
+//! testable: config → state-directory lock → engine (stale temp files swept, recovery) →
+//! resolver → node → socket → serve.
 
 use std::future::Future;
 use std::path::Path;
@@ -12,6 +13,7 @@ use crate::attacher::Attacher;
 use crate::config::{Config, Delegation, NadSource};
 use crate::engine::EngineAttacher;
 use crate::error::{Error, Result};
+use crate::lock::StateLock;
 use crate::node::{Limits, Node};
 use crate::planner::{Explanation, Planner};
 use crate::resolver::{Resolver, pod_from_manifest};
@@ -43,17 +45,29 @@ pub fn resolver(config: &Config) -> Resolver {
     Resolver::new(config.resolver(), Arc::new(DirSource::new(dir.clone())))
 }
 
-/// Runs plexusd until `shutdown` resolves: opens the engine, finishes or undoes work a
-/// crash interrupted, then serves. Recovery happens before the socket exists, so no request
-/// sees half-made state.
+/// Runs plexusd until `shutdown` resolves: locks the state directory (or waits up to
+/// `lockWait` for the plexusd holding it, or fails naming it — touching nothing), opens the
+/// engine, removes temp files a killed plexusd left, finishes or undoes work a crash
+/// interrupted, then serves. Recovery happens before the socket exists, so no request sees
+/// half-made state; the lock is held until this returns.
 pub async fn run(
     config: &Config,
     metrics: Option<plexus_telemetry::Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let lock = StateLock::acquire(&config.state_dir, config.lock_wait).await?;
+    tracing::debug!(lock = %lock.path().display(), "state directory locked");
     let engine = Engine::open(engine_config(config)).map_err(|e| Error::OpenEngine {
         message: e.to_string(),
     })?;
+    let removed = engine
+        .remove_stale_temp_files()
+        .map_err(|e| Error::OpenEngine {
+            message: plexus_engine::error::chain(&e),
+        })?;
+    if !removed.is_empty() {
+        tracing::warn!(files = ?removed, "removed temp files left by a killed plexusd");
+    }
     if let Some(m) = &metrics {
         engine.set_observer(Arc::new(crate::engine::EngineMetrics(m.clone())));
     }
@@ -82,7 +96,22 @@ pub async fn run(
         shutdown.await;
         drop(background);
     };
-    serve(socket, node, access, shutdown).await
+    let served = serve(socket, node, access, config.connections, shutdown).await;
+    drop(lock);
+    served
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, so plexusd (every connection, netlink
+/// socket and plugin pipe is a descriptor) is not starved by a low default such as 1024.
+/// Returns the (old, new) soft limit.
+pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    let (now, _) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    Ok((soft, now))
 }
 
 /// The node's periodic work, off the request path: the attachments-gauge refresh and, when

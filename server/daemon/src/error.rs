@@ -177,6 +177,30 @@ pub enum Error {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// Another process holds the state-directory lock.
+    #[error(
+        "another plexusd ({}) holds the state directory {} (lock file {}){}; stop it first, or start this one with --lock-wait <duration> (config lockWait) to take over when it exits",
+        holder.map_or_else(|| "pid unknown".to_owned(), |pid| format!("pid {pid}")),
+        dir.display(),
+        dir.join(crate::lock::LOCK_FILE).display(),
+        if waited.is_zero() { String::new() } else { format!(" and still held it after waiting {waited:?}") }
+    )]
+    StateLocked {
+        /// The state directory.
+        dir: PathBuf,
+        /// The holder's pid as it wrote it (in its pid namespace), when readable.
+        holder: Option<u32>,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+    /// The state-directory lock file could not be opened or locked.
+    #[error("cannot lock the state directory with {}: {error}", path.display())]
+    LockState {
+        /// The lock file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
     /// Opening the engine failed.
     #[error("opening the engine: {message}")]
     OpenEngine {
@@ -258,6 +282,8 @@ impl From<Error> for tonic::Status {
             | Error::ParseConfig { .. }
             | Error::ConfigValue { .. }
             | Error::Listen { .. }
+            | Error::StateLocked { .. }
+            | Error::LockState { .. }
             | Error::OpenEngine { .. }
             | Error::Recover { .. }
             | Error::Serve { .. } => Code::Internal,

@@ -15,6 +15,8 @@ pub mod daemon;
 pub mod deadline;
 pub mod engine;
 pub mod error;
+pub mod listener;
+pub mod lock;
 pub mod model;
 pub mod node;
 pub mod planner;

@@ -17,6 +17,10 @@ struct Cli {
     /// Config file (YAML); without it the embedded standalone config is used.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// How long to wait for another plexusd holding the state directory to exit (e.g. 30s;
+    /// 0 exits at once naming it). Overrides the config's `lockWait`.
+    #[arg(long, value_parser = lock_wait)]
+    lock_wait: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -35,6 +39,10 @@ enum Command {
         #[arg(long, short, default_value = "text", value_parser = ["json", "text"])]
         output: String,
     },
+}
+
+fn lock_wait(text: &str) -> Result<std::time::Duration, String> {
+    plexus_server::config::parse_lock_wait(text).map_err(|e| e.to_string())
 }
 
 fn load(path: Option<&Path>) -> plexus_server::Result<Config> {
@@ -86,6 +94,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         otlp_endpoint: config.telemetry.otlp_endpoint.clone(),
     })
     .context("starting telemetry")?;
+    match daemon::raise_fd_limit() {
+        Ok((old, new)) if old != new => tracing::info!(old, new, "open-file limit raised"),
+        Ok((_, limit)) => tracing::debug!(limit, "open-file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
+    }
     let mut registry = plexus_telemetry::Registry::default();
     let metrics = plexus_telemetry::Metrics::new(&mut registry);
     let _metrics_server = match config.telemetry.metrics_address {
@@ -119,13 +132,16 @@ fn main() -> ExitCode {
     {
         return explain(cli.config.as_deref(), pod, networks, output == "json");
     }
-    let config = match load(cli.config.as_deref()) {
+    let mut config = match load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(err) => {
             eprintln!("plexusd: {err}");
             return ExitCode::from(2);
         }
     };
+    if let Some(wait) = cli.lock_wait {
+        config.lock_wait = wait;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {

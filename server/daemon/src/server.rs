@@ -1,6 +1,7 @@
 //! The unix socket and the gRPC server on it: socket preparation (private directory, 0600
 //! socket, stale socket removed, a live daemon detected), caller authorisation by peer
-//! credentials, standard health and reflection services next to the node API.
+//! credentials — at accept ([`crate::listener`]) and again per RPC, for every service —
+//! and the standard health and reflection services next to the node API.
 
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -9,12 +10,13 @@ use std::sync::Arc;
 
 use plexus_proto::v1;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::UdsConnectInfo;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
 
 use crate::attacher::Attacher;
+use crate::config::Connections;
 use crate::error::{Error, Result};
+use crate::listener::{InFlightLayer, Peer, incoming};
 use crate::node::Node;
 use crate::planner::Planner;
 use crate::service::NodeService;
@@ -51,16 +53,32 @@ impl Access {
         }
     }
 
-    /// The interceptor form of [`Access::check`], reading tonic's unix connect info.
+    /// The interceptor form of [`Access::check`], reading the connection's [`Peer`] (the
+    /// uid the kernel recorded at `connect`); a request without one is refused.
     pub fn intercept(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        let uid = request
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|info| info.peer_cred)
-            .map(|cred| cred.uid());
+        let uid = request.extensions().get::<Peer>().map(|peer| peer.uid);
         self.check(uid)?;
         Ok(request)
     }
+}
+
+/// A request check of `access`, as an interceptor closure for tonic services.
+impl Access {
+    /// [`Access::intercept`] as a cloneable closure.
+    pub fn interceptor(
+        &self,
+    ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
+        let access = self.clone();
+        move |req| access.intercept(req)
+    }
+}
+
+/// `service` (health, reflection) under the same per-RPC caller check as the node API.
+pub fn guarded<S>(
+    service: S,
+    access: &Access,
+) -> InterceptedService<S, impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<S>> {
+    InterceptedService::new(service, access.interceptor())
 }
 
 /// A bound, prepared socket; the file is removed on drop.
@@ -146,11 +164,13 @@ impl Drop for Socket {
     }
 }
 
-/// Serves the node API, health and reflection on `socket` until `shutdown` resolves.
+/// Serves the node API, health and reflection on `socket` until `shutdown` resolves. A
+/// caller `access` refuses is closed at accept; every RPC of every service checks it again.
 pub async fn serve<A: Attacher, P: Planner>(
     mut socket: Socket,
     node: Arc<Node<A, P>>,
     access: Access,
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let listener = socket.listener.take().ok_or_else(|| Error::Listen {
@@ -178,15 +198,14 @@ pub async fn serve<A: Attacher, P: Planner>(
         closing.close_watchers();
         let _ = stopping.send(());
     };
-    let node_service = v1::node_server::NodeServer::with_interceptor(
-        NodeService::new(node),
-        move |req: Request<()>| access.intercept(req),
-    );
+    let node_service =
+        v1::node_server::NodeServer::with_interceptor(NodeService::new(node), access.interceptor());
     let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+        .layer(InFlightLayer)
+        .add_service(guarded(health_service, &access))
+        .add_service(guarded(reflection, &access))
         .add_service(node_service)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(incoming(listener, access, connections), shutdown);
     // Graceful shutdown waits for clients to acknowledge it; a wedged client must not keep
     // plexusd alive, so after the grace period it stops anyway.
     let grace = async {
@@ -228,6 +247,40 @@ mod tests {
             allowed_uids: vec![],
         };
         assert!(no_root.check(Some(0)).is_err());
+    }
+
+    #[test]
+    fn the_rpc_check_reads_the_connections_peer() {
+        let access = Access::root_and(vec![1000]);
+        let with = |uid| {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(Peer::new(uid));
+            req
+        };
+        assert!(access.intercept(with(1000)).is_ok());
+        let denied = access.intercept(with(42)).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        let unknown = access.intercept(Request::new(())).unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn health_is_under_the_caller_check() {
+        use tower::ServiceExt;
+        let (_, health) = tonic_health::server::health_reporter();
+        let call = |uid: u32| {
+            http::Request::builder()
+                .method("POST")
+                .uri("/grpc.health.v1.Health/Check")
+                .header("content-type", "application/grpc")
+                .extension(Peer::new(uid))
+                .body(tonic::body::Body::empty())
+                .unwrap()
+        };
+        let access = Access::root_and(vec![]);
+        let answer = guarded(health, &access).oneshot(call(42)).await.unwrap();
+        let status = tonic::Status::from_header_map(answer.headers()).expect("a grpc status");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     }
 
     #[test]

@@ -39,7 +39,13 @@ impl Daemon {
             allow_root: true,
             allowed_uids: vec![nix::unistd::getuid().as_raw()],
         };
-        let task = tokio::spawn(serve(bound, node, access, std::future::pending()));
+        let task = tokio::spawn(serve(
+            bound,
+            node,
+            access,
+            Default::default(),
+            std::future::pending(),
+        ));
         Daemon {
             _dir: dir,
             socket,

@@ -184,9 +184,15 @@ async fn setup_pod_continues_the_callers_trace_down_to_attachments() {
     );
     let uid = nix::unistd::geteuid().as_raw();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(socket, node, Access::root_and(vec![uid]), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        socket,
+        node,
+        Access::root_and(vec![uid]),
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let trace_id = format!("{:08x}5e7a00000000000000000001", std::process::id());
     let mut client = plexus_client::connect(&path).await.unwrap();

@@ -44,9 +44,15 @@ async fn annotation_and_hotplug_paths_resolve_alike() {
     let socket = Socket::bind(&path).await.unwrap();
     let uid = nix::unistd::geteuid().as_raw();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(socket, node, Access::root_and(vec![uid]), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        socket,
+        node,
+        Access::root_and(vec![uid]),
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let mut c = plexus_client::connect(&path).await.unwrap();
 
     let setup = |networks: &str| v1::SetupPodRequest {

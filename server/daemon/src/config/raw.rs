@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Config, DEFAULT_SOCKET, Delegation, LogFormat, NadSource, PrimaryMode, Telemetry};
+use super::{
+    Config, Connections, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET, Delegation,
+    LogFormat, NadSource, PrimaryMode, Telemetry,
+};
 use crate::error::{Error, Result};
 
 /// Longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
@@ -69,6 +72,16 @@ pub(super) struct RawConfig {
     log_to_stderr: Option<bool>,
     metrics_port: Option<i64>,
     host_netns: Option<PathBuf>,
+    /// A duration, or `0` / `off`; any YAML scalar, classified in [`lock_wait`].
+    lock_wait: Option<serde_yaml::Value>,
+    connections: Option<RawConnections>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConnections {
+    max: Option<i64>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +167,40 @@ fn sweep_interval(key: &'static str, value: &serde_yaml::Value) -> Result<Option
         Some(d) if d.is_zero() => Ok(None),
         Some(d) if d >= MIN_SWEEP_INTERVAL => Ok(Some(d)),
         Some(_) => Err(invalid(key, format!("{text:?} is below 1s; {accepted}"))),
+        None => Err(invalid(
+            key,
+            format!("{text:?} is not a duration; {accepted}"),
+        )),
+    }
+}
+
+/// Longest accepted `lockWait`: a rolling update waits for the old pod's grace period,
+/// not for ever.
+const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
+
+/// `lockWait`: how long a second plexusd waits for the state-directory lock; zero (`0`,
+/// `off`) means not at all.
+pub(crate) fn lock_wait(key: &'static str, value: &serde_yaml::Value) -> Result<Duration> {
+    let accepted = "write a duration of at most 1h (e.g. 30s, 2m), or 0 or off to exit at once";
+    let text = match value {
+        serde_yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(Duration::ZERO),
+        serde_yaml::Value::Number(n) => {
+            return Err(invalid(key, format!("{n} has no unit; {accepted}")));
+        }
+        serde_yaml::Value::String(s) => s.trim(),
+        other => {
+            return Err(invalid(
+                key,
+                format!("{other:?} is not a duration; {accepted}"),
+            ));
+        }
+    };
+    if text == "off" || text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    match super::parse_duration(text) {
+        Some(d) if d <= MAX_LOCK_WAIT => Ok(d),
+        Some(_) => Err(invalid(key, format!("{text:?} is above 1h; {accepted}"))),
         None => Err(invalid(
             key,
             format!("{text:?} is not a duration; {accepted}"),
@@ -296,6 +343,20 @@ impl RawConfig {
             None => Duration::from_secs(10),
         };
 
+        let lock_wait = match &self.lock_wait {
+            Some(value) => lock_wait("lockWait", value)?,
+            None => Duration::ZERO,
+        };
+        let connections = self.connections.unwrap_or_default();
+        let max_connections = match connections.max {
+            Some(v) => count("connections.max", v, 1)?,
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
+        let idle_timeout = match connections.idle_timeout {
+            Some(text) => duration("connections.idleTimeout", &text)?,
+            None => DEFAULT_IDLE_TIMEOUT,
+        };
+
         if self.log_to_stderr == Some(false) {
             return Err(invalid(
                 "logToStderr",
@@ -389,6 +450,11 @@ impl RawConfig {
                 log_level,
             },
             host_netns: self.host_netns.map(|p| path(base, p)),
+            lock_wait,
+            connections: Connections {
+                max: max_connections,
+                idle_timeout,
+            },
         })
     }
 }

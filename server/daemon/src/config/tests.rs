@@ -113,6 +113,11 @@ fn bad_values_are_rejected_with_their_key() {
         ("socket: /a\nsocketDir: /b", "socket"),
         ("multusNamespace: ''", "multusNamespace"),
         ("cniBinDirs: []", "cniBinDirs"),
+        ("lockWait: 30", "lockWait"),
+        ("lockWait: soon", "lockWait"),
+        ("lockWait: 2h", "lockWait"),
+        ("connections: {max: 0}", "connections.max"),
+        ("connections: {idleTimeout: 0s}", "connections.idleTimeout"),
     ];
     for (text, key) in cases {
         let msg = rejected(text);
@@ -173,4 +178,24 @@ fn embedded_standalone_config_is_valid() {
     );
     assert_eq!(c.socket, PathBuf::from("/run/plexus/plexus.sock"));
     assert!(c.state_dir.starts_with("/var/lib/plexus"));
+}
+
+#[test]
+fn lock_wait_and_connection_limits_parse() {
+    let defaults = parse("").unwrap();
+    assert_eq!(defaults.lock_wait, Duration::ZERO);
+    assert_eq!(defaults.connections.max, 256);
+    assert_eq!(defaults.connections.idle_timeout, Duration::from_secs(300));
+    let set = parse("lockWait: 30s\nconnections: {max: 8, idleTimeout: 1500ms}").unwrap();
+    assert_eq!(set.lock_wait, Duration::from_secs(30));
+    assert_eq!(set.connections.max, 8);
+    assert_eq!(set.connections.idle_timeout, Duration::from_millis(1500));
+    for off in ["lockWait: 0", "lockWait: off", "lockWait: '0'"] {
+        assert_eq!(parse(off).unwrap().lock_wait, Duration::ZERO, "{off}");
+    }
+    assert_eq!(
+        crate::config::parse_lock_wait("2m").unwrap(),
+        Duration::from_secs(120)
+    );
+    assert!(crate::config::parse_lock_wait("forever").is_err());
 }
