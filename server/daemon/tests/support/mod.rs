@@ -42,6 +42,23 @@ impl Plexusd {
         daemon
     }
 
+    /// Adopts a plexusd the test spawned itself (killed and reaped on drop like the others).
+    pub fn adopt(child: Child) -> Plexusd {
+        Plexusd { child }
+    }
+
+    /// Waits until `socket` answers, failing if the process exits first or `within` passes.
+    pub async fn wait_serving(&mut self, socket: &Path, within: Duration) {
+        let until = Instant::now() + within;
+        while plexus_client::connect(socket).await.is_err() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("plexusd exited: {status}");
+            }
+            assert!(Instant::now() < until, "plexusd did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
