@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 /// Name of the lock file inside the state directory.
 pub const LOCK_FILE: &str = "plexusd.lock";
 
+/// Bytes of the lock file read for the holder's pid.
+const MAX_PID_TEXT: u64 = 32;
+
 /// How often a waiting plexusd tries the lock again.
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -95,10 +98,11 @@ impl StateLock {
                     .map_err(failed)?;
                 Ok(Ok(StateLock { _file: held, path }))
             }
-            Err((mut file, Errno::EWOULDBLOCK)) => {
+            Err((file, Errno::EWOULDBLOCK)) => {
                 let mut text = String::new();
-                // Best effort: the holder may be between truncate and write.
-                let _ = file.read_to_string(&mut text);
+                // Best effort (the holder may be between truncate and write), and bounded:
+                // a pid is at most 10 digits.
+                let _ = file.take(MAX_PID_TEXT).read_to_string(&mut text);
                 Ok(Err(text.trim().parse().ok()))
             }
             Err((_, errno)) => Err(failed(std::io::Error::from(errno))),
