@@ -22,8 +22,8 @@ use nix::unistd::Pid;
 use plexus_client::v1;
 use plexus_netlink::test_util::{TestNetns, require_privileged, unique_name};
 use support::{
-    Plexusd, addresses, files_naming, install_plugin, lease_files, link_names, nad, recorded,
-    write_config, write_nads,
+    Plexusd, assigned_addresses, files_naming, install_plugin, lease_files, link_names, nad,
+    recorded, write_config, write_nads,
 };
 
 /// Pods set up and torn down across the kills.
@@ -108,20 +108,6 @@ fn teardown_request(i: usize, netns: &Path) -> v1::TeardownPodRequest {
     }
 }
 
-/// A namespace's addresses without IPv6 link-local ones: the kernel adds those by itself
-/// whenever a link comes up, at a moment of its choosing.
-async fn addresses_made(ns: &TestNetns, skip: &str) -> BTreeSet<String> {
-    addresses(ns, skip)
-        .await
-        .into_iter()
-        .filter(|a| {
-            !a.split(' ')
-                .nth(1)
-                .is_some_and(|ip| ip.starts_with("fe80:"))
-        })
-        .collect()
-}
-
 /// Every file below `dir` (recursively), for the final emptiness checks.
 fn files_below(dir: &Path) -> Vec<PathBuf> {
     files_naming(dir, "")
@@ -178,10 +164,10 @@ async fn sigkill_at_random_moments_then_teardown_leaves_nothing() {
     let mut pod_addrs = Vec::new();
     for pod in &pods {
         pod_links.push(link_names(pod).await);
-        pod_addrs.push(addresses_made(pod, "").await);
+        pod_addrs.push(assigned_addresses(pod, "").await);
     }
     let host_links = link_names(&host).await;
-    let host_addrs = addresses_made(&host, &bridge).await;
+    let host_addrs = assigned_addresses(&host, &bridge).await;
 
     let mut set_up_once = BTreeSet::new();
     let mut kills_in_recovery = 0;
@@ -254,7 +240,7 @@ async fn sigkill_at_random_moments_then_teardown_leaves_nothing() {
         if links != pod_links[i] {
             left.push(format!("pod {i} links {links:?}"));
         }
-        let addrs = addresses_made(pod, "").await;
+        let addrs = assigned_addresses(pod, "").await;
         if addrs != pod_addrs[i] {
             left.push(format!("pod {i} addresses {addrs:?}"));
         }
@@ -265,10 +251,10 @@ async fn sigkill_at_random_moments_then_teardown_leaves_nothing() {
     if host_now != host_links {
         left.push(format!("host links {host_now:?}"));
     }
-    if addresses_made(&host, &bridge).await != host_addrs {
+    if assigned_addresses(&host, &bridge).await != host_addrs {
         left.push(format!(
             "host addresses {:?}",
-            addresses_made(&host, &bridge).await
+            assigned_addresses(&host, &bridge).await
         ));
     }
     let lease_left = lease_files(&leases);

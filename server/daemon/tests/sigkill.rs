@@ -14,8 +14,8 @@ use nix::unistd::Pid;
 use plexus_client::v1;
 use plexus_netlink::test_util::{require_privileged, unique_name};
 use support::{
-    Namespaces, Plexusd, addresses, files_naming, install_plugin, lease_files, link_names, nad,
-    recorded, setup_request_for, slow_bridge_script, write_config, write_nads,
+    Namespaces, Plexusd, assigned_addresses, files_naming, install_plugin, lease_files, link_names,
+    nad, recorded, setup_request_for, slow_bridge_script, write_config, write_nads,
 };
 
 /// How long the slow plugin waits after doing its work: far longer than the test needs to
@@ -58,9 +58,9 @@ async fn sigkill_mid_setup_then_restart_and_teardown_leaves_nothing() {
         "ipam": {"type": "host-local", "subnet": "10.250.8.0/24", "dataDir": leases}});
     write_nads(dir.path(), &[nad("mv", mv), nad("slowbr", slow)]);
     let pod_links = link_names(&pod).await;
-    let pod_addrs = addresses(&pod, "").await;
+    let pod_addrs = assigned_addresses(&pod, "").await;
     let host_links = link_names(&host).await;
-    let host_addrs = addresses(&host, &bridge).await;
+    let host_addrs = assigned_addresses(&host, &bridge).await;
 
     // 1. SetupPod with two networks; SIGKILL plexusd while the second one's plugin runs.
     let mut daemon = Plexusd::start(&config, &socket, None).await;
@@ -124,14 +124,18 @@ async fn sigkill_mid_setup_then_restart_and_teardown_leaves_nothing() {
     assert_eq!(removed, ["net1"]);
 
     assert_eq!(link_names(&pod).await, pod_links, "pod links left");
-    assert_eq!(addresses(&pod, "").await, pod_addrs, "pod addresses left");
+    assert_eq!(
+        assigned_addresses(&pod, "").await,
+        pod_addrs,
+        "pod addresses left"
+    );
     let mut host_after = link_names(&host).await;
     // The bridge is shared infrastructure: like the reference plugin, it stays (with only
     // its IPv6 link-local address, as isGateway is false).
     host_after.remove(&bridge);
     assert_eq!(host_after, host_links, "host links left");
     assert_eq!(
-        addresses(&host, &bridge).await,
+        assigned_addresses(&host, &bridge).await,
         host_addrs,
         "host addresses left"
     );

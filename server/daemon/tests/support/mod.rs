@@ -195,6 +195,20 @@ pub async fn addresses(ns: &TestNetns, skip: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// [`addresses`] without IPv6 link-local ones: the kernel adds those by itself whenever a
+/// link comes up, at a moment of its choosing, so they are no one's leftovers.
+pub async fn assigned_addresses(ns: &TestNetns, skip: &str) -> BTreeSet<String> {
+    addresses(ns, skip)
+        .await
+        .into_iter()
+        .filter(|a| {
+            !a.split(' ')
+                .nth(1)
+                .is_some_and(|ip| ip.starts_with("fe80:"))
+        })
+        .collect()
+}
+
 /// host-local lease files (named by address) under the IPAM data dir.
 pub fn lease_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
