@@ -285,9 +285,26 @@ impl LeaseStore {
             .collect()
     }
 
-    /// Releases every address of `(id, ifname)`, like the reference `ReleaseByID`.
+    /// Removes lease files a killed writer left empty (created, content not yet written):
+    /// no release could ever match them, so each would hold its address for ever. Call it
+    /// under the lock: every writer — this store and the reference plugin — creates and
+    /// fills a lease while holding it, so an empty lease seen then belongs to no one.
+    fn remove_torn_leases(&self) {
+        for (name, content, path) in self.leases() {
+            if content.is_empty()
+                && name.parse::<IpAddr>().is_ok()
+                && fs::remove_file(&path).is_ok()
+            {
+                tracing::warn!(lease = %path.display(), "removed an empty lease file a killed writer left");
+            }
+        }
+    }
+
+    /// Releases every address of `(id, ifname)`, like the reference `ReleaseByID`, and
+    /// removes torn (empty) leases.
     pub fn release(&self, id: &str, ifname: &str) -> Result<()> {
         let _lock = self.lock()?;
+        self.remove_torn_leases();
         let key = format!("{}{LINE_BREAK}{ifname}", id.trim());
         let leases = self.leases();
         let mut found = false;
@@ -310,6 +327,7 @@ impl LeaseStore {
     /// `(ip, ifname)` of what was released.
     pub fn release_container(&self, id: &str, keep: &[&str]) -> Result<Vec<(String, String)>> {
         let _lock = self.lock()?;
+        self.remove_torn_leases();
         let mut out = Vec::new();
         for (ip, content, path) in self.leases() {
             if ip.parse::<IpAddr>().is_err() {
@@ -337,6 +355,7 @@ impl LeaseStore {
         want: Option<IpAddr>,
     ) -> Result<IpConfig, GetError> {
         let _lock = self.lock().map_err(GetError::Io)?;
+        self.remove_torn_leases();
         let (id, ifname) = (req.container_id.as_str(), req.ifname.as_str());
         let describe = || describe_set(set);
         let ip_config = |ip: IpAddr, r: &Range| IpConfig {

@@ -320,3 +320,32 @@ fn static_matches_the_reference_plugin() {
         assert_eq!(ours, theirs, "case {extra} / {cni_args:?}");
     }
 }
+
+#[test]
+fn a_lease_left_empty_by_a_killed_writer_is_removed_under_the_lock() {
+    // A kill between creating a lease file and writing its owner leaves it empty: no
+    // release matches it and it would hold the address for ever.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = parse(serde_json::json!({
+        "type":"host-local", "subnet":"10.9.0.0/29", "dataDir": dir.path(),
+    }));
+    let net = dir.path().join("net-a");
+    fs::create_dir_all(&net).unwrap();
+    fs::write(net.join("10.9.0.2"), "").unwrap();
+    fs::write(net.join("10.9.0.3"), "sb-other\r\nnet1").unwrap();
+    fs::write(net.join("notes"), "").unwrap();
+    let store = LeaseStore::open(&net).unwrap();
+    store.release("sb-gone", "net1").unwrap();
+    assert!(!net.join("10.9.0.2").exists(), "the torn lease is removed");
+    assert!(net.join("10.9.0.3").exists(), "a real lease stays");
+    assert!(
+        net.join("notes").exists(),
+        "only address-named files are leases"
+    );
+
+    // Allocation cleans up too, and the address is free again.
+    fs::write(net.join("10.9.0.2"), "").unwrap();
+    let a = allocate(&cfg, &req("sb1", "net1"), Path::new("/x")).unwrap();
+    assert_eq!(addrs(&a), vec!["10.9.0.2/29"]);
+    assert_eq!(fs::read(net.join("10.9.0.2")).unwrap(), b"sb1\r\nnet1");
+}
