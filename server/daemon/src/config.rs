@@ -146,6 +146,12 @@ impl Config {
     /// Parses and validates config text; `origin` names it in errors and relative paths are
     /// resolved against `base`.
     pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config> {
+        plexus_core::nesting::check(text, plexus_core::nesting::MAX_DEPTH).map_err(|too_deep| {
+            Error::ConfigTooDeep {
+                path: origin.to_path_buf(),
+                too_deep,
+            }
+        })?;
         let raw: raw::RawConfig =
             serde_yaml::from_str(text).map_err(|error| Error::ParseConfig {
                 path: origin.to_path_buf(),

@@ -222,3 +222,23 @@ fn parse_documents_reports_indexes() {
     assert_eq!(docs[0].0, 1);
     assert_eq!(docs[1].0, 3, "empty document 2 is counted but skipped");
 }
+
+#[test]
+fn deeply_nested_manifest_is_refused_before_parsing() {
+    let yaml = format!("kind: {KIND}\nspec: {}", "{a: ".repeat(256 * 1024));
+    let json = format!(
+        "{{\"kind\": \"{KIND}\", \"spec\": {}",
+        "[".repeat(1024 * 1024)
+    );
+    for (text, json, line) in [(yaml, false, 2), (json, true, 1)] {
+        let docs = parse_documents(&text, json);
+        assert_eq!(docs.len(), 1);
+        let (document, result) = &docs[0];
+        assert_eq!(*document, 1);
+        let reason = result.as_ref().unwrap_err();
+        assert!(
+            reason.contains(&format!("nesting deeper than 64 levels at line {line};")),
+            "{reason}"
+        );
+    }
+}

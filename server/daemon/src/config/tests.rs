@@ -174,3 +174,14 @@ fn embedded_standalone_config_is_valid() {
     assert_eq!(c.socket, PathBuf::from("/run/plexus/plexus.sock"));
     assert!(c.state_dir.starts_with("/var/lib/plexus"));
 }
+
+#[test]
+fn deeply_nested_config_is_refused_before_parsing() {
+    // 1 MiB of nested flow sequences: libyaml would take minutes on it.
+    let text = format!("clusterNetwork: {}", "[".repeat(1024 * 1024));
+    let err = rejected(&text);
+    assert!(
+        err.contains("test.yaml") && err.contains("nesting deeper than 64 levels at line 1"),
+        "{err}"
+    );
+}
