@@ -184,11 +184,84 @@ fn reloads_on_change_add_and_remove() {
 }
 
 #[test]
-fn missing_directory_is_empty() {
+fn missing_directory_fails_lookups_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = DirSource::new(tmp.path().join("absent"));
+    let absent = tmp.path().join("absent");
+    let src = DirSource::new(&absent);
+    let e = src.get("a", "b").unwrap_err();
+    assert_eq!(e.kind(), "read-nad-dir");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "cannot read network directory {}: ",
+            absent.display()
+        )),
+        "{e}"
+    );
+    assert_eq!(src.errors().len(), 1);
+    // Once it exists, lookups answer again.
+    fs::create_dir(&absent).unwrap();
+    write(&absent, "a.yaml", MACVLAN);
+    src.refresh().unwrap();
+    assert!(src.get("home", "iot").unwrap().is_some());
     assert_eq!(src.get("a", "b").unwrap(), None);
     assert!(src.errors().is_empty());
+}
+
+#[test]
+fn unusable_files_are_named_by_lookups_of_unknown_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "good.yaml", MACVLAN);
+    write(tmp.path(), "syntax.yaml", "a: [1, 2\n");
+    let src = DirSource::new(tmp.path());
+    // Names that loaded still resolve.
+    assert!(src.get("home", "iot").unwrap().is_some());
+    let e = src.get("home", "lan").unwrap_err();
+    assert!(matches!(e, Error::NadFilesUnusable { .. }), "{e:?}");
+    assert_eq!(e.kind(), "unusable-nad-files");
+    let text = e.to_string();
+    assert!(
+        text.contains("cannot find network-attachment-definition home/lan in")
+            && text.contains("syntax.yaml, document 1: invalid YAML"),
+        "{text}"
+    );
+
+    // A file that cannot be read (a dangling symlink: root reads everything else).
+    fs::remove_file(tmp.path().join("syntax.yaml")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("gone"), tmp.path().join("lost.yaml")).unwrap();
+    src.refresh().unwrap();
+    let text = src.get("home", "lan").unwrap_err().to_string();
+    assert!(
+        text.contains("cannot read network file") && text.contains("lost.yaml"),
+        "{text}"
+    );
+    assert!(!text.contains("syntax.yaml"), "{text}");
+    fs::remove_file(tmp.path().join("lost.yaml")).unwrap();
+    src.refresh().unwrap();
+    assert_eq!(src.get("home", "lan").unwrap(), None);
+}
+
+#[test]
+fn files_over_the_cap_are_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.yaml");
+    // A valid manifest padded with a comment past the cap.
+    let mut text = MACVLAN.to_string();
+    text.push('#');
+    text.push_str(&"x".repeat(MAX_FILE_BYTES as usize));
+    fs::write(&big, &text).unwrap();
+    let src = DirSource::new(tmp.path());
+    let e = src.get("home", "iot").unwrap_err();
+    assert_eq!(e.kind(), "unusable-nad-files");
+    let want = format!(
+        "network file {} is {} bytes, more than the {MAX_FILE_BYTES} accepted",
+        big.display(),
+        text.len()
+    );
+    assert!(e.to_string().contains(&want), "{e}");
+    let errors = src.errors();
+    assert_eq!(errors.len(), 1);
+    assert!(matches!(errors[0], Error::NadFileTooLarge { .. }));
+    assert_eq!(errors[0].to_string(), want);
 }
 
 #[test]
