@@ -98,6 +98,9 @@ pub struct Config {
     pub nad_source: NadSource,
     /// `clusterNetwork`.
     pub cluster_network: Option<String>,
+    /// `delegates`: Multus's inline CNI configs (conf or conflist objects), the cluster
+    /// network and the networks after it when `clusterNetwork` is unset.
+    pub delegates: Vec<serde_json::Value>,
     /// `defaultNetworks`.
     pub default_networks: Vec<String>,
     /// `multusNamespace`.
@@ -169,6 +172,7 @@ impl Config {
     pub fn resolver(&self) -> plexus_core::config::Config {
         plexus_core::config::Config {
             cluster_network: self.cluster_network.clone(),
+            delegates: self.delegates.clone(),
             default_networks: self.default_networks.clone(),
             multus_namespace: self.multus_namespace.clone(),
             system_namespaces: self.system_namespaces.clone(),
