@@ -16,6 +16,7 @@ pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod nad_watch;
 pub mod node;
 pub mod planner;
 pub mod resolver;

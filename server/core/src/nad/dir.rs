@@ -1,6 +1,8 @@
 //! The `networks.d/` directory source: NAD manifests (`*.yaml`, `*.yml`, `*.json`,
-//! hidden files ignored), reloaded when a file's size or mtime changes, checked on
-//! every lookup (one `readdir` and one `stat` per file; no background thread).
+//! hidden files ignored), held in an in-memory index. The first lookup loads the
+//! directory; after that a lookup is a map read, and the index changes only when
+//! [`DirSource::refresh`] runs (plexusd calls it from a file watcher), which re-reads just
+//! the files whose size or mtime changed. Nothing here starts a thread.
 //!
 //! Failure policy: a bad document never blocks the others. Good documents of every
 //! file load; each problem is kept in [`DirSource::errors`] and logged once. A lookup
@@ -15,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::manifest::{self, Parsed};
@@ -30,6 +33,8 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 pub struct DirSource {
     dir: PathBuf,
     state: Mutex<State>,
+    /// How many times the directory was listed.
+    scans: AtomicU64,
 }
 
 /// What tells a changed file: mtime and size.
@@ -37,6 +42,8 @@ type Stamp = (Option<SystemTime>, u64);
 
 #[derive(Debug, Default)]
 struct State {
+    /// False until the first refresh.
+    loaded: bool,
     /// Why the directory itself cannot be listed (missing, not a directory, no access).
     dir_problem: Option<(std::io::ErrorKind, String)>,
     files: BTreeMap<PathBuf, File>,
@@ -87,13 +94,15 @@ enum Entry {
 }
 
 impl DirSource {
-    /// A source over `dir`; nothing is read until the first lookup or [`refresh`].
+    /// A source over `dir`; nothing is read until the first lookup or [`refresh`], and
+    /// later changes are seen only after a [`refresh`].
     ///
     /// [`refresh`]: DirSource::refresh
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             state: Mutex::new(State::default()),
+            scans: AtomicU64::new(0),
         }
     }
 
@@ -113,6 +122,7 @@ impl DirSource {
                 if state.dir_problem.is_none() {
                     tracing::warn!(dir = %self.dir.display(), error = %cause, "cannot read network directory");
                 }
+                state.loaded = true;
                 state.dir_problem = Some((cause.kind(), cause.to_string()));
                 state.files.clear();
                 state.index.clear();
@@ -124,7 +134,8 @@ impl DirSource {
             }
         };
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut changed = state.dir_problem.take().is_some();
+        let mut changed = state.dir_problem.take().is_some() || !state.loaded;
+        state.loaded = true;
         let mut files = BTreeMap::new();
         for (path, stamp) in listing {
             match state.files.remove(&path) {
@@ -210,7 +221,16 @@ impl DirSource {
         })
     }
 
+    /// How many times the directory has been listed (each [`refresh`]); lookups do not
+    /// list it.
+    ///
+    /// [`refresh`]: DirSource::refresh
+    pub fn scans(&self) -> u64 {
+        self.scans.load(Ordering::Relaxed)
+    }
+
     fn scan(&self) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
+        self.scans.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -365,8 +385,13 @@ fn index(files: &BTreeMap<PathBuf, File>) -> (HashMap<(String, String), Entry>, 
 
 impl NadSource for DirSource {
     fn get(&self, namespace: &str, name: &str) -> Result<Option<Nad>> {
-        self.refresh()?;
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !state.loaded {
+            drop(state);
+            // A failure is kept in the state and answered below.
+            let _ = self.refresh();
+            state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        }
         if let Some(e) = self.dir_error(&state) {
             return Err(e);
         }

@@ -164,12 +164,14 @@ fn reloads_on_change_add_and_remove() {
     let src = DirSource::new(tmp.path());
     assert_eq!(src.get("home", "iot").unwrap(), None);
     write(tmp.path(), "a.yaml", MACVLAN);
+    src.refresh().unwrap();
     assert!(src.get("home", "iot").unwrap().is_some());
     write(
         tmp.path(),
         "a.yaml",
         &MACVLAN.replace("name: iot", "name: iot2"),
     );
+    src.refresh().unwrap();
     assert_eq!(src.get("home", "iot").unwrap(), None);
     assert!(src.get("home", "iot2").unwrap().is_some());
     write(
@@ -177,10 +179,43 @@ fn reloads_on_change_add_and_remove() {
         "b.yaml",
         &MACVLAN.replace("name: plain", "name: other"),
     );
+    src.refresh().unwrap();
     assert!(src.get("default", "other").unwrap().is_some());
     fs::remove_file(tmp.path().join("a.yaml")).unwrap();
+    src.refresh().unwrap();
     assert_eq!(src.get("home", "iot2").unwrap(), None);
     assert!(src.get("default", "other").unwrap().is_some());
+}
+
+#[test]
+fn lookups_read_the_index_not_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        write(
+            tmp.path(),
+            &format!("n{i}.yaml"),
+            &MACVLAN.replace("name: iot", &format!("name: iot{i}")),
+        );
+    }
+    let src = DirSource::new(tmp.path());
+    assert_eq!(src.scans(), 0, "nothing is read before the first lookup");
+    for round in 0..20 {
+        for i in 0..50 {
+            assert!(src.get("home", &format!("iot{i}")).unwrap().is_some());
+        }
+        assert_eq!(src.get("home", &format!("absent{round}")).unwrap(), None);
+    }
+    assert_eq!(src.scans(), 1, "only the first lookup listed the directory");
+    // A file added since is not seen until the next refresh.
+    write(
+        tmp.path(),
+        "new.yaml",
+        &MACVLAN.replace("name: iot", "name: fresh"),
+    );
+    assert_eq!(src.get("home", "fresh").unwrap(), None);
+    src.refresh().unwrap();
+    assert_eq!(src.scans(), 2);
+    assert!(src.get("home", "fresh").unwrap().is_some());
 }
 
 #[test]
