@@ -166,6 +166,30 @@ pub enum Error {
         /// The cause (interpolated into the message, so not a `source`).
         cause: std::io::Error,
     },
+    /// A NAD manifest file is larger than plexusd reads.
+    #[error("network file {path} is {size} bytes, more than the {limit} accepted")]
+    NadFileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// A NAD was not found, and files of the directory that may define it are unusable.
+    #[error(
+        "cannot find network-attachment-definition {namespace}/{name} in {dir}, and it may be defined in a file plexusd cannot use: {problems}; fix or remove those files"
+    )]
+    NadFilesUnusable {
+        /// NAD namespace.
+        namespace: String,
+        /// NAD name.
+        name: String,
+        /// The NAD directory.
+        dir: PathBuf,
+        /// The unusable files and why, shortened.
+        problems: String,
+    },
     /// One document of a NAD manifest file is malformed.
     #[error("network file {path}, document {document}: {reason}")]
     ParseNad {
@@ -224,6 +248,21 @@ pub enum Error {
         /// The directory searched.
         dir: PathBuf,
     },
+    /// No usable CNI config with the wanted name on disk, and some files there could not be
+    /// read or parsed (one of them may be it).
+    #[error(
+        "network {network}: no usable CNI config named {name} in {dir}, and these files there cannot be used (one may be it): {problems}"
+    )]
+    UnusableNetworkConfigs {
+        /// Display name of the network.
+        network: String,
+        /// The config `name` searched for.
+        name: String,
+        /// The directory searched.
+        dir: PathBuf,
+        /// The unusable files and why.
+        problems: String,
+    },
     /// The on-disk CNI config directory holds no config file at all (F20).
     #[error(
         "network {network}: no networks found in {dir} (no .conf, .conflist or .json file there)"
@@ -269,7 +308,8 @@ impl Error {
             Error::InvalidConfig { .. } => "invalid-config",
             Error::NadStore { .. } => "nad-store",
             Error::ReadNadDir { .. } => "read-nad-dir",
-            Error::ReadNadFile { .. } => "read-nad-file",
+            Error::ReadNadFile { .. } | Error::NadFileTooLarge { .. } => "read-nad-file",
+            Error::NadFilesUnusable { .. } => "unusable-nad-files",
             Error::ParseNad { .. } => "parse-nad",
             Error::DuplicateNad { .. } => "duplicate-nad",
             Error::InvalidNetworkConfig { .. } => "invalid-network-config",
@@ -277,7 +317,9 @@ impl Error {
             Error::NetworkConfigFileNotFound { .. } | Error::NoNetworkConfigs { .. } => {
                 "network-config-file-not-found"
             }
-            Error::ReadNetworkConfig { .. } => "read-network-config",
+            Error::ReadNetworkConfig { .. } | Error::UnusableNetworkConfigs { .. } => {
+                "read-network-config"
+            }
             Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
         }
     }

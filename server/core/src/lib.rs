@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod explain;
 pub mod nad;
+pub mod nesting;
 pub mod netconf;
 pub mod plan;
 pub mod pod;

@@ -2,7 +2,9 @@
 //! 1. RSS of an idle plexusd process, and with 1,000 recorded attachments after listing them
 //!    (targets: ≤ 16 MiB idle, ≤ 32 MiB with 1,000), from `VmRSS` in `/proc/<pid>/status`;
 //! 2. (root only) setup + teardown latency of a two-network pod through the API (a plexusd
-//!    process, gRPC over its socket) vs calling the engine in-process, medians over 100 pods.
+//!    process, gRPC over its socket) vs calling the engine in-process, medians over 100 pods;
+//! 3. NAD lookups with 50,000 NAD files in the directory: the one load (what each lookup cost
+//!    before the index), and the median lookup from the index.
 //!
 //! Run: `cargo bench -p plexus-server --bench daemon` (release build of plexusd is used by
 //! cargo bench itself).
@@ -258,8 +260,54 @@ async fn latency_bench() {
     );
 }
 
+/// NAD files written for the lookup bench.
+const NAD_FILES: usize = 50_000;
+
+fn nad_lookup_bench() {
+    use plexus_core::nad::{DirSource, NadSource};
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..NAD_FILES {
+        std::fs::write(
+            tmp.path().join(format!("n{i}.yaml")),
+            format!(
+                "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n\
+                 metadata: {{name: net{i}, namespace: bench}}\n\
+                 spec: {{config: '{{\"cniVersion\":\"1.0.0\",\"type\":\"bridge\"}}'}}\n"
+            ),
+        )
+        .unwrap();
+    }
+    let source = DirSource::new(tmp.path());
+    let start = Instant::now();
+    source.refresh().unwrap();
+    let load = start.elapsed();
+    let start = Instant::now();
+    source.refresh().unwrap();
+    let rescan = start.elapsed();
+    let lookups: Vec<Duration> = (0..1000)
+        .map(|i| {
+            let start = Instant::now();
+            let nad = source.get("bench", &format!("net{}", i * 37 % NAD_FILES));
+            let took = start.elapsed();
+            assert!(matches!(nad, Ok(Some(_))));
+            took
+        })
+        .collect();
+    println!("NAD lookups, {NAD_FILES} NAD files");
+    println!("  first load (parse all)     {:>10.2} ms", ms(load));
+    println!(
+        "  rescan, nothing changed    {:>10.2} ms  (per lookup before the index)",
+        ms(rescan)
+    );
+    println!(
+        "  lookup from the index      {:>10.4} ms  (median of 1000)",
+        ms(median(lookups))
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    nad_lookup_bench();
     rss_bench().await;
     if nix::unistd::geteuid().is_root() {
         latency_bench().await;

@@ -124,6 +124,9 @@ pub struct Config {
     pub nad_source: NadSource,
     /// `clusterNetwork`.
     pub cluster_network: Option<String>,
+    /// `delegates`: Multus's inline CNI configs (conf or conflist objects), the cluster
+    /// network and the networks after it when `clusterNetwork` is unset.
+    pub delegates: Vec<serde_json::Value>,
     /// `defaultNetworks`.
     pub default_networks: Vec<String>,
     /// `multusNamespace`.
@@ -177,6 +180,12 @@ impl Config {
     /// Parses and validates config text; `origin` names it in errors and relative paths are
     /// resolved against `base`.
     pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config> {
+        plexus_core::nesting::check(text, plexus_core::nesting::MAX_DEPTH).map_err(|too_deep| {
+            Error::ConfigTooDeep {
+                path: origin.to_path_buf(),
+                too_deep,
+            }
+        })?;
         let raw: raw::RawConfig =
             serde_yaml::from_str(text).map_err(|error| Error::ParseConfig {
                 path: origin.to_path_buf(),
@@ -194,6 +203,7 @@ impl Config {
     pub fn resolver(&self) -> plexus_core::config::Config {
         plexus_core::config::Config {
             cluster_network: self.cluster_network.clone(),
+            delegates: self.delegates.clone(),
             default_networks: self.default_networks.clone(),
             multus_namespace: self.multus_namespace.clone(),
             system_namespaces: self.system_namespaces.clone(),

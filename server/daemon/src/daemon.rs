@@ -1,6 +1,6 @@
 //! Wiring of a running plexusd and of the offline explain, kept out of `main.rs` so both are
 //! testable: config → state-directory lock → engine (stale temp files swept, recovery) →
-//! resolver → node → socket → serve.
+//! resolver (its NAD index kept current by a file watcher) → node → socket → serve.
 
 use std::future::Future;
 use std::path::Path;
@@ -39,10 +39,16 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-/// The resolver of a daemon config (NADs from its source).
-pub fn resolver(config: &Config) -> Resolver {
+/// The NAD source of a daemon config.
+pub fn nad_source(config: &Config) -> Arc<DirSource> {
     let NadSource::Directory(dir) = &config.nad_source;
-    Resolver::new(config.resolver(), Arc::new(DirSource::new(dir.clone())))
+    Arc::new(DirSource::new(dir.clone()))
+}
+
+/// The resolver of a daemon config (NADs from its source, loaded on first use and not
+/// refreshed: [`run`] keeps its source current with a [`nad_watch`](crate::nad_watch)).
+pub fn resolver(config: &Config) -> Resolver {
+    Resolver::new(config.resolver(), nad_source(config))
 }
 
 /// Runs plexusd until `shutdown` resolves: locks the state directory (or waits up to
@@ -82,7 +88,9 @@ pub async fn run(
         max_queued: config.max_queued,
         setup_budget: Some(config.nri_deadline_budget),
     };
-    let planner = Arc::new(resolver(config));
+    let nads = nad_source(config);
+    let watcher = crate::nad_watch::spawn(Arc::clone(&nads));
+    let planner = Arc::new(Resolver::new(config.resolver(), nads));
     let node = match metrics {
         Some(m) => Node::with_metrics(attacher, planner, limits, m),
         None => Node::new(attacher, planner, limits),
@@ -95,6 +103,7 @@ pub async fn run(
     let shutdown = async move {
         shutdown.await;
         drop(background);
+        drop(watcher);
     };
     let served = serve(socket, node, access, config.connections, shutdown).await;
     drop(lock);

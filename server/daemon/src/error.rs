@@ -37,6 +37,14 @@ pub enum Error {
         /// The parse error (names the key and position).
         error: serde_yaml::Error,
     },
+    /// The config file nests deeper than plexusd reads (checked before parsing).
+    #[error("invalid config {}: {too_deep}", path.display())]
+    ConfigTooDeep {
+        /// The file.
+        path: PathBuf,
+        /// Where the limit was passed, and the limit.
+        too_deep: plexus_core::nesting::TooDeep,
+    },
     /// A config key has a value that is not accepted.
     #[error("invalid config key `{key}`: {message}")]
     ConfigValue {
@@ -280,6 +288,7 @@ impl From<Error> for tonic::Status {
             | Error::Worker { .. } => Code::Internal,
             Error::ReadConfig { .. }
             | Error::ParseConfig { .. }
+            | Error::ConfigTooDeep { .. }
             | Error::ConfigValue { .. }
             | Error::Listen { .. }
             | Error::StateLocked { .. }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod listener;
 pub mod lock;
 pub mod model;
+pub mod nad_watch;
 pub mod node;
 pub mod planner;
 pub mod resolver;

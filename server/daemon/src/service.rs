@@ -204,23 +204,30 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         request: Request<v1::ExplainRequest>,
     ) -> Result<Response<v1::ExplainResponse>, Status> {
         let req = request.into_inner();
-        let (pod, annotations) = if req.pod_manifest.is_empty() {
-            let mut pod = convert::pod_identity(req.pod.as_ref());
-            if pod.namespace.is_empty() {
-                // As for a manifest without metadata.namespace.
-                pod.namespace = "default".to_owned();
-            }
-            if pod.name.is_empty() {
-                return Err(Error::InvalidRequest {
-                    message: "give pod_manifest, or pod with a name".to_owned(),
+        let node = Arc::clone(&self.node);
+        // Manifest parsing and resolution read user text and NAD files: off the async
+        // workers, so a hostile manifest cannot stall health checks and other RPCs.
+        let explained = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let (pod, annotations) = if req.pod_manifest.is_empty() {
+                let mut pod = convert::pod_identity(req.pod.as_ref());
+                if pod.namespace.is_empty() {
+                    // As for a manifest without metadata.namespace.
+                    pod.namespace = "default".to_owned();
                 }
-                .into());
-            }
-            (pod, convert::annotations(&req.annotations))
-        } else {
-            crate::resolver::pod_from_manifest(&req.pod_manifest)?
-        };
-        let explanation = self.node.explain(&pod, &annotations);
+                if pod.name.is_empty() {
+                    return Err(Error::InvalidRequest {
+                        message: "give pod_manifest, or pod with a name".to_owned(),
+                    });
+                }
+                (pod, convert::annotations(&req.annotations))
+            } else {
+                crate::resolver::pod_from_manifest(&req.pod_manifest)?
+            };
+            Ok(node.explain(&pod, &annotations))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("explain did not finish: {e}")))?;
+        let explanation = explained?;
         Ok(Response::new(v1::ExplainResponse {
             json: explanation.json,
             text: explanation.text,

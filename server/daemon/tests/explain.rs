@@ -87,3 +87,50 @@ fn unreadable_input_is_an_error_in_the_chosen_format() {
     assert!(!bad_config.status.success());
     assert!(String::from_utf8_lossy(&bad_config.stderr).contains("/nonexistent/plexusd.yaml"));
 }
+
+/// Explains the example pod `pod` against the NAD directory `networks`, as JSON.
+fn explain_against(pod: &str, networks: &Path) -> (bool, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_plexusd"))
+        .arg("explain")
+        .arg("--pod")
+        .arg(examples().join("pods").join(pod))
+        .arg("--networks")
+        .arg(networks)
+        .arg("--output")
+        .arg("json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    (
+        out.status.success(),
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")),
+    )
+}
+
+#[test]
+fn broken_nad_files_and_a_missing_directory_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("iot.yaml");
+    std::fs::write(&broken, "apiVersion: k8s.cni.cncf.io/v1\nkind: [\n").unwrap();
+    let (ok, out) = explain_against("home-assistant.yaml", dir.path());
+    assert!(!ok);
+    assert_eq!(out["error"]["kind"], "unusable-nad-files", "{out}");
+    let message = out["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&broken.display().to_string()) && message.contains("invalid YAML"),
+        "{message}"
+    );
+
+    let absent = dir.path().join("absent");
+    let (ok, out) = explain_against("home-assistant.yaml", &absent);
+    assert!(!ok);
+    assert_eq!(out["error"]["kind"], "read-nad-dir", "{out}");
+    let message = out["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "cannot read network directory {}",
+            absent.display()
+        )),
+        "{message}"
+    );
+}

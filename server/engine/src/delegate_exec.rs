@@ -20,6 +20,7 @@ pub fn delegate_config(cfg: &EngineConfig) -> delegate::Config {
     let mut c = delegate::Config::new(cfg.cni_bin_dirs.clone(), cfg.cni_cache_dir.clone());
     c.timeout = cfg.delegate_timeout;
     c.host_netns = cfg.host_netns.clone();
+    c.ipam_data_dir = Some(cfg.ipam_data_dir.clone());
     c
 }
 

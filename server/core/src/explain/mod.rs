@@ -116,6 +116,7 @@ pub fn pod_from_manifest(text: &str) -> Result<(PodIdentity, BTreeMap<String, St
             text.len()
         )));
     }
+    crate::nesting::check(text, crate::nesting::MAX_DEPTH).map_err(|e| invalid(e.to_string()))?;
     let value: Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| invalid(format!("invalid JSON: {e}")))?
     } else {

@@ -189,3 +189,26 @@ fn pod_manifest_rejections() {
             .contains("bytes")
     );
 }
+
+#[test]
+fn deeply_nested_pod_manifest_is_refused_before_parsing() {
+    let head = "kind: Pod\nmetadata: {name: a}\nspec: ";
+    let fill = MAX_MANIFEST_BYTES - head.len();
+    for text in [
+        format!("{head}{}", "[".repeat(fill)),
+        format!("{head}\n{}", "- ".repeat((fill - 1) / 2)),
+        format!(
+            "{{\"kind\": \"Pod\", \"spec\": {}",
+            "{\"a\": ".repeat(fill / 7)
+        ),
+    ] {
+        assert!(text.len() <= MAX_MANIFEST_BYTES);
+        let e = pod_from_manifest(&text).unwrap_err();
+        assert_eq!(e.kind(), "invalid-pod-manifest");
+        assert!(
+            e.to_string()
+                .contains("nesting deeper than 64 levels at line"),
+            "{e}"
+        );
+    }
+}

@@ -54,6 +54,11 @@ pub(crate) fn parse(text: &str, json: bool) -> Vec<Parsed> {
             result: Err(Broken { key: None, reason }),
         }),
     };
+    // Bounded before any parser sees the text (libyaml is quadratic in nesting depth).
+    if let Err(e) = crate::nesting::check(text, crate::nesting::MAX_DEPTH) {
+        push(1, Err(e.to_string()));
+        return out;
+    }
     if json {
         let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
         for (i, value) in stream.enumerate() {

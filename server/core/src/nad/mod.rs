@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::Result;
 
-pub use dir::DirSource;
+pub use dir::{DirSource, MAX_FILE_BYTES};
 pub use manifest::{API_VERSION, KIND, parse_documents};
 
 /// NAD annotation naming the device-plugin resource (F22).

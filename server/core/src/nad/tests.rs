@@ -164,12 +164,14 @@ fn reloads_on_change_add_and_remove() {
     let src = DirSource::new(tmp.path());
     assert_eq!(src.get("home", "iot").unwrap(), None);
     write(tmp.path(), "a.yaml", MACVLAN);
+    src.refresh().unwrap();
     assert!(src.get("home", "iot").unwrap().is_some());
     write(
         tmp.path(),
         "a.yaml",
         &MACVLAN.replace("name: iot", "name: iot2"),
     );
+    src.refresh().unwrap();
     assert_eq!(src.get("home", "iot").unwrap(), None);
     assert!(src.get("home", "iot2").unwrap().is_some());
     write(
@@ -177,18 +179,124 @@ fn reloads_on_change_add_and_remove() {
         "b.yaml",
         &MACVLAN.replace("name: plain", "name: other"),
     );
+    src.refresh().unwrap();
     assert!(src.get("default", "other").unwrap().is_some());
     fs::remove_file(tmp.path().join("a.yaml")).unwrap();
+    src.refresh().unwrap();
     assert_eq!(src.get("home", "iot2").unwrap(), None);
     assert!(src.get("default", "other").unwrap().is_some());
 }
 
 #[test]
-fn missing_directory_is_empty() {
+fn lookups_read_the_index_not_the_directory() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = DirSource::new(tmp.path().join("absent"));
+    for i in 0..50 {
+        write(
+            tmp.path(),
+            &format!("n{i}.yaml"),
+            &MACVLAN.replace("name: iot", &format!("name: iot{i}")),
+        );
+    }
+    let src = DirSource::new(tmp.path());
+    assert_eq!(src.scans(), 0, "nothing is read before the first lookup");
+    for round in 0..20 {
+        for i in 0..50 {
+            assert!(src.get("home", &format!("iot{i}")).unwrap().is_some());
+        }
+        assert_eq!(src.get("home", &format!("absent{round}")).unwrap(), None);
+    }
+    assert_eq!(src.scans(), 1, "only the first lookup listed the directory");
+    // A file added since is not seen until the next refresh.
+    write(
+        tmp.path(),
+        "new.yaml",
+        &MACVLAN.replace("name: iot", "name: fresh"),
+    );
+    assert_eq!(src.get("home", "fresh").unwrap(), None);
+    src.refresh().unwrap();
+    assert_eq!(src.scans(), 2);
+    assert!(src.get("home", "fresh").unwrap().is_some());
+}
+
+#[test]
+fn missing_directory_fails_lookups_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let absent = tmp.path().join("absent");
+    let src = DirSource::new(&absent);
+    let e = src.get("a", "b").unwrap_err();
+    assert_eq!(e.kind(), "read-nad-dir");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "cannot read network directory {}: ",
+            absent.display()
+        )),
+        "{e}"
+    );
+    assert_eq!(src.errors().len(), 1);
+    // Once it exists, lookups answer again.
+    fs::create_dir(&absent).unwrap();
+    write(&absent, "a.yaml", MACVLAN);
+    src.refresh().unwrap();
+    assert!(src.get("home", "iot").unwrap().is_some());
     assert_eq!(src.get("a", "b").unwrap(), None);
     assert!(src.errors().is_empty());
+}
+
+#[test]
+fn unusable_files_are_named_by_lookups_of_unknown_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "good.yaml", MACVLAN);
+    write(tmp.path(), "syntax.yaml", "a: [1, 2\n");
+    let src = DirSource::new(tmp.path());
+    // Names that loaded still resolve.
+    assert!(src.get("home", "iot").unwrap().is_some());
+    let e = src.get("home", "lan").unwrap_err();
+    assert!(matches!(e, Error::NadFilesUnusable { .. }), "{e:?}");
+    assert_eq!(e.kind(), "unusable-nad-files");
+    let text = e.to_string();
+    assert!(
+        text.contains("cannot find network-attachment-definition home/lan in")
+            && text.contains("syntax.yaml, document 1: invalid YAML"),
+        "{text}"
+    );
+
+    // A file that cannot be read (a dangling symlink: root reads everything else).
+    fs::remove_file(tmp.path().join("syntax.yaml")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("gone"), tmp.path().join("lost.yaml")).unwrap();
+    src.refresh().unwrap();
+    let text = src.get("home", "lan").unwrap_err().to_string();
+    assert!(
+        text.contains("cannot read network file") && text.contains("lost.yaml"),
+        "{text}"
+    );
+    assert!(!text.contains("syntax.yaml"), "{text}");
+    fs::remove_file(tmp.path().join("lost.yaml")).unwrap();
+    src.refresh().unwrap();
+    assert_eq!(src.get("home", "lan").unwrap(), None);
+}
+
+#[test]
+fn files_over_the_cap_are_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.yaml");
+    // A valid manifest padded with a comment past the cap.
+    let mut text = MACVLAN.to_string();
+    text.push('#');
+    text.push_str(&"x".repeat(MAX_FILE_BYTES as usize));
+    fs::write(&big, &text).unwrap();
+    let src = DirSource::new(tmp.path());
+    let e = src.get("home", "iot").unwrap_err();
+    assert_eq!(e.kind(), "unusable-nad-files");
+    let want = format!(
+        "network file {} is {} bytes, more than the {MAX_FILE_BYTES} accepted",
+        big.display(),
+        text.len()
+    );
+    assert!(e.to_string().contains(&want), "{e}");
+    let errors = src.errors();
+    assert_eq!(errors.len(), 1);
+    assert!(matches!(errors[0], Error::NadFileTooLarge { .. }));
+    assert_eq!(errors[0].to_string(), want);
 }
 
 #[test]
@@ -221,4 +329,24 @@ fn parse_documents_reports_indexes() {
     assert_eq!(docs.len(), 2);
     assert_eq!(docs[0].0, 1);
     assert_eq!(docs[1].0, 3, "empty document 2 is counted but skipped");
+}
+
+#[test]
+fn deeply_nested_manifest_is_refused_before_parsing() {
+    let yaml = format!("kind: {KIND}\nspec: {}", "{a: ".repeat(256 * 1024));
+    let json = format!(
+        "{{\"kind\": \"{KIND}\", \"spec\": {}",
+        "[".repeat(1024 * 1024)
+    );
+    for (text, json, line) in [(yaml, false, 2), (json, true, 1)] {
+        let docs = parse_documents(&text, json);
+        assert_eq!(docs.len(), 1);
+        let (document, result) = &docs[0];
+        assert_eq!(*document, 1);
+        let reason = result.as_ref().unwrap_err();
+        assert!(
+            reason.contains(&format!("nesting deeper than 64 levels at line {line};")),
+            "{reason}"
+        );
+    }
 }

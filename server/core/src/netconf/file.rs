@@ -4,8 +4,9 @@
 //!
 //! Like libcni, `.conflist` files are chains and `.conf`/`.json` files single plugins,
 //! visited in file-name order; a missing directory holds no configs. Unlike Multus, an
-//! unparseable file does not abort the search for a later one: it is skipped with a
-//! warning, and only the file whose `name` matches must be valid.
+//! unparseable file does not abort the search for a later one, and only the file whose
+//! `name` matches must be valid; but when no file matches, the files that could not be
+//! read or parsed are named in the error (one of them may be the config wanted).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -118,6 +119,16 @@ pub fn load_path(path: &Path) -> Result<(PathBuf, NetConf)> {
     Ok((path.to_path_buf(), load_file(path)?))
 }
 
+/// At most three problems, then how many more.
+fn summary(problems: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = problems[..problems.len().min(SHOWN)].join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!("; and {} more", problems.len() - SHOWN));
+    }
+    text
+}
+
 fn chain_name() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$").expect("valid regex"))
@@ -226,7 +237,8 @@ fn subdirectory_plugins(dir: &Path) -> Result<Vec<Map<String, Value>>> {
 }
 
 /// Finds the config whose `name` is `name` in `dir` (F20), for the network shown as
-/// `network`. Files that cannot be read or parsed are skipped with a warning.
+/// `network`. Files that cannot be read or parsed do not stop the search; when nothing
+/// matches they are named in the error.
 pub fn find_by_name(dir: &Path, name: &str, network: &str) -> Result<(PathBuf, NetConf)> {
     let files = config_files(dir)?;
     if files.is_empty() {
@@ -235,18 +247,21 @@ pub fn find_by_name(dir: &Path, name: &str, network: &str) -> Result<(PathBuf, N
             dir: dir.to_path_buf(),
         });
     }
+    let mut unusable = Vec::new();
     for path in files {
         let bytes = match read(&path) {
             Ok(bytes) => bytes,
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "skipping CNI config file");
+                tracing::warn!(file = %path.display(), error = %e, "cannot use CNI config file");
+                unusable.push(e.to_string());
                 continue;
             }
         };
         let found = match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => v.get("name").and_then(Value::as_str) == Some(name),
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "skipping unparseable CNI config file");
+                tracing::warn!(file = %path.display(), error = %e, "cannot parse CNI config file");
+                unusable.push(format!("{}: not JSON: {e}", path.display()));
                 continue;
             }
         };
@@ -255,6 +270,14 @@ pub fn find_by_name(dir: &Path, name: &str, network: &str) -> Result<(PathBuf, N
             let conf = NetConf::parse_as(&shown, &bytes, None, Some(form_of(&path)))?;
             return Ok((path, conf));
         }
+    }
+    if !unusable.is_empty() {
+        return Err(Error::UnusableNetworkConfigs {
+            network: network.to_string(),
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            problems: summary(&unusable),
+        });
     }
     Err(Error::NetworkConfigFileNotFound {
         network: network.to_string(),

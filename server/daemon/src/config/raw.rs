@@ -54,6 +54,8 @@ pub(super) struct RawConfig {
     ipam_data_dir: Option<PathBuf>,
     nad_source: Option<RawNadSource>,
     cluster_network: Option<String>,
+    /// Multus's inline CNI configs, used when `clusterNetwork` is unset.
+    delegates: Option<Vec<serde_json::Value>>,
     default_networks: Option<StringOrList>,
     multus_namespace: Option<String>,
     system_namespaces: Option<StringOrList>,
@@ -396,7 +398,7 @@ impl RawConfig {
             (None, None) => None,
         };
 
-        Ok(Config {
+        let config = Config {
             socket,
             state_dir: path(
                 base,
@@ -421,6 +423,7 @@ impl RawConfig {
             ),
             nad_source,
             cluster_network: self.cluster_network.filter(|s| !s.is_empty()),
+            delegates: self.delegates.unwrap_or_default(),
             default_networks: self
                 .default_networks
                 .map(StringOrList::into_vec)
@@ -455,6 +458,13 @@ impl RawConfig {
                 max: max_connections,
                 idle_timeout,
             },
-        })
+        };
+        // The resolver's own checks (the `delegates` entries among them) fail here, at
+        // start, instead of on every pod.
+        config.resolver().validate().map_err(|e| match e {
+            plexus_core::Error::InvalidConfig { field, reason } => invalid(field, reason),
+            other => invalid("delegates", other.to_string()),
+        })?;
+        Ok(config)
     }
 }

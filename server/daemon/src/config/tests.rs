@@ -199,3 +199,60 @@ fn lock_wait_and_connection_limits_parse() {
     );
     assert!(crate::config::parse_lock_wait("forever").is_err());
 }
+
+#[test]
+fn deeply_nested_config_is_refused_before_parsing() {
+    // 1 MiB of nested flow sequences: libyaml would take minutes on it.
+    let text = format!("clusterNetwork: {}", "[".repeat(1024 * 1024));
+    let err = rejected(&text);
+    assert!(
+        err.contains("test.yaml") && err.contains("nesting deeper than 64 levels at line 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn multus_delegates_are_accepted_and_reach_the_resolver() {
+    use plexus_core::nad::MemorySource;
+    use plexus_core::pod::PodIdentity;
+    use std::collections::BTreeMap;
+
+    let pod = PodIdentity::new("apps", "web", "uid");
+    let none = BTreeMap::<String, String>::new();
+    let nads = MemorySource::default();
+    // Without clusterNetwork or delegates, the error tells the user to set `delegates` ...
+    let bare = parse("primaryMode: plexus\n").unwrap();
+    let e = plexus_core::resolve(&pod, &none, &bare.resolver(), &nads).unwrap_err();
+    assert_eq!(e.kind(), "cluster-network-missing");
+    assert!(
+        e.to_string().contains("or delegates (inline CNI configs)"),
+        "{e}"
+    );
+    // ... and the key it names is accepted, in Multus's shape.
+    let c = parse(
+        "primaryMode: plexus\n\
+         delegates:\n\
+         - {cniVersion: 1.0.0, name: flannel-net, type: flannel}\n\
+         - {\"cniVersion\": \"1.0.0\", \"name\": \"extra\", \"plugins\": [{\"type\": \"bridge\"}]}\n",
+    )
+    .unwrap();
+    assert_eq!(c.delegates.len(), 2);
+    assert_eq!(c.resolver().delegates, c.delegates);
+    let plan = plexus_core::resolve(&pod, &none, &c.resolver(), &nads).unwrap();
+    let networks: Vec<&str> = plan
+        .attachments
+        .iter()
+        .map(|a| a.network.as_str())
+        .collect();
+    assert_eq!(networks, ["flannel-net", "extra"]);
+    assert_eq!(plan.attachments[0].interface, "eth0");
+    assert_eq!(plan.attachments[0].config.plugin_types, ["flannel"]);
+
+    // A broken entry fails at start, naming the key and the entry.
+    let err = rejected("delegates:\n- {name: x}\n");
+    assert!(
+        err.contains("`delegates`") && err.contains("delegates[0]"),
+        "{err}"
+    );
+    assert!(rejected("delegates: {type: flannel}\n").contains("delegates"));
+}

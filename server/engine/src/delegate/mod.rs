@@ -50,6 +50,10 @@ pub struct Config {
     pub busy_retries: u32,
     /// Pause between those attempts (libcni: 1 s).
     pub busy_retry_delay: Duration,
+    /// Lease root given to the host-local IPAM plugin as `ipam.dataDir` when a config does
+    /// not set one, so exec'd and native host-local share one lease directory per network
+    /// (`None`: the plugin's own default, `/var/lib/cni/networks`).
+    pub ipam_data_dir: Option<PathBuf>,
     /// Ask each plugin for its VERSION before ADD and refuse a config version it does not
     /// support (answers are cached per binary and modification time).
     pub probe_versions: bool,
@@ -65,6 +69,7 @@ impl Config {
             host_netns: None,
             busy_retries: 5,
             busy_retry_delay: Duration::from_secs(1),
+            ipam_data_dir: None,
             probe_versions: false,
         }
     }

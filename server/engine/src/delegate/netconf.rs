@@ -137,6 +137,41 @@ impl NetworkList {
     }
 }
 
+impl NetworkList {
+    /// Gives every host-local `ipam` section without a `dataDir` the lease root
+    /// `data_dir` (when set), and checks the `dataDir`s written in the config (absolute,
+    /// no `..`): the plugin runs as root and creates files there.
+    pub fn set_ipam_data_dir(&mut self, data_dir: Option<&std::path::Path>) -> Result<()> {
+        for plugin in &mut self.plugins {
+            let Some(Value::Object(ipam)) = plugin.object.get_mut("ipam") else {
+                continue;
+            };
+            if ipam.get("type").and_then(Value::as_str) != Some("host-local") {
+                continue;
+            }
+            match ipam.get("dataDir") {
+                None => {}
+                Some(Value::String(dir)) if dir.is_empty() => {}
+                Some(Value::String(dir)) => {
+                    crate::ipam::check_data_dir(std::path::Path::new(dir))
+                        .map_err(|reason| invalid(&self.name, reason))?;
+                    continue;
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        &self.name,
+                        "ipam.dataDir must be a string holding an absolute path",
+                    ));
+                }
+            }
+            if let Some(dir) = data_dir {
+                ipam.insert("dataDir".into(), dir.to_string_lossy().into_owned().into());
+            }
+        }
+        Ok(())
+    }
+}
+
 impl PluginConf {
     /// The stdin for one invocation: the plugin object with the list's `name` and
     /// `cniVersion`, `prevResult` when given, and `runtimeConfig` = the capability args
@@ -236,4 +271,75 @@ pub fn prev_result_value(list: &NetworkList, result: &cni::Result) -> Result<Val
             version: list.cni_version.clone(),
             error,
         })
+}
+
+#[cfg(test)]
+mod data_dir_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn list(json: Value) -> NetworkList {
+        let form = if json.get("plugins").is_some() {
+            ConfigForm::Conflist
+        } else {
+            ConfigForm::Conf
+        };
+        NetworkList::parse(&DelegateConfig {
+            form,
+            name: "n".into(),
+            cni_version: "1.0.0".into(),
+            plugin_types: Vec::new(),
+            bytes: serde_json::to_vec(&json).unwrap(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn host_local_gets_the_engine_lease_root_unless_it_has_one() {
+        let mut l = list(
+            serde_json::json!({"cniVersion": "1.0.0", "name": "n", "plugins": [
+                {"type": "bridge", "ipam": {"type": "host-local", "subnet": "10.0.0.0/24"}},
+                {"type": "macvlan", "ipam": {"type": "host-local", "dataDir": "/srv/leases"}},
+                {"type": "ptp", "ipam": {"type": "static"}},
+                {"type": "tuning"}
+            ]}),
+        );
+        l.set_ipam_data_dir(Some(Path::new("/var/lib/plexus/ipam")))
+            .unwrap();
+        let dirs: Vec<Option<&str>> = l
+            .plugins
+            .iter()
+            .map(|p| p.object.get("ipam").and_then(|i| i["dataDir"].as_str()))
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                Some("/var/lib/plexus/ipam"),
+                Some("/srv/leases"),
+                None,
+                None
+            ]
+        );
+        // The plugin sees it on stdin.
+        let stdin: Value =
+            serde_json::from_slice(&l.plugins[0].stdin(&l, None, &Map::new())).unwrap();
+        assert_eq!(stdin["ipam"]["dataDir"], "/var/lib/plexus/ipam");
+    }
+
+    #[test]
+    fn a_config_data_dir_must_be_absolute_without_dot_dot() {
+        for (dir, why) in [
+            (serde_json::json!("leases"), "not an absolute path"),
+            (serde_json::json!("/a/../etc"), "contains '..'"),
+            (serde_json::json!(7), "must be a string"),
+        ] {
+            let mut l = list(
+                serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge",
+                "ipam": {"type": "host-local", "dataDir": dir}}),
+            );
+            let e = l.set_ipam_data_dir(None).unwrap_err().to_string();
+            assert!(e.contains("ipam.dataDir") && e.contains(why), "{e}");
+        }
+    }
 }

@@ -62,6 +62,14 @@ fn check_network_name(name: &str) -> Result<()> {
 }
 
 impl Executor {
+    /// The delegate config read, with the host-local lease root applied
+    /// ([`NetworkList::set_ipam_data_dir`]) for every verb alike, so DEL finds what ADD made.
+    fn network_list(&self, config: &DelegateConfig) -> Result<NetworkList> {
+        let mut list = NetworkList::parse(config)?;
+        list.set_ipam_data_dir(self.config.ipam_data_dir.as_deref())?;
+        Ok(list)
+    }
+
     fn runner(&self) -> Runner {
         Runner {
             timeout: self.config.timeout,
@@ -89,7 +97,7 @@ impl Executor {
     }
 
     fn prepare(&self, inv: &Invocation<'_>) -> Result<Prepared> {
-        let list = NetworkList::parse(inv.config)?;
+        let list = self.network_list(inv.config)?;
         check_network_name(&list.name)?;
         check_arg(
             "container id",
@@ -300,7 +308,7 @@ impl Executor {
     /// STATUS: asks every plugin whether it is ready; a no-op before spec 1.1.0. The
     /// plugin's error (code 50/51) comes back as [`Error::Plugin`].
     pub async fn status(&self, config: &DelegateConfig) -> Result<()> {
-        let list = NetworkList::parse(config)?;
+        let list = self.network_list(config)?;
         if !version::at_least(&list.cni_version, "1.1.0").unwrap_or(false) {
             return Ok(());
         }
@@ -323,7 +331,7 @@ impl Executor {
     /// that is not in `valid`, then (spec ≥ 1.1.0) runs GC on every plugin with
     /// `cni.dev/valid-attachments`. All failures are collected into [`Error::Gc`].
     pub async fn gc(&self, config: &DelegateConfig, valid: &[GcAttachment]) -> Result<()> {
-        let list = NetworkList::parse(config)?;
+        let list = self.network_list(config)?;
         if list.disable_gc {
             return Ok(());
         }

@@ -24,6 +24,30 @@ use super::{Allocation, Request, RouteConfig, parse_ip_or_cidr, too_many_per_fam
 use crate::error::{Error, Result};
 
 const LAST_IP_PREFIX: &str = "last_reserved_ip.";
+
+/// Checks a host-local `dataDir` written in a NAD: an absolute path without `..`
+/// components or NUL. It names where root-owned lease files are created.
+pub fn check_data_dir(dir: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let shown = dir.display();
+    if !dir.is_absolute() {
+        return Err(format!(
+            "ipam.dataDir {shown:?} is not an absolute path; accepted: an absolute path without '..'"
+        ));
+    }
+    if dir
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!(
+            "ipam.dataDir {shown:?} contains '..'; accepted: an absolute path without '..'"
+        ));
+    }
+    if dir.as_os_str().as_bytes().contains(&0) {
+        return Err("ipam.dataDir contains a NUL byte".to_owned());
+    }
+    Ok(())
+}
 const LINE_BREAK: &str = "\r\n";
 
 /// A `host-local` IPAM section (every key the reference plugin reads).
@@ -60,12 +84,21 @@ pub struct HostLocalConfig {
 }
 
 impl HostLocalConfig {
-    /// True when the native implementation covers every key that is set.
+    /// True when the native implementation covers every key that is set and `dataDir`
+    /// is acceptable (an unacceptable one goes to the exec path, which refuses it with the
+    /// reason).
     pub fn is_supported(&self) -> bool {
         self.resolv_conf.as_deref().unwrap_or("").is_empty()
+            && self
+                .data_dir
+                .as_deref()
+                .is_none_or(|d| check_data_dir(d).is_ok())
     }
 
-    /// The lease directory for network `name`.
+    /// The lease directory for network `name`: under the config's own `dataDir` when it
+    /// sets one, else under `default_data_dir` (the engine's `ipamDataDir`, which the exec
+    /// path passes to the host-local plugin too, so both keep one network's leases in one
+    /// place).
     pub fn lease_dir(&self, name: &str, default_data_dir: &Path) -> PathBuf {
         match &self.data_dir {
             Some(d) if !d.as_os_str().is_empty() => d.join(name),
@@ -131,6 +164,9 @@ impl HostLocalConfig {
             network: req.network_name.clone(),
             reason,
         };
+        if let Some(dir) = &self.data_dir {
+            check_data_dir(dir).map_err(invalid)?;
+        }
         let sets = self.range_sets(&req.cni_version).map_err(invalid)?;
         let mut requested = Vec::new();
         for s in &req.all_ips() {

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::state::LeaseRecord;
 
 pub use fixed::{DnsConfig, StaticAddress, StaticConfig};
-pub use host_local::{HostLocalConfig, LeaseStore};
+pub use host_local::{HostLocalConfig, LeaseStore, check_data_dir};
 pub use range::RangeConfig;
 
 /// An IPAM section the native path understands.

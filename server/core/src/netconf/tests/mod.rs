@@ -320,3 +320,31 @@ fn load_path_takes_a_file_or_the_first_file_of_a_directory() {
     let empty = tempfile::tempdir().unwrap();
     assert!(err_text(load_path(empty.path())).contains("holds no .conf"));
 }
+
+#[test]
+fn unusable_conf_files_are_named_when_nothing_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "00-broken.conf", "{oops");
+    write(
+        tmp.path(),
+        "10-other.conf",
+        r#"{"name":"other","type":"bridge"}"#,
+    );
+    fs::write(
+        tmp.path().join("20-huge.conflist"),
+        vec![b' '; MAX_CONFIG_BYTES + 1],
+    )
+    .unwrap();
+    let e = from_nad(&nad(""), tmp.path()).unwrap_err();
+    assert!(matches!(e, Error::UnusableNetworkConfigs { .. }), "{e:?}");
+    assert_eq!(e.kind(), "read-network-config");
+    let text = e.to_string();
+    assert!(
+        text.contains("no usable CNI config named br in")
+            && text.contains("00-broken.conf: not JSON")
+            && text.contains("20-huge.conflist")
+            && text.contains("more than the 1048576 accepted")
+            && !text.contains("10-other.conf"),
+        "{text}"
+    );
+}
