@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod cni;
 mod raw;
+
+pub use cni::{CniConfig, Install};
 
 #[cfg(test)]
 mod tests;
@@ -130,6 +133,8 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// Network namespace holding host-side links (tests); `None` = plexusd's own.
     pub host_netns: Option<PathBuf>,
+    /// The CNI shim path (`cni.*`).
+    pub cni: CniConfig,
 }
 
 impl Config {

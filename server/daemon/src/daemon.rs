@@ -74,6 +74,7 @@ pub async fn run(
         None => Node::new(attacher, planner, limits),
     };
     let background = Background::start(&node, config);
+    let cni_watcher = crate::cni::start(&node, config).await;
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");
@@ -81,6 +82,10 @@ pub async fn run(
     let shutdown = async move {
         shutdown.await;
         drop(background);
+        // The generated CNI config stays: new pods fail and retry until plexusd is back.
+        if let Some(watcher) = cni_watcher {
+            watcher.abort();
+        }
     };
     serve(socket, node, access, shutdown).await
 }

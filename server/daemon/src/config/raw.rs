@@ -69,6 +69,12 @@ pub(super) struct RawConfig {
     log_to_stderr: Option<bool>,
     metrics_port: Option<i64>,
     host_netns: Option<PathBuf>,
+    cni: Option<super::cni::RawCni>,
+    cni_config_dir: Option<PathBuf>,
+    multus_autoconfig_dir: Option<PathBuf>,
+    multus_config_file: Option<String>,
+    #[serde(rename = "readinessindicatorfile", alias = "readinessIndicatorFile")]
+    readiness_indicator_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,7 +341,19 @@ impl RawConfig {
             (None, None) => None,
         };
 
+        let cni = super::cni::validate(
+            self.cni,
+            super::cni::MultusKeys {
+                cni_config_dir: self.cni_config_dir,
+                multus_autoconfig_dir: self.multus_autoconfig_dir,
+                multus_config_file: self.multus_config_file,
+                readiness_indicator_file: self.readiness_indicator_file,
+            },
+            base,
+            &cni_bin_dirs,
+        )?;
         Ok(Config {
+            cni,
             socket,
             state_dir: path(
                 base,
