@@ -242,3 +242,126 @@ pub fn spawn_watcher(settings: Settings) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIMARY: &str = r#"{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"bridge"}]}"#;
+
+    fn settings(dir: &Path) -> Settings {
+        Settings {
+            conf_dir: dir.to_path_buf(),
+            primary_dir: dir.to_path_buf(),
+            bin_dir: None,
+            shim_binary: PathBuf::new(),
+            shim: ShimSettings {
+                socket: "/run/plexus/plexus.sock".into(),
+                spool_dir: "/var/lib/plexus/cni-spool".into(),
+                readiness_file: None,
+            },
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn nothing_is_written_without_a_usable_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        assert!(matches!(sync_once(&s).unwrap(), Synced::NoPrimary { .. }));
+        std::fs::write(dir.path().join("10-x.conflist"), "{\"cniVersion\":").unwrap();
+        match sync_once(&s).unwrap() {
+            Synced::NoPrimary { reason } => assert!(reason.contains("10-x.conflist"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            names(dir.path()),
+            ["10-x.conflist"],
+            "never an empty or partial file"
+        );
+    }
+
+    #[test]
+    fn the_file_follows_the_primary_and_comes_back_when_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        std::fs::write(dir.path().join("10-bridge.conflist"), PRIMARY).unwrap();
+        assert_eq!(
+            sync_once(&s).unwrap(),
+            Synced::Written {
+                primary: "10-bridge.conflist".into()
+            }
+        );
+        assert_eq!(sync_once(&s).unwrap(), Synced::Unchanged);
+        assert_eq!(
+            names(dir.path()),
+            [OWN_FILE, "10-bridge.conflist"],
+            "no temp file left"
+        );
+        let own = dir.path().join(OWN_FILE);
+        let mode = std::fs::metadata(&own).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        // The primary rewritten (Cilium/flannel at start): the file follows.
+        std::fs::write(
+            dir.path().join("10-bridge.conflist"),
+            PRIMARY.replace("1.0.0", "0.4.0"),
+        )
+        .unwrap();
+        assert!(matches!(sync_once(&s).unwrap(), Synced::Written { .. }));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&own).unwrap()).unwrap();
+        assert_eq!(v["cniVersion"], "0.4.0");
+        // A new, earlier primary appears: it is wrapped instead.
+        std::fs::write(
+            dir.path().join("05-cilium.conflist"),
+            PRIMARY.replace("cbr0", "cilium"),
+        )
+        .unwrap();
+        assert_eq!(
+            sync_once(&s).unwrap(),
+            Synced::Written {
+                primary: "05-cilium.conflist".into()
+            }
+        );
+        // Removed by someone else: re-created.
+        std::fs::remove_file(&own).unwrap();
+        assert!(matches!(sync_once(&s).unwrap(), Synced::Written { .. }));
+        assert!(own.exists());
+        assert!(uninstall(dir.path()).unwrap());
+        assert!(!uninstall(dir.path()).unwrap());
+        assert!(!own.exists());
+    }
+
+    #[test]
+    fn the_shim_binary_is_replaced_by_rename_not_rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("plexus-cni.new");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(&src, b"v1").unwrap();
+        assert!(install_binary(&src, &bin).unwrap());
+        let target = bin.join(conflist::SHIM_TYPE);
+        let old_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&target).unwrap());
+        // A process executing the old binary keeps its inode: a rename gives a new one.
+        let held = std::fs::File::open(&target).unwrap();
+        assert!(
+            !install_binary(&src, &bin).unwrap(),
+            "same content: untouched"
+        );
+        std::fs::write(&src, b"v2").unwrap();
+        assert!(install_binary(&src, &bin).unwrap());
+        let meta = std::fs::metadata(&target).unwrap();
+        assert_ne!(std::os::unix::fs::MetadataExt::ino(&meta), old_inode);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+        assert_eq!(std::fs::read(&target).unwrap(), b"v2");
+        drop(held);
+        assert_eq!(names(&bin), [conflist::SHIM_TYPE]);
+    }
+}
