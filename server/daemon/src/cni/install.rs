@@ -364,4 +364,47 @@ mod tests {
         drop(held);
         assert_eq!(names(&bin), [conflist::SHIM_TYPE]);
     }
+
+    /// Polls `probe` until it holds (the watcher works on its own period); panics after 10s.
+    async fn until(what: &str, probe: impl Fn() -> bool) {
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !probe() {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watcher_follows_the_primary_recreates_its_file_and_leaves_it_when_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join(OWN_FILE);
+        let version = |own: &Path| {
+            std::fs::read(own)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+        };
+        let task = spawn_watcher(settings(dir.path()));
+        std::fs::write(dir.path().join("10-bridge.conflist"), PRIMARY).unwrap();
+        until("the file for a primary that appeared", || own.exists()).await;
+        write_atomic(
+            dir.path(),
+            "10-bridge.conflist",
+            PRIMARY.replace("1.0.0", "0.4.0").as_bytes(),
+            0o644,
+        )
+        .unwrap();
+        until("the file to follow the rewritten primary", || {
+            version(&own).as_deref() == Some("0.4.0")
+        })
+        .await;
+        std::fs::remove_file(&own).unwrap();
+        until("the removed file to be re-created", || own.exists()).await;
+        task.abort();
+        let _ = task.await;
+        assert!(own.exists(), "a stopping plexusd leaves the file");
+    }
 }
