@@ -102,3 +102,37 @@ async fn a_del_while_plexusd_is_down_is_spooled_and_completed_at_start() {
         env.primary_leases()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_plexusd_down_a_pod_fails_to_start_and_succeeds_once_it_is_back() {
+    if !require_privileged() {
+        return;
+    }
+    let mut env = Env::start_shim().await.unwrap();
+    env.plexus.stop_plexusd();
+    let spec = PodSpec::new(NAMESPACE, "retried").networks(MACVLAN);
+    let err = env.containerd.run_pod(&spec).await.unwrap_err().to_string();
+    let socket = env.plexus.paths().socket.display().to_string();
+    assert!(
+        err.contains("plexusd is not reachable") && err.contains(&socket),
+        "{err}"
+    );
+    assert!(env.primary_leases().is_empty(), "no eth0 was made");
+
+    env.plexus.start_plexusd().await.unwrap();
+    let pod = env.containerd.run_pod(&spec).await.unwrap();
+    let names: Vec<String> = pod
+        .interfaces()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["lo", "eth0", "net1"]);
+    env.containerd.delete_pod(&pod).await.unwrap();
+    wait_nothing_left(&env, Duration::from_secs(5)).await;
+    assert!(
+        env.primary_leases().is_empty(),
+        "{:?}",
+        env.primary_leases()
+    );
+}
