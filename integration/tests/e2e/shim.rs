@@ -136,3 +136,55 @@ async fn with_plexusd_down_a_pod_fails_to_start_and_succeeds_once_it_is_back() {
         env.primary_leases()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nri_enabled_too_a_shim_pod_is_set_up_exactly_once() {
+    if !require_privileged() {
+        return;
+    }
+    let c = plexus_integration::containerd::Options {
+        private_cni_bin: true,
+        ..Default::default()
+    };
+    let p = plexus_integration::plexus::Options {
+        shim: true,
+        ..Default::default()
+    };
+    let mut env = Env::start_with(c, p).await.unwrap();
+    env.plexus.start_nri().await.unwrap();
+    let loaded = format!("\"Name\":\"{}\"", plexus_integration::env::SHIM_NETWORK);
+    env.containerd
+        .wait_cni_config(&loaded, Duration::from_secs(15))
+        .await
+        .unwrap();
+
+    let spec = PodSpec::new(NAMESPACE, "both-paths").networks(MACVLAN);
+    let pod = env.containerd.run_pod(&spec).await.unwrap();
+    let names: Vec<String> = pod
+        .interfaces()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["lo", "eth0", "net1"]);
+    // The NRI event (after the CNI ADD, before RunPodSandbox returned) found the shim's
+    // record complete and did nothing: eth0 is still the one plexus executed.
+    let atts = env.plexus.attachments_of(&pod.id).await.unwrap();
+    let drivers: Vec<(&str, &str)> = atts
+        .iter()
+        .map(|a| (a.interface.as_str(), a.driver.as_str()))
+        .collect();
+    assert_eq!(drivers, [("eth0", "exec"), ("net1", "native")]);
+    let nri_log = std::fs::read_to_string(&env.plexus.paths().nri_log).unwrap();
+    assert!(
+        nri_log.contains("pod networks set up"),
+        "the NRI event reached plexusd:\n{nri_log}"
+    );
+    env.containerd.delete_pod(&pod).await.unwrap();
+    wait_nothing_left(&env, Duration::from_secs(5)).await;
+    assert!(
+        env.primary_leases().is_empty(),
+        "{:?}",
+        env.primary_leases()
+    );
+}
