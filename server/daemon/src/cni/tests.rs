@@ -412,3 +412,42 @@ async fn spooled_dels_run_before_serving_and_odd_files_are_left_alone() {
     assert!(spool::valid_id(&"a".repeat(128)) && !spool::valid_id(&"a".repeat(129)));
     assert!(!spool::valid_id("") && !spool::valid_id("-x") && !spool::valid_id("a/b"));
 }
+
+#[test]
+fn the_default_network_annotation_replaces_the_cluster_network_on_the_shim_path_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("calico.yaml"),
+        r#"apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: calico
+  namespace: kube-system
+spec:
+  config: '{"cniVersion":"1.0.0","type":"calico"}'
+"#,
+    )
+    .unwrap();
+    let nads: Arc<dyn plexus_core::nad::NadSource> =
+        Arc::new(plexus_core::nad::DirSource::new(dir.path()));
+    let resolver = crate::resolver::Resolver::new(plexus_core::Config::default(), nads);
+    let pod = plexus_core::pod::PodIdentity::new("default", "web", "u1");
+    let annotations: std::collections::BTreeMap<String, String> = [(
+        "v1.multus-cni.io/default-network".to_owned(),
+        "calico".to_owned(),
+    )]
+    .into();
+    let wrapped = json!({"cniVersion": "1.0.0", "name": "cbr0", "type": "bridge"});
+    let plan =
+        crate::planner::Planner::plan_cni(&resolver, &pod, &annotations, "eth0", Some(&wrapped))
+            .unwrap();
+    let primary = &plan.attachments[0];
+    assert_eq!(
+        (primary.network.as_str(), primary.interface.as_str()),
+        ("kube-system/calico", "eth0")
+    );
+    assert!(primary.primary && !primary.runtime_managed);
+    assert_eq!(plan.attachments.len(), 1);
+    // The NRI path refuses it: the runtime already chose eth0's network.
+    assert!(crate::planner::Planner::plan(&resolver, &pod, &annotations).is_err());
+}

@@ -34,9 +34,13 @@ pub(super) struct RawCni {
 /// The Multus names, as written at the top level.
 #[derive(Debug, Default)]
 pub(super) struct MultusKeys {
+    /// `cniConfigDir`.
     pub cni_config_dir: Option<PathBuf>,
+    /// `multusAutoconfigDir`.
     pub multus_autoconfig_dir: Option<PathBuf>,
+    /// `multusConfigFile`.
     pub multus_config_file: Option<String>,
+    /// `readinessindicatorfile`.
     pub readiness_indicator_file: Option<PathBuf>,
 }
 
