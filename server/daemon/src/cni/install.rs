@@ -100,7 +100,8 @@ pub fn sync_once(settings: &Settings) -> Result<Synced, InstallError> {
     let names: Vec<String> = std::fs::read_dir(&settings.primary_dir)
         .map_err(io("listing", &settings.primary_dir))?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        // Followed like libcni does: a symlinked primary counts, a directory does not.
+        .filter(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     let Some(primary) = conflist::select_primary(names.iter().map(String::as_str)) else {
@@ -294,12 +295,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         std::fs::write(dir.path().join("10-bridge.conflist"), PRIMARY).unwrap();
+        std::fs::create_dir(dir.path().join("01-dir.conf")).unwrap();
         assert_eq!(
             sync_once(&s).unwrap(),
             Synced::Written {
                 primary: "10-bridge.conflist".into()
             }
         );
+        std::fs::remove_dir(dir.path().join("01-dir.conf")).unwrap();
         assert_eq!(sync_once(&s).unwrap(), Synced::Unchanged);
         assert_eq!(
             names(dir.path()),
@@ -330,6 +333,19 @@ mod tests {
                 primary: "05-cilium.conflist".into()
             }
         );
+        // A symlinked primary counts (libcni follows links).
+        let target = dir.path().join("elsewhere.txt");
+        std::fs::write(&target, PRIMARY.replace("cbr0", "linked")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("01-linked.conflist")).unwrap();
+        assert_eq!(
+            sync_once(&s).unwrap(),
+            Synced::Written {
+                primary: "01-linked.conflist".into()
+            }
+        );
+        std::fs::remove_file(dir.path().join("01-linked.conflist")).unwrap();
+        std::fs::remove_file(&target).unwrap();
+        assert!(matches!(sync_once(&s).unwrap(), Synced::Written { .. }));
         // Removed by someone else: re-created.
         std::fs::remove_file(&own).unwrap();
         assert!(matches!(sync_once(&s).unwrap(), Synced::Written { .. }));
