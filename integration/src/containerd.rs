@@ -36,6 +36,11 @@ pub struct Options {
     pub cni_bin_dir: PathBuf,
     /// Prefix of the run dir name under `/var/tmp`.
     pub prefix: String,
+    /// NRI enabled (containerd 1.7's own default is disabled; the CNI shim tests turn it off).
+    pub nri: bool,
+    /// Give containerd a private CNI bin dir under the run dir, holding links to the
+    /// plugins of `cni_bin_dir` (plexusd installs `plexus-cni` there in the shim tests).
+    pub private_cni_bin: bool,
 }
 
 impl Default for Options {
@@ -44,6 +49,8 @@ impl Default for Options {
             plugin_request_timeout: Duration::from_secs(2),
             cni_bin_dir: PathBuf::from(CNI_BIN_DIR),
             prefix: "plexus-e2e".into(),
+            nri: true,
+            private_cni_bin: false,
         }
     }
 }
@@ -104,7 +111,7 @@ state = "{r}/state"
   path = "{r}/opt"
 
 [plugins."io.containerd.nri.v1.nri"]
-  disable = false
+  disable = {nri_disabled}
   disable_connections = false
   socket_path = "{nri}"
   plugin_path = "{r}/nri/plugins"
@@ -125,7 +132,19 @@ state = "{r}/state"
         image = image::PAUSE_IMAGE,
         bin = opts.cni_bin_dir.display(),
         conf = paths.cni_conf_dir.display(),
+        nri_disabled = !opts.nri,
     )
+}
+
+/// Links every file of `from` into `to` (a private CNI bin dir).
+fn link_plugins(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(Error::io("create", to))?;
+    for entry in std::fs::read_dir(from).map_err(Error::io("read", from))? {
+        let entry = entry.map_err(Error::io("read", from))?;
+        let link = to.join(entry.file_name());
+        std::os::unix::fs::symlink(entry.path(), &link).map_err(Error::io("link", &link))?;
+    }
+    Ok(())
 }
 
 /// The primary network conflist: a bridge (no gateway, no masquerade) with host-local IPAM
@@ -184,7 +203,7 @@ pub fn check_programs(opts: &Options) -> Result<()> {
 impl Containerd {
     /// Creates the run dir and test netns, starts containerd, imports the pause image and
     /// waits until CRI reports the network ready.
-    pub async fn start(opts: Options) -> Result<Self> {
+    pub async fn start(mut opts: Options) -> Result<Self> {
         check_programs(&opts)?;
         let n = next_id();
         let run_dir = PathBuf::from(format!(
@@ -201,6 +220,11 @@ impl Containerd {
             paths.primary_ipam_dir.clone(),
         ] {
             std::fs::create_dir_all(&d).map_err(Error::io("create", &d))?;
+        }
+        if opts.private_cni_bin {
+            let private = paths.run_dir.join("cni/bin");
+            link_plugins(&opts.cni_bin_dir, &private)?;
+            opts.cni_bin_dir = private;
         }
         let netns = TestNetns::create("pxe-host")?;
         std::fs::write(&paths.config, config_toml(&paths, &opts))
@@ -231,6 +255,28 @@ impl Containerd {
             d.check_running()?;
         }
         Ok(me)
+    }
+
+    /// Waits until CRI's loaded CNI config contains `needle` (e.g. a network name after a
+    /// config file was replaced), and NetworkReady is true.
+    pub async fn wait_cni_config(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let loaded = self.cri.cni_config().await?;
+            let compact: String = loaded.split_whitespace().collect();
+            if compact.contains(needle) {
+                return self.wait_network_ready().await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "containerd to load a CNI config with {needle} (loaded: {loaded})"
+                    ),
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_network_ready(&self) -> Result<()> {

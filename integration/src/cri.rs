@@ -74,6 +74,18 @@ impl Client {
             .collect())
     }
 
+    /// The CNI config CRI has loaded (`Status` verbose, `info["cniconfig"]`).
+    pub async fn cni_config(&self) -> Result<String> {
+        let resp = self
+            .inner
+            .clone()
+            .status(api::StatusRequest { verbose: true })
+            .await
+            .map_err(Error::cri("Status"))?
+            .into_inner();
+        Ok(resp.info.get("cniconfig").cloned().unwrap_or_default())
+    }
+
     /// `RunPodSandbox`: returns the sandbox id.
     pub async fn run_pod_sandbox(&self, config: api::PodSandboxConfig) -> Result<String> {
         let req = api::RunPodSandboxRequest {

@@ -24,6 +24,9 @@ pub const BROKEN: &str = "broken-net";
 /// A macvlan whose master link does not exist (fails in the native driver).
 pub const NO_MASTER: &str = "no-master-net";
 
+/// The network name of the config plexusd generates for the shim path.
+pub const SHIM_NETWORK: &str = "plexus";
+
 /// Subnets of the test networks (inside test namespaces only).
 #[derive(Debug, Clone)]
 pub struct Subnets {
@@ -53,6 +56,32 @@ impl Env {
     /// Starts everything with default options.
     pub async fn start() -> Result<Self> {
         Self::start_with(containerd::Options::default(), plexus::Options::default()).await
+    }
+
+    /// Starts everything for the CNI shim path: containerd with NRI disabled and a private
+    /// CNI bin dir, plexusd installing itself as its CNI network, no plexus-nri. Returns once
+    /// containerd has loaded the generated config.
+    pub async fn start_shim() -> Result<Self> {
+        let c = containerd::Options {
+            nri: false,
+            private_cni_bin: true,
+            ..containerd::Options::default()
+        };
+        let p = plexus::Options {
+            shim: true,
+            ..plexus::Options::default()
+        };
+        let env = Self::start_with(c, p).await?;
+        let loaded = format!("\"Name\":\"{}\"", SHIM_NETWORK);
+        env.containerd
+            .wait_cni_config(&loaded, std::time::Duration::from_secs(15))
+            .await?;
+        Ok(env)
+    }
+
+    /// The host-local lease files of the primary (eth0) network.
+    pub fn primary_leases(&self) -> Vec<PathBuf> {
+        leases_under(&self.containerd.paths().primary_ipam_dir)
     }
 
     /// Starts everything with the given options.

@@ -59,6 +59,9 @@ pub struct Options {
     pub nri_deadline: Duration,
     /// plexusd's log level.
     pub log_level: String,
+    /// The CNI shim path instead of NRI: plexusd installs itself as containerd's CNI
+    /// network (`cni.install: auto`, the primary wrapped) and plexus-nri is not started.
+    pub shim: bool,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
         Self {
             nri_deadline: Duration::from_millis(1500),
             log_level: "info".into(),
+            shim: false,
         }
     }
 }
@@ -131,6 +135,17 @@ pub fn plexusd_yaml(
     )
 }
 
+/// The `cni:` section of the shim path: plexusd writes `00-plexus.conflist` into
+/// containerd's conf dir and installs `plexus-cni` into its (private) bin dir.
+pub fn shim_yaml(conf_dir: &Path, bin_dir: &Path, shim_binary: &Path) -> String {
+    format!(
+        "cni:\n  install: auto\n  confDir: {}\n  binDir: {}\n  shimBinary: {}\n",
+        conf_dir.display(),
+        bin_dir.display(),
+        shim_binary.display()
+    )
+}
+
 /// plexusd + plexus-nri for one private containerd.
 #[derive(Debug)]
 pub struct Plexus {
@@ -166,13 +181,27 @@ impl Plexus {
             std::fs::create_dir_all(d).map_err(Error::io("create", d))?;
         }
         let host_netns = containerd.host_netns().path().to_owned();
-        let yaml = plexusd_yaml(
+        let mut yaml = plexusd_yaml(
             &paths,
             &host_netns,
             &containerd.options().cni_bin_dir,
             &containerd.paths().primary_conflist(),
             &opts.log_level,
         );
+        if opts.shim {
+            binary(&bins, "plexus-cni")?;
+            // plexus runs the wrapped primary itself: no clusterNetwork.
+            yaml = yaml
+                .lines()
+                .filter(|l| !l.starts_with("clusterNetwork:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            yaml.push_str(&shim_yaml(
+                &containerd.paths().cni_conf_dir,
+                &containerd.options().cni_bin_dir,
+                &bins.join("plexus-cni"),
+            ));
+        }
         std::fs::write(&paths.config, yaml).map_err(Error::io("write", &paths.config))?;
         for nad in nads {
             nad.write_to(&paths.networks_dir)?;
@@ -189,7 +218,9 @@ impl Plexus {
             kept: false,
         };
         me.start_plexusd().await?;
-        me.start_nri().await?;
+        if !me.opts.shim {
+            me.start_nri().await?;
+        }
         Ok(me)
     }
 

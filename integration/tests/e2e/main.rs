@@ -1,5 +1,6 @@
 //! End-to-end tests against a private containerd 1.7 with NRI: the harness alone
-//! (`primary`), then plexusd + plexus-nri (`networks`, `failures`, `restart`).
+//! (`primary`), then plexusd + plexus-nri (`networks`, `failures`, `restart`), and the CNI shim path with NRI disabled
+//! (`shim`).
 //!
 //! One test binary so the suite links once; nextest runs the tests one at a time
 //! (test group `e2e`). Each test owns its containerd, namespaces and run dir.
@@ -9,3 +10,4 @@ mod failures;
 mod networks;
 mod primary;
 mod restart;
+mod shim;

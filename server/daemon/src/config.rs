@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod cni;
 mod raw;
+
+pub use cni::{CniConfig, Install};
 
 #[cfg(test)]
 mod tests;
@@ -164,6 +167,8 @@ pub struct Config {
     pub lock_wait: Duration,
     /// Connection limits of the socket.
     pub connections: Connections,
+    /// The CNI shim path (`cni.*`).
+    pub cni: CniConfig,
 }
 
 impl Config {

@@ -96,6 +96,7 @@ pub async fn run(
         None => Node::new(attacher, planner, limits),
     };
     let background = Background::start(&node, config);
+    let cni_watcher = crate::cni::start(&node, config).await;
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");
@@ -104,6 +105,10 @@ pub async fn run(
         shutdown.await;
         drop(background);
         drop(watcher);
+        // The generated CNI config stays: new pods fail and retry until plexusd is back.
+        if let Some(watcher) = cni_watcher {
+            watcher.abort();
+        }
     };
     let served = serve(socket, node, access, config.connections, shutdown).await;
     drop(lock);

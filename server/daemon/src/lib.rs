@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod attacher;
+pub mod cni;
 pub mod config;
 pub mod convert;
 pub mod daemon;

@@ -39,6 +39,39 @@ enum Command {
         #[arg(long, short, default_value = "text", value_parser = ["json", "text"])]
         output: String,
     },
+    /// The CNI shim path.
+    Cni {
+        #[command(subcommand)]
+        command: CniCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CniCommand {
+    /// Remove the generated 00-plexus.conflist from the runtime's CNI conf dir (a stopping
+    /// plexusd leaves it, so pods retry instead of starting without their networks).
+    Uninstall,
+}
+
+fn cni_uninstall(config: Option<&Path>) -> ExitCode {
+    let outcome = load(config).and_then(|c| {
+        plexus_server::cni::install::uninstall(&c.cni.conf_dir)
+            .map(|removed| (removed, c.cni.conf_dir))
+            .map_err(|e| plexus_server::Error::InvalidRequest {
+                message: e.to_string(),
+            })
+    });
+    match outcome {
+        Ok((removed, dir)) => {
+            let what = if removed { "removed" } else { "no" };
+            emit(&format!("{what} 00-plexus.conflist in {}", dir.display()));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("plexusd cni uninstall: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn lock_wait(text: &str) -> Result<std::time::Duration, String> {
@@ -131,6 +164,12 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         return explain(cli.config.as_deref(), pod, networks, output == "json");
+    }
+    if let Some(Command::Cni {
+        command: CniCommand::Uninstall,
+    }) = &cli.command
+    {
+        return cni_uninstall(cli.config.as_deref());
     }
     let mut config = match load(cli.config.as_deref()) {
         Ok(c) => c,

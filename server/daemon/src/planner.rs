@@ -28,6 +28,20 @@ pub trait Planner: Send + Sync + 'static {
     /// The full plan for a pod from its annotations.
     fn plan(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Result<Plan>;
 
+    /// The plan of a pod whose cluster network plexus executes itself (CNI shim path) as
+    /// interface `ifname`: the configured cluster network, else `wrapped` (the runtime's
+    /// primary config embedded in the generated conflist).
+    fn plan_cni(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+        ifname: &str,
+        wrapped: Option<&serde_json::Value>,
+    ) -> Result<Plan> {
+        let _ = (ifname, wrapped);
+        self.plan(pod, annotations)
+    }
+
     /// One hot-plugged attachment, given the interfaces the pod already has. Same validation
     /// and namespace isolation as the annotation path.
     fn plan_one(

@@ -59,6 +59,18 @@ impl Planner for Resolver {
             .map_err(|e| resolve_error(pod, e))
     }
 
+    fn plan_cni(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+        ifname: &str,
+        wrapped: Option<&serde_json::Value>,
+    ) -> Result<Plan> {
+        let config = crate::cni::resolver_config(&self.config, ifname, wrapped);
+        plexus_core::resolve(pod, annotations, &config, self.nads.as_ref())
+            .map_err(|e| resolve_error(pod, e))
+    }
+
     fn plan_one(
         &self,
         pod: &PodIdentity,

@@ -124,12 +124,15 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
 
     async fn cni(
         &self,
-        _request: Request<v1::CniRequest>,
+        request: Request<v1::CniRequest>,
     ) -> Result<Response<v1::CniResponse>, Status> {
-        Err(Error::Unimplemented {
-            what: "the Cni call (CNI shim forwarding is tracked in its own issue; use the NRI path)",
-        }
-        .into())
+        let timeout = request_timeout(request.metadata());
+        let span = rpc_span("Cni", request.metadata());
+        let req = request.into_inner();
+        let answer = crate::cni::serve(&self.node, &req.env, &req.stdin, timeout)
+            .instrument(span)
+            .await;
+        Ok(Response::new(answer))
     }
 
     async fn attach(

@@ -67,7 +67,23 @@ fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
         mtu: Some(1500),
         gateways: Vec::new(),
         primary: a.primary,
-        result: None,
+        // A cluster network (CNI shim path) answers the runtime with its result.
+        result: a.primary.then(|| plexus_core::cni::Result {
+            cni_version: "1.0.0".to_owned(),
+            interfaces: vec![plexus_core::cni::Interface {
+                name: a.interface.clone(),
+                mac: format!("02:00:00:00:00:{:02x}", index),
+                sandbox: "/var/run/netns/fake".to_owned(),
+                ..Default::default()
+            }],
+            ips: vec![plexus_core::cni::IpConfig {
+                interface: Some(0),
+                address: format!("192.0.2.{}/24", 10 + index).parse().expect("valid"),
+                gateway: Some([192, 0, 2, 1].into()),
+            }],
+            routes: Vec::new(),
+            dns: Default::default(),
+        }),
     }
 }
 
@@ -377,6 +393,31 @@ impl Planner for FakePlanner {
             pod: pod.clone(),
             attachments,
         })
+    }
+
+    /// The wrapped config's `name` as cluster network on `ifname`, then the annotation.
+    fn plan_cni(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+        ifname: &str,
+        wrapped: Option<&serde_json::Value>,
+    ) -> Result<Plan> {
+        let name = wrapped
+            .and_then(|w| w.get("name")?.as_str())
+            .ok_or_else(|| Error::Resolve {
+                pod: pod.to_string(),
+                kind: ResolveFailure::Internal,
+                message: "no cluster network".to_owned(),
+            })?;
+        let mut primary = Self::planned(pod, name, 0)?;
+        primary.network = name.to_owned();
+        primary.interface = ifname.to_owned();
+        primary.origin = Origin::Cluster;
+        primary.primary = true;
+        let mut plan = self.plan(pod, annotations)?;
+        plan.attachments.insert(0, primary);
+        Ok(plan)
     }
 
     fn plan_one(

@@ -81,7 +81,7 @@ async fn health_answers_while_explain_is_in_flight() {
     };
     let bound = Socket::bind(&socket).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(bound, node, access, async {
+    let server = tokio::spawn(serve(bound, node, access, Default::default(), async {
         let _ = stopped.await;
     }));
 

@@ -77,6 +77,12 @@ pub(super) struct RawConfig {
     /// A duration, or `0` / `off`; any YAML scalar, classified in [`lock_wait`].
     lock_wait: Option<serde_yaml::Value>,
     connections: Option<RawConnections>,
+    cni: Option<super::cni::RawCni>,
+    cni_config_dir: Option<PathBuf>,
+    multus_autoconfig_dir: Option<PathBuf>,
+    multus_config_file: Option<String>,
+    #[serde(rename = "readinessindicatorfile", alias = "readinessIndicatorFile")]
+    readiness_indicator_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -398,7 +404,19 @@ impl RawConfig {
             (None, None) => None,
         };
 
+        let cni = super::cni::validate(
+            self.cni,
+            super::cni::MultusKeys {
+                cni_config_dir: self.cni_config_dir,
+                multus_autoconfig_dir: self.multus_autoconfig_dir,
+                multus_config_file: self.multus_config_file,
+                readiness_indicator_file: self.readiness_indicator_file,
+            },
+            base,
+            &cni_bin_dirs,
+        )?;
         let config = Config {
+            cni,
             socket,
             state_dir: path(
                 base,

@@ -256,3 +256,52 @@ fn multus_delegates_are_accepted_and_reach_the_resolver() {
     );
     assert!(rejected("delegates: {type: flannel}\n").contains("delegates"));
 }
+
+#[test]
+fn cni_install_keys_and_their_multus_names() {
+    let c = parse("{}").unwrap();
+    assert_eq!(
+        c.cni.install,
+        super::Install::Off,
+        "the NRI path touches no CNI dir"
+    );
+    assert_eq!(c.cni.conf_dir, std::path::PathBuf::from("/etc/cni/net.d"));
+    assert_eq!(c.cni.primary_dir, c.cni.conf_dir);
+    assert_eq!(c.cni.bin_dir, std::path::PathBuf::from("/opt/cni/bin"));
+    let c = parse(
+        r#"{"multusConfigFile":"auto","cniConfigDir":"/host/etc/cni/net.d","multusAutoconfigDir":"/host/etc/cni/primary","readinessindicatorfile":"/run/flannel/subnet.env","binDir":"/host/opt/cni/bin"}"#,
+    )
+    .unwrap();
+    assert_eq!(c.cni.install, super::Install::Auto);
+    assert_eq!(
+        c.cni.conf_dir,
+        std::path::PathBuf::from("/host/etc/cni/net.d")
+    );
+    assert_eq!(
+        c.cni.primary_dir,
+        std::path::PathBuf::from("/host/etc/cni/primary")
+    );
+    assert_eq!(c.cni.bin_dir, std::path::PathBuf::from("/host/opt/cni/bin"));
+    assert_eq!(
+        c.cni.readiness_file.as_deref(),
+        Some(std::path::Path::new("/run/flannel/subnet.env"))
+    );
+    let c = parse("cni:\n  install: auto\n  confDir: /etc/cni/net.d\n  binDir: /opt/cni/bin\n")
+        .unwrap();
+    assert_eq!(c.cni.install, super::Install::Auto);
+    for (text, key) in [
+        (
+            "multusConfigFile: /etc/cni/net.d/00-multus.conf",
+            "multusConfigFile",
+        ),
+        (
+            "readinessindicatorfile: run/flannel",
+            "readinessindicatorfile",
+        ),
+        ("cni:\n  confDir: /a\ncniConfigDir: /b\n", "cni.confDir"),
+        ("cni:\n  install: sometimes\n", "install"),
+    ] {
+        let err = rejected(text);
+        assert!(err.contains(key), "{text}: {err}");
+    }
+}

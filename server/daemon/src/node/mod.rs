@@ -135,6 +135,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         &self.attacher
     }
 
+    /// The planner (the CNI path resolves with the wrapped primary).
+    pub fn planner(&self) -> &P {
+        &self.planner
+    }
+
     /// Admission counters: (running, queued).
     pub fn load(&self) -> (usize, usize) {
         (self.admission.running(), self.admission.queued())
@@ -321,6 +326,25 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 network_status,
             });
         }
+        self.setup_planned(spec, plan, timeout, self.setup_budget)
+            .await
+    }
+
+    /// Executes a resolved plan for a sandbox (serialised with its other operations),
+    /// records it and renders network-status; `budget` bounds it besides `timeout`.
+    pub async fn setup_planned(
+        self: &Arc<Self>,
+        spec: SandboxSpec,
+        plan: plexus_core::plan::Plan,
+        timeout: Option<Duration>,
+        budget: Option<Duration>,
+    ) -> Result<SetupOutcome> {
+        let empty = SandboxView {
+            sandbox_id: spec.sandbox_id.clone(),
+            pod: spec.pod.clone(),
+            netns: spec.netns.to_string_lossy().into_owned(),
+            attachments: Vec::new(),
+        };
         let op = format!("setting up pod {} (sandbox {})", spec.pod, spec.sandbox_id);
         let id = spec.sandbox_id.clone();
         // Marked from arrival (queued included) until the work's task ends: see `fresh`.
@@ -330,7 +354,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             op,
             Some(id),
             timeout,
-            self.setup_budget,
+            budget,
             move |node, deadline| async move {
                 let _busy = busy;
                 if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
