@@ -3,10 +3,29 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::UNIX_EPOCH;
 
+use plexus_core::id::SandboxId;
 use plexus_core::pod::PodIdentity;
 use plexus_proto::v1;
 
+use crate::error::Error;
 use crate::model::{AttachmentView, Event, EventKind, SandboxView, Selector};
+
+/// A caller's sandbox id (request field `field`), validated once here: every id the
+/// service and the engine see afterwards is a [`SandboxId`], safe to build a path from.
+pub fn sandbox_id(field: &str, id: &str) -> Result<SandboxId, Error> {
+    SandboxId::new(id).map_err(|e| Error::InvalidRequest {
+        message: format!("{field}: {e}"),
+    })
+}
+
+/// A Reconcile live list, every id validated (one bad id refuses the whole request: a
+/// caller that sends one is broken, and guessing which sandboxes it meant is not safe).
+pub fn live_ids(ids: Vec<String>) -> Result<Vec<SandboxId>, Error> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| sandbox_id(&format!("live_sandbox_ids[{i}]"), id))
+        .collect()
+}
 
 /// A wire pod reference as a domain identity (absent = empty identity).
 pub fn pod_identity(pod: Option<&v1::PodRef>) -> PodIdentity {
@@ -32,7 +51,7 @@ pub fn annotations(map: &HashMap<String, String>) -> BTreeMap<String, String> {
 pub fn hotplug(outcome: &crate::node::HotplugOutcome) -> (v1::Attachment, String) {
     let s = &outcome.sandbox;
     (
-        attachment(&s.sandbox_id, &s.pod, &s.netns, &outcome.attachment),
+        attachment(s.sandbox_id.as_str(), &s.pod, &s.netns, &outcome.attachment),
         outcome.network_status.clone(),
     )
 }
@@ -66,7 +85,7 @@ pub fn attachments(sandbox: &SandboxView) -> Vec<v1::Attachment> {
     sandbox
         .attachments
         .iter()
-        .map(|a| attachment(&sandbox.sandbox_id, &sandbox.pod, &sandbox.netns, a))
+        .map(|a| attachment(sandbox.sandbox_id.as_str(), &sandbox.pod, &sandbox.netns, a))
         .collect()
 }
 
@@ -98,13 +117,15 @@ pub fn event(e: &Event) -> v1::WatchEvent {
     }
 }
 
-/// The selector a request carries.
-pub fn selector(target: Option<&v1::PodSelector>) -> Selector {
-    match target {
-        Some(t) if !t.sandbox_id.is_empty() => Selector::Sandbox(t.sandbox_id.clone()),
+/// The selector a request carries; a sandbox id in it is validated.
+pub fn selector(target: Option<&v1::PodSelector>) -> Result<Selector, Error> {
+    Ok(match target {
+        Some(t) if !t.sandbox_id.is_empty() => {
+            Selector::Sandbox(sandbox_id("target.sandbox_id", &t.sandbox_id)?)
+        }
         Some(v1::PodSelector { pod: Some(p), .. }) if !p.name.is_empty() || !p.uid.is_empty() => {
             Selector::Pod(pod_identity(Some(p)))
         }
         _ => Selector::All,
-    }
+    })
 }

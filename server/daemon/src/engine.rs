@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_engine::error::chain;
 use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord, SetupError};
@@ -103,7 +104,7 @@ impl EngineAttacher {
     /// What the engine had recorded by then (the intent, written before anything is made, or
     /// the finished attachment) is removed exactly like a detach, which tolerates pieces that
     /// were never made. No record means nothing was made.
-    async fn undo_attach(&self, sandbox_id: &str, network: &str, interface: &str) -> String {
+    async fn undo_attach(&self, sandbox_id: &SandboxId, network: &str, interface: &str) -> String {
         match self.engine.detach(sandbox_id, interface).await {
             Ok(_) => undone_text(&[format!("{interface} ({network})")], &[]),
             Err(
@@ -159,7 +160,7 @@ impl Attacher for EngineAttacher {
         plan: Plan,
         deadline: Option<Instant>,
     ) -> Result<SandboxView> {
-        let sandbox_id = spec.sandbox_id.clone();
+        let sandbox_id = spec.sandbox_id.to_string();
         let pod = spec.pod.to_string();
         let sb = plexus_engine::SandboxSpec {
             sandbox_id: spec.sandbox_id,
@@ -214,7 +215,7 @@ impl Attacher for EngineAttacher {
 
     async fn teardown(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         _deadline: Option<Instant>,
     ) -> Result<TeardownOutcome> {
         // Teardown always runs to the end: a half-removed pod is worse than a late answer.
@@ -224,7 +225,7 @@ impl Attacher for EngineAttacher {
             .teardown(&sandbox_id)
             .await
             .map_err(|e| Error::Teardown {
-                sandbox_id: sandbox_id.clone(),
+                sandbox_id: sandbox_id.to_string(),
                 message: chain(&e),
             })?;
         let removed = report
@@ -264,7 +265,7 @@ impl Attacher for EngineAttacher {
 
     async fn attach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         attachment: PlannedAttachment,
         deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
@@ -302,11 +303,11 @@ impl Attacher for EngineAttacher {
                 selector: format!("sandbox {sandbox_id}"),
             }),
             Err(err @ plexus_engine::Error::InterfaceExists { .. }) => Err(Error::Conflict {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 message: format!("attaching {network}: {}", chain(&err)),
             }),
             Err(err) => Err(Error::Attach {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 network,
                 message: chain(&err),
             }),
@@ -315,7 +316,7 @@ impl Attacher for EngineAttacher {
 
     async fn detach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         interface: String,
         _deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
@@ -325,11 +326,11 @@ impl Attacher for EngineAttacher {
                 selector: format!("sandbox {sandbox_id}"),
             }),
             Err(plexus_engine::Error::NoSuchAttachment { .. }) => Err(Error::InterfaceNotFound {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 interface,
             }),
             Err(err) => Err(Error::Detach {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 interface,
                 message: chain(&err),
             }),
@@ -344,7 +345,7 @@ impl Attacher for EngineAttacher {
         Ok(records.iter().map(sandbox_view).collect())
     }
 
-    fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>> {
+    fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxView>> {
         let record = self
             .engine
             .sandbox(sandbox_id)
@@ -394,7 +395,10 @@ mod tests {
         let engine = Engine::open(plexus_engine::EngineConfig::new(dir.path())).unwrap();
         std::fs::write(dir.path().join("sb-broken.json"), b"{not json").unwrap();
         let attacher = EngineAttacher::new(engine);
-        let err = attacher.sandbox("sb-broken").unwrap_err().to_string();
+        let err = attacher
+            .sandbox(&SandboxId::new("sb-broken").unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("reading state of sandbox sb-broken: "),
             "{err}"
@@ -408,7 +412,10 @@ mod tests {
         // A directory where the record should be: the read fails with EISDIR, a `source`.
         std::fs::create_dir(dir.path().join("sb-dir.json")).unwrap();
         let attacher = EngineAttacher::new(engine);
-        let err = attacher.sandbox("sb-dir").unwrap_err().to_string();
+        let err = attacher
+            .sandbox(&SandboxId::new("sb-dir").unwrap())
+            .unwrap_err()
+            .to_string();
         let cause = std::io::Error::from_raw_os_error(libc::EISDIR).to_string();
         let cause = cause.split(" (os error").next().unwrap();
         assert!(err.contains(cause), "{err}");
