@@ -6,6 +6,7 @@
 
 mod error;
 pub mod output;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
