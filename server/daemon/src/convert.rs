@@ -1,6 +1,7 @@
 //! The only place where node-API wire types meet domain types.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use plexus_core::id::SandboxId;
@@ -16,6 +17,51 @@ pub fn sandbox_id(field: &str, id: &str) -> Result<SandboxId, Error> {
     SandboxId::new(id).map_err(|e| Error::InvalidRequest {
         message: format!("{field}: {e}"),
     })
+}
+
+/// Longest netns path accepted, in bytes (`PATH_MAX` - 1).
+pub const NETNS_PATH_MAX_LEN: usize = 4095;
+
+/// The netns path rule, as quoted in errors.
+pub const NETNS_PATH_RULE: &str = "a netns path is empty (a host-network pod: no networks) or an absolute path of at most 4095 bytes without '.' or '..' components or NUL, naming the pod's own network namespace (/var/run/netns/<name>, /proc/<pid>/ns/net)";
+
+/// Characters of a rejected value shown in an error (the rest is elided).
+const SHOWN: usize = 64;
+
+/// `text` for an error message: quoted, escaped, at most 64 characters, so a hostile value
+/// never fills `grpc-message`.
+pub fn shown(text: &str) -> String {
+    let head: String = text.chars().take(SHOWN).collect();
+    let mut out = format!("{head:?}");
+    if text.chars().count() > SHOWN {
+        out.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    out
+}
+
+/// A caller's netns path, checked for shape here; whether it names a network namespace
+/// that is not the host's is checked where it is opened (the engine).
+pub fn netns_path(path: &str) -> Result<PathBuf, Error> {
+    let problem = if path.is_empty() {
+        None
+    } else if path.len() > NETNS_PATH_MAX_LEN {
+        Some(format!("it is {} bytes long", path.len()))
+    } else if path.contains('\0') {
+        Some("it contains NUL".to_owned())
+    } else if !path.starts_with('/') {
+        Some("it is relative".to_owned())
+    } else if path.split('/').any(|c| c == "." || c == "..") {
+        Some("it has a '.' or '..' component".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(PathBuf::from(path)),
+        Some(why) => Err(Error::InvalidNetns {
+            path: shown(path),
+            reason: format!("{why}; {NETNS_PATH_RULE}"),
+        }),
+    }
 }
 
 /// A Reconcile live list, every id validated (one bad id refuses the whole request: a

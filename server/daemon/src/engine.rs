@@ -81,19 +81,19 @@ pub fn sandbox_view(rec: &SandboxRecord) -> SandboxView {
     }
 }
 
+/// What a setup or hot-plug cut short by its deadline undid, truthfully in every case:
+/// "nothing had been attached" only when nothing was undone *and* nothing was left over.
 fn undone_text(undone: &[String], failures: &[String]) -> String {
-    let mut text = if undone.is_empty() {
-        "nothing had been attached yet".to_owned()
-    } else {
-        format!("undid {}", undone.join(", "))
-    };
-    if !failures.is_empty() {
-        text.push_str(&format!(
-            "; undo failed for {} (left to teardown)",
-            failures.join(", ")
-        ));
+    let left = failures.join("; ");
+    match (undone.is_empty(), failures.is_empty()) {
+        (true, true) => "nothing had been attached yet, so nothing was undone".to_owned(),
+        (false, true) => format!("undid {}", undone.join(", ")),
+        (true, false) => format!("nothing could be undone in time, left to teardown: {left}"),
+        (false, false) => format!(
+            "undid {}; not undone, left to teardown: {left}",
+            undone.join(", ")
+        ),
     }
-    text
 }
 
 impl EngineAttacher {
@@ -206,6 +206,20 @@ impl Attacher for EngineAttacher {
                 sandbox_id,
                 message: chain(&err),
             }),
+            Err(SetupError::Engine {
+                cause: plexus_engine::Error::PodNetnsRefused { path, reason },
+                ..
+            }) => Err(Error::InvalidNetns {
+                path: crate::convert::shown(&path.to_string_lossy()),
+                reason,
+            }),
+            Err(SetupError::Engine {
+                cause: plexus_engine::Error::NetnsMissing { path, source },
+                ..
+            }) => Err(Error::NetnsMissing {
+                path: crate::convert::shown(&path.to_string_lossy()),
+                message: source.to_string(),
+            }),
             Err(err) => Err(Error::Setup {
                 sandbox_id,
                 message: chain(&err),
@@ -285,7 +299,7 @@ impl Attacher for EngineAttacher {
                 Ok(result) => result,
                 Err(_) => {
                     let undone = match taken {
-                        true => "nothing had been attached yet".to_owned(),
+                        true => undone_text(&[], &[]),
                         false => self.undo_attach(&sandbox_id, &network, &interface).await,
                     };
                     return Err(Error::DeadlineExceeded {
@@ -301,6 +315,16 @@ impl Attacher for EngineAttacher {
             Ok(rec) => Ok(attachment_view(&rec)),
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
+            }),
+            Err(plexus_engine::Error::PodNetnsRefused { path, reason }) => {
+                Err(Error::InvalidNetns {
+                    path: crate::convert::shown(&path.to_string_lossy()),
+                    reason,
+                })
+            }
+            Err(plexus_engine::Error::NetnsMissing { path, source }) => Err(Error::NetnsMissing {
+                path: crate::convert::shown(&path.to_string_lossy()),
+                message: source.to_string(),
             }),
             Err(err @ plexus_engine::Error::InterfaceExists { .. }) => Err(Error::Conflict {
                 sandbox_id: sandbox_id.to_string(),
@@ -324,6 +348,9 @@ impl Attacher for EngineAttacher {
             Ok(rec) => Ok(attachment_view(&rec)),
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
+            }),
+            Err(err @ plexus_engine::Error::DetachPrimary { .. }) => Err(Error::DetachPrimary {
+                message: err.to_string(),
             }),
             Err(plexus_engine::Error::NoSuchAttachment { .. }) => Err(Error::InterfaceNotFound {
                 sandbox_id: sandbox_id.to_string(),
@@ -384,6 +411,33 @@ impl plexus_engine::Observer for EngineMetrics {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn undone_text_is_truthful_in_every_combination() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cut = s(&["undo cut short after 300ms: net2, net1, eth0 left to teardown/recovery"]);
+        assert_eq!(
+            super::undone_text(&[], &[]),
+            "nothing had been attached yet, so nothing was undone"
+        );
+        assert_eq!(
+            super::undone_text(&s(&["net1 (iot/a)"]), &[]),
+            "undid net1 (iot/a)"
+        );
+        let text = super::undone_text(&[], &cut);
+        assert!(!text.contains("nothing had been attached"), "{text}");
+        assert!(
+            text.starts_with("nothing could be undone in time, left to teardown: undo cut short"),
+            "{text}"
+        );
+        assert!(text.contains("net2, net1, eth0"), "{text}");
+        let text = super::undone_text(&s(&["net3 (iot/c)"]), &cut);
+        assert!(!text.contains("nothing"), "{text}");
+        assert!(
+            text.starts_with("undid net3 (iot/c); not undone, left to teardown: "),
+            "{text}"
+        );
+    }
 
     use plexus_engine::{AttachmentEvent, Call, Observer, Op, Outcome};
 

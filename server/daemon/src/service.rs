@@ -78,7 +78,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let spec = SandboxSpec {
             sandbox_id,
             pod: convert::pod_identity(req.pod.as_ref()),
-            netns: req.netns_path.into(),
+            netns: finish(&span, convert::netns_path(&req.netns_path))?,
         };
         let annotations = convert::annotations(&req.annotations);
         let result = self

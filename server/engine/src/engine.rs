@@ -211,6 +211,9 @@ impl Engine {
             undone: Vec::new(),
             undo_failures: note.map(str::to_string).into_iter().collect(),
         };
+        // Before anything else: nothing may be made in (or torn down for) a namespace that
+        // is not the pod's own.
+        self.check_pod_netns(&sb.netns).map_err(engine_err)?;
         let Ok(_guard) = within(until, self.lock(sb.sandbox_id.as_str())).await else {
             return Err(expired("waiting for the sandbox lock", None));
         };
@@ -338,6 +341,7 @@ impl Engine {
             .ok_or_else(|| Error::UnknownSandbox {
                 sandbox_id: sandbox_id.to_string(),
             })?;
+        self.check_pod_netns(&rec.netns)?;
         let pod = Handle::open_path(&rec.netns)
             .await
             .map_err(|source| Error::Netlink {

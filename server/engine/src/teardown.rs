@@ -102,6 +102,14 @@ impl Engine {
                 sandbox_id: sandbox_id.to_string(),
                 interface: interface.to_string(),
             })?;
+        let target = &rec.attachments[pos];
+        if target.driver == Driver::Runtime || target.planned.primary {
+            return Err(Error::DetachPrimary {
+                sandbox_id: sandbox_id.to_string(),
+                interface: target.interface.clone(),
+                network: target.network.clone(),
+            });
+        }
         rec.attachments[pos].phase = Phase::Removing;
         self.inner.store.save(&rec)?;
         crash::point("detach", pos, "removing");
