@@ -64,6 +64,25 @@ pub fn netns_path(path: &str) -> Result<PathBuf, Error> {
     }
 }
 
+/// The interface-name rule, as quoted in errors (libcni's, with the kernel's length).
+pub const IFNAME_RULE: &str =
+    "an interface name is 1 to 15 bytes, not '.' or '..', without '/', ':', NUL or whitespace";
+
+/// A caller's interface name (request field `field`), checked with libcni's rule.
+pub fn ifname(field: &str, name: &str) -> Result<String, Error> {
+    let problem = match plexus_core::cni::validate::ifname(name) {
+        Err(e) => Some(e.msg),
+        Ok(()) if name.contains('\0') => Some("interface name contains NUL".to_owned()),
+        Ok(()) => None,
+    };
+    match problem {
+        None => Ok(name.to_owned()),
+        Some(why) => Err(Error::InvalidRequest {
+            message: format!("{field} {}: {why}; {IFNAME_RULE}", shown(name)),
+        }),
+    }
+}
+
 /// A Reconcile live list, every id validated (one bad id refuses the whole request: a
 /// caller that sends one is broken, and guessing which sandboxes it meant is not safe).
 pub fn live_ids(ids: Vec<String>) -> Result<Vec<SandboxId>, Error> {

@@ -165,9 +165,10 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let req = request.into_inner();
         record_target(&span, req.target.as_ref());
         let target = finish(&span, convert::selector(req.target.as_ref()))?;
+        let interface = finish(&span, convert::ifname("interface", &req.interface))?;
         let result = self
             .node
-            .detach(target, req.interface, timeout)
+            .detach(target, interface, timeout)
             .instrument(span.clone())
             .await;
         let (removed, network_status) = convert::hotplug(&finish(&span, result)?);
