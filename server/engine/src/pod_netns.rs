@@ -29,8 +29,9 @@ impl Engine {
                     .to_owned(),
             });
         }
+        // A hostNetns that cannot be identified is reported where the engine opens it.
         if let Some(host) = &self.inner.cfg.host_netns
-            && identify(host)? == pod
+            && identify(host).is_ok_and(|host| host == pod)
         {
             return Err(Error::PodNetnsRefused {
                 path: path.to_path_buf(),

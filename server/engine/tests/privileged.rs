@@ -482,3 +482,47 @@ async fn teardown_removes_links_even_when_the_link_group_setting_changed() {
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
 }
+
+#[tokio::test]
+async fn the_hosts_netns_is_refused_as_a_pods_and_nothing_is_made() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let own_pid = format!("/proc/{}/ns/net", std::process::id());
+    let refused = [
+        ("/proc/self/ns/net".into(), "plexusd's own"),
+        (own_pid.into(), "plexusd's own"),
+        (fx.host.path(), "configured as hostNetns"),
+        ("/proc/self/ns/uts".into(), "not a network namespace"),
+        ("/proc/self/status".into(), "not a namespace file"),
+    ];
+    for (path, why) in refused {
+        let err = engine.check_pod_netns(&path).unwrap_err();
+        assert!(
+            matches!(err, plexus_engine::Error::PodNetnsRefused { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(why), "{err}");
+        let mut sb = fx.sandbox("sb-hostns");
+        sb.netns = path.clone();
+        let attach = attachment(
+            1,
+            "net1",
+            &fx.macvlan("mv-hostns", "bridge", "10.48.0.0/24"),
+        );
+        let err = engine.setup(sb, plan(vec![attach])).await.unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+        assert_eq!(engine.sandbox(&sid("sb-hostns")).unwrap(), None);
+    }
+    let missing = std::path::Path::new("/var/run/netns/plexus-no-such-netns");
+    assert!(matches!(
+        engine.check_pod_netns(missing),
+        Err(plexus_engine::Error::NetnsMissing { .. })
+    ));
+    engine.check_pod_netns(&fx.pod.path()).unwrap();
+    assert!(fx.lease_files().is_empty());
+    let host_links = fx.host.handle().await.links().await.unwrap();
+    assert!(!host_links.iter().any(|l| l.name == "net1"));
+}
