@@ -6,6 +6,7 @@
 
 mod error;
 pub mod output;
+pub mod sandbox;
 pub mod shim;
 
 use std::path::{Path, PathBuf};

@@ -213,3 +213,26 @@ async fn plexusctl_against_a_canned_server() {
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("none.sock"));
     server.abort();
 }
+
+#[test]
+fn a_bad_sandbox_id_is_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    // No server: a connect would fail with a different message.
+    let socket = dir.path().join("absent.sock");
+    for args in [
+        &["attachments", "--sandbox", "../../f"][..],
+        &["detach", "--sandbox", "/tmp/x", "net1"],
+        &["attach", "--sandbox", "a/b", "lan"],
+        &["status", "--sandbox", ".."],
+        &["reconcile", "ok", "bad/id"],
+    ] {
+        let out = ctl(&socket, args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(plexus_client::sandbox::RULE),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("absent.sock"), "{args:?} connected: {err}");
+    }
+}

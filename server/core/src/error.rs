@@ -279,6 +279,14 @@ pub enum Error {
         /// What is wrong and what is accepted.
         reason: String,
     },
+    /// A sandbox id given by a caller is not a plain name (see [`crate::id::SandboxId`]).
+    #[error("sandbox id {id}: {reason}; {rule}", rule = crate::id::SANDBOX_ID_RULE)]
+    InvalidSandboxId {
+        /// The id, quoted, escaped and shortened.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A CNI config file or directory cannot be read.
     #[error("cannot read CNI config {path}: {cause}")]
     ReadNetworkConfig {
@@ -321,6 +329,7 @@ impl Error {
                 "read-network-config"
             }
             Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
+            Error::InvalidSandboxId { .. } => "invalid-sandbox-id",
         }
     }
 
@@ -339,6 +348,7 @@ impl Error {
                 | Error::NetworkNotFound { .. }
                 | Error::DefaultNetworkUnsupported { .. }
                 | Error::InvalidPodManifest { .. }
+                | Error::InvalidSandboxId { .. }
         )
     }
 }

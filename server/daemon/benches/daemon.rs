@@ -115,7 +115,7 @@ fn record_attachments(state: &Path) {
         store
             .save(&SandboxRecord {
                 version: plexus_engine::state::RECORD_VERSION,
-                sandbox_id: format!("{i:064x}"),
+                sandbox_id: plexus_core::SandboxId::new(format!("{i:064x}")).unwrap(),
                 pod,
                 netns: format!("/var/run/netns/bench-{i}").into(),
                 attachments,
@@ -195,7 +195,7 @@ async fn latency_bench() {
     let ann_sorted: BTreeMap<String, String> = ann.clone().into_iter().collect();
     let (mut direct_up, mut direct_down) = (Vec::new(), Vec::new());
     for i in 0..PODS {
-        let id = format!("direct-{i}");
+        let id = plexus_core::SandboxId::new(format!("direct-{i}")).unwrap();
         let t = Instant::now();
         let plan = planner.plan(&identity, &ann_sorted).unwrap();
         let spec = plexus_engine::SandboxSpec {

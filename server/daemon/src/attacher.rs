@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 
 use crate::error::Result;
@@ -33,14 +34,14 @@ pub trait Attacher: Send + Sync + 'static {
     /// Tears down everything recorded for a sandbox (unknown: `known == false`, not an error).
     fn teardown(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<TeardownOutcome>> + Send;
 
     /// Hot-plugs one attachment into a recorded sandbox.
     fn attach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         attachment: PlannedAttachment,
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<AttachmentView>> + Send;
@@ -48,7 +49,7 @@ pub trait Attacher: Send + Sync + 'static {
     /// Hot-unplugs one interface from a recorded sandbox.
     fn detach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         interface: String,
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<AttachmentView>> + Send;
@@ -57,5 +58,5 @@ pub trait Attacher: Send + Sync + 'static {
     fn sandboxes(&self) -> Result<Vec<SandboxView>>;
 
     /// One recorded sandbox.
-    fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>>;
+    fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxView>>;
 }

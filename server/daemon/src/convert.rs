@@ -1,12 +1,96 @@
 //! The only place where node-API wire types meet domain types.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
+use plexus_core::id::SandboxId;
 use plexus_core::pod::PodIdentity;
 use plexus_proto::v1;
 
+use crate::error::Error;
 use crate::model::{AttachmentView, Event, EventKind, SandboxView, Selector};
+
+/// A caller's sandbox id (request field `field`), validated once here: every id the
+/// service and the engine see afterwards is a [`SandboxId`], safe to build a path from.
+pub fn sandbox_id(field: &str, id: &str) -> Result<SandboxId, Error> {
+    SandboxId::new(id).map_err(|e| Error::InvalidRequest {
+        message: format!("{field}: {e}"),
+    })
+}
+
+/// Longest netns path accepted, in bytes (`PATH_MAX` - 1).
+pub const NETNS_PATH_MAX_LEN: usize = 4095;
+
+/// The netns path rule, as quoted in errors.
+pub const NETNS_PATH_RULE: &str = "a netns path is empty (a host-network pod: no networks) or an absolute path of at most 4095 bytes without '.' or '..' components or NUL, naming the pod's own network namespace (/var/run/netns/<name>, /proc/<pid>/ns/net)";
+
+/// Characters of a rejected value shown in an error (the rest is elided).
+const SHOWN: usize = 64;
+
+/// `text` for an error message: quoted, escaped, at most 64 characters, so a hostile value
+/// never fills `grpc-message`.
+pub fn shown(text: &str) -> String {
+    let head: String = text.chars().take(SHOWN).collect();
+    let mut out = format!("{head:?}");
+    if text.chars().count() > SHOWN {
+        out.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    out
+}
+
+/// A caller's netns path, checked for shape here; whether it names a network namespace
+/// that is not the host's is checked where it is opened (the engine).
+pub fn netns_path(path: &str) -> Result<PathBuf, Error> {
+    let problem = if path.is_empty() {
+        None
+    } else if path.len() > NETNS_PATH_MAX_LEN {
+        Some(format!("it is {} bytes long", path.len()))
+    } else if path.contains('\0') {
+        Some("it contains NUL".to_owned())
+    } else if !path.starts_with('/') {
+        Some("it is relative".to_owned())
+    } else if path.split('/').any(|c| c == "." || c == "..") {
+        Some("it has a '.' or '..' component".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(PathBuf::from(path)),
+        Some(why) => Err(Error::InvalidNetns {
+            path: shown(path),
+            reason: format!("{why}; {NETNS_PATH_RULE}"),
+        }),
+    }
+}
+
+/// The interface-name rule, as quoted in errors (libcni's, with the kernel's length).
+pub const IFNAME_RULE: &str =
+    "an interface name is 1 to 15 bytes, not '.' or '..', without '/', ':', NUL or whitespace";
+
+/// A caller's interface name (request field `field`), checked with libcni's rule.
+pub fn ifname(field: &str, name: &str) -> Result<String, Error> {
+    let problem = match plexus_core::cni::validate::ifname(name) {
+        Err(e) => Some(e.msg),
+        Ok(()) if name.contains('\0') => Some("interface name contains NUL".to_owned()),
+        Ok(()) => None,
+    };
+    match problem {
+        None => Ok(name.to_owned()),
+        Some(why) => Err(Error::InvalidRequest {
+            message: format!("{field} {}: {why}; {IFNAME_RULE}", shown(name)),
+        }),
+    }
+}
+
+/// A Reconcile live list, every id validated (one bad id refuses the whole request: a
+/// caller that sends one is broken, and guessing which sandboxes it meant is not safe).
+pub fn live_ids(ids: Vec<String>) -> Result<Vec<SandboxId>, Error> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| sandbox_id(&format!("live_sandbox_ids[{i}]"), id))
+        .collect()
+}
 
 /// A wire pod reference as a domain identity (absent = empty identity).
 pub fn pod_identity(pod: Option<&v1::PodRef>) -> PodIdentity {
@@ -32,7 +116,7 @@ pub fn annotations(map: &HashMap<String, String>) -> BTreeMap<String, String> {
 pub fn hotplug(outcome: &crate::node::HotplugOutcome) -> (v1::Attachment, String) {
     let s = &outcome.sandbox;
     (
-        attachment(&s.sandbox_id, &s.pod, &s.netns, &outcome.attachment),
+        attachment(s.sandbox_id.as_str(), &s.pod, &s.netns, &outcome.attachment),
         outcome.network_status.clone(),
     )
 }
@@ -66,7 +150,7 @@ pub fn attachments(sandbox: &SandboxView) -> Vec<v1::Attachment> {
     sandbox
         .attachments
         .iter()
-        .map(|a| attachment(&sandbox.sandbox_id, &sandbox.pod, &sandbox.netns, a))
+        .map(|a| attachment(sandbox.sandbox_id.as_str(), &sandbox.pod, &sandbox.netns, a))
         .collect()
 }
 
@@ -98,13 +182,15 @@ pub fn event(e: &Event) -> v1::WatchEvent {
     }
 }
 
-/// The selector a request carries.
-pub fn selector(target: Option<&v1::PodSelector>) -> Selector {
-    match target {
-        Some(t) if !t.sandbox_id.is_empty() => Selector::Sandbox(t.sandbox_id.clone()),
+/// The selector a request carries; a sandbox id in it is validated.
+pub fn selector(target: Option<&v1::PodSelector>) -> Result<Selector, Error> {
+    Ok(match target {
+        Some(t) if !t.sandbox_id.is_empty() => {
+            Selector::Sandbox(sandbox_id("target.sandbox_id", &t.sandbox_id)?)
+        }
         Some(v1::PodSelector { pod: Some(p), .. }) if !p.name.is_empty() || !p.uid.is_empty() => {
             Selector::Pod(pod_identity(Some(p)))
         }
         _ => Selector::All,
-    }
+    })
 }

@@ -169,6 +169,26 @@ impl Drop for Background {
     }
 }
 
+/// The explain JSON of a failure before resolution could start (docs/explain.md, "Error"):
+/// every documented key present, the pod empty (none was read), and a documented kind —
+/// `invalid-pod-manifest` when the manifest cannot be read or parsed, `invalid-config` when
+/// plexusd's own configuration cannot.
+pub fn explain_failure_json(err: &Error) -> serde_json::Value {
+    let kind = match err {
+        Error::InvalidRequest { .. } => "invalid-pod-manifest",
+        // Config::load fails only with these; anything else offline is the setup's too.
+        Error::ReadConfig { .. } | Error::ParseConfig { .. } | Error::ConfigValue { .. } => {
+            "invalid-config"
+        }
+        _ => "invalid-config",
+    };
+    serde_json::json!({
+        "apiVersion": plexus_core::explain::API_VERSION,
+        "pod": {"namespace": "", "name": "", "uid": ""},
+        "error": {"kind": kind, "message": err.to_string()},
+    })
+}
+
 /// Offline explain: resolves the pod manifest at `pod` against the NAD directory
 /// `networks` with the resolver settings of `config`. `Err` only when the inputs cannot be
 /// read; a failed resolution is an [`Explanation`] with `ok == false`.

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_engine::error::chain;
 use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord, SetupError};
@@ -80,19 +81,19 @@ pub fn sandbox_view(rec: &SandboxRecord) -> SandboxView {
     }
 }
 
+/// What a setup or hot-plug cut short by its deadline undid, truthfully in every case:
+/// "nothing had been attached" only when nothing was undone *and* nothing was left over.
 fn undone_text(undone: &[String], failures: &[String]) -> String {
-    let mut text = if undone.is_empty() {
-        "nothing had been attached yet".to_owned()
-    } else {
-        format!("undid {}", undone.join(", "))
-    };
-    if !failures.is_empty() {
-        text.push_str(&format!(
-            "; undo failed for {} (left to teardown)",
-            failures.join(", ")
-        ));
+    let left = failures.join("; ");
+    match (undone.is_empty(), failures.is_empty()) {
+        (true, true) => "nothing had been attached yet, so nothing was undone".to_owned(),
+        (false, true) => format!("undid {}", undone.join(", ")),
+        (true, false) => format!("nothing could be undone in time, left to teardown: {left}"),
+        (false, false) => format!(
+            "undid {}; not undone, left to teardown: {left}",
+            undone.join(", ")
+        ),
     }
-    text
 }
 
 impl EngineAttacher {
@@ -103,7 +104,7 @@ impl EngineAttacher {
     /// What the engine had recorded by then (the intent, written before anything is made, or
     /// the finished attachment) is removed exactly like a detach, which tolerates pieces that
     /// were never made. No record means nothing was made.
-    async fn undo_attach(&self, sandbox_id: &str, network: &str, interface: &str) -> String {
+    async fn undo_attach(&self, sandbox_id: &SandboxId, network: &str, interface: &str) -> String {
         match self.engine.detach(sandbox_id, interface).await {
             Ok(_) => undone_text(&[format!("{interface} ({network})")], &[]),
             Err(
@@ -159,7 +160,7 @@ impl Attacher for EngineAttacher {
         plan: Plan,
         deadline: Option<Instant>,
     ) -> Result<SandboxView> {
-        let sandbox_id = spec.sandbox_id.clone();
+        let sandbox_id = spec.sandbox_id.to_string();
         let pod = spec.pod.to_string();
         let sb = plexus_engine::SandboxSpec {
             sandbox_id: spec.sandbox_id,
@@ -205,6 +206,20 @@ impl Attacher for EngineAttacher {
                 sandbox_id,
                 message: chain(&err),
             }),
+            Err(SetupError::Engine {
+                cause: plexus_engine::Error::PodNetnsRefused { path, reason },
+                ..
+            }) => Err(Error::InvalidNetns {
+                path: crate::convert::shown(&path.to_string_lossy()),
+                reason,
+            }),
+            Err(SetupError::Engine {
+                cause: plexus_engine::Error::NetnsMissing { path, source },
+                ..
+            }) => Err(Error::NetnsMissing {
+                path: crate::convert::shown(&path.to_string_lossy()),
+                message: source.to_string(),
+            }),
             Err(err) => Err(Error::Setup {
                 sandbox_id,
                 message: chain(&err),
@@ -214,7 +229,7 @@ impl Attacher for EngineAttacher {
 
     async fn teardown(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         _deadline: Option<Instant>,
     ) -> Result<TeardownOutcome> {
         // Teardown always runs to the end: a half-removed pod is worse than a late answer.
@@ -224,7 +239,7 @@ impl Attacher for EngineAttacher {
             .teardown(&sandbox_id)
             .await
             .map_err(|e| Error::Teardown {
-                sandbox_id: sandbox_id.clone(),
+                sandbox_id: sandbox_id.to_string(),
                 message: chain(&e),
             })?;
         let removed = report
@@ -264,7 +279,7 @@ impl Attacher for EngineAttacher {
 
     async fn attach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         attachment: PlannedAttachment,
         deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
@@ -284,7 +299,7 @@ impl Attacher for EngineAttacher {
                 Ok(result) => result,
                 Err(_) => {
                     let undone = match taken {
-                        true => "nothing had been attached yet".to_owned(),
+                        true => undone_text(&[], &[]),
                         false => self.undo_attach(&sandbox_id, &network, &interface).await,
                     };
                     return Err(Error::DeadlineExceeded {
@@ -301,12 +316,22 @@ impl Attacher for EngineAttacher {
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
             }),
+            Err(plexus_engine::Error::PodNetnsRefused { path, reason }) => {
+                Err(Error::InvalidNetns {
+                    path: crate::convert::shown(&path.to_string_lossy()),
+                    reason,
+                })
+            }
+            Err(plexus_engine::Error::NetnsMissing { path, source }) => Err(Error::NetnsMissing {
+                path: crate::convert::shown(&path.to_string_lossy()),
+                message: source.to_string(),
+            }),
             Err(err @ plexus_engine::Error::InterfaceExists { .. }) => Err(Error::Conflict {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 message: format!("attaching {network}: {}", chain(&err)),
             }),
             Err(err) => Err(Error::Attach {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 network,
                 message: chain(&err),
             }),
@@ -315,7 +340,7 @@ impl Attacher for EngineAttacher {
 
     async fn detach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         interface: String,
         _deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
@@ -324,12 +349,15 @@ impl Attacher for EngineAttacher {
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
             }),
+            Err(err @ plexus_engine::Error::DetachPrimary { .. }) => Err(Error::DetachPrimary {
+                message: err.to_string(),
+            }),
             Err(plexus_engine::Error::NoSuchAttachment { .. }) => Err(Error::InterfaceNotFound {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 interface,
             }),
             Err(err) => Err(Error::Detach {
-                sandbox_id,
+                sandbox_id: sandbox_id.to_string(),
                 interface,
                 message: chain(&err),
             }),
@@ -344,7 +372,7 @@ impl Attacher for EngineAttacher {
         Ok(records.iter().map(sandbox_view).collect())
     }
 
-    fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>> {
+    fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxView>> {
         let record = self
             .engine
             .sandbox(sandbox_id)
@@ -384,6 +412,33 @@ impl plexus_engine::Observer for EngineMetrics {
 mod tests {
     use std::time::Duration;
 
+    #[test]
+    fn undone_text_is_truthful_in_every_combination() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cut = s(&["undo cut short after 300ms: net2, net1, eth0 left to teardown/recovery"]);
+        assert_eq!(
+            super::undone_text(&[], &[]),
+            "nothing had been attached yet, so nothing was undone"
+        );
+        assert_eq!(
+            super::undone_text(&s(&["net1 (iot/a)"]), &[]),
+            "undid net1 (iot/a)"
+        );
+        let text = super::undone_text(&[], &cut);
+        assert!(!text.contains("nothing had been attached"), "{text}");
+        assert!(
+            text.starts_with("nothing could be undone in time, left to teardown: undo cut short"),
+            "{text}"
+        );
+        assert!(text.contains("net2, net1, eth0"), "{text}");
+        let text = super::undone_text(&s(&["net3 (iot/c)"]), &cut);
+        assert!(!text.contains("nothing"), "{text}");
+        assert!(
+            text.starts_with("undid net3 (iot/c); not undone, left to teardown: "),
+            "{text}"
+        );
+    }
+
     use plexus_engine::{AttachmentEvent, Call, Observer, Op, Outcome};
 
     use super::*;
@@ -394,7 +449,10 @@ mod tests {
         let engine = Engine::open(plexus_engine::EngineConfig::new(dir.path())).unwrap();
         std::fs::write(dir.path().join("sb-broken.json"), b"{not json").unwrap();
         let attacher = EngineAttacher::new(engine);
-        let err = attacher.sandbox("sb-broken").unwrap_err().to_string();
+        let err = attacher
+            .sandbox(&SandboxId::new("sb-broken").unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("reading state of sandbox sb-broken: "),
             "{err}"
@@ -408,7 +466,10 @@ mod tests {
         // A directory where the record should be: the read fails with EISDIR, a `source`.
         std::fs::create_dir(dir.path().join("sb-dir.json")).unwrap();
         let attacher = EngineAttacher::new(engine);
-        let err = attacher.sandbox("sb-dir").unwrap_err().to_string();
+        let err = attacher
+            .sandbox(&SandboxId::new("sb-dir").unwrap())
+            .unwrap_err()
+            .to_string();
         let cause = std::io::Error::from_raw_os_error(libc::EISDIR).to_string();
         let cause = cause.split(" (os error").next().unwrap();
         assert!(err.contains(cause), "{err}");

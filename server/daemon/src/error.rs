@@ -59,6 +59,23 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The pod's network namespace path is malformed, not a network namespace, or the
+    /// host's own.
+    #[error("invalid request: netns_path {path}: {reason}")]
+    InvalidNetns {
+        /// The path as given (quoted, shortened).
+        path: String,
+        /// Why, and what is accepted.
+        reason: String,
+    },
+    /// The pod's network namespace path does not exist (the pod is gone, or never was).
+    #[error("netns_path {path} does not exist: {message}")]
+    NetnsMissing {
+        /// The path as given.
+        path: String,
+        /// The error opening it.
+        message: String,
+    },
     /// Resolution of the pod's networks failed.
     #[error("resolving networks of pod {pod}: {message}")]
     Resolve {
@@ -143,6 +160,12 @@ pub enum Error {
         sandbox_id: String,
         /// The interface asked for.
         interface: String,
+    },
+    /// A detach named the pod's primary interface (the runtime's).
+    #[error("{message}")]
+    DetachPrimary {
+        /// The engine's message (names the interface and who owns it).
+        message: String,
     },
     /// The selector names a pod with more than one recorded sandbox.
     #[error("pod {pod} has {count} recorded sandboxes; select one by sandbox id")]
@@ -241,7 +264,8 @@ impl Error {
     /// A short fixed label for metrics (never a message: it must stay low-cardinality).
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::InvalidRequest { .. } => "invalid_request",
+            Error::InvalidRequest { .. } | Error::InvalidNetns { .. } => "invalid_request",
+            Error::NetnsMissing { .. } => "netns_missing",
             Error::Resolve { kind, .. } => match kind {
                 ResolveFailure::Invalid => "invalid_selection",
                 ResolveFailure::NotFound => "network_not_found",
@@ -253,6 +277,7 @@ impl Error {
             Error::DeadlineExceeded { .. } => "deadline_exceeded",
             Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => "not_found",
             Error::AmbiguousPod { .. } => "ambiguous_pod",
+            Error::DetachPrimary { .. } => "primary",
             Error::Conflict { .. } => "interface_exists",
             Error::QueueFull { .. } => "queue_full",
             Error::PermissionDenied { .. } | Error::NoPeerCredentials => "permission_denied",
@@ -266,7 +291,8 @@ impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         use tonic::Code;
         let code = match &err {
-            Error::InvalidRequest { .. } => Code::InvalidArgument,
+            Error::InvalidRequest { .. } | Error::InvalidNetns { .. } => Code::InvalidArgument,
+            Error::NetnsMissing { .. } => Code::FailedPrecondition,
             Error::Resolve { kind, .. } => match kind {
                 ResolveFailure::Invalid => Code::InvalidArgument,
                 ResolveFailure::NotFound => Code::NotFound,
@@ -275,7 +301,9 @@ impl From<Error> for tonic::Status {
             },
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => Code::NotFound,
-            Error::AmbiguousPod { .. } | Error::Conflict { .. } => Code::FailedPrecondition,
+            Error::AmbiguousPod { .. } | Error::Conflict { .. } | Error::DetachPrimary { .. } => {
+                Code::FailedPrecondition
+            }
             Error::QueueFull { .. } => Code::ResourceExhausted,
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::NoPeerCredentials => Code::Unauthenticated,

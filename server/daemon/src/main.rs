@@ -104,9 +104,7 @@ fn explain(config: Option<&Path>, pod: &Path, networks: &Path, json: bool) -> Ex
             }
         }
         Err(err) if json => {
-            let kind = "invalid-input";
-            let body = serde_json::json!({"error": {"kind": kind, "message": err.to_string()}});
-            emit(&format!("{body:#}"));
+            emit(&format!("{:#}", daemon::explain_failure_json(&err)));
             ExitCode::FAILURE
         }
         Err(err) => {

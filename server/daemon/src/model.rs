@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use plexus_core::cni::Result as CniResult;
+use plexus_core::id::SandboxId;
 use plexus_core::pod::PodIdentity;
 use serde::{Deserialize, Serialize};
 
 /// What the runtime tells us about a sandbox when asking for its networks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {
-    /// Runtime sandbox id (`CNI_CONTAINERID`).
-    pub sandbox_id: String,
+    /// Runtime sandbox id (`CNI_CONTAINERID`), validated at the edge.
+    pub sandbox_id: SandboxId,
     /// The pod the sandbox belongs to.
     pub pod: PodIdentity,
     /// Path of the pod's network namespace.
@@ -25,7 +26,7 @@ pub struct SandboxSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxView {
     /// Runtime sandbox id.
-    pub sandbox_id: String,
+    pub sandbox_id: SandboxId,
     /// The pod.
     pub pod: PodIdentity,
     /// Network namespace path as recorded.
@@ -142,7 +143,7 @@ pub enum Selector {
     /// Everything.
     All,
     /// One sandbox.
-    Sandbox(String),
+    Sandbox(SandboxId),
     /// A pod by namespace/name, or by uid when only the uid is given.
     Pod(PodIdentity),
 }
@@ -152,7 +153,7 @@ impl Selector {
     pub fn matches(&self, sandbox_id: &str, pod: &PodIdentity) -> bool {
         match self {
             Selector::All => true,
-            Selector::Sandbox(id) => id == sandbox_id,
+            Selector::Sandbox(id) => id.as_str() == sandbox_id,
             Selector::Pod(p) if !p.name.is_empty() => {
                 p.namespace == pod.namespace
                     && p.name == pod.name

@@ -72,11 +72,13 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let span = rpc_span("SetupPod", request.metadata());
         let req = request.into_inner();
         let pod = req.pod.clone().unwrap_or_default();
-        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &req.sandbox_id);
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, "");
+        let sandbox_id = finish(&span, convert::sandbox_id("sandbox_id", &req.sandbox_id))?;
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, sandbox_id.as_str());
         let spec = SandboxSpec {
-            sandbox_id: req.sandbox_id,
+            sandbox_id,
             pod: convert::pod_identity(req.pod.as_ref()),
-            netns: req.netns_path.into(),
+            netns: finish(&span, convert::netns_path(&req.netns_path))?,
         };
         let annotations = convert::annotations(&req.annotations);
         let result = self
@@ -99,11 +101,12 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let span = rpc_span("TeardownPod", request.metadata());
         let req = request.into_inner();
         let pod = req.pod.clone().unwrap_or_default();
-        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &req.sandbox_id);
-        let id = req.sandbox_id.clone();
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, "");
+        let id = finish(&span, convert::sandbox_id("sandbox_id", &req.sandbox_id))?;
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, id.as_str());
         let result = self
             .node
-            .teardown_pod(req.sandbox_id, timeout)
+            .teardown_pod(id.clone(), timeout)
             .instrument(span.clone())
             .await;
         let outcome = finish(&span, result)?;
@@ -114,7 +117,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let removed = outcome
             .removed
             .iter()
-            .map(|a| convert::attachment(&id, &pod, &req.netns_path, a))
+            .map(|a| convert::attachment(id.as_str(), &pod, &req.netns_path, a))
             .collect();
         Ok(Response::new(v1::TeardownPodResponse {
             removed,
@@ -143,13 +146,10 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let span = rpc_span("Attach", request.metadata());
         let req = request.into_inner();
         record_target(&span, req.target.as_ref());
+        let target = finish(&span, convert::selector(req.target.as_ref()))?;
         let result = self
             .node
-            .attach(
-                convert::selector(req.target.as_ref()),
-                req.selection,
-                timeout,
-            )
+            .attach(target, req.selection, timeout)
             .instrument(span.clone())
             .await;
         let (attachment, network_status) = convert::hotplug(&finish(&span, result)?);
@@ -167,13 +167,11 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let span = rpc_span("Detach", request.metadata());
         let req = request.into_inner();
         record_target(&span, req.target.as_ref());
+        let target = finish(&span, convert::selector(req.target.as_ref()))?;
+        let interface = finish(&span, convert::ifname("interface", &req.interface))?;
         let result = self
             .node
-            .detach(
-                convert::selector(req.target.as_ref()),
-                req.interface,
-                timeout,
-            )
+            .detach(target, interface, timeout)
             .instrument(span.clone())
             .await;
         let (removed, network_status) = convert::hotplug(&finish(&span, result)?);
@@ -187,12 +185,12 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         &self,
         request: Request<v1::ListAttachmentsRequest>,
     ) -> Result<Response<v1::ListAttachmentsResponse>, Status> {
-        let target = convert::selector(request.get_ref().target.as_ref());
+        let target = convert::selector(request.get_ref().target.as_ref())?;
         let sandboxes = self.node.list(&target)?;
         let mut network_status = std::collections::HashMap::new();
         for sandbox in &sandboxes {
             network_status.insert(
-                sandbox.sandbox_id.clone(),
+                sandbox.sandbox_id.to_string(),
                 self.node.network_status(sandbox)?,
             );
         }
@@ -243,7 +241,10 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
     ) -> Result<Response<v1::ReconcileResponse>, Status> {
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("Reconcile", request.metadata());
-        let live = request.into_inner().live_sandbox_ids;
+        let live = finish(
+            &span,
+            convert::live_ids(request.into_inner().live_sandbox_ids),
+        )?;
         let result = self
             .node
             .reconcile(live, timeout)
@@ -262,7 +263,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         &self,
         request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let target = convert::selector(request.get_ref().target.as_ref());
+        let target = convert::selector(request.get_ref().target.as_ref())?;
         let events = BroadcastStream::new(self.node.subscribe()).filter_map(move |item| {
             match item {
                 Ok(event) if target.matches(&event.sandbox_id, &event.pod) => {

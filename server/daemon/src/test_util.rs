@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use plexus_core::id::SandboxId;
 use plexus_core::plan::{
     ConfigForm, DefaultRoutePlan, DelegateConfig, NetworkSource, Origin, Plan, PlannedAttachment,
     RuntimeConfig,
@@ -106,7 +107,7 @@ impl FakeAttacher {
                     continue;
                 };
                 if let Ok(view) = serde_json::from_slice::<SandboxView>(&bytes) {
-                    map.insert(view.sandbox_id.clone(), view);
+                    map.insert(view.sandbox_id.to_string(), view);
                 }
             }
         }
@@ -138,7 +139,7 @@ impl FakeAttacher {
     }
 
     fn store(&self, view: &SandboxView) {
-        lock(&self.sandboxes).insert(view.sandbox_id.clone(), view.clone());
+        lock(&self.sandboxes).insert(view.sandbox_id.to_string(), view.clone());
         if let Some(dir) = &self.dir {
             let _ = std::fs::create_dir_all(dir);
             if let Ok(json) = serde_json::to_vec(view) {
@@ -201,13 +202,16 @@ impl Attacher for FakeAttacher {
     ) -> Result<SandboxView> {
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
         let names = plan.attachments.iter().map(|a| a.interface.clone());
-        self.record(Call::Setup(spec.sandbox_id.clone(), names.collect()));
+        self.record(Call::Setup(spec.sandbox_id.to_string(), names.collect()));
         let mut done: Vec<AttachmentView> = Vec::new();
         for (i, planned) in plan.attachments.iter().enumerate() {
             if !self.work(deadline).await {
                 let mut undone = Vec::new();
                 for a in done.iter().rev() {
-                    self.record(Call::Undone(spec.sandbox_id.clone(), a.interface.clone()));
+                    self.record(Call::Undone(
+                        spec.sandbox_id.to_string(),
+                        a.interface.clone(),
+                    ));
                     undone.push(format!("{} ({})", a.interface, a.network));
                 }
                 let undone = if undone.is_empty() {
@@ -237,13 +241,13 @@ impl Attacher for FakeAttacher {
 
     async fn teardown(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         _deadline: Option<Instant>,
     ) -> Result<TeardownOutcome> {
-        self.record(Call::Teardown(sandbox_id.clone()));
+        self.record(Call::Teardown(sandbox_id.to_string()));
         let delay = *lock(&self.removal_delay);
         tokio::time::sleep(delay).await;
-        Ok(match self.forget(&sandbox_id) {
+        Ok(match self.forget(sandbox_id.as_str()) {
             Some(view) => TeardownOutcome {
                 known: true,
                 pod: Some(view.pod),
@@ -255,13 +259,13 @@ impl Attacher for FakeAttacher {
 
     async fn attach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         attachment: PlannedAttachment,
         deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
         self.record(Call::Attach(
-            sandbox_id.clone(),
+            sandbox_id.to_string(),
             attachment.interface.clone(),
         ));
         let mut view = self
@@ -283,11 +287,11 @@ impl Attacher for FakeAttacher {
 
     async fn detach(
         &self,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         interface: String,
         _deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
-        self.record(Call::Detach(sandbox_id.clone(), interface.clone()));
+        self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
         let delay = *lock(&self.removal_delay);
         tokio::time::sleep(delay).await;
         let mut view = self
@@ -300,7 +304,7 @@ impl Attacher for FakeAttacher {
             .iter()
             .position(|a| a.interface == interface)
             .ok_or_else(|| Error::InterfaceNotFound {
-                sandbox_id: sandbox_id.clone(),
+                sandbox_id: sandbox_id.to_string(),
                 interface: interface.clone(),
             })?;
         let removed = view.attachments.remove(pos);
@@ -312,8 +316,8 @@ impl Attacher for FakeAttacher {
         Ok(lock(&self.sandboxes).values().cloned().collect())
     }
 
-    fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxView>> {
-        Ok(lock(&self.sandboxes).get(sandbox_id).cloned())
+    fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxView>> {
+        Ok(lock(&self.sandboxes).get(sandbox_id.as_str()).cloned())
     }
 }
 

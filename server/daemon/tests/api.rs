@@ -587,7 +587,7 @@ async fn metrics_count_requests_failures_and_attachments() {
         metrics,
     );
     let spec = |id: &str| plexus_server::model::SandboxSpec {
-        sandbox_id: id.into(),
+        sandbox_id: plexus_core::SandboxId::new(id).unwrap(),
         pod: plexus_core::pod::PodIdentity::new("iot", id, ""),
         netns: format!("/run/netns/{id}").into(),
     };

@@ -73,12 +73,44 @@ fn unreadable_input_is_an_error_in_the_chosen_format() {
         .unwrap();
     assert!(!out.status.success());
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/nonexistent/pod.yaml")
+    // Golden: the documented error shape (docs/explain.md), every key present.
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "apiVersion": "plexus.io/explain/v1",
+            "pod": {"namespace": "", "name": "", "uid": ""},
+            "error": {
+                "kind": "invalid-pod-manifest",
+                "message": "invalid request: cannot read pod manifest /nonexistent/pod.yaml: \
+                            No such file or directory (os error 2)"
+            }
+        })
     );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plexusd.yaml");
+    std::fs::write(&config, "noSuchKey: 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plexusd"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "explain",
+            "--pod",
+            "/x",
+            "--networks",
+            "/y",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&body), ["apiVersion", "pod", "error"]);
+    assert_eq!(keys(&body["pod"]), ["namespace", "name", "uid"]);
+    assert_eq!(body["error"]["kind"], "invalid-config", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("noSuchKey"), "{message}");
     let bad_config = Command::new(env!("CARGO_BIN_EXE_plexusd"))
         .args(["--config", "/nonexistent/plexusd.yaml", "explain"])
         .args(["--pod", "/x", "--networks", "/y"])

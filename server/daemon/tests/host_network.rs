@@ -15,7 +15,7 @@ const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 
 fn spec(id: &str) -> SandboxSpec {
     SandboxSpec {
-        sandbox_id: id.to_owned(),
+        sandbox_id: plexus_core::SandboxId::new(id).unwrap(),
         pod: PodIdentity::new("iot", id, ""),
         netns: PathBuf::new(),
     }

@@ -77,7 +77,7 @@ impl Attacher for TracedAttacher {
 
     async fn teardown(
         &self,
-        sandbox_id: String,
+        sandbox_id: plexus_core::SandboxId,
         deadline: Option<Instant>,
     ) -> plexus_server::Result<TeardownOutcome> {
         self.0.teardown(sandbox_id, deadline).await
@@ -85,7 +85,7 @@ impl Attacher for TracedAttacher {
 
     async fn attach(
         &self,
-        sandbox_id: String,
+        sandbox_id: plexus_core::SandboxId,
         attachment: PlannedAttachment,
         deadline: Option<Instant>,
     ) -> plexus_server::Result<AttachmentView> {
@@ -94,7 +94,7 @@ impl Attacher for TracedAttacher {
 
     async fn detach(
         &self,
-        sandbox_id: String,
+        sandbox_id: plexus_core::SandboxId,
         interface: String,
         deadline: Option<Instant>,
     ) -> plexus_server::Result<AttachmentView> {
@@ -105,7 +105,10 @@ impl Attacher for TracedAttacher {
         self.0.sandboxes()
     }
 
-    fn sandbox(&self, sandbox_id: &str) -> plexus_server::Result<Option<SandboxView>> {
+    fn sandbox(
+        &self,
+        sandbox_id: &plexus_core::SandboxId,
+    ) -> plexus_server::Result<Option<SandboxView>> {
         self.0.sandbox(sandbox_id)
     }
 }

@@ -19,7 +19,7 @@ const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 
 fn spec(id: &str, netns: &Path) -> SandboxSpec {
     SandboxSpec {
-        sandbox_id: id.to_owned(),
+        sandbox_id: plexus_core::SandboxId::new(id).unwrap(),
         pod: PodIdentity::new("iot", id, ""),
         netns: netns.to_path_buf(),
     }
@@ -74,7 +74,7 @@ async fn a_setup_finishing_after_the_reconcile_arrived_is_kept() {
     assert!(outcome.kept[0].starts_with("b-new: "), "{:?}", outcome.kept);
     assert!(!fake.calls().contains(&Call::Teardown("b-new".into())));
     let b = fake
-        .sandbox("b-new")
+        .sandbox(&plexus_core::SandboxId::new("b-new").unwrap())
         .unwrap()
         .expect("b-new still recorded");
     assert_eq!(b.attachments.len(), 2);
@@ -96,9 +96,20 @@ async fn a_live_sandbox_is_kept_and_an_idle_stale_one_torn_down() {
             .await
             .unwrap();
     }
-    let outcome = node.reconcile(vec!["live".into()], None).await.unwrap();
+    let outcome = node
+        .reconcile(vec![plexus_core::SandboxId::new("live").unwrap()], None)
+        .await
+        .unwrap();
     assert_eq!(outcome.torn_down, ["stale"]);
     assert!(outcome.kept.is_empty() && outcome.failed.is_empty());
-    assert!(fake.sandbox("live").unwrap().is_some());
-    assert!(fake.sandbox("stale").unwrap().is_none());
+    assert!(
+        fake.sandbox(&plexus_core::SandboxId::new("live").unwrap())
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        fake.sandbox(&plexus_core::SandboxId::new("stale").unwrap())
+            .unwrap()
+            .is_none()
+    );
 }

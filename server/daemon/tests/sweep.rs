@@ -33,7 +33,7 @@ fn netns_file(dir: &Path, name: &str) -> PathBuf {
 
 async fn setup(node: &TestNode, id: &str, netns: &Path, networks: &str) -> SandboxView {
     let spec = SandboxSpec {
-        sandbox_id: id.to_owned(),
+        sandbox_id: plexus_core::SandboxId::new(id).unwrap(),
         pod: PodIdentity::new("iot", id, ""),
         netns: netns.to_path_buf(),
     };
@@ -46,7 +46,7 @@ fn recorded(fake: &FakeAttacher) -> Vec<String> {
     fake.sandboxes()
         .unwrap()
         .into_iter()
-        .map(|s| s.sandbox_id)
+        .map(|s| s.sandbox_id.to_string())
         .collect()
 }
 
@@ -157,7 +157,7 @@ async fn empty_and_uncheckable_netns_paths_are_kept() {
     let records = tempfile::tempdir().unwrap();
     let file = netns_file(dir.path(), "not-a-dir");
     let view = |id: &str, netns: String| SandboxView {
-        sandbox_id: id.to_owned(),
+        sandbox_id: plexus_core::SandboxId::new(id).unwrap(),
         pod: PodIdentity::new("iot", id, ""),
         netns,
         attachments: Vec::new(),
@@ -238,7 +238,10 @@ async fn a_teardown_in_flight_is_not_repeated() {
     fake.set_removal_delay(Duration::from_millis(150));
     let teardown = {
         let node = Arc::clone(&node);
-        tokio::spawn(async move { node.teardown_pod("going".into(), None).await })
+        tokio::spawn(async move {
+            node.teardown_pod(plexus_core::SandboxId::new("going").unwrap(), None)
+                .await
+        })
     };
     wait_for_call(&fake, &Call::Teardown("going".into())).await;
     // Still recorded while the teardown runs: the sweep waits for the lock, then finds

@@ -113,8 +113,9 @@ async fn bench(pods: usize) {
     for i in 0..pods {
         for (engine, series) in [(&native, &mut sn), (&exec, &mut se)] {
             let pod = TestNetns::new().await;
+            let id = plexus_core::SandboxId::new(format!("bench-{i}")).unwrap();
             let sb = SandboxSpec {
-                sandbox_id: format!("bench-{i}"),
+                sandbox_id: id.clone(),
                 pod: plan.pod.clone(),
                 netns: pod.path(),
             };
@@ -122,7 +123,7 @@ async fn bench(pods: usize) {
             engine.setup(sb, plan.clone()).await.unwrap();
             series.add.push(t.elapsed());
             let t = Instant::now();
-            engine.teardown(&format!("bench-{i}")).await.unwrap();
+            engine.teardown(&id).await.unwrap();
             series.del.push(t.elapsed());
             drop(pod);
         }

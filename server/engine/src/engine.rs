@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
 use plexus_netlink::Handle;
@@ -32,8 +33,8 @@ use crate::state::{
 /// The sandbox a plan is executed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {
-    /// The runtime's sandbox id.
-    pub sandbox_id: String,
+    /// The runtime's sandbox id (validated: it names the record file).
+    pub sandbox_id: SandboxId,
     /// The pod.
     pub pod: PodIdentity,
     /// Path of the pod's network namespace.
@@ -125,7 +126,7 @@ impl Engine {
     }
 
     /// One sandbox's record.
-    pub fn sandbox(&self, sandbox_id: &str) -> Result<Option<SandboxRecord>> {
+    pub fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxRecord>> {
         self.inner.store.load(sandbox_id)
     }
 
@@ -196,7 +197,7 @@ impl Engine {
     ) -> Result<SandboxRecord, SetupError> {
         let until = deadline.map(|d| Instant::now() + d);
         let engine_err = |cause| SetupError::Engine {
-            sandbox_id: sb.sandbox_id.clone(),
+            sandbox_id: sb.sandbox_id.to_string(),
             cause,
         };
         // Before any attachment is made, a passed deadline has nothing to undo: an old
@@ -210,7 +211,10 @@ impl Engine {
             undone: Vec::new(),
             undo_failures: note.map(str::to_string).into_iter().collect(),
         };
-        let Ok(_guard) = within(until, self.lock(&sb.sandbox_id)).await else {
+        // Before anything else: nothing may be made in (or torn down for) a namespace that
+        // is not the pod's own.
+        self.check_pod_netns(&sb.netns).map_err(engine_err)?;
+        let Ok(_guard) = within(until, self.lock(sb.sandbox_id.as_str())).await else {
             return Err(expired("waiting for the sandbox lock", None));
         };
         // The old record to tear down first: `Some(None)` when it is unreadable.
@@ -326,10 +330,10 @@ impl Engine {
     /// Hot-plugs one attachment into a set-up sandbox.
     pub async fn attach(
         &self,
-        sandbox_id: &str,
+        sandbox_id: &SandboxId,
         att: PlannedAttachment,
     ) -> Result<AttachmentRecord> {
-        let _guard = self.lock(sandbox_id).await;
+        let _guard = self.lock(sandbox_id.as_str()).await;
         let mut rec = self
             .inner
             .store
@@ -337,6 +341,7 @@ impl Engine {
             .ok_or_else(|| Error::UnknownSandbox {
                 sandbox_id: sandbox_id.to_string(),
             })?;
+        self.check_pod_netns(&rec.netns)?;
         let pod = Handle::open_path(&rec.netns)
             .await
             .map_err(|source| Error::Netlink {
@@ -411,7 +416,7 @@ impl Engine {
             // own result (Multus: the gateway comes from the plugin, not the override).
             let primary = crate::primary::describe(
                 &self.inner.cfg.cni_cache_dir,
-                &rec.sandbox_id,
+                rec.sandbox_id.as_str(),
                 &att.interface,
                 &rec.netns,
                 pod,
@@ -451,7 +456,7 @@ impl Engine {
         };
         let mut planned = NativeRecord::default();
         if let (Some(n), Some(host)) = (&native, host) {
-            let ctx = self.ctx(host, Some(pod), &rec.netns, &rec.sandbox_id);
+            let ctx = self.ctx(host, Some(pod), &rec.netns, rec.sandbox_id.as_str());
             planned = native::plan_record(n, &att.interface, &ctx);
         }
         rec.attachments.push(AttachmentRecord {
@@ -471,7 +476,7 @@ impl Engine {
         crash::point("setup", idx, "intent");
         let result = match (&native, host) {
             (Some(n), Some(host)) => {
-                let ctx = self.ctx(host, Some(pod), &rec.netns, &rec.sandbox_id);
+                let ctx = self.ctx(host, Some(pod), &rec.netns, rec.sandbox_id.as_str());
                 let mut step = |s: &str| crash::point("setup", idx, s);
                 let span = StepSpan::new(crate::observe::native_span(n.kind.as_str(), "ADD"));
                 let added = native::add(n, &att.interface, &ctx, &mut step)
@@ -482,7 +487,7 @@ impl Engine {
             }
             _ => {
                 let req = ExecRequest {
-                    sandbox_id: &rec.sandbox_id,
+                    sandbox_id: rec.sandbox_id.as_str(),
                     pod: &rec.pod,
                     netns: Some(&rec.netns),
                     attachment: att,

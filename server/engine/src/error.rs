@@ -99,6 +99,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A path given as a pod's network namespace is refused: not a network namespace, or
+    /// the host's own.
+    #[error("network namespace {path} is refused as a pod's: {reason}")]
+    PodNetnsRefused {
+        /// The netns path as given.
+        path: PathBuf,
+        /// Why, and what is accepted.
+        reason: String,
+    },
     /// The interface name is already taken in the pod (Multus F8).
     #[error("validateIfName: interface name {interface} already exists")]
     InterfaceExists {
@@ -143,6 +152,18 @@ pub enum Error {
         /// The interface asked for.
         interface: String,
     },
+    /// A detach named the pod's primary interface, which the container runtime owns.
+    #[error(
+        "sandbox {sandbox_id}: {interface} is the pod's primary interface (network {network}); the container runtime owns it and removes it with the pod, so it cannot be detached (detach a secondary or hot-plugged interface instead)"
+    )]
+    DetachPrimary {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The primary's interface name.
+        interface: String,
+        /// The primary's network.
+        network: String,
+    },
     /// The sandbox is unknown.
     #[error("sandbox {sandbox_id} is not known")]
     UnknownSandbox {
@@ -169,6 +190,7 @@ pub const REASONS: &[&str] = &[
     "ipam",
     "invalid_config",
     "netns_missing",
+    "netns_refused",
     "interface_exists",
     "netlink",
     "plugin_not_found",
@@ -176,6 +198,7 @@ pub const REASONS: &[&str] = &[
     "plugin_failed",
     "delegate",
     "not_found",
+    "primary",
     "teardown_incomplete",
     "internal",
     "cancelled",
@@ -194,11 +217,13 @@ impl Error {
             Error::Lease { .. } | Error::InvalidIpam { .. } => "ipam",
             Error::InvalidConfig { .. } => "invalid_config",
             Error::NetnsMissing { .. } => "netns_missing",
+            Error::PodNetnsRefused { .. } => "netns_refused",
             Error::InterfaceExists { .. } => "interface_exists",
             Error::Netlink { .. } | Error::Sysctl { .. } => "netlink",
             Error::Delegate { source, .. } => delegate_reason(source.as_ref()),
             Error::NoSuchAttachment { .. } | Error::UnknownSandbox { .. } => "not_found",
             Error::TeardownIncomplete { .. } => "teardown_incomplete",
+            Error::DetachPrimary { .. } => "primary",
             Error::Task(_) => "internal",
         }
     }

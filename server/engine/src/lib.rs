@@ -60,6 +60,7 @@ pub mod exec;
 pub mod ipam;
 pub mod native;
 pub mod observe;
+mod pod_netns;
 mod primary;
 mod route;
 pub mod state;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use plexus_core::cni;
+use plexus_core::id::SandboxId;
 use plexus_core::plan::PlannedAttachment;
 use plexus_core::pod::PodIdentity;
 use serde::{Deserialize, Serialize};
@@ -30,8 +31,8 @@ pub const RECORD_VERSION: u32 = 1;
 pub struct SandboxRecord {
     /// Record format version ([`RECORD_VERSION`]).
     pub version: u32,
-    /// The runtime's sandbox id (also the CNI container id).
-    pub sandbox_id: String,
+    /// The runtime's sandbox id (also the CNI container id); validated when read.
+    pub sandbox_id: SandboxId,
     /// The pod the sandbox belongs to.
     pub pod: PodIdentity,
     /// Path of the pod's network namespace (may be gone by teardown time).
@@ -154,7 +155,8 @@ pub struct LeaseRecord {
     pub ips: Vec<IpAddr>,
 }
 
-/// The state directory: `<dir>/<sandbox id>.json`.
+/// The state directory: `<dir>/<sandbox id>.json`. Paths are built only from a
+/// [`SandboxId`], so no record can be read, written or removed outside `dir`.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
@@ -177,7 +179,7 @@ impl Store {
     }
 
     /// Path of a sandbox's record.
-    pub fn path(&self, sandbox_id: &str) -> PathBuf {
+    pub fn path(&self, sandbox_id: &SandboxId) -> PathBuf {
         self.dir.join(format!("{sandbox_id}.json"))
     }
 
@@ -185,7 +187,7 @@ impl Store {
     pub fn save(&self, record: &SandboxRecord) -> Result<()> {
         let path = self.path(&record.sandbox_id);
         let bytes = serde_json::to_vec(record).map_err(|source| Error::EncodeRecord {
-            sandbox_id: record.sandbox_id.clone(),
+            sandbox_id: record.sandbox_id.to_string(),
             source,
         })?;
         write_atomic(&self.dir, &path, &bytes).map_err(|source| Error::WriteRecord { path, source })
@@ -193,7 +195,7 @@ impl Store {
 
     /// Loads a record: `Ok(None)` when there is none, an error when it is unreadable or
     /// corrupt (never treated as "nothing to do").
-    pub fn load(&self, sandbox_id: &str) -> Result<Option<SandboxRecord>> {
+    pub fn load(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxRecord>> {
         let path = self.path(sandbox_id);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -205,7 +207,7 @@ impl Store {
                 path: path.clone(),
                 reason: source.to_string(),
             })?;
-        if record.version != RECORD_VERSION || record.sandbox_id != sandbox_id {
+        if record.version != RECORD_VERSION || record.sandbox_id != *sandbox_id {
             return Err(Error::CorruptRecord {
                 path,
                 reason: format!(
@@ -218,7 +220,7 @@ impl Store {
     }
 
     /// Removes a record (absent is fine) and fsyncs the directory.
-    pub fn remove(&self, sandbox_id: &str) -> Result<()> {
+    pub fn remove(&self, sandbox_id: &SandboxId) -> Result<()> {
         let path = self.path(sandbox_id);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -228,8 +230,9 @@ impl Store {
         sync_dir(&self.dir).map_err(|source| Error::WriteRecord { path, source })
     }
 
-    /// Sandbox ids that have a record file (readable or not).
-    pub fn ids(&self) -> Result<Vec<String>> {
+    /// Sandbox ids that have a record file (readable or not). A `.json` file whose stem is
+    /// not a valid [`SandboxId`] was not written by plexus: it is logged and skipped.
+    pub fn ids(&self) -> Result<Vec<SandboxId>> {
         let entries = fs::read_dir(&self.dir).map_err(|source| Error::StateDir {
             path: self.dir.clone(),
             source,
@@ -238,10 +241,19 @@ impl Store {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(id) = name.strip_suffix(".json")
-                && !name.starts_with('.')
-            {
-                ids.push(id.to_string());
+            let Some(stem) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            match SandboxId::new(stem) {
+                Ok(id) => ids.push(id),
+                Err(e) => tracing::warn!(
+                    file = %entry.path().display(),
+                    error = %e,
+                    "skipping a file in the state directory that is not a sandbox record"
+                ),
             }
         }
         ids.sort();
@@ -270,7 +282,10 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fs::rename(&tmp, path)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     sync_dir(dir)
 }
 
@@ -355,6 +370,10 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn sid(id: &str) -> SandboxId {
+        SandboxId::new(id).unwrap()
+    }
+
     pub(crate) fn planned(iface: &str) -> PlannedAttachment {
         serde_json::from_value(serde_json::json!({
             "index": 1, "network": "default/net-a", "interface": iface, "origin": "annotation",
@@ -369,7 +388,7 @@ mod tests {
     fn record() -> SandboxRecord {
         SandboxRecord {
             version: RECORD_VERSION,
-            sandbox_id: "sb1".into(),
+            sandbox_id: sid("sb1"),
             pod: PodIdentity::new("default", "p", "u"),
             netns: "/var/run/netns/x".into(),
             attachments: vec![AttachmentRecord {
@@ -398,17 +417,17 @@ mod tests {
     fn save_load_remove_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("s")).unwrap();
-        assert_eq!(store.load("sb1").unwrap(), None);
+        assert_eq!(store.load(&sid("sb1")).unwrap(), None);
         let rec = record();
         store.save(&rec).unwrap();
-        assert_eq!(store.load("sb1").unwrap(), Some(rec.clone()));
-        assert_eq!(store.ids().unwrap(), vec!["sb1".to_string()]);
+        assert_eq!(store.load(&sid("sb1")).unwrap(), Some(rec.clone()));
+        assert_eq!(store.ids().unwrap(), vec![sid("sb1")]);
         // No temp files are left behind.
         let names: Vec<_> = fs::read_dir(store.dir()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1);
-        store.remove("sb1").unwrap();
-        store.remove("sb1").unwrap();
-        assert_eq!(store.load("sb1").unwrap(), None);
+        store.remove(&sid("sb1")).unwrap();
+        store.remove(&sid("sb1")).unwrap();
+        assert_eq!(store.load(&sid("sb1")).unwrap(), None);
     }
 
     #[test]
@@ -418,11 +437,11 @@ mod tests {
         let mut rec = record();
         store.save(&rec).unwrap();
         // Not written while unset: records stay readable by the previous format.
-        let text = fs::read_to_string(store.path("sb1")).unwrap();
+        let text = fs::read_to_string(store.path(&sid("sb1"))).unwrap();
         assert!(!text.contains("tearing_down"), "{text}");
         rec.tearing_down = true;
         store.save(&rec).unwrap();
-        assert!(store.load("sb1").unwrap().unwrap().tearing_down);
+        assert!(store.load(&sid("sb1")).unwrap().unwrap().tearing_down);
     }
 
     #[test]
@@ -430,15 +449,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.save(&record()).unwrap();
-        let bytes = fs::read(store.path("sb1")).unwrap();
-        fs::write(store.path("sb1"), &bytes[..bytes.len() / 2]).unwrap();
+        let bytes = fs::read(store.path(&sid("sb1"))).unwrap();
+        fs::write(store.path(&sid("sb1")), &bytes[..bytes.len() / 2]).unwrap();
         assert!(matches!(
-            store.load("sb1"),
+            store.load(&sid("sb1")),
             Err(Error::CorruptRecord { .. })
         ));
-        fs::write(store.path("sb1"), b"").unwrap();
+        fs::write(store.path(&sid("sb1")), b"").unwrap();
         assert!(matches!(
-            store.load("sb1"),
+            store.load(&sid("sb1")),
             Err(Error::CorruptRecord { .. })
         ));
     }
@@ -448,9 +467,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.save(&record()).unwrap();
-        fs::rename(store.path("sb1"), store.path("sb2")).unwrap();
+        fs::rename(store.path(&sid("sb1")), store.path(&sid("sb2"))).unwrap();
         assert!(matches!(
-            store.load("sb2"),
+            store.load(&sid("sb2")),
+            Err(Error::CorruptRecord { .. })
+        ));
+    }
+
+    #[test]
+    fn ids_skips_files_whose_stem_is_not_a_sandbox_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.save(&record()).unwrap();
+        fs::write(dir.path().join("-x.json"), b"{}").unwrap();
+        fs::write(dir.path().join("a b.json"), b"{}").unwrap();
+        fs::write(dir.path().join(format!("{}.json", "a".repeat(200))), b"{}").unwrap();
+        assert_eq!(store.ids().unwrap(), vec![sid("sb1")]);
+    }
+
+    #[test]
+    fn a_record_naming_an_invalid_sandbox_id_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.save(&record()).unwrap();
+        let text = fs::read_to_string(store.path(&sid("sb1"))).unwrap();
+        let text = text.replace(r#""sandbox_id":"sb1""#, r#""sandbox_id":"../sb1""#);
+        fs::write(store.path(&sid("sb1")), text).unwrap();
+        assert!(matches!(
+            store.load(&sid("sb1")),
             Err(Error::CorruptRecord { .. })
         ));
     }

@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plexus_core::id::SandboxId;
 use plexus_core::plan::{ConfigForm, DelegateConfig, NetworkSource, Origin, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
 use plexus_netlink::Handle;
@@ -67,8 +68,8 @@ pub struct RecoveryReport {
 impl Engine {
     /// Tears a sandbox down: every attachment in reverse, exactly once. An unknown sandbox
     /// is `Ok` with `known = false`.
-    pub async fn teardown(&self, sandbox_id: &str) -> Result<TeardownReport> {
-        let _guard = self.lock(sandbox_id).await;
+    pub async fn teardown(&self, sandbox_id: &SandboxId) -> Result<TeardownReport> {
+        let _guard = self.lock(sandbox_id.as_str()).await;
         match self.inner.store.load(sandbox_id) {
             Ok(None) => Ok(TeardownReport::default()),
             Ok(Some(rec)) => self.teardown_record(rec, Call::Teardown).await,
@@ -80,8 +81,12 @@ impl Engine {
     }
 
     /// Removes one hot-plugged (or planned) attachment by interface name.
-    pub async fn detach(&self, sandbox_id: &str, interface: &str) -> Result<AttachmentRecord> {
-        let _guard = self.lock(sandbox_id).await;
+    pub async fn detach(
+        &self,
+        sandbox_id: &SandboxId,
+        interface: &str,
+    ) -> Result<AttachmentRecord> {
+        let _guard = self.lock(sandbox_id.as_str()).await;
         let mut rec = self
             .inner
             .store
@@ -97,6 +102,14 @@ impl Engine {
                 sandbox_id: sandbox_id.to_string(),
                 interface: interface.to_string(),
             })?;
+        let target = &rec.attachments[pos];
+        if target.driver == Driver::Runtime || target.planned.primary {
+            return Err(Error::DetachPrimary {
+                sandbox_id: sandbox_id.to_string(),
+                interface: target.interface.clone(),
+                network: target.network.clone(),
+            });
+        }
         rec.attachments[pos].phase = Phase::Removing;
         self.inner.store.save(&rec)?;
         crash::point("detach", pos, "removing");
@@ -116,20 +129,20 @@ impl Engine {
     pub async fn recover(&self) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
         for id in self.inner.store.ids()? {
-            let _guard = self.lock(&id).await;
+            let _guard = self.lock(id.as_str()).await;
             let mut rec = match self.inner.store.load(&id) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => {
                     tracing::warn!(sandbox_id = %id, error = %e, "unreadable record left for teardown");
-                    report.corrupt.push(id);
+                    report.corrupt.push(id.to_string());
                     continue;
                 }
             };
             report.sandboxes += 1;
             if rec.tearing_down {
                 match self.teardown_record(rec, Call::Recover).await {
-                    Ok(_) => report.finished_teardowns.push(id),
+                    Ok(_) => report.finished_teardowns.push(id.to_string()),
                     Err(e) => report.failures.push(format!("{id}: {}", chain(&e))),
                 }
                 continue;
@@ -152,7 +165,7 @@ impl Engine {
                     .await
                 {
                     Ok(()) => {
-                        let done = (id.clone(), a.interface.clone());
+                        let done = (id.to_string(), a.interface.clone());
                         match rollback {
                             true => report.undone.push(done),
                             false => report.finished_detaches.push(done),
@@ -231,7 +244,7 @@ impl Engine {
             rec.attachments = kept;
             self.inner.store.save(&rec)?;
             Err(Error::TeardownIncomplete {
-                sandbox_id: rec.sandbox_id,
+                sandbox_id: rec.sandbox_id.to_string(),
                 problems,
             })
         }
@@ -242,10 +255,11 @@ impl Engine {
     /// `<id>.json.corrupt` for inspection.
     pub(crate) async fn teardown_fallback(
         &self,
-        sandbox_id: &str,
+        sandbox_id: &SandboxId,
         call: Call,
     ) -> Result<TeardownReport> {
         let path = self.inner.store.path(sandbox_id);
+        let sandbox_id = sandbox_id.as_str();
         let raw = std::fs::read(&path).unwrap_or_default();
         let netns = salvage_netns(&raw);
         tracing::warn!(sandbox_id, record = %path.display(), "state record unreadable; tearing down from what can be found");

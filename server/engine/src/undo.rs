@@ -90,7 +90,7 @@ impl Engine {
             Driver::Runtime => Ok(()),
             Driver::Exec => {
                 let req = ExecRequest {
-                    sandbox_id: &rec.sandbox_id,
+                    sandbox_id: rec.sandbox_id.as_str(),
                     pod: &rec.pod,
                     netns: pod.map(|_| rec.netns.as_path()),
                     attachment: &a.planned,
@@ -116,7 +116,7 @@ impl Engine {
             }
             Driver::Native => {
                 let host = self.host().await?;
-                let ctx = self.ctx(host, pod, &rec.netns, &rec.sandbox_id);
+                let ctx = self.ctx(host, pod, &rec.netns, rec.sandbox_id.as_str());
                 let span = StepSpan::new(crate::observe::native_span(&a.native.kind, "DEL"));
                 let removed = native::del(&a.native, &a.interface, &ctx)
                     .instrument(span.span())

@@ -13,7 +13,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Fixture, attachment, config_for, lease_files, plan};
+use common::{Fixture, attachment, config_for, lease_files, plan, sid};
 use plexus_engine::crash::{
     DETACH_STEPS, ENV, SETUP_STEPS_EXEC, SETUP_STEPS_NATIVE, TEARDOWN_STEPS,
 };
@@ -84,16 +84,16 @@ async fn child(role: &str) {
     if role == "setup" {
         let p: plexus_core::plan::Plan = serde_json::from_str(&var("CRASH_PLAN")).unwrap();
         let sb = plexus_engine::SandboxSpec {
-            sandbox_id: SANDBOX.into(),
+            sandbox_id: sid(SANDBOX),
             pod: p.pod.clone(),
             netns: var("CRASH_POD").into(),
         };
         engine.setup(sb, p).await.unwrap();
     } else if let Some(i) = role.strip_prefix("detach-") {
         let i: usize = i.parse().unwrap();
-        engine.detach(SANDBOX, NETWORKS[i].0).await.unwrap();
+        engine.detach(&sid(SANDBOX), NETWORKS[i].0).await.unwrap();
     } else {
-        engine.teardown(SANDBOX).await.unwrap();
+        engine.teardown(&sid(SANDBOX)).await.unwrap();
     }
 }
 
@@ -229,7 +229,7 @@ async fn run_point(point: &str) -> Result<(), String> {
         return Err(format!("recovery failures: {:?}", recovery.failures));
     }
     // Recovery keeps only finished attachments and finishes interrupted teardowns.
-    let after = engine.sandbox(SANDBOX).map_err(|e| e.to_string())?;
+    let after = engine.sandbox(&sid(SANDBOX)).map_err(|e| e.to_string())?;
     if point.starts_with("teardown.") && after.is_some() {
         return Err("recovery did not finish the interrupted teardown".into());
     }
@@ -245,7 +245,7 @@ async fn run_point(point: &str) -> Result<(), String> {
         check_detach_recovered(&fx, after.as_ref(), i).await?;
     }
     engine
-        .teardown(SANDBOX)
+        .teardown(&sid(SANDBOX))
         .await
         .map_err(|e| format!("teardown: {e}"))?;
     let links = fx.pod_links().await;
@@ -267,7 +267,7 @@ async fn run_point(point: &str) -> Result<(), String> {
         ));
     }
     if engine
-        .sandbox(SANDBOX)
+        .sandbox(&sid(SANDBOX))
         .map_err(|e| e.to_string())?
         .is_some()
     {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Fixture, attachment, plan};
+use common::{Fixture, attachment, plan, sid};
 use plexus_engine::{DelegationMode, Driver};
 use plexus_netlink::inspect::{self, Snapshot};
 use plexus_netlink::test_util::{kernel_skip, require_privileged};
@@ -230,7 +230,7 @@ async fn run(case: &Case, mode: DelegationMode) -> Result<Outcome, String> {
         inspect::snapshot(&fx.host.handle().await).await.unwrap(),
         &move |n: &str| n != uplink && !n.starts_with("pe") && n != "lo",
     );
-    engine.teardown("sb-diff").await.expect("teardown");
+    engine.teardown(&sid("sb-diff")).await.expect("teardown");
     assert!(fx.pod_links().await.is_empty(), "{}: links left", case.name);
     assert!(fx.lease_files().is_empty(), "{}: leases left", case.name);
     let host_h = fx.host.handle().await;

@@ -25,9 +25,13 @@ impl Drop for DefaultDirGuard {
     }
 }
 
+fn sid(id: &str) -> plexus_core::id::SandboxId {
+    plexus_core::id::SandboxId::new(id).expect("a valid sandbox id")
+}
+
 fn sandbox(id: &str, netns: &TestNetns) -> SandboxSpec {
     SandboxSpec {
-        sandbox_id: id.to_owned(),
+        sandbox_id: sid(id),
         pod: plexus_core::pod::PodIdentity::new("default", id, "uid"),
         netns: netns.path(),
     }
@@ -86,7 +90,7 @@ async fn native_and_exec_host_local_never_share_an_address() {
     // Each driver releases its own lease from the shared place.
     for i in 0..pods.len() {
         engine
-            .teardown(&format!("sb-hl-{i}"))
+            .teardown(&sid(&format!("sb-hl-{i}")))
             .await
             .expect("teardown");
     }
@@ -138,8 +142,8 @@ async fn a_nad_data_dir_is_honoured_by_both_drivers_and_validated() {
         ]
     );
     assert!(fx.lease_files().is_empty(), "nothing under ipamDataDir");
-    engine.teardown("sb-hd-n").await.expect("teardown");
-    engine.teardown("sb-hd-e").await.expect("teardown");
+    engine.teardown(&sid("sb-hd-n")).await.expect("teardown");
+    engine.teardown(&sid("sb-hd-e")).await.expect("teardown");
     assert!(common::lease_files(&custom).is_empty());
 
     // A dataDir from a NAD must be absolute and free of `..`, on either driver.

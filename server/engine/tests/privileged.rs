@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Fixture, attachment, plan};
+use common::{Fixture, attachment, plan, sid};
 use plexus_engine::{DelegationMode, Driver, SetupError};
 use plexus_netlink::test_util::require_privileged;
 
@@ -35,12 +35,15 @@ async fn native_two_macvlans_setup_teardown_twice() {
         .expect("setup again");
     assert_eq!(again, rec);
 
-    let report = engine.teardown("sb-native").await.expect("teardown");
+    let report = engine.teardown(&sid("sb-native")).await.expect("teardown");
     assert!(report.known);
     assert_eq!(report.removed, vec!["net2", "net1"]);
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
-    let twice = engine.teardown("sb-native").await.expect("teardown twice");
+    let twice = engine
+        .teardown(&sid("sb-native"))
+        .await
+        .expect("teardown twice");
     assert!(!twice.known);
 }
 
@@ -77,7 +80,7 @@ async fn exec_path_conflist_chain_and_teardown_after_restart_without_nad() {
     drop(engine);
     // A new engine (daemon restart); the NAD no longer exists anywhere but in the record.
     let engine = fx.engine(DelegationMode::Auto);
-    let report = engine.teardown("sb-exec").await.expect("teardown");
+    let report = engine.teardown(&sid("sb-exec")).await.expect("teardown");
     assert_eq!(report.removed, vec!["net1"]);
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
@@ -129,7 +132,7 @@ async fn second_network_failure_rolls_back_the_first_and_names_the_network() {
         assert!(err.to_string().contains(cause), "{err}");
         assert!(fx.pod_links().await.is_empty(), "{mode:?}");
         assert!(fx.lease_files().is_empty(), "{mode:?}");
-        assert_eq!(engine.sandbox("sb-rollback").unwrap(), None);
+        assert_eq!(engine.sandbox(&sid("sb-rollback")).unwrap(), None);
     }
 }
 
@@ -183,7 +186,7 @@ async fn corrupt_record_teardown_falls_back_and_is_not_silent() {
     // Leases under the engine's default lease dir are found by content; this config's
     // own dataDir is the temp lease dir, which is that default here.
     let report = engine
-        .teardown("sb-corrupt")
+        .teardown(&sid("sb-corrupt"))
         .await
         .expect("fallback teardown");
     assert!(report.known && report.fallback);
@@ -244,7 +247,7 @@ async fn deadline_undoes_what_was_made() {
     }
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
-    assert_eq!(engine.sandbox("sb-deadline").unwrap(), None);
+    assert_eq!(engine.sandbox(&sid("sb-deadline")).unwrap(), None);
 }
 
 #[tokio::test]
@@ -284,7 +287,7 @@ async fn teardown_without_netns_releases_leases_and_host_side() {
     assert_eq!(veths(host.links().await.unwrap()), 1);
     plexus_netlink::netns::delete_named(&name).expect("delete pod netns");
     let report = engine
-        .teardown("sb-gone")
+        .teardown(&sid("sb-gone"))
         .await
         .expect("teardown without netns");
     assert_eq!(report.removed, vec!["net2", "net1"]);
@@ -299,7 +302,7 @@ async fn teardown_without_netns_releases_leases_and_host_side() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(left, 0, "host veth left behind");
-    assert_eq!(engine.sandbox("sb-gone").unwrap(), None);
+    assert_eq!(engine.sandbox(&sid("sb-gone")).unwrap(), None);
 }
 
 #[tokio::test]
@@ -322,7 +325,7 @@ async fn hotplug_attach_and_detach() {
         .expect("setup");
     let added = engine
         .attach(
-            "sb-hot",
+            &sid("sb-hot"),
             attachment(2, "net2", &fx.macvlan("mv-h2", "private", "10.46.0.0/24")),
         )
         .await
@@ -332,20 +335,20 @@ async fn hotplug_attach_and_detach() {
     // A colliding hot-plug is refused and leaves the sandbox as it was.
     let err = engine
         .attach(
-            "sb-hot",
+            &sid("sb-hot"),
             attachment(3, "net2", &fx.macvlan("mv-h3", "bridge", "10.47.0.0/24")),
         )
         .await
         .expect_err("collision");
     assert!(err.to_string().contains("already exists"), "{err}");
-    let removed = engine.detach("sb-hot", "net2").await.expect("detach");
+    let removed = engine.detach(&sid("sb-hot"), "net2").await.expect("detach");
     assert_eq!(removed.interface, "net2");
     assert_eq!(fx.pod_links().await, vec!["net1"]);
     assert_eq!(fx.lease_files(), vec!["mv-h1/10.45.0.2"]);
-    assert!(engine.detach("sb-hot", "net2").await.is_err());
-    let rec = engine.sandbox("sb-hot").unwrap().unwrap();
+    assert!(engine.detach(&sid("sb-hot"), "net2").await.is_err());
+    let rec = engine.sandbox(&sid("sb-hot")).unwrap().unwrap();
     assert_eq!(rec.attachments.len(), 1);
-    engine.teardown("sb-hot").await.expect("teardown");
+    engine.teardown(&sid("sb-hot")).await.expect("teardown");
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
 }
@@ -402,7 +405,7 @@ async fn default_route_plan_and_runtime_managed_primary() {
         .map(|r| format!("{} {:?}", r.dst, r.gw))
         .collect();
     assert_eq!(routes, vec!["0.0.0.0/0 Some(10.49.0.254)"]);
-    engine.teardown("sb-route").await.expect("teardown");
+    engine.teardown(&sid("sb-route")).await.expect("teardown");
     assert_eq!(
         fx.pod_links().await,
         vec!["eth0", "eth0peer"],
@@ -444,10 +447,10 @@ async fn cancelled_setup_leaves_a_record_that_tears_down_exactly() {
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     // The dropped future left intent/done records: net1 made, net2 intended.
-    let rec = engine.sandbox("sb-cancel").unwrap().expect("record");
+    let rec = engine.sandbox(&sid("sb-cancel")).unwrap().expect("record");
     assert_eq!(rec.attachments.len(), 2);
     assert_eq!(fx.pod_links().await, vec!["net1"]);
-    let report = engine.teardown("sb-cancel").await.expect("teardown");
+    let report = engine.teardown(&sid("sb-cancel")).await.expect("teardown");
     assert_eq!(report.removed, vec!["net2", "net1"]);
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
@@ -475,7 +478,51 @@ async fn teardown_removes_links_even_when_the_link_group_setting_changed() {
     let mut cfg = fx.config(DelegationMode::Auto);
     cfg.link_group = 0x0070_6c79;
     let engine = plexus_engine::Engine::open(cfg).unwrap();
-    engine.teardown("sb-group").await.expect("teardown");
+    engine.teardown(&sid("sb-group")).await.expect("teardown");
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
+}
+
+#[tokio::test]
+async fn the_hosts_netns_is_refused_as_a_pods_and_nothing_is_made() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let own_pid = format!("/proc/{}/ns/net", std::process::id());
+    let refused = [
+        ("/proc/self/ns/net".into(), "plexusd's own"),
+        (own_pid.into(), "plexusd's own"),
+        (fx.host.path(), "configured as hostNetns"),
+        ("/proc/self/ns/uts".into(), "not a network namespace"),
+        ("/proc/self/status".into(), "not a namespace file"),
+    ];
+    for (path, why) in refused {
+        let err = engine.check_pod_netns(&path).unwrap_err();
+        assert!(
+            matches!(err, plexus_engine::Error::PodNetnsRefused { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(why), "{err}");
+        let mut sb = fx.sandbox("sb-hostns");
+        sb.netns = path.clone();
+        let attach = attachment(
+            1,
+            "net1",
+            &fx.macvlan("mv-hostns", "bridge", "10.48.0.0/24"),
+        );
+        let err = engine.setup(sb, plan(vec![attach])).await.unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+        assert_eq!(engine.sandbox(&sid("sb-hostns")).unwrap(), None);
+    }
+    let missing = std::path::Path::new("/var/run/netns/plexus-no-such-netns");
+    assert!(matches!(
+        engine.check_pod_netns(missing),
+        Err(plexus_engine::Error::NetnsMissing { .. })
+    ));
+    engine.check_pod_netns(&fx.pod.path()).unwrap();
+    assert!(fx.lease_files().is_empty());
+    let host_links = fx.host.handle().await.links().await.unwrap();
+    assert!(!host_links.iter().any(|l| l.name == "net1"));
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use plexus_core::cni;
+use plexus_core::id::SandboxId;
 use plexus_core::pod::PodIdentity;
 use plexus_engine::exec::{BoxError, Exec, ExecRequest};
 use plexus_engine::state::{RECORD_VERSION, Store};
@@ -32,7 +33,7 @@ impl Exec for FakeExec {
         async move {
             let rec = self
                 .store
-                .load(req.sandbox_id)?
+                .load(&sid(req.sandbox_id))?
                 .ok_or("no record during DEL")?;
             let phases = rec.attachments.iter().map(|a| a.phase).collect();
             let call = format!("{}/{}", req.sandbox_id, req.attachment.interface);
@@ -98,7 +99,7 @@ impl Setup {
         self.store
             .save(&SandboxRecord {
                 version: RECORD_VERSION,
-                sandbox_id: id.into(),
+                sandbox_id: SandboxId::new(id).unwrap(),
                 pod: PodIdentity::new("default", "pod", "uid-1"),
                 netns: self._dir.path().join("gone-netns"),
                 attachments,
@@ -113,7 +114,7 @@ impl Setup {
     }
 
     fn recorded(&self, id: &str) -> Option<Vec<(String, Phase)>> {
-        let rec = self.store.load(id).unwrap()?;
+        let rec = self.store.load(&sid(id)).unwrap()?;
         Some(
             rec.attachments
                 .into_iter()
@@ -168,8 +169,8 @@ async fn half_made_and_half_removed_attachments_are_handled_each_their_way() {
 async fn teardown_marks_the_record_before_it_removes_anything_and_detach_does_not() {
     let s = setup();
     s.record("sb", &[Phase::Done, Phase::Done], false);
-    s.engine.detach("sb", "net1").await.unwrap();
-    s.engine.teardown("sb").await.unwrap();
+    s.engine.detach(&sid("sb"), "net1").await.unwrap();
+    s.engine.teardown(&sid("sb")).await.unwrap();
     let dels = s.fake.dels.lock().unwrap().clone();
     assert_eq!(
         dels,
@@ -179,4 +180,8 @@ async fn teardown_marks_the_record_before_it_removes_anything_and_detach_does_no
         ]
     );
     assert_eq!(s.recorded("sb"), None);
+}
+
+fn sid(id: &str) -> SandboxId {
+    SandboxId::new(id).unwrap()
 }

@@ -11,7 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::{Fixture, attachment, plan};
+use common::{Fixture, attachment, plan, sid};
+use plexus_core::id::SandboxId;
 use plexus_engine::delegate::{CACHE_KIND_V1, CacheEntry};
 use plexus_engine::{
     AttachmentEvent, Call, DelegationMode, Driver, Engine, EngineConfig, Observer, Op, Outcome,
@@ -244,7 +245,7 @@ async fn fallback_teardown_makes_attachment_and_delegate_spans_and_reports_each(
         tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
 
     let report = engine
-        .teardown(sandbox)
+        .teardown(&SandboxId::new(sandbox).unwrap())
         .instrument(tracing::info_span!("rpc"))
         .await
         .expect("fallback teardown");
@@ -360,7 +361,7 @@ async fn setup_teardown_and_rollback_spans_nest_below_the_rpc_and_report_each_st
 
     // Teardown: detach spans in reverse order.
     engine
-        .teardown("sb-tm")
+        .teardown(&sid("sb-tm"))
         .instrument(tracing::info_span!("rpc"))
         .await
         .expect("teardown");

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Fixture, attachment, plan};
+use common::{Fixture, attachment, plan, sid};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use plexus_core::cni;
@@ -115,7 +115,10 @@ async fn a_finished_add_is_undone_with_its_result_and_a_failed_del_is_reported()
         other => panic!("unexpected {other}"),
     }
     assert_eq!(*fake.dels.lock().unwrap(), vec![true], "DEL got prevResult");
-    let rec = engine.sandbox("sb-routes").unwrap().expect("record kept");
+    let rec = engine
+        .sandbox(&sid("sb-routes"))
+        .unwrap()
+        .expect("record kept");
     assert_eq!(rec.attachments.len(), 1);
     assert_eq!(rec.attachments[0].phase, Phase::Intent);
     assert!(rec.attachments[0].result.is_some(), "ADD result recorded");
@@ -198,7 +201,10 @@ async fn the_undo_after_a_deadline_is_bounded_and_leaves_the_rest_recorded() {
         other => panic!("unexpected {other}"),
     }
     assert_eq!(fake.dels.lock().unwrap().len(), 1, "the undo started");
-    let rec = engine.sandbox("sb-grace").unwrap().expect("record kept");
+    let rec = engine
+        .sandbox(&sid("sb-grace"))
+        .unwrap()
+        .expect("record kept");
     assert_eq!(rec.attachments.len(), 1);
     assert_eq!(rec.attachments[0].phase, Phase::Intent);
 }

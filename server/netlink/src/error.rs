@@ -24,6 +24,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A file given as a network namespace is not one.
+    #[error("{path} is not a network namespace: {reason}")]
+    NotNetns {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
     /// Entering a network namespace (setns) failed.
     #[error("enter network namespace {path}")]
     EnterNetns {

@@ -45,4 +45,4 @@ pub use error::{Error, Result};
 pub use handle::{Address, Handle, LinkChange, OnExists, Route, RouteSpec};
 pub use link::Link;
 pub use mac::MacAddr;
-pub use netns::Netns;
+pub use netns::{Netns, NetnsId};

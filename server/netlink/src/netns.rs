@@ -19,7 +19,7 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns, unshare};
@@ -37,6 +37,20 @@ pub struct Netns {
     path: PathBuf,
     fd: OwnedFd,
 }
+
+/// Which network namespace a file refers to: the (device, inode) of its nsfs inode. Two
+/// paths name the same namespace exactly when their ids are equal (namespaces(7), "The
+/// /proc/[pid]/ns/ directory").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetnsId {
+    /// `st_dev` of the namespace file.
+    pub dev: u64,
+    /// `st_ino` of the namespace file.
+    pub ino: u64,
+}
+
+/// `NS_GET_NSTYPE` (ioctl_ns(2)): `_IO(0xb7, 0x3)`, Linux 4.11+.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 
 impl Netns {
     /// Opens a namespace by path.
@@ -87,6 +101,41 @@ impl Netns {
             source: e.into(),
         })?;
         Ok(st.st_ino)
+    }
+
+    /// Its identity, after checking that the file is a *network* namespace: `NS_GET_NSTYPE`
+    /// (ioctl_ns(2)) answers `CLONE_NEWNET` only for one; any other file fails with ENOTTY
+    /// and another namespace type answers its own flag. Either is [`Error::NotNetns`].
+    pub fn id(&self) -> Result<NetnsId> {
+        // SAFETY: the fd is open and owned by self; NS_GET_NSTYPE takes no argument.
+        let kind = unsafe { libc::ioctl(self.fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if kind < 0 {
+            let err = io::Error::last_os_error();
+            let reason = match err.raw_os_error() {
+                Some(libc::ENOTTY) | Some(libc::EINVAL) => {
+                    "it is not a namespace file (expected /var/run/netns/<name> or /proc/<pid>/ns/net)".to_owned()
+                }
+                _ => format!("cannot ask its namespace type: {err}"),
+            };
+            return Err(Error::NotNetns {
+                path: self.path.clone(),
+                reason,
+            });
+        }
+        if kind != libc::CLONE_NEWNET {
+            return Err(Error::NotNetns {
+                path: self.path.clone(),
+                reason: "it is a namespace, but not a network namespace".to_owned(),
+            });
+        }
+        let st = nix::sys::stat::fstat(self.fd.as_fd()).map_err(|e| Error::OpenNetns {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        Ok(NetnsId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
     }
 
     /// Moves the calling thread into this namespace. Private: only called on threads
@@ -275,5 +324,25 @@ pub fn delete_named(name: &str) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_names_the_namespace_and_refuses_other_files() {
+        let own = Netns::current().unwrap().id().unwrap();
+        let again = Netns::open("/proc/thread-self/ns/net")
+            .unwrap()
+            .id()
+            .unwrap();
+        assert_eq!(own, again);
+        let err = Netns::open("/proc/self/status").unwrap().id().unwrap_err();
+        assert!(matches!(err, Error::NotNetns { .. }), "{err}");
+        assert!(err.to_string().contains("not a namespace file"), "{err}");
+        let err = Netns::open("/proc/self/ns/mnt").unwrap().id().unwrap_err();
+        assert!(err.to_string().contains("not a network namespace"), "{err}");
     }
 }

@@ -54,7 +54,7 @@ pub struct Target {
     #[arg(long, conflicts_with = "sandbox")]
     pod: Option<String>,
     /// The runtime sandbox id.
-    #[arg(long)]
+    #[arg(long, value_parser = plexus_client::sandbox::parse)]
     sandbox: Option<String>,
 }
 

@@ -12,6 +12,7 @@ use crate::{api_error, client};
 #[derive(Debug, Args)]
 pub struct Cmd {
     /// Sandbox ids that are alive (at least one, or `--all`).
+    #[arg(value_parser = plexus_client::sandbox::parse)]
     live: Vec<String>,
     /// Tear down every recorded sandbox: required when no live id is given, so a forgotten
     /// argument cannot take the networks of every pod on the node.

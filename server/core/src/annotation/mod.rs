@@ -280,7 +280,8 @@ fn parse_comma_item(
                     "invalid network object (failed at '@'): more than one '@'; accepted: [namespace/]name[@interface]".to_string(),
                 ));
             }
-            (name.trim(), Some(ifname))
+            // Multus trims each part (`strings.TrimSpace`), the interface name included.
+            (name.trim(), Some(ifname.trim()))
         }
         None => (rest.trim(), None),
     };

@@ -58,6 +58,33 @@ fn comma_list_interface_is_not_dns_checked_like_multus() {
 }
 
 #[test]
+fn comma_list_trims_spaces_around_at_and_slash_like_multus() {
+    for value in [
+        "net1@ eth1",
+        "net1 @eth1",
+        "net1 @ eth1",
+        " net1@eth1 ",
+        "pods / net1 @ eth1",
+    ] {
+        let s = ok(value);
+        assert_eq!(
+            (
+                s[0].namespace.as_str(),
+                s[0].name.as_str(),
+                s[0].interface.as_deref()
+            ),
+            ("pods", "net1", Some("eth1")),
+            "{value:?}"
+        );
+    }
+    // Trimmed to nothing is still an empty interface name, and inner spaces stay invalid.
+    let (_, _, reason) = selection_err("net1@ ");
+    assert!(reason.contains("interface name is empty"), "{reason}");
+    let (_, _, reason) = selection_err("net1@e th1");
+    assert!(reason.contains("whitespace"), "{reason}");
+}
+
+#[test]
 fn comma_list_duplicate_networks_are_allowed() {
     assert_eq!(ok("a,a").len(), 2);
 }

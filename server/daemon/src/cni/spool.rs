@@ -76,7 +76,11 @@ pub async fn drain<A: Attacher, P: Planner>(node: &Arc<Node<A, P>>, dir: &Path) 
     };
     let mut done = Vec::new();
     for id in ids {
-        match node.teardown_pod(id.clone(), None).await {
+        let Ok(sandbox) = plexus_core::id::SandboxId::new(id.clone()) else {
+            tracing::warn!(sandbox.id = %id, "a spooled DEL names an invalid sandbox id; ignored");
+            continue;
+        };
+        match node.teardown_pod(sandbox, None).await {
             Ok(outcome) => {
                 let file = dir.join(format!("{id}{SUFFIX}"));
                 if let Err(e) = std::fs::remove_file(&file) {

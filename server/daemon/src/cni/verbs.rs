@@ -116,6 +116,18 @@ fn primary_requests(plan: &mut Plan, capabilities: &Map<String, Value>) {
     }
 }
 
+/// The call's container id as a validated sandbox id (the id rule of the node API; CNI's
+/// own container-id rule was checked when the call was read).
+fn sandbox_id(call: &Call) -> Result<plexus_core::id::SandboxId, PluginError> {
+    plexus_core::id::SandboxId::new(call.container_id.clone()).map_err(|e| {
+        PluginError::new(
+            ErrorCode::INVALID_ENVIRONMENT,
+            "invalid CNI_CONTAINERID",
+            e.to_string(),
+        )
+    })
+}
+
 async fn add<A: Attacher, P: Planner>(
     node: &Arc<Node<A, P>>,
     call: Call,
@@ -127,9 +139,10 @@ async fn add<A: Attacher, P: Planner>(
             "the runtime passed no pod annotations (capability io.kubernetes.cri.pod-annotations); the pod gets only its cluster and default networks");
         BTreeMap::new()
     });
+    let id = sandbox_id(&call)?;
     let recorded = node
         .attacher()
-        .sandbox(&call.container_id)
+        .sandbox(&id)
         .map_err(|e| plugin_error(Verb::Add, &e))?;
     check_uid(&call.pod, recorded.as_ref(), &annotations)?;
     let mut plan = node
@@ -138,7 +151,7 @@ async fn add<A: Attacher, P: Planner>(
         .map_err(|e| plugin_error(Verb::Add, &e))?;
     primary_requests(&mut plan, &call.capabilities);
     let spec = SandboxSpec {
-        sandbox_id: call.container_id.clone(),
+        sandbox_id: id,
         pod: call.pod.clone(),
         netns: call.netns.clone().unwrap_or_default(),
     };
@@ -219,7 +232,8 @@ async fn del<A: Attacher, P: Planner>(
         // Multus F34: DEL only warns, it must still clean up.
         tracing::warn!(file = %file.display(), "readiness indicator file missing during DEL");
     }
-    if let Ok(Some(recorded)) = node.attacher().sandbox(&call.container_id)
+    let id = sandbox_id(&call)?;
+    if let Ok(Some(recorded)) = node.attacher().sandbox(&id)
         && !call.pod.uid.is_empty()
         && !recorded.pod.uid.is_empty()
         && recorded.pod.uid != call.pod.uid
@@ -228,7 +242,7 @@ async fn del<A: Attacher, P: Planner>(
         tracing::warn!(sandbox.id = %call.container_id, expected = %call.pod.uid,
             recorded = %recorded.pod.uid, "pod UID of the DEL differs from the record");
     }
-    node.teardown_pod(call.container_id.clone(), timeout)
+    node.teardown_pod(id, timeout)
         .await
         .map_err(|e| plugin_error(Verb::Del, &e))?;
     Ok(Vec::new())
@@ -241,7 +255,7 @@ fn check<A: Attacher, P: Planner>(
     ready(call, ErrorCode::TRY_AGAIN_LATER)?;
     let recorded = node
         .attacher()
-        .sandbox(&call.container_id)
+        .sandbox(&sandbox_id(call)?)
         .map_err(|e| plugin_error(Verb::Check, &e))?
         .ok_or_else(|| {
             PluginError::new(
@@ -287,7 +301,14 @@ async fn gc<A: Attacher, P: Planner>(
 ) -> Result<Vec<u8>, PluginError> {
     ready(&call, ErrorCode::TRY_AGAIN_LATER)?;
     let outcome = node
-        .reconcile(call.valid_containers, timeout)
+        .reconcile(
+            // An id outside the node API's rule names no recorded sandbox.
+            call.valid_containers
+                .into_iter()
+                .filter_map(|id| plexus_core::id::SandboxId::new(id).ok())
+                .collect(),
+            timeout,
+        )
         .await
         .map_err(|e| plugin_error(Verb::Gc, &e))?;
     if !outcome.failed.is_empty() {

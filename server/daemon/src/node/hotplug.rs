@@ -36,7 +36,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let sandbox = self.find(&target)?;
         let op = format!("attaching {selection} to pod {}", sandbox.pod);
         let id = sandbox.sandbox_id.clone();
-        let busy = self.marks.begin(&id);
+        let busy = self.marks.begin(id.as_str());
         self.run(
             Operation::Attach,
             op,
@@ -101,7 +101,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
                 if !sandbox.attachments.iter().any(|a| a.interface == interface) {
                     return Err(Error::InterfaceNotFound {
-                        sandbox_id: id,
+                        sandbox_id: id.to_string(),
                         interface,
                     });
                 }

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use plexus_core::id::SandboxId;
 use plexus_core::pod::PodIdentity;
 use plexus_telemetry::{Metrics, Operation, Path};
 use tokio::sync::broadcast;
@@ -195,7 +196,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self: &Arc<Self>,
         kind: Operation,
         operation: String,
-        sandbox: Option<String>,
+        sandbox: Option<SandboxId>,
         timeout: Option<Duration>,
         budget: Option<Duration>,
         work: F,
@@ -217,7 +218,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 drop(queued);
                 let _running = node.metrics.as_ref().map(Metrics::in_flight);
                 let _guard = match &sandbox {
-                    Some(id) => Some(node.locks.lock(id, deadline).await?),
+                    Some(id) => Some(node.locks.lock(id.as_str(), deadline).await?),
                     None => None,
                 };
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -287,7 +288,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         // No subscriber is fine.
         let _ = self.events.send(Event {
             kind,
-            sandbox_id: sandbox.sandbox_id.clone(),
+            sandbox_id: sandbox.sandbox_id.to_string(),
             pod: sandbox.pod.clone(),
             attachment: a.cloned(),
             message: msg.to_owned(),
@@ -302,7 +303,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         annotations: BTreeMap<String, String>,
         timeout: Option<Duration>,
     ) -> Result<SetupOutcome> {
-        require("sandbox_id", &spec.sandbox_id)?;
         require("pod.namespace", &spec.pod.namespace)?;
         require("pod.name", &spec.pod.name)?;
         let empty = SandboxView {
@@ -348,7 +348,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let op = format!("setting up pod {} (sandbox {})", spec.pod, spec.sandbox_id);
         let id = spec.sandbox_id.clone();
         // Marked from arrival (queued included) until the work's task ends: see `fresh`.
-        let busy = self.marks.begin(&id);
+        let busy = self.marks.begin(id.as_str());
         self.run(
             Operation::Setup,
             op,
@@ -418,10 +418,9 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     /// Tears down everything recorded for a sandbox.
     pub async fn teardown_pod(
         self: &Arc<Self>,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         timeout: Option<Duration>,
     ) -> Result<TeardownOutcome> {
-        require("sandbox_id", &sandbox_id)?;
         let op = format!("tearing down sandbox {sandbox_id}");
         self.run(
             Operation::Teardown,
@@ -436,7 +435,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
 
     async fn teardown_locked(
         self: Arc<Self>,
-        sandbox_id: String,
+        sandbox_id: SandboxId,
         deadline: Option<Instant>,
     ) -> Result<TeardownOutcome> {
         let before = self.attacher.sandbox(&sandbox_id).ok().flatten();
@@ -449,7 +448,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         };
         match &result {
             Ok(outcome) => {
-                self.marks.forget(&view.sandbox_id);
+                self.marks.forget(view.sandbox_id.as_str());
                 for a in &outcome.removed {
                     self.publish(EventKind::Detached, &view, Some(a), "");
                 }
@@ -478,7 +477,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             .attacher
             .sandboxes()?
             .into_iter()
-            .filter(|s| selector.matches(&s.sandbox_id, &s.pod))
+            .filter(|s| selector.matches(s.sandbox_id.as_str(), &s.pod))
             .collect();
         match found.len() {
             0 => Err(Error::SandboxNotFound {
@@ -498,7 +497,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             .attacher
             .sandboxes()?
             .into_iter()
-            .filter(|s| selector.matches(&s.sandbox_id, &s.pod))
+            .filter(|s| selector.matches(s.sandbox_id.as_str(), &s.pod))
             .collect())
     }
 
@@ -522,12 +521,12 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     /// arrived (a pod started meanwhile is missing from the list but alive).
     pub async fn reconcile(
         self: &Arc<Self>,
-        live: Vec<String>,
+        live: Vec<SandboxId>,
         timeout: Option<Duration>,
     ) -> Result<ReconcileOutcome> {
         let arrived = Instant::now();
-        let live: HashSet<String> = live.into_iter().collect();
-        let stale: Vec<String> = self
+        let live: HashSet<SandboxId> = live.into_iter().collect();
+        let stale: Vec<SandboxId> = self
             .attacher
             .sandboxes()?
             .into_iter()
@@ -540,7 +539,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             // The caller's budget covers the whole reconcile, not each teardown.
             let left = end.map(|end| end.saturating_duration_since(Instant::now()));
             match self.reconcile_one(id.clone(), arrived, left).await {
-                Ok(Ok(_)) => outcome.torn_down.push(id),
+                Ok(Ok(_)) => outcome.torn_down.push(id.to_string()),
                 Ok(Err(why)) => outcome.kept.push(format!("{id}: {why}")),
                 Err(err) => outcome.failed.push(format!("{id}: {err}")),
             }
@@ -556,7 +555,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     /// it turns out to be busy or fresh (`Ok(Err(why))`) or no longer recorded.
     async fn reconcile_one(
         self: &Arc<Self>,
-        id: String,
+        id: SandboxId,
         arrived: Instant,
         timeout: Option<Duration>,
     ) -> Result<std::result::Result<TeardownOutcome, &'static str>> {
@@ -568,7 +567,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             timeout,
             None,
             move |node, deadline| async move {
-                if let Some(why) = node.marks.busy_since(&id, arrived) {
+                if let Some(why) = node.marks.busy_since(id.as_str(), arrived) {
                     return Ok(Err(why));
                 }
                 if node.attacher.sandbox(&id)?.is_none() {

@@ -111,7 +111,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                         .collect();
                     tracing::info!(sandbox.id = %id, pod = %pod, netns = %netns,
                         removed = ?removed, "reclaimed the attachments of a sandbox whose network namespace is gone");
-                    outcome.torn_down.push(id);
+                    outcome.torn_down.push(id.to_string());
                 }
                 Ok(None) => {}
                 Err(err) => {

@@ -98,7 +98,38 @@ impl Namespaces {
         let pod = TestNetns::new().await;
         // The runtime's eth0 (NRI path): plexus adds net1/net2 next to it.
         pod.veth_pair("eth0", "eth0peer").await.unwrap();
+        settle_link_local(&pod, &["eth0", "eth0peer"]).await;
         Namespaces { host, pod, uplink }
+    }
+}
+
+/// Waits until each of `links` in `ns` has its IPv6 link-local address. The kernel adds it
+/// asynchronously once the carrier is up (addrconf, run from the linkwatch work), so a
+/// before/after snapshot of addresses taken earlier races with it. Nothing to wait for when
+/// IPv6 is disabled in the namespace.
+async fn settle_link_local(ns: &TestNetns, links: &[&str]) {
+    let h = ns.handle().await;
+    if h.sysctl("net/ipv6/conf/default/disable_ipv6")
+        .await
+        .map_or(true, |v| v.trim() != "0")
+    {
+        return;
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let have = addresses(ns, "").await;
+        let missing: Vec<&&str> = links
+            .iter()
+            .filter(|l| !have.iter().any(|a| a.starts_with(&format!("{l} fe80:"))))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "no IPv6 link-local address on {missing:?} after 10 s: {have:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -126,11 +126,28 @@ impl Entry {
     }
 }
 
-/// The cache file path of one attachment.
-pub fn path(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) -> PathBuf {
-    cache_dir
+/// The cache file path of one attachment. Each part is checked first (libcni's container-id
+/// and interface-name rules, a network name without `/` or NUL), so no caller can name a
+/// file outside `<cache_dir>/results`.
+pub fn path(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) -> Result<PathBuf> {
+    let arg = |what, r: std::result::Result<(), cni::PluginError>| {
+        r.map_err(|error| Error::InvalidArgument {
+            what,
+            network: network.to_owned(),
+            error: Box::new(error),
+        })
+    };
+    if network.is_empty() || network.contains(['/', '\0']) || network == "." || network == ".." {
+        return Err(Error::InvalidConfig {
+            network: network.to_owned(),
+            reason: "the network name must be non-empty and must not contain '/'".to_owned(),
+        });
+    }
+    arg("container id", cni::validate::container_id(container_id))?;
+    arg("interface name", cni::validate::ifname(if_name))?;
+    Ok(cache_dir
         .join("results")
-        .join(format!("{network}-{container_id}-{if_name}"))
+        .join(format!("{network}-{container_id}-{if_name}")))
 }
 
 /// Writes an entry (directory 0700, file 0600, via a temporary file and rename so a
@@ -141,7 +158,7 @@ pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
         &entry.network_name,
         &entry.container_id,
         &entry.if_name,
-    );
+    )?;
     let err = |source| Error::Cache {
         path: file.clone(),
         source,
@@ -201,7 +218,7 @@ pub fn read(
     container_id: &str,
     if_name: &str,
 ) -> Result<Option<std::result::Result<Entry, String>>> {
-    let file = path(cache_dir, network, container_id, if_name);
+    let file = path(cache_dir, network, container_id, if_name)?;
     match std::fs::read(&file) {
         Ok(bytes) => Ok(Some(Entry::parse(&bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -211,7 +228,7 @@ pub fn read(
 
 /// Removes an entry; a missing file is not an error.
 pub fn remove(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) -> Result<()> {
-    let file = path(cache_dir, network, container_id, if_name);
+    let file = path(cache_dir, network, container_id, if_name)?;
     match std::fs::remove_file(&file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -255,4 +272,35 @@ pub fn list(cache_dir: &Path, container_id: Option<&str>) -> Result<Vec<Entry>> 
         ))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_path_is_built_from_a_part_that_could_leave_the_results_dir() {
+        let dir = Path::new("/var/lib/cni");
+        assert_eq!(
+            path(dir, "net-a", "sb1", "net1").unwrap(),
+            Path::new("/var/lib/cni/results/net-a-sb1-net1")
+        );
+        for (network, id, ifname) in [
+            ("../x", "sb1", "net1"),
+            ("a/b", "sb1", "net1"),
+            ("net-a", "../../../tmp/x", "net1"),
+            ("net-a", "/tmp/x", "net1"),
+            ("net-a", "a/b", "net1"),
+            ("net-a", "", "net1"),
+            ("net-a", "sb1", "a/b"),
+            ("net-a", "sb1", ".."),
+        ] {
+            assert!(
+                path(dir, network, id, ifname).is_err(),
+                "{network:?} {id:?} {ifname:?}"
+            );
+            assert!(read(dir, network, id, ifname).is_err());
+            assert!(remove(dir, network, id, ifname).is_err());
+        }
+    }
 }

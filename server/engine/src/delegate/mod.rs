@@ -180,7 +180,7 @@ impl Executor {
             None => Ok(None),
             Some(Ok(entry)) => Ok(Some(entry)),
             Some(Err(reason)) => Err(Error::Cache {
-                path: cache::path(&self.config.cache_dir, network, container_id, ifname),
+                path: cache::path(&self.config.cache_dir, network, container_id, ifname)?,
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
             }),
         }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
 use plexus_engine::{DelegationMode, Engine, EngineConfig, SandboxSpec};
@@ -46,7 +47,7 @@ impl Fixture {
 
     pub fn sandbox(&self, id: &str) -> SandboxSpec {
         SandboxSpec {
-            sandbox_id: id.to_string(),
+            sandbox_id: sid(id),
             pod: PodIdentity::new("default", "pod", "uid-1"),
             netns: self.pod.path(),
         }
@@ -140,4 +141,9 @@ pub fn plan(attachments: Vec<PlannedAttachment>) -> Plan {
         pod: PodIdentity::new("default", "pod", "uid-1"),
         attachments,
     }
+}
+
+/// A valid sandbox id (panics on an invalid one: tests use fixed ids).
+pub fn sid(id: &str) -> SandboxId {
+    SandboxId::new(id).expect("valid sandbox id")
 }

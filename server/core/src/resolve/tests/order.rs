@@ -42,8 +42,12 @@ fn comma_items_are_trimmed_around_slash_and_at() {
     // F3: TrimSpace on the item, ns and name.
     let p = plan(&networks(" other / x @x1 "), &Config::default());
     assert_eq!(p.attachments[1].network, "other/x");
-    // F3: the interface is not trimmed, so inner whitespace fails the name check.
-    let e = fail(&networks("other/x@ x1"), &Config::default());
+    assert_eq!(p.attachments[1].interface, "x1");
+    // F3: the interface is trimmed too (Multus: `netIfName = strings.TrimSpace(atItems[1])`);
+    // whitespace inside it still fails the name check.
+    let p = plan(&networks("other/x@ x1"), &Config::default());
+    assert_eq!(p.attachments[1].interface, "x1");
+    let e = fail(&networks("other/x@x 1"), &Config::default());
     assert!(e.to_string().contains("whitespace"), "{e}");
 }
 
