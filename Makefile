@@ -25,11 +25,16 @@ setup:
 build:
 	$(CARGO) build --workspace --bins
 
+# server/fuzz is outside the workspace (its own, nightly): its files are checked directly.
+FUZZ_SOURCES = server/fuzz/src/*.rs server/fuzz/fuzz_targets/*.rs
+
 fmt:
 	$(CARGO) fmt --all
+	rustfmt --edition 2024 $(FUZZ_SOURCES)
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+	rustfmt --edition 2024 --check $(FUZZ_SOURCES)
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

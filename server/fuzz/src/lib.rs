@@ -58,9 +58,8 @@ pub fn annotation(data: &[u8]) {
         }
         let again = annotation::parse_networks(&Value::Array(json_form).to_string(), "other")
             .expect("the JSON form of an accepted list is accepted");
-        let key = |s: &annotation::Selection| {
-            (s.namespace.clone(), s.name.clone(), s.interface.clone())
-        };
+        let key =
+            |s: &annotation::Selection| (s.namespace.clone(), s.name.clone(), s.interface.clone());
         assert_eq!(
             again.iter().map(key).collect::<Vec<_>>(),
             selections.iter().map(key).collect::<Vec<_>>()
@@ -92,7 +91,12 @@ fn configs(nads: &[Nad]) -> Vec<Config> {
         out.push(Config {
             cluster_network: Some(first.name.clone()),
             multus_namespace: first.namespace.clone(),
-            default_networks: nads.iter().skip(1).take(2).map(|n| n.name.clone()).collect(),
+            default_networks: nads
+                .iter()
+                .skip(1)
+                .take(2)
+                .map(|n| n.name.clone())
+                .collect(),
             namespace_isolation: true,
             primary_mode: PrimaryMode::Plexus,
             ..runtime.clone()
@@ -198,7 +202,11 @@ pub fn cni_result(data: &[u8]) {
     let Ok(result) = cni::Result::parse(stdout, &label) else {
         return;
     };
-    assert!(version::is_supported(&result.cni_version), "{}", result.cni_version);
+    assert!(
+        version::is_supported(&result.cni_version),
+        "{}",
+        result.cni_version
+    );
     for v in version::SUPPORTED {
         let Ok(text) = result.render(v) else {
             // Only 0.1.0/0.2.0 can refuse (a result without addresses).
@@ -233,7 +241,8 @@ pub fn network_status(data: &[u8]) {
     let Ok(result) = cni::Result::parse(rest, "1.0.0") else {
         return;
     };
-    let device_info = json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:00:1f.6"}});
+    let device_info =
+        json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:00:1f.6"}});
     for (primary, info) in [(false, None), (true, Some(&device_info))] {
         let att = status::Attachment {
             network: name,
@@ -296,7 +305,11 @@ fn allocate(cfg: &NativeConfig, ifname: &str) -> Option<Option<ipam::Allocation>
                 .expect("host-local has a lease directory");
             // The network name must not lead the lease directory out of the data dir.
             let rel = lease.dir.strip_prefix(root).unwrap_or_else(|_| {
-                panic!("lease dir {} is outside {}", lease.dir.display(), root.display())
+                panic!(
+                    "lease dir {} is outside {}",
+                    lease.dir.display(),
+                    root.display()
+                )
             });
             let mut parts = rel.components();
             assert!(
