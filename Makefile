@@ -81,7 +81,7 @@ FUZZ_TARGETS := annotation nad_resolve cni_result network_status native_plan
 FUZZ_SMOKE_TIME ?= 20
 FUZZ_TIME ?= 600
 FUZZ_RSS_MB ?= 2048
-FUZZ_FLAGS = -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=10 -print_final_stats=1
+FUZZ_FLAGS = -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=10 -max_len=8192 -print_final_stats=1
 
 fuzz-build:
 	CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) +nightly fuzz build --fuzz-dir server/fuzz -O --debug-assertions --sanitizer none

@@ -362,20 +362,28 @@ pub fn native_plan(data: &[u8]) {
             continue;
         };
         let had_ips = alloc.as_ref().map(|a| a.ips.len());
-        match native::plan_links(&cfg, &att.interface, 7, alloc.as_mut()) {
-            Ok(LinkPlan::Bridge(spec)) => {
-                assert_eq!(spec.link.name, att.interface);
-                assert_eq!(alloc.as_ref().map(|a| a.ips.len()), had_ips);
-                for gw in &spec.gateways {
-                    assert!(
-                        alloc
-                            .as_ref()
-                            .is_some_and(|a| a.ips.iter().any(|ip| ip.gateway == Some(gw.addr()))),
-                        "bridge gateway {gw} is not a gateway of the allocation"
-                    );
-                }
+        let Ok(planned) = native::plan_links(&cfg, &att.interface, 7, alloc.as_mut()) else {
+            continue;
+        };
+        let link = match &planned {
+            LinkPlan::Macvlan(s) => &s.link,
+            LinkPlan::Ipvlan(s) => &s.link,
+            LinkPlan::Vlan(s) => &s.link,
+            LinkPlan::Bridge(s) => &s.link,
+            LinkPlan::HostDevice(_) => continue,
+        };
+        assert_eq!(link.name, att.interface);
+        assert_eq!(link.group, 7);
+        assert_eq!(alloc.as_ref().map(|a| a.ips.len()), had_ips);
+        if let LinkPlan::Bridge(spec) = &planned {
+            for gw in &spec.gateways {
+                assert!(
+                    alloc.as_ref().is_some_and(|a| a.ips.iter().any(|ip| {
+                        ip.gateway == Some(gw.addr()) && ip.address.prefix_len() == gw.prefix_len()
+                    })),
+                    "bridge gateway {gw} is not a gateway of the allocation"
+                );
             }
-            Ok(_) | Err(_) => {}
         }
     }
 }
