@@ -177,6 +177,15 @@ pub fn nad_resolve(data: &[u8]) {
     }
 }
 
+/// The result shape families whose conversion is lossless among their versions.
+fn shape(version: &str) -> Option<u8> {
+    match version {
+        "0.3.0" | "0.3.1" | "0.4.0" => Some(4),
+        "1.0.0" | "1.1.0" => Some(10),
+        _ => None,
+    }
+}
+
 /// `cni_result`: the first line is the config's `cniVersion`, the rest a plugin's stdout.
 /// It is read as a result (and as a VERSION answer, an error object, `CNI_ARGS`), then
 /// rendered in every spec version: what plexus renders must parse back in that version
@@ -219,6 +228,16 @@ pub fn cni_result(data: &[u8]) {
         assert_eq!(reparsed.render(v).expect("renders again"), text, "{v}");
         let converted = result.convert(v).expect("converts where it renders");
         assert_eq!(converted, reparsed, "{v}");
+        // Within a shape family (0.3.0-0.4.0, 1.0.0-1.1.0) conversion loses nothing but
+        // the label. (0.1.0/0.2.0 regroup routes by family, as libcni does.)
+        if shape(v).is_some() && shape(v) == shape(&result.cni_version) {
+            let mut relabelled = result.clone();
+            relabelled.cni_version = (*v).to_string();
+            assert_eq!(
+                converted, relabelled,
+                "{v}: conversion within the family is lossless"
+            );
+        }
     }
 }
 
