@@ -96,7 +96,7 @@ define run_fuzzers
 	  if $(FUZZ_BIN)/$$t $(FUZZ_FLAGS) -max_total_time=$(1) \
 	      -artifact_prefix=$(FUZZ_WORK)/artifacts/$$t/ \
 	      $(2)/$$t server/fuzz/corpus/$$t >$$log 2>&1; then \
-	    grep -E '^#[0-9]+ +DONE' $$log | sed 's/^/  /'; \
+	    grep -E '^#[0-9]+[[:space:]]+DONE' $$log | sed 's/^/  /'; \
 	  else \
 	    tail -n 40 $$log; echo "fuzz $$t: FAILED, crashing input in $(FUZZ_WORK)/artifacts/$$t/"; exit 1; \
 	  fi; \
