@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
 
 use plexus_core::annotation::{self, NETWORKS};
 use plexus_core::cni::{self, CniArgs, PluginError, VersionInfo, version};
@@ -280,22 +279,16 @@ pub fn network_status(data: &[u8]) {
     }
 }
 
-/// Lease directory root for host-local allocations of `native_plan` (tmpfs when there
-/// is one; each input's lease directory is removed after it).
-fn lease_root() -> &'static Path {
-    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("plexus-fuzz-leases")
-            .tempdir_in(if Path::new("/dev/shm").is_dir() {
-                Path::new("/dev/shm")
-            } else {
-                Path::new("/tmp")
-            })
-            .or_else(|_| tempfile::tempdir())
-            .expect("a temporary lease directory")
-    })
-    .path()
+/// A fresh lease directory root for one host-local allocation of `native_plan`, on tmpfs
+/// when there is one; removed with everything in it when dropped (a static one would
+/// outlive the process: libFuzzer exits without running destructors).
+fn lease_root() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    tempfile::Builder::new()
+        .prefix("plexus-fuzz-leases")
+        .tempdir_in(if shm.is_dir() { shm } else { Path::new("/tmp") })
+        .or_else(|_| tempfile::tempdir())
+        .expect("a temporary lease directory")
 }
 
 /// Runs IPAM for a classified config without leaving the lease root: static is pure;
@@ -315,9 +308,10 @@ fn allocate(cfg: &NativeConfig, ifname: &str) -> Option<Option<ipam::Allocation>
         runtime_ips: cfg.runtime_ips.clone(),
         gateway_arg: cfg.gateway_arg.clone(),
     };
-    let root = lease_root();
     let ipam_cfg = match ipam_cfg {
         ipam::Config::HostLocal(h) => {
+            let root_dir = lease_root();
+            let root = root_dir.path();
             let mut h = h.clone();
             h.data_dir = None;
             let lease = ipam::lease_for(&ipam::Config::HostLocal(h.clone()), &req, root)
@@ -337,13 +331,16 @@ fn allocate(cfg: &NativeConfig, ifname: &str) -> Option<Option<ipam::Allocation>
                 lease.dir.display(),
                 root.display()
             );
-            let alloc = ipam::allocate(&ipam::Config::HostLocal(h), &req, root);
-            let _ = std::fs::remove_dir_all(&lease.dir);
-            return alloc.ok().map(Some);
+            return ipam::allocate(&ipam::Config::HostLocal(h), &req, root)
+                .ok()
+                .map(Some);
         }
         other => other,
     };
-    ipam::allocate(ipam_cfg, &req, root).ok().map(Some)
+    // Static IPAM never touches the data dir.
+    ipam::allocate(ipam_cfg, &req, Path::new("/nonexistent/plexus-fuzz/ipam"))
+        .ok()
+        .map(Some)
 }
 
 /// `native_plan`: the first line is the pod's networks annotation (empty: just the
