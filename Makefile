@@ -2,7 +2,9 @@
 #
 #   sudo make demo    the main job: private containerd + NRI + plexus, two pods on an IoT
 #                     macvlan network with static IPs (installs what is missing first)
-#   sudo make test    the whole suite: setup, fmt, clippy, unit, privileged and end-to-end tests
+#   sudo make test    the whole suite: setup, fmt, clippy, unit, privileged and end-to-end tests,
+#                     then every fuzz target for a short bounded time (fuzz-smoke)
+#   make fuzz FUZZ_TIME=600   each fuzz target for FUZZ_TIME seconds (nightly + cargo-fuzz)
 #
 # Root is needed for the Debian packages, network namespaces and containerd.
 
@@ -14,7 +16,8 @@ export PLEXUS_SKIP_LOG ?= $(CARGO_TARGET_DIR)/plexus-skips.log
 export PLEXUS_REQUIRE_PRIVILEGED ?= 1
 CARGO ?= cargo
 
-.PHONY: setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips
+.PHONY: setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips \
+	fuzz-build fuzz-smoke fuzz
 
 setup:
 	bash integration/scripts/setup.sh
@@ -22,11 +25,16 @@ setup:
 build:
 	$(CARGO) build --workspace --bins
 
+# server/fuzz is outside the workspace (its own, nightly): its files are checked directly.
+FUZZ_SOURCES = server/fuzz/src/*.rs server/fuzz/fuzz_targets/*.rs
+
 fmt:
 	$(CARGO) fmt --all
+	rustfmt --edition 2024 $(FUZZ_SOURCES)
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+	rustfmt --edition 2024 --check $(FUZZ_SOURCES)
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -46,7 +54,7 @@ unit: clean-skips
 	$(CARGO) nextest run --workspace --profile ci
 	@$(MAKE) --no-print-directory report-skips
 
-test: setup fmt-check clippy unit
+test: setup fmt-check clippy unit fuzz-smoke
 
 ci: test
 
@@ -57,3 +65,50 @@ demo: setup
 bench: setup
 	$(CARGO) build --release --workspace --bins --benches
 	$(CARGO) bench --workspace
+
+# Fuzzing (server/fuzz, its own workspace; cargo-fuzz on the nightly toolchain, which
+# setup installs). Seeds come from the committed server/fuzz/corpus/<target>/; what the
+# fuzzer adds goes to $(FUZZ_WORK)/{smoke,corpus}/<target>/ and crashing inputs to
+# $(FUZZ_WORK)/artifacts/<target>/, all outside the checkout. A crash fails the target:
+# reproduce it with `$(FUZZ_BIN)/<target> <artifact>`, fix it with a regression test and
+# add the input to the committed corpus. Debug assertions stay on so that integer
+# overflow panics as it does in the unit tests; no sanitizer (safe Rust: it would only
+# halve the speed).
+FUZZ_TARGET_DIR ?= /var/cache/plexus/target-fuzz
+FUZZ_WORK ?= $(FUZZ_TARGET_DIR)/work
+FUZZ_BIN = $(FUZZ_TARGET_DIR)/x86_64-unknown-linux-gnu/release
+FUZZ_TARGETS := annotation nad_resolve cni_result network_status native_plan
+FUZZ_SMOKE_TIME ?= 20
+FUZZ_TIME ?= 600
+FUZZ_RSS_MB ?= 2048
+FUZZ_FLAGS = -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=10 -max_len=8192 -print_final_stats=1
+
+fuzz-build:
+	CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) +nightly fuzz build --fuzz-dir server/fuzz -O --debug-assertions --sanitizer none
+
+# Runs every target for $(1) seconds, one after the other, writing what it finds to
+# $(2)/<target>; stops at the first crash.
+define run_fuzzers
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(2)/$$t $(FUZZ_WORK)/artifacts/$$t; \
+	  log=$(FUZZ_WORK)/$$t.log; \
+	  echo "fuzz $$t: $(1)s (log $$log)"; \
+	  if $(FUZZ_BIN)/$$t $(FUZZ_FLAGS) -max_total_time=$(1) \
+	      -artifact_prefix=$(FUZZ_WORK)/artifacts/$$t/ \
+	      $(2)/$$t server/fuzz/corpus/$$t >$$log 2>&1; then \
+	    grep -E '^#[0-9]+[[:space:]]+DONE' $$log | sed 's/^/  /'; \
+	  else \
+	    tail -n 40 $$log; echo "fuzz $$t: FAILED, crashing input in $(FUZZ_WORK)/artifacts/$$t/"; exit 1; \
+	  fi; \
+	done
+endef
+
+# CI: from the committed corpus only (a fresh scratch corpus each run), so the time
+# stays bounded however much earlier runs found.
+fuzz-smoke: fuzz-build
+	rm -rf $(FUZZ_WORK)/smoke
+	$(call run_fuzzers,$(FUZZ_SMOKE_TIME),$(FUZZ_WORK)/smoke)
+
+# Longer runs keep growing $(FUZZ_WORK)/corpus between runs.
+fuzz: fuzz-build
+	$(call run_fuzzers,$(FUZZ_TIME),$(FUZZ_WORK)/corpus)

@@ -6,7 +6,9 @@
 #   else is taken from that suite (see shared/reference/containerd-e2e.md);
 # - runc, the reference CNI plugins, a static busybox (for the local pause image),
 #   iproute2;
-# - checks that the pinned Rust toolchain and cargo-nextest are there.
+# - checks that the pinned Rust toolchain and cargo-nextest are there;
+# - checks that a nightly toolchain is there and installs cargo-fuzz with it (the fuzz
+#   targets of `make fuzz-smoke` / `make fuzz`); nightly itself is not downloaded here.
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -104,6 +106,22 @@ check_rust() {
   fi
 }
 
+# cargo-fuzz needs a nightly toolchain (libFuzzer and sanitizer flags). rustup cannot
+# download one on machines limited to the package registries, so it must already be
+# installed; cargo-fuzz itself comes from crates.io.
+check_fuzz() {
+  if ! command -v rustup >/dev/null 2>&1 || ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    log "no nightly Rust toolchain: the fuzz targets (make fuzz-smoke, part of make test) need one;"
+    log "install it with: rustup toolchain install nightly --profile minimal"
+    exit 1
+  fi
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz from crates.io with the nightly toolchain"
+    cargo +nightly install --locked cargo-fuzz >/dev/null
+  fi
+}
+
 install_packages
 check_rust
+check_fuzz
 log "ready"

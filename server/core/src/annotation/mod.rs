@@ -298,12 +298,27 @@ fn parse_comma_item(
                 "namespace {ns:?} must consist of lower case alphanumeric characters or '-' and start and end with an alphanumeric character"
             )));
         }
+        // The same caps as the JSON form (Kubernetes name lengths).
+        Some(ns) if ns.len() > 63 => {
+            return Err(fail(format!(
+                "namespace {:?} is {} bytes; a Kubernetes namespace name has at most 63",
+                shorten(ns, QUOTE),
+                ns.len()
+            )));
+        }
         _ => {}
     }
     if name.is_empty() {
         return Err(fail(
             "the network name is empty; accepted: [namespace/]name[@interface]".to_string(),
         ));
+    }
+    if name.len() > 253 {
+        return Err(fail(format!(
+            "network name {:?} is {} bytes; a Kubernetes object name has at most 253",
+            shorten(name, QUOTE),
+            name.len()
+        )));
     }
     if !dns.is_match(name) {
         return Err(fail(format!(

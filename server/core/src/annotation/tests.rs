@@ -407,3 +407,22 @@ fn annotations_trait_reads_common_maps() {
     assert_eq!(pairs.annotation(DEFAULT_NETWORK), Some("x"));
     assert_eq!(pairs.annotation(NETWORKS), None);
 }
+
+#[test]
+fn comma_form_caps_name_lengths_like_the_json_form() {
+    // Found by the `annotation` fuzz target: the comma form took a 120-byte namespace
+    // that the JSON form of the same selection refuses.
+    let long_ns = format!("def{}aut", "l".repeat(120));
+    let (position, _, reason) = selection_err(&format!("{long_ns}/lab-bridge,net3"));
+    assert_eq!(position, 1);
+    assert!(reason.contains("at most 63"), "{reason}");
+    let json = format!(r#"[{{"name":"lab-bridge","namespace":"{long_ns}"}}]"#);
+    assert!(parse_networks(&json, "pods").is_err());
+    let (_, _, reason) = selection_err(&"a".repeat(254));
+    assert!(reason.contains("at most 253"), "{reason}");
+    let max_ns = "n".repeat(63);
+    assert_eq!(
+        ok(&format!("{max_ns}/{}", "a".repeat(253)))[0].namespace,
+        max_ns
+    );
+}

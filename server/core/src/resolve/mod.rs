@@ -133,7 +133,10 @@ pub fn resolve_one(
         .iter()
         .filter_map(|i| i.strip_prefix("net")?.parse::<usize>().ok())
         .max();
-    let index = existing.len().max(highest_net.map_or(0, |n| n + 1)).max(1);
+    let index = existing
+        .len()
+        .max(highest_net.map_or(0, |n| n.saturating_add(1)))
+        .max(1);
     let mut planned = from_selection(pod, config, nads, &sel, index, Origin::Hotplug)?;
     if let Some(taken) = existing.iter().find(|i| **i == planned.interface) {
         return Err(Error::DuplicateInterface {

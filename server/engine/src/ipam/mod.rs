@@ -23,6 +23,7 @@ use crate::state::LeaseRecord;
 pub use fixed::{DnsConfig, StaticAddress, StaticConfig};
 pub use host_local::{HostLocalConfig, LeaseStore, check_data_dir};
 pub use range::RangeConfig;
+pub(crate) use range::next_ip;
 
 /// An IPAM section the native path understands.
 #[derive(Debug, Clone, PartialEq, Eq)]

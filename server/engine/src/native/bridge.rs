@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{Ctx, NativeConfig, allocate, configure_iface, mtu, nl};
 use crate::error::{Error, Result};
+use crate::ipam::{Allocation, next_ip};
 
 /// The bridge-specific keys.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -67,28 +68,32 @@ fn default_dst(v6: bool) -> IpNet {
         .expect("literal")
 }
 
-/// The reference `calcGatewayIP`: the first address of the subnet.
+/// The reference `calcGatewayIP`: the first address of the subnet (wrapping at the top of
+/// the address space, where a /32 or /128 of the last address has no "next" one).
 fn first_ip(addr: &IpNet) -> IpAddr {
-    match addr.network() {
-        IpAddr::V4(n) => IpAddr::V4((u32::from(n) + 1).into()),
-        IpAddr::V6(n) => IpAddr::V6((u128::from(n) + 1).into()),
-    }
+    next_ip(addr.network())
 }
 
-pub(super) async fn add(
+/// The pure part of an add: the gateway addresses the bridge gets and the default
+/// routes it adds to `alloc` (reference `calcGateways`), and the bridge and veth spec.
+/// No link exists yet; nothing here touches the host.
+pub(super) fn plan(
     c: &Conf,
     cfg: &NativeConfig,
     ifname: &str,
-    ctx: &Ctx<'_>,
-    pod: &Handle,
-    step: &mut (dyn FnMut(&str) + Send),
-) -> Result<cni::Result> {
+    link_group: u32,
+    alloc: Option<&mut Allocation>,
+) -> Result<BridgeSpec> {
+    let invalid = |reason: String| Error::InvalidConfig {
+        network: cfg.name.clone(),
+        kind: "bridge".into(),
+        reason,
+    };
     let is_gw = c.is_gateway || c.is_default_gateway;
-    let mut alloc = allocate(cfg, ifname, ctx).await?;
-    step("ipam");
     let mut gateways = Vec::new();
-    let mut default_routes = Vec::new();
-    if let Some(a) = alloc.as_mut() {
+    let layer3 = alloc.is_some();
+    if let Some(a) = alloc {
+        let mut default_routes = Vec::new();
         let mut seen_v4 = false;
         let mut seen_v6 = false;
         for ip in a.ips.iter_mut() {
@@ -97,8 +102,17 @@ pub(super) async fn add(
             }
             let Some(gw) = ip.gateway else { continue };
             let v6 = gw.is_ipv6();
+            if v6 != ip.address.addr().is_ipv6() {
+                return Err(invalid(format!(
+                    "gateway {gw} is not of the same IP family as its address {}; accepted: an IPv4 gateway for an IPv4 address, an IPv6 gateway for an IPv6 address",
+                    ip.address
+                )));
+            }
             if is_gw && !(if v6 { seen_v6 } else { seen_v4 }) {
-                gateways.push(IpNet::new(gw, ip.address.prefix_len()).expect("valid prefix"));
+                // Same family as the address (checked above), so the prefix fits.
+                let net = IpNet::new(gw, ip.address.prefix_len())
+                    .map_err(|e| invalid(format!("gateway {gw}: {e}")))?;
+                gateways.push(net);
                 if c.is_default_gateway {
                     default_routes.push((v6, gw));
                 }
@@ -117,16 +131,19 @@ pub(super) async fn add(
     }
     let vlan = match c.vlan {
         None | Some(0) => None,
-        Some(v) => Some(u16::try_from(v).map_err(|_| Error::InvalidConfig {
-            network: cfg.name.clone(),
-            kind: "bridge".into(),
-            reason: format!("invalid VLAN ID {v} (must be between 0 and 4094)"),
-        })?),
+        Some(v) => Some(
+            u16::try_from(v)
+                .ok()
+                .filter(|v| *v <= 4094)
+                .ok_or_else(|| {
+                    invalid(format!("invalid VLAN ID {v} (must be between 0 and 4094)"))
+                })?,
+        ),
     };
     let mut link = PodLink::new(ifname);
     link.mtu = mtu(&cfg.name, "bridge", c.mtu)?;
     link.mac = cfg.mac;
-    link.group = ctx.link_group;
+    link.group = link_group;
     let mut spec = BridgeSpec::new(
         c.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.into()),
         link,
@@ -136,8 +153,22 @@ pub(super) async fn add(
     spec.vlan = vlan;
     spec.gateways = gateways;
     spec.force_address = c.force_address;
-    spec.layer3 = alloc.is_some();
+    spec.layer3 = layer3;
     spec.enable_dad = c.enabledad;
+    Ok(spec)
+}
+
+pub(super) async fn add(
+    c: &Conf,
+    cfg: &NativeConfig,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+    pod: &Handle,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<cni::Result> {
+    let mut alloc = allocate(cfg, ifname, ctx).await?;
+    step("ipam");
+    let spec = plan(c, cfg, ifname, ctx.link_group, alloc.as_mut())?;
     let made = bridge::add(ctx.host, pod, &spec).await.map_err(nl(format!(
         "create veth {ifname} on bridge {}",
         spec.bridge

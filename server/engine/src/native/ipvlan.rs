@@ -23,14 +23,13 @@ pub struct Conf {
     pub mtu: Option<i64>,
 }
 
-pub(super) async fn add(
+/// The link to create, from the config alone (pure; checks the mode and MTU).
+pub(super) fn spec(
     c: &Conf,
     cfg: &NativeConfig,
     ifname: &str,
-    ctx: &Ctx<'_>,
-    pod: &Handle,
-    step: &mut (dyn FnMut(&str) + Send),
-) -> Result<cni::Result> {
+    link_group: u32,
+) -> Result<IpvlanSpec> {
     let mode: IpvlanMode =
         c.mode
             .parse()
@@ -41,14 +40,25 @@ pub(super) async fn add(
             })?;
     let mut link = PodLink::new(ifname);
     link.mtu = mtu(&cfg.name, "ipvlan", c.mtu)?;
-    link.group = ctx.link_group;
-    let spec = IpvlanSpec {
+    link.group = link_group;
+    Ok(IpvlanSpec {
         master: Some(c.master.clone()),
         master_in_pod: false,
         mode,
         flag: IpvlanFlag::Bridge,
         link,
-    };
+    })
+}
+
+pub(super) async fn add(
+    c: &Conf,
+    cfg: &NativeConfig,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+    pod: &Handle,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<cni::Result> {
+    let spec = spec(c, cfg, ifname, ctx.link_group)?;
     let created = ipvlan::add(ctx.host, pod, &spec)
         .await
         .map_err(nl(format!("create ipvlan {ifname} on {}", c.master)))?;

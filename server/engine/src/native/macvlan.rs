@@ -26,14 +26,13 @@ pub struct Conf {
     pub mac: Option<String>,
 }
 
-pub(super) async fn add(
+/// The link to create, from the config alone (pure; checks the mode and MTU).
+pub(super) fn spec(
     c: &Conf,
     cfg: &NativeConfig,
     ifname: &str,
-    ctx: &Ctx<'_>,
-    pod: &Handle,
-    step: &mut (dyn FnMut(&str) + Send),
-) -> Result<cni::Result> {
+    link_group: u32,
+) -> Result<MacvlanSpec> {
     let invalid = |reason: String| Error::InvalidConfig {
         network: cfg.name.clone(),
         kind: "macvlan".into(),
@@ -50,14 +49,25 @@ pub(super) async fn add(
     let mut link = PodLink::new(ifname);
     link.mtu = mtu(&cfg.name, "macvlan", c.mtu)?;
     link.mac = cfg.mac;
-    link.group = ctx.link_group;
-    let spec = MacvlanSpec {
+    link.group = link_group;
+    Ok(MacvlanSpec {
         master: Some(c.master.clone()),
         master_in_pod: false,
         mode,
         link,
         layer3: cfg.ipam.is_some(),
-    };
+    })
+}
+
+pub(super) async fn add(
+    c: &Conf,
+    cfg: &NativeConfig,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+    pod: &Handle,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<cni::Result> {
+    let spec = spec(c, cfg, ifname, ctx.link_group)?;
     let created = macvlan::add(ctx.host, pod, &spec)
         .await
         .map_err(nl(format!("create macvlan {ifname} on {}", c.master)))?;

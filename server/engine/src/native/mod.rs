@@ -11,6 +11,7 @@ mod configure;
 mod host_device;
 mod ipvlan;
 mod macvlan;
+mod plan;
 mod vlan;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use crate::ipam;
 use crate::state::NativeRecord;
 
 pub(crate) use configure::configure_iface;
+pub use plan::{LinkPlan, plan_links};
 
 /// A driver config the native path understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +156,15 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
         .into_iter()
         .partition(|(k, _)| COMMON_KEYS.contains(&k.as_str()));
     let common: Common = serde_json::from_value(Value::Object(common_map)).ok()?;
+    // The name becomes the host-local lease directory (`<dataDir>/<name>`): one that
+    // could leave it goes to the exec path, which refuses it with its own message.
+    if common.name.is_empty()
+        || common.name.contains(['/', '\0'])
+        || common.name == "."
+        || common.name == ".."
+    {
+        return None;
+    }
     let caps = |name: &str| common.capabilities.get(name) == Some(&Value::Bool(true));
     // Capabilities whose runtime values the native path would have to honour.
     let rc = &att.runtime_config;

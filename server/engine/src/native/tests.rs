@@ -127,3 +127,133 @@ fn conflists_go_to_exec() {
     a.config.form = plexus_core::plan::ConfigForm::Conflist;
     assert!(classify(&a).is_none());
 }
+
+/// Classifies `conf`, runs its static IPAM (pure) and plans its links.
+fn plan_static(conf: serde_json::Value) -> (Result<LinkPlan>, Option<ipam::Allocation>) {
+    let cfg = classify(&att(conf)).expect("native");
+    let mut alloc = cfg.ipam.as_ref().map(|i| {
+        ipam::allocate(
+            i,
+            &ipam_request(&cfg, "net1", "c1"),
+            Path::new("/nonexistent"),
+        )
+        .expect("static allocation")
+    });
+    let plan = plan_links(&cfg, "net1", 7, alloc.as_mut());
+    (plan, alloc)
+}
+
+#[test]
+fn bridge_gateway_of_the_other_family_is_an_error_not_a_panic() {
+    // issue 10: isGateway, static IPAM, an IPv6 address longer than /32 and a v4 gateway
+    // panicked with "valid prefix" (after IPAM had run).
+    let (plan, _) = plan_static(serde_json::json!({
+        "cniVersion":"1.0.0","name":"n","type":"bridge","isGateway":true,
+        "ipam":{"type":"static","addresses":[{"address":"fd00::5/64","gateway":"10.0.0.1"}]}
+    }));
+    let err = plan.expect_err("mixed families must be refused");
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("10.0.0.1") && msg.contains("fd00::5/64"),
+        "{msg}"
+    );
+    assert!(msg.contains("same IP family"), "{msg}");
+    // The other way round (a v6 gateway on a v4 address) is refused the same way
+    // instead of putting a v6 address with a /24 on the bridge.
+    let (plan, _) = plan_static(serde_json::json!({
+        "cniVersion":"1.0.0","name":"n","type":"bridge","isGateway":true,
+        "ipam":{"type":"static","addresses":[{"address":"10.0.0.5/24","gateway":"fd00::1"}]}
+    }));
+    assert!(matches!(plan, Err(Error::InvalidConfig { .. })), "{plan:?}");
+}
+
+#[test]
+fn bridge_gateway_of_the_last_address_wraps_instead_of_overflowing() {
+    // calcGatewayIP of 255.255.255.255/32 overflowed `u32 + 1` (a panic in debug builds).
+    for address in [
+        "255.255.255.255/32",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+    ] {
+        let (plan, alloc) = plan_static(serde_json::json!({
+            "cniVersion":"1.0.0","name":"n","type":"bridge","isDefaultGateway":true,
+            "ipam":{"type":"static","addresses":[{"address":address}]}
+        }));
+        let Ok(LinkPlan::Bridge(spec)) = plan else {
+            panic!("{address}: {plan:?}")
+        };
+        assert_eq!(spec.gateways.len(), 1, "{address}");
+        assert!(
+            spec.gateways[0].addr().is_unspecified(),
+            "{address}: wraps to 0"
+        );
+        assert_eq!(
+            alloc.unwrap().routes.len(),
+            1,
+            "{address}: default route added"
+        );
+    }
+}
+
+#[test]
+fn bridge_plan_takes_gateways_and_default_routes_from_ipam() {
+    let (plan, alloc) = plan_static(serde_json::json!({
+        "cniVersion":"1.0.0","name":"n","type":"bridge","bridge":"br9","isDefaultGateway":true,
+        "vlan":12,"mtu":1400,
+        "ipam":{"type":"static","addresses":[
+            {"address":"10.9.0.5/24"},{"address":"fd09::5/64","gateway":"fd09::fe"}]}
+    }));
+    let Ok(LinkPlan::Bridge(spec)) = plan else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(spec.bridge, "br9");
+    assert_eq!(spec.vlan, Some(12));
+    assert_eq!(spec.link.mtu, Some(1400));
+    assert_eq!(spec.link.group, 7);
+    let gws: Vec<String> = spec.gateways.iter().map(|g| g.to_string()).collect();
+    assert_eq!(gws, ["10.9.0.1/24", "fd09::fe/64"]);
+    let routes: Vec<String> = alloc
+        .unwrap()
+        .routes
+        .iter()
+        .map(|r| format!("{} via {:?}", r.dst, r.gw))
+        .collect();
+    assert_eq!(
+        routes,
+        ["0.0.0.0/0 via Some(10.9.0.1)", "::/0 via Some(fd09::fe)"]
+    );
+}
+
+#[test]
+fn vlan_ids_above_4094_are_refused_by_bridge_and_vlan() {
+    let (plan, _) = plan_static(serde_json::json!({
+        "cniVersion":"1.0.0","name":"n","type":"bridge","vlan":4095
+    }));
+    let msg = plan.expect_err("4095 is reserved").to_string();
+    assert!(msg.contains("between 0 and 4094"), "{msg}");
+    let (plan, _) = plan_static(serde_json::json!({
+        "cniVersion":"1.0.0","name":"n","type":"vlan","master":"eth0","vlanId":-1
+    }));
+    assert!(matches!(plan, Err(Error::InvalidConfig { .. })), "{plan:?}");
+    let (plan, _) = plan_static(serde_json::json!({
+        "cniVersion":"1.0.0","name":"n","type":"macvlan","master":"eth0","mode":"source"
+    }));
+    assert!(matches!(plan, Err(Error::InvalidConfig { .. })), "{plan:?}");
+}
+
+#[test]
+fn network_names_that_leave_the_lease_directory_go_to_exec() {
+    // The name is the host-local lease directory under the data dir: `/etc/x` would make
+    // `<dataDir>.join(name)` the absolute /etc/x, `..` climbs out of it.
+    for name in ["/etc/plexus-x", "../../etc/x", "a/b", "..", ".", ""] {
+        let conf = serde_json::json!({"cniVersion":"1.0.0","name":name,"type":"macvlan",
+            "master":"eth0","ipam":{"type":"host-local","subnet":"10.4.0.0/24"}});
+        assert!(
+            classify(&att(conf)).is_none(),
+            "{name:?} must not run natively"
+        );
+    }
+    let conf = serde_json::json!({"cniVersion":"1.0.0","name":"lab.net-1_x","type":"macvlan",
+        "master":"eth0","ipam":{"type":"host-local","subnet":"10.4.0.0/24"}});
+    assert!(classify(&att(conf)).is_some());
+}

@@ -23,14 +23,13 @@ pub struct Conf {
     pub mtu: Option<i64>,
 }
 
-pub(super) async fn add(
+/// The link to create, from the config alone (pure; checks the VLAN id and MTU).
+pub(super) fn spec(
     c: &Conf,
     cfg: &NativeConfig,
     ifname: &str,
-    ctx: &Ctx<'_>,
-    pod: &Handle,
-    step: &mut (dyn FnMut(&str) + Send),
-) -> Result<cni::Result> {
+    link_group: u32,
+) -> Result<VlanSpec> {
     let id = u16::try_from(c.vlan_id)
         .ok()
         .filter(|v| *v <= 4094)
@@ -41,15 +40,27 @@ pub(super) async fn add(
         })?;
     let mut link = PodLink::new(ifname);
     link.mtu = mtu(&cfg.name, "vlan", c.mtu)?;
-    link.group = ctx.link_group;
-    let spec = VlanSpec {
+    link.group = link_group;
+    Ok(VlanSpec {
         master: c.master.clone(),
         master_in_pod: false,
         id,
         link,
-    };
-    let created = vlan::add(ctx.host, pod, &spec)
-        .await
-        .map_err(nl(format!("create vlan {id} {ifname} on {}", c.master)))?;
+    })
+}
+
+pub(super) async fn add(
+    c: &Conf,
+    cfg: &NativeConfig,
+    ifname: &str,
+    ctx: &Ctx<'_>,
+    pod: &Handle,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<cni::Result> {
+    let spec = spec(c, cfg, ifname, ctx.link_group)?;
+    let created = vlan::add(ctx.host, pod, &spec).await.map_err(nl(format!(
+        "create vlan {} {ifname} on {}",
+        spec.id, c.master
+    )))?;
     finish_single(cfg, created, ifname, ctx, pod, step).await
 }

@@ -127,3 +127,11 @@ fn hotplug_rejections() {
     let a = one(r#"{"name":"a","default-route":[]}"#).unwrap();
     assert!(a.route_plan.remove_v4 && a.route_plan.remove_v6 && a.route_plan.install.is_empty());
 }
+
+#[test]
+fn hotplug_index_does_not_overflow_on_a_huge_net_suffix() {
+    // `net<usize::MAX>` among the existing names overflowed `n + 1` (a debug panic).
+    let existing = vec![format!("net{}", usize::MAX)];
+    let e = resolve_one(&pod(), "a", &existing, &Config::default(), &nads()).unwrap_err();
+    assert!(matches!(e, Error::DuplicateInterface { .. }), "{e}");
+}
