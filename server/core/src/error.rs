@@ -150,6 +150,17 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The NAD store cannot answer yet (its first list from the API server has not
+    /// completed); the lookup succeeds when retried later.
+    #[error("network-attachment-definition {namespace}/{name}: {reason}")]
+    NadStoreNotReady {
+        /// NAD namespace.
+        namespace: String,
+        /// NAD name.
+        name: String,
+        /// What is awaited.
+        reason: String,
+    },
     /// A NAD manifest directory cannot be listed.
     #[error("cannot read network directory {path}: {cause}")]
     ReadNadDir {
@@ -268,6 +279,7 @@ impl Error {
             Error::ClusterNetworkMissing => "cluster-network-missing",
             Error::InvalidConfig { .. } => "invalid-config",
             Error::NadStore { .. } => "nad-store",
+            Error::NadStoreNotReady { .. } => "nad-store-not-ready",
             Error::ReadNadDir { .. } => "read-nad-dir",
             Error::ReadNadFile { .. } => "read-nad-file",
             Error::ParseNad { .. } => "parse-nad",
@@ -280,6 +292,12 @@ impl Error {
             Error::ReadNetworkConfig { .. } => "read-network-config",
             Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
         }
+    }
+
+    /// True when the same lookup can succeed if retried later without any change to the
+    /// pod or the node (the NAD store is still syncing).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::NadStoreNotReady { .. })
     }
 
     /// True when the error was caused by the pod's own input (annotations, selections)
