@@ -69,6 +69,8 @@ pub struct Shared {
     /// Bumped to end every open watch stream.
     pub close_watches: tokio::sync::watch::Sender<u64>,
     bookmark_interval: Mutex<Duration>,
+    nad_crd: std::sync::atomic::AtomicBool,
+    address: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,7 +85,7 @@ pub const LOG_LIMIT: usize = 100_000;
 
 impl Shared {
     /// Shared state accepting `token`.
-    pub fn new(token: String) -> Self {
+    pub fn new(token: String, address: String) -> Self {
         Shared {
             store: Arc::new(Store::new()),
             tokens: Mutex::new(vec![token]),
@@ -91,6 +93,8 @@ impl Shared {
             log: Mutex::new(Vec::new()),
             close_watches: tokio::sync::watch::Sender::new(0),
             bookmark_interval: Mutex::new(DEFAULT_BOOKMARK_INTERVAL),
+            nad_crd: std::sync::atomic::AtomicBool::new(true),
+            address,
         }
     }
 
@@ -164,5 +168,20 @@ impl Shared {
     /// Sets the interval between watch bookmarks.
     pub fn set_bookmark_interval(&self, d: Duration) {
         *lock(&self.bookmark_interval) = d.max(Duration::from_millis(10));
+    }
+
+    /// Whether the NetworkAttachmentDefinition CRD is installed (served and discoverable).
+    pub fn nad_crd_installed(&self) -> bool {
+        self.nad_crd.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Installs or removes the NetworkAttachmentDefinition CRD.
+    pub fn set_nad_crd_installed(&self, on: bool) {
+        self.nad_crd.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `host:port` the server listens on (for discovery documents).
+    pub fn address(&self) -> &str {
+        &self.address
     }
 }

@@ -49,7 +49,6 @@ impl FakeApiServer {
     pub async fn start() -> Result<Self> {
         let tls = tls::generate()?;
         let seed = std::hash::RandomState::new();
-        let shared = Arc::new(Shared::new(new_token(&seed, 0)));
         let dir = tempfile::Builder::new()
             .prefix("plexus-kube-fake-")
             .tempdir()
@@ -64,6 +63,7 @@ impl FakeApiServer {
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr: want, source })?;
+        let shared = Arc::new(Shared::new(new_token(&seed, 0), addr.to_string()));
         let server = FakeApiServer {
             shared,
             tls,
@@ -355,6 +355,16 @@ impl FakeApiServer {
     /// applies to watches opened afterwards).
     pub fn set_bookmark_interval(&self, d: Duration) {
         self.shared.set_bookmark_interval(d);
+    }
+
+    /// Installs or removes the NetworkAttachmentDefinition CRD: while removed, its paths are
+    /// 404 (`the server could not find the requested resource`) and its group is missing from
+    /// discovery, and open watches are ended (as when a CRD is deleted). Objects are kept.
+    pub fn set_nad_crd_installed(&self, installed: bool) {
+        self.shared.set_nad_crd_installed(installed);
+        if !installed {
+            self.close_watches();
+        }
     }
 
     /// Fails the next matching requests (see [`Failure`]).

@@ -26,6 +26,7 @@
 //! HTTP/2. Use [`FakeApiServer::start`] inside a tokio runtime.
 
 mod control;
+mod discovery;
 mod error;
 mod event;
 mod handle;

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::control::{FailureKind, RequestRecord, Shared};
+use crate::discovery;
 use crate::event;
 use crate::patch::{self, PatchType};
 use crate::query::Query;
@@ -119,7 +120,17 @@ async fn route(
         }
         _ => {}
     }
-    let target = parse_path(path).map_err(|_| status::path_not_found())?;
+    if method == "GET"
+        && let Some(doc) = discovery::document(path, shared.nad_crd_installed(), shared.address())
+    {
+        return Ok(json_response(200, &doc));
+    }
+    let target = parse_path(path)
+        .ok()
+        .filter(|t| {
+            t.resource != Resource::NetworkAttachmentDefinition || shared.nad_crd_installed()
+        })
+        .ok_or_else(status::path_not_found)?;
     let query = Query::parse(raw_query).ok_or_else(|| {
         status::bad_request("the query string is not valid percent-encoding or is over 16 KiB")
     })?;

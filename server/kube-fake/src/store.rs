@@ -147,10 +147,9 @@ impl Store {
             return Err(status::too_large_resource_version(at, g.rv));
         }
         if at < g.compacted {
-            return Err(status::expired(format!(
-                "The resourceVersion for the provided list is too old: {at} (oldest available {})",
-                g.compacted
-            )));
+            return Err(status::expired(
+                "The resourceVersion for the provided list is too old.",
+            ));
         }
         let mut state: BTreeMap<Key, Value> = g
             .objects
@@ -304,34 +303,31 @@ impl Store {
                 "the name of the object ({n}) does not match the name on the URL ({name})"
             )));
         }
-        if let Some(n) = meta
+        if meta
             .get("namespace")
             .and_then(Value::as_str)
-            .filter(|n| *n != ns)
+            .is_some_and(|n| !n.is_empty() && n != ns)
         {
-            return Err(status::bad_request(format!(
-                "the namespace of the object ({n}) does not match the namespace on the URL ({ns})"
-            )));
+            return Err(status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         match meta.get("resourceVersion") {
             None | Some(Value::Null) => {}
             Some(v) if v == &old["metadata"]["resourceVersion"] => {}
             Some(_) => return Err(status::conflict(resource, name)),
         }
-        let mut errors = Vec::new();
-        for field in ["uid", "creationTimestamp"] {
-            match meta.get(field) {
-                None | Some(Value::Null) => {}
-                Some(v) if v == &old["metadata"][field] => {}
-                Some(v) => errors.push(FieldError::invalid(
-                    &format!("metadata.{field}"),
-                    v,
-                    "field is immutable",
-                )),
+        // rest.BeforeUpdate: an empty uid takes the stored one, a different one fails
+        // ValidateObjectMetaUpdate (immutable, 422); creationTimestamp, generation and a set
+        // deletionTimestamp are silently restored from the stored object.
+        match meta.get("uid") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(u)) if u.is_empty() => {}
+            Some(v) if v == &old["metadata"]["uid"] => {}
+            Some(v) => {
+                let e = FieldError::invalid("metadata.uid", v, "field is immutable");
+                return Err(status::invalid(resource, name, &[e]));
             }
-        }
-        if !errors.is_empty() {
-            return Err(status::invalid(resource, name, &errors));
         }
         for field in [
             "name",
@@ -342,6 +338,9 @@ impl Store {
             "resourceVersion",
         ] {
             new["metadata"][field] = old["metadata"][field].clone();
+        }
+        if let Some(ts) = old["metadata"].get("deletionTimestamp") {
+            new["metadata"]["deletionTimestamp"] = ts.clone();
         }
         new["apiVersion"] = json!(resource.api_version());
         new["kind"] = json!(resource.kind());
@@ -468,3 +467,6 @@ pub fn now() -> String {
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
+
+#[cfg(test)]
+mod tests;

@@ -324,3 +324,42 @@ async fn get_of_a_missing_object_is_404_not_found() {
         "network-attachment-definitions.k8s.cni.cncf.io \"nope\" not found"
     );
 }
+
+#[tokio::test]
+async fn discovery_lists_the_nad_group_until_its_crd_is_removed() {
+    let (server, client) = setup().await;
+    let d = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    assert!(d.has_group("k8s.cni.cncf.io") && d.has_group("events.k8s.io"));
+    let (ar, _) = d
+        .groups()
+        .find(|g| g.name() == "k8s.cni.cncf.io")
+        .unwrap()
+        .recommended_kind("NetworkAttachmentDefinition")
+        .unwrap();
+    assert_eq!(ar.plural, "network-attachment-definitions");
+
+    server.set_nad_crd_installed(false);
+    let d = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    assert!(!d.has_group("k8s.cni.cncf.io"));
+    let s = crate::api_status(
+        nad_api(client.clone(), None)
+            .list(&ListParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (404, "the server could not find the requested resource")
+    );
+    server.set_nad_crd_installed(true);
+    nad_api(client, None)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+}
