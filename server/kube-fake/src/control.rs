@@ -108,6 +108,16 @@ impl Shared {
         *lock(&self.tokens) = vec![token];
     }
 
+    /// Makes `token` the current one while the previous ones stay accepted.
+    pub fn add_token(&self, token: String) {
+        lock(&self.tokens).insert(0, token);
+    }
+
+    /// Keeps only the current token.
+    pub fn revoke_old_tokens(&self) {
+        lock(&self.tokens).truncate(1);
+    }
+
     /// The current token.
     pub fn token(&self) -> String {
         lock(&self.tokens).first().cloned().unwrap_or_default()

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
+use crate::meta::name_error;
 use crate::status::FieldError;
-use crate::store::name_error;
 
 /// Longest `reportingInstance`, `action` and `reason` the server accepts.
 pub const FIELD_LIMIT: usize = 128;

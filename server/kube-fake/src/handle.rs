@@ -174,11 +174,27 @@ impl FakeApiServer {
     /// Issues a new token: the old one gets 401 from now on, the token file and the inline
     /// kubeconfig are rewritten with the new one. Returns the new token.
     pub fn rotate_token(&self) -> Result<String> {
-        let seed = std::hash::RandomState::new();
-        let token = new_token(&seed, 1);
+        let token = new_token(&std::hash::RandomState::new(), 1);
         self.shared.set_token(token.clone());
         self.write_client_files()?;
         Ok(token)
+    }
+
+    /// Issues a new token as the kubelet refreshes a bound service-account token: the files
+    /// get the new token, the old one stays valid until [`revoke_old_tokens`]
+    /// (its expiry). Returns the new token.
+    ///
+    /// [`revoke_old_tokens`]: Self::revoke_old_tokens
+    pub fn rotate_token_with_grace(&self) -> Result<String> {
+        let token = new_token(&std::hash::RandomState::new(), 2);
+        self.shared.add_token(token.clone());
+        self.write_client_files()?;
+        Ok(token)
+    }
+
+    /// Expires every token but the current one (they get 401 from now on).
+    pub fn revoke_old_tokens(&self) {
+        self.shared.revoke_old_tokens();
     }
 
     /// Stops serving: the listener is closed and every open connection (and watch) is cut.
@@ -281,6 +297,17 @@ impl FakeApiServer {
                 .map_err(err);
         }
         Ok(obj)
+    }
+
+    /// Marks a pod as terminating, as a graceful delete does before the kubelet confirms:
+    /// sets `metadata.deletionTimestamp` and `deletionGracePeriodSeconds` (a MODIFIED event).
+    /// [`delete`](Self::delete) then removes it.
+    pub fn mark_terminating(&self, namespace: &str, name: &str, grace_secs: u64) -> Result<Value> {
+        let err = |e| Self::store_err(Resource::Pod, namespace, name, e);
+        self.shared
+            .store
+            .mark_terminating(Resource::Pod, namespace, name, grace_secs)
+            .map_err(err)
     }
 
     /// Deletes an object immediately (grace period 0). Returns its last state.

@@ -21,9 +21,38 @@
 //! - `events.k8s.io/v1` create validation (`422 Invalid` naming each field);
 //! - every error is a `Status` object.
 //!
-//! Not implemented: server-side apply (415), graceful pod deletion (deletes are immediate),
-//! admission, RBAC (every valid token may do everything), protobuf/CBOR/Table encodings,
-//! HTTP/2. Use [`FakeApiServer::start`] inside a tokio runtime.
+//! # What the real server answers, and where that comes from
+//!
+//! - A patch whose result carries a different `metadata.uid`: the generic registry's update
+//!   (`rest.BeforeUpdate` in `k8s.io/apiserver/pkg/registry/rest/update.go`) validates object
+//!   meta against the stored object, and `uid` is immutable there, so the answer is
+//!   `422 Invalid`, `Pod "p" is invalid: metadata.uid: Invalid value: "...": field is
+//!   immutable`. An empty uid takes the stored one; `creationTimestamp`, `generation` and a set
+//!   `deletionTimestamp` are silently restored, not refused.
+//! - A `metadata.resourceVersion` that is not the stored one: the registry's optimistic lock,
+//!   `409 Conflict` "the object has been modified; please apply your changes to the latest
+//!   version and try again". Checked before the uid.
+//! - Watch from a compacted version: HTTP 200 and one event
+//!   `{"type":"ERROR","object":{"kind":"Status",...,"message":"too old resource version: X (Y)","reason":"Expired","code":410}}`;
+//!   a list with `resourceVersionMatch=Exact` (or a continue token) older than the history:
+//!   HTTP 410 `The resourceVersion for the provided list is too old.` (API concepts,
+//!   "410 Gone responses").
+//! - kube-rs (5.x) lists with `limit=500` and no resourceVersion (`ListSemantic::MostRecent`),
+//!   then watches with `allowWatchBookmarks=true&timeoutSeconds=290`; it does not send
+//!   `sendInitialEvents` unless streaming lists are enabled (served here too). It re-reads a
+//!   kubeconfig `tokenFile` about a minute after reading it, not on a 401.
+//! - pods/status writes persist metadata (annotations, labels) and status but not the spec
+//!   or owner references; writes to the pod itself do not change its status.
+//! - events.k8s.io/v1 create: `eventTime`, `reportingController` (a qualified name),
+//!   `reportingInstance`, `action`, `reason` required (each at most 128 characters), `type`
+//!   `Normal` or `Warning`, `note` at most 1024, `regarding.namespace` equal to the event's,
+//!   the `deprecated*` fields unset (`ValidateEventCreate`).
+//!
+//! Not implemented: server-side apply (415), graceful deletion through the API (HTTP deletes
+//! are immediate; [`FakeApiServer::mark_terminating`] sets a pod terminating), admission,
+//! RBAC (every valid token may do everything), protobuf/CBOR/Table and aggregated discovery,
+//! HTTP/2, waiting for a watch version the server has not reached. Use
+//! [`FakeApiServer::start`] inside a tokio runtime.
 
 mod control;
 mod discovery;
@@ -31,6 +60,7 @@ mod error;
 mod event;
 mod handle;
 mod kubeconfig;
+mod meta;
 mod patch;
 mod query;
 mod read;

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
+use crate::meta::{ensure_meta, name_error, now};
 use crate::resource::Resource;
 use crate::status::{self, ApiError, FieldError};
 
@@ -387,6 +388,41 @@ impl Store {
         Ok(new)
     }
 
+    /// Sets `deletionTimestamp` (now) and `deletionGracePeriodSeconds` on an object, the first
+    /// step of a graceful delete; a second call keeps the first timestamp.
+    pub fn mark_terminating(
+        &self,
+        resource: Resource,
+        ns: &str,
+        name: &str,
+        grace_secs: u64,
+    ) -> Result<Value, ApiError> {
+        let mut g = self.lock();
+        let key = (resource, ns.to_owned(), name.to_owned());
+        let Some(old) = g.objects.get(&key).cloned() else {
+            return Err(status::not_found(resource, name));
+        };
+        if old["metadata"].get("deletionTimestamp").is_some() {
+            return Ok(old);
+        }
+        let mut new = old.clone();
+        new["metadata"]["deletionTimestamp"] = json!(now());
+        new["metadata"]["deletionGracePeriodSeconds"] = json!(grace_secs);
+        g.rv += 1;
+        let rv = g.rv;
+        new["metadata"]["resourceVersion"] = json!(rv.to_string());
+        g.objects.insert(key.clone(), new.clone());
+        let change = Change {
+            rv,
+            key,
+            kind: ChangeKind::Modified,
+            prev: Some(old),
+            object: new.clone(),
+        };
+        self.record(g, change);
+        Ok(new)
+    }
+
     /// Deletes an object (immediately, as with a zero grace period), checking optional
     /// uid/resourceVersion preconditions (409 Conflict when they do not hold).
     pub fn delete(
@@ -432,40 +468,6 @@ impl Store {
         );
         Ok(last)
     }
-}
-
-fn ensure_meta(obj: &mut Value) -> &serde_json::Map<String, Value> {
-    if !obj.is_object() {
-        *obj = json!({});
-    }
-    if !obj["metadata"].is_object() {
-        obj["metadata"] = json!({});
-    }
-    obj["metadata"].as_object().expect("metadata is an object")
-}
-
-/// `metadata.name` must be a DNS-1123 subdomain (what pods, NADs and events require).
-pub fn name_error(name: &str) -> Option<&'static str> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ends_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if name.len() > 253 {
-        Some("must be no more than 253 characters")
-    } else if !ok_chars || !ends_ok(name.bytes().next()) || !ends_ok(name.bytes().last()) {
-        Some(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-        )
-    } else {
-        None
-    }
-}
-
-/// The current time as the API renders `metav1.Time` (RFC 3339, seconds, UTC).
-pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 #[cfg(test)]

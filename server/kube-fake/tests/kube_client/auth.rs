@@ -174,3 +174,20 @@ async fn request_log_counts_by_method_and_content_type() {
         Some("application/merge-patch+json")
     );
 }
+
+#[tokio::test]
+async fn graceful_rotation_keeps_the_old_token_until_revoked() {
+    let (server, client) = setup().await;
+    let pods: Api<Pod> = Api::all(client);
+    let new = server.rotate_token_with_grace().unwrap();
+    pods.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(server.token_file_path()).unwrap(),
+        new
+    );
+    server.revoke_old_tokens();
+    let s = api_status(pods.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!(s.code, 401);
+    let fresh: Api<Pod> = Api::all(client_from(&server.kubeconfig_path()).await);
+    fresh.list(&ListParams::default()).await.unwrap();
+}

@@ -4,7 +4,8 @@
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, WatchEvent, WatchParams,
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PartialObjectMeta, WatchEvent,
+    WatchParams,
 };
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use plexus_kube_fake::Resource;
@@ -362,4 +363,92 @@ async fn discovery_lists_the_nad_group_until_its_crd_is_removed() {
         .list(&ListParams::default())
         .await
         .unwrap();
+}
+
+/// The adapter's pod path: a metadata-only runtime watcher of one node's pods, with pages of
+/// one object so the list continues, then live changes including a terminating pod.
+#[tokio::test]
+async fn metadata_watcher_of_one_node_pages_and_follows() {
+    let (server, client) = setup().await;
+    for (ns, name, node) in [
+        ("a", "p1", "node-a"),
+        ("a", "p2", "node-b"),
+        ("b", "p3", "node-a"),
+    ] {
+        add_pod(&server, ns, name, node);
+    }
+    let pods: Api<PartialObjectMeta<Pod>> = Api::all(client);
+    let cfg = watcher::Config::default()
+        .fields("spec.nodeName=node-a")
+        .page_size(1);
+    let mut events = watcher(pods, cfg).boxed();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+    let mut initial = Vec::new();
+    loop {
+        match next().await {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(o) => initial.push(o.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["p1", "p3"]);
+    let lists: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| !r.is_watch())
+        .collect();
+    assert_eq!(lists.len(), 2, "one page per pod: {lists:?}");
+    assert!(lists[1].query.contains("continue="), "{}", lists[1].query);
+
+    add_pod(&server, "a", "p4", "node-b");
+    server.mark_terminating("a", "p1", 30).unwrap();
+    match next().await {
+        watcher::Event::Apply(o) => {
+            assert_eq!(o.metadata.name.as_deref(), Some("p1"));
+            assert!(o.metadata.deletion_timestamp.is_some());
+        }
+        other => panic!("expected p1 terminating, got {other:?}"),
+    }
+    server.delete(Resource::Pod, "a", "p1").unwrap();
+    match next().await {
+        watcher::Event::Delete(o) => assert_eq!(o.metadata.name.as_deref(), Some("p1")),
+        other => panic!("expected p1 deleted, got {other:?}"),
+    }
+}
+
+/// Streaming lists (`sendInitialEvents=true`) are not kube-rs's default but are served: the
+/// initial state arrives as ADDED events closed by a bookmark marked initial-events-end.
+#[tokio::test]
+async fn streaming_list_ends_initial_events_with_a_bookmark() {
+    let (server, client) = setup().await;
+    server
+        .create(Resource::NetworkAttachmentDefinition, "ns1", nad("a"))
+        .unwrap();
+    let cfg = watcher::Config::default().streaming_lists();
+    let mut events = watcher(nad_api(client, None), cfg).boxed();
+    let mut names = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(o) => names.push(o.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(names, ["a"]);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1, "no list request: {reqs:?}");
+    assert!(reqs[0].query.contains("sendInitialEvents=true"));
 }
