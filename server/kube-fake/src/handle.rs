@@ -82,8 +82,14 @@ impl FakeApiServer {
         let (shared, conns) = (self.shared.clone(), self.conns.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
+                let tcp = match listener.accept().await {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // e.g. EMFILE: back off instead of spinning on the error
+                        tracing::warn!(error = %e, "fake kube-apiserver accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
                 let (acceptor, shared) = (acceptor.clone(), shared.clone());
                 let mut set = conns.lock().unwrap_or_else(|p| p.into_inner());
@@ -404,7 +410,7 @@ impl FakeApiServer {
         self.shared.clear_failures();
     }
 
-    /// The requests served so far (after authentication, including 401s), oldest first.
+    /// Every request answered so far, including those refused with 401, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.requests()
     }

@@ -166,6 +166,11 @@ impl State {
             if self.done {
                 return None;
             }
+            if self.close.has_changed().unwrap_or(true) {
+                // closed by the handle: end now, even with changes not yet sent
+                self.done = true;
+                continue;
+            }
             self.rx.borrow_and_update();
             if !self.started {
                 self.start();

@@ -191,3 +191,21 @@ async fn graceful_rotation_keeps_the_old_token_until_revoked() {
     let fresh: Api<Pod> = Api::all(client_from(&server.kubeconfig_path()).await);
     fresh.list(&ListParams::default()).await.unwrap();
 }
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_server() {
+    let server = plexus_kube_fake::FakeApiServer::start().await.unwrap();
+    let addr = server.addr();
+    tokio::net::TcpStream::connect(addr).await.unwrap();
+    drop(server);
+    let refused = tokio::time::timeout(crate::WAIT, async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "the port still accepts connections after the drop"
+    );
+}

@@ -452,3 +452,44 @@ async fn streaming_list_ends_initial_events_with_a_bookmark() {
     assert_eq!(reqs.len(), 1, "no list request: {reqs:?}");
     assert!(reqs[0].query.contains("sendInitialEvents=true"));
 }
+
+/// Closing watches ends the streams cleanly; the runtime watcher resumes from its last
+/// version with a new watch and no relist.
+#[tokio::test]
+async fn closed_watches_resume_from_the_last_version_without_relist() {
+    let (server, client) = setup().await;
+    server
+        .create(Resource::NetworkAttachmentDefinition, "ns1", nad("a"))
+        .unwrap();
+    let mut events = watcher(nad_api(client, None), watcher::Config::default()).boxed();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+    while !matches!(next().await, watcher::Event::InitDone) {}
+    for name in ["b", "c"] {
+        // "b" arrives on the first watch, which is then closed; "c" on the resumed one
+        server
+            .create(Resource::NetworkAttachmentDefinition, "ns1", nad(name))
+            .unwrap();
+        match next().await {
+            watcher::Event::Apply(o) => assert_eq!(o.metadata.name.as_deref(), Some(name)),
+            other => panic!("expected {name}, got {other:?}"),
+        }
+        server.close_watches();
+    }
+    let reqs = server.requests();
+    let lists = reqs.iter().filter(|r| !r.is_watch()).count();
+    assert_eq!(lists, 1, "no relist: {reqs:?}");
+    let watches = reqs.iter().filter(|r| r.is_watch()).count();
+    assert!(watches >= 2, "a second watch resumed: {reqs:?}");
+    let second = reqs.iter().filter(|r| r.is_watch()).nth(1).unwrap();
+    assert!(
+        !second.query.contains("resourceVersion=0"),
+        "{}",
+        second.query
+    );
+}
