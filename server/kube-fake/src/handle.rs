@@ -15,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::control::{Failure, RequestRecord, Shared};
 use crate::error::{Error, Result};
-use crate::kubeconfig::{self, User};
+use crate::kubeconfig::{self, Ca, User};
 use crate::patch::{self, PatchType};
 use crate::resource::Resource;
 use crate::status::ApiError;
@@ -116,13 +116,13 @@ impl FakeApiServer {
         kubeconfig::write(
             &self.kubeconfig_path(),
             &self.url(),
-            &self.tls.ca_pem,
+            Ca::Data(&self.tls.ca_pem),
             User::Token(&token),
         )?;
         kubeconfig::write(
             &self.kubeconfig_token_file_path(),
             &self.url(),
-            &self.tls.ca_pem,
+            Ca::File(&self.ca_file_path()),
             User::TokenFile(&self.token_file_path()),
         )
     }
@@ -152,7 +152,9 @@ impl FakeApiServer {
         self.dir.path().join("kubeconfig")
     }
 
-    /// A kubeconfig whose user reads [`token_file_path`](Self::token_file_path) (`tokenFile`).
+    /// A kubeconfig that reads the in-cluster style files: the CA from
+    /// [`ca_file_path`](Self::ca_file_path) (`certificate-authority`) and the token from
+    /// [`token_file_path`](Self::token_file_path) (`tokenFile`).
     pub fn kubeconfig_token_file_path(&self) -> PathBuf {
         self.dir.path().join("kubeconfig-tokenfile")
     }

@@ -31,19 +31,30 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// Writes a kubeconfig for `server` trusting `ca_pem`, context namespace `default`.
-pub fn write(path: &Path, server: &str, ca_pem: &str, user: User<'_>) -> Result<()> {
+/// How the kubeconfig's cluster names its CA.
+#[derive(Debug, Clone)]
+pub enum Ca<'a> {
+    /// `certificate-authority-data` (base64 of the PEM).
+    Data(&'a str),
+    /// `certificate-authority`: a PEM file the client reads.
+    File(&'a Path),
+}
+
+/// Writes a kubeconfig for `server` trusting `ca`, context namespace `default`.
+pub fn write(path: &Path, server: &str, ca: Ca<'_>, user: User<'_>) -> Result<()> {
     let user = match user {
         User::Token(t) => json!({ "token": t }),
         User::TokenFile(p) => json!({ "tokenFile": p.to_string_lossy() }),
     };
+    let mut cluster = json!({ "server": server });
+    match ca {
+        Ca::Data(pem) => cluster["certificate-authority-data"] = json!(STANDARD.encode(pem)),
+        Ca::File(p) => cluster["certificate-authority"] = json!(p.to_string_lossy()),
+    }
     let cfg = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{ "name": "plexus-kube-fake", "cluster": {
-            "server": server,
-            "certificate-authority-data": STANDARD.encode(ca_pem),
-        }}],
+        "clusters": [{ "name": "plexus-kube-fake", "cluster": cluster }],
         "users": [{ "name": "plexus-kube-fake", "user": user }],
         "contexts": [{ "name": "plexus-kube-fake", "context": {
             "cluster": "plexus-kube-fake", "user": "plexus-kube-fake", "namespace": "default",

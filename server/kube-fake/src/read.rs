@@ -151,7 +151,8 @@ pub fn list_or_watch(
             Some(x) => Some(parse_rv(x)?),
         };
         let timeout = match q.non_empty("timeoutSeconds") {
-            None => DEFAULT_WATCH_TIMEOUT,
+            // unset or 0: the server picks its own (minRequestTimeout-based) length
+            None | Some("0") => DEFAULT_WATCH_TIMEOUT,
             Some(s) => Duration::from_secs(s.parse().map_err(|_| {
                 status::bad_request(format!(
                     "invalid timeoutSeconds {s:?}: expected a non-negative integer"
