@@ -143,12 +143,7 @@ async fn route(
         }
         ("PUT", Some(name)) => {
             let body = read_json(req, content_type).await?;
-            let ns = target.namespace.as_deref().unwrap_or("");
-            let status_only = target.subresource == Some(Subresource::Status);
-            let obj = shared
-                .store
-                .update(target.resource, ns, name, body, status_only)?;
-            Ok(json_response(200, &obj))
+            update(shared, &target, name, body)
         }
         ("PATCH", Some(name)) => patch_object(shared, req, &target, name, content_type).await,
         ("DELETE", Some(name)) if target.subresource.is_none() => {
@@ -191,9 +186,9 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| status::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
-fn create(shared: &Shared, t: &Target, body: Value) -> Result<Response<Body>, ApiError> {
-    let ns = t.namespace.as_deref().unwrap_or("");
-    let r = t.resource;
+/// The body of a create or update: an object whose `apiVersion`, `kind` and
+/// `metadata.namespace`, when given, are the ones of the URL (400 otherwise).
+fn check_body(r: Resource, ns: &str, body: &Value) -> Result<(), ApiError> {
     if !body.is_object() {
         return Err(status::bad_request(
             "the request body must be a JSON object",
@@ -222,12 +217,53 @@ fn create(shared: &Shared, t: &Target, body: Value) -> Result<Response<Body>, Ap
     if body
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
-        .is_some_and(|n| n != ns)
+        .is_some_and(|n| !n.is_empty() && n != ns)
     {
         return Err(status::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
+    Ok(())
+}
+
+/// PUT: custom resources refuse unconditional updates (the CRD strategy's
+/// `AllowUnconditionalUpdate` is false), built-in pods and events accept them.
+fn update(
+    shared: &Shared,
+    t: &Target,
+    name: &str,
+    body: Value,
+) -> Result<Response<Body>, ApiError> {
+    let ns = t.namespace.as_deref().unwrap_or("");
+    check_body(t.resource, ns, &body)?;
+    let rv = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
+    if t.resource.is_custom() && rv.is_none_or(str::is_empty) {
+        let e = FieldError::invalid(
+            "metadata.resourceVersion",
+            &json!("0x0"),
+            "must be specified for an update",
+        );
+        let mut err = status::invalid(t.resource, name, &[e]);
+        // the server renders this value unquoted
+        err.body["message"] = json!(format!(
+            "{} {name:?} is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+            t.resource.qualified_kind()
+        ));
+        return Err(err);
+    }
+    let status_only = t.subresource == Some(Subresource::Status);
+    let obj = shared
+        .store
+        .update(t.resource, ns, name, body, status_only)?;
+    Ok(json_response(200, &obj))
+}
+
+fn create(shared: &Shared, t: &Target, body: Value) -> Result<Response<Body>, ApiError> {
+    let ns = t.namespace.as_deref().unwrap_or("");
+    let r = t.resource;
+    check_body(r, ns, &body)?;
     let name = body
         .pointer("/metadata/name")
         .and_then(Value::as_str)

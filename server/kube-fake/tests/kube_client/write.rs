@@ -189,3 +189,47 @@ async fn event_create_validates_as_events_k8s_io_v1() {
     );
     assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists"));
 }
+
+#[tokio::test]
+async fn replace_needs_a_version_on_custom_resources_and_checks_it() {
+    let (server, client) = setup().await;
+    let stored = server
+        .create(
+            Resource::NetworkAttachmentDefinition,
+            "ns1",
+            crate::nad("n"),
+        )
+        .unwrap();
+    let gvk =
+        kube::api::GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions");
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client, "ns1", &ar);
+    let mut obj: kube::api::DynamicObject = serde_json::from_value(stored).unwrap();
+    obj.data["spec"]["config"] = json!("{}");
+    let current = obj.clone();
+    obj.metadata.resource_version = None;
+    let s = api_status(
+        api.replace("n", &PostParams::default(), &obj)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+    assert!(
+        s.message.ends_with(
+            "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+        ),
+        "{}",
+        s.message
+    );
+    let replaced = api
+        .replace("n", &PostParams::default(), &current)
+        .await
+        .unwrap();
+    assert_eq!(replaced.data["spec"]["config"], "{}");
+    let s = api_status(
+        api.replace("n", &PostParams::default(), &current)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+}
