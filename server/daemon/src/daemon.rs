@@ -12,6 +12,7 @@ use crate::attacher::Attacher;
 use crate::config::{Config, Delegation, NadSource};
 use crate::engine::EngineAttacher;
 use crate::error::{Error, Result};
+use crate::kubernetes::Cluster;
 use crate::node::{Limits, Node};
 use crate::planner::{Explanation, Planner};
 use crate::resolver::{Resolver, pod_from_manifest};
@@ -37,10 +38,36 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-/// The resolver of a daemon config (NADs from its source).
+/// The resolver of a daemon config whose NADs come from a directory. In Kubernetes mode NADs
+/// need the API server ([`connect_resolver`]); this offline resolver then sees none.
 pub fn resolver(config: &Config) -> Resolver {
-    let NadSource::Directory(dir) = &config.nad_source;
-    Resolver::new(config.resolver(), Arc::new(DirSource::new(dir.clone())))
+    match &config.nad_source {
+        NadSource::Directory(dir) => {
+            Resolver::new(config.resolver(), Arc::new(DirSource::new(dir.clone())))
+        }
+        NadSource::Kubernetes { .. } => Resolver::new(
+            config.resolver(),
+            Arc::new(plexus_core::nad::MemorySource::default()),
+        ),
+    }
+}
+
+/// The resolver of a daemon config, connected to the API server in Kubernetes mode (then
+/// also the [`Cluster`] that publishes network-status and events).
+pub async fn connect_resolver(config: &Config) -> Result<(Resolver, Option<Arc<Cluster>>)> {
+    match &config.nad_source {
+        NadSource::Directory(_) => Ok((resolver(config), None)),
+        NadSource::Kubernetes {
+            kubeconfig,
+            namespaces,
+        } => {
+            let cluster = Cluster::connect(kubeconfig.clone(), namespaces.clone()).await?;
+            Ok((
+                Resolver::with_cluster(config.resolver(), Arc::clone(&cluster)),
+                Some(cluster),
+            ))
+        }
+    }
 }
 
 /// Runs plexusd until `shutdown` resolves: opens the engine, finishes or undoes work a
@@ -68,12 +95,18 @@ pub async fn run(
         max_queued: config.max_queued,
         setup_budget: Some(config.nri_deadline_budget),
     };
-    let planner = Arc::new(resolver(config));
+    let (planner, cluster) = connect_resolver(config).await?;
+    let planner = Arc::new(planner);
     let node = match metrics {
         Some(m) => Node::with_metrics(attacher, planner, limits, m),
         None => Node::new(attacher, planner, limits),
     };
-    let background = Background::start(&node, config);
+    let mut background = Background::start(&node, config);
+    if let Some(cluster) = cluster {
+        background
+            .tasks
+            .push(crate::kubernetes::bridge(&node, cluster));
+    }
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");

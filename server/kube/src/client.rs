@@ -37,39 +37,45 @@ pub struct KubeSettings {
 }
 
 impl KubeSettings {
-    /// Settings with the node name from `NODE_NAME`, else the hostname. Each namespace must
-    /// be a DNS label (RFC 1123, at most 63 characters); duplicates are removed.
+    /// Settings with the node name from `NODE_NAME`, else the hostname, and the namespaces
+    /// checked with [`validate_namespaces`].
     pub fn new(kubeconfig: Option<PathBuf>, namespaces: Vec<String>) -> Result<Self> {
-        if namespaces.len() > MAX_NAMESPACES {
-            return Err(Error::InvalidSettings {
-                field: "namespaces",
-                reason: format!(
-                    "{} namespaces listed; at most {MAX_NAMESPACES} are accepted (leave the list empty to watch all namespaces)",
-                    namespaces.len()
-                ),
-            });
-        }
-        let mut checked: Vec<String> = Vec::with_capacity(namespaces.len());
-        for ns in namespaces {
-            if !is_dns_label(&ns) {
-                return Err(Error::InvalidSettings {
-                    field: "namespaces",
-                    reason: format!(
-                        "{:?} is not a namespace name; accepted: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
-                        shorten(&ns, 80)
-                    ),
-                });
-            }
-            if !checked.contains(&ns) {
-                checked.push(ns);
-            }
-        }
         Ok(Self {
             kubeconfig,
-            namespaces: checked,
+            namespaces: validate_namespaces(namespaces)?,
             node_name: node_name()?,
         })
     }
+}
+
+/// Checks `nadSource.kubernetes.namespaces`: at most [`MAX_NAMESPACES`], each a DNS label
+/// (RFC 1123, at most 63 characters); duplicates are removed, order kept.
+pub fn validate_namespaces(namespaces: Vec<String>) -> Result<Vec<String>> {
+    if namespaces.len() > MAX_NAMESPACES {
+        return Err(Error::InvalidSettings {
+            field: "namespaces",
+            reason: format!(
+                "{} namespaces listed; at most {MAX_NAMESPACES} are accepted (leave the list empty to watch all namespaces)",
+                namespaces.len()
+            ),
+        });
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(namespaces.len());
+    for ns in namespaces {
+        if !is_dns_label(&ns) {
+            return Err(Error::InvalidSettings {
+                field: "namespaces",
+                reason: format!(
+                    "{:?} is not a namespace name; accepted: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
+                    shorten(&ns, 80)
+                ),
+            });
+        }
+        if !checked.contains(&ns) {
+            checked.push(ns);
+        }
+    }
+    Ok(checked)
 }
 
 /// This node's name: `NODE_NAME` (set from `spec.nodeName` by the DaemonSet's downward API),
@@ -269,11 +275,10 @@ mod tests {
 
     #[test]
     fn namespaces_must_be_dns_labels_and_are_deduplicated() {
-        let s =
-            KubeSettings::new(None, vec!["a".into(), "kube-system".into(), "a".into()]).unwrap();
-        assert_eq!(s.namespaces, ["a", "kube-system"]);
+        let s = validate_namespaces(vec!["a".into(), "kube-system".into(), "a".into()]).unwrap();
+        assert_eq!(s, ["a", "kube-system"]);
         for bad in ["", "Upper", "-x", "a_b", &"n".repeat(64)] {
-            let err = KubeSettings::new(None, vec![bad.to_string()]).unwrap_err();
+            let err = validate_namespaces(vec![bad.to_string()]).unwrap_err();
             assert!(
                 err.to_string()
                     .starts_with("nadSource.kubernetes.namespaces: "),
@@ -281,7 +286,7 @@ mod tests {
             );
         }
         let many = (0..=MAX_NAMESPACES).map(|i| format!("n{i}")).collect();
-        assert!(KubeSettings::new(None, many).is_err());
+        assert!(validate_namespaces(many).is_err());
     }
 
     #[test]

@@ -86,10 +86,10 @@ pub fn no_network_found(namespace: &str, name: &str, cause: &str) -> Report {
 
 /// Attaching a network to the pod failed.
 pub fn attach_failed(network: &str, interface: &str, cause: &str) -> Report {
-    let target = if interface.is_empty() {
-        format!("network {network}")
-    } else {
-        format!("network {network} (interface {interface})")
+    let target = match (network.is_empty(), interface.is_empty()) {
+        (true, _) => "the pod's networks".to_string(),
+        (false, true) => format!("network {network}"),
+        (false, false) => format!("network {network} (interface {interface})"),
     };
     Report {
         severity: Severity::Warning,

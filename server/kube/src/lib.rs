@@ -18,6 +18,8 @@ mod task;
 pub use client::{KubeSettings, connect, node_name};
 pub use error::{Error, Result};
 pub use event::Recorder;
+/// The API client type the constructors take.
+pub use kube::Client;
 pub use nad::{NadCache, missing_nad};
 pub use outbox::{QueueStats, RetryPolicy};
 pub use pod::{PodMeta, PodWatch};
