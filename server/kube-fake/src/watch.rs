@@ -185,7 +185,8 @@ impl State {
                     for c in &changes {
                         self.push_change(c);
                     }
-                    self.last = rv;
+                    // a watch from a version the server has not reached yet stays there
+                    self.last = self.last.max(rv);
                 }
             }
             if !self.pending.is_empty() {

@@ -493,3 +493,40 @@ async fn closed_watches_resume_from_the_last_version_without_relist() {
         second.query
     );
 }
+
+/// A watch from a version ahead of the server's carries only changes after that version,
+/// and its bookmarks never go back before it.
+#[tokio::test]
+async fn watch_from_a_future_version_skips_changes_up_to_it() {
+    let (server, client) = setup().await;
+    server.set_bookmark_interval(std::time::Duration::from_millis(20));
+    let api = nad_api(client, None);
+    let ahead = server.resource_version() + 2;
+    let wp = WatchParams::default().timeout(10);
+    let mut events = api.watch(&wp, &ahead.to_string()).await.unwrap().boxed();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    match next().await {
+        Some(WatchEvent::Bookmark(b)) => assert_eq!(b.metadata.resource_version, ahead.to_string()),
+        other => panic!("expected a bookmark at {ahead}, got {other:?}"),
+    }
+    for n in ["a", "b", "c"] {
+        server
+            .create(Resource::NetworkAttachmentDefinition, "ns1", nad(n))
+            .unwrap();
+    }
+    loop {
+        match next().await {
+            Some(WatchEvent::Bookmark(_)) => {}
+            Some(WatchEvent::Added(o)) => {
+                assert_eq!(o.metadata.name.as_deref(), Some("c"));
+                break;
+            }
+            other => panic!("expected only c, got {other:?}"),
+        }
+    }
+}
