@@ -28,10 +28,22 @@ struct Setup {
     fake: FakeApiServer,
     cluster: Arc<Cluster>,
     node: TestNode,
-    _bridge: tokio::task::JoinHandle<()>,
+    bridge: tokio::task::JoinHandle<()>,
+}
+
+impl Setup {
+    /// Stops this "plexusd": its bridge, node and cluster (watches and queues) go away.
+    fn kill(self) -> FakeApiServer {
+        self.bridge.abort();
+        self.fake
+    }
 }
 
 async fn setup(fake: FakeApiServer) -> Setup {
+    setup_with(fake, FakeAttacher::new()).await
+}
+
+async fn setup_with(fake: FakeApiServer, attacher: FakeAttacher) -> Setup {
     let settings = KubeSettings {
         kubeconfig: Some(fake.kubeconfig_path()),
         namespaces: Vec::new(),
@@ -41,7 +53,7 @@ async fn setup(fake: FakeApiServer) -> Setup {
     let cluster = Arc::new(Cluster::start(client, &settings));
     let resolver = Resolver::with_cluster(plexus_core::Config::default(), Arc::clone(&cluster));
     let node = Node::new(
-        Arc::new(FakeAttacher::new()),
+        Arc::new(attacher),
         Arc::new(resolver),
         Limits {
             setup_budget: None,
@@ -53,7 +65,7 @@ async fn setup(fake: FakeApiServer) -> Setup {
         fake,
         cluster,
         node,
-        _bridge: bridge,
+        bridge,
     }
 }
 
@@ -278,4 +290,83 @@ async fn before_the_first_list_only_pods_that_need_a_nad_wait() {
         "{err}"
     );
     assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unavailable);
+}
+
+async fn wait_status(fake: &FakeApiServer, name: &str, want: &str) {
+    let landed = fake
+        .wait_for(
+            Resource::Pod,
+            "default",
+            name,
+            Duration::from_secs(30),
+            |o| {
+                o.and_then(|o| {
+                    o.pointer("/metadata/annotations/k8s.v1.cni.cncf.io~1network-status")
+                })
+                .and_then(Value::as_str)
+                    == Some(want)
+            },
+        )
+        .await;
+    assert!(
+        landed.is_some(),
+        "network-status {want} of {name} never landed"
+    );
+}
+
+#[tokio::test]
+async fn with_the_api_down_a_pod_with_cached_nads_starts_and_its_status_lands_later() {
+    let fake = FakeApiServer::start().await.unwrap();
+    fake.create(
+        Resource::NetworkAttachmentDefinition,
+        "default",
+        nad("macvlan-conf"),
+    )
+    .unwrap();
+    let s = setup(fake).await;
+    s.cluster.nads.wait_synced().await;
+    let web = pod(&s.fake, "web");
+    s.fake.stop().await;
+    let outcome = s
+        .node
+        .setup_pod(spec(&web), networks("macvlan-conf"), None)
+        .await
+        .expect("cached NADs need no API server");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.cluster.status().last_error.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempt seen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.cluster.status().publish_backlog, 1);
+    s.fake.restart().await.unwrap();
+    wait_status(&s.fake, "web", &outcome.network_status).await;
+}
+
+#[tokio::test]
+async fn a_restart_during_an_outage_still_converges_from_the_records() {
+    let fake = FakeApiServer::start().await.unwrap();
+    fake.create(
+        Resource::NetworkAttachmentDefinition,
+        "default",
+        nad("macvlan-conf"),
+    )
+    .unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let first = setup_with(fake, FakeAttacher::persistent(records.path().to_path_buf())).await;
+    first.cluster.nads.wait_synced().await;
+    let web = pod(&first.fake, "web");
+    first.fake.stop().await;
+    let outcome = first
+        .node
+        .setup_pod(spec(&web), networks("macvlan-conf"), None)
+        .await
+        .unwrap();
+    // plexusd dies with the patch still queued; the next one starts while the API is down.
+    let fake = first.kill();
+    let second = setup_with(fake, FakeAttacher::persistent(records.path().to_path_buf())).await;
+    second.fake.restart().await.unwrap();
+    wait_status(&second.fake, "web", &outcome.network_status).await;
 }
