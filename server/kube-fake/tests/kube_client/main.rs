@@ -5,11 +5,13 @@
 
 mod auth;
 mod list_watch;
+mod runtime;
 mod write;
 
 use std::path::Path;
 use std::time::Duration;
 
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use plexus_kube_fake::{FakeApiServer, Resource};
@@ -66,5 +68,15 @@ pub fn api_status(e: kube::Error) -> Box<kube::core::Status> {
     match e {
         kube::Error::Api(s) => s,
         other => panic!("expected an API Status error, got {other:?}"),
+    }
+}
+
+/// The NAD API (all namespaces or one), as a dynamic object.
+pub fn nad_api(client: kube::Client, ns: Option<&str>) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions");
+    match ns {
+        Some(ns) => Api::namespaced_with(client, ns, &ar),
+        None => Api::all_with(client, &ar),
     }
 }

@@ -233,3 +233,41 @@ async fn replace_needs_a_version_on_custom_resources_and_checks_it() {
     );
     assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
 }
+
+/// Malformed or unsupported requests get a Status with the code the API server uses.
+#[tokio::test]
+async fn malformed_requests_get_status_errors() {
+    let (server, client) = setup().await;
+    add_pod(&server, "ns1", "p1", "node-a");
+    let pods = "/api/v1/namespaces/ns1/pods";
+    let cases: Vec<(http::Request<Vec<u8>>, u16, &str)> = vec![
+        (http::Request::post(pods).header("content-type", "application/json").body(b"{not json".to_vec()).unwrap(), 400, "BadRequest"),
+        (http::Request::post(pods).header("content-type", "application/json").body(vec![b' '; 3 * 1024 * 1024 + 1]).unwrap(), 413, "RequestEntityTooLarge"),
+        (http::Request::post(pods).header("content-type", "application/yaml").body(b"a: b".to_vec()).unwrap(), 415, "UnsupportedMediaType"),
+        (http::Request::get("/api/v1/namespaces/ns1/pods/p1").header("accept", "application/vnd.kubernetes.protobuf").body(vec![]).unwrap(), 406, "NotAcceptable"),
+        (http::Request::get("/api/v1/namespaces/ns1/pods?fieldSelector=%zz").body(vec![]).unwrap(), 400, "BadRequest"),
+        (http::Request::get("/api/v1/namespaces/ns1/pods?resourceVersionMatch=Exact").body(vec![]).unwrap(), 422, "Invalid"),
+        (http::Request::get("/api/v1/namespaces/ns1/pods?resourceVersion=abc&resourceVersionMatch=Exact").body(vec![]).unwrap(), 400, "BadRequest"),
+        (http::Request::get("/apis/apps/v1/namespaces/ns1/deployments").body(vec![]).unwrap(), 404, "NotFound"),
+        (http::Request::delete(pods).body(vec![]).unwrap(), 405, "MethodNotAllowed"),
+        (http::Request::patch("/api/v1/namespaces/ns1/pods/p1").header("content-type", "application/apply-patch+yaml").body(b"{}".to_vec()).unwrap(), 415, "UnsupportedMediaType"),
+        (http::Request::post(pods).header("content-type", "application/json").body(br#"{"metadata":{"name":"x","namespace":"other"},"spec":{"containers":[{"name":"c"}]}}"#.to_vec()).unwrap(), 400, "BadRequest"),
+        (http::Request::post(pods).header("content-type", "application/json").body(br#"{"metadata":{"name":"x"},"spec":{}}"#.to_vec()).unwrap(), 422, "Invalid"),
+    ];
+    for (req, code, reason) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let resp = client.send(req.map(Into::into)).await.unwrap();
+        assert_eq!(resp.status(), code, "{what}");
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status["kind"].as_str(), status["reason"].as_str()),
+            (Some("Status"), Some(reason)),
+            "{what}: {status}"
+        );
+        assert_eq!(status["code"], code, "{what}");
+    }
+}
