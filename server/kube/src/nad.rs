@@ -345,9 +345,12 @@ async fn run_scope(
         Some(ns) => Api::namespaced_with(shared.client.clone(), ns, &shared.resource),
         None => Api::all_with(shared.client.clone(), &shared.resource),
     };
+    // managedFields can outweigh the NAD itself; the cache keeps what resolution reads.
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|obj: &mut DynamicObject| obj.metadata.managed_fields = None),
     );
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {

@@ -143,7 +143,17 @@ async fn run(
     // `Api<PartialObjectMeta<_>>` lists and watches with the metadata-only content type.
     let api: Api<PartialObjectMeta<Pod>> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node));
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config)
+            .default_backoff()
+            .modify(|pod: &mut PartialObjectMeta<Pod>| {
+                // Only annotations and identity are read; drop the rest of the metadata.
+                pod.metadata.managed_fields = None;
+                pod.metadata.labels = None;
+                pod.metadata.owner_references = None;
+            }),
+    );
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {
         match item {
