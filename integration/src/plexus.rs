@@ -59,6 +59,17 @@ pub struct Options {
     pub nri_deadline: Duration,
     /// plexusd's log level.
     pub log_level: String,
+    /// Kubernetes mode: NADs from this API server instead of the NAD directory.
+    pub kubernetes: Option<Kubernetes>,
+}
+
+/// plexusd in Kubernetes mode (`nadSource.kubernetes`).
+#[derive(Debug, Clone)]
+pub struct Kubernetes {
+    /// The kubeconfig plexusd reads (server, CA, token).
+    pub kubeconfig: PathBuf,
+    /// plexusd's `NODE_NAME` (the node whose pods it watches).
+    pub node_name: String,
 }
 
 impl Default for Options {
@@ -66,6 +77,7 @@ impl Default for Options {
         Self {
             nri_deadline: Duration::from_millis(1500),
             log_level: "info".into(),
+            kubernetes: None,
         }
     }
 }
@@ -108,24 +120,35 @@ impl Paths {
 }
 
 /// The plexusd config for a test run. `cluster_network` is containerd's primary conflist:
-/// in runtime mode it only names eth0's network in network-status, as with Multus.
+/// in runtime mode it only names eth0's network in network-status, as with Multus. NADs
+/// come from the NAD directory, or with `kubernetes` from that API server.
 pub fn plexusd_yaml(
     paths: &Paths,
     host_netns: &Path,
     cni_bin_dir: &Path,
     cluster_network: &Path,
     log_level: &str,
+    kubernetes: Option<&Kubernetes>,
 ) -> String {
     let d = paths.dir.display();
+    let source = match kubernetes {
+        Some(k) => format!(
+            "nadSource:\n  kubernetes:\n    kubeconfig: {}\n",
+            k.kubeconfig.display()
+        ),
+        None => format!(
+            "nadSource:\n  directory: {}\n",
+            paths.networks_dir.display()
+        ),
+    };
     format!(
         "socket: {sock}\nstateDir: {state}\ncniBinDirs:\n  - {bin}\ncniConfDir: {d}/net.d\n\
-         cniCacheDir: {d}/cni-cache\nipamDataDir: {ipam}\nnadSource:\n  directory: {nets}\n\
+         cniCacheDir: {d}/cni-cache\nipamDataDir: {ipam}\n{source}\
          hostNetns: {host}\nclusterNetwork: {cluster}\ntelemetry:\n  logLevel: {log_level}\n",
         sock = paths.socket.display(),
         state = paths.state_dir.display(),
         bin = cni_bin_dir.display(),
         ipam = paths.ipam_dir.display(),
-        nets = paths.networks_dir.display(),
         host = host_netns.display(),
         cluster = cluster_network.display(),
     )
@@ -146,7 +169,7 @@ pub struct Plexus {
 }
 
 impl Plexus {
-    /// Writes the config and `nads`, starts plexusd, then plexus-nri, and waits until
+    /// Writes the config and `nads` (into the NAD directory, not in Kubernetes mode), starts plexusd, then plexus-nri, and waits until
     /// containerd reports the NRI plugin connected.
     pub async fn start(containerd: &Containerd, nads: &[Nad], opts: Options) -> Result<Self> {
         let bins = bin_dir()?;
@@ -172,10 +195,14 @@ impl Plexus {
             &containerd.options().cni_bin_dir,
             &containerd.paths().primary_conflist(),
             &opts.log_level,
+            opts.kubernetes.as_ref(),
         );
         std::fs::write(&paths.config, yaml).map_err(Error::io("write", &paths.config))?;
-        for nad in nads {
-            nad.write_to(&paths.networks_dir)?;
+        // In Kubernetes mode the NADs come from the API server only.
+        if opts.kubernetes.is_none() {
+            for nad in nads {
+                nad.write_to(&paths.networks_dir)?;
+            }
         }
         let mut me = Self {
             paths,
@@ -207,12 +234,19 @@ impl Plexus {
     pub async fn start_plexusd(&mut self) -> Result<()> {
         let program = binary(&self.bins, "plexusd")?;
         let args: [&OsStr; 2] = ["--config".as_ref(), self.paths.config.as_os_str()];
-        let mut d = Daemon::spawn(
+        let env: Vec<(String, String)> = self
+            .opts
+            .kubernetes
+            .iter()
+            .map(|k| ("NODE_NAME".to_owned(), k.node_name.clone()))
+            .collect();
+        let mut d = Daemon::spawn_with_env(
             "plexusd",
             &program,
             &args,
             Some(&self.host_netns),
             &self.paths.plexusd_log,
+            &env,
         )?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
