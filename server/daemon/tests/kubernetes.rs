@@ -13,7 +13,7 @@ use plexus_kube::KubeSettings;
 use plexus_kube_fake::{Failure, FailureKind, FakeApiServer, Resource};
 use plexus_server::error::{Error, ResolveFailure};
 use plexus_server::kubernetes::{Cluster, bridge};
-use plexus_server::model::SandboxSpec;
+use plexus_server::model::{SandboxSpec, Selector};
 use plexus_server::node::{Limits, Node};
 use plexus_server::resolver::Resolver;
 use plexus_server::test_util::FakeAttacher;
@@ -369,4 +369,68 @@ async fn a_restart_during_an_outage_still_converges_from_the_records() {
     let second = setup_with(fake, FakeAttacher::persistent(records.path().to_path_buf())).await;
     second.fake.restart().await.unwrap();
     wait_status(&second.fake, "web", &outcome.network_status).await;
+}
+
+fn status_patches(fake: &FakeApiServer, name: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.path.ends_with(&format!("/pods/{name}/status"))
+                && r.status == 200
+        })
+        .count()
+}
+
+/// Waits until the publisher is idle and `name` has had more than `after` status patches.
+async fn wait_patched(s: &Setup, name: &str, after: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = status_patches(&s.fake, name);
+        if n > after && s.cluster.status().publish_backlog == 0 {
+            return n;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new status patch of {name} after {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn hot_attach_and_detach_publish_the_status_again() {
+    let fake = FakeApiServer::start().await.unwrap();
+    for name in ["macvlan-conf", "second"] {
+        fake.create(Resource::NetworkAttachmentDefinition, "default", nad(name))
+            .unwrap();
+    }
+    let s = setup(fake).await;
+    s.cluster.nads.wait_synced().await;
+    let web = pod(&s.fake, "web");
+    let sandbox = Selector::Sandbox(spec(&web).sandbox_id);
+    s.node
+        .setup_pod(spec(&web), networks("macvlan-conf"), None)
+        .await
+        .unwrap();
+    let after_setup = wait_patched(&s, "web", 0).await;
+    let attached = s
+        .node
+        .attach(sandbox.clone(), "second".to_string(), None)
+        .await
+        .unwrap();
+    let after_attach = wait_patched(&s, "web", after_setup).await;
+    wait_status(&s.fake, "web", &attached.network_status).await;
+    let events = wait_events(&s.fake, "web", 3).await;
+    assert!(
+        events.iter().any(|e| e.ends_with("from default/second")),
+        "{events:?}"
+    );
+    let detached = s
+        .node
+        .detach(sandbox, attached.attachment.interface.clone(), None)
+        .await
+        .unwrap();
+    wait_patched(&s, "web", after_attach).await;
+    wait_status(&s.fake, "web", &detached.network_status).await;
 }
