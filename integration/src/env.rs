@@ -49,6 +49,8 @@ pub struct Env {
     pub uplink: String,
     /// The subnets in use.
     pub subnets: Subnets,
+    /// The standard networks (in the NAD directory, or in Kubernetes mode on the API server).
+    pub nads: Vec<Nad>,
     kept: bool,
 }
 
@@ -87,6 +89,17 @@ impl Env {
     /// Starts everything with the given options.
     pub async fn start_with(c: containerd::Options, p: plexus::Options) -> Result<Self> {
         let containerd = Containerd::start(c).await?;
+        Self::start_on(containerd, p, |_| Ok(())).await
+    }
+
+    /// Starts plexus on a running containerd (whose namespace then already holds what plexusd
+    /// must reach, e.g. a fake API server). `publish` sees the standard networks before
+    /// plexusd starts: in Kubernetes mode it creates them on the API server.
+    pub async fn start_on(
+        containerd: Containerd,
+        p: plexus::Options,
+        publish: impl FnOnce(&[Nad]) -> Result<()>,
+    ) -> Result<Self> {
         let uplink = create_uplink(containerd.host_netns())?;
         let n = next_id() % 256;
         let subnets = Subnets {
@@ -96,19 +109,21 @@ impl Env {
         };
         let ipam = containerd.paths().run_dir.join("plexus/ipam");
         let bridge = format!("pxn{}x{n}", std::process::id() % 100_000);
-        let nads = [
+        let nads = vec![
             Nad::macvlan(NAMESPACE, MACVLAN, &uplink, &subnets.macvlan, &ipam),
             Nad::bridge(NAMESPACE, BRIDGE, &bridge, &subnets.bridge, &ipam),
             Nad::macvlan_static(NAMESPACE, IOT, &uplink),
             Nad::failing(NAMESPACE, BROKEN),
             Nad::macvlan(NAMESPACE, NO_MASTER, "pxnomaster0", &subnets.macvlan, &ipam),
         ];
+        publish(&nads)?;
         let plexus = Plexus::start(&containerd, &nads, p).await?;
         Ok(Self {
             plexus,
             containerd,
             uplink,
             subnets,
+            nads,
             kept: false,
         })
     }

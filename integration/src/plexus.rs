@@ -62,6 +62,17 @@ pub struct Options {
     /// The CNI shim path instead of NRI: plexusd installs itself as containerd's CNI
     /// network (`cni.install: auto`, the primary wrapped) and plexus-nri is not started.
     pub shim: bool,
+    /// Kubernetes mode: NADs from this API server instead of the NAD directory.
+    pub kubernetes: Option<Kubernetes>,
+}
+
+/// plexusd in Kubernetes mode (`nadSource.kubernetes`).
+#[derive(Debug, Clone)]
+pub struct Kubernetes {
+    /// The kubeconfig plexusd reads (server, CA, token).
+    pub kubeconfig: PathBuf,
+    /// plexusd's `NODE_NAME` (the node whose pods it watches).
+    pub node_name: String,
 }
 
 impl Default for Options {
@@ -70,6 +81,7 @@ impl Default for Options {
             nri_deadline: Duration::from_millis(1500),
             log_level: "info".into(),
             shim: false,
+            kubernetes: None,
         }
     }
 }
@@ -112,24 +124,35 @@ impl Paths {
 }
 
 /// The plexusd config for a test run. `cluster_network` is containerd's primary conflist:
-/// in runtime mode it only names eth0's network in network-status, as with Multus.
+/// in runtime mode it only names eth0's network in network-status, as with Multus. NADs
+/// come from the NAD directory, or with `kubernetes` from that API server.
 pub fn plexusd_yaml(
     paths: &Paths,
     host_netns: &Path,
     cni_bin_dir: &Path,
     cluster_network: &Path,
     log_level: &str,
+    kubernetes: Option<&Kubernetes>,
 ) -> String {
     let d = paths.dir.display();
+    let source = match kubernetes {
+        Some(k) => format!(
+            "nadSource:\n  kubernetes:\n    kubeconfig: {}\n",
+            k.kubeconfig.display()
+        ),
+        None => format!(
+            "nadSource:\n  directory: {}\n",
+            paths.networks_dir.display()
+        ),
+    };
     format!(
         "socket: {sock}\nstateDir: {state}\ncniBinDirs:\n  - {bin}\ncniConfDir: {d}/net.d\n\
-         cniCacheDir: {d}/cni-cache\nipamDataDir: {ipam}\nnadSource:\n  directory: {nets}\n\
+         cniCacheDir: {d}/cni-cache\nipamDataDir: {ipam}\n{source}\
          hostNetns: {host}\nclusterNetwork: {cluster}\ntelemetry:\n  logLevel: {log_level}\n",
         sock = paths.socket.display(),
         state = paths.state_dir.display(),
         bin = cni_bin_dir.display(),
         ipam = paths.ipam_dir.display(),
-        nets = paths.networks_dir.display(),
         host = host_netns.display(),
         cluster = cluster_network.display(),
     )
@@ -161,7 +184,7 @@ pub struct Plexus {
 }
 
 impl Plexus {
-    /// Writes the config and `nads`, starts plexusd, then plexus-nri, and waits until
+    /// Writes the config and `nads` (into the NAD directory, not in Kubernetes mode), starts plexusd, then plexus-nri, and waits until
     /// containerd reports the NRI plugin connected.
     pub async fn start(containerd: &Containerd, nads: &[Nad], opts: Options) -> Result<Self> {
         let bins = bin_dir()?;
@@ -187,6 +210,7 @@ impl Plexus {
             &containerd.options().cni_bin_dir,
             &containerd.paths().primary_conflist(),
             &opts.log_level,
+            opts.kubernetes.as_ref(),
         );
         if opts.shim {
             binary(&bins, "plexus-cni")?;
@@ -203,8 +227,11 @@ impl Plexus {
             ));
         }
         std::fs::write(&paths.config, yaml).map_err(Error::io("write", &paths.config))?;
-        for nad in nads {
-            nad.write_to(&paths.networks_dir)?;
+        // In Kubernetes mode the NADs come from the API server only.
+        if opts.kubernetes.is_none() {
+            for nad in nads {
+                nad.write_to(&paths.networks_dir)?;
+            }
         }
         let mut me = Self {
             paths,
@@ -238,12 +265,19 @@ impl Plexus {
     pub async fn start_plexusd(&mut self) -> Result<()> {
         let program = binary(&self.bins, "plexusd")?;
         let args: [&OsStr; 2] = ["--config".as_ref(), self.paths.config.as_os_str()];
-        let mut d = Daemon::spawn(
+        let env: Vec<(String, String)> = self
+            .opts
+            .kubernetes
+            .iter()
+            .map(|k| ("NODE_NAME".to_owned(), k.node_name.clone()))
+            .collect();
+        let mut d = Daemon::spawn_with_env(
             "plexusd",
             &program,
             &args,
             Some(&self.host_netns),
             &self.paths.plexusd_log,
+            &env,
         )?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {

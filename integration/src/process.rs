@@ -119,6 +119,18 @@ impl Daemon {
         netns: Option<&Path>,
         log: &Path,
     ) -> Result<Self> {
+        Self::spawn_with_env(name, program, args, netns, log, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables (e.g. plexusd's `NODE_NAME`).
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[&OsStr],
+        netns: Option<&Path>,
+        log: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -136,6 +148,7 @@ impl Daemon {
             None => Command::new(program),
         };
         cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

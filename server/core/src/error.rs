@@ -150,6 +150,17 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The NAD store cannot answer yet (its first list from the API server has not
+    /// completed); the lookup succeeds when retried later.
+    #[error("network-attachment-definition {namespace}/{name}: {reason}")]
+    NadStoreNotReady {
+        /// NAD namespace.
+        namespace: String,
+        /// NAD name.
+        name: String,
+        /// What is awaited.
+        reason: String,
+    },
     /// A NAD manifest directory cannot be listed.
     #[error("cannot read network directory {path}: {cause}")]
     ReadNadDir {
@@ -315,6 +326,7 @@ impl Error {
             Error::ClusterNetworkMissing => "cluster-network-missing",
             Error::InvalidConfig { .. } => "invalid-config",
             Error::NadStore { .. } => "nad-store",
+            Error::NadStoreNotReady { .. } => "nad-store-not-ready",
             Error::ReadNadDir { .. } => "read-nad-dir",
             Error::ReadNadFile { .. } | Error::NadFileTooLarge { .. } => "read-nad-file",
             Error::NadFilesUnusable { .. } => "unusable-nad-files",
@@ -331,6 +343,12 @@ impl Error {
             Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
             Error::InvalidSandboxId { .. } => "invalid-sandbox-id",
         }
+    }
+
+    /// True when the same lookup can succeed if retried later without any change to the
+    /// pod or the node (the NAD store is still syncing).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::NadStoreNotReady { .. })
     }
 
     /// True when the error was caused by the pod's own input (annotations, selections)

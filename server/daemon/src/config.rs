@@ -60,6 +60,14 @@ pub const STANDALONE_YAML: &str = include_str!("../../../deploy/examples/plexusd
 pub enum NadSource {
     /// A directory of NAD manifests (`*.yaml`, `*.yml`, `*.json`).
     Directory(PathBuf),
+    /// The API server (`nadSource.kubernetes`): NADs watched, network-status and events
+    /// written back (`docs/kubernetes.md`).
+    Kubernetes {
+        /// A kubeconfig file; `None`: the in-cluster service account.
+        kubeconfig: Option<PathBuf>,
+        /// Namespaces whose NADs are watched; empty: all.
+        namespaces: Vec<String>,
+    },
 }
 
 /// How networks with a native driver are executed.

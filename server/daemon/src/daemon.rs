@@ -13,6 +13,7 @@ use crate::attacher::Attacher;
 use crate::config::{Config, Delegation, NadSource};
 use crate::engine::EngineAttacher;
 use crate::error::{Error, Result};
+use crate::kubernetes::Cluster;
 use crate::lock::StateLock;
 use crate::node::{Limits, Node};
 use crate::planner::{Explanation, Planner};
@@ -39,16 +40,52 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-/// The NAD source of a daemon config.
-pub fn nad_source(config: &Config) -> Arc<DirSource> {
-    let NadSource::Directory(dir) = &config.nad_source;
-    Arc::new(DirSource::new(dir.clone()))
+/// The NAD directory source of a daemon config; `None` in Kubernetes mode.
+pub fn nad_source(config: &Config) -> Option<Arc<DirSource>> {
+    match &config.nad_source {
+        NadSource::Directory(dir) => Some(Arc::new(DirSource::new(dir.clone()))),
+        NadSource::Kubernetes { .. } => None,
+    }
 }
 
-/// The resolver of a daemon config (NADs from its source, loaded on first use and not
-/// refreshed: [`run`] keeps its source current with a [`nad_watch`](crate::nad_watch)).
+/// The resolver of a daemon config whose NADs come from a directory (loaded on first use and
+/// not refreshed: [`run`] keeps its source current with a [`nad_watch`](crate::nad_watch)).
+/// In Kubernetes mode NADs need the API server ([`connect_resolver`]); this offline resolver
+/// then sees none.
 pub fn resolver(config: &Config) -> Resolver {
-    Resolver::new(config.resolver(), nad_source(config))
+    match nad_source(config) {
+        Some(nads) => Resolver::new(config.resolver(), nads),
+        None => Resolver::new(
+            config.resolver(),
+            Arc::new(plexus_core::nad::MemorySource::default()),
+        ),
+    }
+}
+
+/// The resolver of a daemon config, connected to the API server in Kubernetes mode (then
+/// also the [`Cluster`] that publishes network-status and events), or reading the NAD
+/// directory whose watcher is returned too.
+pub async fn connect_resolver(
+    config: &Config,
+) -> Result<(Resolver, Option<Arc<Cluster>>, Option<crate::nad_watch::Watcher>)> {
+    match &config.nad_source {
+        NadSource::Directory(dir) => {
+            let nads = Arc::new(DirSource::new(dir.clone()));
+            let watcher = crate::nad_watch::spawn(Arc::clone(&nads));
+            Ok((Resolver::new(config.resolver(), nads), None, Some(watcher)))
+        }
+        NadSource::Kubernetes {
+            kubeconfig,
+            namespaces,
+        } => {
+            let cluster = Cluster::connect(kubeconfig.clone(), namespaces.clone()).await?;
+            Ok((
+                Resolver::with_cluster(config.resolver(), Arc::clone(&cluster)),
+                Some(cluster),
+                None,
+            ))
+        }
+    }
 }
 
 /// Runs plexusd until `shutdown` resolves: locks the state directory (or waits up to
@@ -88,14 +125,18 @@ pub async fn run(
         max_queued: config.max_queued,
         setup_budget: Some(config.nri_deadline_budget),
     };
-    let nads = nad_source(config);
-    let watcher = crate::nad_watch::spawn(Arc::clone(&nads));
-    let planner = Arc::new(Resolver::new(config.resolver(), nads));
+    let (planner, cluster, watcher) = connect_resolver(config).await?;
+    let planner = Arc::new(planner);
     let node = match metrics {
         Some(m) => Node::with_metrics(attacher, planner, limits, m),
         None => Node::new(attacher, planner, limits),
     };
-    let background = Background::start(&node, config);
+    let mut background = Background::start(&node, config);
+    if let Some(cluster) = cluster {
+        background
+            .tasks
+            .push(crate::kubernetes::bridge(&node, cluster));
+    }
     let cni_watcher = crate::cni::start(&node, config).await;
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;

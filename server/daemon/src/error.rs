@@ -16,6 +16,9 @@ pub enum ResolveFailure {
     Forbidden,
     /// Configuration or NAD store trouble on the node.
     Internal,
+    /// The NAD store cannot answer yet (first list from the API server pending, or the API
+    /// server unreachable for a NAD not cached); retrying later succeeds.
+    Unavailable,
 }
 
 /// Everything that can go wrong in plexusd.
@@ -238,6 +241,12 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// The Kubernetes client cannot be set up (kubeconfig, service account, node name).
+    #[error("Kubernetes mode (nadSource.kubernetes): {message}")]
+    Kubernetes {
+        /// plexus-kube's message.
+        message: String,
+    },
     /// Start-up recovery failed.
     #[error("recovering interrupted work: {message}")]
     Recover {
@@ -271,6 +280,7 @@ impl Error {
                 ResolveFailure::NotFound => "network_not_found",
                 ResolveFailure::Forbidden => "namespace_isolation",
                 ResolveFailure::Internal => "resolver",
+                ResolveFailure::Unavailable => "nad_store_unavailable",
             },
             Error::Setup { .. } | Error::Attach { .. } => "attach_failed",
             Error::Teardown { .. } | Error::Detach { .. } => "detach_failed",
@@ -298,6 +308,7 @@ impl From<Error> for tonic::Status {
                 ResolveFailure::NotFound => Code::NotFound,
                 ResolveFailure::Forbidden => Code::PermissionDenied,
                 ResolveFailure::Internal => Code::Internal,
+                ResolveFailure::Unavailable => Code::Unavailable,
             },
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => Code::NotFound,
@@ -322,6 +333,7 @@ impl From<Error> for tonic::Status {
             | Error::StateLocked { .. }
             | Error::LockState { .. }
             | Error::OpenEngine { .. }
+            | Error::Kubernetes { .. }
             | Error::Recover { .. }
             | Error::Serve { .. } => Code::Internal,
         };

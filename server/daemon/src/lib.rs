@@ -3,7 +3,7 @@
 //! It owns the daemon's configuration file ([`config`]), admission control and per-sandbox
 //! serialisation ([`admission`]), deadlines ([`deadline`]), the service logic over two seams
 //! — [`attacher::Attacher`] (the engine: netlink, plugins, state) and [`planner::Planner`]
-//! (resolution in plexus-core) — the gRPC adapter ([`service`], [`convert`]) and the socket
+//! (resolution in plexus-core) — Kubernetes mode ([`kubernetes`]), the gRPC adapter ([`service`], [`convert`]) and the socket
 //! ([`server`]). It must not parse annotations or touch netlink itself: resolution belongs to
 //! plexus-core, execution to plexus-engine.
 
@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod deadline;
 pub mod engine;
 pub mod error;
+pub mod kubernetes;
 pub mod listener;
 pub mod lock;
 pub mod model;

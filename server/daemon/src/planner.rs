@@ -42,6 +42,17 @@ pub trait Planner: Send + Sync + 'static {
         self.plan(pod, annotations)
     }
 
+    /// [`Planner::plan`] for a pod being set up, allowed to wait for the NAD store: a store
+    /// backed by the API server fetches a NAD it does not hold yet (one GET) and resolves
+    /// again. The default is `plan`.
+    fn plan_fetching(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+    ) -> impl std::future::Future<Output = Result<Plan>> + Send {
+        async move { self.plan(pod, annotations) }
+    }
+
     /// One hot-plugged attachment, given the interfaces the pod already has. Same validation
     /// and namespace isolation as the annotation path.
     fn plan_one(

@@ -1,6 +1,8 @@
 //! The production [`Planner`]: plexus-core's resolution over the configured NAD source, its
 //! explain rendering and its network-status rendering. Pure calls, no I/O beyond the NAD
-//! directory source re-reading changed files.
+//! directory source re-reading changed files — except in Kubernetes mode, where
+//! [`Planner::plan_fetching`] may make the one direct GET of a NAD the cache does not hold
+//! (see `kubernetes.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use crate::planner::{Explanation, Planner};
 pub struct Resolver {
     config: plexus_core::Config,
     nads: Arc<dyn NadSource>,
+    /// Kubernetes mode: the API-backed NAD cache, fetched from when a NAD is missing.
+    cluster: Option<Arc<crate::kubernetes::Cluster>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -32,7 +36,23 @@ impl std::fmt::Debug for Resolver {
 impl Resolver {
     /// Resolves with `config` against `nads`.
     pub fn new(config: plexus_core::Config, nads: Arc<dyn NadSource>) -> Self {
-        Self { config, nads }
+        Self {
+            config,
+            nads,
+            cluster: None,
+        }
+    }
+
+    /// Resolves against the API server's NADs (Kubernetes mode).
+    pub fn with_cluster(
+        config: plexus_core::Config,
+        cluster: Arc<crate::kubernetes::Cluster>,
+    ) -> Self {
+        Self {
+            config,
+            nads: Arc::new(cluster.nads.clone()),
+            cluster: Some(cluster),
+        }
     }
 }
 
@@ -43,6 +63,7 @@ pub fn resolve_error(pod: &PodIdentity, err: plexus_core::Error) -> Error {
         E::NetworkNotFound { .. } | E::ConfiguredNetworkNotFound { .. } => ResolveFailure::NotFound,
         E::NamespaceIsolation { .. } => ResolveFailure::Forbidden,
         E::InvalidPodManifest { .. } => ResolveFailure::Invalid,
+        e if e.is_retryable() => ResolveFailure::Unavailable,
         e if e.is_user_input() => ResolveFailure::Invalid,
         _ => ResolveFailure::Internal,
     };
@@ -69,6 +90,22 @@ impl Planner for Resolver {
         let config = crate::cni::resolver_config(&self.config, ifname, wrapped);
         plexus_core::resolve(pod, annotations, &config, self.nads.as_ref())
             .map_err(|e| resolve_error(pod, e))
+    }
+
+    async fn plan_fetching(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Plan> {
+        match &self.cluster {
+            None => self.plan(pod, annotations),
+            Some(cluster) => cluster
+                .resolve(pod, |nads| {
+                    plexus_core::resolve(pod, annotations, &self.config, nads)
+                })
+                .await
+                .map_err(|e| resolve_error(pod, e)),
+        }
     }
 
     fn plan_one(

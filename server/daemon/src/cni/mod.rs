@@ -54,7 +54,7 @@ pub fn plugin_error(verb: Verb, err: &Error) -> PluginError {
     let code = match err {
         Error::QueueFull { .. } | Error::DeadlineExceeded { .. } => ErrorCode::TRY_AGAIN_LATER,
         Error::Resolve { kind, .. } => match kind {
-            ResolveFailure::NotFound => ErrorCode::TRY_AGAIN_LATER,
+            ResolveFailure::NotFound | ResolveFailure::Unavailable => ErrorCode::TRY_AGAIN_LATER,
             ResolveFailure::Invalid | ResolveFailure::Forbidden => {
                 ErrorCode::INVALID_NETWORK_CONFIG
             }

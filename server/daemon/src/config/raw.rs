@@ -53,6 +53,8 @@ pub(super) struct RawConfig {
     cni_cache_dir: Option<PathBuf>,
     ipam_data_dir: Option<PathBuf>,
     nad_source: Option<RawNadSource>,
+    /// Multus's key: a kubeconfig means NADs come from the API server.
+    kubeconfig: Option<PathBuf>,
     cluster_network: Option<String>,
     /// Multus's inline CNI configs, used when `clusterNetwork` is unset.
     delegates: Option<Vec<serde_json::Value>>,
@@ -96,7 +98,14 @@ struct RawConnections {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawNadSource {
     directory: Option<PathBuf>,
-    kubernetes: Option<serde_yaml::Value>,
+    kubernetes: Option<RawKubernetes>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawKubernetes {
+    kubeconfig: Option<PathBuf>,
+    namespaces: Option<StringOrList>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +141,61 @@ fn invalid(key: &'static str, message: impl Into<String>) -> Error {
     Error::ConfigValue {
         key,
         message: message.into(),
+    }
+}
+
+/// `nadSource` (and Multus's top-level `kubeconfig`, which means the Kubernetes source).
+fn nad_source(
+    base: &Path,
+    raw: RawNadSource,
+    multus_kubeconfig: Option<PathBuf>,
+) -> Result<NadSource> {
+    let kubernetes = match (raw.kubernetes, multus_kubeconfig) {
+        (
+            Some(RawKubernetes {
+                kubeconfig: Some(_),
+                ..
+            }),
+            Some(_),
+        ) => {
+            return Err(invalid(
+                "kubeconfig",
+                "given twice, at the top level (Multus's key) and in nadSource.kubernetes.kubeconfig; keep one",
+            ));
+        }
+        (Some(k), top) => Some(RawKubernetes {
+            kubeconfig: k.kubeconfig.or(top),
+            namespaces: k.namespaces,
+        }),
+        (None, Some(top)) => Some(RawKubernetes {
+            kubeconfig: Some(top),
+            namespaces: None,
+        }),
+        (None, None) => None,
+    };
+    match (raw.directory, kubernetes) {
+        (Some(_), Some(_)) => Err(invalid(
+            "nadSource",
+            "both directory and kubernetes (or a top-level kubeconfig) are set; NADs come from one source, choose one",
+        )),
+        (Some(dir), None) => Ok(NadSource::Directory(path(base, dir))),
+        (None, None) => Ok(NadSource::Directory(PathBuf::from(
+            "/etc/plexus/networks.d",
+        ))),
+        (None, Some(k)) => {
+            let namespaces = k.namespaces.map(StringOrList::into_vec).unwrap_or_default();
+            let namespaces =
+                plexus_kube::client::validate_namespaces(namespaces).map_err(|e| match e {
+                    plexus_kube::Error::InvalidSettings { reason, .. } => {
+                        invalid("nadSource.kubernetes.namespaces", reason)
+                    }
+                    other => invalid("nadSource.kubernetes.namespaces", other.to_string()),
+                })?;
+            Ok(NadSource::Kubernetes {
+                kubeconfig: k.kubeconfig.map(|p| path(base, p)),
+                namespaces,
+            })
+        }
     }
 }
 
@@ -297,24 +361,7 @@ impl RawConfig {
             return Err(invalid("cniBinDirs", "at least one directory is required"));
         }
 
-        let nad_source = match self.nad_source.unwrap_or_default() {
-            RawNadSource {
-                kubernetes: Some(_),
-                ..
-            } => {
-                return Err(invalid(
-                    "nadSource.kubernetes",
-                    "the Kubernetes NAD source is not supported yet; use nadSource.directory",
-                ));
-            }
-            RawNadSource {
-                directory: Some(dir),
-                ..
-            } => NadSource::Directory(path(base, dir)),
-            RawNadSource {
-                directory: None, ..
-            } => NadSource::Directory(PathBuf::from("/etc/plexus/networks.d")),
-        };
+        let nad_source = nad_source(base, self.nad_source.unwrap_or_default(), self.kubeconfig)?;
 
         let multus_namespace = self
             .multus_namespace

@@ -86,7 +86,15 @@ fn unknown_keys_are_named() {
 #[test]
 fn bad_values_are_rejected_with_their_key() {
     let cases = [
-        ("nadSource: {kubernetes: {}}", "nadSource.kubernetes"),
+        (
+            "nadSource: {kubernetes: {namespaces: [Bad_Name]}}",
+            "nadSource.kubernetes.namespaces",
+        ),
+        ("nadSource: {directory: d, kubernetes: {}}", "nadSource"),
+        (
+            "kubeconfig: /a\nnadSource: {kubernetes: {kubeconfig: /b}}",
+            "kubeconfig",
+        ),
         ("concurrency: {maxParallel: 0}", "concurrency.maxParallel"),
         ("connectionLimit: -1", "connectionLimit"),
         (
@@ -304,4 +312,34 @@ fn cni_install_keys_and_their_multus_names() {
         let err = rejected(text);
         assert!(err.contains(key), "{text}: {err}");
     }
+}
+
+#[test]
+fn the_kubernetes_source_takes_a_kubeconfig_and_namespaces() {
+    let c = parse("nadSource: {kubernetes: {}}").unwrap();
+    assert_eq!(
+        c.nad_source,
+        NadSource::Kubernetes {
+            kubeconfig: None,
+            namespaces: Vec::new()
+        }
+    );
+    let c = parse("nadSource: {kubernetes: {kubeconfig: kc, namespaces: [a, b, a]}}").unwrap();
+    assert_eq!(
+        c.nad_source,
+        NadSource::Kubernetes {
+            kubeconfig: Some("/etc/plexus/kc".into()),
+            namespaces: vec!["a".into(), "b".into()]
+        }
+    );
+    // Multus's top-level key means the same.
+    let c = parse("kubeconfig: /etc/cni/net.d/multus.d/multus.kubeconfig").unwrap();
+    assert_eq!(
+        c.nad_source,
+        NadSource::Kubernetes {
+            kubeconfig: Some("/etc/cni/net.d/multus.d/multus.kubeconfig".into()),
+            namespaces: Vec::new()
+        }
+    );
+    assert!(rejected("nadSource: {kubernetes: {kubeconfg: x}}").contains("kubeconfg"));
 }

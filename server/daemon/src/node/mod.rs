@@ -318,7 +318,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 network_status: String::new(),
             });
         }
-        let plan = self.planner.plan(&spec.pod, &annotations)?;
+        let plan = self.planner.plan_fetching(&spec.pod, &annotations).await?;
         if plan.attachments.is_empty() {
             let network_status = self.planner.network_status(&empty)?;
             return Ok(SetupOutcome {
