@@ -12,7 +12,8 @@ a message naming what is wrong.
   compare-kustomize                    `kubectl kustomize` of each overlay equals the chart
                                        for that platform, object by object
   generate-kustomize                   (re)write deploy/kustomize from the chart
-  matrix                               print the matrix as JSON [{platform, mode, values}]
+  render-matrix                        print every matrix render as JSON
+                                       [{platform, mode, variant, values, objects}]
 """
 
 import json
@@ -259,8 +260,8 @@ def cmd_generate_kustomize(_args):
     print(f"wrote {KUSTOMIZE}")
 
 
-def cmd_matrix(_args):
-    print(json.dumps(matrix()))
+def cmd_render_matrix(_args):
+    print(json.dumps([dict(entry, objects=render(entry["values"])) for entry in matrix()]))
 
 
 COMMANDS = {
@@ -269,7 +270,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "compare-kustomize": cmd_compare_kustomize,
     "generate-kustomize": cmd_generate_kustomize,
-    "matrix": cmd_matrix,
+    "render-matrix": cmd_render_matrix,
 }
 
 if __name__ == "__main__":
