@@ -3,6 +3,7 @@
 #   sudo make demo    the main job: private containerd + NRI + plexus, two pods on an IoT
 #                     macvlan network with static IPs (installs what is missing first)
 #   sudo make test    the whole suite: setup, fmt, clippy, unit, privileged and end-to-end tests
+#   make image        the plexus OCI image archive, without a registry
 #
 # Root is needed for the Debian packages, network namespaces and containerd.
 
@@ -14,7 +15,7 @@ export PLEXUS_SKIP_LOG ?= $(CARGO_TARGET_DIR)/plexus-skips.log
 export PLEXUS_REQUIRE_PRIVILEGED ?= 1
 CARGO ?= cargo
 
-.PHONY: setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips
+.PHONY: image setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips
 
 setup:
 	bash integration/scripts/setup.sh
@@ -53,6 +54,13 @@ ci: test
 demo: setup
 	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
 	$(CARGO_TARGET_DIR)/release/plexus-demo $(DEMO_ARGS)
+
+# The plexus image as an OCI archive (also `docker load`-able), built without a registry
+# from the release binaries: $(CARGO_TARGET_DIR)/plexus-image.tar.
+IMAGE ?= $(CARGO_TARGET_DIR)/plexus-image.tar
+image:
+	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
+	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release --output $(IMAGE)
 
 bench: setup
 	$(CARGO) build --release --workspace --bins --benches

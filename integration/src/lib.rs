@@ -19,6 +19,7 @@ pub mod plexus;
 pub mod pod;
 pub mod privileged;
 pub mod process;
+pub mod release_image;
 pub mod traffic;
 
 pub use containerd::{Containerd, Options};

@@ -6,6 +6,7 @@
 
 mod common;
 mod failures;
+mod image;
 mod networks;
 mod primary;
 mod restart;
