@@ -9,6 +9,7 @@
 pub mod cleanup;
 pub mod containerd;
 pub mod cri;
+pub mod daemonset;
 pub mod demo;
 pub mod env;
 pub mod error;

@@ -5,6 +5,7 @@
 //! (test group `e2e`). Each test owns its containerd, namespaces and run dir.
 
 mod common;
+mod daemonset;
 mod failures;
 mod image;
 mod networks;
