@@ -47,7 +47,7 @@ app.kubernetes.io/part-of: plexus
 
 {{/*
 Platform presets: host paths of the runtime's CNI directories, NRI socket and netns
-directory. Sources: k3s docs and PR #10868 (data/cni since Oct 2024), Talos "Network"
+directory, directory of spec-less NADs' CNI configs. Sources: k3s docs and PR #10868 (data/cni since Oct 2024), Talos "Network"
 docs, RKE2 docs, kind's node image (containerd 2.x), containerd's NRI defaults.
 */}}
 {{- define "plexus.presets" -}}
@@ -56,26 +56,32 @@ generic:
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
   netnsDir: /var/run/netns
+  nadConfDir: /etc/cni/multus/net.d
 k3s:
   cniBinDir: /var/lib/rancher/k3s/data/cni
   cniConfDir: /var/lib/rancher/k3s/agent/etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
   netnsDir: /var/run/netns
+  nadConfDir: /etc/cni/multus/net.d
 talos:
   cniBinDir: /opt/cni/bin
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
   netnsDir: /var/run/netns
+  # /etc is read-only on Talos.
+  nadConfDir: /var/lib/plexus/net.d
 rke2:
   cniBinDir: /opt/cni/bin
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
   netnsDir: /var/run/netns
+  nadConfDir: /etc/cni/multus/net.d
 kind:
   cniBinDir: /opt/cni/bin
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
   netnsDir: /var/run/netns
+  nadConfDir: /etc/cni/multus/net.d
 {{- end -}}
 
 {{/* The effective host paths as a YAML dict: preset, then every non-empty `paths` key. */}}
