@@ -12,6 +12,8 @@ a message naming what is wrong.
   compare-kustomize                    `kubectl kustomize` of each overlay equals the chart
                                        for that platform, object by object
   generate-kustomize                   (re)write deploy/kustomize from the chart
+  example-pods                         pods (JSON) carrying each network annotation of the
+                                       app-template and Flux examples, to resolve with plexusd
   render-matrix                        print every matrix render as JSON
                                        [{platform, mode, variant, values, objects}]
 """
@@ -260,6 +262,31 @@ def cmd_generate_kustomize(_args):
     print(f"wrote {KUSTOMIZE}")
 
 
+def cmd_example_pods(_args):
+    examples = os.path.join(ROOT, "deploy", "examples")
+    sources = []
+    with open(os.path.join(examples, "app-template", "values.yaml")) as f:
+        values = yaml.safe_load(f)
+    sources.append(("app-template defaultPodOptions", values["defaultPodOptions"]["annotations"]))
+    for name, c in values["controllers"].items():
+        sources.append((f"app-template controllers.{name}.pod", c["pod"]["annotations"]))
+    with open(os.path.join(examples, "flux", "apps", "home-assistant", "helmrelease.yaml")) as f:
+        for doc in yaml.safe_load_all(f):
+            if doc and doc["kind"] == "HelmRelease":
+                for name, c in doc["spec"]["values"]["controllers"].items():
+                    sources.append((f"flux HelmRelease controllers.{name}.pod", c["pod"]["annotations"]))
+    pods = [{
+        "source": source,
+        "pod": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "home-assistant", "namespace": "home", "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "ghcr.io/home-assistant/home-assistant"}]},
+        },
+    } for source, annotations in sources]
+    print(json.dumps(pods))
+
+
 def cmd_render_matrix(_args):
     print(json.dumps([dict(entry, objects=render(entry["values"])) for entry in matrix()]))
 
@@ -271,6 +298,7 @@ COMMANDS = {
     "compare-kustomize": cmd_compare_kustomize,
     "generate-kustomize": cmd_generate_kustomize,
     "render-matrix": cmd_render_matrix,
+    "example-pods": cmd_example_pods,
 }
 
 if __name__ == "__main__":

@@ -391,3 +391,44 @@ fn rendered_container_args_parse_with_each_binary() {
         }
     }
 }
+
+#[test]
+fn example_annotations_resolve_against_the_example_nad() {
+    let Some((python, kubectl)) = tools() else {
+        return;
+    };
+    let out = chart_check(&python, &kubectl, &["example-pods"]);
+    let pods: Vec<Value> = serde_json::from_str(&ok(&out, "example-pods")).unwrap();
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let networks = dir.path().join("networks");
+    std::fs::create_dir(&networks).unwrap();
+    std::fs::copy(
+        repo().join("deploy/examples/flux/apps/home-assistant/iot-macvlan.yaml"),
+        networks.join("iot-macvlan.yaml"),
+    )
+    .unwrap();
+    for entry in pods {
+        let source = entry["source"].as_str().unwrap();
+        let pod = dir.path().join("pod.json");
+        std::fs::write(&pod, entry["pod"].to_string()).unwrap();
+        let out = Command::new(bin("plexusd"))
+            .args(["explain", "--output", "json", "--pod"])
+            .arg(&pod)
+            .arg("--networks")
+            .arg(&networks)
+            .output()
+            .unwrap();
+        let plan: Value = serde_json::from_str(&ok(&out, source)).unwrap();
+        let iot = plan["attachments"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["interface"] == "iot0"))
+            .unwrap_or_else(|| panic!("{source}: no iot0 in {plan}"));
+        assert_eq!(iot["network"], "home/iot-macvlan", "{source}");
+        assert_eq!(
+            iot["runtimeConfig"]["ips"][0], "192.168.50.10/24",
+            "{source}"
+        );
+        assert_eq!(iot["plugins"][0], "macvlan", "{source}");
+    }
+}
