@@ -9,19 +9,17 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use plexus_server::config::{Config, NadSource};
+use plexus_server::config::Config;
 
 /// Loads `path` with the daemon's strict parser and describes what it configures.
 pub fn check_config(path: &Path) -> plexus_server::Result<String> {
     let config = Config::load(path)?;
-    let source = match &config.nad_source {
-        NadSource::Directory(dir) => format!("directory {}", dir.display()),
-    };
     Ok(format!(
-        "{}: valid; socket {}, state {}, NADs from {source}, primary mode {:?}",
+        "{}: valid; socket {}, state {}, NAD source {:?}, primary mode {:?}",
         path.display(),
         config.socket.display(),
         config.state_dir.display(),
+        config.nad_source,
         config.primary_mode
     ))
 }
