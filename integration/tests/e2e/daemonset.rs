@@ -3,7 +3,9 @@
 //! NRI socket), the image from `make image` is imported into the private containerd, and
 //! the rendered containers are started from it with their args, env, capabilities and
 //! mounts (`plexus_integration::daemonset`). A pod started afterwards through CRI gets its
-//! macvlan network from that containerised plexus.
+//! macvlan network from that containerised plexus. Every host path is under the run dir
+//! except the netns directory, which containerd 1.7 fixes at `/var/run/netns` (mounted
+//! read-only, `HostToContainer`, as the chart renders it).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,7 +71,8 @@ async fn chart_daemonset_in_containerd_gives_a_pod_its_macvlan_network() {
 
     let values = json!({
         "paths": {
-            "cniBinDir": "/usr/lib/cni",
+            // Private and empty: macvlan + host-local run in-process (native drivers).
+            "cniBinDir": ds.join("cni-bin"),
             "nriSocket": containerd.paths().nri_socket,
             "stateDir": ds.join("state"),
             "cniStateDir": ds.join("cni"),
