@@ -5,6 +5,7 @@
 #   sudo make test    the whole suite: setup, fmt, clippy, unit, privileged and end-to-end tests,
 #                     then every fuzz target for a short bounded time (fuzz-smoke)
 #   make fuzz FUZZ_TIME=600   each fuzz target for FUZZ_TIME seconds (nightly + cargo-fuzz)
+#   make image        the plexus OCI image archive, without a registry
 #
 # Root is needed for the Debian packages, network namespaces and containerd.
 
@@ -16,7 +17,7 @@ export PLEXUS_SKIP_LOG ?= $(CARGO_TARGET_DIR)/plexus-skips.log
 export PLEXUS_REQUIRE_PRIVILEGED ?= 1
 CARGO ?= cargo
 
-.PHONY: setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips \
+.PHONY: image setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips \
 	fuzz-build fuzz-smoke fuzz
 
 setup:
@@ -54,13 +55,20 @@ unit: clean-skips
 	$(CARGO) nextest run --workspace --profile ci
 	@$(MAKE) --no-print-directory report-skips
 
-test: setup fmt-check clippy unit fuzz-smoke
+test: setup fmt-check clippy fuzz-smoke unit
 
 ci: test
 
 demo: setup
 	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
 	$(CARGO_TARGET_DIR)/release/plexus-demo $(DEMO_ARGS)
+
+# The plexus image as an OCI archive (also `docker load`-able), built without a registry
+# from the release binaries: $(CARGO_TARGET_DIR)/plexus-image.tar.
+IMAGE ?= $(CARGO_TARGET_DIR)/plexus-image.tar
+image:
+	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
+	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release --output $(IMAGE)
 
 bench: setup
 	$(CARGO) build --release --workspace --bins --benches

@@ -6,10 +6,17 @@
 #   else is taken from that suite (see shared/reference/containerd-e2e.md);
 # - runc, the reference CNI plugins, a static busybox (for the local pause image),
 #   iproute2;
+# - kubectl (for `kubectl kustomize`) from Debian 13's kubernetes-client when no kubectl
+#   with kustomize is there;
+# - a Python virtualenv outside the checkout ($PLEXUS_VENV, /var/cache/plexus/venv) with
+#   PyPI's helm-python-sdk (Helm v4's library) and kubernetes-validate, for the chart tests;
 # - checks that the pinned Rust toolchain and cargo-nextest are there;
 # - checks that a nightly toolchain is there and installs cargo-fuzz with it (the fuzz
 #   targets of `make fuzz-smoke` / `make fuzz`); nightly itself is not downloaded here.
 set -euo pipefail
+
+PLEXUS_VENV=${PLEXUS_VENV:-/var/cache/plexus/venv}
+python_packages=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -20,7 +27,7 @@ need_root() {
   fi
 }
 
-apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 kmod procps util-linux)
+apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 kmod procps util-linux python3-venv)
 
 have_all_packages() {
   local p
@@ -59,7 +66,7 @@ bookworm_mirror() {
 add_trixie_for_containerd() {
   local mirror
   mirror=$(bookworm_mirror) || { log "cannot find the bookworm mirror in /etc/apt/sources.list.d/*.sources or sources.list"; exit 1; }
-  log "adding the Debian 13 suite from $mirror, pinned to containerd only"
+  log "adding the Debian 13 suite from $mirror, pinned to containerd and kubectl only"
   cat > /etc/apt/sources.list.d/plexus-trixie.sources <<SRC
 Types: deb
 URIs: $mirror
@@ -67,8 +74,13 @@ Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-  cat > /etc/apt/preferences.d/plexus-trixie-containerd <<PIN
-Package: containerd
+}
+
+# The only packages taken from trixie: containerd (NRI) and kubernetes-client (a kubectl
+# with kustomize v5; bookworm's is 1.20), whose trixie package is a transition to kubectl.
+trixie_pin() {
+  cat <<PIN
+Package: containerd kubernetes-client kubectl
 Pin: release n=trixie
 Pin-Priority: 990
 
@@ -78,6 +90,15 @@ Pin-Priority: -10
 PIN
 }
 
+write_trixie_pin() {
+  local pin=/etc/apt/preferences.d/plexus-trixie-containerd
+  if [ -f "$pin" ] && [ "$(cat "$pin")" = "$(trixie_pin)" ]; then
+    return 1
+  fi
+  need_root
+  trixie_pin > "$pin"
+}
+
 install_packages() {
   if have_all_packages; then
     log "Debian packages already installed ($(containerd --version | awk '{print $3}'))"
@@ -85,12 +106,60 @@ install_packages() {
   fi
   need_root
   [ -f /etc/apt/sources.list.d/plexus-trixie.sources ] || add_trixie_for_containerd
+  write_trixie_pin || true
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # Never `-t trixie`: a target release overrides the negative pin (containerd-e2e.md).
   apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
   containerd_is_17 || { log "containerd >= 1.7 was not installed: $(containerd --version 2>&1)"; exit 1; }
   log "installed containerd $(containerd --version | awk '{print $3}')"
+}
+
+kubectl_has_kustomize() {
+  command -v kubectl >/dev/null 2>&1 || return 1
+  kubectl version --client 2>/dev/null | grep -Eq '^Kustomize Version: v[5-9]'
+}
+
+# Any kubectl with kustomize v5 will do (the chart tests compare parsed objects); without
+# one, Debian 13's kubernetes-client.
+install_kubectl() {
+  if kubectl_has_kustomize; then
+    log "kubectl with kustomize present ($(kubectl version --client 2>/dev/null | head -1))"
+    return
+  fi
+  need_root
+  [ -f /etc/apt/sources.list.d/plexus-trixie.sources ] || add_trixie_for_containerd
+  write_trixie_pin || true
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+  kubectl_has_kustomize || { log "kubectl kustomize does not work after installing kubernetes-client: $(kubectl version --client 2>&1)"; exit 1; }
+  log "installed $(kubectl version --client | head -1)"
+}
+
+venv_ready() {
+  [ -x "$PLEXUS_VENV/bin/python" ] || return 1
+  "$PLEXUS_VENV/bin/python" - "${python_packages[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    if version(name) != want:
+        sys.exit(1)
+import helm_python.chart, kubernetes_validate  # the native library loads
+PY
+}
+
+install_venv() {
+  if venv_ready; then
+    log "python virtualenv ready in $PLEXUS_VENV"
+    return
+  fi
+  mkdir -p "$(dirname "$PLEXUS_VENV")"
+  /usr/bin/python3 -m venv "$PLEXUS_VENV"
+  "$PLEXUS_VENV/bin/pip" install -q "${python_packages[@]}"
+  venv_ready || { log "the virtualenv in $PLEXUS_VENV does not import helm_python and kubernetes_validate"; exit 1; }
+  log "installed ${python_packages[*]} into $PLEXUS_VENV"
 }
 
 check_rust() {
@@ -122,6 +191,9 @@ check_fuzz() {
 }
 
 install_packages
+if write_trixie_pin; then log "extended the trixie pin to kubernetes-client/kubectl"; fi
+install_kubectl
+install_venv
 check_rust
 check_fuzz
 log "ready"

@@ -42,7 +42,8 @@ impl Blob {
         }
     }
 
-    fn hex(&self) -> &str {
+    /// The digest without its `sha256:` prefix (the blob's file name in a layout).
+    pub fn hex(&self) -> &str {
         self.digest.trim_start_matches("sha256:")
     }
 }
@@ -107,7 +108,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(Error::io("write", path))
 }
 
-fn deterministic_tar(dir: &Path, out: &Path, entries: &[&str]) -> Result<()> {
+/// Tars `entries` of `dir` into `out` with sorted names, owner 0 and mtime 0.
+pub(crate) fn deterministic_tar(dir: &Path, out: &Path, entries: &[&str]) -> Result<()> {
     let mut args: Vec<String> = [
         "--sort=name",
         "--owner=0",

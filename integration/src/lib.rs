@@ -9,6 +9,7 @@
 pub mod cleanup;
 pub mod containerd;
 pub mod cri;
+pub mod daemonset;
 pub mod demo;
 pub mod env;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod plexus;
 pub mod pod;
 pub mod privileged;
 pub mod process;
+pub mod release_image;
 pub mod traffic;
 
 pub use containerd::{Containerd, Options};

@@ -30,6 +30,10 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+    /// Validate the arguments, print the settings and exit without connecting (deployment
+    /// tooling and the Helm chart's tests use it).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -57,7 +61,10 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    let check = args.check;
+    if !check {
+        init_logging(args.log_format);
+    }
     let config = Config {
         nri_socket: args.nri_socket,
         plexusd_socket: args.plexusd_socket,
@@ -75,6 +82,10 @@ async fn main() -> anyhow::Result<()> {
         config.plugin_name
     );
     let plugin = plexus_nri::Plugin::new(config).context("invalid configuration")?;
+    if check {
+        println!("valid: {summary}");
+        return Ok(());
+    }
     tracing::info!(config = %summary, "starting plexus-nri");
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("install SIGTERM handler")?;

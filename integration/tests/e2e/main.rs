@@ -6,7 +6,9 @@
 //! (test group `e2e`). Each test owns its containerd, namespaces and run dir.
 
 mod common;
+mod daemonset;
 mod failures;
+mod image;
 mod kube;
 mod networks;
 mod primary;

@@ -1,5 +1,6 @@
 //! plexusd: the plexus node service. Parses flags, loads the config, starts telemetry and
-//! runs the library (`plexus_server::daemon`); `plexusd explain` resolves offline.
+//! runs the library (`plexus_server::daemon`); `plexusd explain` resolves offline,
+//! `check-config` and `install-cni` are one-shot tools (`offline.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,6 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plexus_server::config::{Config, LogFormat};
 use plexus_server::daemon;
+
+mod offline;
 
 /// The plexus node service.
 #[derive(Debug, Parser)]
@@ -38,6 +41,17 @@ enum Command {
         /// Output format: json or text.
         #[arg(long, short, default_value = "text", value_parser = ["json", "text"])]
         output: String,
+    },
+    /// Load --config with the daemon's strict parser and exit: 0 when valid, 2 when not.
+    CheckConfig,
+    /// Install the CNI shim into a directory atomically (the DaemonSet's init step).
+    InstallCni {
+        /// The binary to install (plexus-cni in the image).
+        #[arg(long)]
+        source: PathBuf,
+        /// The host's CNI bin directory; the binary keeps its file name there.
+        #[arg(long)]
+        dest_dir: PathBuf,
     },
     /// The CNI shim path.
     Cni {
@@ -162,6 +176,37 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         return explain(cli.config.as_deref(), pod, networks, output == "json");
+    }
+    match &cli.command {
+        Some(Command::CheckConfig) => {
+            let Some(path) = cli.config.as_deref() else {
+                eprintln!("plexusd check-config: name the file with --config");
+                return ExitCode::from(2);
+            };
+            return match offline::check_config(path) {
+                Ok(summary) => {
+                    emit(&summary);
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("plexusd: {err}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::InstallCni { source, dest_dir }) => {
+            return match offline::install_cni(source, dest_dir) {
+                Ok(target) => {
+                    emit(&format!("installed {}", target.display()));
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("plexusd install-cni: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     if let Some(Command::Cni {
         command: CniCommand::Uninstall,

@@ -14,6 +14,7 @@ mod attach;
 mod attachments;
 mod detach;
 mod explain;
+mod health;
 mod reconcile;
 mod status;
 mod watch;
@@ -45,6 +46,8 @@ enum Command {
     Reconcile(reconcile::Cmd),
     /// Print a pod's network-status annotation value (Multus's shape).
     Status(status::Cmd),
+    /// Check that plexusd serves (gRPC health); the readiness probe.
+    Health(health::Cmd),
 }
 
 /// Selects a pod by `--pod ns/name` or `--sandbox ID`.
@@ -122,6 +125,7 @@ async fn main() -> ExitCode {
         Command::Watch(cmd) => cmd.run(&cli.socket).await,
         Command::Reconcile(cmd) => cmd.run(&cli.socket).await,
         Command::Status(cmd) => cmd.run(&cli.socket).await,
+        Command::Health(cmd) => cmd.run(&cli.socket).await,
     };
     match result {
         Ok(code) => code,
