@@ -1,9 +1,9 @@
 # One task runner for humans and CI.
 #
-#   sudo make demo    the main job: private containerd + NRI + plexus, two pods on an IoT
+#   make demo         the main job: private containerd + NRI + plexus, two pods on an IoT
 #                     macvlan network with static IPs (installs what is missing first)
-#   sudo make test    the whole suite: setup, fmt, clippy, unit, privileged and end-to-end tests,
-#                     then every fuzz target for a short bounded time (fuzz-smoke)
+#   make test         the whole suite: setup, fmt, clippy, every fuzz target for a short
+#                     bounded time (fuzz-smoke), then unit, privileged and end-to-end tests
 #   make fuzz FUZZ_TIME=600   each fuzz target for FUZZ_TIME seconds (nightly + cargo-fuzz)
 #   make image        the plexus OCI image archive, without a registry
 #
