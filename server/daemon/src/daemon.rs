@@ -67,7 +67,11 @@ pub fn resolver(config: &Config) -> Resolver {
 /// directory whose watcher is returned too.
 pub async fn connect_resolver(
     config: &Config,
-) -> Result<(Resolver, Option<Arc<Cluster>>, Option<crate::nad_watch::Watcher>)> {
+) -> Result<(
+    Resolver,
+    Option<Arc<Cluster>>,
+    Option<crate::nad_watch::Watcher>,
+)> {
     match &config.nad_source {
         NadSource::Directory(dir) => {
             let nads = Arc::new(DirSource::new(dir.clone()));

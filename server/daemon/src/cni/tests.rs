@@ -14,7 +14,11 @@ use crate::test_util::{Call as Recorded, FakeAttacher, FakePlanner};
 type TestNode = Arc<Node<FakeAttacher, FakePlanner>>;
 
 fn recorded(node: &TestNode, id: &str) -> Option<crate::model::SandboxView> {
-    crate::attacher::Attacher::sandbox(node.attacher(), &plexus_core::id::SandboxId::new(id).unwrap()).unwrap()
+    crate::attacher::Attacher::sandbox(
+        node.attacher(),
+        &plexus_core::id::SandboxId::new(id).unwrap(),
+    )
+    .unwrap()
 }
 
 fn node() -> TestNode {
