@@ -1,0 +1,193 @@
+//! The three ways a pod can start, side by side (issue 11's benchmark): containerd with its
+//! primary network only, plexus on the NRI path, and plexus as the runtime's CNI network
+//! (the shim path, NRI off). Each plexus side attaches the same two secondary networks
+//! (macvlan and bridge, native); the shim side also runs the primary itself. Pods alternate
+//! between the three private containerds in a rotating order, so load from other processes
+//! hits all alike; each pod is deleted before the next starts. Prints RunPodSandbox and
+//! Stop+Remove medians, p90 and ratios to "primary only".
+//!
+//! Then the shim itself: wall time and peak RSS of `plexus-cni` answering `VERSION`
+//! (it answers that without plexusd), over many executions.
+//!
+//! `PLEXUS_BENCH_PODS` sets the pods per side (default 100). Figures, not assertions.
+//! Needs root.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use plexus_integration::containerd::{self, Containerd};
+use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE, SHIM_NETWORK};
+use plexus_integration::{Env, PodSpec, plexus};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Runs one pod and deletes it; returns (RunPodSandbox, Stop+Remove).
+async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> (Duration, Duration) {
+    let mut spec = PodSpec::new(NAMESPACE, name);
+    if let Some(nets) = networks {
+        spec = spec.networks(nets);
+    }
+    let start = Instant::now();
+    let pod = c.run_pod(&spec).await.expect("RunPodSandbox");
+    let run = start.elapsed();
+    if networks.is_some() {
+        assert!(pod.interface("net2").is_ok(), "pod {name} has no net2");
+    }
+    let start = Instant::now();
+    c.delete_pod(&pod).await.expect("delete pod");
+    (run, start.elapsed())
+}
+
+fn line(label: &str, t: &mut [Duration], base: Option<Duration>) -> Duration {
+    t.sort();
+    let med = percentile(t, 0.5);
+    let ratio = base
+        .map(|b| format!("{:.3}x", med.as_secs_f64() / b.as_secs_f64()))
+        .unwrap_or_else(|| "1.000x".into());
+    println!(
+        "  {label:<26} n={:<4} median {:>7.1} ms   p90 {:>7.1} ms   ratio {ratio}",
+        t.len(),
+        med.as_secs_f64() * 1e3,
+        percentile(t, 0.9).as_secs_f64() * 1e3,
+    );
+    med
+}
+
+/// Wall time and peak RSS (KiB) of one `plexus-cni` VERSION call.
+fn shim_version(bin: &std::path::Path) -> (Duration, i64) {
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn plexus-cni");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: wait4 writes the child's status and resource usage into the two out-pointers,
+    // both valid for writes; the child is ours and not yet reaped.
+    let rc = unsafe { libc::wait4(pid.as_raw(), &mut status, 0, usage.as_mut_ptr()) };
+    let took = start.elapsed();
+    assert_eq!(rc, pid.as_raw(), "wait4");
+    assert_eq!(
+        std::process::ExitStatus::from_raw(status).code(),
+        Some(0),
+        "VERSION failed"
+    );
+    // SAFETY: wait4 succeeded, so it filled the rusage.
+    let usage = unsafe { usage.assume_init() };
+    // The child is reaped; forget the handle without waiting again.
+    let _ = child.try_wait();
+    (took, usage.ru_maxrss)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "paths bench needs root (containerd, network namespaces): run make bench as root"
+        );
+        std::process::exit(1);
+    }
+    let n: usize = std::env::var("PLEXUS_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let base = Containerd::start(containerd::Options {
+        prefix: "plexus-bench-base".into(),
+        ..containerd::Options::default()
+    })
+    .await
+    .expect("start containerd");
+    // Production log level: debug logging would be measured too.
+    let quiet = || plexus::Options {
+        log_level: "info".into(),
+        ..plexus::Options::default()
+    };
+    let nri = Env::start_with(containerd::Options::default(), quiet())
+        .await
+        .expect("start the NRI side");
+    let shim = Env::start_with(
+        containerd::Options {
+            nri: false,
+            private_cni_bin: true,
+            ..containerd::Options::default()
+        },
+        plexus::Options {
+            shim: true,
+            ..quiet()
+        },
+    )
+    .await
+    .expect("start the shim side");
+    let loaded = format!("\"Name\":\"{SHIM_NETWORK}\"");
+    shim.containerd
+        .wait_cni_config(&loaded, Duration::from_secs(15))
+        .await
+        .expect("containerd loads the generated config");
+    let networks = format!("{MACVLAN},{BRIDGE}");
+
+    for i in 0..3 {
+        one(&base, &format!("warm-base-{i}"), None).await;
+        one(&nri.containerd, &format!("warm-nri-{i}"), Some(&networks)).await;
+        one(&shim.containerd, &format!("warm-shim-{i}"), Some(&networks)).await;
+    }
+    let mut t: [(Vec<Duration>, Vec<Duration>); 3] = Default::default();
+    for i in 0..n {
+        for k in 0..3 {
+            let side = (i + k) % 3;
+            let (run, stop) = match side {
+                0 => one(&base, &format!("base-{i}"), None).await,
+                1 => one(&nri.containerd, &format!("nri-{i}"), Some(&networks)).await,
+                _ => one(&shim.containerd, &format!("shim-{i}"), Some(&networks)).await,
+            };
+            t[side].0.push(run);
+            t[side].1.push(stop);
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\nPod start and stop by path, {n} pods per side, rotating order");
+    println!(
+        "(load average at the end: {})",
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
+    let [(b_run, b_stop), (n_run, n_stop), (s_run, s_stop)] = &mut t;
+    println!("RunPodSandbox");
+    let base_run = line("primary only", b_run, None);
+    line("plexus NRI, 2 networks", n_run, Some(base_run));
+    line("plexus shim, 2 networks", s_run, Some(base_run));
+    println!("StopPodSandbox + RemovePodSandbox");
+    let base_stop = line("primary only", b_stop, None);
+    line("plexus NRI, 2 networks", n_stop, Some(base_stop));
+    line("plexus shim, 2 networks", s_stop, Some(base_stop));
+
+    let bin = plexus::bin_dir()
+        .expect("plexus binaries")
+        .join("plexus-cni");
+    let runs = 300;
+    let mut times = Vec::with_capacity(runs);
+    let mut peak = 0;
+    for _ in 0..runs {
+        let (took, rss) = shim_version(&bin);
+        times.push(took);
+        peak = peak.max(rss);
+    }
+    times.sort();
+    println!(
+        "\nplexus-cni VERSION ({runs} runs): median {:.2} ms, p90 {:.2} ms, peak RSS {:.1} MiB \
+         (goal <= 1 ms and <= 5 MiB; multus-shim: 6.8 ms / 47 MiB)",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.9).as_secs_f64() * 1e3,
+        peak as f64 / 1024.0,
+    );
+    drop(shim);
+    drop(nri);
+    drop(base);
+}
