@@ -71,6 +71,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A DHCP exchange for an interface failed (timeout, NAK, socket).
+    #[error("dhcp for interface {ifname} of network {network}: {cause}")]
+    Dhcp {
+        /// The CNI network name.
+        network: String,
+        /// The interface in the pod.
+        ifname: String,
+        /// What failed.
+        cause: crate::ipam::dhcp::DhcpError,
+    },
     /// A native driver's config was accepted by classification but is unusable.
     #[error("network {network}: invalid {kind} config: {reason}")]
     InvalidConfig {
@@ -181,7 +191,7 @@ impl Error {
             | Error::WriteRecord { .. }
             | Error::ReadRecord { .. }
             | Error::CorruptRecord { .. } => "state",
-            Error::Lease { .. } | Error::InvalidIpam { .. } => "ipam",
+            Error::Lease { .. } | Error::InvalidIpam { .. } | Error::Dhcp { .. } => "ipam",
             Error::InvalidConfig { .. } => "invalid_config",
             Error::NetnsMissing { .. } => "netns_missing",
             Error::InterfaceExists { .. } => "interface_exists",
