@@ -188,17 +188,36 @@ pub async fn renew(
     })?
 }
 
-/// Sends DHCPRELEASE to the lease's server (no reply is defined).
+/// How long [`release`] waits for its datagram to leave (address resolution).
+const RELEASE_FLUSH: Duration = Duration::from_secs(2);
+
+/// Sends DHCPRELEASE to the lease's server (no reply is defined) and waits until the
+/// datagram has left the socket: a unicast may sit in the neighbour queue waiting for ARP,
+/// and the caller deletes the interface right after, which would drop it.
 pub async fn release(sock: &UdpSocket, mac: [u8; 6], lease: &Granted) -> Result<(), DhcpError> {
     let msg = message::release(rand_xid(), mac, lease.address, lease.server_id)?;
     let to = SocketAddr::V4(SocketAddrV4::new(lease.server_id, SERVER_PORT));
     sock.send_to(&msg, to)
         .await
-        .map(|_| ())
         .map_err(|source| DhcpError::Io {
             op: "send RELEASE",
             source,
-        })
+        })?;
+    let until = Instant::now() + RELEASE_FLUSH;
+    while unsent_bytes(sock) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Bytes still held by the socket's send side (`SIOCOUTQ`, udp(7)); 0 on error.
+fn unsent_bytes(sock: &UdpSocket) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (== TIOCOUTQ) on a UDP socket writes one c_int to the pointer,
+    // which points at a live local; the fd is owned by `sock` for the whole call.
+    let rc = unsafe { nix::libc::ioctl(sock.as_raw_fd(), nix::libc::TIOCOUTQ, &mut n) };
+    if rc < 0 { 0 } else { n }
 }
 
 /// A fresh transaction id: std's per-instance random hash keys, folded to 32 bits.

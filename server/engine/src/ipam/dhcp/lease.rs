@@ -49,20 +49,14 @@ impl LeaseFile {
         (self.granted.lease_secs != u32::MAX).then(|| self.at(self.granted.lease_secs))
     }
 
-    /// When the next renewal step is due; `None` for an infinite lease.
+    /// When the next renewal attempt is due: T1 while BOUND, `now` once RENEWING or
+    /// REBINDING (a failed attempt already waited its request timeout); `None` for an
+    /// infinite lease.
     pub fn next_due(&self, now: u64) -> Option<u64> {
         if self.granted.lease_secs == u32::MAX {
             return None;
         }
-        let t1 = self.at(self.granted.t1_secs);
-        let t2 = self.at(self.granted.t2_secs);
-        Some(if now < t1 {
-            t1
-        } else if now < t2 {
-            t2.min(now + 1)
-        } else {
-            now + 1
-        })
+        Some(self.at(self.granted.t1_secs).max(now))
     }
 }
 
@@ -213,7 +207,9 @@ pub async fn run_renewer(store: LeaseStore) {
     loop {
         let now = now_secs();
         let mut next = now + RENEW_POLL.as_secs();
-        for lease in store.list() {
+        let leases = store.list();
+        tracing::trace!(count = leases.len(), dir = %store.dir().display(), "dhcp renewer pass");
+        for lease in leases {
             match lease.next_due(now) {
                 Some(due) if due <= now => renew_one(&store, lease, now).await,
                 Some(due) => next = next.min(due),
@@ -291,6 +287,28 @@ pub(crate) async fn acquire_and_save(
     };
     store.save(&lease)?;
     Ok(lease)
+}
+
+/// [`release_saved`] for every saved lease of the sandbox (before a link group delete
+/// takes the interfaces away). Failures are logged; the files are removed either way.
+pub async fn release_sandbox(store: &LeaseStore, sandbox_id: &str) {
+    if !valid_component(sandbox_id) {
+        return;
+    }
+    let ifnames: Vec<String> = std::fs::read_dir(store.dir.join(sandbox_id))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            n.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    for ifname in ifnames {
+        if let Err(e) = release_saved(store, sandbox_id, &ifname).await {
+            tracing::warn!(sandbox = sandbox_id, ifname, error = %e, "dhcp lease release");
+        }
+    }
 }
 
 /// Sends RELEASE for the saved lease of `ifname` (when its netns is still there) and

@@ -227,11 +227,12 @@ fn lease_store_round_trips_and_rejects_path_like_names() {
 }
 
 #[test]
-fn renewal_is_due_at_t1_then_every_second_after_t2() {
+fn renewal_is_due_at_t1_and_immediately_after() {
     let l = lease("sb1", "net1");
     assert_eq!(l.next_due(1000), Some(1050));
-    assert_eq!(l.next_due(1050), Some(1051));
-    assert_eq!(l.next_due(1090), Some(1091));
+    assert_eq!(l.next_due(1049), Some(1050));
+    assert_eq!(l.next_due(1050), Some(1050));
+    assert_eq!(l.next_due(1090), Some(1090));
     assert_eq!(l.expires_at(), Some(1100));
     let mut inf = l;
     inf.granted.lease_secs = u32::MAX;
