@@ -85,7 +85,8 @@ pub async fn run(
     serve(socket, node, access, shutdown).await
 }
 
-/// The node's periodic work, off the request path: the attachments-gauge refresh and, when
+/// The node's periodic work, off the request path: the attachments-gauge refresh, the
+/// renewal of native dhcp leases and, when
 /// `reconcile.interval` is set, the sweep for sandboxes whose netns is gone. Stopped on drop.
 #[derive(Debug)]
 pub struct Background {
@@ -105,6 +106,11 @@ impl Background {
                 }
             }
         })];
+        // Native dhcp leases: renewed at T1/T2 for as long as plexusd runs; the lease
+        // files outlive it, so a restarted plexusd picks them up here.
+        let leases =
+            plexus_engine::ipam::dhcp::LeaseStore::new(engine_config(config).dhcp_lease_dir);
+        tasks.push(tokio::spawn(plexus_engine::ipam::dhcp::run_renewer(leases)));
         match config.reconcile_interval {
             Some(period) => {
                 tracing::info!(every = ?period, "sweeping for sandboxes whose network namespace is gone");

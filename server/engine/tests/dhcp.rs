@@ -19,19 +19,38 @@ const RESERVED_MAC: &str = "02:00:00:aa:bb:cc";
 
 /// udhcpd in `srv`, killed (by its pid) on drop.
 struct Server {
-    child: Child,
+    child: Option<Child>,
+    conf: PathBuf,
     lease_file: PathBuf,
-    _srv: TestNetns,
+    srv: TestNetns,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
 impl Server {
+    fn start(&mut self) {
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.srv.path().display()))
+            .args(["busybox", "udhcpd", "-f", "-a", "100"])
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start udhcpd");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// `busybox dumpleases` rows `(mac, ip, expires)` of the server's lease file.
     fn leases(&self) -> Vec<(String, String, String)> {
         let out = Command::new("busybox")
@@ -87,19 +106,14 @@ async fn start_server(fx: &Fixture, lease_secs: u32) -> Server {
         ),
     )
     .unwrap();
-    let child = Command::new("nsenter")
-        .arg(format!("--net={}", srv.path().display()))
-        .args(["busybox", "udhcpd", "-f", "-a", "100"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start udhcpd");
-    Server {
-        child,
+    let mut server = Server {
+        child: None,
+        conf,
         lease_file,
-        _srv: srv,
-    }
+        srv,
+    };
+    server.start();
+    server
 }
 
 /// The veth peer of the fixture's uplink (the fixture names it `pe*`).
@@ -321,4 +335,56 @@ async fn dhcp_without_a_server_fails_within_the_timeout_naming_interface_and_net
     assert!(msg.contains("no DHCP OFFER within 2s"), "{msg}");
     assert!(fx.pod_links().await.is_empty(), "the macvlan is undone");
     assert!(dhcp_store(&fx).list().is_empty());
+}
+
+#[tokio::test]
+async fn dhcp_expired_lease_leaves_the_interface_and_is_acquired_again() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let mut server = start_server(&fx, 6).await;
+    let engine = fx.engine(DelegationMode::Auto);
+    engine
+        .setup(
+            fx.sandbox("sb-exp"),
+            plan(vec![attachment(1, "net1", &conf(&fx, "lan", None, 3))]),
+        )
+        .await
+        .expect("setup with dhcp");
+    let store = dhcp_store(&fx);
+    let first = store.load("sb-exp", "net1").unwrap().unwrap();
+    let addr = first.granted.address_net().to_string();
+    assert!(pod_addrs(&fx).contains(&addr));
+    server.stop();
+    let renewer = tokio::spawn(run_renewer(store.clone()));
+    // No server to renew with: at expiry (6 s) the address must leave the interface.
+    wait_for(
+        "the expired address to be removed",
+        Duration::from_secs(20),
+        || !pod_addrs(&fx).contains(&addr),
+    )
+    .await;
+    server.start();
+    wait_for(
+        "a new lease after the server returns",
+        Duration::from_secs(20),
+        || {
+            store
+                .load("sb-exp", "net1")
+                .unwrap()
+                .is_some_and(|l| l.granted.lease_secs == 6 && l.bound_at > first.bound_at)
+        },
+    )
+    .await;
+    renewer.abort();
+    let again = store.load("sb-exp", "net1").unwrap().unwrap();
+    let new_addr = again.granted.address_net().to_string();
+    assert!(pod_addrs(&fx).contains(&new_addr), "{}", pod_addrs(&fx));
+    assert!(
+        pod_routes(&fx).contains("default via 10.77.0.1 dev net1"),
+        "{}",
+        pod_routes(&fx)
+    );
+    engine.teardown("sb-exp").await.expect("teardown");
 }

@@ -202,7 +202,8 @@ pub const RENEW_POLL: Duration = Duration::from_secs(2);
 /// Renews every lease in `store` at T1 (unicast) and rebinds after T2 (broadcast), for as
 /// long as it runs (plexusd spawns it once). Leases are re-read each pass, so a restarted
 /// plexusd continues where the previous one stopped. A lease whose netns is gone is
-/// removed; an expired or refused lease is logged and removed.
+/// removed; an expired or refused lease loses its address and goes back to INIT
+/// (retried each pass until it binds).
 pub async fn run_renewer(store: LeaseStore) {
     loop {
         let now = now_secs();
@@ -224,11 +225,6 @@ pub async fn run_renewer(store: LeaseStore) {
 async fn renew_one(store: &LeaseStore, mut lease: LeaseFile, now: u64) {
     let span = tracing::info_span!("dhcp_renew", sandbox = %lease.sandbox_id, ifname = %lease.ifname, network = %lease.network);
     let _e = span.enter();
-    if lease.expires_at().is_some_and(|e| now >= e) {
-        tracing::warn!(address = %lease.granted.address, "dhcp lease expired without renewal");
-        let _ = store.remove(&lease.sandbox_id, &lease.ifname);
-        return;
-    }
     let netns = match Netns::open(&lease.netns) {
         Ok(n) => n,
         Err(e) => {
@@ -237,6 +233,10 @@ async fn renew_one(store: &LeaseStore, mut lease: LeaseFile, now: u64) {
             return;
         }
     };
+    if lease.expires_at().is_some_and(|e| now >= e) {
+        super::reinit::reinit(store, lease, &netns, "lease expired").await;
+        return;
+    }
     let rebinding = now >= lease.at(lease.granted.t2_secs);
     let timeout = Duration::from_secs(lease.timeout_secs.clamp(1, super::MAX_TIMEOUT_SECS));
     let res = async {
@@ -255,8 +255,8 @@ async fn renew_one(store: &LeaseStore, mut lease: LeaseFile, now: u64) {
             }
         }
         Err(DhcpError::Nak { server, message }) => {
-            tracing::warn!(%server, message, "dhcp server refused renewal; lease dropped");
-            let _ = store.remove(&lease.sandbox_id, &lease.ifname);
+            tracing::warn!(%server, message, "dhcp server refused renewal");
+            super::reinit::reinit(store, lease, &netns, "server sent NAK").await;
         }
         Err(e) => tracing::warn!(error = %e, rebinding, "dhcp renewal failed; will retry"),
     }

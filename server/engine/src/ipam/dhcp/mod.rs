@@ -9,8 +9,8 @@
 //!                                                           \--NAK--> attach fails
 //!  BOUND --T1--> RENEWING  --REQUEST(unicast to server id, ciaddr)--> ACK: BOUND (times reset)
 //!  RENEWING --T2--> REBINDING --REQUEST(bcast, ciaddr)--> ACK: BOUND
-//!  RENEWING/REBINDING --NAK or expiry--> lease dropped (logged; the address stays on the
-//!                                          interface until the pod goes, see `renew`)
+//!  RENEWING/REBINDING --NAK or expiry--> address removed, INIT again (DISCOVER..ACK),
+//!                                          retried each renewer pass until it binds
 //!  BOUND --teardown--> RELEASE(unicast to server id)
 //! ```
 //!
@@ -29,6 +29,7 @@
 mod client;
 mod lease;
 mod message;
+mod reinit;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
