@@ -67,6 +67,7 @@ fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
         mtu: Some(1500),
         gateways: Vec::new(),
         primary: a.primary,
+        lease_expires: None,
         result: None,
     }
 }
