@@ -130,6 +130,9 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// Network namespace holding host-side links (tests); `None` = plexusd's own.
     pub host_netns: Option<PathBuf>,
+    /// Socket on which plexusd runs the reference `dhcp` daemon for exec'd NADs with
+    /// `ipam.type: dhcp` (`dhcpDaemonSocket`, usually `/run/cni/dhcp.sock`); `None`: off.
+    pub dhcp_daemon_socket: Option<PathBuf>,
 }
 
 impl Config {

@@ -111,6 +111,14 @@ impl Background {
         let leases =
             plexus_engine::ipam::dhcp::LeaseStore::new(engine_config(config).dhcp_lease_dir);
         tasks.push(tokio::spawn(plexus_engine::ipam::dhcp::run_renewer(leases)));
+        // The reference dhcp daemon for exec'd NADs, when configured (killed on drop).
+        if let Some(socket) = &config.dhcp_daemon_socket {
+            let dirs = config.cni_bin_dirs.clone();
+            tasks.push(tokio::spawn(plexus_engine::dhcp_daemon::supervise(
+                dirs,
+                socket.clone(),
+            )));
+        }
         match config.reconcile_interval {
             Some(period) => {
                 tracing::info!(every = ?period, "sweeping for sandboxes whose network namespace is gone");

@@ -81,6 +81,16 @@ pub enum Error {
         /// What failed.
         cause: crate::ipam::dhcp::DhcpError,
     },
+    /// The reference `dhcp` daemon run for exec'd NADs could not be started.
+    #[error("dhcp daemon {binary} on {socket}: {reason}")]
+    DhcpDaemon {
+        /// The plugin binary.
+        binary: PathBuf,
+        /// Its socket.
+        socket: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A native driver's config was accepted by classification but is unusable.
     #[error("network {network}: invalid {kind} config: {reason}")]
     InvalidConfig {
@@ -192,6 +202,7 @@ impl Error {
             | Error::ReadRecord { .. }
             | Error::CorruptRecord { .. } => "state",
             Error::Lease { .. } | Error::InvalidIpam { .. } | Error::Dhcp { .. } => "ipam",
+            Error::DhcpDaemon { .. } => "internal",
             Error::InvalidConfig { .. } => "invalid_config",
             Error::NetnsMissing { .. } => "netns_missing",
             Error::InterfaceExists { .. } => "interface_exists",

@@ -388,3 +388,47 @@ async fn dhcp_expired_lease_leaves_the_interface_and_is_acquired_again() {
     );
     engine.teardown("sb-exp").await.expect("teardown");
 }
+
+#[tokio::test]
+async fn dhcp_exec_path_gets_an_address_through_the_daemon_plexus_runs() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let server = start_server(&fx, 3600).await;
+    let bin = plexus_engine::dhcp_daemon::find_binary(&["/usr/lib/cni".into()])
+        .expect("the reference dhcp plugin in /usr/lib/cni");
+    let socket = fx.dir.path().join("run/dhcp.sock");
+    let daemon = plexus_engine::dhcp_daemon::DhcpDaemon::start(&bin, &socket)
+        .await
+        .expect("start dhcp daemon")
+        .expect("nothing else serves a fresh socket");
+    // A second start finds the socket served and leaves it alone.
+    assert!(
+        plexus_engine::dhcp_daemon::DhcpDaemon::start(&bin, &socket)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut c = conf(&fx, "lan-exec", None, 10);
+    c["ipam"] = serde_json::json!({"type": "dhcp", "daemonSocketPath": socket});
+    let engine = fx.engine(DelegationMode::Auto);
+    let rec = engine
+        .setup(fx.sandbox("sb-exec"), plan(vec![attachment(1, "net1", &c)]))
+        .await
+        .expect("exec setup with the dhcp daemon");
+    assert_eq!(rec.attachments[0].driver, Driver::Exec);
+    let addr = rec.attachments[0].result.as_ref().unwrap().ips[0].address;
+    let ip = addr.addr().to_string();
+    assert!(ip.starts_with("10.77.0.1"), "pool address, got {addr}");
+    assert!(pod_addrs(&fx).contains(&addr.to_string()));
+    engine.teardown("sb-exec").await.expect("teardown");
+    wait_for("the daemon's RELEASE", Duration::from_secs(10), || {
+        server
+            .leases()
+            .iter()
+            .any(|(_, i, e)| *i == ip && e == "expired")
+    })
+    .await;
+    drop(daemon);
+}

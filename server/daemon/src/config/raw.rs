@@ -69,6 +69,7 @@ pub(super) struct RawConfig {
     log_to_stderr: Option<bool>,
     metrics_port: Option<i64>,
     host_netns: Option<PathBuf>,
+    dhcp_daemon_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -389,6 +390,7 @@ impl RawConfig {
                 log_level,
             },
             host_netns: self.host_netns.map(|p| path(base, p)),
+            dhcp_daemon_socket: self.dhcp_daemon_socket.map(|p| path(base, p)),
         })
     }
 }

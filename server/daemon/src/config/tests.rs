@@ -174,3 +174,18 @@ fn embedded_standalone_config_is_valid() {
     assert_eq!(c.socket, PathBuf::from("/run/plexus/plexus.sock"));
     assert!(c.state_dir.starts_with("/var/lib/plexus"));
 }
+
+#[test]
+fn dhcp_daemon_socket_is_off_by_default_and_relative_paths_are_resolved() {
+    assert_eq!(parse("{}").unwrap().dhcp_daemon_socket, None);
+    let c = parse(r#"{"dhcpDaemonSocket": "/run/cni/dhcp.sock"}"#).unwrap();
+    assert_eq!(
+        c.dhcp_daemon_socket,
+        Some(PathBuf::from("/run/cni/dhcp.sock"))
+    );
+    let c = parse(r#"{"dhcpDaemonSocket": "run/dhcp.sock"}"#).unwrap();
+    assert_eq!(
+        c.dhcp_daemon_socket,
+        Some(PathBuf::from("/etc/plexus/run/dhcp.sock"))
+    );
+}
