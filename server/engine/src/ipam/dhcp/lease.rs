@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use plexus_netlink::{Handle, Netns};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{DhcpError, Granted, client};
 use crate::error::{Error, Result};
@@ -212,7 +213,10 @@ pub async fn run_renewer(store: LeaseStore) {
         tracing::trace!(count = leases.len(), dir = %store.dir().display(), "dhcp renewer pass");
         for lease in leases {
             match lease.next_due(now) {
-                Some(due) if due <= now => renew_one(&store, lease, now).await,
+                Some(due) if due <= now => {
+                    let span = tracing::info_span!("dhcp_renew", sandbox = %lease.sandbox_id, ifname = %lease.ifname, network = %lease.network);
+                    renew_one(&store, lease, now).instrument(span).await
+                }
                 Some(due) => next = next.min(due),
                 None => {}
             }
@@ -223,8 +227,6 @@ pub async fn run_renewer(store: LeaseStore) {
 }
 
 async fn renew_one(store: &LeaseStore, mut lease: LeaseFile, now: u64) {
-    let span = tracing::info_span!("dhcp_renew", sandbox = %lease.sandbox_id, ifname = %lease.ifname, network = %lease.network);
-    let _e = span.enter();
     let netns = match Netns::open(&lease.netns) {
         Ok(n) => n,
         Err(e) => {
