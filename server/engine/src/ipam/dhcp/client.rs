@@ -102,7 +102,7 @@ fn nak(server: Ipv4Addr, message: String) -> Option<Result<Granted, DhcpError>> 
 }
 
 /// INIT → SELECTING → REQUESTING → BOUND: DISCOVER, take the first OFFER, REQUEST it,
-/// wait for its ACK (or NAK). Each of the two exchanges has `timeout`.
+/// wait for its ACK (or NAK). `timeout` bounds the whole of it.
 pub async fn acquire(
     sock: &UdpSocket,
     mac: [u8; 6],
@@ -110,41 +110,23 @@ pub async fn acquire(
 ) -> Result<Granted, DhcpError> {
     let xid: u32 = rand_xid();
     let bcast = Ipv4Addr::BROADCAST;
+    let deadline = Instant::now() + timeout;
     let msg = message::discover(xid, mac)?;
-    let (offered, server) =
-        exchange(
-            sock,
-            &msg,
-            bcast,
-            xid,
-            mac,
-            Instant::now() + timeout,
-            |r| match r {
-                Reply::Offer { address, server } => Some(Ok((address, server))),
-                _ => None,
-            },
-        )
-        .await
-        .ok_or(DhcpError::Timeout {
-            expected: "OFFER",
-            timeout,
-        })??;
+    let (offered, server) = exchange(sock, &msg, bcast, xid, mac, deadline, |r| match r {
+        Reply::Offer { address, server } => Some(Ok((address, server))),
+        _ => None,
+    })
+    .await
+    .ok_or(DhcpError::Timeout {
+        expected: "OFFER",
+        timeout,
+    })??;
     let msg = message::request_selecting(xid, mac, offered, server)?;
-    exchange(
-        sock,
-        &msg,
-        bcast,
-        xid,
-        mac,
-        Instant::now() + timeout,
-        |r| match r {
-            Reply::Ack(g) if g.address == offered => Some(Ok(g)),
-            Reply::Nak { server: s, message } if s == server || s.is_unspecified() => {
-                nak(s, message)
-            }
-            _ => None,
-        },
-    )
+    exchange(sock, &msg, bcast, xid, mac, deadline, |r| match r {
+        Reply::Ack(g) if g.address == offered => Some(Ok(g)),
+        Reply::Nak { server: s, message } if s == server || s.is_unspecified() => nak(s, message),
+        _ => None,
+    })
     .await
     .ok_or(DhcpError::Timeout {
         expected: "ACK",
@@ -153,7 +135,7 @@ pub async fn acquire(
 }
 
 /// RENEWING (unicast to the server, `rebinding == false`) or REBINDING (broadcast): one
-/// REQUEST exchange for `lease`'s address until `deadline`.
+/// REQUEST exchange for `lease`'s address within `timeout`.
 pub async fn renew(
     sock: &UdpSocket,
     mac: [u8; 6],

@@ -211,16 +211,19 @@ pub async fn run_renewer(store: LeaseStore) {
         let mut next = now + RENEW_POLL.as_secs();
         let leases = store.list();
         tracing::trace!(count = leases.len(), dir = %store.dir().display(), "dhcp renewer pass");
+        // Due leases are renewed concurrently: one silent server must not hold up the rest.
+        let mut due_now = Vec::new();
         for lease in leases {
             match lease.next_due(now) {
                 Some(due) if due <= now => {
                     let span = tracing::info_span!("dhcp_renew", sandbox = %lease.sandbox_id, ifname = %lease.ifname, network = %lease.network);
-                    renew_one(&store, lease, now).instrument(span).await
+                    due_now.push(renew_one(&store, lease, now).instrument(span));
                 }
                 Some(due) => next = next.min(due),
                 None => {}
             }
         }
+        futures::future::join_all(due_now).await;
         let wait = next.saturating_sub(now_secs()).max(1);
         tokio::time::sleep(Duration::from_secs(wait).min(RENEW_POLL)).await;
     }
