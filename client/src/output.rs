@@ -69,6 +69,9 @@ pub struct AttachmentJson {
     pub mtu: u32,
     /// Gateways.
     pub gateways: Vec<String>,
+    /// Expiry of the native DHCP lease (seconds since the Unix epoch), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_unix: Option<u64>,
 }
 
 impl From<&v1::Attachment> for AttachmentJson {
@@ -92,6 +95,7 @@ impl From<&v1::Attachment> for AttachmentJson {
             netns: a.netns_path.clone(),
             mtu: a.mtu,
             gateways: a.gateways.clone(),
+            lease_expires_unix: (a.lease_expires_unix != 0).then_some(a.lease_expires_unix),
         }
     }
 }
@@ -113,9 +117,13 @@ pub fn attachments_json(list: &[v1::Attachment]) -> String {
 /// Attachments as an aligned text table (one line per attachment).
 pub fn attachments_text(list: &[v1::Attachment]) -> String {
     let header = [
-        "SANDBOX", "POD", "NETWORK", "IFACE", "IPS", "MAC", "DRIVER", "ORIGIN", "STATE",
+        "SANDBOX", "POD", "NETWORK", "IFACE", "IPS", "MAC", "DRIVER", "ORIGIN", "STATE", "LEASE",
     ];
-    let mut rows: Vec<[String; 9]> = vec![header.map(str::to_owned)];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut rows: Vec<[String; 10]> = vec![header.map(str::to_owned)];
     for a in list {
         let pod = a
             .pod
@@ -141,9 +149,10 @@ pub fn attachments_text(list: &[v1::Attachment]) -> String {
             a.driver.clone(),
             a.origin.clone(),
             a.state.clone(),
+            lease_cell(a.lease_expires_unix, now),
         ]);
     }
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; 10];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -160,6 +169,24 @@ pub fn attachments_text(list: &[v1::Attachment]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The LEASE cell: `-` without a lease, `expired`, or the time left (`1h02m03s`).
+fn lease_cell(expires_unix: u64, now: u64) -> String {
+    if expires_unix == 0 {
+        return "-".to_owned();
+    }
+    let Some(left) = expires_unix.checked_sub(now).filter(|l| *l > 0) else {
+        return "expired".to_owned();
+    };
+    let (h, m, s) = (left / 3600, left / 60 % 60, left % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +212,7 @@ mod tests {
             netns_path: "/run/netns/x".into(),
             mtu: 1500,
             gateways: vec![],
+            lease_expires_unix: 0,
         }
     }
 
@@ -203,6 +231,27 @@ mod tests {
         assert_eq!(a["origin"], "annotation");
         assert_eq!(a["state"], "attached");
         assert_eq!(attachments_json(&[]), "[]");
+    }
+
+    #[test]
+    fn lease_column_shows_time_left_or_expired() {
+        assert_eq!(lease_cell(0, 100), "-");
+        assert_eq!(lease_cell(100, 100), "expired");
+        assert_eq!(lease_cell(145, 100), "45s");
+        assert_eq!(lease_cell(100 + 3723, 100), "1h02m03s");
+        let mut a = sample();
+        a.lease_expires_unix = 4_000_000_000;
+        let json: serde_json::Value = serde_json::from_str(&attachments_json(&[a])).unwrap();
+        assert_eq!(json[0]["leaseExpiresUnix"], 4_000_000_000u64);
+        let json: serde_json::Value = serde_json::from_str(&attachments_json(&[sample()])).unwrap();
+        assert!(json[0].get("leaseExpiresUnix").is_none());
+        assert!(
+            attachments_text(&[sample()])
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("LEASE")
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn attachment() -> v1::Attachment {
         netns_path: "/run/netns/x".into(),
         mtu: 1500,
         gateways: vec![],
+        lease_expires_unix: 0,
     }
 }
 

@@ -177,6 +177,9 @@ pub struct Config {
     pub connections: Connections,
     /// The CNI shim path (`cni.*`).
     pub cni: CniConfig,
+    /// Socket on which plexusd runs the reference `dhcp` daemon for exec'd NADs with
+    /// `ipam.type: dhcp` (`dhcpDaemonSocket`, usually `/run/cni/dhcp.sock`); `None`: off.
+    pub dhcp_daemon_socket: Option<PathBuf>,
 }
 
 impl Config {

@@ -142,6 +142,7 @@ pub fn attachment(
         netns_path: netns.to_owned(),
         mtu: a.mtu.unwrap_or(0),
         gateways: a.gateways.clone(),
+        lease_expires_unix: a.lease_expires.unwrap_or(0),
     }
 }
 

@@ -173,7 +173,8 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     Ok((soft, now))
 }
 
-/// The node's periodic work, off the request path: the attachments-gauge refresh and, when
+/// The node's periodic work, off the request path: the attachments-gauge refresh, the
+/// renewal of native dhcp leases and, when
 /// `reconcile.interval` is set, the sweep for sandboxes whose netns is gone. Stopped on drop.
 #[derive(Debug)]
 pub struct Background {
@@ -193,6 +194,19 @@ impl Background {
                 }
             }
         })];
+        // Native dhcp leases: renewed at T1/T2 for as long as plexusd runs; the lease
+        // files outlive it, so a restarted plexusd picks them up here.
+        let leases =
+            plexus_engine::ipam::dhcp::LeaseStore::new(engine_config(config).dhcp_lease_dir);
+        tasks.push(tokio::spawn(plexus_engine::ipam::dhcp::run_renewer(leases)));
+        // The reference dhcp daemon for exec'd NADs, when configured (killed on drop).
+        if let Some(socket) = &config.dhcp_daemon_socket {
+            let dirs = config.cni_bin_dirs.clone();
+            tasks.push(tokio::spawn(plexus_engine::dhcp_daemon::supervise(
+                dirs,
+                socket.clone(),
+            )));
+        }
         match config.reconcile_interval {
             Some(period) => {
                 tracing::info!(every = ?period, "sweeping for sandboxes whose network namespace is gone");

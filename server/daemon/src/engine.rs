@@ -26,6 +26,18 @@ impl EngineAttacher {
     pub fn new(engine: Engine) -> Self {
         Self { engine }
     }
+
+    /// Fills the native DHCP lease expiry of each attachment that has a lease file.
+    fn with_dhcp_leases(&self, mut view: SandboxView) -> SandboxView {
+        let store =
+            plexus_engine::ipam::dhcp::LeaseStore::new(&self.engine.config().dhcp_lease_dir);
+        for a in &mut view.attachments {
+            if let Ok(Some(lease)) = store.load(&view.sandbox_id, &a.interface) {
+                a.lease_expires = lease.expires_at();
+            }
+        }
+        view
+    }
 }
 
 /// An attachment record as the service shows it.
@@ -67,6 +79,7 @@ pub fn attachment_view(a: &AttachmentRecord) -> AttachmentView {
             })
             .unwrap_or_default(),
         primary: a.planned.primary,
+        lease_expires: None,
         result: a.result.clone(),
     }
 }
@@ -262,6 +275,7 @@ impl Attacher for EngineAttacher {
                         mtu: None,
                         gateways: Vec::new(),
                         primary: false,
+                        lease_expires: None,
                         result: None,
                     })
             })
@@ -369,7 +383,10 @@ impl Attacher for EngineAttacher {
             .engine
             .sandboxes()
             .map_err(state_error("the sandbox records"))?;
-        Ok(records.iter().map(sandbox_view).collect())
+        Ok(records
+            .iter()
+            .map(|r| self.with_dhcp_leases(sandbox_view(r)))
+            .collect())
     }
 
     fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxView>> {
@@ -377,7 +394,9 @@ impl Attacher for EngineAttacher {
             .engine
             .sandbox(sandbox_id)
             .map_err(state_error(format!("sandbox {sandbox_id}")))?;
-        Ok(record.as_ref().map(sandbox_view))
+        Ok(record
+            .as_ref()
+            .map(|r| self.with_dhcp_leases(sandbox_view(r))))
     }
 }
 
@@ -457,6 +476,50 @@ mod tests {
             err.starts_with("reading state of sandbox sb-broken: "),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_dhcp_lease_file_gives_the_attachment_its_expiry() {
+        use plexus_engine::ipam::dhcp::{Granted, LeaseFile, LeaseStore};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = plexus_engine::EngineConfig::new(dir.path());
+        let store = LeaseStore::new(&cfg.dhcp_lease_dir);
+        let attacher = EngineAttacher::new(Engine::open(cfg).unwrap());
+        let lease: LeaseFile = serde_json::from_value(serde_json::json!({
+            "network": "lan", "sandbox_id": "sb1", "ifname": "net1", "netns": "/run/netns/x",
+            "mac": [2, 0, 0, 0, 0, 1], "timeout_secs": 10, "bound_at": 1000,
+            "granted": serde_json::to_value(Granted {
+                address: "192.0.2.5".parse().unwrap(), prefix_len: 24,
+                server_id: "192.0.2.1".parse().unwrap(), router: None,
+                classless_routes: vec![], dns: vec![], domain: None,
+                lease_secs: 600, t1_secs: 300, t2_secs: 525,
+            }).unwrap(),
+        }))
+        .unwrap();
+        store.save(&lease).unwrap();
+        let view = |iface: &str| AttachmentView {
+            network: "default/lan".into(),
+            interface: iface.into(),
+            ips: vec![],
+            mac: String::new(),
+            driver: "native".into(),
+            plugin: "macvlan".into(),
+            origin: "annotation".into(),
+            state: AttachmentState::Attached,
+            mtu: None,
+            gateways: vec![],
+            primary: false,
+            lease_expires: None,
+            result: None,
+        };
+        let sb = attacher.with_dhcp_leases(SandboxView {
+            sandbox_id: "sb1".into(),
+            pod: plexus_core::pod::PodIdentity::new("default", "p", "u"),
+            netns: "/run/netns/x".into(),
+            attachments: vec![view("net1"), view("net2")],
+        });
+        assert_eq!(sb.attachments[0].lease_expires, Some(1600));
+        assert_eq!(sb.attachments[1].lease_expires, None);
     }
 
     #[tokio::test]

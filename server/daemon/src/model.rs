@@ -83,6 +83,8 @@ pub struct AttachmentView {
     pub gateways: Vec<String>,
     /// True for the cluster network (eth0).
     pub primary: bool,
+    /// Expiry of the native DHCP lease (seconds since the Unix epoch), when there is one.
+    pub lease_expires: Option<u64>,
     /// The canonical CNI result, when one was recorded (network-status is rendered from it).
     pub result: Option<CniResult>,
 }

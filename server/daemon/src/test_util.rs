@@ -68,6 +68,7 @@ fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
         mtu: Some(1500),
         gateways: Vec::new(),
         primary: a.primary,
+        lease_expires: None,
         // A cluster network (CNI shim path) answers the runtime with its result.
         result: a.primary.then(|| plexus_core::cni::Result {
             cni_version: "1.0.0".to_owned(),

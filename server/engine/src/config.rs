@@ -27,6 +27,8 @@ pub struct EngineConfig {
     pub cni_cache_dir: PathBuf,
     /// Default host-local lease root (a config's `dataDir` wins).
     pub ipam_data_dir: PathBuf,
+    /// Where native `dhcp` IPAM keeps its lease files (one per sandbox and interface).
+    pub dhcp_lease_dir: PathBuf,
     /// Deadline for one CNI plugin execution.
     pub delegate_timeout: Duration,
     /// Native or forced exec.
@@ -40,8 +42,10 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// The usual paths below `state_dir`, with CNI defaults elsewhere.
     pub fn new(state_dir: impl Into<PathBuf>) -> EngineConfig {
+        let state_dir: PathBuf = state_dir.into();
         EngineConfig {
-            state_dir: state_dir.into(),
+            dhcp_lease_dir: state_dir.join("dhcp"),
+            state_dir,
             cni_bin_dirs: vec!["/opt/cni/bin".into()],
             cni_cache_dir: "/var/lib/cni".into(),
             ipam_data_dir: "/var/lib/cni/networks".into(),

@@ -168,6 +168,7 @@ impl Engine {
             netns_path: netns,
             container_id: sandbox_id,
             ipam_data_dir: &self.inner.cfg.ipam_data_dir,
+            dhcp_lease_dir: &self.inner.cfg.dhcp_lease_dir,
             link_group: self.inner.cfg.link_group,
         }
     }

@@ -80,6 +80,26 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A DHCP exchange for an interface failed (timeout, NAK, socket).
+    #[error("dhcp for interface {ifname} of network {network}: {cause}")]
+    Dhcp {
+        /// The CNI network name.
+        network: String,
+        /// The interface in the pod.
+        ifname: String,
+        /// What failed.
+        cause: crate::ipam::dhcp::DhcpError,
+    },
+    /// The reference `dhcp` daemon run for exec'd NADs could not be started.
+    #[error("dhcp daemon {binary} on {socket}: {reason}")]
+    DhcpDaemon {
+        /// The plugin binary.
+        binary: PathBuf,
+        /// Its socket.
+        socket: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A native driver's config was accepted by classification but is unusable.
     #[error("network {network}: invalid {kind} config: {reason}")]
     InvalidConfig {
@@ -214,7 +234,8 @@ impl Error {
             | Error::WriteRecord { .. }
             | Error::ReadRecord { .. }
             | Error::CorruptRecord { .. } => "state",
-            Error::Lease { .. } | Error::InvalidIpam { .. } => "ipam",
+            Error::Lease { .. } | Error::InvalidIpam { .. } | Error::Dhcp { .. } => "ipam",
+            Error::DhcpDaemon { .. } => "internal",
             Error::InvalidConfig { .. } => "invalid_config",
             Error::NetnsMissing { .. } => "netns_missing",
             Error::PodNetnsRefused { .. } => "netns_refused",

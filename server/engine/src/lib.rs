@@ -54,6 +54,7 @@ pub mod config;
 pub mod crash;
 pub mod delegate;
 pub mod delegate_exec;
+pub mod dhcp_daemon;
 mod engine;
 pub mod error;
 pub mod exec;

@@ -207,6 +207,9 @@ impl Engine {
         if dirty {
             self.inner.store.save(&rec)?;
         }
+        // DHCP RELEASE needs the interfaces, so it goes before the group delete.
+        let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
+        crate::ipam::dhcp::release_sandbox(&dhcp, &rec.sandbox_id).await;
         // Fast path: every native pod link of this sandbox in one group delete (the
         // per-attachment lookups below then find nothing left to delete one by one).
         if let Some(pod) = &pod
@@ -272,6 +275,8 @@ impl Engine {
             Some(p) => open_pod(p).await,
             None => None,
         };
+        let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
+        crate::ipam::dhcp::release_sandbox(&dhcp, sandbox_id).await;
         match (&netns, &pod) {
             (Some(_), Some(pod)) => {
                 if let Err(e) = pod.delete_group(self.inner.cfg.link_group).await {

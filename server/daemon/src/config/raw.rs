@@ -85,6 +85,7 @@ pub(super) struct RawConfig {
     multus_config_file: Option<String>,
     #[serde(rename = "readinessindicatorfile", alias = "readinessIndicatorFile")]
     readiness_indicator_file: Option<PathBuf>,
+    dhcp_daemon_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -523,6 +524,7 @@ impl RawConfig {
                 max: max_connections,
                 idle_timeout,
             },
+            dhcp_daemon_socket: self.dhcp_daemon_socket.map(|p| path(base, p)),
         };
         // The resolver's own checks (the `delegates` entries among them) fail here, at
         // start, instead of on every pod.

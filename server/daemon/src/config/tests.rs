@@ -343,3 +343,19 @@ fn the_kubernetes_source_takes_a_kubeconfig_and_namespaces() {
     );
     assert!(rejected("nadSource: {kubernetes: {kubeconfg: x}}").contains("kubeconfg"));
 }
+}
+
+#[test]
+fn dhcp_daemon_socket_is_off_by_default_and_relative_paths_are_resolved() {
+    assert_eq!(parse("{}").unwrap().dhcp_daemon_socket, None);
+    let c = parse(r#"{"dhcpDaemonSocket": "/run/cni/dhcp.sock"}"#).unwrap();
+    assert_eq!(
+        c.dhcp_daemon_socket,
+        Some(PathBuf::from("/run/cni/dhcp.sock"))
+    );
+    let c = parse(r#"{"dhcpDaemonSocket": "run/dhcp.sock"}"#).unwrap();
+    assert_eq!(
+        c.dhcp_daemon_socket,
+        Some(PathBuf::from("/etc/plexus/run/dhcp.sock"))
+    );
+}

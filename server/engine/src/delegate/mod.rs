@@ -15,7 +15,7 @@ pub(crate) mod cache;
 mod error;
 mod exec;
 mod netconf;
-mod spawn;
+pub(crate) mod spawn;
 mod verbs;
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ struct Request {
 }
 
 /// Makes the child SIGKILLed when this process dies (see the module docs).
-pub(super) fn die_with_daemon(cmd: &mut Command) {
+pub(crate) fn die_with_daemon(cmd: &mut Command) {
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe calls (prctl, getppid) on a value captured before the fork; the
@@ -56,7 +56,7 @@ pub(super) fn die_with_daemon(cmd: &mut Command) {
 /// Spawns `cmd` from the spawner thread, registered with the current tokio runtime.
 /// If the caller stops waiting, the child is dropped there (and killed when the command
 /// asked for `kill_on_drop`).
-pub(super) async fn spawn(cmd: Command) -> io::Result<Child> {
+pub(crate) async fn spawn(cmd: Command) -> io::Result<Child> {
     let (reply, answer) = oneshot::channel();
     let req = Request {
         cmd,

@@ -6,6 +6,7 @@
 //! names, contents and `flock`), so either implementation can release the other's
 //! leases. This module allocates and releases; it does not touch interfaces.
 
+pub mod dhcp;
 mod fixed;
 mod host_local;
 mod range;
@@ -32,6 +33,8 @@ pub enum Config {
     Static(StaticConfig),
     /// `"type": "host-local"`.
     HostLocal(HostLocalConfig),
+    /// `"type": "dhcp"` (run by the native driver once its link is up, see [`dhcp`]).
+    Dhcp(dhcp::DhcpConfig),
 }
 
 impl Config {
@@ -45,6 +48,10 @@ impl Config {
                 .ok()
                 .filter(HostLocalConfig::is_supported)
                 .map(Config::HostLocal),
+            "dhcp" => dhcp::DhcpConfig::deserialize(value)
+                .ok()
+                .filter(dhcp::DhcpConfig::is_supported)
+                .map(Config::Dhcp),
             _ => None,
         }
     }
@@ -113,7 +120,7 @@ pub struct Allocation {
 /// can be recorded as an intent).
 pub fn lease_for(cfg: &Config, req: &Request, default_data_dir: &Path) -> Option<LeaseRecord> {
     match cfg {
-        Config::Static(_) => None,
+        Config::Static(_) | Config::Dhcp(_) => None,
         Config::HostLocal(h) => Some(LeaseRecord {
             dir: h.lease_dir(&req.network_name, default_data_dir),
             container_id: req.container_id.clone(),
@@ -128,6 +135,10 @@ pub fn allocate(cfg: &Config, req: &Request, default_data_dir: &Path) -> Result<
     match cfg {
         Config::Static(s) => s.allocate(req),
         Config::HostLocal(h) => h.allocate(req, default_data_dir),
+        Config::Dhcp(_) => Err(Error::InvalidIpam {
+            network: req.network_name.clone(),
+            reason: "dhcp runs on the pod interface, not in allocate".into(),
+        }),
     }
 }
 

@@ -237,6 +237,10 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
         "vlan" => (Kind::Vlan(strict(own)?), None),
         _ => return None,
     };
+    // Native dhcp runs on single-link drivers (the bridge's veth path does not do it yet).
+    if matches!(ipam, Some(ipam::Config::Dhcp(_))) && matches!(kind, Kind::Bridge(_)) {
+        return None;
+    }
     if mac.is_some() && !matches!(kind, Kind::Macvlan(_) | Kind::Bridge(_)) {
         return None;
     }
@@ -284,6 +288,8 @@ pub(crate) struct Ctx<'a> {
     pub container_id: &'a str,
     /// Default host-local lease root.
     pub ipam_data_dir: &'a Path,
+    /// Native dhcp lease files.
+    pub dhcp_lease_dir: &'a Path,
     /// Link group for pod links.
     pub link_group: u32,
 }
@@ -376,6 +382,11 @@ pub(crate) async fn add(
 /// are fine (after a group delete the pod link lookup simply finds nothing).
 pub(crate) async fn del(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Result<()> {
     let mut first_err = None;
+    // RELEASE needs the interface and its address, so it goes before the link.
+    let dhcp = ipam::dhcp::LeaseStore::new(ctx.dhcp_lease_dir);
+    if let Err(e) = ipam::dhcp::detach(&dhcp, ctx.container_id, ifname).await {
+        first_err.get_or_insert(e);
+    }
     if let Some(original) = &rec.host_device {
         if let Err(e) = host_device::del(original, ifname, ctx).await {
             first_err.get_or_insert(e);
@@ -417,9 +428,27 @@ pub(crate) async fn finish_single(
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
     step("link");
-    let alloc = allocate(cfg, ifname, ctx).await?;
+    let alloc = match &cfg.ipam {
+        Some(ipam::Config::Dhcp(d)) => {
+            let store = ipam::dhcp::LeaseStore::new(ctx.dhcp_lease_dir);
+            let net = &cfg.name;
+            let a =
+                ipam::dhcp::attach(d, net, ctx.container_id, &link, ctx.netns_path, pod, &store);
+            Some(a.await?)
+        }
+        _ => allocate(cfg, ifname, ctx).await?,
+    };
     step("ipam");
-    let result = single_result(cfg, &link, ctx, alloc);
+    // The DHCP server's name servers when the config names none (the reference macvlan
+    // returns only the config's `dns`; DHCP users expect the lease's).
+    let lease_dns = alloc
+        .as_ref()
+        .filter(|_| matches!(cfg.ipam, Some(ipam::Config::Dhcp(_))) && cfg.dns == Dns::default())
+        .map(|a| a.dns.clone());
+    let mut result = single_result(cfg, &link, ctx, alloc);
+    if let Some(dns) = lease_dns {
+        result.dns = dns;
+    }
     if cfg.ipam.is_some() {
         configure_iface(pod, &link, &result).await?;
     }

@@ -257,3 +257,17 @@ fn network_names_that_leave_the_lease_directory_go_to_exec() {
         "master":"eth0","ipam":{"type":"host-local","subnet":"10.4.0.0/24"}});
     assert!(classify(&att(conf)).is_some());
 }
+
+#[test]
+fn dhcp_goes_native_on_macvlan_but_not_on_bridge_or_with_daemon_keys() {
+    let mv = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"macvlan","master":"eth9",
+        "ipam":{"type":"dhcp","timeout":5}});
+    let c = classify(&att(mv.clone())).expect("native");
+    assert!(matches!(c.ipam, Some(ipam::Config::Dhcp(_))));
+    let mut daemon = mv;
+    daemon["ipam"]["daemonSocketPath"] = "/run/cni/dhcp.sock".into();
+    assert!(classify(&att(daemon)).is_none());
+    let br = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"bridge","bridge":"br0",
+        "ipam":{"type":"dhcp"}});
+    assert!(classify(&att(br)).is_none());
+}

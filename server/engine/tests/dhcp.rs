@@ -1,0 +1,434 @@
+//! Privileged tests of native `dhcp` IPAM against busybox `udhcpd` running in a server
+//! netns the test made. Topology: host netns with veth `up*` (macvlan master) whose peer
+//! is moved into the server netns and carries 10.77.0.1/24; the pod's macvlan reaches the
+//! server through it. Nothing leaves these namespaces.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Fixture, attachment, plan};
+use plexus_engine::ipam::dhcp::{LeaseStore, run_renewer};
+use plexus_engine::{DelegationMode, Driver};
+use plexus_netlink::LinkChange;
+use plexus_netlink::test_util::{TestNetns, require_privileged};
+
+const RESERVED_MAC: &str = "02:00:00:aa:bb:cc";
+
+/// udhcpd in `srv`, killed (by its pid) on drop.
+struct Server {
+    child: Option<Child>,
+    conf: PathBuf,
+    lease_file: PathBuf,
+    srv: TestNetns,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Server {
+    fn start(&mut self) {
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.srv.path().display()))
+            .args(["busybox", "udhcpd", "-f", "-a", "100"])
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start udhcpd");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `busybox dumpleases` rows `(mac, ip, expires)` of the server's lease file.
+    fn leases(&self) -> Vec<(String, String, String)> {
+        let out = Command::new("busybox")
+            .args(["dumpleases", "-f"])
+            .arg(&self.lease_file)
+            .output()
+            .expect("run dumpleases");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 3).then(|| {
+                    (
+                        f[0].to_string(),
+                        f[1].to_string(),
+                        f[f.len() - 1].to_string(),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Moves the uplink's peer into a new server netns, addresses it and starts udhcpd on it.
+async fn start_server(fx: &Fixture, lease_secs: u32) -> Server {
+    let srv = TestNetns::new().await;
+    let host = fx.host.handle().await;
+    let peer_name = peer_of(fx).await;
+    let peer = host.find_link(&peer_name).await.unwrap();
+    host.move_link(&peer, srv.netns(), &LinkChange::new())
+        .await
+        .unwrap();
+    let sh = srv.handle().await;
+    let peer = sh.find_link(&peer_name).await.unwrap();
+    sh.add_address(&peer, "10.77.0.1/24".parse().unwrap())
+        .await
+        .unwrap();
+    sh.set_up(&peer).await.unwrap();
+    let dir = fx.dir.path().join("udhcpd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lease_file = dir.join("leases");
+    std::fs::write(&lease_file, b"").unwrap();
+    let conf = dir.join("udhcpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "start 10.77.0.100\nend 10.77.0.150\ninterface {peer_name}\nlease_file {}\n\
+             pidfile {}\nauto_time 1\noption subnet 255.255.255.0\noption router 10.77.0.1\n\
+             option dns 10.77.0.53\noption lease {lease_secs}\nstatic_lease {RESERVED_MAC} 10.77.0.42\n",
+            lease_file.display(),
+            dir.join("pid").display()
+        ),
+    )
+    .unwrap();
+    let mut server = Server {
+        child: None,
+        conf,
+        lease_file,
+        srv,
+    };
+    server.start();
+    server
+}
+
+/// The veth peer of the fixture's uplink (the fixture names it `pe*`).
+async fn peer_of(fx: &Fixture) -> String {
+    let host = fx.host.handle().await;
+    host.links()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .find(|n| n.starts_with("pe"))
+        .expect("uplink peer")
+}
+
+fn conf(fx: &Fixture, name: &str, mac: Option<&str>, timeout: u64) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "cniVersion":"1.0.0","name":name,"type":"macvlan","master":fx.uplink,
+        "ipam":{"type":"dhcp","timeout":timeout}
+    });
+    if let Some(m) = mac {
+        c["runtimeConfig"] = serde_json::json!({ "mac": m });
+    }
+    c
+}
+
+/// Polls `check` every 100 ms until it holds; panics naming `what` after `limit`.
+async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn dhcp_store(fx: &Fixture) -> LeaseStore {
+    LeaseStore::new(fx.config(DelegationMode::Auto).dhcp_lease_dir)
+}
+
+fn pod_addrs(fx: &Fixture) -> String {
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            fx.pod.name(),
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            "net1",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pod_routes(fx: &Fixture) -> String {
+    let out = Command::new("ip")
+        .args(["-n", fx.pod.name(), "-4", "route"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn dhcp_macvlan_gets_pool_address_route_dns_and_releases_on_teardown() {
+    if !require_privileged() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let fx = Fixture::new().await;
+    let server = start_server(&fx, 3600).await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let rec = engine
+        .setup(
+            fx.sandbox("sb-dhcp"),
+            plan(vec![attachment(1, "net1", &conf(&fx, "lan", None, 10))]),
+        )
+        .await
+        .expect("setup with dhcp");
+    assert_eq!(rec.attachments[0].driver, Driver::Native);
+    let r = rec.attachments[0].result.as_ref().unwrap();
+    let addr = r.ips[0].address;
+    let ip = addr.addr().to_string();
+    assert!(ip.starts_with("10.77.0.1"), "pool address, got {addr}");
+    assert_eq!(addr.prefix_len(), 24);
+    assert_eq!(r.dns.nameservers, ["10.77.0.53"]);
+    assert!(
+        pod_addrs(&fx).contains(&format!("{addr}")),
+        "{}",
+        pod_addrs(&fx)
+    );
+    assert!(
+        pod_routes(&fx).contains("default via 10.77.0.1 dev net1"),
+        "{}",
+        pod_routes(&fx)
+    );
+    let lease = dhcp_store(&fx)
+        .load("sb-dhcp", "net1")
+        .unwrap()
+        .expect("lease file");
+    assert_eq!(lease.granted.lease_secs, 3600);
+    wait_for(
+        "the server to record the lease",
+        Duration::from_secs(10),
+        || {
+            server
+                .leases()
+                .iter()
+                .any(|(_, i, e)| *i == ip && e != "expired")
+        },
+    )
+    .await;
+
+    engine.teardown("sb-dhcp").await.expect("teardown");
+    assert_eq!(dhcp_store(&fx).load("sb-dhcp", "net1").unwrap(), None);
+    // A 3600 s lease can only show expired this soon because of RELEASE.
+    wait_for("RELEASE to free the lease", Duration::from_secs(10), || {
+        server
+            .leases()
+            .iter()
+            .any(|(_, i, e)| *i == ip && e == "expired")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dhcp_honours_a_static_reservation_for_the_runtime_mac() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let _server = start_server(&fx, 3600).await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let c = conf(&fx, "lan", Some(RESERVED_MAC), 10);
+    let rec = engine
+        .setup(fx.sandbox("sb-resv"), plan(vec![attachment(1, "net1", &c)]))
+        .await
+        .expect("setup with dhcp");
+    let r = rec.attachments[0].result.as_ref().unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.77.0.42/24");
+    assert_eq!(r.interfaces[0].mac, RESERVED_MAC);
+    engine.teardown("sb-resv").await.expect("teardown");
+}
+
+#[tokio::test]
+async fn dhcp_lease_is_renewed_and_a_restarted_renewer_keeps_renewing() {
+    if !require_privileged() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let fx = Fixture::new().await;
+    let _server = start_server(&fx, 6).await;
+    let engine = fx.engine(DelegationMode::Auto);
+    engine
+        .setup(
+            fx.sandbox("sb-renew"),
+            plan(vec![attachment(1, "net1", &conf(&fx, "lan", None, 3))]),
+        )
+        .await
+        .expect("setup with dhcp");
+    let store = dhcp_store(&fx);
+    let renewals = |s: &LeaseStore| {
+        s.load("sb-renew", "net1")
+            .unwrap()
+            .map(|l| l.renewals)
+            .unwrap_or(0)
+    };
+    let first = tokio::spawn(run_renewer(store.clone()));
+    wait_for(
+        "a first renewal (T1 = 3 s)",
+        Duration::from_secs(20),
+        || renewals(&store) >= 1,
+    )
+    .await;
+    // plexusd restarts: a new renewer reads the lease file and carries on.
+    first.abort();
+    let _ = first.await;
+    let seen = renewals(&store);
+    let second = tokio::spawn(run_renewer(store.clone()));
+    wait_for(
+        "a renewal by the restarted renewer",
+        Duration::from_secs(20),
+        || renewals(&store) > seen,
+    )
+    .await;
+    second.abort();
+    let lease = store.load("sb-renew", "net1").unwrap().unwrap();
+    assert_eq!(lease.granted.lease_secs, 6);
+    assert!(pod_addrs(&fx).contains(&lease.granted.address.to_string()));
+    engine.teardown("sb-renew").await.expect("teardown");
+}
+
+#[tokio::test]
+async fn dhcp_without_a_server_fails_within_the_timeout_naming_interface_and_network() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let err = engine
+        .setup(
+            fx.sandbox("sb-none"),
+            plan(vec![attachment(
+                1,
+                "net1",
+                &conf(&fx, "lan-noserver", None, 2),
+            )]),
+        )
+        .await
+        .expect_err("no server must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("interface net1 of network lan-noserver"),
+        "{msg}"
+    );
+    assert!(msg.contains("no DHCP OFFER within 2s"), "{msg}");
+    assert!(fx.pod_links().await.is_empty(), "the macvlan is undone");
+    assert!(dhcp_store(&fx).list().is_empty());
+}
+
+#[tokio::test]
+async fn dhcp_expired_lease_leaves_the_interface_and_is_acquired_again() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let mut server = start_server(&fx, 6).await;
+    let engine = fx.engine(DelegationMode::Auto);
+    engine
+        .setup(
+            fx.sandbox("sb-exp"),
+            plan(vec![attachment(1, "net1", &conf(&fx, "lan", None, 3))]),
+        )
+        .await
+        .expect("setup with dhcp");
+    let store = dhcp_store(&fx);
+    let first = store.load("sb-exp", "net1").unwrap().unwrap();
+    let addr = first.granted.address_net().to_string();
+    assert!(pod_addrs(&fx).contains(&addr));
+    server.stop();
+    let renewer = tokio::spawn(run_renewer(store.clone()));
+    // No server to renew with: at expiry (6 s) the address must leave the interface.
+    wait_for(
+        "the expired address to be removed",
+        Duration::from_secs(20),
+        || !pod_addrs(&fx).contains(&addr),
+    )
+    .await;
+    server.start();
+    wait_for(
+        "a new lease after the server returns",
+        Duration::from_secs(20),
+        || {
+            store
+                .load("sb-exp", "net1")
+                .unwrap()
+                .is_some_and(|l| l.granted.lease_secs == 6 && l.bound_at > first.bound_at)
+        },
+    )
+    .await;
+    renewer.abort();
+    let again = store.load("sb-exp", "net1").unwrap().unwrap();
+    let new_addr = again.granted.address_net().to_string();
+    assert!(pod_addrs(&fx).contains(&new_addr), "{}", pod_addrs(&fx));
+    assert!(
+        pod_routes(&fx).contains("default via 10.77.0.1 dev net1"),
+        "{}",
+        pod_routes(&fx)
+    );
+    engine.teardown("sb-exp").await.expect("teardown");
+}
+
+#[tokio::test]
+async fn dhcp_exec_path_gets_an_address_through_the_daemon_plexus_runs() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let server = start_server(&fx, 3600).await;
+    let bin = plexus_engine::dhcp_daemon::find_binary(&["/usr/lib/cni".into()])
+        .expect("the reference dhcp plugin in /usr/lib/cni");
+    let socket = fx.dir.path().join("run/dhcp.sock");
+    let daemon = plexus_engine::dhcp_daemon::DhcpDaemon::start(&bin, &socket)
+        .await
+        .expect("start dhcp daemon")
+        .expect("nothing else serves a fresh socket");
+    // A second start finds the socket served and leaves it alone.
+    assert!(
+        plexus_engine::dhcp_daemon::DhcpDaemon::start(&bin, &socket)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut c = conf(&fx, "lan-exec", None, 10);
+    c["ipam"] = serde_json::json!({"type": "dhcp", "daemonSocketPath": socket});
+    let engine = fx.engine(DelegationMode::Auto);
+    let rec = engine
+        .setup(fx.sandbox("sb-exec"), plan(vec![attachment(1, "net1", &c)]))
+        .await
+        .expect("exec setup with the dhcp daemon");
+    assert_eq!(rec.attachments[0].driver, Driver::Exec);
+    let addr = rec.attachments[0].result.as_ref().unwrap().ips[0].address;
+    let ip = addr.addr().to_string();
+    assert!(ip.starts_with("10.77.0.1"), "pool address, got {addr}");
+    assert!(pod_addrs(&fx).contains(&addr.to_string()));
+    engine.teardown("sb-exec").await.expect("teardown");
+    wait_for("the daemon's RELEASE", Duration::from_secs(10), || {
+        server
+            .leases()
+            .iter()
+            .any(|(_, i, e)| *i == ip && e == "expired")
+    })
+    .await;
+    drop(daemon);
+}
