@@ -32,7 +32,7 @@ impl EngineAttacher {
         let store =
             plexus_engine::ipam::dhcp::LeaseStore::new(&self.engine.config().dhcp_lease_dir);
         for a in &mut view.attachments {
-            if let Ok(Some(lease)) = store.load(&view.sandbox_id, &a.interface) {
+            if let Ok(Some(lease)) = store.load(view.sandbox_id.as_str(), &a.interface) {
                 a.lease_expires = lease.expires_at();
             }
         }
@@ -513,7 +513,7 @@ mod tests {
             result: None,
         };
         let sb = attacher.with_dhcp_leases(SandboxView {
-            sandbox_id: "sb1".into(),
+            sandbox_id: plexus_core::id::SandboxId::new("sb1").unwrap(),
             pod: plexus_core::pod::PodIdentity::new("default", "p", "u"),
             netns: "/run/netns/x".into(),
             attachments: vec![view("net1"), view("net2")],

@@ -209,7 +209,7 @@ impl Engine {
         }
         // DHCP RELEASE needs the interfaces, so it goes before the group delete.
         let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
-        crate::ipam::dhcp::release_sandbox(&dhcp, &rec.sandbox_id).await;
+        crate::ipam::dhcp::release_sandbox(&dhcp, rec.sandbox_id.as_str()).await;
         // Fast path: every native pod link of this sandbox in one group delete (the
         // per-attachment lookups below then find nothing left to delete one by one).
         if let Some(pod) = &pod

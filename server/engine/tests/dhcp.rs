@@ -230,7 +230,10 @@ async fn dhcp_macvlan_gets_pool_address_route_dns_and_releases_on_teardown() {
     )
     .await;
 
-    engine.teardown("sb-dhcp").await.expect("teardown");
+    engine
+        .teardown(&plexus_core::id::SandboxId::new("sb-dhcp").unwrap())
+        .await
+        .expect("teardown");
     assert_eq!(dhcp_store(&fx).load("sb-dhcp", "net1").unwrap(), None);
     // A 3600 s lease can only show expired this soon because of RELEASE.
     wait_for("RELEASE to free the lease", Duration::from_secs(10), || {
@@ -258,7 +261,10 @@ async fn dhcp_honours_a_static_reservation_for_the_runtime_mac() {
     let r = rec.attachments[0].result.as_ref().unwrap();
     assert_eq!(r.ips[0].address.to_string(), "10.77.0.42/24");
     assert_eq!(r.interfaces[0].mac, RESERVED_MAC);
-    engine.teardown("sb-resv").await.expect("teardown");
+    engine
+        .teardown(&plexus_core::id::SandboxId::new("sb-resv").unwrap())
+        .await
+        .expect("teardown");
 }
 
 #[tokio::test]
@@ -306,7 +312,10 @@ async fn dhcp_lease_is_renewed_and_a_restarted_renewer_keeps_renewing() {
     let lease = store.load("sb-renew", "net1").unwrap().unwrap();
     assert_eq!(lease.granted.lease_secs, 6);
     assert!(pod_addrs(&fx).contains(&lease.granted.address.to_string()));
-    engine.teardown("sb-renew").await.expect("teardown");
+    engine
+        .teardown(&plexus_core::id::SandboxId::new("sb-renew").unwrap())
+        .await
+        .expect("teardown");
 }
 
 #[tokio::test]
@@ -386,7 +395,10 @@ async fn dhcp_expired_lease_leaves_the_interface_and_is_acquired_again() {
         "{}",
         pod_routes(&fx)
     );
-    engine.teardown("sb-exp").await.expect("teardown");
+    engine
+        .teardown(&plexus_core::id::SandboxId::new("sb-exp").unwrap())
+        .await
+        .expect("teardown");
 }
 
 #[tokio::test]
@@ -422,7 +434,10 @@ async fn dhcp_exec_path_gets_an_address_through_the_daemon_plexus_runs() {
     let ip = addr.addr().to_string();
     assert!(ip.starts_with("10.77.0.1"), "pool address, got {addr}");
     assert!(pod_addrs(&fx).contains(&addr.to_string()));
-    engine.teardown("sb-exec").await.expect("teardown");
+    engine
+        .teardown(&plexus_core::id::SandboxId::new("sb-exec").unwrap())
+        .await
+        .expect("teardown");
     wait_for("the daemon's RELEASE", Duration::from_secs(10), || {
         server
             .leases()

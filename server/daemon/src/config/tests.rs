@@ -343,7 +343,6 @@ fn the_kubernetes_source_takes_a_kubeconfig_and_namespaces() {
     );
     assert!(rejected("nadSource: {kubernetes: {kubeconfg: x}}").contains("kubeconfg"));
 }
-}
 
 #[test]
 fn dhcp_daemon_socket_is_off_by_default_and_relative_paths_are_resolved() {
