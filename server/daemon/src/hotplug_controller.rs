@@ -240,10 +240,7 @@ async fn pass<A: Attacher, P: Planner>(
             return true;
         }
     };
-    let live: Vec<String> = sandboxes
-        .iter()
-        .map(|s| s.sandbox_id.to_string())
-        .collect();
+    let live: Vec<String> = sandboxes.iter().map(|s| s.sandbox_id.to_string()).collect();
     backoff.0.retain(|(id, _), _| live.contains(id));
     for sandbox in sandboxes {
         converge(&node, cluster, settings, backoff, sandbox).await;
@@ -315,7 +312,10 @@ async fn converge<A: Attacher, P: Planner>(
     for w in changes.attach {
         let network = w.selection.network();
         let iface = w.selection.interface.clone().unwrap_or_default();
-        let key = (id.clone(), format!("attach {} {network}@{iface}", w.selection.position));
+        let key = (
+            id.clone(),
+            format!("attach {} {network}@{iface}", w.selection.position),
+        );
         if !backoff.due(&key, Instant::now()) {
             continue;
         }

@@ -43,6 +43,10 @@ impl Drop for Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(plexus_core::Config::default()).await
+}
+
+async fn setup_with(config: plexus_core::Config) -> Setup {
     let fake = FakeApiServer::start().await.unwrap();
     let settings = KubeSettings {
         kubeconfig: Some(fake.kubeconfig_path()),
@@ -51,7 +55,7 @@ async fn setup() -> Setup {
     };
     let client = plexus_kube::connect(&settings).await.expect("client");
     let cluster = Arc::new(Cluster::start(client, &settings));
-    let resolver = Resolver::with_cluster(plexus_core::Config::default(), Arc::clone(&cluster));
+    let resolver = Resolver::with_cluster(config, Arc::clone(&cluster));
     let node = Node::new(
         Arc::new(FakeAttacher::new()),
         Arc::new(resolver),
@@ -174,7 +178,8 @@ async fn wait_record(s: &Setup, pod: &str, check: impl Fn(&[String]) -> bool) ->
     }
 }
 
-/// Waits (bounded) until the pod's network-status lists exactly these interfaces.
+/// Waits (bounded) until the pod's network-status lists exactly these interfaces (the fake
+/// runtime's primary has no network name, so it is not listed, as with Multus).
 async fn wait_status(s: &Setup, pod: &str, interfaces: &[&str]) {
     let want: Vec<String> = interfaces.iter().map(|i| i.to_string()).collect();
     let landed = s
@@ -191,7 +196,12 @@ async fn wait_status(s: &Setup, pod: &str, interfaces: &[&str]) {
             got == want
         })
         .await;
-    assert!(landed.is_some(), "network-status of {pod} never listed {want:?}");
+    let now = s.fake.get(Resource::Pod, "default", pod);
+    let shown = now.as_ref().and_then(|o| o.pointer(STATUS)).cloned();
+    assert!(
+        landed.is_some(),
+        "network-status of {pod} never listed {want:?}: {shown:?}"
+    );
 }
 
 fn warnings(s: &Setup, pod: &str) -> Vec<String> {
@@ -220,19 +230,25 @@ async fn an_added_network_is_attached_and_a_removed_unnamed_one_detached_without
     let got = wait_record(&s, "web", |r| r.len() == 4).await;
     assert_eq!(
         got,
-        [eth0.as_str(), "default/a@net1", "default/b@net2", "default/c@net3"]
+        [
+            eth0.as_str(),
+            "default/a@net1",
+            "default/b@net2",
+            "default/c@net3"
+        ]
     );
-    wait_status(&s, "web", &["eth0", "net1", "net2", "net3"]).await;
+    wait_status(&s, "web", &["net1", "net2", "net3"]).await;
 
     annotate(&s, "web", "a,c");
     let got = wait_record(&s, "web", |r| r.len() == 3).await;
     assert_eq!(got, [eth0.as_str(), "default/a@net1", "default/c@net3"]);
-    wait_status(&s, "web", &["eth0", "net1", "net3"]).await;
+    wait_status(&s, "web", &["net1", "net3"]).await;
 
     // Emptied: every secondary goes, the primary stays.
     annotate(&s, "web", "");
     let got = wait_record(&s, "web", |r| r.len() == 1).await;
     assert_eq!(got, [eth0.as_str()]);
+    wait_status(&s, "web", &[]).await;
 }
 
 #[tokio::test]
@@ -244,15 +260,21 @@ async fn a_nad_created_after_the_annotation_asked_for_it_is_attached_then() {
     annotate(&s, "web", "a,late");
     // Not there yet: the attach fails and is retried; the pod hears why.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !warnings(&s, "web").iter().any(|w| w.contains("default/late")) {
-        assert!(tokio::time::Instant::now() < deadline, "no warning naming default/late");
+    while !warnings(&s, "web")
+        .iter()
+        .any(|w| w.contains("default/late"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no warning naming default/late"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(record(&s, "web").len(), 2);
     nad(&s, "late");
     let got = wait_record(&s, "web", |r| r.len() == 3).await;
     assert_eq!(got[2], "default/late@net2");
-    wait_status(&s, "web", &["eth0", "net1", "net2"]).await;
+    wait_status(&s, "web", &["net1", "net2"]).await;
 }
 
 #[tokio::test]
@@ -272,9 +294,12 @@ async fn a_failing_network_is_a_warning_naming_it_and_the_others_are_attached() 
     annotate(&s, "web", "broken,a,c@data");
     let got = wait_record(&s, "web", |r| r.len() == 3).await;
     assert_eq!(got[1..], ["default/a@net1", "default/c@data"]);
-    wait_status(&s, "web", &["eth0", "net1", "data"]).await;
+    wait_status(&s, "web", &["net1", "data"]).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !warnings(&s, "web").iter().any(|w| w.contains("default/broken")) {
+    while !warnings(&s, "web")
+        .iter()
+        .any(|w| w.contains("default/broken"))
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no warning naming default/broken: {:?}",
@@ -307,6 +332,62 @@ async fn a_pod_without_a_record_is_left_alone() {
     annotate(&s, "web", "a");
     wait_record(&s, "web", |r| r.len() == 2).await;
     let stranger = plexus_core::id::SandboxId::new("sb-stranger").unwrap();
-    assert!(s.node.list(&Selector::Sandbox(stranger)).unwrap_or_default().is_empty());
-    assert!(s.fake.get(Resource::Pod, "default", "stranger").unwrap().pointer(STATUS).is_none());
+    assert!(
+        s.node
+            .list(&Selector::Sandbox(stranger))
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(
+        s.fake
+            .get(Resource::Pod, "default", "stranger")
+            .unwrap()
+            .pointer(STATUS)
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn namespace_isolation_holds_for_the_annotation_and_for_a_direct_attach() {
+    let s = setup_with(plexus_core::Config {
+        namespace_isolation: true,
+        global_namespaces: Vec::new(),
+        ..plexus_core::Config::default()
+    })
+    .await;
+    nad(&s, "a");
+    s.fake
+        .create(
+            Resource::NetworkAttachmentDefinition,
+            "other",
+            json!({
+                "apiVersion": "k8s.cni.cncf.io/v1",
+                "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": "x", "namespace": "other"},
+                "spec": {"config": MACVLAN}
+            }),
+        )
+        .unwrap();
+    s.cluster.nads.wait_synced().await;
+    running_pod(&s, "web", "").await;
+    annotate(&s, "web", "other/x,a");
+    let got = wait_record(&s, "web", |r| r.len() == 2).await;
+    assert_eq!(got[1], "default/a@net1");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !warnings(&s, "web").iter().any(|w| w.contains("other/x")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no warning naming other/x"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The node's Attach (what gRPC Attach calls) refuses it the same way.
+    let id = plexus_core::id::SandboxId::new("sb-web").unwrap();
+    let err = s
+        .node
+        .attach(Selector::Sandbox(id), "other/x".to_string(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("other"), "{err}");
+    assert_eq!(record(&s, "web").len(), 2);
 }

@@ -71,8 +71,11 @@ fn the_same_network_twice_needs_two_attachments() {
 
 #[test]
 fn json_elements_keep_their_own_text() {
-    let w = desired(r#"[{"name":"a","interface":"x"},{"name":"b","namespace":"o"}]"#, "default")
-        .unwrap();
+    let w = desired(
+        r#"[{"name":"a","interface":"x"},{"name":"b","namespace":"o"}]"#,
+        "default",
+    )
+    .unwrap();
     assert_eq!(w[1].selection.network(), "o/b");
     let again = plexus_core::annotation::parse_selection(&w[0].text, "default").unwrap();
     assert_eq!(again.interface.as_deref(), Some("x"));
