@@ -34,11 +34,13 @@ struct Setup {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Setup {
-    fn drop(&mut self) {
+impl Setup {
+    /// Stops this "plexusd" (bridge, controller, node, cluster); the API server stays.
+    fn kill(self) -> FakeApiServer {
         for t in &self.tasks {
             t.abort();
         }
+        self.fake
     }
 }
 
@@ -48,6 +50,16 @@ async fn setup() -> Setup {
 
 async fn setup_with(config: plexus_core::Config) -> Setup {
     let fake = FakeApiServer::start().await.unwrap();
+    start(fake, config, FakeAttacher::new(), true).await
+}
+
+/// A "plexusd" over `fake`, with or without the hot-plug controller.
+async fn start(
+    fake: FakeApiServer,
+    config: plexus_core::Config,
+    attacher: FakeAttacher,
+    controller: bool,
+) -> Setup {
     let settings = KubeSettings {
         kubeconfig: Some(fake.kubeconfig_path()),
         namespaces: Vec::new(),
@@ -57,16 +69,16 @@ async fn setup_with(config: plexus_core::Config) -> Setup {
     let cluster = Arc::new(Cluster::start(client, &settings));
     let resolver = Resolver::with_cluster(config, Arc::clone(&cluster));
     let node = Node::new(
-        Arc::new(FakeAttacher::new()),
+        Arc::new(attacher),
         Arc::new(resolver),
         Limits {
             setup_budget: None,
             ..Limits::default()
         },
     );
-    let tasks = vec![
-        bridge(&node, Arc::clone(&cluster)),
-        hotplug_controller::start(
+    let mut tasks = vec![bridge(&node, Arc::clone(&cluster))];
+    if controller {
+        tasks.push(hotplug_controller::start(
             &node,
             Arc::clone(&cluster),
             ControllerSettings {
@@ -75,8 +87,8 @@ async fn setup_with(config: plexus_core::Config) -> Setup {
                 max_backoff: Duration::from_millis(200),
                 op_timeout: Duration::from_secs(10),
             },
-        ),
-    ];
+        ));
+    }
     Setup {
         fake,
         cluster,
@@ -390,4 +402,41 @@ async fn namespace_isolation_holds_for_the_annotation_and_for_a_direct_attach() 
         .unwrap_err();
     assert!(err.to_string().contains("other"), "{err}");
     assert_eq!(record(&s, "web").len(), 2);
+}
+
+#[tokio::test]
+async fn a_change_made_while_plexusd_was_down_converges_after_the_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start().await.unwrap();
+    // The first plexusd sets the pod up and goes away without a controller having run.
+    let s = start(
+        fake,
+        plexus_core::Config::default(),
+        FakeAttacher::persistent(state.path().to_path_buf()),
+        false,
+    )
+    .await;
+    for n in ["a", "b"] {
+        nad(&s, n);
+    }
+    s.cluster.nads.wait_synced().await;
+    running_pod(&s, "web", "a,b").await;
+    let fake = s.kill();
+    fake.merge_patch(
+        Resource::Pod,
+        "default",
+        "web",
+        &json!({"metadata": {"annotations": {NETWORKS: "b"}}}),
+    )
+    .unwrap();
+    let s = start(
+        fake,
+        plexus_core::Config::default(),
+        FakeAttacher::persistent(state.path().to_path_buf()),
+        true,
+    )
+    .await;
+    let got = wait_record(&s, "web", |r| r.len() == 2).await;
+    assert_eq!(got[1], "default/b@net2");
+    wait_status(&s, "web", &["net2"]).await;
 }
