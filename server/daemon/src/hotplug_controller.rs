@@ -23,6 +23,7 @@ use plexus_kube::event;
 use tokio::time::Instant;
 
 use crate::attacher::Attacher;
+use crate::error::Error;
 use crate::kubernetes::Cluster;
 use crate::model::{AttachmentState, AttachmentView, SandboxView, Selector};
 use crate::node::Node;
@@ -329,7 +330,12 @@ async fn converge<A: Attacher, P: Planner>(
             Err(err) => {
                 let cause = err.to_string();
                 tracing::warn!(pod = %sandbox.pod, %network, error = %cause, "hot-plug failed; retried");
+                // A failure of the executor is already a pod event through the bridge (its
+                // cause names the network); resolution failures happen before it and are
+                // reported here, once per distinct cause.
+                let resolution = matches!(err, Error::Resolve { .. });
                 if backoff.failed(key, cause.clone(), settings)
+                    && resolution
                     && let Some(k) = cluster.pod_key(&sandbox.pod)
                 {
                     cluster

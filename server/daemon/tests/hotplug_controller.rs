@@ -440,3 +440,25 @@ async fn a_change_made_while_plexusd_was_down_converges_after_the_restart() {
     assert_eq!(got[1], "default/b@net2");
     wait_status(&s, "web", &["net2"]).await;
 }
+
+#[tokio::test]
+async fn an_annotation_that_does_not_parse_detaches_nothing_and_says_why() {
+    let s = setup().await;
+    nad(&s, "a");
+    s.cluster.nads.wait_synced().await;
+    running_pod(&s, "web", "a").await;
+    annotate(&s, "web", "[{\"name\":");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !warnings(&s, "web")
+        .iter()
+        .any(|w| w.contains("k8s.v1.cni.cncf.io/networks"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no warning about the annotation: {:?}",
+            warnings(&s, "web")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(record(&s, "web")[1..], ["default/a@net1"]);
+}
