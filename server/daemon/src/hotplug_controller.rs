@@ -32,7 +32,8 @@ use crate::planner::Planner;
 /// Timing of the controller.
 #[derive(Debug, Clone, Copy)]
 pub struct ControllerSettings {
-    /// How often the level is compared (the pod watch is in memory: a pass costs no request).
+    /// How often the level is compared (the pod watch is in memory: a pass costs no API
+    /// request, only a read of the sandbox records).
     pub tick: Duration,
     /// First retry delay of a failing network; doubles up to `max_backoff`.
     pub min_backoff: Duration,
@@ -43,10 +44,10 @@ pub struct ControllerSettings {
 }
 
 impl Default for ControllerSettings {
-    /// A 200 ms pass, retries from 500 ms up to 30 s, 10 s per operation.
+    /// A 500 ms pass, retries from 500 ms up to 30 s, 10 s per operation.
     fn default() -> Self {
         Self {
-            tick: Duration::from_millis(200),
+            tick: Duration::from_millis(500),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             op_timeout: Duration::from_secs(10),
@@ -234,9 +235,16 @@ async fn pass<A: Attacher, P: Planner>(
     if !cluster.pods.synced() {
         return true;
     }
-    let sandboxes = match node.list(&Selector::All) {
-        Ok(s) => s,
+    // The records are files: read them off the async workers.
+    let reader = Arc::clone(&node);
+    let listed = tokio::task::spawn_blocking(move || reader.list(&Selector::All)).await;
+    let sandboxes = match listed {
+        Ok(Ok(s)) => s,
         Err(err) => {
+            tracing::warn!(error = %err, "hot-plug controller: listing sandboxes");
+            return true;
+        }
+        Ok(Err(err)) => {
             tracing::warn!(error = %err, "hot-plug controller: listing sandboxes");
             return true;
         }
