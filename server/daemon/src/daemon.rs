@@ -139,7 +139,12 @@ pub async fn run(
     if let Some(cluster) = cluster {
         background
             .tasks
-            .push(crate::kubernetes::bridge(&node, cluster));
+            .push(crate::kubernetes::bridge(&node, Arc::clone(&cluster)));
+        background.tasks.push(crate::hotplug_controller::start(
+            &node,
+            cluster,
+            crate::hotplug_controller::ControllerSettings::default(),
+        ));
     }
     let cni_watcher = crate::cni::start(&node, config).await;
     let access = Access::root_and(config.allowed_uids.clone());

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod deadline;
 pub mod engine;
 pub mod error;
+pub mod hotplug_controller;
 pub mod kubernetes;
 pub mod listener;
 pub mod lock;

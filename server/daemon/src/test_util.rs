@@ -69,8 +69,9 @@ fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
         gateways: Vec::new(),
         primary: a.primary,
         lease_expires: None,
-        // A cluster network (CNI shim path) answers the runtime with its result.
-        result: a.primary.then(|| plexus_core::cni::Result {
+        // Every attachment has a CNI result, as the engine records one (network-status is
+        // rendered from it; a cluster network answers the runtime with it).
+        result: Some(plexus_core::cni::Result {
             cni_version: "1.0.0".to_owned(),
             interfaces: vec![plexus_core::cni::Interface {
                 name: a.interface.clone(),

@@ -146,6 +146,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         (self.admission.running(), self.admission.queued())
     }
 
+    /// True while a setup or attach of `sandbox_id` waits or runs.
+    pub fn busy(&self, sandbox_id: &str) -> bool {
+        self.marks.busy_since(sandbox_id, Instant::now()).is_some()
+    }
+
     /// Subscribes to attachment events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
