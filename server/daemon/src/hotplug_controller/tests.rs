@@ -13,6 +13,7 @@ fn att(network: &str, interface: &str, origin: &str, primary: bool) -> Attachmen
         mtu: None,
         gateways: Vec::new(),
         primary,
+        lease_expires: None,
         result: None,
     }
 }
