@@ -134,6 +134,11 @@ kind:
 {{- if $d.clusterNetwork -}}
 {{- $_ := set $config "clusterNetwork" $d.clusterNetwork -}}
 {{- end -}}
+{{- if eq (include "plexus.shimEnabled" .) "true" -}}
+{{- /* Shim path: plexusd writes 00-plexus.conflist wrapping the runtime's primary config
+       and keeps the shim installed in the CNI bin dir (docs/config.md, CNI shim path). */ -}}
+{{- $_ := set $config "cni" (dict "install" "auto" "confDir" $paths.cniConfDir "binDir" $paths.cniBinDir) -}}
+{{- end -}}
 {{- if eq $d.nadSource.type "kubernetes" -}}
 {{- $k := dict -}}
 {{- with $d.nadSource.namespaces -}}{{- $_ := set $k "namespaces" . -}}{{- end -}}
