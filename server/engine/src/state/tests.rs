@@ -1,0 +1,130 @@
+use super::*;
+
+fn sid(id: &str) -> SandboxId {
+    SandboxId::new(id).unwrap()
+}
+
+pub(crate) fn planned(iface: &str) -> PlannedAttachment {
+    serde_json::from_value(serde_json::json!({
+        "index": 1, "network": "default/net-a", "interface": iface, "origin": "annotation",
+        "primary": false, "source": {"kind": "nad", "namespace": "default", "name": "net-a"},
+        "config": {"form": "conf", "name": "net-a", "cni_version": "1.0.0",
+            "plugin_types": ["macvlan"],
+            "bytes": br#"{"cniVersion":"1.0.0","name":"net-a","type":"macvlan"}"#.to_vec()},
+    }))
+    .unwrap()
+}
+
+fn record() -> SandboxRecord {
+    SandboxRecord {
+        version: RECORD_VERSION,
+        sandbox_id: sid("sb1"),
+        pod: PodIdentity::new("default", "p", "u"),
+        netns: "/var/run/netns/x".into(),
+        attachments: vec![AttachmentRecord {
+            network: "default/net-a".into(),
+            interface: "net1".into(),
+            driver: Driver::Native,
+            phase: Phase::Intent,
+            planned: planned("net1"),
+            result: None,
+            native: NativeRecord {
+                kind: "macvlan".into(),
+                leases: vec![LeaseRecord {
+                    dir: "/var/lib/cni/networks/net-a".into(),
+                    container_id: "sb1".into(),
+                    ifname: "net1".into(),
+                    ips: vec![],
+                }],
+                ..Default::default()
+            },
+        }],
+        tearing_down: false,
+    }
+}
+
+#[test]
+fn save_load_remove_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s")).unwrap();
+    assert_eq!(store.load(&sid("sb1")).unwrap(), None);
+    let rec = record();
+    store.save(&rec).unwrap();
+    assert_eq!(store.load(&sid("sb1")).unwrap(), Some(rec.clone()));
+    assert_eq!(store.ids().unwrap(), vec![sid("sb1")]);
+    // No temp files are left behind.
+    let names: Vec<_> = fs::read_dir(store.dir()).unwrap().flatten().collect();
+    assert_eq!(names.len(), 1);
+    store.remove(&sid("sb1")).unwrap();
+    store.remove(&sid("sb1")).unwrap();
+    assert_eq!(store.load(&sid("sb1")).unwrap(), None);
+}
+
+#[test]
+fn tearing_down_is_optional_on_disk_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut rec = record();
+    store.save(&rec).unwrap();
+    // Not written while unset: records stay readable by the previous format.
+    let text = fs::read_to_string(store.path(&sid("sb1"))).unwrap();
+    assert!(!text.contains("tearing_down"), "{text}");
+    rec.tearing_down = true;
+    store.save(&rec).unwrap();
+    assert!(store.load(&sid("sb1")).unwrap().unwrap().tearing_down);
+}
+
+#[test]
+fn corrupt_or_truncated_record_is_an_error_not_absence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.save(&record()).unwrap();
+    let bytes = fs::read(store.path(&sid("sb1"))).unwrap();
+    fs::write(store.path(&sid("sb1")), &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(
+        store.load(&sid("sb1")),
+        Err(Error::CorruptRecord { .. })
+    ));
+    fs::write(store.path(&sid("sb1")), b"").unwrap();
+    assert!(matches!(
+        store.load(&sid("sb1")),
+        Err(Error::CorruptRecord { .. })
+    ));
+}
+
+#[test]
+fn record_under_the_wrong_name_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.save(&record()).unwrap();
+    fs::rename(store.path(&sid("sb1")), store.path(&sid("sb2"))).unwrap();
+    assert!(matches!(
+        store.load(&sid("sb2")),
+        Err(Error::CorruptRecord { .. })
+    ));
+}
+
+#[test]
+fn ids_skips_files_whose_stem_is_not_a_sandbox_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.save(&record()).unwrap();
+    fs::write(dir.path().join("-x.json"), b"{}").unwrap();
+    fs::write(dir.path().join("a b.json"), b"{}").unwrap();
+    fs::write(dir.path().join(format!("{}.json", "a".repeat(200))), b"{}").unwrap();
+    assert_eq!(store.ids().unwrap(), vec![sid("sb1")]);
+}
+
+#[test]
+fn a_record_naming_an_invalid_sandbox_id_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.save(&record()).unwrap();
+    let text = fs::read_to_string(store.path(&sid("sb1"))).unwrap();
+    let text = text.replace(r#""sandbox_id":"sb1""#, r#""sandbox_id":"../sb1""#);
+    fs::write(store.path(&sid("sb1")), text).unwrap();
+    assert!(matches!(
+        store.load(&sid("sb1")),
+        Err(Error::CorruptRecord { .. })
+    ));
+}
