@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{Ctx, NativeConfig, allocate, configure_iface, mtu, nl};
 use crate::error::{Error, Result};
-use crate::ipam::{Allocation, next_ip};
+use crate::ipam::{self, Allocation, next_ip};
 
 /// The bridge-specific keys.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -166,14 +166,47 @@ pub(super) async fn add(
     pod: &Handle,
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
-    let mut alloc = allocate(cfg, ifname, ctx).await?;
-    step("ipam");
-    let spec = plan(c, cfg, ifname, ctx.link_group, alloc.as_mut())?;
+    // DHCP runs on the pod's veth end, so it needs the links first; other IPAM runs first
+    // because the bridge's gateway address comes from it.
+    let dhcp = match &cfg.ipam {
+        Some(ipam::Config::Dhcp(d)) => Some(d),
+        _ => None,
+    };
+    let mut alloc = match dhcp {
+        Some(_) => None,
+        None => allocate(cfg, ifname, ctx).await?,
+    };
+    if dhcp.is_none() {
+        step("ipam");
+    }
+    let mut spec = plan(c, cfg, ifname, ctx.link_group, alloc.as_mut())?;
+    spec.layer3 |= dhcp.is_some();
     let made = bridge::add(ctx.host, pod, &spec).await.map_err(nl(format!(
         "create veth {ifname} on bridge {}",
         spec.bridge
     )))?;
     step("link");
+    let mut dns = cfg.dns.clone();
+    if let Some(d) = dhcp {
+        let store = ipam::dhcp::LeaseStore::new(ctx.dhcp_lease_dir);
+        let lease = ipam::dhcp::attach(
+            d,
+            &cfg.name,
+            ctx.container_id,
+            &made.pod_link,
+            ctx.netns_path,
+            pod,
+            &store,
+        )
+        .await?;
+        step("ipam");
+        // The server's name servers when the config names none, as for the single-link
+        // drivers.
+        if dns == cni::Dns::default() {
+            dns = lease.dns.clone();
+        }
+        alloc = Some(lease);
+    }
     let iface = |l: &Link, sandbox: String| cni::Interface {
         name: l.name.clone(),
         mac: l.mac.map(|m| m.to_string()).unwrap_or_default(),
@@ -187,7 +220,7 @@ pub(super) async fn add(
             iface(&made.host_veth, String::new()),
             iface(&made.pod_link, ctx.netns_path.display().to_string()),
         ],
-        dns: cfg.dns.clone(),
+        dns,
         ..Default::default()
     };
     if let Some(a) = alloc {

@@ -237,8 +237,11 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
         "vlan" => (Kind::Vlan(strict(own)?), None),
         _ => return None,
     };
-    // Native dhcp runs on single-link drivers (the bridge's veth path does not do it yet).
-    if matches!(ipam, Some(ipam::Config::Dhcp(_))) && matches!(kind, Kind::Bridge(_)) {
+    // A DHCP lease on a gateway bridge would put the router's address on the bridge
+    // (the reference `calcGateways` on the lease): that combination stays on the exec path.
+    if matches!(ipam, Some(ipam::Config::Dhcp(_)))
+        && matches!(&kind, Kind::Bridge(c) if c.is_gateway || c.is_default_gateway)
+    {
         return None;
     }
     if mac.is_some() && !matches!(kind, Kind::Macvlan(_) | Kind::Bridge(_)) {

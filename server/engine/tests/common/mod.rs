@@ -147,3 +147,4 @@ pub fn plan(attachments: Vec<PlannedAttachment>) -> Plan {
 pub fn sid(id: &str) -> SandboxId {
     SandboxId::new(id).expect("valid sandbox id")
 }
+pub mod dhcp_server;
