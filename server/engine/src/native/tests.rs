@@ -259,7 +259,7 @@ fn network_names_that_leave_the_lease_directory_go_to_exec() {
 }
 
 #[test]
-fn dhcp_goes_native_on_macvlan_but_not_on_bridge_or_with_daemon_keys() {
+fn dhcp_goes_native_on_macvlan_and_plain_bridge_but_not_gateway_bridge_or_daemon_keys() {
     let mv = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"macvlan","master":"eth9",
         "ipam":{"type":"dhcp","timeout":5}});
     let c = classify(&att(mv.clone())).expect("native");
@@ -269,5 +269,11 @@ fn dhcp_goes_native_on_macvlan_but_not_on_bridge_or_with_daemon_keys() {
     assert!(classify(&att(daemon)).is_none());
     let br = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"bridge","bridge":"br0",
         "ipam":{"type":"dhcp"}});
-    assert!(classify(&att(br)).is_none());
+    let c = classify(&att(br.clone())).expect("a plain bridge with dhcp is native");
+    assert!(matches!(c.ipam, Some(ipam::Config::Dhcp(_))));
+    for key in ["isGateway", "isDefaultGateway"] {
+        let mut gw = br.clone();
+        gw[key] = true.into();
+        assert!(classify(&att(gw)).is_none(), "{key} + dhcp stays on the exec path");
+    }
 }
