@@ -7,13 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::dhcp_server::{
-    RESERVED_MAC, conf, dhcp_store, pod_addrs, pod_routes, start_server, wait_for,
-};
+use common::dhcp_server::{conf, dhcp_store, pod_addrs, pod_routes, start_server, wait_for};
 use common::{Fixture, attachment, plan};
 use plexus_engine::ipam::dhcp::{LeaseStore, run_renewer};
 use plexus_engine::{DelegationMode, Driver};
 use plexus_netlink::test_util::require_privileged;
+use plexus_netlink::test_util::udhcpd::RESERVED_MAC;
 
 #[tokio::test]
 async fn dhcp_macvlan_gets_pool_address_route_dns_and_releases_on_teardown() {

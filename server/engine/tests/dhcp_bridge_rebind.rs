@@ -129,7 +129,7 @@ async fn dhcp_rebinds_by_broadcast_when_the_granting_server_is_gone() {
     // The server moves to 10.77.0.2 (same lease file): unicast RENEWING to 10.77.0.1
     // finds nobody, so only the broadcast REQUEST of REBINDING can keep the lease.
     server.stop();
-    let peer = peer_in_server_netns(&server).await;
+    let peer = server.link.clone();
     let srv = server.srv.name().to_string();
     ip(&srv, &["addr", "del", "10.77.0.1/24", "dev", &peer]);
     ip(&srv, &["addr", "add", "10.77.0.2/24", "dev", &peer]);
@@ -157,16 +157,4 @@ async fn dhcp_rebinds_by_broadcast_when_the_granting_server_is_gone() {
         .teardown(&SandboxId::new("sb-rebind").unwrap())
         .await
         .expect("teardown");
-}
-
-/// The name of the uplink peer, which now lives in the server netns.
-async fn peer_in_server_netns(server: &common::dhcp_server::Server) -> String {
-    let h = server.srv.handle().await;
-    h.links()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.name)
-        .find(|n| n.starts_with("pe"))
-        .expect("uplink peer in the server netns")
 }

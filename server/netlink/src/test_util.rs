@@ -7,6 +7,8 @@
 //! - [`kernel_skip`]: records a named skip for a link kind the kernel lacks (ipvlan,
 //!   802.1q), for the Makefile to print and count. Use it for nothing else.
 
+pub mod udhcpd;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 

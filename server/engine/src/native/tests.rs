@@ -274,6 +274,9 @@ fn dhcp_goes_native_on_macvlan_and_plain_bridge_but_not_gateway_bridge_or_daemon
     for key in ["isGateway", "isDefaultGateway"] {
         let mut gw = br.clone();
         gw[key] = true.into();
-        assert!(classify(&att(gw)).is_none(), "{key} + dhcp stays on the exec path");
+        assert!(
+            classify(&att(gw)).is_none(),
+            "{key} + dhcp stays on the exec path"
+        );
     }
 }
