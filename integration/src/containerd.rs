@@ -142,7 +142,13 @@ fn link_plugins(from: &Path, to: &Path) -> Result<()> {
     for entry in std::fs::read_dir(from).map_err(Error::io("read", from))? {
         let entry = entry.map_err(Error::io("read", from))?;
         let link = to.join(entry.file_name());
-        std::os::unix::fs::symlink(entry.path(), &link).map_err(Error::io("link", &link))?;
+        // Hard links (a copy across filesystems), not symlinks: a containerised plexusd
+        // that mounts this directory must be able to run the plugins too.
+        let src =
+            std::fs::canonicalize(entry.path()).map_err(Error::io("resolve", &entry.path()))?;
+        if std::fs::hard_link(&src, &link).is_err() {
+            std::fs::copy(&src, &link).map_err(Error::io("copy", &link))?;
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! A minimal CRI `runtime.v1` client over containerd's unix socket: the pod sandbox
-//! lifecycle and runtime status, nothing else. The generated messages live in [`api`];
+//! A minimal CRI `runtime.v1` client over containerd's unix socket: the pod sandbox and
+//! container lifecycle, `ExecSync` and runtime status, nothing else. The generated messages live in [`api`];
 //! [`Client`] wraps the calls the tests use and turns statuses into [`Error::Cri`].
 
 use std::collections::HashMap;
@@ -137,6 +137,91 @@ impl Client {
             .map_err(Error::cri("ListPodSandbox"))?
             .into_inner()
             .items)
+    }
+}
+
+impl Client {
+    /// `CreateContainer` in `sandbox` (whose config is passed again, as the kubelet does):
+    /// returns the container id.
+    pub async fn create_container(
+        &self,
+        sandbox: &str,
+        config: api::ContainerConfig,
+        sandbox_config: api::PodSandboxConfig,
+    ) -> Result<String> {
+        let req = api::CreateContainerRequest {
+            pod_sandbox_id: sandbox.to_owned(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        };
+        let resp = self.inner.clone().create_container(req).await;
+        Ok(resp
+            .map_err(Error::cri("CreateContainer"))?
+            .into_inner()
+            .container_id)
+    }
+
+    /// `StartContainer`.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let req = api::StartContainerRequest {
+            container_id: id.to_owned(),
+        };
+        let resp = self.inner.clone().start_container(req).await;
+        resp.map_err(Error::cri("StartContainer"))?;
+        Ok(())
+    }
+
+    /// `StopContainer` with a grace period of `timeout_secs` (0: kill at once).
+    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()> {
+        let req = api::StopContainerRequest {
+            container_id: id.to_owned(),
+            timeout: timeout_secs,
+        };
+        let resp = self.inner.clone().stop_container(req).await;
+        resp.map_err(Error::cri("StopContainer"))?;
+        Ok(())
+    }
+
+    /// `RemoveContainer`.
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let req = api::RemoveContainerRequest {
+            container_id: id.to_owned(),
+        };
+        let resp = self.inner.clone().remove_container(req).await;
+        resp.map_err(Error::cri("RemoveContainer"))?;
+        Ok(())
+    }
+
+    /// `ContainerStatus` (not verbose).
+    pub async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
+        let req = api::ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: false,
+        };
+        let resp = self.inner.clone().container_status(req).await;
+        resp.map_err(Error::cri("ContainerStatus"))?
+            .into_inner()
+            .status
+            .ok_or_else(|| Error::Unexpected {
+                what: "container status",
+                detail: format!("no status for container {id}"),
+            })
+    }
+
+    /// `ExecSync`: runs `cmd` in the container, at most `timeout_secs`.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout_secs: i64,
+    ) -> Result<api::ExecSyncResponse> {
+        let req = api::ExecSyncRequest {
+            container_id: id.to_owned(),
+            cmd: cmd.to_vec(),
+            timeout: timeout_secs,
+        };
+        let resp = self.inner.clone().exec_sync(req).await;
+        Ok(resp.map_err(Error::cri("ExecSync"))?.into_inner())
     }
 }
 

@@ -150,6 +150,10 @@ pub fn build(bin_dir: &Path, work: &Path, archive: &Path) -> Result<Built> {
         let d = rootfs.join(dir);
         std::fs::create_dir_all(&d).map_err(Error::io("create", &d))?;
     }
+    // `/var/run` is `/run`, as on the hosts: runtimes hand out netns paths under
+    // `/var/run/netns` while the chart may mount the directory at `/run/netns`.
+    let var_run = rootfs.join("var/run");
+    std::os::unix::fs::symlink("../run", &var_run).map_err(Error::io("link", &var_run))?;
     let mut top: Vec<String> = std::fs::read_dir(&rootfs)
         .map_err(Error::io("read", &rootfs))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
