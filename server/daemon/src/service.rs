@@ -46,18 +46,36 @@ fn rpc_span(method: &str, metadata: &tonic::metadata::MetadataMap) -> tracing::S
 fn record_target(span: &tracing::Span, target: Option<&v1::PodSelector>) {
     if let Some(t) = target {
         let pod = t.pod.clone().unwrap_or_default();
-        plexus_telemetry::record_pod(span, &pod.namespace, &pod.name, &t.sandbox_id);
+        plexus_telemetry::record_pod(span, &pod.namespace, &pod.name, &pod.uid, &t.sandbox_id);
     }
 }
 
-/// Marks the span failed when the call failed, and converts the error.
+/// Records how the call (so far) ended on its span (gRPC code; status ERROR with the
+/// message and the fixed reason as `error.type` when it failed), and converts the error.
 fn finish<T>(span: &tracing::Span, result: Result<T, Error>) -> Result<T, Status> {
-    result.map_err(|err| {
-        let message = err.to_string();
-        plexus_telemetry::record_rpc_error(span, &message);
-        tracing::warn!(parent: span, error = %message, "request failed");
-        Status::from(err)
-    })
+    match result {
+        Ok(v) => {
+            plexus_telemetry::record_rpc_status(span, tonic::Code::Ok, None);
+            Ok(v)
+        }
+        Err(err) => {
+            let reason = err.reason();
+            let message = err.to_string();
+            let status = Status::from(err);
+            plexus_telemetry::record_rpc_status(span, status.code(), Some((reason, &message)));
+            tracing::warn!(parent: span, reason, "request failed");
+            Err(status)
+        }
+    }
+}
+
+/// `net1=default/a,net2=default/b`: what one pod event did, for its info line.
+fn interface_list(attachments: &[crate::model::AttachmentView]) -> String {
+    let parts: Vec<String> = attachments
+        .iter()
+        .map(|a| format!("{}={}", a.interface, a.network))
+        .collect();
+    parts.join(",")
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchEvent, Status>> + Send + 'static>>;
@@ -68,13 +86,20 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         &self,
         request: Request<v1::SetupPodRequest>,
     ) -> Result<Response<v1::SetupPodResponse>, Status> {
+        let started = std::time::Instant::now();
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("SetupPod", request.metadata());
         let req = request.into_inner();
         let pod = req.pod.clone().unwrap_or_default();
-        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, "");
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, "");
         let sandbox_id = finish(&span, convert::sandbox_id("sandbox_id", &req.sandbox_id))?;
-        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, sandbox_id.as_str());
+        plexus_telemetry::record_pod(
+            &span,
+            &pod.namespace,
+            &pod.name,
+            &pod.uid,
+            sandbox_id.as_str(),
+        );
         let spec = SandboxSpec {
             sandbox_id,
             pod: convert::pod_identity(req.pod.as_ref()),
@@ -87,6 +112,12 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             .instrument(span.clone())
             .await;
         let outcome = finish(&span, result)?;
+        tracing::info!(
+            parent: &span,
+            interfaces = %interface_list(&outcome.sandbox.attachments),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "pod networks set up"
+        );
         Ok(Response::new(v1::SetupPodResponse {
             attachments: convert::attachments(&outcome.sandbox),
             network_status: outcome.network_status,
@@ -97,19 +128,27 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         &self,
         request: Request<v1::TeardownPodRequest>,
     ) -> Result<Response<v1::TeardownPodResponse>, Status> {
+        let started = std::time::Instant::now();
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("TeardownPod", request.metadata());
         let req = request.into_inner();
         let pod = req.pod.clone().unwrap_or_default();
-        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, "");
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, "");
         let id = finish(&span, convert::sandbox_id("sandbox_id", &req.sandbox_id))?;
-        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, id.as_str());
+        plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, id.as_str());
         let result = self
             .node
             .teardown_pod(id.clone(), timeout)
             .instrument(span.clone())
             .await;
         let outcome = finish(&span, result)?;
+        tracing::info!(
+            parent: &span,
+            known = outcome.known,
+            interfaces = %interface_list(&outcome.removed),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "pod networks torn down"
+        );
         let pod = outcome
             .pod
             .clone()

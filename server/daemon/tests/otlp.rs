@@ -2,7 +2,7 @@
 //! to a real test collector: the RPC span continues the `traceparent` the client sent, carries
 //! the pod's identity, and the attachment and delegate spans made while the attacher works hang
 //! below it. The attacher is the recording fake wrapped so it makes the spans the engine makes
-//! (`plexus_telemetry::{attachment_span, delegate_span}`), so no root is needed.
+//! (`plexus_telemetry::test_util::{attachment_span, delegate_span}`), so no root is needed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use plexus_server::planner::{Explanation, Planner};
 use plexus_server::server::{Access, Socket, serve};
 use plexus_server::test_util::{FakeAttacher, FakePlanner};
 use plexus_telemetry::test_util::{OtlpReceiver, ReceivedSpan};
-use plexus_telemetry::{LogFormat, Outcome, TelemetryConfig};
+use plexus_telemetry::test_util::{attachment_span, delegate_span, record_outcome};
+use plexus_telemetry::{LogFormat, TelemetryConfig};
 use tracing::Instrument as _;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -58,19 +59,18 @@ impl Attacher for TracedAttacher {
     ) -> plexus_server::Result<SandboxView> {
         for planned in &plan.attachments {
             let driver = driver(planned);
-            let span =
-                plexus_telemetry::attachment_span(&planned.network, &planned.interface, driver);
+            let span = attachment_span(&planned.network, &planned.interface, driver);
             async {
                 if driver == "exec" {
                     for plugin in &planned.config.plugin_types {
-                        let delegate = plexus_telemetry::delegate_span(plugin, "ADD");
-                        plexus_telemetry::record_outcome(&delegate, Outcome::Ok);
+                        let delegate = delegate_span(plugin, "ADD");
+                        record_outcome(&delegate, "ok");
                     }
                 }
             }
             .instrument(span.clone())
             .await;
-            plexus_telemetry::record_outcome(&span, Outcome::Ok);
+            record_outcome(&span, "ok");
         }
         self.0.setup(spec, plan, deadline).await
     }
@@ -238,10 +238,34 @@ async fn setup_pod_continues_the_callers_trace_down_to_attachments() {
     assert_eq!(rpc.name, "plexus.v1.Node/SetupPod");
     assert_eq!(rpc.kind, 2, "rpc span is a server span");
     assert_eq!(rpc.service_name, "plexusd");
+    assert_eq!(rpc.resource["service.version"], env!("CARGO_PKG_VERSION"));
+    assert!(!rpc.resource["host.name"].is_empty(), "{:?}", rpc.resource);
     assert_eq!(rpc.attr("rpc.system"), "grpc");
-    assert_eq!(rpc.attr("pod.namespace"), "default");
-    assert_eq!(rpc.attr("pod.name"), "web-0");
-    assert_eq!(rpc.attr("sandbox.id"), "sandbox-otlp-1");
+    assert_eq!(rpc.attr("k8s.namespace.name"), "default");
+    assert_eq!(rpc.attr("k8s.pod.name"), "web-0");
+    assert_eq!(rpc.attr("plexus.sandbox.id"), "sandbox-otlp-1");
+    assert_eq!(
+        rpc.attr("k8s.pod.uid"),
+        "0b7c5e2e-1111-4c4c-9b9b-000000000001"
+    );
+    assert_eq!(rpc.attr("rpc.grpc.status_code"), "0");
+    assert_eq!(rpc.attr("trace_id"), trace_id);
+    assert_eq!(rpc.status_code, 0, "no ERROR status on a successful call");
+    // The layer's bookkeeping is not exported as attributes.
+    for noise in [
+        "busy_ns",
+        "idle_ns",
+        "code.filepath",
+        "code.lineno",
+        "thread.id",
+        "thread.name",
+    ] {
+        assert!(
+            !rpc.attributes.contains_key(noise),
+            "{noise} in {:?}",
+            rpc.attributes
+        );
+    }
 
     for attachment in spans.iter().filter(|s| s.name.starts_with("attach ")) {
         assert_eq!(
@@ -258,9 +282,9 @@ async fn setup_pod_continues_the_callers_trace_down_to_attachments() {
         native[0].parent_span_id, rpc.span_id,
         "attachment under the rpc span"
     );
-    assert_eq!(native[0].attr("interface"), "net1");
-    assert_eq!(native[0].attr("driver"), "native");
-    assert_eq!(native[0].attr("outcome"), "ok");
+    assert_eq!(native[0].attr("network.interface.name"), "net1");
+    assert_eq!(native[0].attr("plexus.driver"), "native");
+    assert_eq!(native[0].attr("plexus.outcome"), "ok");
 
     let exec = named(&spans, "attach default/sriov-net");
     assert_eq!(exec.len(), 1, "{spans:#?}");
@@ -268,16 +292,16 @@ async fn setup_pod_continues_the_callers_trace_down_to_attachments() {
         exec[0].parent_span_id, rpc.span_id,
         "attachment under the rpc span"
     );
-    assert_eq!(exec[0].attr("interface"), "net2");
-    assert_eq!(exec[0].attr("driver"), "exec");
+    assert_eq!(exec[0].attr("network.interface.name"), "net2");
+    assert_eq!(exec[0].attr("plexus.driver"), "exec");
     let delegate = named(&spans, "ADD sriov");
     assert_eq!(delegate.len(), 1, "{spans:#?}");
     assert_eq!(
         delegate[0].parent_span_id, exec[0].span_id,
         "delegate under its attachment"
     );
-    assert_eq!(delegate[0].attr("plugin.type"), "sriov");
-    assert_eq!(delegate[0].attr("outcome"), "ok");
+    assert_eq!(delegate[0].attr("plexus.cni.plugin"), "sriov");
+    assert_eq!(delegate[0].attr("plexus.outcome"), "ok");
 
     drop(client);
     let _ = stop.send(());

@@ -24,7 +24,9 @@ use crate::crash;
 use crate::error::{Error, Result, SetupError};
 use crate::exec::{Exec, ExecRequest};
 use crate::native::{self, Ctx, NativeConfig};
-use crate::observe::{Call, Observer, ObserverSlot, Op, Outcome, StepSpan, Tracked};
+use crate::observe::{
+    Call, NativeOp, Observer, ObserverSlot, Op, Outcome, StepSpan, Tracked, failure_of, native_span,
+};
 use crate::route;
 use crate::state::{
     AttachmentRecord, Driver, NativeRecord, Phase, RECORD_VERSION, SandboxRecord, Store,
@@ -479,11 +481,11 @@ impl Engine {
             (Some(n), Some(host)) => {
                 let ctx = self.ctx(host, Some(pod), &rec.netns, rec.sandbox_id.as_str());
                 let mut step = |s: &str| crash::point("setup", idx, s);
-                let span = StepSpan::new(crate::observe::native_span(n.kind.as_str(), "ADD"));
+                let span = StepSpan::new(native_span(n.kind.as_str(), NativeOp::Create));
                 let added = native::add(n, &att.interface, &ctx, &mut step)
                     .instrument(span.span())
                     .await;
-                span.finish(added.is_ok());
+                span.finish(failure_of(&added));
                 added?
             }
             _ => {

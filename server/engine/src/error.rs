@@ -251,7 +251,9 @@ impl Error {
 }
 
 /// The reason of an exec-path failure (the delegate executor's error when it is one).
-fn delegate_reason(source: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str {
+pub(crate) fn delegate_reason(
+    source: &(dyn std::error::Error + Send + Sync + 'static),
+) -> &'static str {
     use crate::delegate::Error as D;
     match source.downcast_ref::<D>() {
         Some(D::PluginNotFound { .. } | D::InvalidPluginType { .. }) => "plugin_not_found",
@@ -284,7 +286,8 @@ pub enum SetupError {
         cause: Error,
         /// Interfaces of earlier attachments that were undone, in undo order.
         undone: Vec<String>,
-        /// Undo steps that failed (left to teardown).
+        /// Undo steps that failed: left to teardown, except an exec DEL after its own failed
+        /// ADD (not retried; the message says so).
         undo_failures: Vec<String>,
     },
     /// The caller's deadline passed; what was made so far was undone (within a bounded

@@ -1,19 +1,25 @@
 //! What the engine tells the outside about its work, without depending on any telemetry
-//! crate: `tracing` spans with plexus-telemetry's names and fields, and the [`Observer`]
-//! seam through which the daemon feeds its metrics.
+//! crate: `tracing` spans named and attributed as `docs/telemetry.md` documents, and the
+//! [`Observer`] seam through which the daemon feeds its metrics.
 //!
 //! Spans (all at `info`, children of whatever span is current when the engine is called):
 //!
 //! - `attachment`: one per attachment made or removed. `otel.name` is
 //!   `attach <network>`, `detach <network>` (teardown, detach) or `undo <network>` (a
 //!   rollback after a later step failed, or recovery of a half-made attachment); fields
-//!   `network`, `interface`, `driver` (`native`|`exec`|`runtime`), `outcome`
-//!   (`ok`|`error`|`undone`; `undone` marks a successful rollback removal).
+//!   `plexus.network`, `network.interface.name`, `plexus.driver` (`native`|`exec`|
+//!   `runtime`), `plexus.outcome` (`ok`|`error`|`undone`; `undone` marks a successful
+//!   rollback removal).
 //!   - `delegate`: one per CNI plugin execution (every plugin of a chain, every verb),
-//!     `otel.name` `<CNI command> <plugin type>`; fields `plugin.type`, `cni.command`,
-//!     `outcome` (`ok`|`error`).
-//!   - `native`: the in-process driver's work, with the same fields as `delegate`
-//!     (`plugin.type` is the driver kind, `cni.command` `ADD` or `DEL`).
+//!     `otel.name` `<CNI command> <plugin type>`; fields `plexus.cni.plugin`,
+//!     `plexus.cni.command`, `plexus.outcome`.
+//!   - `native`: the in-process driver's work, `otel.name` `create <kind>` or
+//!     `delete <kind>`; fields `plexus.native.kind`, `plexus.native.op`, `plexus.outcome`
+//!     (no plugin runs, so no `cni.*` fields).
+//!
+//! A failed step also gets `otel.status_code` `ERROR`, `otel.status_description` (the
+//! error) and `error.type` (one of [`crate::error::REASONS`]) on its own span, so the
+//! exported trace shows the failure exactly where it happened.
 //!
 //! Spans cost no I/O; whether they go anywhere is the subscriber's business.
 
@@ -142,10 +148,13 @@ pub(crate) fn attachment_span(verb: &str, network: &str, interface: &str, driver
     tracing::info_span!(
         "attachment",
         otel.name = format!("{verb} {network}"),
-        network = network,
-        interface = interface,
-        driver = driver,
-        outcome = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        error.type = Empty,
+        plexus.network = network,
+        network.interface.name = interface,
+        plexus.driver = driver,
+        plexus.outcome = Empty,
     )
 }
 
@@ -154,21 +163,49 @@ pub(crate) fn delegate_span(plugin_type: &str, command: &str) -> Span {
     tracing::info_span!(
         "delegate",
         otel.name = format!("{command} {plugin_type}"),
-        plugin.type = plugin_type,
-        cni.command = command,
-        outcome = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        error.type = Empty,
+        plexus.cni.plugin = plugin_type,
+        plexus.cni.command = command,
+        plexus.outcome = Empty,
     )
 }
 
-/// A `native` span: the in-process driver doing `command` (`ADD`/`DEL`) for `kind`.
-pub(crate) fn native_span(kind: &str, command: &str) -> Span {
+/// What a native driver step does to the pod's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NativeOp {
+    /// Create (or move in) the link and configure it.
+    Create,
+    /// Remove it (or move it back) and release its addresses.
+    Delete,
+}
+
+/// A `native` span: the in-process driver doing `op` for `kind`.
+pub(crate) fn native_span(kind: &str, op: NativeOp) -> Span {
+    let op = match op {
+        NativeOp::Create => "create",
+        NativeOp::Delete => "delete",
+    };
     tracing::info_span!(
         "native",
-        otel.name = format!("{command} {kind}"),
-        plugin.type = kind,
-        cni.command = command,
-        outcome = Empty,
+        otel.name = format!("{op} {kind}"),
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        error.type = Empty,
+        plexus.native.kind = kind,
+        plexus.native.op = op,
+        plexus.outcome = Empty,
     )
+}
+
+/// Records a failure on `span`: outcome `error`, status ERROR with `message`, `reason`
+/// as `error.type`.
+fn record_failure(span: &Span, reason: &str, message: &str) {
+    span.record("plexus.outcome", "error");
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", message);
+    span.record("error.type", reason);
 }
 
 /// Records `outcome` on a step span when finished, or `error` if dropped unfinished.
@@ -190,19 +227,32 @@ impl StepSpan {
         self.span.clone()
     }
 
-    /// Records `ok` or `error`.
-    pub(crate) fn finish(mut self, ok: bool) {
+    /// Records `ok`, or the failure: `(reason, message)`.
+    pub(crate) fn finish(mut self, failure: Option<(&str, String)>) {
         self.finished = true;
-        self.span.record("outcome", if ok { "ok" } else { "error" });
+        match failure {
+            None => {
+                self.span.record("plexus.outcome", "ok");
+            }
+            Some((reason, message)) => record_failure(&self.span, reason, &message),
+        }
     }
 }
 
 impl Drop for StepSpan {
     fn drop(&mut self) {
         if !self.finished {
-            self.span.record("outcome", "error");
+            record_failure(&self.span, "cancelled", "cancelled before it finished");
         }
     }
+}
+
+/// The failure to record for an engine result (see [`StepSpan::finish`]).
+pub(crate) fn failure_of<T>(result: &crate::Result<T>) -> Option<(&'static str, String)> {
+    result
+        .as_ref()
+        .err()
+        .map(|e| (e.reason(), crate::error::chain(e)))
 }
 
 /// One attachment step in progress: its span, its clock, and the observer to tell. If
@@ -252,15 +302,25 @@ impl<'a> Tracked<'a> {
     /// Records how the step ended (`success` when `result` is `Ok`) and reports it.
     pub(crate) fn finish<T>(mut self, result: &crate::Result<T>, success: Outcome) {
         self.finished = true;
-        let outcome = match result {
-            Ok(_) => success,
-            Err(e) => Outcome::Error(e.reason()),
-        };
-        self.report(outcome);
+        match result {
+            Ok(_) => self.report(success, ""),
+            Err(e) => self.report(Outcome::Error(e.reason()), &crate::error::chain(e)),
+        }
     }
 
-    fn report(&self, outcome: Outcome) {
-        self.span.record("outcome", outcome.as_str());
+    /// Records a step that failed although the caller carries on (`message` says why).
+    pub(crate) fn finish_failed(mut self, reason: &'static str, message: &str) {
+        self.finished = true;
+        self.report(Outcome::Error(reason), message);
+    }
+
+    fn report(&self, outcome: Outcome, message: &str) {
+        match outcome {
+            Outcome::Error(reason) => record_failure(&self.span, reason, message),
+            _ => {
+                self.span.record("plexus.outcome", outcome.as_str());
+            }
+        }
         if self.driver == Driver::Runtime {
             return;
         }
@@ -279,7 +339,10 @@ impl<'a> Tracked<'a> {
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.report(Outcome::Error("cancelled"));
+            self.report(
+                Outcome::Error("cancelled"),
+                "cancelled before it finished (deadline or caller gone)",
+            );
         }
     }
 }

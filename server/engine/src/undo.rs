@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::exec::ExecRequest;
 use crate::native;
-use crate::observe::{Call, Op, Outcome, StepSpan};
+use crate::observe::{Call, NativeOp, Op, Outcome, StepSpan, failure_of, native_span};
 use crate::state::{AttachmentRecord, Driver, SandboxRecord};
 
 impl Engine {
@@ -34,9 +34,18 @@ impl Engine {
                 rec.attachments.remove(i);
                 continue;
             }
-            match self.remove_one(rec, &a, pod, call, true).await {
-                Ok(()) => {
+            match self.remove_one_reporting(rec, &a, pod, call, true).await {
+                Ok(Removal::Removed) => {
                     undone.push(a.interface.clone());
+                    rec.attachments.remove(i);
+                }
+                // Nothing left to retry: not undone, and not left to teardown either.
+                Ok(Removal::DelFailedAfterFailedAdd(e)) => {
+                    failures.push(format!(
+                        "{}: DEL after its failed ADD failed too (not retried: the plugin \
+                         cleans up its own failed ADD): {e}",
+                        a.interface
+                    ));
                     rec.attachments.remove(i);
                 }
                 Err(e) => failures.push(format!("{}: {}", a.interface, crate::error::chain(&e))),
@@ -62,9 +71,23 @@ impl Engine {
         call: Call,
         rollback: bool,
     ) -> Result<()> {
+        self.remove_one_reporting(rec, a, pod, call, rollback)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Engine::remove_one`], saying whether the attachment was really removed.
+    async fn remove_one_reporting(
+        &self,
+        rec: &SandboxRecord,
+        a: &AttachmentRecord,
+        pod: Option<&Handle>,
+        call: Call,
+        rollback: bool,
+    ) -> Result<Removal> {
         if a.driver == Driver::Runtime {
             // Made and removed by the runtime: nothing to do, nothing to report.
-            return Ok(());
+            return Ok(Removal::Removed);
         }
         let (verb, success) = match rollback {
             true => ("undo", Outcome::Undone),
@@ -75,7 +98,10 @@ impl Engine {
             .undo_attachment(rec, a, pod)
             .instrument(step.span())
             .await;
-        step.finish(&result, success);
+        match &result {
+            Ok(Removal::DelFailedAfterFailedAdd(e)) => step.finish_failed("plugin_failed", e),
+            _ => step.finish(&result, success),
+        }
         result
     }
 
@@ -85,9 +111,9 @@ impl Engine {
         rec: &SandboxRecord,
         a: &AttachmentRecord,
         pod: Option<&Handle>,
-    ) -> Result<()> {
+    ) -> Result<Removal> {
         match a.driver {
-            Driver::Runtime => Ok(()),
+            Driver::Runtime => Ok(Removal::Removed),
             Driver::Exec => {
                 let req = ExecRequest {
                     sandbox_id: rec.sandbox_id.as_str(),
@@ -97,14 +123,15 @@ impl Engine {
                     prev_result: a.result.as_ref(),
                 };
                 match self.inner.exec.del(req).await {
-                    Ok(()) => Ok(()),
+                    Ok(()) => Ok(Removal::Removed),
                     // ADD never returned a result: the plugin cleaned up its own failed ADD
                     // (CNI spec) and its DEL may fail for the reason the ADD did (e.g. a
-                    // missing master). Like Multus's rollback, tolerate it, loudly.
+                    // missing master). Like Multus's rollback, tolerate it, loudly, and say
+                    // so in the span and the setup error instead of calling it undone.
                     Err(source) if a.result.is_none() => {
-                        tracing::warn!(network = %a.network, interface = %a.interface,
-                            error = %source, "cni DEL after an unfinished ADD failed");
-                        Ok(())
+                        let message = crate::error::chain(&*source);
+                        tracing::warn!(error = %message, "cni DEL after an unfinished ADD failed");
+                        Ok(Removal::DelFailedAfterFailedAdd(message))
                     }
                     Err(source) => Err(Error::Delegate {
                         verb: "DEL",
@@ -117,13 +144,23 @@ impl Engine {
             Driver::Native => {
                 let host = self.host().await?;
                 let ctx = self.ctx(host, pod, &rec.netns, rec.sandbox_id.as_str());
-                let span = StepSpan::new(crate::observe::native_span(&a.native.kind, "DEL"));
+                let span = StepSpan::new(native_span(&a.native.kind, NativeOp::Delete));
                 let removed = native::del(&a.native, &a.interface, &ctx)
                     .instrument(span.span())
                     .await;
-                span.finish(removed.is_ok());
-                removed
+                span.finish(failure_of(&removed));
+                removed.map(|()| Removal::Removed)
             }
         }
     }
+}
+
+/// How a removal ended when it did not fail.
+#[derive(Debug)]
+pub(crate) enum Removal {
+    /// Everything it made is gone.
+    Removed,
+    /// The exec'd plugin's DEL after its own failed ADD failed too; nothing is retried
+    /// (the CNI spec has the plugin clean up a failed ADD). The message says why.
+    DelFailedAfterFailedAdd(String),
 }

@@ -139,7 +139,7 @@ fn steps(spans: &[SpanRec], parent: usize, name: &str) -> Vec<(String, String)> 
         .map(|i| {
             (
                 spans[i].field("otel.name").to_owned(),
-                spans[i].field("outcome").to_owned(),
+                spans[i].field("plexus.outcome").to_owned(),
             )
         })
         .collect()
@@ -260,10 +260,10 @@ async fn fallback_teardown_makes_attachment_and_delegate_spans_and_reports_each(
     let rpc = spans.iter().position(|s| s.name == "rpc").unwrap();
     assert_eq!(children(&spans, rpc, "attachment").len(), 2, "{spans:#?}");
     let ok = attachment_span(&spans, rpc, "detach net-ok");
-    assert_eq!(spans[ok].field("network"), "net-ok");
-    assert_eq!(spans[ok].field("interface"), "net1");
-    assert_eq!(spans[ok].field("driver"), "exec");
-    assert_eq!(spans[ok].field("outcome"), "ok");
+    assert_eq!(spans[ok].field("plexus.network"), "net-ok");
+    assert_eq!(spans[ok].field("network.interface.name"), "net1");
+    assert_eq!(spans[ok].field("plexus.driver"), "exec");
+    assert_eq!(spans[ok].field("plexus.outcome"), "ok");
     // DEL runs the chain in reverse, one span per plugin.
     assert_eq!(
         steps(&spans, ok, "delegate"),
@@ -276,10 +276,23 @@ async fn fallback_teardown_makes_attachment_and_delegate_spans_and_reports_each(
     let last = children(&spans, ok, "delegate")[1];
     assert_eq!(recorder.event_spans("cni plugin stderr"), vec![Some(last)]);
     let first = children(&spans, ok, "delegate")[0];
-    assert_eq!(spans[first].field("plugin.type"), "fake-b");
-    assert_eq!(spans[first].field("cni.command"), "DEL");
+    assert_eq!(spans[first].field("plexus.cni.plugin"), "fake-b");
+    assert_eq!(spans[first].field("plexus.cni.command"), "DEL");
     let bad = attachment_span(&spans, rpc, "detach net-bad");
-    assert_eq!(spans[bad].field("outcome"), "error");
+    assert_eq!(spans[bad].field("plexus.outcome"), "error");
+    // ERROR status exactly on the failing spans, with the reason and the message.
+    assert_eq!(spans[bad].field("otel.status_code"), "ERROR");
+    assert_eq!(spans[bad].field("error.type"), "plugin_failed");
+    assert!(
+        spans[bad].field("otel.status_description").contains("boom"),
+        "{spans:#?}"
+    );
+    let failed_del = children(&spans, bad, "delegate")[0];
+    assert_eq!(spans[failed_del].field("otel.status_code"), "ERROR");
+    assert_eq!(spans[failed_del].field("error.type"), "plugin_failed");
+    for i in [ok, first, last] {
+        assert_eq!(spans[i].field("otel.status_code"), "", "{:#?}", spans[i]);
+    }
     assert_eq!(
         steps(&spans, bad, "delegate"),
         vec![("DEL fake-fail".to_owned(), "error".to_owned())]
@@ -331,18 +344,23 @@ async fn setup_teardown_and_rollback_spans_nest_below_the_rpc_and_report_each_st
     let rpc = spans.iter().position(|s| s.name == "rpc").unwrap();
     assert_eq!(children(&spans, rpc, "attachment").len(), 2, "{spans:#?}");
     let a = attachment_span(&spans, rpc, &format!("attach {na}"));
-    assert_eq!(spans[a].field("network"), na);
-    assert_eq!(spans[a].field("interface"), "net1");
-    assert_eq!(spans[a].field("driver"), "native");
-    assert_eq!(spans[a].field("outcome"), "ok");
+    assert_eq!(spans[a].field("plexus.network"), na);
+    assert_eq!(spans[a].field("network.interface.name"), "net1");
+    assert_eq!(spans[a].field("plexus.driver"), "native");
+    assert_eq!(spans[a].field("plexus.outcome"), "ok");
     assert_eq!(
         steps(&spans, a, "native"),
-        vec![("ADD macvlan".to_owned(), "ok".to_owned())]
+        vec![("create macvlan".to_owned(), "ok".to_owned())]
     );
     assert!(children(&spans, a, "delegate").is_empty());
+    // No plugin ran for the native driver: no CNI fields on its span.
+    let native_step = children(&spans, a, "native")[0];
+    assert_eq!(spans[native_step].field("plexus.native.kind"), "macvlan");
+    assert_eq!(spans[native_step].field("plexus.native.op"), "create");
+    assert_eq!(spans[native_step].field("plexus.cni.command"), "");
     let b = attachment_span(&spans, rpc, &format!("attach {ex}"));
-    assert_eq!(spans[b].field("driver"), "exec");
-    assert_eq!(spans[b].field("outcome"), "ok");
+    assert_eq!(spans[b].field("plexus.driver"), "exec");
+    assert_eq!(spans[b].field("plexus.outcome"), "ok");
     assert_eq!(
         steps(&spans, b, "delegate"),
         vec![
@@ -385,7 +403,7 @@ async fn setup_teardown_and_rollback_spans_nest_below_the_rpc_and_report_each_st
     let a = attachment_span(&spans, rpc, &format!("detach {na}"));
     assert_eq!(
         steps(&spans, a, "native"),
-        vec![("DEL macvlan".to_owned(), "ok".to_owned())]
+        vec![("delete macvlan".to_owned(), "ok".to_owned())]
     );
     let (t, c) = (Op::Teardown, Call::Teardown);
     assert_eq!(
@@ -405,11 +423,19 @@ async fn setup_teardown_and_rollback_spans_nest_below_the_rpc_and_report_each_st
     );
     broken.force_exec = true;
     let bad = "default/tm-bad";
-    engine
+    let err = engine
         .setup(fx.sandbox("sb-tm"), plan(vec![native, broken]))
         .instrument(tracing::info_span!("rpc"))
         .await
-        .expect_err("setup with a missing master fails");
+        .expect_err("setup with a missing master fails")
+        .to_string();
+    // The macvlan plugin's DEL after its failed ADD fails too (same missing master): the
+    // error says so instead of counting net2 as undone.
+    assert!(err.contains("(undone: net1)"), "{err}");
+    assert!(
+        err.contains("net2: DEL after its failed ADD failed too"),
+        "{err}"
+    );
     let spans = recorder.take();
     let rpc = spans.iter().position(|s| s.name == "rpc").unwrap();
     assert_eq!(
@@ -417,7 +443,7 @@ async fn setup_teardown_and_rollback_spans_nest_below_the_rpc_and_report_each_st
         vec![
             (format!("attach {na}"), "ok".to_owned()),
             (format!("attach {bad}"), "error".to_owned()),
-            (format!("undo {bad}"), "undone".to_owned()),
+            (format!("undo {bad}"), "error".to_owned()),
             (format!("undo {na}"), "undone".to_owned()),
         ]
     );
@@ -426,7 +452,27 @@ async fn setup_teardown_and_rollback_spans_nest_below_the_rpc_and_report_each_st
         steps(&spans, failed, "delegate"),
         vec![("ADD macvlan".to_owned(), "error".to_owned())]
     );
+    // ERROR status on the failing attachment and its plugin run, nowhere else.
+    let failed_add = children(&spans, failed, "delegate")[0];
+    for i in [failed, failed_add] {
+        assert_eq!(
+            spans[i].field("otel.status_code"),
+            "ERROR",
+            "{:#?}",
+            spans[i]
+        );
+        assert_eq!(spans[i].field("error.type"), "plugin_failed");
+        let why = spans[i].field("otel.status_description");
+        assert!(why.contains("Link not found"), "{why}");
+    }
+    let erred = spans
+        .iter()
+        .filter(|s| s.field("otel.status_code") == "ERROR")
+        .count();
+    // ... and on the undo of the failed network and its DEL, which failed too.
     let undone = attachment_span(&spans, rpc, &format!("undo {bad}"));
+    assert_eq!(spans[undone].field("otel.status_code"), "ERROR");
+    assert_eq!(erred, 4, "{spans:#?}");
     assert_eq!(children(&spans, undone, "delegate").len(), 1);
     let (s, t, c) = (Op::Setup, Op::Teardown, Call::Setup);
     assert_eq!(
@@ -434,7 +480,7 @@ async fn setup_teardown_and_rollback_spans_nest_below_the_rpc_and_report_each_st
         vec![
             ev(s, c, na, "net1", n, Outcome::Ok),
             ev(s, c, bad, "net2", x, Outcome::Error("plugin_failed")),
-            ev(t, c, bad, "net2", x, Outcome::Undone),
+            ev(t, c, bad, "net2", x, Outcome::Error("plugin_failed")),
             ev(t, c, na, "net1", n, Outcome::Undone),
         ]
     );

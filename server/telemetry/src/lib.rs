@@ -12,21 +12,20 @@
 //!
 //! # Span conventions
 //!
-//! One trace per node-service request, continuing the caller's trace when the request carries
-//! `traceparent`/`tracestate` metadata (the NRI plugin and the CNI shim inject them with
-//! [`inject_context`]):
+//! One trace per pod event, rooted at the NRI plugin's event span (plexus-nri exports it
+//! with the same OTLP settings) or at the caller's span when the request carries
+//! `traceparent`/`tracestate` metadata ([`inject_context`] writes them):
 //!
 //! - `rpc` ([`rpc_span`]): one per RPC, exported as `plexus.v1.Node/<Method>`, kind server;
-//!   fields `rpc.system`, `rpc.service`, `rpc.method`, `pod.namespace`, `pod.name`,
-//!   `sandbox.id` ([`record_pod`]); status ERROR via [`record_rpc_error`].
-//!   - `attachment` ([`attachment_span`]): one per network attached or detached, child of the
-//!     RPC span; fields `network` (`namespace/name`), `interface`, `driver` (`native`|`exec`),
-//!     `outcome` (`ok`|`error`|`undone`, [`record_outcome`]).
-//!     - `delegate` ([`delegate_span`]): one per CNI plugin execution, child of its attachment;
-//!       fields `plugin.type`, `cni.command`, `outcome`.
+//!   `rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`, `k8s.namespace.name`,
+//!   `k8s.pod.name`, `k8s.pod.uid`, `plexus.sandbox.id` ([`record_pod`]); status ERROR with
+//!   `error.type` via [`record_rpc_status`].
+//!   - below it the engine's `attachment`, `delegate` and `native` spans
+//!     (`plexus_engine::observe`), each with ERROR status exactly where a step failed.
 //!
-//! Spans at `info` and above are exported regardless of the log level; the exporter's own
-//! crates (`tonic`, `h2`, `hyper`, `tower`, `opentelemetry*`) never are.
+//! The whole catalogue (names, attributes, values) is in `docs/telemetry.md`. Spans at
+//! `info` and above are exported regardless of the log level; the exporter's own crates
+//! (`tonic`, `h2`, `hyper`, `tower`, `opentelemetry*`) never are.
 //!
 //! # Metrics
 //!
@@ -40,11 +39,11 @@
 //!   when a metrics address is configured, keep `serve_metrics(addr, Arc::new(registry)).await?`.
 //! - each RPC handler, before `into_inner()`:
 //!   `let span = rpc_span("plexus.v1.Node", "SetupPod", request.metadata());`, then
-//!   [`record_pod`] and `.instrument(span)` around the work.
+//!   [`record_pod`], `.instrument(span)` around the work and [`record_rpc_status`] at the end.
 //! - work moved to another task must keep the span: `tokio::spawn(fut.in_current_span())`,
 //!   otherwise attachment spans start new traces.
-//! - the engine (which does not depend on this crate) makes `attachment` and `delegate` spans
-//!   with `tracing::info_span!` and the field names above.
+//! - the engine (which does not depend on this crate) makes `attachment`, `delegate` and
+//!   `native` spans with `tracing::info_span!` and the names in `docs/telemetry.md`.
 
 pub mod endpoint;
 pub mod error;
@@ -63,7 +62,5 @@ pub use prometheus_client::registry::Registry;
 pub use propagation::{
     extract_context, inject_context, inject_span_context, set_parent_from_metadata,
 };
-pub use span::{
-    Outcome, attachment_span, delegate_span, record_outcome, record_pod, record_rpc_error, rpc_span,
-};
+pub use span::{record_pod, record_rpc_status, rpc_span};
 pub use subscriber::{Guard, LogFormat, TelemetryConfig, init};

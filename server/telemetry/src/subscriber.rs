@@ -165,8 +165,12 @@ pub fn init(config: TelemetryConfig) -> Result<Guard> {
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     if let Some(provider) = &provider {
         let tracer = provider.tracer("plexus");
+        // No busy_ns/idle_ns, code.* or thread.* attributes: bookkeeping, not telemetry.
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_location(false)
+            .with_threads(false)
             .with_filter(export_filter());
         layers.push(Box::new(otel));
     }
@@ -211,10 +215,12 @@ fn log_layer(format: LogFormat, filter: EnvFilter) -> Box<dyn Layer<Registry> + 
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(filter)
             .boxed(),
+        // The span list carries the RPC span's pod, sandbox and trace id on every line
+        // logged below it (an attachment's warning names the pod it belongs to).
         LogFormat::Json => base
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_filter(filter)
             .boxed(),
     }
@@ -246,11 +252,35 @@ fn tracer_provider(service_name: &str, endpoint: &str) -> Result<SdkTracerProvid
         })?;
     let resource = Resource::builder()
         .with_service_name(service_name.to_owned())
+        .with_attributes(resource_attributes())
         .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())
+}
+
+/// `service.version`, and the node as `host.name` and `k8s.node.name` (from `NODE_NAME`,
+/// which the chart sets from `spec.nodeName`, else the kernel's host name).
+fn resource_attributes() -> Vec<opentelemetry::KeyValue> {
+    let mut attributes = vec![opentelemetry::KeyValue::new(
+        "service.version",
+        env!("CARGO_PKG_VERSION"),
+    )];
+    let node = std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        });
+    if let Some(node) = node {
+        attributes.push(opentelemetry::KeyValue::new("host.name", node.clone()));
+        attributes.push(opentelemetry::KeyValue::new("k8s.node.name", node));
+    }
+    attributes
 }
 
 /// Accepts `http://host:port[/]`; this build has no TLS for the exporter.

@@ -24,6 +24,8 @@ use tonic::{Request, Response, Status};
 pub struct ReceivedSpan {
     /// `service.name` of the resource that sent the span.
     pub service_name: String,
+    /// Every attribute of that resource, rendered as text.
+    pub resource: BTreeMap<String, String>,
     /// Trace id, 32 hex digits.
     pub trace_id: String,
     /// Span id, 16 hex digits.
@@ -72,14 +74,14 @@ impl TraceService for Collector {
         let mut received = Vec::new();
         for resource_spans in request.into_inner().resource_spans {
             let resource = resource_spans.resource.unwrap_or_default();
-            let service_name = attributes(&resource.attributes)
-                .remove("service.name")
-                .unwrap_or_default();
+            let resource = attributes(&resource.attributes);
+            let service_name = resource.get("service.name").cloned().unwrap_or_default();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
                     let status = span.status.unwrap_or_default();
                     received.push(ReceivedSpan {
                         service_name: service_name.clone(),
+                        resource: resource.clone(),
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
@@ -213,4 +215,39 @@ impl OtlpReceiver {
             )
         })
     }
+}
+
+/// Stand-in for the engine's `attachment` span (same name and fields, see
+/// `plexus_engine::observe`), for tests of the export path that run without the engine.
+pub fn attachment_span(network: &str, interface: &str, driver: &str) -> tracing::Span {
+    tracing::info_span!(
+        "attachment",
+        otel.name = format!("attach {network}"),
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        plexus.network = network,
+        network.interface.name = interface,
+        plexus.driver = driver,
+        plexus.outcome = tracing::field::Empty,
+    )
+}
+
+/// Stand-in for the engine's `delegate` span: one CNI plugin execution.
+pub fn delegate_span(plugin_type: &str, command: &str) -> tracing::Span {
+    tracing::info_span!(
+        "delegate",
+        otel.name = format!("{command} {plugin_type}"),
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        plexus.cni.plugin = plugin_type,
+        plexus.cni.command = command,
+        plexus.outcome = tracing::field::Empty,
+    )
+}
+
+/// Records `plexus.outcome` (`ok`, `error`, `undone`) on a stand-in span.
+pub fn record_outcome(span: &tracing::Span, outcome: &str) {
+    span.record("plexus.outcome", outcome);
 }

@@ -10,11 +10,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use plexus_telemetry::test_util::{OtlpReceiver, ReceivedSpan};
-use plexus_telemetry::{
-    Guard, Outcome, TelemetryConfig, attachment_span, delegate_span, inject_context,
-    record_outcome, record_pod, rpc_span,
+use plexus_telemetry::test_util::{
+    OtlpReceiver, ReceivedSpan, attachment_span, delegate_span, record_outcome,
 };
+use plexus_telemetry::{Guard, TelemetryConfig, inject_context, record_pod, rpc_span};
 use tonic::metadata::MetadataMap;
 use tracing::Instrument as _;
 
@@ -88,9 +87,9 @@ fn assert_setup_tree<'a>(
     assert_eq!(rpc.service_name, "plexusd-test");
     assert_eq!(rpc.attr("rpc.system"), "grpc");
     assert_eq!(rpc.attr("rpc.method"), "SetupPod");
-    assert_eq!(rpc.attr("pod.namespace"), "default");
-    assert_eq!(rpc.attr("pod.name"), "web-0");
-    assert_eq!(rpc.attr("sandbox.id"), sandbox);
+    assert_eq!(rpc.attr("k8s.namespace.name"), "default");
+    assert_eq!(rpc.attr("k8s.pod.name"), "web-0");
+    assert_eq!(rpc.attr("plexus.sandbox.id"), sandbox);
 
     let attachments = named(spans, "attach default/macvlan-conf")
         .into_iter()
@@ -101,20 +100,20 @@ fn assert_setup_tree<'a>(
         assert_eq!(attachment.parent_span_id, rpc.span_id, "{attachment:#?}");
     }
     let native = named(spans, "attach default/macvlan-conf")[0];
-    assert_eq!(native.attr("network"), "default/macvlan-conf");
-    assert_eq!(native.attr("interface"), "net1");
-    assert_eq!(native.attr("driver"), "native");
-    assert_eq!(native.attr("outcome"), "ok");
+    assert_eq!(native.attr("plexus.network"), "default/macvlan-conf");
+    assert_eq!(native.attr("network.interface.name"), "net1");
+    assert_eq!(native.attr("plexus.driver"), "native");
+    assert_eq!(native.attr("plexus.outcome"), "ok");
     let exec = named(spans, "attach default/flaky")[0];
-    assert_eq!(exec.attr("driver"), "exec");
-    assert_eq!(exec.attr("interface"), "net2");
+    assert_eq!(exec.attr("plexus.driver"), "exec");
+    assert_eq!(exec.attr("network.interface.name"), "net2");
 
     let delegate = named(spans, "ADD sriov");
     assert_eq!(delegate.len(), 1, "one delegate span in {spans:#?}");
     assert_eq!(delegate[0].parent_span_id, exec.span_id);
-    assert_eq!(delegate[0].attr("plugin.type"), "sriov");
-    assert_eq!(delegate[0].attr("cni.command"), "ADD");
-    assert_eq!(delegate[0].attr("outcome"), "ok");
+    assert_eq!(delegate[0].attr("plexus.cni.plugin"), "sriov");
+    assert_eq!(delegate[0].attr("plexus.cni.command"), "ADD");
+    assert_eq!(delegate[0].attr("plexus.outcome"), "ok");
     rpc
 }
 
@@ -124,13 +123,13 @@ fn spans_made_like_the_server_reach_the_collector_as_one_tree() {
     let (trace_id, parent, metadata) = caller_context(1);
     let outgoing = h.runtime.block_on(async {
         let rpc = rpc_span(SERVICE, "SetupPod", &metadata);
-        record_pod(&rpc, "default", "web-0", "sandbox-1");
+        record_pod(&rpc, "default", "web-0", "uid-1", "sandbox-1");
         let outgoing = async {
             let native = attachment_span("default/macvlan-conf", "net1", "native");
             async { tokio::time::sleep(Duration::from_millis(1)).await }
                 .instrument(native.clone())
                 .await;
-            record_outcome(&native, Outcome::Ok);
+            record_outcome(&native, "ok");
             drop(native);
 
             let exec = attachment_span("default/flaky", "net2", "exec");
@@ -138,12 +137,12 @@ fn spans_made_like_the_server_reach_the_collector_as_one_tree() {
                 let delegate = delegate_span("sriov", "ADD");
                 let mut outgoing = MetadataMap::new();
                 delegate.in_scope(|| inject_context(&mut outgoing));
-                record_outcome(&delegate, Outcome::Ok);
+                record_outcome(&delegate, "ok");
                 outgoing
             }
             .instrument(exec.clone())
             .await;
-            record_outcome(&exec, Outcome::Ok);
+            record_outcome(&exec, "ok");
             outgoing
         }
         .instrument(rpc)

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use plexus_telemetry::test_util::OtlpReceiver;
-use plexus_telemetry::{LogFormat, TelemetryConfig, delegate_span};
+use plexus_telemetry::test_util::delegate_span;
+use plexus_telemetry::{LogFormat, TelemetryConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_guard_exports_buffered_spans() {
@@ -24,6 +25,6 @@ async fn dropping_the_guard_exports_buffered_spans() {
     drop(guard);
     let spans = receiver.wait_for_spans(1, Duration::from_secs(2)).await;
     assert_eq!(spans[0].name, "DEL bridge");
-    assert_eq!(spans[0].attr("plugin.type"), "bridge");
+    assert_eq!(spans[0].attr("plexus.cni.plugin"), "bridge");
     assert_eq!(spans[0].service_name, "plexusd-test");
 }

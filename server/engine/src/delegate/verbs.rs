@@ -34,7 +34,12 @@ async fn traced<T>(
 ) -> Result<T> {
     let step = crate::observe::StepSpan::new(crate::observe::delegate_span(plugin_type, command));
     let result = work.instrument(step.span()).await;
-    step.finish(result.is_ok());
+    step.finish(
+        result
+            .as_ref()
+            .err()
+            .map(|e| (crate::error::delegate_reason(e), crate::error::chain(e))),
+    );
     result
 }
 
