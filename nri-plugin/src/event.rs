@@ -27,9 +27,10 @@ use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tracing::Instrument as _;
+use tracing::Span;
 
 use crate::convert;
-use crate::trace::{TRACEPARENT_KEY, TraceParent};
+use crate::trace::{TRACEPARENT_KEY, event_span, record_failure, traceparent_for};
 use crate::ttrpc::{Status, code};
 
 /// How long a call keeps the ordering gate after it started: long enough for its
@@ -86,9 +87,14 @@ impl Forwarder {
             return Ok(());
         }
         let label = convert::pod_label(&pod);
-        let traceparent = TraceParent::random();
-        let span = tracing::info_span!("run_pod_sandbox", pod = %label, sandbox = %pod.id,
-            traceparent = %traceparent);
+        let span = event_span(
+            "RunPodSandbox",
+            &pod.namespace,
+            &pod.name,
+            &pod.uid,
+            &pod.id,
+        );
+        let traceparent = traceparent_for(&span);
         async {
             let started = Instant::now();
             let call = async {
@@ -98,7 +104,7 @@ impl Forwarder {
                 // explain in time; the local timer below is only the backstop.
                 let left = deadline.saturating_sub(started.elapsed());
                 request.set_timeout(left.mul_f64(0.9));
-                insert_traceparent(&mut request, traceparent);
+                insert_traceparent(&mut request, &traceparent);
                 let mut client = self.client.clone();
                 hold_while_sending(gate, client.setup_pod(request)).await
             };
@@ -111,8 +117,8 @@ impl Forwarder {
                 }
                 Ok(Err(status)) => {
                     let status = self.setup_failed(&label, deadline, &status);
-                    tracing::warn!(elapsed_ms = elapsed_ms(started), error = %status.message,
-                        "pod network setup failed");
+                    record_failure(&Span::current(), &status.message);
+                    tracing::warn!(elapsed_ms = elapsed_ms(started), "pod network setup failed");
                     Err(status)
                 }
                 Err(_) => {
@@ -124,7 +130,8 @@ impl Forwarder {
                             self.plexusd_socket.display()
                         ),
                     );
-                    tracing::warn!(error = %status.message, "pod network setup timed out");
+                    record_failure(&Span::current(), &status.message);
+                    tracing::warn!("pod network setup timed out");
                     Err(status)
                 }
             }
@@ -144,13 +151,11 @@ impl Forwarder {
         event: &'static str,
         deadline: Duration,
     ) {
-        let label = convert::pod_label(&pod);
-        let traceparent = TraceParent::random();
-        let span = tracing::info_span!("teardown_pod_sandbox", event, pod = %label,
-            sandbox = %pod.id, traceparent = %traceparent);
+        let span = event_span(event, &pod.namespace, &pod.name, &pod.uid, &pod.id);
+        let traceparent = traceparent_for(&span);
         let mut request = tonic::Request::new(convert::teardown_request(&pod));
         request.set_timeout(self.background_timeout);
-        insert_traceparent(&mut request, traceparent);
+        insert_traceparent(&mut request, &traceparent);
         let (gate, mut client) = (self.gate.clone(), self.client.clone());
         let limit = self.background_timeout;
         let plexusd = self.plexusd_socket.clone();
@@ -207,14 +212,19 @@ impl Forwarder {
             Ticket::Held(guard) => guard,
             Ticket::Queued(acquire) => acquire.await,
         };
-        let traceparent = TraceParent::random();
-        let span = tracing::info_span!("reconcile", live = live.len(), traceparent = %traceparent);
+        let span = tracing::info_span!(
+            "reconcile",
+            otel.name = "nri Synchronize",
+            live = live.len(),
+            trace_id = tracing::field::Empty
+        );
+        let traceparent = traceparent_for(&span);
         async {
             let mut request = tonic::Request::new(ReconcileRequest {
                 live_sandbox_ids: live,
             });
             request.set_timeout(self.background_timeout);
-            insert_traceparent(&mut request, traceparent);
+            insert_traceparent(&mut request, &traceparent);
             let mut client = self.client.clone();
             let call = tokio::time::timeout(self.background_timeout, client.reconcile(request));
             match hold_while_sending(guard, call).await {
@@ -281,9 +291,9 @@ async fn hold_while_sending<F: Future>(gate: impl Sized, call: F) -> F::Output {
     }
 }
 
-fn insert_traceparent<T>(request: &mut tonic::Request<T>, traceparent: TraceParent) {
+fn insert_traceparent<T>(request: &mut tonic::Request<T>, traceparent: &str) {
     // The W3C format is plain ASCII, so this never fails.
-    if let Ok(value) = MetadataValue::try_from(traceparent.to_string()) {
+    if let Ok(value) = MetadataValue::try_from(traceparent) {
         request.metadata_mut().insert(TRACEPARENT_KEY, value);
     }
 }

@@ -27,9 +27,17 @@ struct Args {
     /// Plugin name as registered with the runtime.
     #[arg(long, default_value = "plexus")]
     plugin_name: String,
-    /// Log format.
+    /// Log format (`human` writes colours only to a terminal).
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `plexus_nri=debug,info`; Multus's `verbose`
+    /// means `info`); `RUST_LOG` wins when set.
+    #[arg(long, default_value = "info", env = "PLEXUS_NRI_LOG_LEVEL")]
+    log_level: String,
+    /// OTLP/gRPC collector (`http://host:4317`) to export each pod event's span to, the
+    /// root of the trace plexusd continues; the same endpoint as plexusd's `otlpEndpoint`.
+    #[arg(long, env = "PLEXUS_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Validate the arguments, print the settings and exit without connecting (deployment
     /// tooling and the Helm chart's tests use it).
     #[arg(long)]
@@ -46,15 +54,15 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     config::parse_duration(value).map_err(|err| err.to_string())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+fn telemetry(args: &Args) -> plexus_telemetry::TelemetryConfig {
+    plexus_telemetry::TelemetryConfig {
+        service_name: "plexus-nri".to_owned(),
+        log_format: match args.log_format {
+            LogFormat::Human => plexus_telemetry::LogFormat::Human,
+            LogFormat::Json => plexus_telemetry::LogFormat::Json,
+        },
+        log_filter: args.log_level.clone(),
+        otlp_endpoint: args.otlp_endpoint.clone().filter(|e| !e.is_empty()),
     }
 }
 
@@ -62,9 +70,14 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let check = args.check;
-    if !check {
-        init_logging(args.log_format);
+    let telemetry = telemetry(&args);
+    if let Some(endpoint) = &telemetry.otlp_endpoint {
+        plexus_telemetry::check_otlp_endpoint(endpoint).context("invalid --otlp-endpoint")?;
     }
+    let guard = match check {
+        true => None,
+        false => Some(plexus_telemetry::init(telemetry).context("set up logging and tracing")?),
+    };
     let config = Config {
         nri_socket: args.nri_socket,
         plexusd_socket: args.plexusd_socket,
@@ -93,6 +106,10 @@ async fn main() -> anyhow::Result<()> {
         () = plugin.run() => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),
         _ = sigterm.recv() => tracing::info!("terminated; exiting"),
+    }
+    if let Some(guard) = guard {
+        // The last events' spans; nothing useful can be done if the collector is gone.
+        let _ = guard.shutdown().await;
     }
     Ok(())
 }

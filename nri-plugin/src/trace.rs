@@ -1,13 +1,17 @@
-//! W3C trace context for one pod event. The plugin does not link OpenTelemetry (a heavy
-//! dependency for a thin edge): it makes a fresh `traceparent` per event, records it in
-//! the event's tracing span and sends it to plexusd as gRPC metadata, where the server's
-//! OpenTelemetry layer continues the trace.
+//! W3C trace context for one pod event. Each event runs in its own span ([`event_span`]);
+//! when plexus-nri exports spans (`--otlp-endpoint`), that span is the root of the pod
+//! event's trace and its context goes to plexusd as `traceparent` metadata, so plexusd's
+//! spans hang below it. Without export a fresh random `traceparent` still goes along, so
+//! plexusd's log lines of one event share a trace id.
 
 use std::collections::hash_map::RandomState;
+
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tonic::metadata::MetadataMap;
+use tracing::field::Empty;
 
 /// gRPC metadata key of the trace context.
 pub const TRACEPARENT_KEY: &str = "traceparent";
@@ -38,6 +42,53 @@ impl fmt::Display for TraceParent {
     }
 }
 
+/// The span of one pod event (`RunPodSandbox`, `StopPodSandbox`, ...), exported as
+/// `nri <event>` with kind server and the pod's `k8s.*` identity; `trace_id` and a failure
+/// status are recorded by [`traceparent_for`] and [`record_failure`].
+pub fn event_span(
+    event: &str,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    sandbox: &str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "nri_event",
+        otel.name = format!("nri {event}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        nri.event = event,
+        k8s.namespace.name = namespace,
+        k8s.pod.name = name,
+        k8s.pod.uid = uid,
+        plexus.sandbox.id = sandbox,
+        trace_id = Empty,
+    )
+}
+
+/// The `traceparent` to send for the work of `span`: the span's own context when spans are
+/// exported, else a fresh random one. Its trace id is recorded on the span as `trace_id`.
+pub fn traceparent_for(span: &tracing::Span) -> String {
+    let mut metadata = MetadataMap::new();
+    plexus_telemetry::inject_span_context(span, &mut metadata);
+    let traceparent = metadata
+        .get(TRACEPARENT_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| TraceParent::random().to_string());
+    if let Some(id) = traceparent.get(3..35) {
+        span.record("trace_id", id);
+    }
+    traceparent
+}
+
+/// Marks an [`event_span`] failed: exported status ERROR with `message`.
+pub fn record_failure(span: &tracing::Span, message: &str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", message);
+}
+
 /// 64 random bits from std's randomly keyed SipHash over a counter and the clock; not
 /// cryptographic, unique enough for trace ids.
 fn random_u64() -> u64 {
@@ -66,6 +117,16 @@ mod tests {
             tp.to_string(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         );
+    }
+
+    #[test]
+    fn without_export_the_traceparent_is_random_and_its_trace_id_recorded() {
+        let span = event_span("RunPodSandbox", "default", "web-0", "uid-1", "sb1");
+        let a = traceparent_for(&span);
+        let b = traceparent_for(&span);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 55);
+        assert!(a.starts_with("00-") && a.ends_with("-01"), "{a}");
     }
 
     #[test]

@@ -63,4 +63,6 @@ pub use propagation::{
     extract_context, inject_context, inject_span_context, set_parent_from_metadata,
 };
 pub use span::{record_pod, record_rpc_status, rpc_span};
-pub use subscriber::{Guard, LogFormat, TelemetryConfig, init};
+pub use subscriber::{
+    Guard, LogFormat, TelemetryConfig, check_endpoint as check_otlp_endpoint, init,
+};

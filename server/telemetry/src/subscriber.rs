@@ -284,7 +284,7 @@ fn resource_attributes() -> Vec<opentelemetry::KeyValue> {
 }
 
 /// Accepts `http://host:port[/]`; this build has no TLS for the exporter.
-pub(crate) fn check_endpoint(endpoint: &str) -> Result<()> {
+pub fn check_endpoint(endpoint: &str) -> Result<()> {
     let invalid = |reason| Error::InvalidOtlpEndpoint {
         endpoint: endpoint.to_owned(),
         reason,
