@@ -69,11 +69,15 @@ fn finish<T>(span: &tracing::Span, result: Result<T, Error>) -> Result<T, Status
     }
 }
 
-/// `net1=default/a,net2=default/b`: what one pod event did, for its info line.
+/// `eth0,net1=default/a,net2=default/b`: what one pod event did, for its info line (the
+/// runtime's interface has no network of plexus's).
 fn interface_list(attachments: &[crate::model::AttachmentView]) -> String {
     let parts: Vec<String> = attachments
         .iter()
-        .map(|a| format!("{}={}", a.interface, a.network))
+        .map(|a| match a.network.is_empty() {
+            true => a.interface.clone(),
+            false => format!("{}={}", a.interface, a.network),
+        })
         .collect();
     parts.join(",")
 }
@@ -142,6 +146,10 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             .instrument(span.clone())
             .await;
         let outcome = finish(&span, result)?;
+        if let Some(p) = &outcome.pod {
+            // The recorded pod, when the caller did not name it.
+            plexus_telemetry::record_pod(&span, &p.namespace, &p.name, &p.uid, "");
+        }
         tracing::info!(
             parent: &span,
             known = outcome.known,
