@@ -128,6 +128,21 @@ impl Planner for Resolver {
         }
     }
 
+    async fn explain_fetching(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+    ) -> Explanation {
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .prefetch(pod, |nads| {
+                    plexus_core::resolve(pod, annotations, &self.config, nads)
+                })
+                .await;
+        }
+        self.explain(pod, annotations)
+    }
+
     fn network_status(&self, sandbox: &SandboxView) -> Result<String> {
         let inputs: Vec<status::Attachment<'_>> = sandbox
             .attachments
