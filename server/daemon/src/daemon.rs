@@ -81,8 +81,14 @@ pub async fn connect_resolver(
         NadSource::Kubernetes {
             kubeconfig,
             namespaces,
+            pod_resources_socket,
         } => {
-            let cluster = Cluster::connect(kubeconfig.clone(), namespaces.clone()).await?;
+            let cluster = Cluster::connect(
+                kubeconfig.clone(),
+                namespaces.clone(),
+                pod_resources_socket.clone(),
+            )
+            .await?;
             Ok((
                 Resolver::with_cluster(config.resolver(), Arc::clone(&cluster)),
                 Some(cluster),

@@ -47,6 +47,8 @@ pub struct Cluster {
     /// The client every part above uses (for the occasional direct read).
     client: plexus_kube::Client,
     node_name: String,
+    /// The kubelet's pod-resources API, for device-plugin networks (`None`: not asked).
+    pod_resources: Option<crate::pod_resources::PodResources>,
     /// Wakes the writers' queues when the API server answers again after a failure.
     wake: tokio::task::JoinHandle<()>,
 }
@@ -105,6 +107,7 @@ impl Cluster {
     pub async fn connect(
         kubeconfig: Option<PathBuf>,
         namespaces: Vec<String>,
+        pod_resources_socket: PathBuf,
     ) -> Result<Arc<Self>> {
         let kube = |e: plexus_kube::Error| Error::Kubernetes {
             message: e.to_string(),
@@ -113,7 +116,13 @@ impl Cluster {
         let client = plexus_kube::connect(&settings).await.map_err(kube)?;
         tracing::info!(node = %settings.node_name, namespaces = ?settings.namespaces,
             "Kubernetes mode: watching network-attachment-definitions and this node's pods");
-        Ok(Arc::new(Self::start(client, &settings)))
+        let pod_resources = crate::pod_resources::PodResources::new(
+            pod_resources_socket,
+            crate::pod_resources::DEFAULT_TIMEOUT,
+        );
+        Ok(Arc::new(
+            Self::start(client, &settings).with_pod_resources(pod_resources),
+        ))
     }
 
     /// Starts everything on an existing client.
@@ -153,8 +162,20 @@ impl Cluster {
             health,
             client,
             node_name: settings.node_name.clone(),
+            pod_resources: None,
             wake,
         }
+    }
+
+    /// Reads device-plugin allocations (SR-IOV) from the kubelet's pod-resources API.
+    pub fn with_pod_resources(mut self, client: crate::pod_resources::PodResources) -> Self {
+        self.pod_resources = Some(client);
+        self
+    }
+
+    /// The kubelet's pod-resources API, when configured.
+    pub fn pod_resources(&self) -> Option<&crate::pod_resources::PodResources> {
+        self.pod_resources.as_ref()
     }
 
     /// This node's name.

@@ -24,6 +24,7 @@ pub mod model;
 pub mod nad_watch;
 pub mod node;
 pub mod planner;
+pub mod pod_resources;
 pub mod resolver;
 pub mod server;
 pub mod service;
