@@ -52,10 +52,11 @@ async fn a_denied_verb_is_403_forbidden_naming_user_verb_resource_group_and_scop
         )
     );
     // Only the denied verb: a watch of the same resource is allowed.
-    nad_api(client.clone(), None)
+    let stream = nad_api(client.clone(), None)
         .watch(&WatchParams::default().timeout(1), "0")
         .await
         .expect("watch is not denied");
+    drop(stream);
 
     server.allow_all();
     nad_api(client.clone(), None)
