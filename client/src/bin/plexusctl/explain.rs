@@ -58,6 +58,9 @@ impl Cmd {
                     "--networks explains a manifest file offline; --pod {text:?} is not a file (without --networks, plexusd reads the pod from the API server)"
                 );
             }
+            let asked = format!(
+                "no file {text:?} exists, so plexusd was asked for pod {namespace}/{name} in the cluster"
+            );
             return self
                 .ask(
                     socket,
@@ -71,7 +74,8 @@ impl Cmd {
                         ..Default::default()
                     },
                 )
-                .await;
+                .await
+                .context(asked);
         }
         if let Some(networks) = &self.networks {
             let exe = plexusd();
