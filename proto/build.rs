@@ -10,10 +10,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&node),
     )?;
 
+    let pod_resources = protox::compile(["kubelet/podresources/v1/api.proto"], ["."])?;
+    tonic_prost_build::configure().compile_fds(pod_resources)?;
+
     let nri = protox::compile(["nri/api.proto", "nri/ttrpc.proto"], ["."])?;
     prost_build::Config::new().compile_fds(nri)?;
 
     println!("cargo:rerun-if-changed=plexus");
     println!("cargo:rerun-if-changed=nri");
+    println!("cargo:rerun-if-changed=kubelet");
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! not depend on the domain crates.
 
 mod error;
+pub mod node_status;
 pub mod output;
 pub mod sandbox;
 pub mod shim;

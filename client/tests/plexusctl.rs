@@ -92,9 +92,48 @@ impl Node for Canned {
     }
     async fn explain(
         &self,
-        _: Request<v1::ExplainRequest>,
+        request: Request<v1::ExplainRequest>,
     ) -> Result<Response<v1::ExplainResponse>, Status> {
-        Err(Status::unimplemented("not used"))
+        let req = request.into_inner();
+        let pod = req.pod.unwrap_or_default();
+        self.seen.lock().unwrap().push(format!(
+            "explain from_cluster={} pod={}/{} manifest={}",
+            req.from_cluster,
+            pod.namespace,
+            pod.name,
+            !req.pod_manifest.is_empty()
+        ));
+        if pod.name == "ghost" {
+            return Err(Status::not_found(
+                "pod default/ghost not found in the API server",
+            ));
+        }
+        Ok(Response::new(v1::ExplainResponse {
+            json: r#"{"pod":{"name":"web"},"attachments":[]}"#.into(),
+            text: "pod default/web: 1 network".into(),
+        }))
+    }
+    async fn get_status(
+        &self,
+        _: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::GetStatusResponse>, Status> {
+        Ok(Response::new(v1::GetStatusResponse {
+            mode: "kubernetes".into(),
+            node_name: "node-a".into(),
+            kubernetes: Some(v1::KubernetesStatus {
+                api_connected: false,
+                last_error: "API server unreachable: connection refused".into(),
+                nads_synced: true,
+                nads: 3,
+                pods_synced: true,
+                pods: 7,
+                status_backlog: 2,
+                event_backlog: 5,
+                oldest_pending_ms: 12_500,
+                delivered: 40,
+                dropped: 1,
+            }),
+        }))
     }
     async fn reconcile(
         &self,
@@ -236,4 +275,90 @@ fn a_bad_sandbox_id_is_refused_before_connecting() {
         );
         assert!(!err.contains("absent.sock"), "{args:?} connected: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_status_and_explain_of_a_pod_in_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plexus.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let canned = Canned::default();
+    let seen = Arc::clone(&canned.seen);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(NodeServer::new(canned))
+            .serve_with_incoming(UnixListenerStream::new(listener)),
+    );
+    let s = socket.clone();
+    let manifest = dir.path().join("pod.yaml");
+    std::fs::write(&manifest, "kind: Pod\nmetadata: {name: web}\n").unwrap();
+    let m = manifest.clone();
+    let (text, json, explain, ghost, from_file, bad) = tokio::task::spawn_blocking(move || {
+        (
+            ctl(&s, &["status"]),
+            ctl(&s, &["status", "--output", "json"]),
+            ctl(&s, &["explain", "--pod", "default/web"]),
+            ctl(&s, &["explain", "--pod", "default/ghost"]),
+            ctl(&s, &["explain", "--pod", m.to_str().unwrap()]),
+            ctl(&s, &["explain", "--pod", "Default/web"]),
+        )
+    })
+    .await
+    .unwrap();
+
+    assert!(text.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&text.stdout),
+        "MODE             kubernetes\n\
+         NODE             node-a\n\
+         API SERVER       not connected\n\
+         LAST ERROR       API server unreachable: connection refused\n\
+         NAD CACHE        synced (3 NADs)\n\
+         POD WATCH        synced (7 pods)\n\
+         PUBLISH BACKLOG  2 network-status, 5 events, oldest waiting 12.5s\n\
+         PUBLISHED        40 delivered, 1 dropped\n"
+    );
+    assert!(json.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "mode": "kubernetes",
+            "nodeName": "node-a",
+            "kubernetes": {
+                "apiConnected": false,
+                "lastError": "API server unreachable: connection refused",
+                "nadsSynced": true, "nads": 3,
+                "podsSynced": true, "pods": 7,
+                "statusBacklog": 2, "eventBacklog": 5, "oldestPendingMs": 12500,
+                "delivered": 40, "dropped": 1
+            }
+        })
+    );
+
+    assert!(explain.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&explain.stdout),
+        "pod default/web: 1 network\n"
+    );
+    assert!(!ghost.status.success());
+    let err = String::from_utf8_lossy(&ghost.stderr);
+    assert!(
+        err.contains("NotFound") && err.contains("default/ghost"),
+        "{err}"
+    );
+    assert!(from_file.status.success());
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("DNS-1123 label"), "{err}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "explain from_cluster=true pod=default/web manifest=false",
+            "explain from_cluster=true pod=default/ghost manifest=false",
+            "explain from_cluster=false pod=/ manifest=true",
+        ],
+        "the bad name never reached the server"
+    );
+    server.abort();
 }

@@ -184,6 +184,12 @@ impl Node for FakeNode {
     ) -> Result<Response<Self::WatchStream>, Status> {
         unimplemented()
     }
+    async fn get_status(
+        &self,
+        _: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::GetStatusResponse>, Status> {
+        unimplemented()
+    }
 }
 
 /// Serves `fake` on a socket in `dir` on a runtime thread; returns the socket path.

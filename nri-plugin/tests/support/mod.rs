@@ -420,6 +420,13 @@ impl Node for FakeNode {
     ) -> Result<Response<Self::WatchStream>, tonic::Status> {
         Err(tonic::Status::unimplemented("fake"))
     }
+
+    async fn get_status(
+        &self,
+        _: Request<plexus_proto::v1::GetStatusRequest>,
+    ) -> Result<Response<plexus_proto::v1::GetStatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
 }
 
 /// Temp dir with socket paths for one test.

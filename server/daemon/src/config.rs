@@ -67,6 +67,9 @@ pub enum NadSource {
         kubeconfig: Option<PathBuf>,
         /// Namespaces whose NADs are watched; empty: all.
         namespaces: Vec<String>,
+        /// The kubelet's pod-resources socket (`podResourcesSocket`), read for networks whose
+        /// NAD names a device-plugin resource.
+        pod_resources_socket: PathBuf,
     },
 }
 

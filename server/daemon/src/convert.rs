@@ -39,6 +39,66 @@ pub fn shown(text: &str) -> String {
     out
 }
 
+/// The namespace rule, as quoted in errors.
+pub const NAMESPACE_RULE: &str = "a namespace is a DNS-1123 label: at most 63 characters, lowercase letters, digits and '-', starting and ending with a letter or digit";
+/// The pod-name rule, as quoted in errors.
+pub const POD_NAME_RULE: &str = "a pod name is a DNS-1123 subdomain: at most 253 characters, lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit";
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?` of any length.
+fn label_chars(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// A pod named by a caller for a read from the API server (`explain --pod ns/name`):
+/// the namespace a DNS-1123 label, the name a DNS-1123 subdomain (what the API server
+/// accepts for them), so nothing else reaches a request path.
+pub fn api_pod_name(pod: Option<&v1::PodRef>) -> Result<(String, String), Error> {
+    let pod = pod.cloned().unwrap_or_default();
+    if pod.namespace.len() > 63 || !label_chars(&pod.namespace) {
+        return Err(Error::InvalidRequest {
+            message: format!("pod.namespace {}: {NAMESPACE_RULE}", shown(&pod.namespace)),
+        });
+    }
+    if pod.name.len() > 253 || !pod.name.split('.').all(label_chars) {
+        return Err(Error::InvalidRequest {
+            message: format!("pod.name {}: {POD_NAME_RULE}", shown(&pod.name)),
+        });
+    }
+    Ok((pod.namespace, pod.name))
+}
+
+/// The node service's state as the wire carries it.
+pub fn status(
+    mode: &str,
+    node_name: &str,
+    cluster: Option<&crate::kubernetes::ClusterStatus>,
+) -> v1::GetStatusResponse {
+    v1::GetStatusResponse {
+        mode: mode.to_owned(),
+        node_name: node_name.to_owned(),
+        kubernetes: cluster.map(|c| v1::KubernetesStatus {
+            api_connected: c.api_connected,
+            last_error: c.last_error.clone().unwrap_or_default(),
+            nads_synced: c.nads_synced,
+            nads: c.nads as u64,
+            pods_synced: c.pods_synced,
+            pods: c.pods as u64,
+            status_backlog: c.publish_backlog as u64,
+            event_backlog: c.event_backlog as u64,
+            oldest_pending_ms: c
+                .oldest_pending
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            delivered: c.delivered,
+            dropped: c.dropped,
+        }),
+    }
+}
+
 /// A caller's netns path, checked for shape here; whether it names a network namespace
 /// that is not the host's is checked where it is opened (the engine).
 pub fn netns_path(path: &str) -> Result<PathBuf, Error> {

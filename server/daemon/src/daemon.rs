@@ -18,7 +18,7 @@ use crate::lock::StateLock;
 use crate::node::{Limits, Node};
 use crate::planner::{Explanation, Planner};
 use crate::resolver::{Resolver, pod_from_manifest};
-use crate::server::{Access, Socket, serve};
+use crate::server::{Access, Socket, serve_service};
 
 /// How often the attachments-by-network gauge is recomputed from the records.
 const GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(15);
@@ -81,8 +81,14 @@ pub async fn connect_resolver(
         NadSource::Kubernetes {
             kubeconfig,
             namespaces,
+            pod_resources_socket,
         } => {
-            let cluster = Cluster::connect(kubeconfig.clone(), namespaces.clone()).await?;
+            let cluster = Cluster::connect(
+                kubeconfig.clone(),
+                namespaces.clone(),
+                pod_resources_socket.clone(),
+            )
+            .await?;
             Ok((
                 Resolver::with_cluster(config.resolver(), Arc::clone(&cluster)),
                 Some(cluster),
@@ -136,6 +142,7 @@ pub async fn run(
         None => Node::new(attacher, planner, limits),
     };
     let mut background = Background::start(&node, config);
+    let service = crate::service::NodeService::with_cluster(Arc::clone(&node), cluster.clone());
     if let Some(cluster) = cluster {
         background
             .tasks
@@ -160,7 +167,8 @@ pub async fn run(
             watcher.abort();
         }
     };
-    let served = serve(socket, node, access, config.connections, shutdown).await;
+    drop(node);
+    let served = serve_service(socket, service, access, config.connections, shutdown).await;
     drop(lock);
     served
 }

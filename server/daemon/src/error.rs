@@ -21,6 +21,19 @@ pub enum ResolveFailure {
     Unavailable,
 }
 
+/// Why a read from the API server failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiFailure {
+    /// The object does not exist.
+    NotFound,
+    /// plexusd's service account lacks the permission (the message names verb and resource).
+    Forbidden,
+    /// The API server did not answer (down, slow, unreachable).
+    Unavailable,
+    /// Any other answer.
+    Other,
+}
+
 /// Everything that can go wrong in plexusd.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -247,6 +260,23 @@ pub enum Error {
         /// plexus-kube's message.
         message: String,
     },
+    /// Kubernetes mode is needed for the call (plexusd reads NADs from a directory).
+    #[error(
+        "{what} needs Kubernetes mode (nadSource.kubernetes in the plexusd config); this plexusd reads NADs from a directory"
+    )]
+    NotKubernetesMode {
+        /// What was asked.
+        what: &'static str,
+    },
+    /// Reading an object from the API server failed.
+    #[error("{message}")]
+    ApiRead {
+        /// How it failed.
+        kind: ApiFailure,
+        /// What was read and why it failed (names the object, or the verb and resource a
+        /// 403 lacks).
+        message: String,
+    },
     /// Start-up recovery failed.
     #[error("recovering interrupted work: {message}")]
     Recover {
@@ -292,6 +322,13 @@ impl Error {
             Error::QueueFull { .. } => "queue_full",
             Error::PermissionDenied { .. } | Error::NoPeerCredentials => "permission_denied",
             Error::Unimplemented { .. } => "unimplemented",
+            Error::NotKubernetesMode { .. } => "not_kubernetes_mode",
+            Error::ApiRead { kind, .. } => match kind {
+                ApiFailure::NotFound => "not_found",
+                ApiFailure::Forbidden => "api_forbidden",
+                ApiFailure::Unavailable => "api_unavailable",
+                ApiFailure::Other => "api_error",
+            },
             _ => "internal",
         }
     }
@@ -319,6 +356,13 @@ impl From<Error> for tonic::Status {
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::NoPeerCredentials => Code::Unauthenticated,
             Error::Unimplemented { .. } => Code::Unimplemented,
+            Error::NotKubernetesMode { .. } => Code::FailedPrecondition,
+            Error::ApiRead { kind, .. } => match kind {
+                ApiFailure::NotFound => Code::NotFound,
+                ApiFailure::Forbidden => Code::PermissionDenied,
+                ApiFailure::Unavailable => Code::Unavailable,
+                ApiFailure::Other => Code::Internal,
+            },
             Error::Setup { .. }
             | Error::Teardown { .. }
             | Error::Attach { .. }

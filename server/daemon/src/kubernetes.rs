@@ -11,11 +11,14 @@ use std::sync::Arc;
 
 use plexus_core::nad::NadSource;
 use plexus_core::pod::PodIdentity;
-use plexus_kube::{KubeSettings, NadCache, PodKey, PodWatch, Publisher, Recorder, event};
+use plexus_kube::{
+    ApiHealth, KubeSettings, NadCache, PodKey, PodMeta, PodWatch, Publisher, Recorder, RetryPolicy,
+    event,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::attacher::Attacher;
-use crate::error::{Error, Result};
+use crate::error::{ApiFailure, Error, Result};
 use crate::model::{Event, EventKind, SandboxView, Selector};
 use crate::node::Node;
 use crate::planner::Planner;
@@ -26,8 +29,10 @@ const MAX_FETCHES: usize = 16;
 /// 1.5 s); past it the pod is refused as retryable.
 const FETCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Longest `plexusctl explain --pod` waits for the pod's GET.
+const READ_POD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The API-server side of a plexusd in Kubernetes mode.
-#[derive(Debug)]
 pub struct Cluster {
     /// NADs, watched.
     pub nads: NadCache,
@@ -37,20 +42,61 @@ pub struct Cluster {
     pub publisher: Publisher,
     /// Pod events.
     pub recorder: Recorder,
+    /// Whether the API server answers (every request of `client` reports here).
+    pub health: ApiHealth,
+    /// The client every part above uses (for the occasional direct read).
+    client: plexus_kube::Client,
+    node_name: String,
+    /// The kubelet's pod-resources API, for device-plugin networks (`None`: not asked).
+    pod_resources: Option<crate::pod_resources::PodResources>,
+    /// Wakes the writers' queues when the API server answers again after a failure.
+    wake: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node_name)
+            .field("nads", &self.nads)
+            .field("pods", &self.pods)
+            .field("publisher", &self.publisher)
+            .field("recorder", &self.recorder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.wake.abort();
+    }
 }
 
 /// What `plexusctl status` shows of the API side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterStatus {
+    /// This node's name.
+    pub node_name: String,
+    /// The last request to the API server got an answer.
+    pub api_connected: bool,
     /// The NAD cache completed its first list.
     pub nads_synced: bool,
     /// NADs cached.
     pub nads: usize,
     /// The pod watch completed its first list.
     pub pods_synced: bool,
+    /// Pods of this node known to the watch.
+    pub pods: usize,
     /// Pods whose network-status is not written yet.
     pub publish_backlog: usize,
-    /// The last API failure seen by a watch or a writer.
+    /// Pod events not written yet.
+    pub event_backlog: usize,
+    /// How long the oldest waiting patch or event has waited.
+    pub oldest_pending: Option<std::time::Duration>,
+    /// Patches and events delivered since start.
+    pub delivered: u64,
+    /// Patches and events given up on since start.
+    pub dropped: u64,
+    /// The last API failure seen by a watch, a writer or any request.
     pub last_error: Option<String>,
 }
 
@@ -61,6 +107,7 @@ impl Cluster {
     pub async fn connect(
         kubeconfig: Option<PathBuf>,
         namespaces: Vec<String>,
+        pod_resources_socket: PathBuf,
     ) -> Result<Arc<Self>> {
         let kube = |e: plexus_kube::Error| Error::Kubernetes {
             message: e.to_string(),
@@ -69,33 +116,134 @@ impl Cluster {
         let client = plexus_kube::connect(&settings).await.map_err(kube)?;
         tracing::info!(node = %settings.node_name, namespaces = ?settings.namespaces,
             "Kubernetes mode: watching network-attachment-definitions and this node's pods");
-        Ok(Arc::new(Self::start(client, &settings)))
+        let pod_resources = crate::pod_resources::PodResources::new(
+            pod_resources_socket,
+            crate::pod_resources::DEFAULT_TIMEOUT,
+        );
+        Ok(Arc::new(
+            Self::start(client, &settings).with_pod_resources(pod_resources),
+        ))
     }
 
     /// Starts everything on an existing client.
     pub fn start(client: plexus_kube::Client, settings: &KubeSettings) -> Self {
+        Self::start_with(client, settings, RetryPolicy::default())
+    }
+
+    /// [`Cluster::start`] with the writers' backoff policy. Whatever the backoff reached
+    /// during an outage, queued writes go out as soon as the API server answers again.
+    pub fn start_with(
+        client: plexus_kube::Client,
+        settings: &KubeSettings,
+        policy: RetryPolicy,
+    ) -> Self {
+        let (client, health) = plexus_kube::track(client);
+        let publisher = Publisher::start_with(
+            client.clone(),
+            plexus_kube::status::DEFAULT_CAPACITY,
+            policy,
+        );
+        let recorder = Recorder::start_with(
+            client.clone(),
+            &settings.node_name,
+            plexus_kube::event::DEFAULT_CAPACITY,
+            policy,
+        );
+        let wake = tokio::spawn(wake_on_reconnect(
+            health.reconnected(),
+            publisher.clone(),
+            recorder.clone(),
+        ));
         Cluster {
             nads: NadCache::start(client.clone(), &settings.namespaces),
             pods: PodWatch::start(client.clone(), &settings.node_name),
-            publisher: Publisher::start(client.clone()),
-            recorder: Recorder::start(client, &settings.node_name),
+            publisher,
+            recorder,
+            health,
+            client,
+            node_name: settings.node_name.clone(),
+            pod_resources: None,
+            wake,
         }
+    }
+
+    /// Reads device-plugin allocations (SR-IOV) from the kubelet's pod-resources API.
+    pub fn with_pod_resources(mut self, client: crate::pod_resources::PodResources) -> Self {
+        self.pod_resources = Some(client);
+        self
+    }
+
+    /// The kubelet's pod-resources API, when configured.
+    pub fn pod_resources(&self) -> Option<&crate::pod_resources::PodResources> {
+        self.pod_resources.as_ref()
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
     }
 
     /// The API side's state.
     pub fn status(&self) -> ClusterStatus {
-        let stats = self.publisher.stats();
+        let status = self.publisher.stats();
+        let events = self.recorder.stats();
+        let health = self.health.snapshot();
         ClusterStatus {
+            node_name: self.node_name.clone(),
+            api_connected: health.connected,
             nads_synced: self.nads.synced(),
             nads: self.nads.len(),
             pods_synced: self.pods.synced(),
-            publish_backlog: stats.backlog,
+            pods: self.pods.len(),
+            publish_backlog: status.backlog,
+            event_backlog: events.backlog,
+            oldest_pending: status.oldest_pending.max(events.oldest_pending),
+            delivered: status.delivered + events.delivered,
+            dropped: status.dropped + events.dropped,
             last_error: self
                 .nads
                 .last_error()
                 .or_else(|| self.pods.last_error())
-                .or(stats.last_error),
+                .or(status.last_error)
+                .or(events.last_error)
+                .or(health.last_error),
         }
+    }
+
+    /// Reads the pod `namespace/name` from the API server (one GET, metadata only) for
+    /// `explain --pod`; a pod that does not exist is [`ApiFailure::NotFound`] naming it.
+    pub async fn read_pod(&self, namespace: &str, name: &str) -> Result<PodMeta> {
+        match plexus_kube::read_pod(&self.client, namespace, name, READ_POD_TIMEOUT).await {
+            Ok(Some(pod)) => Ok(pod),
+            Ok(None) => Err(Error::ApiRead {
+                kind: ApiFailure::NotFound,
+                message: format!("pod {namespace}/{name} not found in the API server"),
+            }),
+            Err(err) => {
+                let kind = match &err {
+                    plexus_kube::Error::Forbidden { .. } => ApiFailure::Forbidden,
+                    plexus_kube::Error::Transport { .. } | plexus_kube::Error::Timeout { .. } => {
+                        ApiFailure::Unavailable
+                    }
+                    _ => ApiFailure::Other,
+                };
+                Err(Error::ApiRead {
+                    kind,
+                    message: err.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Fetches the NADs `attempt` finds missing from the cache (one GET each), without
+    /// reporting anything to the pod: what a dry run (`explain --pod`) needs before it
+    /// resolves against the cache.
+    pub async fn prefetch<T>(
+        &self,
+        pod: &PodIdentity,
+        attempt: impl FnMut(&dyn NadSource) -> plexus_core::Result<T>,
+    ) {
+        let _ = self.resolve_inner(pod, attempt, false).await;
     }
 
     /// Runs `attempt` against the NAD cache; when it fails for a NAD the cache does not hold
@@ -105,7 +253,16 @@ impl Cluster {
     pub async fn resolve<T>(
         &self,
         pod: &PodIdentity,
+        attempt: impl FnMut(&dyn NadSource) -> plexus_core::Result<T>,
+    ) -> plexus_core::Result<T> {
+        self.resolve_inner(pod, attempt, true).await
+    }
+
+    async fn resolve_inner<T>(
+        &self,
+        pod: &PodIdentity,
         mut attempt: impl FnMut(&dyn NadSource) -> plexus_core::Result<T>,
+        report: bool,
     ) -> plexus_core::Result<T> {
         let mut fetched: Vec<(String, String)> = Vec::new();
         let started = tokio::time::Instant::now();
@@ -122,7 +279,9 @@ impl Cluster {
                 .any(|k| *k == (namespace.clone(), name.clone()))
                 || fetched.len() >= MAX_FETCHES
             {
-                self.report_not_found(pod, &err);
+                if report {
+                    self.report_not_found(pod, &err);
+                }
                 return Err(err);
             }
             if started.elapsed() >= FETCH_BUDGET {
@@ -224,6 +383,18 @@ impl Cluster {
         if let Some(key) = self.pod_key(&ev.pod) {
             self.recorder.record(&key, &report);
         }
+    }
+}
+
+/// Lifts the writers' backoff each time the API server answers again after failing.
+async fn wake_on_reconnect(
+    mut reconnected: tokio::sync::watch::Receiver<u64>,
+    publisher: Publisher,
+    recorder: Recorder,
+) {
+    while reconnected.changed().await.is_ok() {
+        publisher.resume();
+        recorder.resume();
     }
 }
 

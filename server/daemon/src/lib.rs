@@ -3,7 +3,8 @@
 //! It owns the daemon's configuration file ([`config`]), admission control and per-sandbox
 //! serialisation ([`admission`]), deadlines ([`deadline`]), the service logic over two seams
 //! — [`attacher::Attacher`] (the engine: netlink, plugins, state) and [`planner::Planner`]
-//! (resolution in plexus-core) — Kubernetes mode ([`kubernetes`]), the gRPC adapter ([`service`], [`convert`]) and the socket
+//! (resolution in plexus-core) — Kubernetes mode ([`kubernetes`], with the kubelet's
+//! pod-resources client in [`pod_resources`]), the gRPC adapter ([`service`], [`convert`]) and the socket
 //! ([`server`]). It must not parse annotations or touch netlink itself: resolution belongs to
 //! plexus-core, execution to plexus-engine.
 
@@ -24,6 +25,7 @@ pub mod model;
 pub mod nad_watch;
 pub mod node;
 pub mod planner;
+pub mod pod_resources;
 pub mod resolver;
 pub mod server;
 pub mod service;

@@ -65,6 +65,17 @@ pub trait Planner: Send + Sync + 'static {
     /// The plan (or the error) rendered for `explain`.
     fn explain(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Explanation;
 
+    /// [`Planner::explain`] allowed to wait for the NAD store: a store backed by the API
+    /// server first fetches the NADs it does not hold yet (one GET each, nothing reported to
+    /// the pod). The default is `explain`.
+    fn explain_fetching(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+    ) -> impl std::future::Future<Output = Explanation> + Send {
+        async move { self.explain(pod, annotations) }
+    }
+
     /// The `k8s.v1.cni.cncf.io/network-status` value for a sandbox, in Multus's shape.
     fn network_status(&self, sandbox: &SandboxView) -> Result<String>;
 }

@@ -99,12 +99,26 @@ impl Planner for Resolver {
     ) -> Result<Plan> {
         match &self.cluster {
             None => self.plan(pod, annotations),
-            Some(cluster) => cluster
-                .resolve(pod, |nads| {
-                    plexus_core::resolve(pod, annotations, &self.config, nads)
-                })
-                .await
-                .map_err(|e| resolve_error(pod, e)),
+            Some(cluster) => {
+                let mut plan = cluster
+                    .resolve(pod, |nads| {
+                        plexus_core::resolve(pod, annotations, &self.config, nads)
+                    })
+                    .await
+                    .map_err(|e| resolve_error(pod, e))?;
+                if let Some(kubelet) = cluster.pod_resources() {
+                    kubelet.assign(pod, &mut plan).await.map_err(|e| match e {
+                        crate::pod_resources::AssignError::Inject(e) => resolve_error(pod, e),
+                        // The kubelet may come back: NRI fails the sandbox, kubelet retries.
+                        crate::pod_resources::AssignError::Read(e) => Error::Resolve {
+                            pod: pod.to_string(),
+                            kind: ResolveFailure::Unavailable,
+                            message: format!("device-plugin ids for its networks: {e}"),
+                        },
+                    })?;
+                }
+                Ok(plan)
+            }
         }
     }
 
@@ -126,6 +140,21 @@ impl Planner for Resolver {
             text: rendered.text,
             ok: outcome.is_ok(),
         }
+    }
+
+    async fn explain_fetching(
+        &self,
+        pod: &PodIdentity,
+        annotations: &BTreeMap<String, String>,
+    ) -> Explanation {
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .prefetch(pod, |nads| {
+                    plexus_core::resolve(pod, annotations, &self.config, nads)
+                })
+                .await;
+        }
+        self.explain(pod, annotations)
     }
 
     fn network_status(&self, sandbox: &SandboxView) -> Result<String> {

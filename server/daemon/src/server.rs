@@ -167,8 +167,27 @@ impl Drop for Socket {
 /// Serves the node API, health and reflection on `socket` until `shutdown` resolves. A
 /// caller `access` refuses is closed at accept; every RPC of every service checks it again.
 pub async fn serve<A: Attacher, P: Planner>(
-    mut socket: Socket,
+    socket: Socket,
     node: Arc<Node<A, P>>,
+    access: Access,
+    connections: Connections,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    serve_service(
+        socket,
+        NodeService::new(node),
+        access,
+        connections,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] of a prepared [`NodeService`] (Kubernetes mode: one that knows its
+/// [`Cluster`](crate::kubernetes::Cluster)).
+pub async fn serve_service<A: Attacher, P: Planner>(
+    mut socket: Socket,
+    service: NodeService<A, P>,
     access: Access,
     connections: Connections,
     shutdown: impl Future<Output = ()> + Send,
@@ -191,15 +210,14 @@ pub async fn serve<A: Attacher, P: Planner>(
             path: socket.path.clone(),
             error: std::io::Error::other(e.to_string()),
         })?;
-    let closing = Arc::clone(&node);
+    let closing = Arc::clone(service.node());
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         closing.close_watchers();
         let _ = stopping.send(());
     };
-    let node_service =
-        v1::node_server::NodeServer::with_interceptor(NodeService::new(node), access.interceptor());
+    let node_service = v1::node_server::NodeServer::with_interceptor(service, access.interceptor());
     let server = tonic::transport::Server::builder()
         .layer(InFlightLayer)
         .add_service(guarded(health_service, &access))

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use plexus_core::pod::PodIdentity;
 use plexus_proto::v1;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
@@ -17,6 +18,7 @@ use crate::attacher::Attacher;
 use crate::convert;
 use crate::deadline::request_timeout;
 use crate::error::Error;
+use crate::kubernetes::Cluster;
 use crate::model::SandboxSpec;
 use crate::node::Node;
 use crate::planner::Planner;
@@ -25,12 +27,50 @@ use crate::planner::Planner;
 #[derive(Debug)]
 pub struct NodeService<A, P> {
     node: Arc<Node<A, P>>,
+    /// Kubernetes mode: the API side (status, `explain --pod`).
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl<A, P> NodeService<A, P> {
-    /// Serves `node`.
+    /// Serves `node` (standalone mode).
     pub fn new(node: Arc<Node<A, P>>) -> Self {
-        Self { node }
+        Self {
+            node,
+            cluster: None,
+        }
+    }
+
+    /// Serves `node` in Kubernetes mode, `cluster` being its API side.
+    pub fn with_cluster(node: Arc<Node<A, P>>, cluster: Option<Arc<Cluster>>) -> Self {
+        Self { node, cluster }
+    }
+
+    /// The node served.
+    pub fn node(&self) -> &Arc<Node<A, P>> {
+        &self.node
+    }
+}
+
+impl<A: Attacher, P: Planner> NodeService<A, P> {
+    /// `explain` of a pod read from the API server (Kubernetes mode): its annotations from a
+    /// GET, its NADs from the cache (plus one GET each for those the cache lacks).
+    async fn explain_from_cluster(
+        &self,
+        pod: Option<&v1::PodRef>,
+    ) -> Result<crate::planner::Explanation, Error> {
+        let Some(cluster) = &self.cluster else {
+            return Err(Error::NotKubernetesMode {
+                what: "explain of a pod read from the API server (explain --pod ns/name)",
+            });
+        };
+        let (namespace, name) = convert::api_pod_name(pod)?;
+        let meta = cluster.read_pod(&namespace, &name).await?;
+        let identity = PodIdentity::new(namespace, name, meta.uid);
+        Ok(self
+            .node
+            .planner()
+            .explain_fetching(&identity, &meta.annotations)
+            .await)
     }
 }
 
@@ -252,6 +292,13 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         request: Request<v1::ExplainRequest>,
     ) -> Result<Response<v1::ExplainResponse>, Status> {
         let req = request.into_inner();
+        if req.from_cluster {
+            let explanation = self.explain_from_cluster(req.pod.as_ref()).await?;
+            return Ok(Response::new(v1::ExplainResponse {
+                json: explanation.json,
+                text: explanation.text,
+            }));
+        }
         let node = Arc::clone(&self.node);
         // Manifest parsing and resolution read user text and NAD files: off the async
         // workers, so a hostile manifest cannot stall health checks and other RPCs.
@@ -302,6 +349,24 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             torn_down: outcome.torn_down,
             failed: outcome.failed,
         }))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::GetStatusResponse>, Status> {
+        let answer = match &self.cluster {
+            Some(cluster) => {
+                let status = cluster.status();
+                convert::status("kubernetes", &status.node_name, Some(&status))
+            }
+            None => convert::status(
+                "standalone",
+                &plexus_kube::node_name().unwrap_or_default(),
+                None,
+            ),
+        };
+        Ok(Response::new(answer))
     }
 
     type WatchStream = WatchStream;

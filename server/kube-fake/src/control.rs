@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::rbac::Denial;
 use crate::store::Store;
 
 /// How an injected failure answers.
@@ -16,6 +17,9 @@ pub enum FailureKind {
         /// Seconds in `Retry-After` and `details.retryAfterSeconds`.
         retry_after_secs: u64,
     },
+    /// `409 Conflict` as for a write racing another (the optimistic-lock answer, for
+    /// writes that carry no `resourceVersion` and so never conflict here otherwise).
+    Conflict,
 }
 
 /// An injected failure: the next `count` requests whose path contains `path_contains`
@@ -65,6 +69,7 @@ pub struct Shared {
     pub store: Arc<Store>,
     tokens: Mutex<Vec<String>>,
     failures: Mutex<Vec<Failure>>,
+    denials: Mutex<Vec<Denial>>,
     log: Mutex<Vec<RequestRecord>>,
     /// Bumped to end every open watch stream.
     pub close_watches: tokio::sync::watch::Sender<u64>,
@@ -90,6 +95,7 @@ impl Shared {
             store: Arc::new(Store::new()),
             tokens: Mutex::new(vec![token]),
             failures: Mutex::new(Vec::new()),
+            denials: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             close_watches: tokio::sync::watch::Sender::new(0),
             bookmark_interval: Mutex::new(DEFAULT_BOOKMARK_INTERVAL),
@@ -144,6 +150,26 @@ impl Shared {
             fs.remove(i);
         }
         Some(kind)
+    }
+
+    /// Denies a verb on a resource (RBAC).
+    pub fn deny(&self, d: Denial) {
+        let mut ds = lock(&self.denials);
+        if !ds.contains(&d) {
+            ds.push(d);
+        }
+    }
+
+    /// Lifts every denial.
+    pub fn allow_all(&self) {
+        lock(&self.denials).clear();
+    }
+
+    /// Whether `verb` on `resource` is denied.
+    pub fn denied(&self, verb: &str, resource: &str) -> bool {
+        lock(&self.denials)
+            .iter()
+            .any(|d| d.verb == verb && d.resource == resource)
     }
 
     /// Drops all injected failures not yet used.

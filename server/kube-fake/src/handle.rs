@@ -205,6 +205,18 @@ impl FakeApiServer {
         self.shared.revoke_old_tokens();
     }
 
+    /// Denies `verb` on `resource` (RBAC resource: `pods`, `pods/status`,
+    /// `network-attachment-definitions`, `events`) to the token's user: such requests get
+    /// 403 Forbidden from now on, with the API server's message.
+    pub fn deny(&self, verb: &str, resource: &str) {
+        self.shared.deny(crate::rbac::Denial::new(verb, resource));
+    }
+
+    /// Lifts every [`deny`](Self::deny).
+    pub fn allow_all(&self) {
+        self.shared.allow_all();
+    }
+
     /// Stops serving: the listener is closed and every open connection (and watch) is cut.
     /// Objects and history are kept. Waits until the port is released.
     pub async fn stop(&self) {

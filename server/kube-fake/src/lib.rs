@@ -48,9 +48,14 @@
 //!   `Normal` or `Warning`, `note` at most 1024, `regarding.namespace` equal to the event's,
 //!   the `deprecated*` fields unset (`ValidateEventCreate`).
 //!
+//! - RBAC: every valid token authenticates as [`USER`] and may do everything except what a
+//!   test denied ([`FakeApiServer::deny`]); a denied request is `403 Forbidden` with the
+//!   authorizer's message shape (`pods "p" is forbidden: User "..." cannot patch resource
+//!   "pods/status" in API group "" in the namespace "default"`).
+//!
 //! Not implemented: server-side apply (415), graceful deletion through the API (HTTP deletes
 //! are immediate; [`FakeApiServer::mark_terminating`] sets a pod terminating), admission,
-//! RBAC (every valid token may do everything), protobuf/CBOR/Table and aggregated discovery,
+//! RBAC roles and bindings (only the denials above), protobuf/CBOR/Table and aggregated discovery,
 //! HTTP/2, waiting for a watch version the server has not reached. Use
 //! [`FakeApiServer::start`] inside a tokio runtime.
 
@@ -63,6 +68,7 @@ mod kubeconfig;
 mod meta;
 mod patch;
 mod query;
+mod rbac;
 mod read;
 mod resource;
 mod router;
@@ -75,4 +81,5 @@ mod watch;
 pub use control::{Failure, FailureKind, RequestRecord};
 pub use error::{Error, Result};
 pub use handle::FakeApiServer;
+pub use rbac::{Denial, USER};
 pub use resource::Resource;

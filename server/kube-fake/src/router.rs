@@ -18,6 +18,7 @@ use crate::discovery;
 use crate::event;
 use crate::patch::{self, PatchType};
 use crate::query::Query;
+use crate::rbac;
 use crate::read;
 use crate::resource::{Resource, Subresource, Target, parse_path};
 use crate::status::{self, ApiError, FieldError};
@@ -108,6 +109,10 @@ async fn route(
             FailureKind::TooManyRequests { retry_after_secs } => {
                 status::too_many_requests(retry_after_secs)
             }
+            FailureKind::Conflict => match parse_path(path) {
+                Ok(t) => status::conflict(t.resource, t.name.as_deref().unwrap_or("")),
+                Err(_) => status::internal("injected conflict on an unknown path"),
+            },
         });
     }
     match path {
@@ -134,6 +139,7 @@ async fn route(
     let query = Query::parse(raw_query).ok_or_else(|| {
         status::bad_request("the query string is not valid percent-encoding or is over 16 KiB")
     })?;
+    authorize(shared, method, raw_query, &target)?;
     match (method, target.name.as_deref()) {
         ("GET", Some(name)) => read::get(shared, &target, name, accept),
         ("GET", None) => read::list_or_watch(shared, &target, &query, accept),
@@ -152,6 +158,24 @@ async fn route(
         }
         _ => Err(status::method_not_allowed(method)),
     }
+}
+
+/// RBAC: a denied verb on the target's resource is 403 Forbidden, as the authorizer answers.
+fn authorize(shared: &Shared, method: &str, raw_query: &str, t: &Target) -> Result<(), ApiError> {
+    let watch = raw_query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = rbac::verb(method, t.name.is_some(), watch);
+    let resource = rbac::resource(t);
+    if !shared.denied(verb, &resource) {
+        return Ok(());
+    }
+    let reason = rbac::reason(verb, &resource, t.resource.group(), t.namespace.as_deref());
+    Err(status::forbidden(
+        t.resource,
+        t.name.as_deref(),
+        rbac::message(t.resource, t.name.as_deref(), &reason),
+    ))
 }
 
 fn version() -> Value {

@@ -96,6 +96,16 @@ pub fn unauthorized() -> ApiError {
     status(401, "Unauthorized", "Unauthorized".to_owned(), None)
 }
 
+/// 403 Forbidden: an authorization denial (`message` from [`crate::rbac::message`]).
+pub fn forbidden(resource: Resource, name: Option<&str>, message: String) -> ApiError {
+    status(
+        403,
+        "Forbidden",
+        message,
+        Some(details(resource, name.unwrap_or(""))),
+    )
+}
+
 /// 404 for an object: `pods "x" not found`.
 pub fn not_found(resource: Resource, name: &str) -> ApiError {
     let msg = format!("{} {name:?} not found", resource.qualified());

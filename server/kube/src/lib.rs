@@ -8,6 +8,7 @@
 pub mod client;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod nad;
 mod outbox;
 pub mod pod;
@@ -18,9 +19,10 @@ mod task;
 pub use client::{KubeSettings, connect, node_name};
 pub use error::{Error, Result};
 pub use event::Recorder;
+pub use health::{ApiHealth, HealthSnapshot, track};
 /// The API client type the constructors take.
 pub use kube::Client;
 pub use nad::{NadCache, missing_nad};
 pub use outbox::{QueueStats, RetryPolicy};
-pub use pod::{PodMeta, PodWatch};
+pub use pod::{PodMeta, PodWatch, read_pod};
 pub use status::{PodKey, PublishError, Publisher};

@@ -86,6 +86,9 @@ pub struct QueueStats {
     pub refused: u64,
     /// The last failure, cleared by the next delivery.
     pub last_error: Option<String>,
+    /// How long the oldest waiting job has waited (since its key was first queued; a
+    /// replacement keeps the age), `None` when nothing waits.
+    pub oldest_pending: Option<Duration>,
 }
 
 pub(crate) struct Outbox<J> {
@@ -126,6 +129,8 @@ struct Entry<J> {
     due: Instant,
     seq: u64,
     in_flight: bool,
+    /// When the key was first queued (kept by replacements).
+    queued: Instant,
 }
 
 impl<J: Job> Outbox<J> {
@@ -187,6 +192,7 @@ impl<J: Job> Outbox<J> {
                     due: Instant::now(),
                     seq,
                     in_flight: false,
+                    queued: Instant::now(),
                 },
             );
         }
@@ -212,8 +218,14 @@ impl<J: Job> Outbox<J> {
     /// The queue's counters.
     pub(crate) fn stats(&self) -> QueueStats {
         let state = lock(&self.shared.state);
+        let now = Instant::now();
         QueueStats {
             backlog: state.entries.len(),
+            oldest_pending: state
+                .entries
+                .values()
+                .map(|e| now.saturating_duration_since(e.queued))
+                .max(),
             ..state.stats.clone()
         }
     }

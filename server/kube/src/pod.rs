@@ -120,6 +120,28 @@ impl PodWatch {
     }
 }
 
+/// One GET of the pod `namespace/name`, metadata only (`GET /api/v1/namespaces/{ns}/pods/{name}`
+/// as `PartialObjectMetadata`), for `plexusctl explain --pod`: never on the setup path.
+/// `Ok(None)` when the API server says the pod does not exist; a 403 names the missing
+/// `get` on `pods`.
+pub async fn read_pod(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    timeout: std::time::Duration,
+) -> crate::Result<Option<PodMeta>> {
+    let operation = format!("GET pod {namespace}/{name}");
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let answer = tokio::time::timeout(timeout, api.get_metadata_opt(name))
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: operation.clone(),
+            timeout,
+        })?
+        .map_err(|e| Error::from_kube(e, operation, "get", "pods", Some(namespace)))?;
+    Ok(answer.as_ref().map(meta))
+}
+
 fn meta(p: &PartialObjectMeta<Pod>) -> PodMeta {
     PodMeta {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),

@@ -1,5 +1,7 @@
 //! `plexusctl explain`: the networks a pod would get. With `--networks` it runs offline by
 //! executing `plexusd explain` (the server's own resolution); otherwise it asks plexusd.
+//! `--pod` is a manifest file, or — when no such file exists — `namespace/name` of a pod that
+//! plexusd (Kubernetes mode) reads from the API server with its NADs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +16,8 @@ use crate::{OutputArg, api_error, client};
 /// Explain a pod manifest's networks.
 #[derive(Debug, Args)]
 pub struct Cmd {
-    /// The pod manifest (YAML or JSON).
+    /// The pod manifest (YAML or JSON), or namespace/name of a pod plexusd reads from the
+    /// API server (Kubernetes mode).
     #[arg(long)]
     pod: PathBuf,
     /// Offline: a directory of NAD manifests (no plexusd needed).
@@ -42,6 +45,38 @@ impl Cmd {
             Format::Json => "json",
             Format::Text => "text",
         };
+        if !self.pod.is_file() {
+            let text = self.pod.to_string_lossy();
+            let (namespace, name) =
+                plexus_client::node_status::parse_pod_ref(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--pod {text:?} is neither a manifest file nor namespace/name of a pod: {e}"
+                    )
+                })?;
+            if self.networks.is_some() {
+                anyhow::bail!(
+                    "--networks explains a manifest file offline; --pod {text:?} is not a file (without --networks, plexusd reads the pod from the API server)"
+                );
+            }
+            let asked = format!(
+                "no file {text:?} exists, so plexusd was asked for pod {namespace}/{name} in the cluster"
+            );
+            return self
+                .ask(
+                    socket,
+                    v1::ExplainRequest {
+                        pod: Some(v1::PodRef {
+                            namespace,
+                            name,
+                            uid: String::new(),
+                        }),
+                        from_cluster: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .context(asked);
+        }
         if let Some(networks) = &self.networks {
             let exe = plexusd();
             let mut cmd = tokio::process::Command::new(&exe);
@@ -67,12 +102,21 @@ impl Cmd {
         }
         let manifest = std::fs::read_to_string(&self.pod)
             .with_context(|| format!("reading {}", self.pod.display()))?;
-        let mut client = client(socket).await?;
-        let answer = client
-            .explain(v1::ExplainRequest {
+        self.ask(
+            socket,
+            v1::ExplainRequest {
                 pod_manifest: manifest,
                 ..Default::default()
-            })
+            },
+        )
+        .await
+    }
+
+    /// Asks plexusd and prints its explanation; exit 1 when resolution failed.
+    async fn ask(&self, socket: &Path, request: v1::ExplainRequest) -> anyhow::Result<ExitCode> {
+        let mut client = client(socket).await?;
+        let answer = client
+            .explain(request)
             .await
             .map_err(api_error)?
             .into_inner();

@@ -44,7 +44,8 @@ enum Command {
     Watch(watch::Cmd),
     /// Tear down every recorded sandbox not named as live.
     Reconcile(reconcile::Cmd),
-    /// Print a pod's network-status annotation value (Multus's shape).
+    /// Show plexusd's state (mode, API server, NAD cache, publish backlog), or with --pod /
+    /// --sandbox a pod's network-status annotation value (Multus's shape).
     Status(status::Cmd),
     /// Check that plexusd serves (gRPC health); the readiness probe.
     Health(health::Cmd),

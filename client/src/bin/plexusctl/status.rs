@@ -1,27 +1,37 @@
-//! `plexusctl status`: the `k8s.v1.cni.cncf.io/network-status` value plexusd renders for a pod,
+//! `plexusctl status`: without a pod, plexusd's own state — standalone or Kubernetes mode
+//! and, in Kubernetes mode, whether the API server answers, whether the NAD cache and the pod
+//! watch have synced, and the publish backlog (`--output json` for scripts). With `--pod` or
+//! `--sandbox`, the `k8s.v1.cni.cncf.io/network-status` value plexusd renders for that pod,
 //! exactly as Multus would write the annotation.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use plexus_client::{output, v1};
+use plexus_client::output::Format;
+use plexus_client::{node_status, output, v1};
 
-use crate::{Target, api_error, client};
+use crate::{OutputArg, Target, api_error, client};
 
-/// Print a pod's network-status annotation value.
+/// Print plexusd's status, or a pod's network-status annotation value.
 #[derive(Debug, Args)]
 pub struct Cmd {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 impl Cmd {
     pub async fn run(self, socket: &Path) -> anyhow::Result<ExitCode> {
-        let target = Some(self.target.required()?);
+        let Some(target) = self.target.selector()? else {
+            return node(socket, self.output.output).await;
+        };
         let mut client = client(socket).await?;
         let answer = client
-            .list_attachments(v1::ListAttachmentsRequest { target })
+            .list_attachments(v1::ListAttachmentsRequest {
+                target: Some(target),
+            })
             .await
             .map_err(api_error)?
             .into_inner();
@@ -39,4 +49,19 @@ impl Cmd {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// plexusd's own state.
+async fn node(socket: &Path, format: Format) -> anyhow::Result<ExitCode> {
+    let mut client = client(socket).await?;
+    let answer = client
+        .get_status(v1::GetStatusRequest {})
+        .await
+        .map_err(api_error)?
+        .into_inner();
+    match format {
+        Format::Json => output::emit(&node_status::status_json(&answer)),
+        Format::Text => output::emit(&node_status::status_text(&answer)),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -143,6 +143,11 @@ kind:
 {{- $k := dict -}}
 {{- with $d.nadSource.namespaces -}}{{- $_ := set $k "namespaces" . -}}{{- end -}}
 {{- with $d.nadSource.kubeconfig -}}{{- $_ := set $k "kubeconfig" . -}}{{- end -}}
+{{- /* The kubelet's pod-resources socket, in the directory the DaemonSet mounts (plexusd's
+       default when the directory is the kubelet's default). */ -}}
+{{- if ne $paths.podResourcesDir "/var/lib/kubelet/pod-resources" -}}
+{{- $_ := set $k "podResourcesSocket" (printf "%s/kubelet.sock" $paths.podResourcesDir) -}}
+{{- end -}}
 {{- $_ := set $config "nadSource" (dict "kubernetes" $k) -}}
 {{- else -}}
 {{- $_ := set $config "nadSource" (dict "directory" $d.nadSource.directory) -}}

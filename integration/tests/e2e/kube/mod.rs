@@ -20,7 +20,7 @@ use plexus_integration::plexus::{self, Kubernetes};
 use plexus_integration::{Env, Error, Pod, PodSpec};
 
 /// Longest wait for a write that goes through the publisher's retry queue after an outage
-/// (its backoff is capped at 30 s).
+/// (the queue wakes when the API server answers again; its backoff is capped at 30 s).
 pub const AFTER_OUTAGE: Duration = Duration::from_secs(40);
 /// Longest wait for a write while the API server is up.
 pub const PROMPT: Duration = Duration::from_secs(10);

@@ -29,6 +29,23 @@ async fn kube_api_down_during_pod_creation_the_pod_starts_and_its_status_lands_l
         .unwrap();
     assert!(pod.interface("net1").is_ok() && pod.interface("net2").is_ok());
     assert_eq!(k.api.network_status(&pod), None);
+    // plexusctl shows the outage and what waits for the API server.
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    loop {
+        let state: serde_json::Value = serde_json::from_str(
+            &k.env
+                .plexus
+                .plexusctl(&["status", "--output", "json"])
+                .unwrap(),
+        )
+        .unwrap();
+        let kube = &state["kubernetes"];
+        if kube["apiConnected"] == false && kube["statusBacklog"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{state:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     k.api.restart().await;
     let published = k.api.wait_network_status(&pod, AFTER_OUTAGE).await;

@@ -64,6 +64,43 @@ async fn kube_nads_from_the_api_attach_and_network_status_and_events_land_on_the
         assert_eq!(e["regarding"]["kind"], "Pod");
     }
 
+    // plexusctl sees the API side: connected, NADs synced, nothing waiting.
+    let state: Value = serde_json::from_str(
+        &k.env
+            .plexus
+            .plexusctl(&["status", "--output", "json"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["mode"], "kubernetes", "{state:#}");
+    let kube = &state["kubernetes"];
+    assert_eq!(kube["apiConnected"], true, "{state:#}");
+    assert_eq!(kube["nadsSynced"], true, "{state:#}");
+    assert_eq!(kube["nads"], k.env.nads.len(), "{state:#}");
+    // ... and explains the pod as the API server has it (no manifest).
+    let explained: Value = serde_json::from_str(
+        &k.env
+            .plexus
+            .plexusctl(&[
+                "explain",
+                "--pod",
+                &format!("{NAMESPACE}/{}", pod.name),
+                "--output",
+                "json",
+            ])
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(explained.get("error").is_none(), "{explained:#}");
+    assert_eq!(explained["pod"]["uid"], spec.uid.as_str(), "{explained:#}");
+    let text = explained.to_string();
+    for network in [MACVLAN, BRIDGE] {
+        assert!(
+            text.contains(&format!("{NAMESPACE}/{network}")),
+            "{network} in {explained:#}"
+        );
+    }
+
     // A NAD created after plexusd started is usable at once.
     let ipam = k.env.plexus.paths().ipam_dir.clone();
     let late = Nad::bridge(

@@ -107,6 +107,7 @@ struct RawNadSource {
 struct RawKubernetes {
     kubeconfig: Option<PathBuf>,
     namespaces: Option<StringOrList>,
+    pod_resources_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,11 +167,12 @@ fn nad_source(
         }
         (Some(k), top) => Some(RawKubernetes {
             kubeconfig: k.kubeconfig.or(top),
-            namespaces: k.namespaces,
+            ..k
         }),
         (None, Some(top)) => Some(RawKubernetes {
             kubeconfig: Some(top),
             namespaces: None,
+            pod_resources_socket: None,
         }),
         (None, None) => None,
     };
@@ -192,9 +194,24 @@ fn nad_source(
                     }
                     other => invalid("nadSource.kubernetes.namespaces", other.to_string()),
                 })?;
+            let pod_resources_socket = match k.pod_resources_socket {
+                None => PathBuf::from(crate::pod_resources::DEFAULT_SOCKET),
+                Some(p) if p.is_absolute() => p,
+                Some(p) => {
+                    return Err(invalid(
+                        "nadSource.kubernetes.podResourcesSocket",
+                        format!(
+                            "{} is relative; give the absolute path of the kubelet's pod-resources socket (default {})",
+                            p.display(),
+                            crate::pod_resources::DEFAULT_SOCKET
+                        ),
+                    ));
+                }
+            };
             Ok(NadSource::Kubernetes {
                 kubeconfig: k.kubeconfig.map(|p| path(base, p)),
                 namespaces,
+                pod_resources_socket,
             })
         }
     }

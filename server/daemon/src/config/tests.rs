@@ -321,7 +321,8 @@ fn the_kubernetes_source_takes_a_kubeconfig_and_namespaces() {
         c.nad_source,
         NadSource::Kubernetes {
             kubeconfig: None,
-            namespaces: Vec::new()
+            namespaces: Vec::new(),
+            pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
         }
     );
     let c = parse("nadSource: {kubernetes: {kubeconfig: kc, namespaces: [a, b, a]}}").unwrap();
@@ -329,7 +330,8 @@ fn the_kubernetes_source_takes_a_kubeconfig_and_namespaces() {
         c.nad_source,
         NadSource::Kubernetes {
             kubeconfig: Some("/etc/plexus/kc".into()),
-            namespaces: vec!["a".into(), "b".into()]
+            namespaces: vec!["a".into(), "b".into()],
+            pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
         }
     );
     // Multus's top-level key means the same.
@@ -338,10 +340,22 @@ fn the_kubernetes_source_takes_a_kubeconfig_and_namespaces() {
         c.nad_source,
         NadSource::Kubernetes {
             kubeconfig: Some("/etc/cni/net.d/multus.d/multus.kubeconfig".into()),
-            namespaces: Vec::new()
+            namespaces: Vec::new(),
+            pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
         }
     );
     assert!(rejected("nadSource: {kubernetes: {kubeconfg: x}}").contains("kubeconfg"));
+    // The kubelet's pod-resources socket, for device-plugin networks.
+    let c = parse("nadSource: {kubernetes: {podResourcesSocket: /run/k/pr.sock}}").unwrap();
+    assert!(matches!(
+        c.nad_source,
+        NadSource::Kubernetes { pod_resources_socket, .. } if pod_resources_socket == std::path::Path::new("/run/k/pr.sock")
+    ));
+    let err = rejected("nadSource: {kubernetes: {podResourcesSocket: pr.sock}}");
+    assert!(
+        err.contains("nadSource.kubernetes.podResourcesSocket") && err.contains("absolute"),
+        "{err}"
+    );
 }
 
 #[test]

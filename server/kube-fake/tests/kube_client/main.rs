@@ -5,6 +5,7 @@
 
 mod auth;
 mod list_watch;
+mod rbac;
 mod runtime;
 mod write;
 

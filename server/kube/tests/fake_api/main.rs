@@ -7,5 +7,6 @@ mod client;
 mod event;
 mod nad;
 mod pod;
+mod rbac;
 mod status;
 mod support;
