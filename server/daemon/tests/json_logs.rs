@@ -97,7 +97,10 @@ async fn every_pod_line_names_pod_sandbox_and_trace() {
     let dir = tempfile::tempdir().unwrap();
     let (config, socket) = write_config(dir.path(), &host);
     let mut yaml = std::fs::read_to_string(&config).unwrap();
-    yaml.push_str("telemetry: {logFormat: json, logLevel: info}\n");
+    // An exporter (to a closed loopback port): its own log lines must be well-formed too.
+    yaml.push_str(
+        "telemetry: {logFormat: json, logLevel: info, otlpEndpoint: \"http://127.0.0.1:9\"}\n",
+    );
     std::fs::write(&config, yaml).unwrap();
     let mv = serde_json::json!({"cniVersion": "1.0.0", "type": "macvlan", "master": uplink,
         "mode": "bridge", "ipam": {"type": "host-local", "subnet": "10.250.9.0/24"}});

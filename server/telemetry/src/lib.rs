@@ -47,6 +47,7 @@
 
 pub mod endpoint;
 pub mod error;
+mod json;
 pub mod metrics;
 pub mod propagation;
 pub mod span;

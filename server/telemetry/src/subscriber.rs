@@ -216,11 +216,11 @@ fn log_layer(format: LogFormat, filter: EnvFilter) -> Box<dyn Layer<Registry> + 
             .with_filter(filter)
             .boxed(),
         // The span list carries the RPC span's pod, sandbox and trace id on every line
-        // logged below it (an attachment's warning names the pod it belongs to).
+        // logged below it (an attachment's warning names the pod it belongs to); keys are
+        // never repeated within an object (see `json`).
         LogFormat::Json => base
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(crate::json::JsonLines)
             .with_filter(filter)
             .boxed(),
     }
