@@ -12,6 +12,9 @@
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= /var/cache/plexus/target
 export PLEXUS_SKIP_LOG ?= $(CARGO_TARGET_DIR)/plexus-skips.log
+# Incremental artifacts of every edited crate pile up in the persistent target dir (12 GB
+# after a few days); a CI-style build gains little from them.
+export CARGO_INCREMENTAL ?= 0
 # Privileged tests (network namespaces, containerd) fail rather than return early when
 # they cannot run. Set PLEXUS_REQUIRE_PRIVILEGED=0 to run only what works without root.
 export PLEXUS_REQUIRE_PRIVILEGED ?= 1
