@@ -218,14 +218,17 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         // The task carries the caller's span, so the engine's spans hang below the RPC.
         let task = tokio::spawn(
             async move {
-                let queued = node.metrics.as_ref().map(Metrics::queued);
-                let _slot = node.admission.enter(&op, deadline).await?;
-                drop(queued);
-                let _running = node.metrics.as_ref().map(Metrics::in_flight);
+                // The sandbox lock first, then a parallelism slot: a request queued behind
+                // a busy sandbox (Stop and Remove both tear down) must not hold a slot
+                // while it waits, or it starves other pods' starts node-wide.
                 let _guard = match &sandbox {
                     Some(id) => Some(node.locks.lock(id.as_str(), deadline).await?),
                     None => None,
                 };
+                let queued = node.metrics.as_ref().map(Metrics::queued);
+                let _slot = node.admission.enter(&op, deadline).await?;
+                drop(queued);
+                let _running = node.metrics.as_ref().map(Metrics::in_flight);
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(Error::DeadlineExceeded {
                         operation: op,
