@@ -236,6 +236,12 @@ impl Attacher for EngineAttacher {
             Err(err) => Err(Error::Setup {
                 sandbox_id,
                 message: chain(&err),
+                reason: match &err {
+                    SetupError::Attach { cause, .. } | SetupError::Engine { cause, .. } => {
+                        cause.reason()
+                    }
+                    SetupError::DeadlineExceeded { .. } => "deadline_exceeded",
+                },
             }),
         }
     }
@@ -348,6 +354,7 @@ impl Attacher for EngineAttacher {
                 sandbox_id: sandbox_id.to_string(),
                 network,
                 message: chain(&err),
+                reason: err.reason(),
             }),
         }
     }
@@ -401,28 +408,30 @@ impl Attacher for EngineAttacher {
 }
 
 /// Feeds the engine's per-attachment timings into the Prometheus histograms
-/// (`plexus_setup_duration_seconds` / `plexus_teardown_duration_seconds`). Failures are
-/// not counted here: the node already counts each failed request by reason.
+/// (`plexus_setup_duration_seconds` / `plexus_teardown_duration_seconds`), labelled by the
+/// entry point of the request doing the work ([`crate::entry`]) and by outcome. Failed
+/// requests are counted by reason where the request is measured ([`crate::node::Node`]).
 #[derive(Debug)]
 pub struct EngineMetrics(pub plexus_telemetry::Metrics);
 
 impl plexus_engine::Observer for EngineMetrics {
     fn attachment_done(&self, e: &plexus_engine::AttachmentEvent<'_>) {
-        use plexus_telemetry::metrics::{Driver as MDriver, Path};
-        // The engine cannot tell the NRI plugin from other callers of SetupPod; hot-plug
-        // calls are the API's.
-        let path = if e.call.is_hot_plug() {
+        use plexus_telemetry::metrics::{Driver as MDriver, Outcome, Path};
+        let path = crate::entry::current().unwrap_or(if e.call.is_hot_plug() {
             Path::Api
         } else {
             Path::Nri
-        };
+        });
         let driver = match e.driver {
             Driver::Native => MDriver::Native,
             Driver::Exec | Driver::Runtime => MDriver::Exec,
         };
+        let outcome = Outcome::of(!matches!(e.outcome, plexus_engine::Outcome::Error(_)));
         match e.op {
-            plexus_engine::Op::Setup => self.0.observe_setup(path, driver, e.elapsed),
-            plexus_engine::Op::Teardown => self.0.observe_teardown(path, driver, e.elapsed),
+            plexus_engine::Op::Setup => self.0.observe_setup(path, driver, outcome, e.elapsed),
+            plexus_engine::Op::Teardown => {
+                self.0.observe_teardown(path, driver, outcome, e.elapsed)
+            }
         }
     }
 }

@@ -109,6 +109,8 @@ pub enum Error {
         sandbox_id: String,
         /// The engine's message (names the network, the cause and what was undone).
         message: String,
+        /// The engine's fixed reason (`plugin_failed`, `link_missing`, `ipam`, ...).
+        reason: &'static str,
     },
     /// The pod's state forbids the change (e.g. the interface name is already taken in
     /// its netns, Multus F8); nothing was left behind.
@@ -136,6 +138,8 @@ pub enum Error {
         network: String,
         /// The engine's message.
         message: String,
+        /// The engine's fixed reason (`plugin_failed`, `link_missing`, `ipam`, ...).
+        reason: &'static str,
     },
     /// Hot-unplugging an interface failed.
     #[error("detaching {interface} from sandbox {sandbox_id}: {message}")]
@@ -312,7 +316,7 @@ impl Error {
                 ResolveFailure::Internal => "resolver",
                 ResolveFailure::Unavailable => "nad_store_unavailable",
             },
-            Error::Setup { .. } | Error::Attach { .. } => "attach_failed",
+            Error::Setup { reason, .. } | Error::Attach { reason, .. } => reason,
             Error::Teardown { .. } | Error::Detach { .. } => "detach_failed",
             Error::DeadlineExceeded { .. } => "deadline_exceeded",
             Error::SandboxNotFound { .. } | Error::InterfaceNotFound { .. } => "not_found",

@@ -16,6 +16,7 @@ pub mod convert;
 pub mod daemon;
 pub mod deadline;
 pub mod engine;
+pub mod entry;
 pub mod error;
 pub mod hotplug_controller;
 pub mod kubernetes;

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::attacher::Attacher;
 use crate::convert;
 use crate::deadline::request_timeout;
+use crate::entry::{self, Path};
 use crate::error::Error;
 use crate::kubernetes::Cluster;
 use crate::model::SandboxSpec;
@@ -150,11 +151,8 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             netns: finish(&span, convert::netns_path(&req.netns_path))?,
         };
         let annotations = convert::annotations(&req.annotations);
-        let result = self
-            .node
-            .setup_pod(spec, annotations, timeout)
-            .instrument(span.clone())
-            .await;
+        let work = self.node.setup_pod(spec, annotations, timeout);
+        let result = entry::scope(Path::Nri, work).instrument(span.clone()).await;
         let outcome = finish(&span, result)?;
         tracing::info!(
             parent: &span,
@@ -180,11 +178,8 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, "");
         let id = finish(&span, convert::sandbox_id("sandbox_id", &req.sandbox_id))?;
         plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, id.as_str());
-        let result = self
-            .node
-            .teardown_pod(id.clone(), timeout)
-            .instrument(span.clone())
-            .await;
+        let work = self.node.teardown_pod(id.clone(), timeout);
+        let result = entry::scope(Path::Nri, work).instrument(span.clone()).await;
         let outcome = finish(&span, result)?;
         if let Some(p) = &outcome.pod {
             // The recorded pod, when the caller did not name it.
@@ -219,9 +214,8 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("Cni", request.metadata());
         let req = request.into_inner();
-        let answer = crate::cni::serve(&self.node, &req.env, &req.stdin, timeout)
-            .instrument(span)
-            .await;
+        let work = crate::cni::serve(&self.node, &req.env, &req.stdin, timeout);
+        let answer = entry::scope(Path::Cni, work).instrument(span).await;
         Ok(Response::new(answer))
     }
 
@@ -234,9 +228,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let req = request.into_inner();
         record_target(&span, req.target.as_ref());
         let target = finish(&span, convert::selector(req.target.as_ref()))?;
-        let result = self
-            .node
-            .attach(target, req.selection, timeout)
+        let result = entry::scope(Path::Api, self.node.attach(target, req.selection, timeout))
             .instrument(span.clone())
             .await;
         let (attachment, network_status) = convert::hotplug(&finish(&span, result)?);
@@ -256,9 +248,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         record_target(&span, req.target.as_ref());
         let target = finish(&span, convert::selector(req.target.as_ref()))?;
         let interface = finish(&span, convert::ifname("interface", &req.interface))?;
-        let result = self
-            .node
-            .detach(target, interface, timeout)
+        let result = entry::scope(Path::Api, self.node.detach(target, interface, timeout))
             .instrument(span.clone())
             .await;
         let (removed, network_status) = convert::hotplug(&finish(&span, result)?);
@@ -339,9 +329,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             &span,
             convert::live_ids(request.into_inner().live_sandbox_ids),
         )?;
-        let result = self
-            .node
-            .reconcile(live, timeout)
+        let result = entry::scope(Path::Nri, self.node.reconcile(live, timeout))
             .instrument(span.clone())
             .await;
         let outcome = finish(&span, result)?;

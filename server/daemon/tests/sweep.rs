@@ -137,11 +137,11 @@ async fn a_gone_netns_is_torn_down_like_teardown_pod_and_a_live_one_is_kept() {
         detached.push(event.attachment.unwrap().interface);
     }
     assert_eq!(detached, ["net2", "net1"]);
-    // Counted like a teardown request.
+    // Counted like a teardown request, coming from the sweep.
     let text = plexus_telemetry::render(&registry);
     assert!(
         text.contains(
-            r#"plexus_request_duration_seconds_count{path="nri",operation="teardown"} 1"#
+            r#"plexus_request_duration_seconds_count{path="sweep",operation="teardown",outcome="ok"} 1"#
         ),
         "{text}"
     );

@@ -213,6 +213,7 @@ pub const REASONS: &[&str] = &[
     "netns_refused",
     "interface_exists",
     "netlink",
+    "link_missing",
     "plugin_not_found",
     "plugin_timeout",
     "plugin_failed",
@@ -240,6 +241,11 @@ impl Error {
             Error::NetnsMissing { .. } => "netns_missing",
             Error::PodNetnsRefused { .. } => "netns_refused",
             Error::InterfaceExists { .. } => "interface_exists",
+            // Creating the pod's link found no link the config names (master, parent,
+            // device): the native drivers' create steps are the `create …` ops.
+            Error::Netlink { op, source } if op.starts_with("create ") && source.is_not_found() => {
+                "link_missing"
+            }
             Error::Netlink { .. } | Error::Sysctl { .. } => "netlink",
             Error::Delegate { source, .. } => delegate_reason(source.as_ref()),
             Error::NoSuchAttachment { .. } | Error::UnknownSandbox { .. } => "not_found",

@@ -58,7 +58,7 @@ pub mod test_util;
 
 pub use endpoint::{MetricsServer, serve_metrics};
 pub use error::{Error, Result};
-pub use metrics::{Driver, GaugeGuard, Metrics, Operation, Path, render};
+pub use metrics::{Driver, GaugeGuard, Metrics, Operation, Outcome, Path, render};
 pub use prometheus_client::registry::Registry;
 pub use propagation::{
     extract_context, inject_context, inject_span_context, set_parent_from_metadata,

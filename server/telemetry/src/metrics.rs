@@ -5,13 +5,18 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `plexus_request_duration_seconds` | histogram | `path`, `operation` |
-//! | `plexus_setup_duration_seconds` | histogram (per attachment) | `path`, `driver` |
-//! | `plexus_teardown_duration_seconds` | histogram (per attachment) | `path`, `driver` |
-//! | `plexus_failures_total` | counter | `operation`, `reason` |
+//! | `plexus_request_duration_seconds` | histogram (every request, failed ones too) | `path`, `operation`, `outcome` |
+//! | `plexus_setup_duration_seconds` | histogram (per attachment) | `path`, `driver`, `outcome` |
+//! | `plexus_teardown_duration_seconds` | histogram (per attachment) | `path`, `driver`, `outcome` |
+//! | `plexus_failures_total` | counter | `path`, `operation`, `reason` |
 //! | `plexus_requests_in_flight` | gauge | – |
 //! | `plexus_requests_queued` | gauge | – |
-//! | `plexus_attachments` | gauge | `network` |
+//! | `plexus_attachments` | gauge (updated on every change) | `network` |
+//! | `plexus_build_info` | gauge (always 1) | `version` |
+//!
+//! `path` is the entry point the request came through: `nri` (the NRI plugin's RPCs),
+//! `cni` (the CNI shim), `api` (the node API: plexusctl, hot attach/detach), `controller`
+//! (the hot-plug controller), `sweep` (the reclaim sweep).
 
 use std::time::Duration;
 
@@ -31,6 +36,26 @@ pub enum Path {
     Cni,
     /// The node API directly (plexusctl, hot attach/detach).
     Api,
+    /// The hot-plug controller following pod annotations.
+    Controller,
+    /// The sweep reclaiming sandboxes whose netns is gone.
+    Sweep,
+}
+
+/// How a request or step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It succeeded.
+    Ok,
+    /// It failed (the reason is counted in `plexus_failures_total`).
+    Error,
+}
+
+impl Outcome {
+    /// `Ok` when `ok`, else `Error`.
+    pub fn of(ok: bool) -> Self {
+        if ok { Self::Ok } else { Self::Error }
+    }
 }
 
 /// How an attachment was configured.
@@ -76,7 +101,14 @@ macro_rules! label_value {
     };
 }
 
-label_value!(Path { Nri => "nri", Cni => "cni", Api => "api" });
+label_value!(Path {
+    Nri => "nri",
+    Cni => "cni",
+    Api => "api",
+    Controller => "controller",
+    Sweep => "sweep",
+});
+label_value!(Outcome { Ok => "ok", Error => "error" });
 label_value!(Driver { Native => "native", Exec => "exec" });
 label_value!(Operation {
     Setup => "setup",
@@ -90,18 +122,26 @@ label_value!(Operation {
 struct RequestLabels {
     path: Path,
     operation: Operation,
+    outcome: Outcome,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StepLabels {
     path: Path,
     driver: Driver,
+    outcome: Outcome,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FailureLabels {
+    path: Path,
     operation: Operation,
     reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -126,6 +166,7 @@ pub struct Metrics {
     in_flight: Gauge,
     queued: Gauge,
     attachments: Family<NetworkLabels, Gauge>,
+    build_info: Family<BuildLabels, Gauge>,
 }
 
 impl Metrics {
@@ -139,7 +180,14 @@ impl Metrics {
             in_flight: Gauge::default(),
             queued: Gauge::default(),
             attachments: Family::default(),
+            build_info: Family::default(),
         };
+        metrics
+            .build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
         let registry = registry.sub_registry_with_prefix("plexus");
         registry.register_with_unit(
             "request_duration",
@@ -161,8 +209,13 @@ impl Metrics {
         );
         registry.register(
             "failures",
-            "Failed requests by operation and reason",
+            "Failed requests by entry point, operation and reason",
             metrics.failures.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The plexus version serving (value 1)",
+            metrics.build_info.clone(),
         );
         registry.register(
             "requests_in_flight",
@@ -182,33 +235,61 @@ impl Metrics {
         metrics
     }
 
-    /// Records how long one whole request took.
-    pub fn observe_request(&self, path: Path, operation: Operation, elapsed: Duration) {
+    /// Records one whole request: how long it took and, when it failed, why. `reason` is a
+    /// short fixed label such as `network_not_found` or `deadline_exceeded` (never a
+    /// message: it must stay low-cardinality).
+    pub fn request_done(
+        &self,
+        path: Path,
+        operation: Operation,
+        elapsed: Duration,
+        failure: Option<&'static str>,
+    ) {
+        let outcome = Outcome::of(failure.is_none());
         self.request_duration
-            .get_or_create(&RequestLabels { path, operation })
+            .get_or_create(&RequestLabels {
+                path,
+                operation,
+                outcome,
+            })
             .observe(elapsed.as_secs_f64());
+        if let Some(reason) = failure {
+            self.failures
+                .get_or_create(&FailureLabels {
+                    path,
+                    operation,
+                    reason,
+                })
+                .inc();
+        }
     }
 
     /// Records how long setting up one attachment took.
-    pub fn observe_setup(&self, path: Path, driver: Driver, elapsed: Duration) {
+    pub fn observe_setup(&self, path: Path, driver: Driver, outcome: Outcome, elapsed: Duration) {
         self.setup_duration
-            .get_or_create(&StepLabels { path, driver })
+            .get_or_create(&StepLabels {
+                path,
+                driver,
+                outcome,
+            })
             .observe(elapsed.as_secs_f64());
     }
 
     /// Records how long tearing down one attachment took.
-    pub fn observe_teardown(&self, path: Path, driver: Driver, elapsed: Duration) {
+    pub fn observe_teardown(
+        &self,
+        path: Path,
+        driver: Driver,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
         self.teardown_duration
-            .get_or_create(&StepLabels { path, driver })
+            .get_or_create(&StepLabels {
+                path,
+                driver,
+                outcome,
+            })
             .observe(elapsed.as_secs_f64());
-    }
-
-    /// Counts a failed request. `reason` is a short fixed label such as `network_not_found`,
-    /// `deadline_exceeded`, `delegate_failed` (never a message: it must stay low-cardinality).
-    pub fn failure(&self, operation: Operation, reason: &'static str) {
-        self.failures
-            .get_or_create(&FailureLabels { operation, reason })
-            .inc();
     }
 
     /// Counts a request as in flight until the returned guard is dropped.
@@ -232,6 +313,26 @@ impl Metrics {
         } else {
             let count = i64::try_from(count).unwrap_or(i64::MAX);
             self.attachments.get_or_create(&labels).set(count);
+        }
+    }
+
+    /// One attachment of `network` was made (the gauge follows every change; the periodic
+    /// full listing corrects any drift).
+    pub fn attachment_added(&self, network: &str) {
+        let labels = NetworkLabels {
+            network: network.to_owned(),
+        };
+        self.attachments.get_or_create(&labels).inc();
+    }
+
+    /// One attachment of `network` was removed; the series goes at zero.
+    pub fn attachment_removed(&self, network: &str) {
+        let labels = NetworkLabels {
+            network: network.to_owned(),
+        };
+        let left = self.attachments.get_or_create(&labels).dec() - 1;
+        if left <= 0 {
+            self.attachments.remove(&labels);
         }
     }
 
@@ -287,10 +388,11 @@ mod tests {
         let (metrics, registry) = fixture();
         // prometheus-client omits label families that have no series yet.
         assert!(!render(&registry).contains("plexus_failures"));
-        metrics.observe_request(Path::Nri, Operation::Setup, Duration::from_millis(1));
-        metrics.observe_setup(Path::Nri, Driver::Native, Duration::from_millis(1));
-        metrics.observe_teardown(Path::Nri, Driver::Native, Duration::from_millis(1));
-        metrics.failure(Operation::Teardown, "state_corrupt");
+        let ms = Duration::from_millis(1);
+        metrics.request_done(Path::Nri, Operation::Setup, ms, None);
+        metrics.observe_setup(Path::Nri, Driver::Native, Outcome::Ok, ms);
+        metrics.observe_teardown(Path::Nri, Driver::Native, Outcome::Ok, ms);
+        metrics.request_done(Path::Nri, Operation::Teardown, ms, Some("state_corrupt"));
         metrics.set_attachments("kube-system/a", 1);
         let text = render(&registry);
         for family in [
@@ -301,6 +403,7 @@ mod tests {
             "# TYPE plexus_requests_in_flight gauge",
             "# TYPE plexus_requests_queued gauge",
             "# TYPE plexus_attachments gauge",
+            "# TYPE plexus_build_info gauge",
         ] {
             assert!(text.contains(family), "missing {family:?} in\n{text}");
         }
@@ -310,22 +413,34 @@ mod tests {
     #[test]
     fn observations_render_with_their_labels() {
         let (metrics, registry) = fixture();
-        metrics.observe_setup(Path::Nri, Driver::Native, Duration::from_millis(3));
-        metrics.observe_setup(Path::Nri, Driver::Native, Duration::from_millis(5));
-        metrics.observe_teardown(Path::Cni, Driver::Exec, Duration::from_millis(40));
-        metrics.observe_request(Path::Api, Operation::Attach, Duration::from_millis(7));
-        metrics.failure(Operation::Setup, "network_not_found");
-        metrics.failure(Operation::Setup, "network_not_found");
+        let ok = Outcome::Ok;
+        metrics.observe_setup(Path::Nri, Driver::Native, ok, Duration::from_millis(3));
+        metrics.observe_setup(Path::Nri, Driver::Native, ok, Duration::from_millis(5));
+        metrics.observe_setup(
+            Path::Nri,
+            Driver::Exec,
+            Outcome::Error,
+            Duration::from_millis(9),
+        );
+        metrics.observe_teardown(Path::Cni, Driver::Exec, ok, Duration::from_millis(40));
+        metrics.request_done(Path::Api, Operation::Attach, Duration::from_millis(7), None);
+        for _ in 0..2 {
+            let ms = Duration::from_millis(1);
+            metrics.request_done(Path::Nri, Operation::Setup, ms, Some("network_not_found"));
+        }
         metrics.set_attachments("default/macvlan-conf", 3);
         let text = render(&registry);
         for line in [
-            "plexus_setup_duration_seconds_count{path=\"nri\",driver=\"native\"} 2",
-            "plexus_setup_duration_seconds_sum{path=\"nri\",driver=\"native\"} 0.008",
-            "plexus_setup_duration_seconds_bucket{le=\"0.004\",path=\"nri\",driver=\"native\"} 1",
-            "plexus_teardown_duration_seconds_count{path=\"cni\",driver=\"exec\"} 1",
-            "plexus_request_duration_seconds_count{path=\"api\",operation=\"attach\"} 1",
-            "plexus_failures_total{operation=\"setup\",reason=\"network_not_found\"} 2",
+            "plexus_setup_duration_seconds_count{path=\"nri\",driver=\"native\",outcome=\"ok\"} 2",
+            "plexus_setup_duration_seconds_sum{path=\"nri\",driver=\"native\",outcome=\"ok\"} 0.008",
+            "plexus_setup_duration_seconds_bucket{le=\"0.004\",path=\"nri\",driver=\"native\",outcome=\"ok\"} 1",
+            "plexus_setup_duration_seconds_count{path=\"nri\",driver=\"exec\",outcome=\"error\"} 1",
+            "plexus_teardown_duration_seconds_count{path=\"cni\",driver=\"exec\",outcome=\"ok\"} 1",
+            "plexus_request_duration_seconds_count{path=\"api\",operation=\"attach\",outcome=\"ok\"} 1",
+            "plexus_request_duration_seconds_count{path=\"nri\",operation=\"setup\",outcome=\"error\"} 2",
+            "plexus_failures_total{path=\"nri\",operation=\"setup\",reason=\"network_not_found\"} 2",
             "plexus_attachments{network=\"default/macvlan-conf\"} 3",
+            "plexus_build_info{version=\"",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
@@ -361,5 +476,20 @@ mod tests {
         );
         metrics.clear_attachments();
         assert!(!render(&registry).contains("network=\"default/b\""));
+    }
+
+    #[test]
+    fn the_attachments_gauge_follows_each_change() {
+        let (metrics, registry) = fixture();
+        metrics.attachment_added("default/a");
+        metrics.attachment_added("default/a");
+        metrics.attachment_removed("default/a");
+        let text = render(&registry);
+        assert!(
+            text.contains("plexus_attachments{network=\"default/a\"} 1"),
+            "{text}"
+        );
+        metrics.attachment_removed("default/a");
+        assert!(!render(&registry).contains("network=\"default/a\""));
     }
 }

@@ -80,7 +80,8 @@ pub async fn drain<A: Attacher, P: Planner>(node: &Arc<Node<A, P>>, dir: &Path) 
             tracing::warn!(sandbox.id = %id, "a spooled DEL names an invalid sandbox id; ignored");
             continue;
         };
-        match node.teardown_pod(sandbox, None).await {
+        let replay = node.teardown_pod(sandbox, None);
+        match crate::entry::scope(plexus_telemetry::Path::Cni, replay).await {
             Ok(outcome) => {
                 let file = dir.join(format!("{id}{SUFFIX}"));
                 if let Err(e) = std::fs::remove_file(&file) {

@@ -145,18 +145,25 @@ async fn add<A: Attacher, P: Planner>(
         .sandbox(&id)
         .map_err(|e| plugin_error(Verb::Add, &e))?;
     check_uid(&call.pod, recorded.as_ref(), &annotations)?;
-    let mut plan = node
-        .planner()
-        .plan_cni(&call.pod, &annotations, &call.ifname, call.wrapped.as_ref())
-        .map_err(|e| plugin_error(Verb::Add, &e))?;
-    primary_requests(&mut plan, &call.capabilities);
     let spec = SandboxSpec {
         sandbox_id: id,
         pod: call.pod.clone(),
         netns: call.netns.clone().unwrap_or_default(),
     };
+    // Resolution and setup are one measured request: a network that does not resolve is
+    // counted like one that fails to attach.
+    let work = async {
+        let mut plan = node.planner().plan_cni(
+            &call.pod,
+            &annotations,
+            &call.ifname,
+            call.wrapped.as_ref(),
+        )?;
+        primary_requests(&mut plan, &call.capabilities);
+        node.setup_planned(spec, plan, timeout, None).await
+    };
     let outcome = node
-        .setup_planned(spec, plan, timeout, None)
+        .measured(plexus_telemetry::Operation::Setup, work)
         .await
         .map_err(|e| plugin_error(Verb::Add, &e))?;
     tracing::info!(sandbox.id = %call.container_id, pod = %call.pod,

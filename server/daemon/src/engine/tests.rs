@@ -123,11 +123,22 @@ fn engine_timings_land_in_the_histograms_by_path_and_driver() {
     bridge.attachment_done(&event(Op::Setup, Call::Setup, Driver::Native));
     bridge.attachment_done(&event(Op::Setup, Call::Attach, Driver::Exec));
     bridge.attachment_done(&event(Op::Teardown, Call::Teardown, Driver::Native));
+    // Inside an entry point's scope, the step is labelled with it.
+    let failed = AttachmentEvent {
+        outcome: Outcome::Error("plugin_failed"),
+        ..event(Op::Setup, Call::Setup, Driver::Exec)
+    };
+    let in_cni = async { bridge.attachment_done(&failed) };
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(crate::entry::scope(plexus_telemetry::Path::Cni, in_cni));
     let text = plexus_telemetry::render(&registry);
     for series in [
-        r#"plexus_setup_duration_seconds_count{path="nri",driver="native"} 1"#,
-        r#"plexus_setup_duration_seconds_count{path="api",driver="exec"} 1"#,
-        r#"plexus_teardown_duration_seconds_count{path="nri",driver="native"} 1"#,
+        r#"plexus_setup_duration_seconds_count{path="nri",driver="native",outcome="ok"} 1"#,
+        r#"plexus_setup_duration_seconds_count{path="api",driver="exec",outcome="ok"} 1"#,
+        r#"plexus_teardown_duration_seconds_count{path="nri",driver="native",outcome="ok"} 1"#,
+        r#"plexus_setup_duration_seconds_count{path="cni",driver="exec",outcome="error"} 1"#,
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }

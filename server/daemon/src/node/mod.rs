@@ -214,9 +214,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let deadline = work_deadline(Instant::now(), timeout, budget);
         let node = Arc::clone(self);
         let op = operation.clone();
-        let started = Instant::now();
-        // The task carries the caller's span, so the engine's spans hang below the RPC.
-        let task = tokio::spawn(
+        let entry = crate::entry::current().unwrap_or(Path::Api);
+        // The task carries the caller's span, so the engine's spans hang below the RPC,
+        // and its entry point, so the engine's per-attachment metrics are labelled by it.
+        let task = tokio::spawn(crate::entry::scope(
+            entry,
             async move {
                 // The sandbox lock first, then a parallelism slot: a request queued behind
                 // a busy sandbox (Stop and Remove both tear down) must not hold a slot
@@ -248,7 +250,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 result
             }
             .in_current_span(),
-        );
+        ));
         let joined = match deadline {
             Some(deadline) if runs_to_completion(kind) => {
                 let mut task = task;
@@ -273,15 +275,26 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                     .to_owned(),
             }),
         };
+        result
+    }
+
+    /// Runs one request's `work` and records it in the metrics, whatever stage it fails
+    /// at (resolution included): its duration by entry point, operation and outcome, and
+    /// a failure's reason. Calls nested in a measured one are not counted again.
+    pub(crate) async fn measured<T>(
+        &self,
+        kind: Operation,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        if crate::entry::measured() {
+            return work.await;
+        }
+        let started = Instant::now();
+        let result = crate::entry::measuring(work).await;
         if let Some(metrics) = &self.metrics {
-            let path = match kind {
-                Operation::Attach | Operation::Detach => Path::Api,
-                _ => Path::Nri,
-            };
-            metrics.observe_request(path, kind, started.elapsed());
-            if let Err(err) = &result {
-                metrics.failure(kind, err.reason());
-            }
+            let path = crate::entry::current().unwrap_or(Path::Api);
+            let failure = result.as_ref().err().map(Error::reason);
+            metrics.request_done(path, kind, started.elapsed(), failure);
         }
         result
     }
@@ -293,6 +306,13 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         a: Option<&AttachmentView>,
         msg: &str,
     ) {
+        if let (Some(metrics), Some(a)) = (&self.metrics, a) {
+            match kind {
+                EventKind::Attached => metrics.attachment_added(&a.network),
+                EventKind::Detached => metrics.attachment_removed(&a.network),
+                EventKind::AttachFailed | EventKind::DetachFailed => {}
+            }
+        }
         // No subscriber is fine.
         let _ = self.events.send(Event {
             kind,
@@ -306,6 +326,19 @@ impl<A: Attacher, P: Planner> Node<A, P> {
 
     /// Resolves and attaches a pod's networks, records them and renders network-status.
     pub async fn setup_pod(
+        self: &Arc<Self>,
+        spec: SandboxSpec,
+        annotations: BTreeMap<String, String>,
+        timeout: Option<Duration>,
+    ) -> Result<SetupOutcome> {
+        self.measured(
+            Operation::Setup,
+            self.setup_pod_unmeasured(spec, annotations, timeout),
+        )
+        .await
+    }
+
+    async fn setup_pod_unmeasured(
         self: &Arc<Self>,
         spec: SandboxSpec,
         annotations: BTreeMap<String, String>,
@@ -357,7 +390,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let id = spec.sandbox_id.clone();
         // Marked from arrival (queued included) until the work's task ends: see `fresh`.
         let busy = self.marks.begin(id.as_str());
-        self.run(
+        let run = self.run(
             Operation::Setup,
             op,
             Some(id),
@@ -394,8 +427,8 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                     }
                 }
             },
-        )
-        .await
+        );
+        self.measured(Operation::Setup, run).await
     }
 
     /// A sandbox without a netns path (a hostNetwork pod, or a runtime that did not send
@@ -430,15 +463,15 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         timeout: Option<Duration>,
     ) -> Result<TeardownOutcome> {
         let op = format!("tearing down sandbox {sandbox_id}");
-        self.run(
+        let run = self.run(
             Operation::Teardown,
             op,
             Some(sandbox_id.clone()),
             timeout,
             None,
             move |node, deadline| node.teardown_locked(sandbox_id, deadline),
-        )
-        .await
+        );
+        self.measured(Operation::Teardown, run).await
     }
 
     async fn teardown_locked(
@@ -528,6 +561,18 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     /// its lock and kept if a setup or attach is in flight or touched it after the request
     /// arrived (a pod started meanwhile is missing from the list but alive).
     pub async fn reconcile(
+        self: &Arc<Self>,
+        live: Vec<SandboxId>,
+        timeout: Option<Duration>,
+    ) -> Result<ReconcileOutcome> {
+        self.measured(
+            Operation::Reconcile,
+            self.reconcile_unmeasured(live, timeout),
+        )
+        .await
+    }
+
+    async fn reconcile_unmeasured(
         self: &Arc<Self>,
         live: Vec<SandboxId>,
         timeout: Option<Duration>,

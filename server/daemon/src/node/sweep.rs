@@ -102,7 +102,8 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             }
             let id = sandbox.sandbox_id.clone();
             let (pod, netns) = (sandbox.pod.to_string(), sandbox.netns.clone());
-            match self.sweep_one(sandbox).await {
+            let one = self.measured(Operation::Teardown, self.sweep_one(sandbox));
+            match crate::entry::scope(plexus_telemetry::Path::Sweep, one).await {
                 Ok(Some(done)) => {
                     let removed: Vec<String> = done
                         .removed

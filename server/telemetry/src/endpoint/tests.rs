@@ -3,7 +3,7 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::*;
-use crate::metrics::{Driver, Metrics, Path};
+use crate::metrics::{Driver, Metrics, Outcome, Path};
 
 async fn start() -> (Metrics, MetricsServer) {
     let mut registry = Registry::default();
@@ -30,7 +30,12 @@ fn split(answer: &str) -> (&str, &str) {
 #[tokio::test]
 async fn get_metrics_serves_the_exposition_text() {
     let (metrics, server) = start().await;
-    metrics.observe_setup(Path::Nri, Driver::Exec, Duration::from_millis(12));
+    metrics.observe_setup(
+        Path::Nri,
+        Driver::Exec,
+        Outcome::Ok,
+        Duration::from_millis(12),
+    );
     let answer = exchange(
         server.local_addr(),
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
@@ -47,7 +52,9 @@ async fn get_metrics_serves_the_exposition_text() {
         "{head}"
     );
     assert!(
-        body.contains("plexus_setup_duration_seconds_count{path=\"nri\",driver=\"exec\"} 1"),
+        body.contains(
+            "plexus_setup_duration_seconds_count{path=\"nri\",driver=\"exec\",outcome=\"ok\"} 1"
+        ),
         "{body}"
     );
     assert!(
