@@ -261,7 +261,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             }
             _ => Some(task.await),
         };
-        let result = match joined {
+        match joined {
             Some(joined) => joined
                 .map_err(|e| Error::Worker {
                     operation,
@@ -274,8 +274,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                          half-finished removal would leak; ask again for the outcome"
                     .to_owned(),
             }),
-        };
-        result
+        }
     }
 
     /// Runs one request's `work` and records it in the metrics, whatever stage it fails
