@@ -4,7 +4,8 @@
 //! the rendered plexusd config by `plexusd check-config`, the rendered container args by
 //! each binary's argument parser. The Python side is `integration/scripts/chart_check.py`
 //! in the virtualenv `integration/scripts/setup.sh` makes; with
-//! `PLEXUS_REQUIRE_PRIVILEGED=1` a missing virtualenv or kubectl fails the tests.
+//! privileged tests required (`PLEXUS_REQUIRE_PRIVILEGED=1`) a missing virtualenv or kubectl
+//! fails the tests.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,9 +31,9 @@ fn tools() -> Option<(PathBuf, String)> {
         (false, _) => format!("no virtualenv python at {}", python.display()),
         (true, false) => format!("no working {kubectl}"),
     };
-    if std::env::var("PLEXUS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{missing}: run `make setup` (integration/scripts/setup.sh) first");
-    }
+    plexus_integration::privileged::unavailable(&format!(
+        "{missing}: run `make setup` (integration/scripts/setup.sh) first"
+    ));
     None
 }
 
