@@ -46,6 +46,7 @@ pub struct FakeAttacher {
     calls: Mutex<Vec<Call>>,
     delay: Mutex<Duration>,
     removal_delay: Mutex<Duration>,
+    removals_held: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
     dir: Option<PathBuf>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -157,6 +158,31 @@ impl FakeAttacher {
         lock(&self.sandboxes).remove(sandbox_id)
     }
 
+    /// From now on every removal (teardown, detach) waits, after its delay, until
+    /// [`FakeAttacher::release_removals`]: a test sees the answer come before the work ends
+    /// by the order of events, not by the clock.
+    pub fn hold_removals(&self) {
+        *lock(&self.removals_held) = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets every held and future removal finish.
+    pub fn release_removals(&self) {
+        if let Some(gate) = lock(&self.removals_held).take() {
+            gate.close();
+        }
+    }
+
+    /// Waits the removal delay, then while removals are held.
+    async fn removal_wait(&self) {
+        let delay = *lock(&self.removal_delay);
+        tokio::time::sleep(delay).await;
+        let gate = lock(&self.removals_held).clone();
+        if let Some(gate) = gate {
+            // Closed on release: acquiring then fails at once, which is the signal.
+            let _ = gate.acquire().await;
+        }
+    }
+
     /// Waits one attachment's delay; false when the deadline came first.
     async fn work(&self, deadline: Option<Instant>) -> bool {
         let delay = *lock(&self.delay);
@@ -247,8 +273,7 @@ impl Attacher for FakeAttacher {
         _deadline: Option<Instant>,
     ) -> Result<TeardownOutcome> {
         self.record(Call::Teardown(sandbox_id.to_string()));
-        let delay = *lock(&self.removal_delay);
-        tokio::time::sleep(delay).await;
+        self.removal_wait().await;
         Ok(match self.forget(sandbox_id.as_str()) {
             Some(view) => TeardownOutcome {
                 known: true,
@@ -294,8 +319,7 @@ impl Attacher for FakeAttacher {
         _deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
         self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
-        let delay = *lock(&self.removal_delay);
-        tokio::time::sleep(delay).await;
+        self.removal_wait().await;
         let mut view = self
             .sandbox(&sandbox_id)?
             .ok_or_else(|| Error::SandboxNotFound {
