@@ -71,6 +71,9 @@ demo: setup
 IMAGE ?= $(CARGO_TARGET_DIR)/plexus-image.tar
 image:
 	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
+	@# The crash-matrix abort hook (engine feature crash-hooks) is for tests only.
+	@! grep -q PLEXUS_CRASH_AT $(CARGO_TARGET_DIR)/release/plexusd || \
+	  { echo "release plexusd carries the PLEXUS_CRASH_AT hook (crash-hooks feature)"; exit 1; }
 	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release --output $(IMAGE)
 
 bench: setup
