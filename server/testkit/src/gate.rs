@@ -64,7 +64,7 @@ pub fn unavailable(reason: &str) -> bool {
     match decide(requirement(), reason) {
         Err(msg) => panic!("{msg}"),
         Ok(line) => {
-            eprintln!("{line}");
+            say(&line);
             false
         }
     }
@@ -84,10 +84,17 @@ pub fn require_privileged() -> bool {
     ) {
         Err(msg) => panic!("{msg}"),
         Ok(line) => {
-            eprintln!("{line}");
+            say(&line);
             false
         }
     }
+}
+
+/// Writes `line` to the process's stderr directly: the test harness captures `eprintln!`
+/// of passing tests, and a skip must be seen.
+pub(crate) fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 #[cfg(test)]

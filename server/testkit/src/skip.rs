@@ -149,7 +149,7 @@ pub fn record_kernel_skip(test: &str, feature: KernelFeature) {
             .check(test, feature)
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    eprintln!("skipped: {test}: kernel lacks {feature}");
+    gate::say(&format!("skipped: {test}: kernel lacks {feature}"));
     let Some(path) = std::env::var_os(SKIP_LOG_ENV).filter(|p| !p.is_empty()) else {
         return;
     };
