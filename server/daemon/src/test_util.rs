@@ -46,7 +46,8 @@ pub struct FakeAttacher {
     calls: Mutex<Vec<Call>>,
     delay: Mutex<Duration>,
     removal_delay: Mutex<Duration>,
-    removals_held: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    removals_held: Gate,
+    work_held: Gate,
     dir: Option<PathBuf>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -162,25 +163,35 @@ impl FakeAttacher {
     /// [`FakeAttacher::release_removals`]: a test sees the answer come before the work ends
     /// by the order of events, not by the clock.
     pub fn hold_removals(&self) {
-        *lock(&self.removals_held) = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+        self.removals_held.hold();
     }
 
     /// Lets every held and future removal finish.
     pub fn release_removals(&self) {
-        if let Some(gate) = lock(&self.removals_held).take() {
-            gate.close();
-        }
+        self.removals_held.release();
+    }
+
+    /// From now on every attachment being made (setup, attach) waits, after its delay,
+    /// until [`FakeAttacher::release_work`] or its deadline.
+    pub fn hold_work(&self) {
+        self.work_held.hold();
+    }
+
+    /// Lets every held and future attachment finish.
+    pub fn release_work(&self) {
+        self.work_held.release();
+    }
+
+    /// Setups and attaches running right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Waits the removal delay, then while removals are held.
     async fn removal_wait(&self) {
         let delay = *lock(&self.removal_delay);
         tokio::time::sleep(delay).await;
-        let gate = lock(&self.removals_held).clone();
-        if let Some(gate) = gate {
-            // Closed on release: acquiring then fails at once, which is the signal.
-            let _ = gate.acquire().await;
-        }
+        self.removals_held.pass().await;
     }
 
     /// Waits one attachment's delay; false when the deadline came first.
@@ -192,10 +203,42 @@ impl FakeAttacher {
                 tokio::time::sleep_until(d.into()).await;
                 false
             }
-            _ => {
+            Some(d) => {
                 tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = self.work_held.pass() => true,
+                    () = tokio::time::sleep_until(d.into()) => false,
+                }
+            }
+            None => {
+                tokio::time::sleep(delay).await;
+                self.work_held.pass().await;
                 true
             }
+        }
+    }
+}
+
+/// A gate tests close and open to order events: closed, callers of [`Gate::pass`] wait.
+#[derive(Debug, Default)]
+struct Gate(Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>);
+
+impl Gate {
+    fn hold(&self) {
+        *lock(&self.0) = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    fn release(&self) {
+        if let Some(gate) = lock(&self.0).take() {
+            gate.close();
+        }
+    }
+
+    async fn pass(&self) {
+        let gate = lock(&self.0).clone();
+        if let Some(gate) = gate {
+            // Closed on release: acquiring then fails at once, which is the signal.
+            let _ = gate.acquire().await;
         }
     }
 }
