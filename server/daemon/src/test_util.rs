@@ -205,7 +205,9 @@ impl FakeAttacher {
             }
             Some(d) => {
                 tokio::time::sleep(delay).await;
+                // Biased: an open gate wins even when the deadline is due as well.
                 tokio::select! {
+                    biased;
                     () = self.work_held.pass() => true,
                     () = tokio::time::sleep_until(d.into()) => false,
                 }
