@@ -48,6 +48,7 @@ pub struct FakeAttacher {
     removal_delay: Mutex<Duration>,
     removals_held: Gate,
     work_held: Gate,
+    work_free: AtomicUsize,
     dir: Option<PathBuf>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -177,6 +178,13 @@ impl FakeAttacher {
         self.work_held.hold();
     }
 
+    /// Like [`FakeAttacher::hold_work`], but the next `free` attachments pass: "the first
+    /// network is made, the second hangs until the deadline", without timing.
+    pub fn hold_work_after(&self, free: usize) {
+        self.work_free.store(free, Ordering::SeqCst);
+        self.work_held.hold();
+    }
+
     /// Lets every held and future attachment finish.
     pub fn release_work(&self) {
         self.work_held.release();
@@ -196,6 +204,13 @@ impl FakeAttacher {
 
     /// Waits one attachment's delay; false when the deadline came first.
     async fn work(&self, deadline: Option<Instant>) -> bool {
+        let free = self
+            .work_free
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if free {
+            return true;
+        }
         let delay = *lock(&self.delay);
         let end = Instant::now() + delay;
         match deadline {

@@ -371,10 +371,11 @@ async fn socket_is_private_and_a_live_daemon_is_not_stolen() {
 #[tokio::test]
 async fn deadline_undoes_and_reports() {
     let fake = FakeAttacher::new();
-    fake.set_delay(Duration::from_millis(150));
+    // The first attachment is made at once, the second hangs: only the deadline ends it.
+    fake.hold_work_after(1);
     let d = Daemon::start(fake, wide(), me()).await;
     let mut c = d.client().await;
-    // Two attachments at 150 ms each cannot fit in 250 ms: the first is made, then undone.
+    // The first is made, the second outlives the 250 ms: the first is undone.
     let mut req = tonic::Request::new(setup_request("slow", "slow", "lan,wan"));
     req.set_timeout(Duration::from_millis(250));
     let err = c.setup_pod(req).await.unwrap_err();

@@ -132,12 +132,12 @@ async fn wait_recorded(c: &mut NodeClient<Channel>, want: &[(&str, &str)]) {
 #[tokio::test]
 async fn setup_without_a_client_timeout_is_bounded_by_the_budget() {
     let fake = FakeAttacher::new();
-    fake.set_delay(Duration::from_millis(500));
+    // The first attachment is made at once, the second hangs until released.
+    fake.hold_work_after(1);
     let d = Daemon::start(fake, Some(Duration::from_millis(700))).await;
     let mut c = d.client().await;
-    // No grpc-timeout: two attachments at 500 ms each do not fit in the 700 ms budget.
-    // Without the budget the call would succeed after 1 s; the error kind, the undo of the
-    // first attachment and nothing recorded show the budget ended it (no clock reading).
+    // No grpc-timeout: only the 700 ms budget can end the hanging second attachment; the
+    // error kind, the undo of the first and nothing recorded show it did (no clock).
     let err = c
         .setup_pod(setup_request("budget", "lan,wan"))
         .await
@@ -162,6 +162,7 @@ async fn setup_without_a_client_timeout_is_bounded_by_the_budget() {
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
 
     // One attachment fits.
+    d.attacher.release_work();
     c.setup_pod(setup_request("budget3", "lan")).await.unwrap();
     assert_eq!(recorded(&mut c).await, [("budget3".into(), "net1".into())]);
 }
