@@ -16,7 +16,8 @@ export PLEXUS_SKIP_LOG ?= $(CARGO_TARGET_DIR)/plexus-skips.log
 # after a few days); a CI-style build gains little from them.
 export CARGO_INCREMENTAL ?= 0
 # Privileged tests (network namespaces, containerd) fail rather than return early when
-# they cannot run. Set PLEXUS_REQUIRE_PRIVILEGED=0 to run only what works without root.
+# they cannot run. Set PLEXUS_REQUIRE_PRIVILEGED=0 to run only what works without root
+# (the others print why they skip). Accepted: 0, false, 1, true (server/testkit/src/gate.rs).
 export PLEXUS_REQUIRE_PRIVILEGED ?= 1
 CARGO ?= cargo
 
@@ -46,8 +47,10 @@ clippy:
 clean-skips:
 	@mkdir -p $(CARGO_TARGET_DIR) && : > $(PLEXUS_SKIP_LOG)
 
-# Tests that cannot run on this kernel (ipvlan, 802.1q vlan) record a named skip in
-# $(PLEXUS_SKIP_LOG); it is printed and counted here so CI shows it.
+# Tests that cannot run on this kernel (ipvlan, 802.1q vlan, bridge vlan filtering, as
+# probed once per test process) record a named skip in $(PLEXUS_SKIP_LOG); it is printed
+# and counted here so CI shows it. A skip of a feature not in .ci/expected-skips (or
+# PLEXUS_EXPECTED_SKIPS, comma separated) fails its test (server/testkit/src/skip.rs).
 report-skips:
 	@n=$$(grep -c . $(PLEXUS_SKIP_LOG) 2>/dev/null || true); \
 	echo "kernel-feature skips: $${n:-0}"; \
@@ -71,6 +74,9 @@ demo: setup
 IMAGE ?= $(CARGO_TARGET_DIR)/plexus-image.tar
 image:
 	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
+	@# The crash-matrix abort hook (engine feature crash-hooks) is for tests only.
+	@! grep -q PLEXUS_CRASH_AT $(CARGO_TARGET_DIR)/release/plexusd || \
+	  { echo "release plexusd carries the PLEXUS_CRASH_AT hook (crash-hooks feature)"; exit 1; }
 	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release --output $(IMAGE)
 
 bench: setup

@@ -4,7 +4,8 @@
 //! the rendered plexusd config by `plexusd check-config`, the rendered container args by
 //! each binary's argument parser. The Python side is `integration/scripts/chart_check.py`
 //! in the virtualenv `integration/scripts/setup.sh` makes; with
-//! `PLEXUS_REQUIRE_PRIVILEGED=1` a missing virtualenv or kubectl fails the tests.
+//! privileged tests required (`PLEXUS_REQUIRE_PRIVILEGED=1`) a missing virtualenv or kubectl
+//! fails the tests.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,9 +31,9 @@ fn tools() -> Option<(PathBuf, String)> {
         (false, _) => format!("no virtualenv python at {}", python.display()),
         (true, false) => format!("no working {kubectl}"),
     };
-    if std::env::var("PLEXUS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{missing}: run `make setup` (integration/scripts/setup.sh) first");
-    }
+    plexus_integration::privileged::unavailable(&format!(
+        "{missing}: run `make setup` (integration/scripts/setup.sh) first"
+    ));
     None
 }
 
@@ -431,4 +432,35 @@ fn example_annotations_resolve_against_the_example_nad() {
         );
         assert_eq!(iot["plugins"][0], "macvlan", "{source}");
     }
+}
+
+#[test]
+fn with_the_metrics_port_the_probes_ask_plexusd_s_http_endpoint() {
+    let Some((python, kubectl)) = tools() else {
+        return;
+    };
+    let mut with_metrics = 0;
+    for entry in renders(&python, &kubectl) {
+        let plexusd = containers(entry, "containers")
+            .into_iter()
+            .find(|c| c["name"] == "plexusd")
+            .unwrap_or_else(|| panic!("{}: no plexusd container", label(entry)));
+        let metrics_port = plexusd["ports"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "metrics"));
+        let ready = &plexusd["readinessProbe"];
+        let live = &plexusd["livenessProbe"];
+        if metrics_port {
+            with_metrics += 1;
+            assert_eq!(ready["httpGet"]["path"], "/readyz", "{}", label(entry));
+            assert_eq!(ready["httpGet"]["port"], "metrics", "{}", label(entry));
+            assert!(ready.get("exec").is_none(), "{}", label(entry));
+            assert_eq!(live["httpGet"]["path"], "/healthz", "{}", label(entry));
+            assert_eq!(live["httpGet"]["port"], "metrics", "{}", label(entry));
+        } else {
+            assert!(ready.get("httpGet").is_none(), "{}", label(entry));
+            assert!(live.is_null(), "{}: {live}", label(entry));
+        }
+    }
+    assert!(with_metrics > 0, "no render enables metrics");
 }

@@ -186,7 +186,8 @@ async fn unknown_method_and_service_are_unimplemented() {
 #[tokio::test]
 async fn server_honours_timeout_nano() {
     let (client, _a, _b) = pair();
-    let started = std::time::Instant::now();
+    // The Sleep handler never ends by itself (an hour): a DEADLINE_EXCEEDED status from the
+    // server, not the client's own WAIT, is the 50 ms timeout honoured.
     let res = client
         .call("test.Echo", "Sleep", b"", 50_000_000, WAIT)
         .await;
@@ -194,7 +195,6 @@ async fn server_honours_timeout_nano() {
         Err(CallError::Status(s)) => assert_eq!(s.code, code::DEADLINE_EXCEEDED),
         other => panic!("expected DEADLINE_EXCEEDED, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -248,14 +248,48 @@ pub enum Recorded {
     ReconcileEnd,
 }
 
-/// How the fake plexusd behaves; change it any time.
+/// A gate a fake call waits at until [`Hold::release`]: tests order events with it instead
+/// of delays and clocks ("answered while the work was still held").
+#[derive(Debug, Clone)]
+pub struct Hold(Arc<tokio::sync::Semaphore>);
+
+impl Hold {
+    /// A closed gate.
+    pub fn new() -> Hold {
+        Hold(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Opens the gate for every call waiting at it and every later one.
+    pub fn release(&self) {
+        self.0.close();
+    }
+
+    async fn wait(&self) {
+        // A closed semaphore fails every acquire at once: that is the release.
+        let _ = self.0.acquire().await;
+    }
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Hold::new()
+    }
+}
+
+/// How the fake plexusd behaves; change it any time. A call reads it when it arrives.
 #[derive(Debug, Default, Clone)]
 pub struct Behaviour {
     pub setup_error: Option<tonic::Status>,
     pub setup_delay: Duration,
+    /// SetupPod waits here (after recording the call) until released.
+    pub setup_hold: Option<Hold>,
     pub teardown_error: Option<tonic::Status>,
     pub teardown_delay: Duration,
+    /// TeardownPod waits here until released.
+    pub teardown_hold: Option<Hold>,
     pub reconcile_delay: Duration,
+    /// Reconcile waits here until released.
+    pub reconcile_hold: Option<Hold>,
 }
 
 /// A recording node API server on a unix socket.
@@ -337,6 +371,9 @@ impl Node for FakeNode {
         });
         let b = self.behaviour();
         tokio::time::sleep(b.setup_delay).await;
+        if let Some(hold) = &b.setup_hold {
+            hold.wait().await;
+        }
         if let Some(err) = b.setup_error {
             return Err(err);
         }
@@ -360,6 +397,9 @@ impl Node for FakeNode {
         self.record(Recorded::Teardown(req.clone()));
         let b = self.behaviour();
         tokio::time::sleep(b.teardown_delay).await;
+        if let Some(hold) = &b.teardown_hold {
+            hold.wait().await;
+        }
         if let Some(err) = b.teardown_error {
             return Err(err);
         }
@@ -375,7 +415,11 @@ impl Node for FakeNode {
         request: Request<ReconcileRequest>,
     ) -> Result<Response<ReconcileResponse>, tonic::Status> {
         self.record(Recorded::ReconcileStart(request.into_inner()));
-        tokio::time::sleep(self.behaviour().reconcile_delay).await;
+        let b = self.behaviour();
+        tokio::time::sleep(b.reconcile_delay).await;
+        if let Some(hold) = &b.reconcile_hold {
+            hold.wait().await;
+        }
         self.record(Recorded::ReconcileEnd);
         Ok(Response::new(ReconcileResponse::default()))
     }

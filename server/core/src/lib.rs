@@ -17,6 +17,7 @@
 //! [`pod_from_manifest`]). Errors carry a stable [`Error::kind`].
 
 pub mod annotation;
+pub mod charset;
 pub mod cni;
 pub mod config;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod plan;
 pub mod pod;
 pub mod resolve;
 pub mod status;
+pub mod yaml;
 
 pub use annotation::{Annotations, Selection};
 pub use config::{Config, PrimaryMode};

@@ -206,7 +206,7 @@ impl Config {
             }
         })?;
         let raw: raw::RawConfig =
-            serde_yaml::from_str(text).map_err(|error| Error::ParseConfig {
+            plexus_core::yaml::from_str(text).map_err(|error| Error::ParseConfig {
                 path: origin.to_path_buf(),
                 error,
             })?;
@@ -240,7 +240,10 @@ impl Config {
 
 /// Parses `lockWait` / `--lock-wait` text: a duration of at most 1h, or `0` / `off`.
 pub fn parse_lock_wait(text: &str) -> Result<Duration> {
-    raw::lock_wait("lockWait", &serde_yaml::Value::String(text.to_owned()))
+    raw::lock_wait(
+        "lockWait",
+        &plexus_core::yaml::Value::String(text.to_owned()),
+    )
 }
 
 /// Parses a duration written as `<number><unit>` with unit `ms`, `s` or `m` (e.g. `1500ms`).

@@ -108,6 +108,17 @@ pub async fn run(
     metrics: Option<plexus_telemetry::Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    run_ready(config, metrics, || {}, shutdown).await
+}
+
+/// [`run`], calling `ready` once recovery has finished and the node socket listens (what
+/// `/readyz` reports; not earlier, so a probe never passes a plexusd that cannot answer).
+pub async fn run_ready(
+    config: &Config,
+    metrics: Option<plexus_telemetry::Metrics>,
+    ready: impl FnOnce() + Send,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
     let lock = StateLock::acquire(&config.state_dir, config.lock_wait).await?;
     tracing::debug!(lock = %lock.path().display(), "state directory locked");
     let engine = Engine::open(engine_config(config)).map_err(|e| Error::OpenEngine {
@@ -157,6 +168,7 @@ pub async fn run(
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");
+    ready();
     // No new sweep starts once shutdown begins (a teardown it started runs to the end).
     let shutdown = async move {
         shutdown.await;

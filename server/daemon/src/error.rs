@@ -51,7 +51,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The parse error (names the key and position).
-        error: serde_yaml::Error,
+        error: plexus_core::yaml::Error,
     },
     /// The config file nests deeper than plexusd reads (checked before parsing).
     #[error("invalid config {}: {too_deep}", path.display())]

@@ -146,9 +146,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let mut registry = plexus_telemetry::Registry::default();
     let metrics = plexus_telemetry::Metrics::new(&mut registry);
+    let readiness = plexus_telemetry::Readiness::new();
     let _metrics_server = match config.telemetry.metrics_address {
         Some(addr) => Some(
-            plexus_telemetry::serve_metrics(addr, Arc::new(registry))
+            plexus_telemetry::serve_metrics(addr, Arc::new(registry), readiness.clone())
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?,
         ),
@@ -163,7 +164,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    daemon::run(&config, Some(metrics), shutdown).await?;
+    daemon::run_ready(
+        &config,
+        Some(metrics),
+        move || readiness.set_ready(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 

@@ -46,6 +46,9 @@ pub struct FakeAttacher {
     calls: Mutex<Vec<Call>>,
     delay: Mutex<Duration>,
     removal_delay: Mutex<Duration>,
+    removals_held: Gate,
+    work_held: Gate,
+    work_free: AtomicUsize,
     dir: Option<PathBuf>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -157,8 +160,57 @@ impl FakeAttacher {
         lock(&self.sandboxes).remove(sandbox_id)
     }
 
+    /// From now on every removal (teardown, detach) waits, after its delay, until
+    /// [`FakeAttacher::release_removals`]: a test sees the answer come before the work ends
+    /// by the order of events, not by the clock.
+    pub fn hold_removals(&self) {
+        self.removals_held.hold();
+    }
+
+    /// Lets every held and future removal finish.
+    pub fn release_removals(&self) {
+        self.removals_held.release();
+    }
+
+    /// From now on every attachment being made (setup, attach) waits, after its delay,
+    /// until [`FakeAttacher::release_work`] or its deadline.
+    pub fn hold_work(&self) {
+        self.work_held.hold();
+    }
+
+    /// Like [`FakeAttacher::hold_work`], but the next `free` attachments pass: "the first
+    /// network is made, the second hangs until the deadline", without timing.
+    pub fn hold_work_after(&self, free: usize) {
+        self.work_free.store(free, Ordering::SeqCst);
+        self.work_held.hold();
+    }
+
+    /// Lets every held and future attachment finish.
+    pub fn release_work(&self) {
+        self.work_held.release();
+    }
+
+    /// Setups and attaches running right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits the removal delay, then while removals are held.
+    async fn removal_wait(&self) {
+        let delay = *lock(&self.removal_delay);
+        tokio::time::sleep(delay).await;
+        self.removals_held.pass().await;
+    }
+
     /// Waits one attachment's delay; false when the deadline came first.
     async fn work(&self, deadline: Option<Instant>) -> bool {
+        let free = self
+            .work_free
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if free {
+            return true;
+        }
         let delay = *lock(&self.delay);
         let end = Instant::now() + delay;
         match deadline {
@@ -166,10 +218,44 @@ impl FakeAttacher {
                 tokio::time::sleep_until(d.into()).await;
                 false
             }
-            _ => {
+            Some(d) => {
                 tokio::time::sleep(delay).await;
+                // Biased: an open gate wins even when the deadline is due as well.
+                tokio::select! {
+                    biased;
+                    () = self.work_held.pass() => true,
+                    () = tokio::time::sleep_until(d.into()) => false,
+                }
+            }
+            None => {
+                tokio::time::sleep(delay).await;
+                self.work_held.pass().await;
                 true
             }
+        }
+    }
+}
+
+/// A gate tests close and open to order events: closed, callers of [`Gate::pass`] wait.
+#[derive(Debug, Default)]
+struct Gate(Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>);
+
+impl Gate {
+    fn hold(&self) {
+        *lock(&self.0) = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    fn release(&self) {
+        if let Some(gate) = lock(&self.0).take() {
+            gate.close();
+        }
+    }
+
+    async fn pass(&self) {
+        let gate = lock(&self.0).clone();
+        if let Some(gate) = gate {
+            // Closed on release: acquiring then fails at once, which is the signal.
+            let _ = gate.acquire().await;
         }
     }
 }
@@ -247,8 +333,7 @@ impl Attacher for FakeAttacher {
         _deadline: Option<Instant>,
     ) -> Result<TeardownOutcome> {
         self.record(Call::Teardown(sandbox_id.to_string()));
-        let delay = *lock(&self.removal_delay);
-        tokio::time::sleep(delay).await;
+        self.removal_wait().await;
         Ok(match self.forget(sandbox_id.as_str()) {
             Some(view) => TeardownOutcome {
                 known: true,
@@ -294,8 +379,7 @@ impl Attacher for FakeAttacher {
         _deadline: Option<Instant>,
     ) -> Result<AttachmentView> {
         self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
-        let delay = *lock(&self.removal_delay);
-        tokio::time::sleep(delay).await;
+        self.removal_wait().await;
         let mut view = self
             .sandbox(&sandbox_id)?
             .ok_or_else(|| Error::SandboxNotFound {

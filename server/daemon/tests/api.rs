@@ -371,10 +371,11 @@ async fn socket_is_private_and_a_live_daemon_is_not_stolen() {
 #[tokio::test]
 async fn deadline_undoes_and_reports() {
     let fake = FakeAttacher::new();
-    fake.set_delay(Duration::from_millis(150));
+    // The first attachment is made at once, the second hangs: only the deadline ends it.
+    fake.hold_work_after(1);
     let d = Daemon::start(fake, wide(), me()).await;
     let mut c = d.client().await;
-    // Two attachments at 150 ms each cannot fit in 250 ms: the first is made, then undone.
+    // The first is made, the second outlives the 250 ms: the first is undone.
     let mut req = tonic::Request::new(setup_request("slow", "slow", "lan,wan"));
     req.set_timeout(Duration::from_millis(250));
     let err = c.setup_pod(req).await.unwrap_err();
@@ -401,7 +402,9 @@ async fn deadline_undoes_and_reports() {
 #[tokio::test]
 async fn concurrency_is_bounded_and_overflow_is_refused() {
     let fake = FakeAttacher::new();
-    fake.set_delay(Duration::from_millis(200));
+    // Setups cannot finish until released: two run, one queues, three are refused, by
+    // the order of events rather than by how long a setup takes.
+    fake.hold_work();
     let d = Daemon::start(
         fake,
         Limits {
@@ -412,14 +415,35 @@ async fn concurrency_is_bounded_and_overflow_is_refused() {
         me(),
     )
     .await;
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let mut c = d.client().await;
-        tasks.push(tokio::spawn(async move {
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(d.client().await);
+    }
+    let mut clients = clients.into_iter().enumerate();
+    let mut spawn = || {
+        let (i, mut c) = clients.next().expect("six clients");
+        tokio::spawn(async move {
             c.setup_pod(setup_request(&format!("sb{i}"), &format!("p{i}"), "lan"))
                 .await
-        }));
+        })
+    };
+    let mut tasks = vec![spawn(), spawn()];
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while d.attacher.in_flight() < 2 {
+        assert!(std::time::Instant::now() < until, "two setups never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    for _ in 2..6 {
+        tasks.push(spawn());
+    }
+    // The three refusals answer while the others are held.
+    let mut refused = 0;
+    while refused < 3 {
+        assert!(std::time::Instant::now() < until, "no three refusals");
+        refused = tasks.iter().filter(|t| t.is_finished()).count();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d.attacher.release_work();
     let mut ok = 0;
     let mut exhausted = 0;
     for t in tasks {
@@ -433,7 +457,7 @@ async fn concurrency_is_bounded_and_overflow_is_refused() {
         }
     }
     assert_eq!((ok, exhausted), (3, 3));
-    assert!(d.attacher.max_in_flight() <= 2);
+    assert_eq!(d.attacher.max_in_flight(), 2);
     d.stop().await;
 }
 

@@ -100,26 +100,54 @@ async fn recorded(c: &mut NodeClient<Channel>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Polls the fake's calls until `call` is among them; fails after a generous bound.
+async fn wait_call(fake: &FakeAttacher, call: Call) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !fake.calls().contains(&call) {
+        assert!(Instant::now() < until, "no {call:?} after 30 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls the recorded attachments until they are `want`; fails after a generous bound.
+async fn wait_recorded(c: &mut NodeClient<Channel>, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(s, i)| ((*s).to_owned(), (*i).to_owned()))
+        .collect();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let have = recorded(c).await;
+        if have == want {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "recorded attachments still {have:?} after 30 s, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn setup_without_a_client_timeout_is_bounded_by_the_budget() {
     let fake = FakeAttacher::new();
-    fake.set_delay(Duration::from_millis(500));
+    // The first attachment is made at once, the second hangs until released.
+    fake.hold_work_after(1);
     let d = Daemon::start(fake, Some(Duration::from_millis(700))).await;
     let mut c = d.client().await;
-    // No grpc-timeout: two attachments at 500 ms each do not fit in the 700 ms budget.
-    let started = Instant::now();
+    // No grpc-timeout: only the 700 ms budget can end the hanging second attachment; the
+    // error kind, the undo of the first and nothing recorded show it did (no clock).
     let err = c
         .setup_pod(setup_request("budget", "lan,wan"))
         .await
         .unwrap_err();
-    let took = started.elapsed();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
     assert!(
         err.message().contains("undid net1 (iot/lan)"),
         "{}",
         err.message()
     );
-    assert!(took < Duration::from_millis(950), "took {took:?}");
     assert!(
         d.attacher
             .calls()
@@ -134,6 +162,7 @@ async fn setup_without_a_client_timeout_is_bounded_by_the_budget() {
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
 
     // One attachment fits.
+    d.attacher.release_work();
     c.setup_pod(setup_request("budget3", "lan")).await.unwrap();
     assert_eq!(recorded(&mut c).await, [("budget3".into(), "net1".into())]);
 }
@@ -155,10 +184,11 @@ async fn setup_without_a_budget_or_timeout_runs_to_the_end() {
 #[tokio::test]
 async fn teardown_and_detach_finish_past_the_deadline() {
     let fake = FakeAttacher::new();
-    fake.set_removal_delay(Duration::from_millis(1000));
     let d = Daemon::start(fake, None).await;
     let mut c = d.client().await;
     c.setup_pod(setup_request("sb", "lan,wan")).await.unwrap();
+    // Removals cannot finish until released: every answer below comes before the work ends.
+    d.attacher.hold_removals();
 
     // Detach outlasting the caller's 200 ms: answered in time, finished anyway.
     let mut req = tonic::Request::new(v1::DetachRequest {
@@ -169,17 +199,21 @@ async fn teardown_and_detach_finish_past_the_deadline() {
         interface: "net2".into(),
     });
     req.set_timeout(Duration::from_millis(200));
-    let started = Instant::now();
     let err = c.detach(req).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(800));
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
     assert!(
         err.message().contains("runs to the end"),
         "{}",
         err.message()
     );
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(recorded(&mut c).await, [("sb".into(), "net1".into())]);
+    assert_eq!(
+        recorded(&mut c).await.len(),
+        2,
+        "answered while the detach is still held"
+    );
+    d.attacher.release_removals();
+    wait_recorded(&mut c, &[("sb", "net1")]).await;
+    d.attacher.hold_removals();
 
     // Teardown likewise; a retry waits for the running one and then finds nothing left.
     let mut req = tonic::Request::new(teardown_request("sb"));
@@ -191,6 +225,7 @@ async fn teardown_and_detach_finish_past_the_deadline() {
         "{}",
         err.message()
     );
+    d.attacher.release_removals();
     let retry = c.teardown_pod(teardown_request("sb")).await.unwrap();
     assert!(!retry.into_inner().known, "the first teardown finished");
     assert!(recorded(&mut c).await.is_empty());
@@ -206,23 +241,24 @@ async fn teardown_and_detach_finish_past_the_deadline() {
 #[tokio::test]
 async fn teardown_finishes_when_the_caller_has_gone() {
     let fake = FakeAttacher::new();
-    fake.set_removal_delay(Duration::from_millis(300));
     let d = Daemon::start(fake, None).await;
     let mut c = d.client().await;
     c.setup_pod(setup_request("gone", "lan")).await.unwrap();
+    // The teardown cannot finish before the caller has gone.
+    d.attacher.hold_removals();
     // The caller gives up (drops the call and its connection) without any grpc-timeout.
     let mut quitter = d.client().await;
-    let call = tokio::time::timeout(
-        Duration::from_millis(100),
-        quitter.teardown_pod(teardown_request("gone")),
-    )
-    .await;
-    assert!(
-        call.is_err(),
-        "the teardown answered before the caller left"
-    );
+    {
+        let call = quitter.teardown_pod(teardown_request("gone"));
+        tokio::pin!(call);
+        // Leave once the daemon has started the teardown (it is held, so it cannot answer).
+        tokio::select! {
+            r = &mut call => panic!("the teardown answered while held: {r:?}"),
+            () = wait_call(&d.attacher, Call::Teardown("gone".into())) => {}
+        }
+    }
     drop(quitter);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(recorded(&mut c).await.is_empty(), "teardown finished");
+    d.attacher.release_removals();
+    wait_recorded(&mut c, &[]).await;
     assert!(d.attacher.calls().contains(&Call::Teardown("gone".into())));
 }

@@ -101,3 +101,48 @@ async fn a_new_state_dir_is_created_private() {
     let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{mode:o}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_signalled_only_once_recovery_ran_and_the_socket_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nets")).unwrap();
+    let config = Config::parse(
+        "socket: run/plexus.sock\nstateDir: var/state\ncniCacheDir: cache\n\
+         nadSource: {directory: nets}\nreconcile: {interval: off}\n",
+        Path::new("test.yaml"),
+        dir.path(),
+    )
+    .unwrap();
+    let state = config.state_dir.clone();
+    std::fs::create_dir_all(dir.path().join("var")).unwrap();
+    let stale = [".sb-a.json.4242.0.tmp"];
+    plant(&state, &stale);
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = config.socket.clone();
+    let (ready, readied) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        daemon::run_ready(
+            &config,
+            None,
+            move || {
+                let _ = ready.send(());
+            },
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+    });
+    tokio::time::timeout(Duration::from_secs(30), readied)
+        .await
+        .expect("never ready")
+        .expect("plexusd stopped before it was ready");
+    // At the signal, and without any retry: recovery's sweep ran and the socket answers.
+    assert_eq!(names(&state), ["plexusd.lock"]);
+    plexus_client::connect(&socket)
+        .await
+        .expect("ready, yet the node socket does not answer");
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+}

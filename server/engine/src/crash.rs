@@ -1,13 +1,22 @@
 //! Named crash points for the crash-matrix test: when `PLEXUS_CRASH_AT` names a point,
 //! the process aborts there (no unwinding, no destructors, like a kill -9). The variable is
 //! read once; an unset variable costs one atomic load per point.
-
-use std::sync::OnceLock;
+//!
+//! Only with the cargo feature `crash-hooks` (which the engine's and the daemon's tests
+//! turn on through their dev-dependencies); without it, as in `make image` and any other
+//! build of the binaries, [`point`] compiles to nothing and the variable is never read.
 
 /// The environment variable naming the crash point.
 pub const ENV: &str = "PLEXUS_CRASH_AT";
 
+/// Whether this build honours `PLEXUS_CRASH_AT` (the `crash-hooks` feature).
+pub fn enabled() -> bool {
+    cfg!(feature = "crash-hooks")
+}
+
+#[cfg(feature = "crash-hooks")]
 fn target() -> Option<&'static str> {
+    use std::sync::OnceLock;
     static TARGET: OnceLock<Option<String>> = OnceLock::new();
     TARGET
         .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
@@ -15,6 +24,7 @@ fn target() -> Option<&'static str> {
 }
 
 /// Aborts the process when `PLEXUS_CRASH_AT` equals the point `<scope>.<index>.<step>`.
+#[cfg(feature = "crash-hooks")]
 pub(crate) fn point(scope: &str, index: usize, step: &str) {
     if let Some(t) = target()
         && t == format!("{scope}.{index}.{step}")
@@ -23,6 +33,11 @@ pub(crate) fn point(scope: &str, index: usize, step: &str) {
         std::process::abort();
     }
 }
+
+/// Without `crash-hooks`: nothing (release builds carry no abort hook).
+#[cfg(not(feature = "crash-hooks"))]
+#[inline(always)]
+pub(crate) fn point(_scope: &str, _index: usize, _step: &str) {}
 
 /// Every crash point a two-step native attachment passes, in order (for the matrix test).
 pub const SETUP_STEPS_NATIVE: &[&str] = &["intent", "link", "ipam", "addr", "routes", "done"];

@@ -36,6 +36,10 @@ fn crash_matrix() {
     if !require_privileged() {
         return;
     }
+    assert!(
+        plexus_engine::crash::enabled(),
+        "the crash matrix needs plexus-engine's `crash-hooks` feature (its dev-dependency)"
+    );
     let mut points: Vec<String> = Vec::new();
     for (i, steps) in [SETUP_STEPS_NATIVE, SETUP_STEPS_EXEC]
         .into_iter()

@@ -9,7 +9,7 @@ mod common;
 use common::{Fixture, attachment, plan, sid};
 use plexus_engine::{DelegationMode, Driver};
 use plexus_netlink::inspect::{self, Snapshot};
-use plexus_netlink::test_util::{kernel_skip, require_privileged};
+use plexus_netlink::test_util::{KernelFeature, require_privileged, skip_if_kernel_lacks};
 use serde_json::{Value, json};
 
 /// One case: a config builder (uplink name, lease dir) and optional plan tweaks.
@@ -145,22 +145,17 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Cases whose link kind or feature a kernel may lack (ipvlan, 802.1q, bridge vlan
-/// filtering); macvlan, bridge and host-device cases must always run.
-fn kernel_may_lack(case: &str) -> bool {
-    case.starts_with("ipvlan-") || case.starts_with("vlan-") || case == "bridge-promisc-vlan-static"
-}
-
-/// Both paths of a [`kernel_may_lack`] case failed with the kernel's answer for a missing
-/// link kind or feature (`EOPNOTSUPP`, "Unknown device type"): a named, counted skip, not
-/// a pass. Any other failure, or any failure of another case, fails the test.
-fn kernel_lacks_feature(case: &str, errors: &[String]) -> bool {
-    kernel_may_lack(case)
-        && errors.len() == 2
-        && errors.iter().all(|e| {
-            let e = e.to_lowercase();
-            e.contains("operation not supported") || e.contains("unknown device type")
-        })
+/// The kernel feature a config needs beyond veth, bridge and macvlan, read from the config
+/// itself (its `type`, and `vlan` on a bridge): ipvlan, 802.1q vlan, bridge vlan filtering.
+/// Only such a case may skip, and only when the kernel probe found the feature missing;
+/// once it runs, every error fails the test.
+fn needs(conf: &Value) -> Option<KernelFeature> {
+    match conf["type"].as_str() {
+        Some("ipvlan") => Some(KernelFeature::Ipvlan),
+        Some("vlan") => Some(KernelFeature::Vlan),
+        Some("bridge") if conf.get("vlan").is_some() => Some(KernelFeature::BridgeVlanFiltering),
+        _ => None,
+    }
 }
 
 struct Outcome {
@@ -255,25 +250,18 @@ async fn native_path_matches_the_reference_plugins() {
     let mut failures = Vec::new();
     for case in cases() {
         let before = failures.len();
+        if let Some(feature) = needs(&(case.conf)("uplink", "/leases"))
+            && skip_if_kernel_lacks(&format!("differential::{}", case.name), feature)
+        {
+            continue;
+        }
         let (native, reference) = match (
             run(&case, DelegationMode::Auto).await,
             run(&case, DelegationMode::ForceExec).await,
         ) {
             (Ok(n), Ok(r)) => (n, r),
             (n, r) => {
-                let errors: Vec<String> = [n.err(), r.err()].into_iter().flatten().collect();
-                if kernel_lacks_feature(case.name, &errors) {
-                    println!(
-                        "differential {}: kernel lacks the feature on both paths",
-                        case.name
-                    );
-                    kernel_skip(
-                        &format!("differential::{}", case.name),
-                        "kernel lacks the link kind or feature (both paths: operation not supported)",
-                    );
-                    continue;
-                }
-                for e in errors {
+                for e in [n.err(), r.err()].into_iter().flatten() {
                     println!("{e}");
                     failures.push(e);
                 }
@@ -320,28 +308,22 @@ async fn native_path_matches_the_reference_plugins() {
 }
 
 #[test]
-fn only_kernel_dependent_cases_may_be_skipped_and_only_for_missing_kernel_support() {
-    let unsupported = vec![
-        "a: create ipvlan link net1: Operation not supported (os error 95)".to_string(),
-        "b: failed to create ipvlan: Unknown device type".to_string(),
-    ];
-    assert!(kernel_lacks_feature("ipvlan-l3-host-local", &unsupported));
-    assert!(kernel_lacks_feature("vlan-static", &unsupported));
-    assert!(kernel_lacks_feature(
-        "bridge-promisc-vlan-static",
-        &unsupported
-    ));
-    for case in cases()
+fn only_ipvlan_vlan_and_vlan_filtering_cases_may_skip() {
+    let need: Vec<(&str, Option<KernelFeature>)> = cases()
         .iter()
-        .map(|c| c.name)
-        .filter(|n| !kernel_may_lack(n))
-    {
-        assert!(!kernel_lacks_feature(case, &unsupported), "{case}");
+        .map(|c| (c.name, needs(&(c.conf)("uplink", "/leases"))))
+        .collect();
+    for (name, feature) in &need {
+        let want = match *name {
+            "ipvlan-l3-host-local" => Some(KernelFeature::Ipvlan),
+            "vlan-static" => Some(KernelFeature::Vlan),
+            "bridge-promisc-vlan-static" => Some(KernelFeature::BridgeVlanFiltering),
+            _ => None,
+        };
+        assert_eq!(*feature, want, "{name}");
     }
-    let other = vec![
-        unsupported[0].clone(),
-        "cniVersion 9.9 not supported".to_string(),
-    ];
-    assert!(!kernel_lacks_feature("vlan-static", &other));
-    assert!(!kernel_lacks_feature("vlan-static", &unsupported[..1]));
+    assert!(
+        need.iter().filter(|(_, f)| f.is_none()).count() >= 8,
+        "{need:?}"
+    );
 }

@@ -1,15 +1,14 @@
 //! Helpers for privileged tests (feature `test-util` or `cfg(test)`).
 //!
-//! - [`require_privileged`]: the gate every privileged test calls first. It returns
-//!   `false` (the test returns early, silently) only when not root and CI did not ask for
-//!   privileged tests; when `PLEXUS_REQUIRE_PRIVILEGED` is set it panics instead.
+//! - [`require_privileged`] and [`unavailable`]: the one gate (`plexus_testkit::gate`),
+//!   re-exported so netlink-based tests need one import.
 //! - [`TestNetns`]: a uniquely named netns (`plexus-t-<pid>-<n>`) deleted on drop.
-//! - [`kernel_skip`]: records a named skip for a link kind the kernel lacks (ipvlan,
-//!   802.1q), for the Makefile to print and count. Use it for nothing else.
+//! - [`kernel_lacks`] / [`skip_if_kernel_lacks`]: whether the kernel has a link kind or
+//!   feature, decided once per process by creating it in a scratch netns ([`probe`]), and the
+//!   named, counted, allowlisted skip that follows. A driver error is never a skip.
 
 pub mod udhcpd;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rtnetlink::LinkVeth;
@@ -19,44 +18,11 @@ use crate::handle::Handle;
 use crate::link::Link;
 use crate::netns::{self, Netns};
 
-/// Env var CI sets (to `1`) to make privileged tests mandatory.
-pub const REQUIRE_PRIVILEGED_ENV: &str = "PLEXUS_REQUIRE_PRIVILEGED";
-/// Env var naming the file [`kernel_skip`] appends to.
-pub const SKIP_LOG_ENV: &str = "PLEXUS_SKIP_LOG";
+pub use plexus_testkit::gate::{REQUIRE_PRIVILEGED_ENV, require_privileged, unavailable};
+pub use plexus_testkit::skip::{KernelFeature, SKIP_LOG_ENV};
 
-/// Whether a privileged test can run. `false` means "return early" and is only possible
-/// without root and without `PLEXUS_REQUIRE_PRIVILEGED`; with the variable set and no
-/// root this panics.
-pub fn require_privileged() -> bool {
-    let required = std::env::var(REQUIRE_PRIVILEGED_ENV)
-        .map(|v| !v.is_empty() && v != "0")
-        .unwrap_or(false);
-    let root = nix::unistd::geteuid().is_root();
-    if !root && required {
-        panic!(
-            "{REQUIRE_PRIVILEGED_ENV} is set but this test is not running as root: \
-             privileged netns tests need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"
-        );
-    }
-    root
-}
-
-/// Records that `test` could not run because the kernel lacks a link kind: appends
-/// `<test>: <reason>` to the file named by `PLEXUS_SKIP_LOG` (when set).
-pub fn kernel_skip(test: &str, reason: &str) {
-    let Ok(path) = std::env::var(SKIP_LOG_ENV) else {
-        return;
-    };
-    if path.is_empty() {
-        return;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("open {SKIP_LOG_ENV} file {path}: {e}"));
-    writeln!(f, "{test}: {reason}").unwrap_or_else(|e| panic!("write {path}: {e}"));
-}
+mod probe;
+pub use probe::{kernel_lacks, skip_if_kernel_lacks};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

@@ -8,7 +8,9 @@ use plexus_netlink::Error;
 use plexus_netlink::link::{
     self, BridgeSpec, DEFAULT_LINK_GROUP, HostDeviceSpec, MacvlanMode, bridge, host_device, macvlan,
 };
-use plexus_netlink::test_util::{TestNetns, kernel_skip, require_privileged, unique_name};
+use plexus_netlink::test_util::{
+    KernelFeature, TestNetns, require_privileged, skip_if_kernel_lacks, unique_name,
+};
 
 #[tokio::test]
 async fn bridge_creates_bridge_veth_hairpin_and_gateway() {
@@ -125,20 +127,17 @@ async fn bridge_vlan_port_or_kernel_skip() {
     if !require_privileged() {
         return;
     }
+    if skip_if_kernel_lacks(
+        "bridge_vlan_port_or_kernel_skip",
+        KernelFeature::BridgeVlanFiltering,
+    ) {
+        return;
+    }
     let f = fixture().await;
     let br = unique_name("bv");
     let mut spec = BridgeSpec::new(&br, pod_link("eth1", None, None));
     spec.vlan = Some(100);
-    let att = match bridge::add(&f.hh, &f.ph, &spec).await {
-        Err(e) if e.is_unsupported_kind() => {
-            kernel_skip(
-                "bridge_vlan_port_or_kernel_skip",
-                "kernel bridge has no vlan filtering (EOPNOTSUPP)",
-            );
-            return;
-        }
-        other => other.unwrap(),
-    };
+    let att = bridge::add(&f.hh, &f.ph, &spec).await.unwrap();
     assert_eq!(att.bridge.vlan_filtering, Some(true));
     assert_eq!(att.host_veth.master, Some(att.bridge.index));
 }

@@ -1,31 +1,78 @@
-//! A deliberately tiny HTTP/1.1 server for Prometheus scrapes: `GET /metrics` answers the
-//! registry in text exposition format, any other path 404, any other method on `/metrics` 405.
-//! One request per connection (`Connection: close`), bounded request head, bounded time and a
-//! bounded number of connections; no keep-alive, no bodies, no framework.
+//! The HTTP endpoint of plexusd for Prometheus and the kubelet, on hyper (HTTP/1.1 only):
+//!
+//! | path       | answer                                                              |
+//! |------------|---------------------------------------------------------------------|
+//! | `/metrics` | the registry as OpenMetrics text                                    |
+//! | `/healthz` | `200 ok` while the process serves HTTP at all (liveness)            |
+//! | `/readyz`  | `200 ready` once [`Readiness::set_ready`] was called, else `503`    |
+//!
+//! `GET` and `HEAD` only (`405` with `Allow` otherwise), any other path `404`; malformed
+//! requests get hyper's `400`, oversized heads `431`. Bounded: request head at most
+//! [`MAX_HEAD`] bytes, [`HEADER_TIMEOUT`] to send it, [`CONNECTION_TIMEOUT`] per connection,
+//! one request per connection and at most [`MAX_CONNECTIONS`] connections at once (further
+//! ones wait in the kernel's accept queue). No request body is ever read.
+//!
+//! What "ready" means is the caller's: plexusd sets it once recovery finished and its
+//! socket listens. In Kubernetes mode it does not wait for the NAD cache: a NAD the cache
+//! has not seen yet is fetched from the API server on lookup.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::metrics::render;
 
-/// Largest request head accepted; a scrape request is a few hundred bytes.
-const MAX_HEAD: usize = 8 * 1024;
-/// Time a client has to send its request head and read the answer.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; further ones wait in the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 32;
+/// Largest request head accepted (hyper's smallest read buffer); a probe or scrape request
+/// is a few hundred bytes.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time one connection may take in all.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 32;
 /// Content type of the OpenMetrics text that `prometheus-client` encodes.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
 
-/// The running metrics endpoint; dropping it stops serving.
+/// Whether the process is ready for work, as `/readyz` reports it. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Not ready yet.
+    pub fn new() -> Readiness {
+        Readiness::default()
+    }
+
+    /// From now on `/readyz` answers `200`.
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Readiness::set_ready`] was called.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The running endpoint; dropping it stops serving.
 #[derive(Debug)]
 pub struct MetricsServer {
     local_addr: SocketAddr,
@@ -45,20 +92,25 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Binds `addr` now (so a taken port fails at start) and serves `registry` on a spawned task.
-pub async fn serve_metrics(addr: SocketAddr, registry: Arc<Registry>) -> Result<MetricsServer> {
+/// Binds `addr` now (so a taken port fails at start) and serves `registry` and
+/// `readiness` on a spawned task.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    readiness: Readiness,
+) -> Result<MetricsServer> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| Error::BindMetrics { addr, source })?;
     let local_addr = listener
         .local_addr()
         .map_err(|source| Error::BindMetrics { addr, source })?;
-    let task = tokio::spawn(accept_loop(listener, registry));
-    tracing::info!(%local_addr, "serving metrics");
+    let task = tokio::spawn(accept_loop(listener, registry, readiness));
+    tracing::info!(%local_addr, "serving /metrics, /healthz and /readyz");
     Ok(MetricsServer { local_addr, task })
 }
 
-async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
+async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, readiness: Readiness) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -66,12 +118,22 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
         };
         match listener.accept().await {
             Ok((stream, _peer)) => {
-                let registry = Arc::clone(&registry);
+                let (registry, readiness) = (Arc::clone(&registry), readiness.clone());
                 tokio::spawn(async move {
                     let _slot = slot;
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let answer = route(req.method(), req.uri().path(), &registry, &readiness);
+                        async move { Ok::<_, Infallible>(answer) }
+                    });
+                    let mut builder = http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .max_buf_size(MAX_HEAD)
+                        .keep_alive(false);
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
                     // A slow or broken client only loses its own answer.
-                    let _ =
-                        tokio::time::timeout(CONNECTION_TIMEOUT, serve(stream, &registry)).await;
+                    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
                 });
             }
             Err(error) => {
@@ -83,88 +145,49 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
     }
 }
 
-async fn serve(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    let head = read_head(&mut stream).await?;
-    let response = match head.as_deref().map(parse_request_line) {
-        Some(Some((method, path))) => respond(method, path, registry),
-        _ => plain(400, "Bad Request", "bad request\n"),
-    };
-    stream.write_all(&response).await?;
-    stream.shutdown().await
-}
-
-/// Reads up to the blank line ending the head; `None` if it never comes within bounds.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0_u8; 1024];
-    loop {
-        if let Some(end) = find_end_of_head(&head) {
-            head.truncate(end);
-            return Ok(String::from_utf8(head).ok());
-        }
-        if head.len() >= MAX_HEAD {
-            return Ok(None);
-        }
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            return Ok(None);
-        }
-        head.extend_from_slice(&chunk[..read]);
+/// The answer to `method path` (pure, apart from rendering the registry).
+fn route(
+    method: &Method,
+    path: &str,
+    registry: &Registry,
+    readiness: &Readiness,
+) -> Response<Full<Bytes>> {
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "not found\n");
     }
-}
-
-fn find_end_of_head(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|window| window == b"\r\n\r\n")
-}
-
-/// `("GET", "/metrics")` from `GET /metrics?x HTTP/1.1`.
-fn parse_request_line(head: &str) -> Option<(&str, &str)> {
-    let line = head.lines().next()?;
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || !version.starts_with("HTTP/1.") {
-        return None;
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
-    Some((method, path))
-}
-
-fn respond(method: &str, path: &str, registry: &Registry) -> Vec<u8> {
-    match (method, path) {
-        ("GET", "/metrics") => response(200, "OK", CONTENT_TYPE, &[], &render(registry)),
-        (_, "/metrics") => response(
-            405,
-            "Method Not Allowed",
-            "text/plain; charset=utf-8",
-            &[("Allow", "GET")],
-            "method not allowed\n",
+    match path {
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(render(registry))));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS),
+            );
+            r
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        _ if readiness.is_ready() => text(StatusCode::OK, "ready\n"),
+        _ => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: recovery has not finished or the node socket does not listen yet\n",
         ),
-        _ => plain(404, "Not Found", "not found\n"),
     }
 }
 
-fn plain(status: u16, reason: &str, body: &str) -> Vec<u8> {
-    response(status, reason, "text/plain; charset=utf-8", &[], body)
-}
-
-fn response(
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    extra: &[(&str, &str)],
-    body: &str,
-) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(CONTENT_TYPE_TEXT),
     );
-    for (name, value) in extra {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    bytes
+    r
 }
 
 #[cfg(test)]

@@ -30,13 +30,16 @@
 //! # Metrics
 //!
 //! [`Metrics::new`] registers the `plexus_*` families (see [`metrics`]) in a
-//! [`Registry`]; [`serve_metrics`] serves that registry at `GET /metrics`.
+//! [`Registry`]; [`serve_metrics`] serves that registry at `GET /metrics`, with `/healthz`
+//! and `/readyz` (a [`Readiness`] flag) for the DaemonSet's probes.
 //!
 //! # Wiring (plexusd)
 //!
 //! - `main`, inside the runtime: `let _guard = init(config)?;` then
 //!   `let mut registry = Registry::default(); let metrics = Metrics::new(&mut registry);` and,
-//!   when a metrics address is configured, keep `serve_metrics(addr, Arc::new(registry)).await?`.
+//!   when a metrics address is configured, keep
+//!   `serve_metrics(addr, Arc::new(registry), readiness.clone()).await?` and call
+//!   `readiness.set_ready()` once plexusd can take work.
 //! - each RPC handler, before `into_inner()`:
 //!   `let span = rpc_span("plexus.v1.Node", "SetupPod", request.metadata());`, then
 //!   [`record_pod`], `.instrument(span)` around the work and [`record_rpc_status`] at the end.
@@ -56,7 +59,7 @@ pub mod subscriber;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 
-pub use endpoint::{MetricsServer, serve_metrics};
+pub use endpoint::{MetricsServer, Readiness, serve_metrics};
 pub use error::{Error, Result};
 pub use metrics::{Driver, GaugeGuard, Metrics, Operation, Outcome, Path, render};
 pub use prometheus_client::registry::Registry;

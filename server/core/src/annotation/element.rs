@@ -6,9 +6,7 @@
 //! unknown keys are ignored like Multus does.
 
 use std::net::IpAddr;
-use std::sync::OnceLock;
 
-use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::{QUOTE, Selection};
@@ -89,11 +87,6 @@ pub(super) fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-fn object_name() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$").expect("valid regex"))
-}
-
 /// Renames keys that match a known key only case-insensitively (Go `encoding/json`).
 fn normalise_keys(object: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();
@@ -139,7 +132,7 @@ pub(super) fn from_json(
                 .to_string(),
         ));
     }
-    if name.len() > 253 || !object_name().is_match(&name) {
+    if name.len() > 253 || !crate::charset::is_object_name(&name) {
         return Err(fail(format!(
             "\"name\" {:?} is not a Kubernetes object name (lower case alphanumerics, '-' and '.', at most 253 bytes)",
             shorten(&name, QUOTE)
@@ -147,7 +140,7 @@ pub(super) fn from_json(
     }
     let namespace = string(&obj, "namespace").map_err(&fail)?;
     if let Some(ns) = &namespace
-        && (ns.len() > 63 || !super::dns_label().is_match(ns))
+        && (ns.len() > 63 || !crate::charset::is_dns_label(ns))
     {
         return Err(fail(format!(
             "\"namespace\" {:?} is not a Kubernetes namespace name (lower case alphanumerics and '-', at most 63 bytes)",

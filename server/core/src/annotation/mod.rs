@@ -14,9 +14,6 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::OnceLock;
-
-use regex::Regex;
 
 use crate::error::{Error, Result, shorten};
 use crate::plan::{Bandwidth, PortMapping};
@@ -224,11 +221,6 @@ fn parse_json_list(
         .collect()
 }
 
-fn dns_label() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid regex"))
-}
-
 fn parse_comma_list(
     annotation: &str,
     value: &str,
@@ -285,7 +277,6 @@ fn parse_comma_item(
         }
         None => (rest.trim(), None),
     };
-    let dns = dns_label();
     match namespace {
         Some("") => {
             return Err(fail(
@@ -293,7 +284,7 @@ fn parse_comma_item(
                     .to_string(),
             ));
         }
-        Some(ns) if !dns.is_match(ns) => {
+        Some(ns) if !crate::charset::is_dns_label(ns) => {
             return Err(fail(format!(
                 "namespace {ns:?} must consist of lower case alphanumeric characters or '-' and start and end with an alphanumeric character"
             )));
@@ -320,7 +311,7 @@ fn parse_comma_item(
             name.len()
         )));
     }
-    if !dns.is_match(name) {
+    if !crate::charset::is_dns_label(name) {
         return Err(fail(format!(
             "network name {name:?} must consist of lower case alphanumeric characters or '-' and start and end with an alphanumeric character"
         )));

@@ -120,11 +120,10 @@ pub fn pod_from_manifest(text: &str) -> Result<(PodIdentity, BTreeMap<String, St
     let value: Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| invalid(format!("invalid JSON: {e}")))?
     } else {
-        let mut docs = serde_yaml::Deserializer::from_str(text);
-        let first = docs
+        crate::yaml::documents(text)
             .next()
-            .ok_or_else(|| invalid("the manifest is empty".to_string()))?;
-        serde::Deserialize::deserialize(first).map_err(|e| invalid(format!("invalid YAML: {e}")))?
+            .ok_or_else(|| invalid("the manifest is empty".to_string()))?
+            .map_err(|e| invalid(format!("invalid YAML: {e}")))?
     };
     if value.is_null() {
         return Err(invalid("the manifest is empty".to_string()));

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::Nad;
@@ -69,8 +68,8 @@ pub(crate) fn parse(text: &str, json: bool) -> Vec<Parsed> {
             }
         }
     } else {
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let value = Value::deserialize(doc).map_err(|e| format!("invalid YAML: {e}"));
+        for (i, doc) in crate::yaml::documents(text).enumerate() {
+            let value = doc.map_err(|e| format!("invalid YAML: {e}"));
             let failed = value.is_err();
             push(i + 1, value);
             if failed {

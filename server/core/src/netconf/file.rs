@@ -9,9 +9,7 @@
 //! read or parsed are named in the error (one of them may be the config wanted).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::{MAX_CONFIG_BYTES, NetConf};
@@ -129,11 +127,6 @@ fn summary(problems: &[String]) -> String {
     text
 }
 
-fn chain_name() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$").expect("valid regex"))
-}
-
 /// F35: a conflist file plus the plugins of `<its dir>/<name>/*.conf` (sorted), appended
 /// to its inline `plugins`, unless it sets `"loadOnlyInlinedPlugins": true`.
 fn load_chain(path: &Path) -> Result<NetConf> {
@@ -172,7 +165,7 @@ fn load_chain(path: &Path) -> Result<NetConf> {
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if !chain_name().is_match(name) {
+    if !crate::charset::is_cni_name(name) {
         return Err(invalid(format!(
             "invalid network config name: {name:?}; a conflist given as a path needs a \"name\" matching ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ (it names the subdirectory of extra plugins), or \"loadOnlyInlinedPlugins\": true"
         )));

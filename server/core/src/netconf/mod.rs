@@ -13,9 +13,6 @@ mod file;
 #[cfg(test)]
 mod tests;
 
-use std::sync::OnceLock;
-
-use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result, shorten};
@@ -243,11 +240,6 @@ fn plugin_types(network: &str, value: &Map<String, Value>) -> Result<Vec<String>
     Ok(types)
 }
 
-fn type_regex() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]*$").expect("valid regex"))
-}
-
 /// Checks that a plugin `type` is a bare binary name.
 pub fn check_type(network: &str, plugin_index: usize, plugin_type: &str) -> Result<()> {
     let reason = if plugin_type.is_empty() {
@@ -258,7 +250,7 @@ pub fn check_type(network: &str, plugin_index: usize, plugin_type: &str) -> Resu
         "it contains '/' (a path)"
     } else if plugin_type.contains("..") {
         "it contains '..'"
-    } else if !type_regex().is_match(plugin_type) {
+    } else if !crate::charset::is_cni_name(plugin_type) {
         "it contains characters outside letters, digits, '.', '_' and '-', or does not start with a letter or digit"
     } else {
         return Ok(());

@@ -77,7 +77,7 @@ pub(super) struct RawConfig {
     metrics_port: Option<i64>,
     host_netns: Option<PathBuf>,
     /// A duration, or `0` / `off`; any YAML scalar, classified in [`lock_wait`].
-    lock_wait: Option<serde_yaml::Value>,
+    lock_wait: Option<plexus_core::yaml::Value>,
     connections: Option<RawConnections>,
     cni: Option<super::cni::RawCni>,
     cni_config_dir: Option<PathBuf>,
@@ -127,7 +127,7 @@ struct RawNri {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawReconcile {
     /// A duration, or `0` / `off`; any YAML scalar, classified in [`sweep_interval`].
-    interval: Option<serde_yaml::Value>,
+    interval: Option<plexus_core::yaml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,14 +235,14 @@ fn duration(key: &'static str, text: &str) -> Result<Duration> {
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `reconcile.interval`: `None` when the sweep is off (`0`, `"0"`, `off`).
-fn sweep_interval(key: &'static str, value: &serde_yaml::Value) -> Result<Option<Duration>> {
+fn sweep_interval(key: &'static str, value: &plexus_core::yaml::Value) -> Result<Option<Duration>> {
     let accepted = "write a duration of at least 1s (e.g. 30s, 5m), or 0 or off to disable";
     let text = match value {
-        serde_yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(None),
-        serde_yaml::Value::Number(n) => {
+        plexus_core::yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(None),
+        plexus_core::yaml::Value::Number(n) => {
             return Err(invalid(key, format!("{n} has no unit; {accepted}")));
         }
-        serde_yaml::Value::String(s) => s.trim(),
+        plexus_core::yaml::Value::String(s) => s.trim(),
         other => {
             return Err(invalid(
                 key,
@@ -270,14 +270,14 @@ const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
 
 /// `lockWait`: how long a second plexusd waits for the state-directory lock; zero (`0`,
 /// `off`) means not at all.
-pub(crate) fn lock_wait(key: &'static str, value: &serde_yaml::Value) -> Result<Duration> {
+pub(crate) fn lock_wait(key: &'static str, value: &plexus_core::yaml::Value) -> Result<Duration> {
     let accepted = "write a duration of at most 1h (e.g. 30s, 2m), or 0 or off to exit at once";
     let text = match value {
-        serde_yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(Duration::ZERO),
-        serde_yaml::Value::Number(n) => {
+        plexus_core::yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(Duration::ZERO),
+        plexus_core::yaml::Value::Number(n) => {
             return Err(invalid(key, format!("{n} has no unit; {accepted}")));
         }
-        serde_yaml::Value::String(s) => s.trim(),
+        plexus_core::yaml::Value::String(s) => s.trim(),
         other => {
             return Err(invalid(
                 key,

@@ -193,6 +193,36 @@ pub fn slow_bridge_script(marker: &Path, sleep_secs: u32) -> String {
     )
 }
 
+/// Waits until process `pid` is gone (or a zombie: dead, not yet reaped); fails after a
+/// generous bound. Shows that a plugin past its deadline was killed.
+pub async fn wait_process_gone(pid: i32) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.starts_with(" Z"))
+        });
+        if !alive {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "process {pid} still runs after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The pid a plugin script wrote to `file`.
+pub fn pid_in(file: &Path) -> i32 {
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("read pid file {}: {e}", file.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("pid file {}: {text:?}: {e}", file.display()))
+}
+
 /// Names of the links in a namespace.
 pub async fn link_names(ns: &TestNetns) -> BTreeSet<String> {
     let h = ns.handle().await;

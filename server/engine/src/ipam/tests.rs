@@ -3,6 +3,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::*;
+use plexus_netlink::test_util::unavailable;
 
 fn req(id: &str, ifname: &str) -> Request {
     Request {
@@ -166,11 +167,7 @@ fn static_addresses_routes_dns_and_args() {
 fn interoperates_with_the_reference_host_local_plugin() {
     let plugin = Path::new("/usr/lib/cni/host-local");
     if !plugin.exists() {
-        assert!(
-            std::env::var_os("PLEXUS_REQUIRE_PRIVILEGED").is_none(),
-            "reference plugin {} missing",
-            plugin.display()
-        );
+        unavailable(&format!("reference plugin {} missing", plugin.display()));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -228,11 +225,7 @@ fn interoperates_with_the_reference_host_local_plugin() {
 fn static_matches_the_reference_plugin() {
     let plugin = Path::new("/usr/lib/cni/static");
     if !plugin.exists() {
-        assert!(
-            std::env::var_os("PLEXUS_REQUIRE_PRIVILEGED").is_none(),
-            "reference plugin {} missing",
-            plugin.display()
-        );
+        unavailable(&format!("reference plugin {} missing", plugin.display()));
         return;
     }
     let addresses = serde_json::json!([{"address":"192.0.2.10/24","gateway":"192.0.2.1"}]);

@@ -147,4 +147,48 @@ pub fn plan(attachments: Vec<PlannedAttachment>) -> Plan {
 pub fn sid(id: &str) -> SandboxId {
     SandboxId::new(id).expect("valid sandbox id")
 }
+
+/// A plugin whose ADD writes its pid to `pid_file` and then sleeps until killed; DEL and
+/// anything else answer at once.
+pub fn slow_plugin(pid_file: &std::path::Path) -> String {
+    format!(
+        "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && {{ echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 600; }}\nexit 0\n",
+        p = pid_file.display()
+    )
+}
+
+/// Polls until `file` exists (written atomically by [`slow_plugin`]); generous bound.
+pub async fn wait_written(file: &std::path::Path) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !file.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} not written",
+            file.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls until the process whose pid is in `file` is gone or a zombie; generous bound.
+pub async fn wait_gone(file: &std::path::Path) {
+    let pid: i32 = std::fs::read_to_string(file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.rsplit(')').next().is_some_and(|r| r.starts_with(" Z")) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "plugin {pid} still runs after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub mod dhcp_server;

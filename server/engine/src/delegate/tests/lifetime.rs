@@ -120,10 +120,16 @@ fn plugin_outlives_the_runtime_thread_that_started_it() {
         .unwrap();
     let f = Arc::new(Fixture::new());
     let pidfile = f.log.join("plugin.pid");
+    // The plugin answers only once the test says so, after the thread has exited.
+    let go = f.log.join("go");
     pid_plugin(
         &f,
         &pidfile,
-        &format!("sleep 2\ncase \"$CNI_COMMAND\" in ADD) printf '%s' '{P2_RESULT}';; esac"),
+        &format!(
+            "while [ ! -e '{go}' ]; do sleep 0.02; done\n\
+             case \"$CNI_COMMAND\" in ADD) printf '%s' '{P2_RESULT}';; esac",
+            go = go.display()
+        ),
     );
     let task = {
         let f = f.clone();
@@ -136,11 +142,28 @@ fn plugin_outlives_the_runtime_thread_that_started_it() {
     let pid = wait_pid(&pidfile, || !task.is_finished());
     // The only worker (the one that polled the ADD) becomes a blocking thread, then idles
     // past its keep-alive and exits.
-    rt.block_on(rt.spawn(async {
-        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(100)));
-    }))
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let tid = rt
+        .block_on(rt.spawn(async {
+            tokio::task::block_in_place(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                nix::unistd::gettid().as_raw()
+            })
+        }))
+        .unwrap();
+    // Wait for that thread's exit itself (it leaves /proc/self/task), not for a time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/self/task/{tid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "runtime thread {tid} still alive after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        running(pid),
+        "the plugin died with the thread that started it"
+    );
+    std::fs::write(&go, b"").unwrap();
     let out = rt.block_on(task).unwrap();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
