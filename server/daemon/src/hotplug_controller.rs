@@ -306,7 +306,7 @@ async fn converge<A: Attacher, P: Planner>(
             continue;
         }
         match node
-            .detach(target(), interface.clone(), Some(settings.op_timeout))
+            .detach_unwanted(target(), interface.clone(), Some(settings.op_timeout))
             .await
         {
             Ok(_) => {

@@ -79,12 +79,38 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         .await
     }
 
-    /// Hot-unplugs one interface from a running pod.
+    /// Hot-unplugs one interface from a running pod (the node API's Detach). Namespace
+    /// isolation holds as for Attach: a secondary interface whose network the pod's namespace
+    /// may not reference is refused (`PERMISSION_DENIED` naming both namespaces and the rule);
+    /// the runtime's primary is refused by the engine whatever the policy.
     pub async fn detach(
         self: &Arc<Self>,
         target: Selector,
         interface: String,
         timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.unplug(target, interface, timeout, true).await
+    }
+
+    /// The hot-plug controller's detach: the pod's own annotation no longer asks for the
+    /// network. Removing an interface never widens what the pod reaches, so, as with teardown,
+    /// isolation is not asked (an attachment made before isolation was switched on can still
+    /// be dropped from the annotation). The primary stays refused.
+    pub async fn detach_unwanted(
+        self: &Arc<Self>,
+        target: Selector,
+        interface: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.unplug(target, interface, timeout, false).await
+    }
+
+    async fn unplug(
+        self: &Arc<Self>,
+        target: Selector,
+        interface: String,
+        timeout: Option<Duration>,
+        isolation: bool,
     ) -> Result<HotplugOutcome> {
         require("interface", &interface)?;
         let sandbox = self.find(&target)?;
@@ -99,11 +125,27 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             move |node, deadline| async move {
                 let id = sandbox.sandbox_id.clone();
                 let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-                if !sandbox.attachments.iter().any(|a| a.interface == interface) {
+                let Some(found) = sandbox
+                    .attachments
+                    .iter()
+                    .find(|a| a.interface == interface)
+                else {
                     return Err(Error::InterfaceNotFound {
                         sandbox_id: id.to_string(),
                         interface,
                     });
+                };
+                if isolation && !found.primary {
+                    node.planner
+                        .check_isolation(&sandbox.pod, &found.network)
+                        .map_err(|err| match err {
+                            Error::Resolve { pod, kind, message } => Error::Resolve {
+                                pod,
+                                kind,
+                                message: format!("detach of {interface} refused: {message}"),
+                            },
+                            other => other,
+                        })?;
                 }
                 match node.attacher.detach(id.clone(), interface, deadline).await {
                     Ok(attachment) => {
