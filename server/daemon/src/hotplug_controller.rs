@@ -9,7 +9,11 @@
 //! annotation names one, so an unnamed `net3` can be removed and the names of untouched
 //! attachments never change; a new unnamed network gets the next free `netN` (plexus-core's
 //! hot-plug naming). Because every pass starts from the level, an edited annotation, a NAD
-//! created late and a restart of plexusd all converge the same way. Attach and detach go
+//! created late and a restart of plexusd all converge the same way. Besides the periodic pass,
+//! a pass starts as soon as the pod watch sees a networks annotation change or the NAD cache
+//! sees a NAD change ([`plexus_kube::PodWatch::changes`], [`plexus_kube::NadCache::changes`]),
+//! and such a change makes every waiting retry due at once, so latency is not bound to the
+//! tick or the backoff. Attach and detach go
 //! through [`Node::attach`]/[`Node::detach`], so network-status and events follow through the
 //! [`crate::kubernetes::bridge`]. A failing network is retried with backoff and reported as a
 //! Warning event naming it; it never blocks the others.
@@ -172,6 +176,14 @@ struct Retry {
 struct Backoff(HashMap<(String, String), Retry>);
 
 impl Backoff {
+    /// Something changed (annotation, NAD): every waiting retry is due now; the delays are
+    /// kept, so a network that still fails goes on backing off.
+    fn wake(&mut self, now: Instant) {
+        for r in self.0.values_mut() {
+            r.next = now;
+        }
+    }
+
     fn due(&self, key: &(String, String), now: Instant) -> bool {
         self.0.get(key).is_none_or(|r| r.next <= now)
     }
@@ -213,8 +225,22 @@ pub fn start<A: Attacher, P: Planner>(
         let mut backoff = Backoff::default();
         let mut ticker = tokio::time::interval(settings.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pods = cluster.pods.changes();
+        let mut nads = cluster.nads.changes();
         loop {
-            ticker.tick().await;
+            // A closed channel (its watch ended) leaves the tick alone in charge.
+            let changed = tokio::select! {
+                _ = ticker.tick() => false,
+                Ok(()) = pods.changed() => true,
+                Ok(()) = nads.changed() => true,
+            };
+            if changed {
+                pods.mark_unchanged();
+                nads.mark_unchanged();
+                backoff.wake(Instant::now());
+                // The next periodic pass counts from this one.
+                ticker.reset();
+            }
             if !pass(&node, &cluster, &settings, &mut backoff).await {
                 return;
             }
