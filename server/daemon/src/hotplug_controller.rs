@@ -3,9 +3,9 @@
 //! annotation as this node's pod watch sees it.
 //!
 //! Each pass compares, per recorded sandbox whose pod the watch holds, the desired networks
-//! (the parsed annotation) with the actual ones (the record's attachments that came from an
-//! annotation or a hot-plug; the runtime's primary and configured default networks are never
-//! touched). Matching is by network identity, `namespace/name` plus the interface when the
+//! (the parsed annotation) with the actual ones (the record's attachments of origin
+//! `annotation`: made at pod start or by this controller; the runtime's primary, configured
+//! default networks and direct Attach calls, origin `hotplug`, are never touched). Matching is by network identity, `namespace/name` plus the interface when the
 //! annotation names one, so an unnamed `net3` can be removed and the names of untouched
 //! attachments never change; a new unnamed network gets the next free `netN` (plexus-core's
 //! hot-plug naming). Because every pass starts from the level, an edited annotation, a NAD
@@ -114,10 +114,12 @@ pub fn desired(value: &str, pod_namespace: &str) -> plexus_core::Result<Vec<Want
         .collect())
 }
 
-/// True for an attachment the controller manages: one from an annotation or a hot-plug,
-/// never the primary.
+/// True for an attachment the controller manages: one from the annotation (at pod start or
+/// hot-plugged by the controller), never the primary. Attachments made through the node
+/// API's Attach (`plexusctl attach --direct`, origin `hotplug`) are left alone: they are not
+/// in the annotation, and removing them is for Detach.
 pub fn managed(a: &AttachmentView) -> bool {
-    !a.primary && matches!(a.origin.as_str(), "annotation" | "hotplug")
+    !a.primary && a.origin == "annotation"
 }
 
 /// Compares desired and actual by network identity. Named elements match the attachment of
@@ -355,7 +357,7 @@ async fn converge<A: Attacher, P: Planner>(
             continue;
         }
         match node
-            .attach(target(), w.text.clone(), Some(settings.op_timeout))
+            .attach_wanted(target(), w.text.clone(), Some(settings.op_timeout))
             .await
         {
             Ok(_) => {

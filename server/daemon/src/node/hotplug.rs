@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_core::plan::Origin;
 use plexus_telemetry::Operation;
 
 use super::{Node, require};
@@ -25,12 +26,37 @@ pub struct HotplugOutcome {
 }
 
 impl<A: Attacher, P: Planner> Node<A, P> {
-    /// Hot-plugs one network selection into a running pod.
+    /// Hot-plugs one network selection into a running pod (the node API's Attach, e.g.
+    /// `plexusctl attach --direct`): recorded with origin `hotplug`, which the hot-plug
+    /// controller leaves alone whatever the pod's annotation says.
     pub async fn attach(
         self: &Arc<Self>,
         target: Selector,
         selection: String,
         timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.plug(target, selection, timeout, Origin::Hotplug).await
+    }
+
+    /// The hot-plug controller's attach of an element of the pod's annotation: recorded with
+    /// origin `annotation`, like the networks the pod started with, so a later edit of the
+    /// annotation can remove it again.
+    pub async fn attach_wanted(
+        self: &Arc<Self>,
+        target: Selector,
+        selection: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.plug(target, selection, timeout, Origin::Annotation)
+            .await
+    }
+
+    async fn plug(
+        self: &Arc<Self>,
+        target: Selector,
+        selection: String,
+        timeout: Option<Duration>,
+        origin: Origin,
     ) -> Result<HotplugOutcome> {
         require("selection", &selection)?;
         let sandbox = self.find(&target)?;
@@ -56,7 +82,8 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                     .iter()
                     .map(|a| a.interface.clone())
                     .collect();
-                let planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
+                let mut planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
+                planned.origin = origin;
                 let id = sandbox.sandbox_id.clone();
                 match node.attacher.attach(id.clone(), planned, deadline).await {
                     Ok(attachment) => {
