@@ -10,7 +10,6 @@ mod hotplug_support;
 use std::time::Duration;
 
 use hotplug_support::*;
-use plexus_core::pod::PodIdentity;
 use plexus_kube_fake::{FakeApiServer, Resource};
 use plexus_server::model::Selector;
 use plexus_server::test_util::FakeAttacher;

@@ -48,15 +48,11 @@ fn annotate(fake: &FakeApiServer, networks: &str) {
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> Option<String>) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    let mut events = None;
     loop {
-        match check() {
-            None => return,
-            Some(seen) => events = Some(seen),
-        }
+        let Some(seen) = check() else { return };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what}; last seen: {events:?}"
+            "{what}; last seen: {seen}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
