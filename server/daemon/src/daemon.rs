@@ -137,6 +137,9 @@ pub async fn run(
     };
     let mut background = Background::start(&node, config);
     if let Some(cluster) = cluster {
+        node.set_networks_annotation(
+            Arc::clone(&cluster) as Arc<dyn crate::node::NetworksAnnotation>
+        );
         background
             .tasks
             .push(crate::kubernetes::bridge(&node, Arc::clone(&cluster)));

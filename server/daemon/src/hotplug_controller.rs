@@ -122,46 +122,52 @@ pub fn managed(a: &AttachmentView) -> bool {
     !a.primary && a.origin == "annotation"
 }
 
-/// Compares desired and actual by network identity. Named elements match the attachment of
-/// that network and interface; unnamed ones any remaining attachment of that network.
+/// Pairs each wanted element with the managed attachment it accounts for (an index into
+/// `managed`), by network identity: named elements match the attachment of that network
+/// and interface first; unnamed ones then take any remaining attachment of their network,
+/// in order.
+pub fn pair(wanted: &[Wanted], managed: &[&AttachmentView]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; managed.len()];
+    let mut matched = vec![None; wanted.len()];
+    for named in [true, false] {
+        for (w, m) in wanted.iter().zip(matched.iter_mut()) {
+            if m.is_some() || w.selection.interface.is_some() != named {
+                continue;
+            }
+            let network = w.selection.network();
+            let fits = |a: &AttachmentView| {
+                a.network == network
+                    && w.selection
+                        .interface
+                        .as_ref()
+                        .is_none_or(|i| a.interface == *i)
+            };
+            if let Some(i) = (0..managed.len()).find(|&i| !taken[i] && fits(managed[i])) {
+                taken[i] = true;
+                *m = Some(i);
+            }
+        }
+    }
+    matched
+}
+
+/// Compares desired and actual by network identity ([`pair`]): what is wanted and unpaired
+/// is attached, what is managed and unpaired is detached.
 pub fn diff(wanted: &[Wanted], actual: &[AttachmentView]) -> Changes {
     let actual: Vec<&AttachmentView> = actual.iter().filter(|a| managed(a)).collect();
-    let mut taken = vec![false; actual.len()];
-    let mut matched = vec![false; wanted.len()];
-    for (w, m) in wanted.iter().zip(matched.iter_mut()) {
-        let Some(iface) = &w.selection.interface else {
-            continue;
-        };
-        let network = w.selection.network();
-        if let Some(i) = (0..actual.len())
-            .find(|&i| !taken[i] && actual[i].network == network && actual[i].interface == *iface)
-        {
-            taken[i] = true;
-            *m = true;
-        }
-    }
-    for (w, m) in wanted.iter().zip(matched.iter_mut()) {
-        if *m || w.selection.interface.is_some() {
-            continue;
-        }
-        let network = w.selection.network();
-        if let Some(i) = (0..actual.len()).find(|&i| !taken[i] && actual[i].network == network) {
-            taken[i] = true;
-            *m = true;
-        }
-    }
+    let matched = pair(wanted, &actual);
     Changes {
         attach: wanted
             .iter()
             .zip(&matched)
-            .filter(|(_, m)| !**m)
+            .filter(|(_, m)| m.is_none())
             .map(|(w, _)| w.clone())
             .collect(),
         detach: actual
             .iter()
-            .zip(&taken)
-            .filter(|(_, t)| !**t)
-            .map(|(a, _)| a.interface.clone())
+            .enumerate()
+            .filter(|(i, _)| !matched.contains(&Some(*i)))
+            .map(|(_, a)| a.interface.clone())
             .collect(),
     }
 }
@@ -382,6 +388,8 @@ async fn converge<A: Attacher, P: Planner>(
         }
     }
 }
+
+pub mod edit;
 
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,6 @@ const MAX_FETCHES: usize = 16;
 const FETCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The API-server side of a plexusd in Kubernetes mode.
-#[derive(Debug)]
 pub struct Cluster {
     /// NADs, watched.
     pub nads: NadCache,
@@ -37,6 +36,17 @@ pub struct Cluster {
     pub publisher: Publisher,
     /// Pod events.
     pub recorder: Recorder,
+    /// For the networks-annotation patches of `plexusctl attach/detach --pod`.
+    client: plexus_kube::Client,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nads", &self.nads)
+            .field("pods", &self.pods)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `plexusctl status` shows of the API side.
@@ -78,7 +88,8 @@ impl Cluster {
             nads: NadCache::start(client.clone(), &settings.namespaces),
             pods: PodWatch::start(client.clone(), &settings.node_name),
             publisher: Publisher::start(client.clone()),
-            recorder: Recorder::start(client, &settings.node_name),
+            recorder: Recorder::start(client.clone(), &settings.node_name),
+            client,
         }
     }
 
@@ -224,6 +235,41 @@ impl Cluster {
         if let Some(key) = self.pod_key(&ev.pod) {
             self.recorder.record(&key, &report);
         }
+    }
+}
+
+impl crate::node::NetworksAnnotation for Cluster {
+    fn current(&self, pod: &PodIdentity) -> Option<(String, String)> {
+        let meta = self.pods.get(&pod.namespace, &pod.name)?;
+        if !pod.uid.is_empty() && !meta.uid.is_empty() && pod.uid != meta.uid {
+            return None; // a newer pod of the same name
+        }
+        let value = meta
+            .annotations
+            .get(plexus_core::annotation::NETWORKS)
+            .cloned()
+            .unwrap_or_default();
+        Some((meta.uid, value))
+    }
+
+    fn write<'a>(
+        &'a self,
+        pod: &'a PodIdentity,
+        uid: &'a str,
+        value: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let key = PodKey {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: uid.to_string(),
+            };
+            plexus_kube::patch_networks(&self.client, &key, value)
+                .await
+                .map_err(|e| Error::Kubernetes {
+                    message: e.to_string(),
+                })
+        })
     }
 }
 

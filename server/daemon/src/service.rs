@@ -18,7 +18,7 @@ use crate::convert;
 use crate::deadline::request_timeout;
 use crate::error::Error;
 use crate::model::SandboxSpec;
-use crate::node::Node;
+use crate::node::{Edited, Node};
 use crate::planner::Planner;
 
 /// The node API over a [`Node`].
@@ -147,6 +147,27 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let req = request.into_inner();
         record_target(&span, req.target.as_ref());
         let target = finish(&span, convert::selector(req.target.as_ref()))?;
+        if req.via_annotation {
+            let result = self
+                .node
+                .attach_via_annotation(target, req.selection, timeout)
+                .instrument(span.clone())
+                .await;
+            return Ok(Response::new(match finish(&span, result)? {
+                Edited::Annotation(annotation) => v1::AttachResponse {
+                    annotation,
+                    ..Default::default()
+                },
+                Edited::Direct(outcome) => {
+                    let (attachment, network_status) = convert::hotplug(&outcome);
+                    v1::AttachResponse {
+                        attachment: Some(attachment),
+                        network_status,
+                        annotation: String::new(),
+                    }
+                }
+            }));
+        }
         let result = self
             .node
             .attach(target, req.selection, timeout)
@@ -156,6 +177,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         Ok(Response::new(v1::AttachResponse {
             attachment: Some(attachment),
             network_status,
+            annotation: String::new(),
         }))
     }
 
@@ -169,6 +191,27 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         record_target(&span, req.target.as_ref());
         let target = finish(&span, convert::selector(req.target.as_ref()))?;
         let interface = finish(&span, convert::ifname("interface", &req.interface))?;
+        if req.via_annotation {
+            let result = self
+                .node
+                .detach_via_annotation(target, interface, timeout)
+                .instrument(span.clone())
+                .await;
+            return Ok(Response::new(match finish(&span, result)? {
+                Edited::Annotation(annotation) => v1::DetachResponse {
+                    annotation,
+                    ..Default::default()
+                },
+                Edited::Direct(outcome) => {
+                    let (removed, network_status) = convert::hotplug(&outcome);
+                    v1::DetachResponse {
+                        removed: Some(removed),
+                        network_status,
+                        annotation: String::new(),
+                    }
+                }
+            }));
+        }
         let result = self
             .node
             .detach(target, interface, timeout)
@@ -178,6 +221,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         Ok(Response::new(v1::DetachResponse {
             removed: Some(removed),
             network_status,
+            annotation: String::new(),
         }))
     }
 

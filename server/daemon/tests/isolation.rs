@@ -86,6 +86,7 @@ fn detach(interface: &str) -> v1::DetachRequest {
     v1::DetachRequest {
         target: target(),
         interface: interface.into(),
+        via_annotation: false,
     }
 }
 
@@ -147,6 +148,7 @@ async fn detach_obeys_namespace_isolation_and_the_controller_may_still_drop_it()
         .attach(v1::AttachRequest {
             target: target(),
             selection: "shared/storage-net".into(),
+            via_annotation: false,
         })
         .await
         .unwrap_err();

@@ -22,5 +22,5 @@ pub use event::Recorder;
 pub use kube::Client;
 pub use nad::{NadCache, missing_nad};
 pub use outbox::{QueueStats, RetryPolicy};
-pub use pod::{PodMeta, PodWatch};
+pub use pod::{PodMeta, PodWatch, patch_networks};
 pub use status::{PodKey, PublishError, Publisher};

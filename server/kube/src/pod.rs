@@ -241,3 +241,62 @@ fn pod_watch_error(err: &watcher::Error) -> Error {
         },
     }
 }
+
+/// Longest a networks-annotation patch may take.
+const PATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sets the pod's `k8s.v1.cni.cncf.io/networks` annotation (`plexusctl attach/detach --pod`
+/// on a Kubernetes node): one merge patch of the pod carrying its uid, so a pod recreated
+/// under the same name is refused (422) instead of edited. Needs `patch` on `pods`.
+pub async fn patch_networks(
+    client: &kube::Client,
+    pod: &crate::PodKey,
+    value: &str,
+) -> crate::Result<()> {
+    let operation = format!("patching the networks annotation of pod {pod}");
+    let params = kube::api::PatchParams {
+        field_manager: Some(crate::status::FIELD_MANAGER.to_string()),
+        ..kube::api::PatchParams::default()
+    };
+    let body = serde_json::json!({
+        "metadata": {
+            "uid": pod.uid,
+            "annotations": { plexus_core::annotation::NETWORKS: value },
+        }
+    });
+    let request = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", pod.namespace))
+        .patch(&pod.name, &params, &kube::api::Patch::Merge(body))
+        .map_err(|e| Error::Transport {
+            operation: operation.clone(),
+            cause: e.to_string(),
+        })?;
+    let answer = tokio::time::timeout(PATCH_TIMEOUT, crate::request::send(client, request))
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: operation.clone(),
+            timeout: PATCH_TIMEOUT,
+        })?
+        .map_err(|cause| Error::Transport {
+            operation: operation.clone(),
+            cause,
+        })?;
+    match answer.code {
+        200..=299 => Ok(()),
+        403 => Err(Error::Forbidden {
+            verb: "patch",
+            resource: "pods",
+            scope: crate::error::scope(Some(&pod.namespace)),
+            message: answer.message,
+        }),
+        422 => Err(Error::Api {
+            operation: format!("{operation} (uid {}; was the pod recreated?)", pod.uid),
+            code: 422,
+            message: answer.message,
+        }),
+        code => Err(Error::Api {
+            operation,
+            code,
+            message: answer.message,
+        }),
+    }
+}

@@ -197,6 +197,7 @@ async fn kube_hotplug_converges_after_a_restart_and_obeys_namespace_isolation() 
                 pod: None,
             }),
             selection: other.clone(),
+            via_annotation: false,
         })
         .await
         .unwrap_err();

@@ -125,3 +125,35 @@ async fn changes_fire_on_a_networks_annotation_edit_not_on_a_status_write() {
     .await;
     assert_eq!(*changes.borrow(), before + 2);
 }
+
+#[tokio::test]
+async fn the_networks_patch_carries_the_uid_and_a_recreated_pod_refuses_it() {
+    let fake = support::fake().await;
+    let uid = support::create_pod(&fake, "default", "web", "node-a");
+    let client = support::client(&fake).await;
+    let key = |uid: &str| plexus_kube::PodKey {
+        namespace: "default".into(),
+        name: "web".into(),
+        uid: uid.into(),
+    };
+    plexus_kube::patch_networks(&client, &key(&uid), "a,b")
+        .await
+        .unwrap();
+    let pod = fake.get(Resource::Pod, "default", "web").unwrap();
+    assert_eq!(
+        pod.pointer("/metadata/annotations/k8s.v1.cni.cncf.io~1networks"),
+        Some(&json!("a,b"))
+    );
+    let err = plexus_kube::patch_networks(&client, &key("not-this-pod"), "c")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("422") && err.contains("recreated"), "{err}");
+    let pod = fake.get(Resource::Pod, "default", "web").unwrap();
+    assert_eq!(
+        pod.pointer("/metadata/annotations/k8s.v1.cni.cncf.io~1networks"),
+        Some(&json!("a,b"))
+    );
+    // The main resource is patched (not pods/status), once per call.
+    assert_eq!(support::requests(&fake, "PATCH", "/pods/web").len(), 2);
+}
