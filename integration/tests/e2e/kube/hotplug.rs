@@ -2,8 +2,8 @@
 //! a running pod's `k8s.v1.cni.cncf.io/networks` is merge-patched and its interfaces follow —
 //! an added network appears inside the pod's netns and in network-status, a failing one (no
 //! master) is a Warning event while the others attach, a NAD created after the annotation asked
-//! for it is attached then, and a removed unnamed interface goes while the others keep their
-//! names. With namespace isolation on, a change made while plexusd was down converges after
+//! for it is attached then, and a removed unnamed interface (`plexusctl detach --pod`, which
+//! edits the annotation) goes while the others keep their names. With namespace isolation on, a change made while plexusd was down converges after
 //! its restart, and a network of another namespace is refused by the annotation (Warning) and
 //! by gRPC Attach (PERMISSION_DENIED). Each wait is bounded; no timing is asserted.
 
@@ -135,8 +135,20 @@ async fn kube_hotplug_follows_the_annotation_of_a_running_pod() {
     let addr = pod.interface("net3").unwrap().addresses;
     assert!(addr.iter().any(|a| a.starts_with("10.245.9.")), "{addr:?}");
 
-    // The unnamed net2 is removed; net1 and net3 keep their names (and net1 its MAC).
-    annotate(&k, &pod, &format!("{MACVLAN},{NO_MASTER},{late}"));
+    // The unnamed net2 is removed — with `plexusctl detach --pod`, which has plexusd patch
+    // the annotation — and net1 and net3 keep their names (and net1 its MAC).
+    let target = format!("{}/{}", pod.namespace, pod.name);
+    let said = k
+        .env
+        .plexus
+        .plexusctl(&["detach", "--pod", &target, "net2"])
+        .unwrap();
+    assert!(said.contains("hot-plug controller"), "{said}");
+    let patched = k.api.get(Resource::Pod, NAMESPACE, &pod.name).unwrap();
+    assert_eq!(
+        patched.pointer("/metadata/annotations/k8s.v1.cni.cncf.io~1networks"),
+        Some(&json!(format!("{MACVLAN},{NO_MASTER},{late}")))
+    );
     wait_interfaces(&pod, &["eth0", "net1", "net3"]).await;
     assert_eq!(pod.interface("net1").unwrap().mac, mac1);
     wait_status(&k, &pod, &[(&m, "net1"), (&l, "net3")]).await;
