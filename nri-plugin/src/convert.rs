@@ -3,7 +3,7 @@
 //! documented exception: [`needs_nothing`].
 
 use plexus_proto::nri::PodSandbox;
-use plexus_proto::v1::{PodRef, SetupPodRequest, TeardownPodRequest};
+use plexus_proto::v1::{PodRef, ReconcileRequest, SetupPodRequest, TeardownPodRequest};
 
 /// Pod annotation holding the pod's secondary networks (Multus grammar).
 pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
@@ -51,6 +51,37 @@ pub fn setup_request(pod: &PodSandbox) -> SetupPodRequest {
         netns_path: netns_path(pod).unwrap_or_default().to_owned(),
         annotations: pod.annotations.clone(),
         labels: pod.labels.clone(),
+    }
+}
+
+/// Largest `live_pods` a Reconcile carries (encoded); past it the pods are sent as ids only
+/// and nothing is adopted, so a node with many annotated pods never makes the Reconcile
+/// itself too large to be received.
+pub const MAX_LIVE_PODS_BYTES: usize = 1024 * 1024;
+
+/// The Reconcile for a Synchronize's pods: every id, and the facts of each pod with a netns
+/// (for adoption by plexusd).
+pub fn reconcile_request(pods: &[PodSandbox]) -> ReconcileRequest {
+    let live_pods: Vec<SetupPodRequest> = pods
+        .iter()
+        .filter(|p| !needs_nothing(p))
+        .map(setup_request)
+        .collect();
+    let size: usize = live_pods.iter().map(prost::Message::encoded_len).sum();
+    let live_pods = if size > MAX_LIVE_PODS_BYTES {
+        tracing::warn!(
+            pods = live_pods.len(),
+            bytes = size,
+            limit = MAX_LIVE_PODS_BYTES,
+            "live pods too large to send for adoption; reconciling by id only"
+        );
+        Vec::new()
+    } else {
+        live_pods
+    };
+    ReconcileRequest {
+        live_sandbox_ids: pods.iter().map(|p| p.id.clone()).collect(),
+        live_pods,
     }
 }
 

@@ -9,7 +9,7 @@ use plexus_core::pod::PodIdentity;
 use plexus_proto::v1;
 
 use crate::error::Error;
-use crate::model::{AttachmentView, Event, EventKind, SandboxView, Selector};
+use crate::model::{AttachmentView, Event, EventKind, SandboxSpec, SandboxView, Selector};
 
 /// A caller's sandbox id (request field `field`), validated once here: every id the
 /// service and the engine see afterwards is a [`SandboxId`], safe to build a path from.
@@ -89,6 +89,32 @@ pub fn live_ids(ids: Vec<String>) -> Result<Vec<SandboxId>, Error> {
     ids.iter()
         .enumerate()
         .map(|(i, id)| sandbox_id(&format!("live_sandbox_ids[{i}]"), id))
+        .collect()
+}
+
+/// The live pods of a Reconcile that validate (sandbox id, netns path), for adoption; an
+/// entry that does not is skipped with a warning, as adoption is best effort.
+pub fn live_pods(pods: &[v1::SetupPodRequest]) -> Vec<crate::node::LivePod> {
+    pods.iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let checked = sandbox_id(&format!("live_pods[{i}].sandbox_id"), &p.sandbox_id)
+                .and_then(|id| Ok((id, netns_path(&p.netns_path)?)));
+            match checked {
+                Ok((sandbox_id, netns)) => Some(crate::node::LivePod {
+                    spec: SandboxSpec {
+                        sandbox_id,
+                        pod: pod_identity(p.pod.as_ref()),
+                        netns,
+                    },
+                    annotations: annotations(&p.annotations),
+                }),
+                Err(err) => {
+                    tracing::warn!(error = %err, "live pod not adoptable");
+                    None
+                }
+            }
+        })
         .collect()
 }
 

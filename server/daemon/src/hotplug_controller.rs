@@ -30,8 +30,11 @@ use crate::attacher::Attacher;
 use crate::error::Error;
 use crate::kubernetes::Cluster;
 use crate::model::{AttachmentState, AttachmentView, SandboxView, Selector};
-use crate::node::Node;
+use crate::node::{ADOPTED_DRIVER, Node};
 use crate::planner::Planner;
+
+/// Why an adopted interface the annotation dropped stays.
+const ADOPTED_WHY: &str = "it was there before plexus adopted this pod, and its maker holds its address and plugin state; it goes with the pod (recreate the pod to drop it)";
 
 /// Timing of the controller.
 #[derive(Debug, Clone, Copy)]
@@ -335,6 +338,24 @@ async fn converge<A: Attacher, P: Planner>(
     let changes = diff(&wanted, &sandbox.attachments);
     let target = || Selector::Sandbox(sandbox.sandbox_id.clone());
     for interface in changes.detach {
+        if let Some(a) = sandbox
+            .attachments
+            .iter()
+            .find(|a| a.interface == interface && a.driver == ADOPTED_DRIVER)
+        {
+            // Said once per interface while the pod lives.
+            let key = (id.clone(), format!("adopted {interface}"));
+            if !backoff.0.contains_key(&key)
+                && backoff.failed(key, String::new(), settings)
+                && let Some(k) = cluster.pod_key(&sandbox.pod)
+            {
+                cluster.recorder.record(
+                    &k,
+                    &event::detach_refused(&a.network, &interface, ADOPTED_WHY),
+                );
+            }
+            continue;
+        }
         let key = (id.clone(), format!("detach {interface}"));
         if !backoff.due(&key, Instant::now()) {
             continue;

@@ -285,16 +285,22 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
     ) -> Result<Response<v1::ReconcileResponse>, Status> {
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("Reconcile", request.metadata());
-        let live = finish(
-            &span,
-            convert::live_ids(request.into_inner().live_sandbox_ids),
-        )?;
+        let arrived = std::time::Instant::now();
+        let req = request.into_inner();
+        let live = finish(&span, convert::live_ids(req.live_sandbox_ids))?;
+        let adoptable = convert::live_pods(&req.live_pods);
         let result = self
             .node
             .reconcile(live, timeout)
             .instrument(span.clone())
             .await;
         let outcome = finish(&span, result)?;
+        if !adoptable.is_empty() {
+            self.node
+                .adopt(adoptable, arrived)
+                .instrument(span.clone())
+                .await;
+        }
         Ok(Response::new(v1::ReconcileResponse {
             torn_down: outcome.torn_down,
             failed: outcome.failed,

@@ -61,7 +61,12 @@ fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
         interface: a.interface.clone(),
         ips: vec![format!("192.0.2.{}/24", 10 + index)],
         mac: format!("02:00:00:00:00:{:02x}", index),
-        driver: "native".to_owned(),
+        driver: if a.runtime_managed {
+            "runtime"
+        } else {
+            "native"
+        }
+        .to_owned(),
         plugin: a.config.plugin_types.join(","),
         origin: a.origin.as_str().to_owned(),
         state: AttachmentState::Attached,

@@ -487,6 +487,7 @@ async fn records_survive_a_restart_and_reconcile_removes_the_dead() {
     let out = c
         .reconcile(v1::ReconcileRequest {
             live_sandbox_ids: vec!["live".into()],
+            live_pods: Vec::new(),
         })
         .await
         .unwrap()

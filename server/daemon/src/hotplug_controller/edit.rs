@@ -86,6 +86,12 @@ pub fn remove(
             target.network, target.origin
         )));
     }
+    if target.driver == crate::node::ADOPTED_DRIVER {
+        return Err(invalid(format!(
+            "{interface} (network {}) was there before plexus adopted this pod; plexus does not remove it (recreate the pod to drop it)",
+            target.network
+        )));
+    }
     let managed: Vec<&AttachmentView> = attachments.iter().filter(|a| managed(a)).collect();
     let matched = pair(&elements, &managed);
     let Some(index) = managed.iter().position(|a| a.interface == interface) else {

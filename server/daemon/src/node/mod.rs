@@ -27,11 +27,13 @@ use crate::model::{
 use crate::planner::{Explanation, Planner};
 use fresh::SetupMarks;
 
+mod adopt;
 mod edit;
 mod fresh;
 mod hotplug;
 mod sweep;
 
+pub use adopt::{ADOPTED_DRIVER, LivePod};
 pub use edit::{Edited, NetworksAnnotation};
 pub use hotplug::HotplugOutcome;
 pub use sweep::{NetnsState, SweepOutcome, netns_state};
