@@ -229,3 +229,42 @@ async fn kube_hotplug_converges_after_a_restart_and_obeys_namespace_isolation() 
     k.env.containerd.delete_pod(&pod).await.unwrap();
     wait_nothing_left(&k.env, Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_hotplug_a_pod_started_before_plexus_is_adopted_and_follows_later_edits() {
+    if !require_privileged() {
+        return;
+    }
+    let mut k = KubeEnv::start().await;
+    // plexus is not there yet: the pod gets the runtime's eth0 only.
+    k.env.plexus.stop_nri();
+    k.env.plexus.stop_plexusd();
+    let (pod, _) = k.run_pod(&PodSpec::new(NAMESPACE, "hp-old")).await.unwrap();
+    let eth0 = pod.interface("eth0").unwrap();
+    k.env.plexus.start_plexusd().await.unwrap();
+    k.env.plexus.start_nri().await.unwrap();
+    // NRI's Synchronize lists it; plexusd adopts it as it is.
+    let id = pod.id.clone();
+    let plexus = &k.env.plexus;
+    eventually("the pod to be adopted", PROMPT, || async {
+        plexus
+            .attachments_of(&id)
+            .await
+            .is_ok_and(|a| a.iter().any(|a| a.interface == "eth0"))
+    })
+    .await;
+    assert_eq!(names(&pod), ["eth0"]);
+    assert_eq!(
+        pod.interface("eth0").unwrap(),
+        eth0,
+        "adoption touched eth0"
+    );
+
+    annotate(&k, &pod, MACVLAN);
+    wait_interfaces(&pod, &["eth0", "net1"]).await;
+    let m = format!("{NAMESPACE}/{MACVLAN}");
+    wait_status(&k, &pod, &[(&m, "net1")]).await;
+
+    k.env.containerd.delete_pod(&pod).await.unwrap();
+    wait_nothing_left(&k.env, Duration::from_secs(5)).await;
+}
