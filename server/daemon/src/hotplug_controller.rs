@@ -369,7 +369,20 @@ async fn converge<A: Attacher, P: Planner>(
             }
             Err(err) => {
                 tracing::warn!(pod = %sandbox.pod, %interface, error = %err, "hot-unplug failed; retried");
-                backoff.failed(key, err.to_string(), settings);
+                // Once per distinct cause, as for attaches.
+                if backoff.failed(key, err.to_string(), settings)
+                    && let Some(k) = cluster.pod_key(&sandbox.pod)
+                {
+                    let network = sandbox
+                        .attachments
+                        .iter()
+                        .find(|a| a.interface == interface)
+                        .map_or("", |a| a.network.as_str());
+                    cluster.recorder.record(
+                        &k,
+                        &event::detach_failed(network, &interface, &err.to_string()),
+                    );
+                }
             }
         }
     }

@@ -49,6 +49,8 @@ pub struct FakeAttacher {
     dir: Option<PathBuf>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Detaches of this interface fail with this message while set.
+    failing_detach: Mutex<Option<(String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,6 +131,11 @@ impl FakeAttacher {
     /// Each teardown and detach takes this long; like the engine's, they ignore deadlines.
     pub fn set_removal_delay(&self, delay: Duration) {
         *lock(&self.removal_delay) = delay;
+    }
+
+    /// Detaches of `interface` fail with `message` until called with `None`.
+    pub fn fail_detach(&self, failing: Option<(&str, &str)>) {
+        *lock(&self.failing_detach) = failing.map(|(i, m)| (i.to_owned(), m.to_owned()));
     }
 
     /// Every call so far.
@@ -301,6 +308,16 @@ impl Attacher for FakeAttacher {
         self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
         let delay = *lock(&self.removal_delay);
         tokio::time::sleep(delay).await;
+        if let Some((_, message)) = lock(&self.failing_detach)
+            .as_ref()
+            .filter(|(i, _)| *i == interface)
+        {
+            return Err(Error::Detach {
+                sandbox_id: sandbox_id.to_string(),
+                interface,
+                message: message.clone(),
+            });
+        }
         let mut view = self
             .sandbox(&sandbox_id)?
             .ok_or_else(|| Error::SandboxNotFound {
