@@ -5,7 +5,9 @@
 //! for it is attached then, and a removed unnamed interface (`plexusctl detach --pod`, which
 //! edits the annotation) goes while the others keep their names. With namespace isolation on, a change made while plexusd was down converges after
 //! its restart, and a network of another namespace is refused by the annotation (Warning) and
-//! by gRPC Attach (PERMISSION_DENIED). Each wait is bounded; no timing is asserted.
+//! by gRPC Attach (PERMISSION_DENIED). A pod started before plexus is adopted through NRI
+//! Synchronize, untouched, and a later `plexusctl attach --pod` (an annotation edit) is acted
+//! on. Each wait is bounded; no timing is asserted.
 
 use std::time::Duration;
 
@@ -260,7 +262,18 @@ async fn kube_hotplug_a_pod_started_before_plexus_is_adopted_and_follows_later_e
         "adoption touched eth0"
     );
 
-    annotate(&k, &pod, MACVLAN);
+    // The later edit through plexusctl, which has plexusd patch the annotation.
+    let target = format!("{}/{}", pod.namespace, pod.name);
+    let said = k
+        .env
+        .plexus
+        .plexusctl(&["attach", "--pod", &target, MACVLAN, "--output", "json"])
+        .unwrap();
+    let said: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(
+        said["annotation"]["k8s.v1.cni.cncf.io/networks"], MACVLAN,
+        "{said}"
+    );
     wait_interfaces(&pod, &["eth0", "net1"]).await;
     let m = format!("{NAMESPACE}/{MACVLAN}");
     wait_status(&k, &pod, &[(&m, "net1")]).await;
