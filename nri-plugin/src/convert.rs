@@ -174,4 +174,32 @@ mod tests {
         assert_eq!(req.netns_path, "");
         assert_eq!(req.pod.expect("pod ref").name, "web");
     }
+
+    #[test]
+    fn reconcile_request_carries_every_id_and_the_pods_with_a_netns() {
+        let mut host = pod(None, &[]);
+        host.id = "host".into();
+        let r = reconcile_request(&[pod(Some("/n/a"), &[("k", "v")]), host]);
+        assert_eq!(r.live_sandbox_ids, ["abc123", "host"]);
+        assert_eq!(r.live_pods.len(), 1);
+        assert_eq!(
+            r.live_pods[0],
+            setup_request(&pod(Some("/n/a"), &[("k", "v")]))
+        );
+    }
+
+    #[test]
+    fn pods_too_large_for_adoption_are_sent_as_ids_only() {
+        let big = "x".repeat(MAX_LIVE_PODS_BYTES / 4);
+        let pods: Vec<PodSandbox> = (0..5)
+            .map(|i| {
+                let mut p = pod(Some("/n/a"), &[("k", &big)]);
+                p.id = format!("p{i}");
+                p
+            })
+            .collect();
+        let r = reconcile_request(&pods);
+        assert_eq!(r.live_sandbox_ids.len(), 5);
+        assert!(r.live_pods.is_empty());
+    }
 }

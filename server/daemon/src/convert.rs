@@ -221,3 +221,36 @@ pub fn selector(target: Option<&v1::PodSelector>) -> Result<Selector, Error> {
         _ => Selector::All,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(id: &str, netns: &str) -> v1::SetupPodRequest {
+        v1::SetupPodRequest {
+            pod: Some(v1::PodRef {
+                namespace: "default".into(),
+                name: id.into(),
+                uid: "u".into(),
+            }),
+            sandbox_id: id.into(),
+            netns_path: netns.into(),
+            annotations: HashMap::from([("k".into(), "v".into())]),
+            labels: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn live_pods_that_do_not_validate_are_skipped_not_fatal() {
+        let got = live_pods(&[
+            live("good", "/var/run/netns/cni-1"),
+            live("bad/id", "/var/run/netns/cni-2"),
+            live("relative", "var/run/netns/x"),
+            live("dotdot", "/var/run/netns/../../proc/1/ns/net"),
+        ]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].spec.sandbox_id.as_str(), "good");
+        assert_eq!(got[0].spec.pod.uid, "u");
+        assert_eq!(got[0].annotations["k"], "v");
+    }
+}
