@@ -3,7 +3,7 @@
 //! documented exception: [`needs_nothing`].
 
 use plexus_proto::nri::PodSandbox;
-use plexus_proto::v1::{PodRef, SetupPodRequest, TeardownPodRequest};
+use plexus_proto::v1::{PodRef, ReconcileRequest, SetupPodRequest, TeardownPodRequest};
 
 /// Pod annotation holding the pod's secondary networks (Multus grammar).
 pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
@@ -51,6 +51,37 @@ pub fn setup_request(pod: &PodSandbox) -> SetupPodRequest {
         netns_path: netns_path(pod).unwrap_or_default().to_owned(),
         annotations: pod.annotations.clone(),
         labels: pod.labels.clone(),
+    }
+}
+
+/// Largest `live_pods` a Reconcile carries (encoded); past it the pods are sent as ids only
+/// and nothing is adopted, so a node with many annotated pods never makes the Reconcile
+/// itself too large to be received.
+pub const MAX_LIVE_PODS_BYTES: usize = 1024 * 1024;
+
+/// The Reconcile for a Synchronize's pods: every id, and the facts of each pod with a netns
+/// (for adoption by plexusd).
+pub fn reconcile_request(pods: &[PodSandbox]) -> ReconcileRequest {
+    let live_pods: Vec<SetupPodRequest> = pods
+        .iter()
+        .filter(|p| !needs_nothing(p))
+        .map(setup_request)
+        .collect();
+    let size: usize = live_pods.iter().map(prost::Message::encoded_len).sum();
+    let live_pods = if size > MAX_LIVE_PODS_BYTES {
+        tracing::warn!(
+            pods = live_pods.len(),
+            bytes = size,
+            limit = MAX_LIVE_PODS_BYTES,
+            "live pods too large to send for adoption; reconciling by id only"
+        );
+        Vec::new()
+    } else {
+        live_pods
+    };
+    ReconcileRequest {
+        live_sandbox_ids: pods.iter().map(|p| p.id.clone()).collect(),
+        live_pods,
     }
 }
 
@@ -142,5 +173,33 @@ mod tests {
         assert_eq!(req.sandbox_id, "abc123");
         assert_eq!(req.netns_path, "");
         assert_eq!(req.pod.expect("pod ref").name, "web");
+    }
+
+    #[test]
+    fn reconcile_request_carries_every_id_and_the_pods_with_a_netns() {
+        let mut host = pod(None, &[]);
+        host.id = "host".into();
+        let r = reconcile_request(&[pod(Some("/n/a"), &[("k", "v")]), host]);
+        assert_eq!(r.live_sandbox_ids, ["abc123", "host"]);
+        assert_eq!(r.live_pods.len(), 1);
+        assert_eq!(
+            r.live_pods[0],
+            setup_request(&pod(Some("/n/a"), &[("k", "v")]))
+        );
+    }
+
+    #[test]
+    fn pods_too_large_for_adoption_are_sent_as_ids_only() {
+        let big = "x".repeat(MAX_LIVE_PODS_BYTES / 4);
+        let pods: Vec<PodSandbox> = (0..5)
+            .map(|i| {
+                let mut p = pod(Some("/n/a"), &[("k", &big)]);
+                p.id = format!("p{i}");
+                p
+            })
+            .collect();
+        let r = reconcile_request(&pods);
+        assert_eq!(r.live_sandbox_ids.len(), 5);
+        assert!(r.live_pods.is_empty());
     }
 }

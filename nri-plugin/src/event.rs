@@ -21,7 +21,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use plexus_proto::nri::PodSandbox;
-use plexus_proto::v1::ReconcileRequest;
 use plexus_proto::v1::node_client::NodeClient;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 use tonic::metadata::MetadataValue;
@@ -204,10 +203,11 @@ impl Forwarder {
         })
     }
 
-    /// `Reconcile` with the live sandbox ids, once `ticket`'s turn has come; holds the
+    /// `Reconcile` with the live pods (their ids, and what a SetupPod carries for those with a
+    /// netns, so plexusd can adopt pods it never saw), once `ticket`'s turn has come; holds the
     /// gate until plexusd answered or [`SEND_HOLD`] passed, then waits for the answer
     /// (bounded by the background timeout) without it and logs the result.
-    pub async fn reconcile(&self, live: Vec<String>, ticket: ReconcileTicket) {
+    pub async fn reconcile(&self, live: Vec<PodSandbox>, ticket: ReconcileTicket) {
         let guard = match ticket.0 {
             Ticket::Held(guard) => guard,
             Ticket::Queued(acquire) => acquire.await,
@@ -220,9 +220,7 @@ impl Forwarder {
         );
         let traceparent = traceparent_for(&span);
         async {
-            let mut request = tonic::Request::new(ReconcileRequest {
-                live_sandbox_ids: live,
-            });
+            let mut request = tonic::Request::new(convert::reconcile_request(&live));
             request.set_timeout(self.background_timeout);
             insert_traceparent(&mut request, &traceparent);
             let mut client = self.client.clone();

@@ -43,8 +43,8 @@ struct Inner {
 struct State {
     /// `request_timeout` from Configure (NRI >= 0.7).
     request_timeout: Option<Duration>,
-    /// Sandbox ids of a split Synchronize collected so far.
-    sync_ids: Vec<String>,
+    /// Pods of a split Synchronize collected so far.
+    sync_pods: Vec<PodSandbox>,
 }
 
 impl PluginService {
@@ -136,7 +136,7 @@ impl Inner {
     async fn synchronize(&self, req: SynchronizeRequest) -> Result<Vec<u8>, Status> {
         let live = {
             let mut state = self.lock();
-            state.sync_ids.extend(req.pods.into_iter().map(|p| p.id));
+            state.sync_pods.extend(req.pods);
             if req.more {
                 return Ok(SynchronizeResponse {
                     update: Vec::new(),
@@ -144,7 +144,7 @@ impl Inner {
                 }
                 .encode_to_vec());
             }
-            std::mem::take(&mut state.sync_ids)
+            std::mem::take(&mut state.sync_pods)
         };
         tracing::info!(
             pods = live.len(),

@@ -102,6 +102,20 @@ async fn lifecycle_and_event_mapping() {
         })
         .collect();
     assert_eq!(reconciles, [vec!["a", "b", "c"]]);
+    // The pods with a netns also travel with their facts, for plexusd to adopt.
+    let adoptable: Vec<_> = calls
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::ReconcileStart(req) => Some(req.live_pods.clone()),
+            _ => None,
+        })
+        .flatten()
+        .map(|p| (p.sandbox_id, p.netns_path))
+        .collect();
+    assert_eq!(
+        adoptable,
+        [("a".into(), "/n/a".into()), ("c".into(), "/n/c".into())]
+    );
 
     // RunPodSandbox → SetupPod with every fact, a traceparent and a grpc deadline.
     let p = pod("sb1", Some("/var/run/netns/cni-1"), Some("iot"));

@@ -9,7 +9,7 @@ use plexus_core::pod::PodIdentity;
 use plexus_proto::v1;
 
 use crate::error::Error;
-use crate::model::{AttachmentView, Event, EventKind, SandboxView, Selector};
+use crate::model::{AttachmentView, Event, EventKind, SandboxSpec, SandboxView, Selector};
 
 /// A caller's sandbox id (request field `field`), validated once here: every id the
 /// service and the engine see afterwards is a [`SandboxId`], safe to build a path from.
@@ -152,6 +152,32 @@ pub fn live_ids(ids: Vec<String>) -> Result<Vec<SandboxId>, Error> {
         .collect()
 }
 
+/// The live pods of a Reconcile that validate (sandbox id, netns path), for adoption; an
+/// entry that does not is skipped with a warning, as adoption is best effort.
+pub fn live_pods(pods: &[v1::SetupPodRequest]) -> Vec<crate::node::LivePod> {
+    pods.iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let checked = sandbox_id(&format!("live_pods[{i}].sandbox_id"), &p.sandbox_id)
+                .and_then(|id| Ok((id, netns_path(&p.netns_path)?)));
+            match checked {
+                Ok((sandbox_id, netns)) => Some(crate::node::LivePod {
+                    spec: SandboxSpec {
+                        sandbox_id,
+                        pod: pod_identity(p.pod.as_ref()),
+                        netns,
+                    },
+                    annotations: annotations(&p.annotations),
+                }),
+                Err(err) => {
+                    tracing::warn!(error = %err, "live pod not adoptable");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// A wire pod reference as a domain identity (absent = empty identity).
 pub fn pod_identity(pod: Option<&v1::PodRef>) -> PodIdentity {
     pod.map(|p| PodIdentity::new(&p.namespace, &p.name, &p.uid))
@@ -254,4 +280,37 @@ pub fn selector(target: Option<&v1::PodSelector>) -> Result<Selector, Error> {
         }
         _ => Selector::All,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(id: &str, netns: &str) -> v1::SetupPodRequest {
+        v1::SetupPodRequest {
+            pod: Some(v1::PodRef {
+                namespace: "default".into(),
+                name: id.into(),
+                uid: "u".into(),
+            }),
+            sandbox_id: id.into(),
+            netns_path: netns.into(),
+            annotations: HashMap::from([("k".into(), "v".into())]),
+            labels: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn live_pods_that_do_not_validate_are_skipped_not_fatal() {
+        let got = live_pods(&[
+            live("good", "/var/run/netns/cni-1"),
+            live("bad/id", "/var/run/netns/cni-2"),
+            live("relative", "var/run/netns/x"),
+            live("dotdot", "/var/run/netns/../../proc/1/ns/net"),
+        ]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].spec.sandbox_id.as_str(), "good");
+        assert_eq!(got[0].spec.pod.uid, "u");
+        assert_eq!(got[0].annotations["k"], "v");
+    }
 }

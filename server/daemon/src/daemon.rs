@@ -155,6 +155,9 @@ pub async fn run_ready(
     let mut background = Background::start(&node, config);
     let service = crate::service::NodeService::with_cluster(Arc::clone(&node), cluster.clone());
     if let Some(cluster) = cluster {
+        node.set_networks_annotation(
+            Arc::clone(&cluster) as Arc<dyn crate::node::NetworksAnnotation>
+        );
         background
             .tasks
             .push(crate::kubernetes::bridge(&node, Arc::clone(&cluster)));

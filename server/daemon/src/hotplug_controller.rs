@@ -3,13 +3,17 @@
 //! annotation as this node's pod watch sees it.
 //!
 //! Each pass compares, per recorded sandbox whose pod the watch holds, the desired networks
-//! (the parsed annotation) with the actual ones (the record's attachments that came from an
-//! annotation or a hot-plug; the runtime's primary and configured default networks are never
-//! touched). Matching is by network identity, `namespace/name` plus the interface when the
+//! (the parsed annotation) with the actual ones (the record's attachments of origin
+//! `annotation`: made at pod start or by this controller; the runtime's primary, configured
+//! default networks and direct Attach calls, origin `hotplug`, are never touched). Matching is by network identity, `namespace/name` plus the interface when the
 //! annotation names one, so an unnamed `net3` can be removed and the names of untouched
 //! attachments never change; a new unnamed network gets the next free `netN` (plexus-core's
 //! hot-plug naming). Because every pass starts from the level, an edited annotation, a NAD
-//! created late and a restart of plexusd all converge the same way. Attach and detach go
+//! created late and a restart of plexusd all converge the same way. Besides the periodic pass,
+//! a pass starts as soon as the pod watch sees a networks annotation change or the NAD cache
+//! sees a NAD change ([`plexus_kube::PodWatch::changes`], [`plexus_kube::NadCache::changes`]),
+//! and such a change makes every waiting retry due at once, so latency is not bound to the
+//! tick or the backoff. Attach and detach go
 //! through [`Node::attach`]/[`Node::detach`], so network-status and events follow through the
 //! [`crate::kubernetes::bridge`]. A failing network is retried with backoff and reported as a
 //! Warning event naming it; it never blocks the others.
@@ -26,8 +30,11 @@ use crate::attacher::Attacher;
 use crate::error::Error;
 use crate::kubernetes::Cluster;
 use crate::model::{AttachmentState, AttachmentView, SandboxView, Selector};
-use crate::node::Node;
+use crate::node::{ADOPTED_DRIVER, Node};
 use crate::planner::Planner;
+
+/// Why an adopted interface the annotation dropped stays.
+const ADOPTED_WHY: &str = "it was there before plexus adopted this pod, and its maker holds its address and plugin state; it goes with the pod (recreate the pod to drop it)";
 
 /// Timing of the controller.
 #[derive(Debug, Clone, Copy)]
@@ -110,52 +117,60 @@ pub fn desired(value: &str, pod_namespace: &str) -> plexus_core::Result<Vec<Want
         .collect())
 }
 
-/// True for an attachment the controller manages: one from an annotation or a hot-plug,
-/// never the primary.
+/// True for an attachment the controller manages: one from the annotation (at pod start or
+/// hot-plugged by the controller), never the primary. Attachments made through the node
+/// API's Attach (`plexusctl attach --direct`, origin `hotplug`) are left alone: they are not
+/// in the annotation, and removing them is for Detach.
 pub fn managed(a: &AttachmentView) -> bool {
-    !a.primary && matches!(a.origin.as_str(), "annotation" | "hotplug")
+    !a.primary && a.origin == "annotation"
 }
 
-/// Compares desired and actual by network identity. Named elements match the attachment of
-/// that network and interface; unnamed ones any remaining attachment of that network.
+/// Pairs each wanted element with the managed attachment it accounts for (an index into
+/// `managed`), by network identity: named elements match the attachment of that network
+/// and interface first; unnamed ones then take any remaining attachment of their network,
+/// in order.
+pub fn pair(wanted: &[Wanted], managed: &[&AttachmentView]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; managed.len()];
+    let mut matched = vec![None; wanted.len()];
+    for named in [true, false] {
+        for (w, m) in wanted.iter().zip(matched.iter_mut()) {
+            if m.is_some() || w.selection.interface.is_some() != named {
+                continue;
+            }
+            let network = w.selection.network();
+            let fits = |a: &AttachmentView| {
+                a.network == network
+                    && w.selection
+                        .interface
+                        .as_ref()
+                        .is_none_or(|i| a.interface == *i)
+            };
+            if let Some(i) = (0..managed.len()).find(|&i| !taken[i] && fits(managed[i])) {
+                taken[i] = true;
+                *m = Some(i);
+            }
+        }
+    }
+    matched
+}
+
+/// Compares desired and actual by network identity ([`pair`]): what is wanted and unpaired
+/// is attached, what is managed and unpaired is detached.
 pub fn diff(wanted: &[Wanted], actual: &[AttachmentView]) -> Changes {
     let actual: Vec<&AttachmentView> = actual.iter().filter(|a| managed(a)).collect();
-    let mut taken = vec![false; actual.len()];
-    let mut matched = vec![false; wanted.len()];
-    for (w, m) in wanted.iter().zip(matched.iter_mut()) {
-        let Some(iface) = &w.selection.interface else {
-            continue;
-        };
-        let network = w.selection.network();
-        if let Some(i) = (0..actual.len())
-            .find(|&i| !taken[i] && actual[i].network == network && actual[i].interface == *iface)
-        {
-            taken[i] = true;
-            *m = true;
-        }
-    }
-    for (w, m) in wanted.iter().zip(matched.iter_mut()) {
-        if *m || w.selection.interface.is_some() {
-            continue;
-        }
-        let network = w.selection.network();
-        if let Some(i) = (0..actual.len()).find(|&i| !taken[i] && actual[i].network == network) {
-            taken[i] = true;
-            *m = true;
-        }
-    }
+    let matched = pair(wanted, &actual);
     Changes {
         attach: wanted
             .iter()
             .zip(&matched)
-            .filter(|(_, m)| !**m)
+            .filter(|(_, m)| m.is_none())
             .map(|(w, _)| w.clone())
             .collect(),
         detach: actual
             .iter()
-            .zip(&taken)
-            .filter(|(_, t)| !**t)
-            .map(|(a, _)| a.interface.clone())
+            .enumerate()
+            .filter(|(i, _)| !matched.contains(&Some(*i)))
+            .map(|(_, a)| a.interface.clone())
             .collect(),
     }
 }
@@ -172,6 +187,14 @@ struct Retry {
 struct Backoff(HashMap<(String, String), Retry>);
 
 impl Backoff {
+    /// Something changed (annotation, NAD): every waiting retry is due now; the delays are
+    /// kept, so a network that still fails goes on backing off.
+    fn wake(&mut self, now: Instant) {
+        for r in self.0.values_mut() {
+            r.next = now;
+        }
+    }
+
     fn due(&self, key: &(String, String), now: Instant) -> bool {
         self.0.get(key).is_none_or(|r| r.next <= now)
     }
@@ -209,17 +232,35 @@ pub fn start<A: Attacher, P: Planner>(
     settings: ControllerSettings,
 ) -> tokio::task::JoinHandle<()> {
     let node = Arc::downgrade(node);
-    tokio::spawn(async move {
-        let mut backoff = Backoff::default();
-        let mut ticker = tokio::time::interval(settings.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if !pass(&node, &cluster, &settings, &mut backoff).await {
-                return;
+    // Everything the controller does is counted under its own entry point.
+    tokio::spawn(crate::entry::scope(
+        crate::entry::Path::Controller,
+        async move {
+            let mut backoff = Backoff::default();
+            let mut ticker = tokio::time::interval(settings.tick);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut pods = cluster.pods.changes();
+            let mut nads = cluster.nads.changes();
+            loop {
+                // A closed channel (its watch ended) leaves the tick alone in charge.
+                let changed = tokio::select! {
+                    _ = ticker.tick() => false,
+                    Ok(()) = pods.changed() => true,
+                    Ok(()) = nads.changed() => true,
+                };
+                if changed {
+                    pods.mark_unchanged();
+                    nads.mark_unchanged();
+                    backoff.wake(Instant::now());
+                    // The next periodic pass counts from this one.
+                    ticker.reset();
+                }
+                if !pass(&node, &cluster, &settings, &mut backoff).await {
+                    return;
+                }
             }
-        }
-    })
+        },
+    ))
 }
 
 /// One pass over every recorded sandbox; false once the node is gone.
@@ -301,12 +342,30 @@ async fn converge<A: Attacher, P: Planner>(
     let changes = diff(&wanted, &sandbox.attachments);
     let target = || Selector::Sandbox(sandbox.sandbox_id.clone());
     for interface in changes.detach {
+        if let Some(a) = sandbox
+            .attachments
+            .iter()
+            .find(|a| a.interface == interface && a.driver == ADOPTED_DRIVER)
+        {
+            // Said once per interface while the pod lives.
+            let key = (id.clone(), format!("adopted {interface}"));
+            if !backoff.0.contains_key(&key)
+                && backoff.failed(key, String::new(), settings)
+                && let Some(k) = cluster.pod_key(&sandbox.pod)
+            {
+                cluster.recorder.record(
+                    &k,
+                    &event::detach_refused(&a.network, &interface, ADOPTED_WHY),
+                );
+            }
+            continue;
+        }
         let key = (id.clone(), format!("detach {interface}"));
         if !backoff.due(&key, Instant::now()) {
             continue;
         }
         match node
-            .detach(target(), interface.clone(), Some(settings.op_timeout))
+            .detach_unwanted(target(), interface.clone(), Some(settings.op_timeout))
             .await
         {
             Ok(_) => {
@@ -314,7 +373,20 @@ async fn converge<A: Attacher, P: Planner>(
             }
             Err(err) => {
                 tracing::warn!(pod = %sandbox.pod, %interface, error = %err, "hot-unplug failed; retried");
-                backoff.failed(key, err.to_string(), settings);
+                // Once per distinct cause, as for attaches.
+                if backoff.failed(key, err.to_string(), settings)
+                    && let Some(k) = cluster.pod_key(&sandbox.pod)
+                {
+                    let network = sandbox
+                        .attachments
+                        .iter()
+                        .find(|a| a.interface == interface)
+                        .map_or("", |a| a.network.as_str());
+                    cluster.recorder.record(
+                        &k,
+                        &event::detach_failed(network, &interface, &err.to_string()),
+                    );
+                }
             }
         }
     }
@@ -329,7 +401,7 @@ async fn converge<A: Attacher, P: Planner>(
             continue;
         }
         match node
-            .attach(target(), w.text.clone(), Some(settings.op_timeout))
+            .attach_wanted(target(), w.text.clone(), Some(settings.op_timeout))
             .await
         {
             Ok(_) => {
@@ -354,6 +426,8 @@ async fn converge<A: Attacher, P: Planner>(
         }
     }
 }
+
+pub mod edit;
 
 #[cfg(test)]
 mod tests;

@@ -44,7 +44,8 @@ pub struct Cluster {
     pub recorder: Recorder,
     /// Whether the API server answers (every request of `client` reports here).
     pub health: ApiHealth,
-    /// The client every part above uses (for the occasional direct read).
+    /// The client every part above uses (for the occasional direct read, and the
+    /// networks-annotation patches of `plexusctl attach/detach --pod`).
     client: plexus_kube::Client,
     node_name: String,
     /// The kubelet's pod-resources API, for device-plugin networks (`None`: not asked).
@@ -395,6 +396,41 @@ async fn wake_on_reconnect(
     while reconnected.changed().await.is_ok() {
         publisher.resume();
         recorder.resume();
+    }
+}
+
+impl crate::node::NetworksAnnotation for Cluster {
+    fn current(&self, pod: &PodIdentity) -> Option<(String, String)> {
+        let meta = self.pods.get(&pod.namespace, &pod.name)?;
+        if !pod.uid.is_empty() && !meta.uid.is_empty() && pod.uid != meta.uid {
+            return None; // a newer pod of the same name
+        }
+        let value = meta
+            .annotations
+            .get(plexus_core::annotation::NETWORKS)
+            .cloned()
+            .unwrap_or_default();
+        Some((meta.uid, value))
+    }
+
+    fn write<'a>(
+        &'a self,
+        pod: &'a PodIdentity,
+        uid: &'a str,
+        value: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let key = PodKey {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: uid.to_string(),
+            };
+            plexus_kube::patch_networks(&self.client, &key, value)
+                .await
+                .map_err(|e| Error::Kubernetes {
+                    message: e.to_string(),
+                })
+        })
     }
 }
 

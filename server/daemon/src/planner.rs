@@ -62,6 +62,14 @@ pub trait Planner: Send + Sync + 'static {
         present: &[String],
     ) -> Result<PlannedAttachment>;
 
+    /// Namespace isolation for an attachment the pod already has: may a pod in `pod`'s
+    /// namespace use `network` (`namespace/name`)? The node API's Detach asks it, so Attach
+    /// and Detach obey the same rule as the annotation. The default allows everything.
+    fn check_isolation(&self, pod: &PodIdentity, network: &str) -> Result<()> {
+        let _ = (pod, network);
+        Ok(())
+    }
+
     /// The plan (or the error) rendered for `explain`.
     fn explain(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Explanation;
 

@@ -132,6 +132,29 @@ impl Planner for Resolver {
             .map_err(|e| resolve_error(pod, e))
     }
 
+    fn check_isolation(&self, pod: &PodIdentity, network: &str) -> Result<()> {
+        let Some((namespace, _)) = network.split_once('/') else {
+            return Ok(());
+        };
+        if self.config.may_reference(&pod.namespace, namespace) {
+            return Ok(());
+        }
+        let err = plexus_core::Error::NamespaceIsolation {
+            pod_namespace: pod.namespace.clone(),
+            target_namespace: namespace.to_string(),
+            network: network.to_string(),
+            allowed: if self.config.global_namespaces.is_empty() {
+                "no global namespaces".to_string()
+            } else {
+                format!(
+                    "global namespaces {}",
+                    self.config.global_namespaces.join(",")
+                )
+            },
+        };
+        Err(resolve_error(pod, err))
+    }
+
     fn explain(&self, pod: &PodIdentity, annotations: &BTreeMap<String, String>) -> Explanation {
         let outcome = plexus_core::resolve(pod, annotations, &self.config, self.nads.as_ref());
         let rendered = plexus_core::explain(pod, &outcome);

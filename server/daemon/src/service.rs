@@ -21,7 +21,7 @@ use crate::entry::{self, Path};
 use crate::error::Error;
 use crate::kubernetes::Cluster;
 use crate::model::SandboxSpec;
-use crate::node::Node;
+use crate::node::{Edited, Node};
 use crate::planner::Planner;
 
 /// The node API over a [`Node`].
@@ -228,6 +228,26 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let req = request.into_inner();
         record_target(&span, req.target.as_ref());
         let target = finish(&span, convert::selector(req.target.as_ref()))?;
+        if req.via_annotation {
+            let work = self
+                .node
+                .attach_via_annotation(target, req.selection, timeout);
+            let result = entry::scope(Path::Api, work).instrument(span.clone()).await;
+            return Ok(Response::new(match finish(&span, result)? {
+                Edited::Annotation(annotation) => v1::AttachResponse {
+                    annotation,
+                    ..Default::default()
+                },
+                Edited::Direct(outcome) => {
+                    let (attachment, network_status) = convert::hotplug(&outcome);
+                    v1::AttachResponse {
+                        attachment: Some(attachment),
+                        network_status,
+                        annotation: String::new(),
+                    }
+                }
+            }));
+        }
         let result = entry::scope(Path::Api, self.node.attach(target, req.selection, timeout))
             .instrument(span.clone())
             .await;
@@ -235,6 +255,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         Ok(Response::new(v1::AttachResponse {
             attachment: Some(attachment),
             network_status,
+            annotation: String::new(),
         }))
     }
 
@@ -248,6 +269,24 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         record_target(&span, req.target.as_ref());
         let target = finish(&span, convert::selector(req.target.as_ref()))?;
         let interface = finish(&span, convert::ifname("interface", &req.interface))?;
+        if req.via_annotation {
+            let work = self.node.detach_via_annotation(target, interface, timeout);
+            let result = entry::scope(Path::Api, work).instrument(span.clone()).await;
+            return Ok(Response::new(match finish(&span, result)? {
+                Edited::Annotation(annotation) => v1::DetachResponse {
+                    annotation,
+                    ..Default::default()
+                },
+                Edited::Direct(outcome) => {
+                    let (removed, network_status) = convert::hotplug(&outcome);
+                    v1::DetachResponse {
+                        removed: Some(removed),
+                        network_status,
+                        annotation: String::new(),
+                    }
+                }
+            }));
+        }
         let result = entry::scope(Path::Api, self.node.detach(target, interface, timeout))
             .instrument(span.clone())
             .await;
@@ -255,6 +294,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         Ok(Response::new(v1::DetachResponse {
             removed: Some(removed),
             network_status,
+            annotation: String::new(),
         }))
     }
 
@@ -325,14 +365,20 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
     ) -> Result<Response<v1::ReconcileResponse>, Status> {
         let timeout = request_timeout(request.metadata());
         let span = rpc_span("Reconcile", request.metadata());
-        let live = finish(
-            &span,
-            convert::live_ids(request.into_inner().live_sandbox_ids),
-        )?;
+        let arrived = std::time::Instant::now();
+        let req = request.into_inner();
+        let live = finish(&span, convert::live_ids(req.live_sandbox_ids))?;
+        let adoptable = convert::live_pods(&req.live_pods);
         let result = entry::scope(Path::Nri, self.node.reconcile(live, timeout))
             .instrument(span.clone())
             .await;
         let outcome = finish(&span, result)?;
+        if !adoptable.is_empty() {
+            self.node
+                .adopt(adoptable, arrived)
+                .instrument(span.clone())
+                .await;
+        }
         Ok(Response::new(v1::ReconcileResponse {
             torn_down: outcome.torn_down,
             failed: outcome.failed,

@@ -52,6 +52,8 @@ pub struct FakeAttacher {
     dir: Option<PathBuf>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Detaches of this interface fail with this message while set.
+    failing_detach: Mutex<Option<(String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,7 +66,12 @@ fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
         interface: a.interface.clone(),
         ips: vec![format!("192.0.2.{}/24", 10 + index)],
         mac: format!("02:00:00:00:00:{:02x}", index),
-        driver: "native".to_owned(),
+        driver: if a.runtime_managed {
+            "runtime"
+        } else {
+            "native"
+        }
+        .to_owned(),
         plugin: a.config.plugin_types.join(","),
         origin: a.origin.as_str().to_owned(),
         state: AttachmentState::Attached,
@@ -127,6 +134,11 @@ impl FakeAttacher {
     /// Each teardown and detach takes this long; like the engine's, they ignore deadlines.
     pub fn set_removal_delay(&self, delay: Duration) {
         *lock(&self.removal_delay) = delay;
+    }
+
+    /// Detaches of `interface` fail with `message` until called with `None`.
+    pub fn fail_detach(&self, failing: Option<(&str, &str)>) {
+        *lock(&self.failing_detach) = failing.map(|(i, m)| (i.to_owned(), m.to_owned()));
     }
 
     /// Every call so far.
@@ -380,6 +392,16 @@ impl Attacher for FakeAttacher {
     ) -> Result<AttachmentView> {
         self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
         self.removal_wait().await;
+        if let Some((_, message)) = lock(&self.failing_detach)
+            .as_ref()
+            .filter(|(i, _)| *i == interface)
+        {
+            return Err(Error::Detach {
+                sandbox_id: sandbox_id.to_string(),
+                interface,
+                message: message.clone(),
+            });
+        }
         let mut view = self
             .sandbox(&sandbox_id)?
             .ok_or_else(|| Error::SandboxNotFound {

@@ -143,6 +143,7 @@ async fn setup_list_attach_detach_teardown() {
         .attach(v1::AttachRequest {
             target: pod_target("ha"),
             selection: "iot/extra".into(),
+            via_annotation: false,
         })
         .await
         .unwrap()
@@ -175,6 +176,7 @@ async fn setup_list_attach_detach_teardown() {
         .detach(v1::DetachRequest {
             target: pod_target("ha"),
             interface: "net1".into(),
+            via_annotation: false,
         })
         .await
         .unwrap()
@@ -184,6 +186,7 @@ async fn setup_list_attach_detach_teardown() {
         .detach(v1::DetachRequest {
             target: pod_target("ha"),
             interface: "net1".into(),
+            via_annotation: false,
         })
         .await
         .unwrap_err();
@@ -254,6 +257,7 @@ async fn bad_requests_get_the_documented_codes() {
         .attach(v1::AttachRequest {
             target: pod_target("nobody"),
             selection: "lan".into(),
+            via_annotation: false,
         })
         .await
         .unwrap_err();
@@ -507,6 +511,7 @@ async fn records_survive_a_restart_and_reconcile_removes_the_dead() {
     let out = c
         .reconcile(v1::ReconcileRequest {
             live_sandbox_ids: vec!["live".into()],
+            live_pods: Vec::new(),
         })
         .await
         .unwrap()

@@ -197,6 +197,7 @@ async fn teardown_and_detach_finish_past_the_deadline() {
             pod: None,
         }),
         interface: "net2".into(),
+        via_annotation: false,
     });
     req.set_timeout(Duration::from_millis(200));
     let err = c.detach(req).await.unwrap_err();

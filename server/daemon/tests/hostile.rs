@@ -159,6 +159,7 @@ async fn sandbox_ids_that_name_other_files_are_refused_by_every_rpc() {
             &what("Reconcile"),
             c.reconcile(v1::ReconcileRequest {
                 live_sandbox_ids: vec!["fine".to_owned(), id.clone()],
+                live_pods: Vec::new(),
             })
             .await,
             Code::InvalidArgument,
@@ -173,6 +174,7 @@ async fn sandbox_ids_that_name_other_files_are_refused_by_every_rpc() {
             c.attach(v1::AttachRequest {
                 target: by_sandbox(&id),
                 selection: "mv".into(),
+                via_annotation: false,
             })
             .await,
             Code::InvalidArgument,
@@ -183,6 +185,7 @@ async fn sandbox_ids_that_name_other_files_are_refused_by_every_rpc() {
             c.detach(v1::DetachRequest {
                 target: by_sandbox(&id),
                 interface: "net1".into(),
+                via_annotation: false,
             })
             .await,
             Code::InvalidArgument,
@@ -334,6 +337,7 @@ async fn the_runtimes_primary_and_bad_interface_names_cannot_be_detached() {
             .detach(v1::DetachRequest {
                 target: by_sandbox("sb-primary"),
                 interface: "eth0".into(),
+                via_annotation: false,
             })
             .await,
         Code::FailedPrecondition,
@@ -353,6 +357,7 @@ async fn the_runtimes_primary_and_bad_interface_names_cannot_be_detached() {
                 .detach(v1::DetachRequest {
                     target: by_sandbox("sb-primary"),
                     interface: name.into(),
+                    via_annotation: false,
                 })
                 .await,
             Code::InvalidArgument,

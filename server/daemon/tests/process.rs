@@ -260,6 +260,7 @@ async fn hot_plug_past_its_deadline_is_undone_with_the_real_engine() {
             pod: None,
         }),
         selection: "slowbr".into(),
+        via_annotation: false,
     });
     request.set_timeout(Duration::from_millis(1500));
     let err = client.attach(request).await.unwrap_err();

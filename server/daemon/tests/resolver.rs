@@ -92,6 +92,7 @@ async fn annotation_and_hotplug_paths_resolve_alike() {
         .attach(v1::AttachRequest {
             target: target.clone(),
             selection: "shared/storage-net".into(),
+            via_annotation: false,
         })
         .await
         .unwrap_err();
@@ -100,6 +101,7 @@ async fn annotation_and_hotplug_paths_resolve_alike() {
         .attach(v1::AttachRequest {
             target: target.clone(),
             selection: r#"{"name": "tuned-bridge", "namespace": "default"}"#.into(),
+            via_annotation: false,
         })
         .await
         .unwrap()
@@ -113,6 +115,7 @@ async fn annotation_and_hotplug_paths_resolve_alike() {
         .attach(v1::AttachRequest {
             target,
             selection: "default/lab-bridge@net2".into(),
+            via_annotation: false,
         })
         .await
         .unwrap_err();

@@ -99,6 +99,27 @@ pub fn attach_failed(network: &str, interface: &str, cause: &str) -> Report {
     }
 }
 
+/// Removing an interface the annotation no longer asks for failed (it is retried).
+pub fn detach_failed(network: &str, interface: &str, cause: &str) -> Report {
+    Report {
+        severity: Severity::Warning,
+        reason: "DetachInterfaceFailed",
+        action: "RemoveInterface",
+        note: format!("removing {interface} (network {network}) failed: {cause}"),
+    }
+}
+
+/// The annotation no longer asks for an interface plexus will not remove (one that was there
+/// when plexus adopted the pod).
+pub fn detach_refused(network: &str, interface: &str, why: &str) -> Report {
+    Report {
+        severity: Severity::Warning,
+        reason: "DetachInterfaceRefused",
+        action: "RemoveInterface",
+        note: format!("not removing {interface} (network {network}): {why}"),
+    }
+}
+
 /// The events.k8s.io/v1 Event for `report` about `pod`, named `name`, reported by
 /// `instance` at `at`.
 pub fn build(report: &Report, pod: &PodKey, name: String, instance: &str, at: Timestamp) -> Event {

@@ -24,5 +24,5 @@ pub use health::{ApiHealth, HealthSnapshot, track};
 pub use kube::Client;
 pub use nad::{NadCache, missing_nad};
 pub use outbox::{QueueStats, RetryPolicy};
-pub use pod::{PodMeta, PodWatch, read_pod};
+pub use pod::{PodMeta, PodWatch, patch_networks, read_pod};
 pub use status::{PodKey, PublishError, Publisher};

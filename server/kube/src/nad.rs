@@ -83,6 +83,8 @@ struct Shared {
     fetched: Mutex<HashMap<(String, String), Fetched>>,
     fetch_timeout: Duration,
     last_error: Mutex<Option<String>>,
+    /// Bumped when a NAD is created, changed or deleted, and when a (re)list completes.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 struct Scope {
@@ -135,6 +137,7 @@ impl NadCache {
             fetched: Mutex::new(HashMap::new()),
             fetch_timeout,
             last_error: Mutex::new(None),
+            changes: tokio::sync::watch::channel(0).0,
         });
         let mut tasks = Tasks::default();
         for (index, writer) in writers.into_iter().enumerate() {
@@ -152,6 +155,12 @@ impl NadCache {
             .scopes
             .iter()
             .all(|s| s.synced.load(Ordering::Acquire))
+    }
+
+    /// A receiver marked changed whenever a watched NAD is created, changed or deleted and
+    /// whenever a (re)list completes: a network that was missing may resolve now.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// Waits until [`NadCache::synced`].
@@ -222,6 +231,10 @@ impl Shared {
         self.scopes
             .iter()
             .find(|s| s.namespace.as_deref().is_none_or(|n| n == namespace))
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Forgets the direct-GET answer for `key`: the store now knows better.
@@ -355,9 +368,13 @@ async fn run_scope(
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {
         match item {
-            Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => shared.forget(&obj),
+            Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
+                shared.forget(&obj);
+                shared.bump();
+            }
             Ok(watcher::Event::InitDone) => {
                 lock(&shared.fetched).clear();
+                shared.bump();
                 if !scope.synced.swap(true, Ordering::AcqRel) {
                     tracing::info!(scope = %crate::error::scope(scope.namespace.as_deref()),
                         nads = scope.store.len(), "network-attachment-definitions synced");

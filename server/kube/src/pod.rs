@@ -3,8 +3,10 @@
 //! store. Callers that were not handed a pod's annotations (and the hot-plug controller) read
 //! them here, by `namespace/name` or by uid. This module never GETs a pod: the setup path must
 //! not wait on the API server, so a pod the watch has not delivered yet is simply unknown.
+//! [`PodWatch::changes`] wakes the hot-plug controller when a pod's
+//! `k8s.v1.cni.cncf.io/networks` annotation changes (not on every status write).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +46,8 @@ struct Shared {
     node: String,
     synced: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Bumped when a pod's networks annotation changes, and when a (re)list completes.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for PodWatch {
@@ -66,6 +70,7 @@ impl PodWatch {
             node: node.to_string(),
             synced: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            changes: tokio::sync::watch::channel(0).0,
         });
         let mut tasks = Tasks::default();
         tasks.spawn(run(client, Arc::clone(&shared), writer));
@@ -104,6 +109,13 @@ impl PodWatch {
     /// The last list/watch failure, if the watch has not recovered since.
     pub fn last_error(&self) -> Option<String> {
         lock(&self.shared.last_error).clone()
+    }
+
+    /// A receiver marked changed whenever a pod of this node gets a different
+    /// `k8s.v1.cni.cncf.io/networks` annotation (added, edited or removed) and whenever a
+    /// (re)list completes. Status writes and other metadata edits do not wake it.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// The pod `namespace/name`, if this node's watch holds it.
@@ -177,6 +189,9 @@ async fn run(
             }),
     );
     futures::pin_mut!(stream);
+    // The networks annotation of each pod as last seen, to tell its edits from other writes.
+    let mut networks: HashMap<(String, String), Option<String>> = HashMap::new();
+    let bump = || shared.changes.send_modify(|n| *n = n.wrapping_add(1));
     while let Some(item) = stream.next().await {
         match item {
             Ok(watcher::Event::InitDone) => {
@@ -184,8 +199,20 @@ async fn run(
                     tracing::info!(node = %shared.node, "pods of this node synced");
                 }
                 lock(&shared.last_error).take();
+                bump();
             }
-            Ok(_) => {}
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                let (key, value) = networks_of(&pod);
+                let changed = networks.get(&key) != Some(&value);
+                networks.insert(key, value);
+                if changed && shared.synced.load(Ordering::Acquire) {
+                    bump();
+                }
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                networks.remove(&networks_of(&pod).0);
+            }
+            Ok(watcher::Event::Init) => networks.clear(),
             Err(err) => {
                 let message = pod_watch_error(&err).to_string();
                 tracing::warn!(error = %message, "watching the pods of this node");
@@ -193,6 +220,20 @@ async fn run(
             }
         }
     }
+}
+
+fn networks_of(pod: &PartialObjectMeta<Pod>) -> ((String, String), Option<String>) {
+    let m = &pod.metadata;
+    let key = (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    );
+    let value = m
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(plexus_core::annotation::NETWORKS))
+        .cloned();
+    (key, value)
 }
 
 fn pod_watch_error(err: &watcher::Error) -> Error {
@@ -220,5 +261,64 @@ fn pod_watch_error(err: &watcher::Error) -> Error {
             operation: "watch pods of this node".to_string(),
             cause: other.to_string(),
         },
+    }
+}
+
+/// Longest a networks-annotation patch may take.
+const PATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sets the pod's `k8s.v1.cni.cncf.io/networks` annotation (`plexusctl attach/detach --pod`
+/// on a Kubernetes node): one merge patch of the pod carrying its uid, so a pod recreated
+/// under the same name is refused (422) instead of edited. Needs `patch` on `pods`.
+pub async fn patch_networks(
+    client: &kube::Client,
+    pod: &crate::PodKey,
+    value: &str,
+) -> crate::Result<()> {
+    let operation = format!("patching the networks annotation of pod {pod}");
+    let params = kube::api::PatchParams {
+        field_manager: Some(crate::status::FIELD_MANAGER.to_string()),
+        ..kube::api::PatchParams::default()
+    };
+    let body = serde_json::json!({
+        "metadata": {
+            "uid": pod.uid,
+            "annotations": { plexus_core::annotation::NETWORKS: value },
+        }
+    });
+    let request = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", pod.namespace))
+        .patch(&pod.name, &params, &kube::api::Patch::Merge(body))
+        .map_err(|e| Error::Transport {
+            operation: operation.clone(),
+            cause: e.to_string(),
+        })?;
+    let answer = tokio::time::timeout(PATCH_TIMEOUT, crate::request::send(client, request))
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: operation.clone(),
+            timeout: PATCH_TIMEOUT,
+        })?
+        .map_err(|cause| Error::Transport {
+            operation: operation.clone(),
+            cause,
+        })?;
+    match answer.code {
+        200..=299 => Ok(()),
+        403 => Err(Error::Forbidden {
+            verb: "patch",
+            resource: "pods",
+            scope: crate::error::scope(Some(&pod.namespace)),
+            message: answer.message,
+        }),
+        422 => Err(Error::Api {
+            operation: format!("{operation} (uid {}; was the pod recreated?)", pod.uid),
+            code: 422,
+            message: answer.message,
+        }),
+        code => Err(Error::Api {
+            operation,
+            code,
+            message: answer.message,
+        }),
     }
 }

@@ -1,4 +1,6 @@
-//! `plexusctl detach`: hot-unplug one interface from a running pod.
+//! `plexusctl detach`: hot-unplug one interface from a running pod — on a Kubernetes node by
+//! removing its element from the pod's networks annotation (plexusd patches it), else, or
+//! with `--direct`, right away.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,6 +18,10 @@ pub struct Cmd {
     target: Target,
     /// The interface inside the pod.
     interface: String,
+    /// Detach right away through plexusd instead of editing the pod's annotation (needed for
+    /// an interface attached with `attach --direct`).
+    #[arg(long)]
+    direct: bool,
     #[command(flatten)]
     output: OutputArg,
 }
@@ -28,10 +34,14 @@ impl Cmd {
             .detach(v1::DetachRequest {
                 target,
                 interface: self.interface,
+                via_annotation: !self.direct,
             })
             .await
             .map_err(api_error)?
             .into_inner();
+        if answer.removed.is_none() {
+            return crate::edited(&answer.annotation, "detaches", self.output.output);
+        }
         let list: Vec<v1::Attachment> = answer.removed.into_iter().collect();
         match self.output.output {
             Format::Json => output::emit(&output::attachments_json(&list)),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use plexus_client::output::Format;
+use plexus_client::output::{self, Format};
 use plexus_client::v1;
 
 mod attach;
@@ -135,4 +135,18 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the outcome of an Attach/Detach that patched the pod's networks annotation.
+fn edited(annotation: &str, verb: &str, format: Format) -> anyhow::Result<ExitCode> {
+    match format {
+        Format::Json => output::emit(
+            &serde_json::json!({ "annotation": { "k8s.v1.cni.cncf.io/networks": annotation } })
+                .to_string(),
+        ),
+        Format::Text => output::emit(&format!(
+            "k8s.v1.cni.cncf.io/networks is now {annotation:?}; plexusd's hot-plug controller {verb} it (follow with plexusctl watch)"
+        )),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,7 @@ impl Cmd {
         let answer = client
             .reconcile(v1::ReconcileRequest {
                 live_sandbox_ids: self.live,
+                live_pods: Vec::new(),
             })
             .await
             .map_err(api_error)?

@@ -8,6 +8,7 @@
 //! sandbox, and the sandbox carries the object's uid.
 
 mod api;
+mod hotplug;
 mod outage;
 mod status;
 

@@ -38,11 +38,26 @@ fn a_removed_unnamed_network_is_detached_by_identity() {
     let actual = [
         att("default/a", "net1", "annotation", false),
         att("default/b", "net2", "annotation", false),
-        att("default/c", "net3", "hotplug", false),
+        att("default/c", "net3", "annotation", false),
     ];
     let c = diff(&desired("a,c", "default").unwrap(), &actual);
     assert!(c.attach.is_empty());
     assert_eq!(c.detach, ["net2"]);
+}
+
+#[test]
+fn a_direct_attachment_is_left_alone() {
+    // `plexusctl attach --direct` records origin hotplug: not in the annotation, not removed.
+    let actual = [
+        att("default/a", "net1", "annotation", false),
+        att("default/x", "net2", "hotplug", false),
+    ];
+    let c = diff(&desired("a", "default").unwrap(), &actual);
+    assert!(c.attach.is_empty() && c.detach.is_empty(), "{c:?}");
+    // Nor does it satisfy an element asking for the same network.
+    let c = diff(&desired("a,x", "default").unwrap(), &actual);
+    assert_eq!(texts(&c), ["x"]);
+    assert!(c.detach.is_empty(), "{c:?}");
 }
 
 #[test]

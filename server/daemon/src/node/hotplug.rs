@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_core::plan::Origin;
 use plexus_telemetry::Operation;
 
 use super::{Node, require};
@@ -25,12 +26,48 @@ pub struct HotplugOutcome {
 }
 
 impl<A: Attacher, P: Planner> Node<A, P> {
-    /// Hot-plugs one network selection into a running pod.
+    /// Hot-plugs one network selection into a running pod (the node API's Attach, e.g.
+    /// `plexusctl attach --direct`): recorded with origin `hotplug`, which the hot-plug
+    /// controller leaves alone whatever the pod's annotation says.
     pub async fn attach(
         self: &Arc<Self>,
         target: Selector,
         selection: String,
         timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.plug(target, selection, timeout, Origin::Hotplug).await
+    }
+
+    /// The hot-plug controller's attach of an element of the pod's annotation: recorded with
+    /// origin `annotation`, like the networks the pod started with, so a later edit of the
+    /// annotation can remove it again.
+    pub async fn attach_wanted(
+        self: &Arc<Self>,
+        target: Selector,
+        selection: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.plug(target, selection, timeout, Origin::Annotation)
+            .await
+    }
+
+    async fn plug(
+        self: &Arc<Self>,
+        target: Selector,
+        selection: String,
+        timeout: Option<Duration>,
+        origin: Origin,
+    ) -> Result<HotplugOutcome> {
+        let work = self.plug_unmeasured(target, selection, timeout, origin);
+        self.measured(Operation::Attach, work).await
+    }
+
+    async fn plug_unmeasured(
+        self: &Arc<Self>,
+        target: Selector,
+        selection: String,
+        timeout: Option<Duration>,
+        origin: Origin,
     ) -> Result<HotplugOutcome> {
         require("selection", &selection)?;
         let sandbox = self.find(&target)?;
@@ -56,7 +93,8 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                     .iter()
                     .map(|a| a.interface.clone())
                     .collect();
-                let planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
+                let mut planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
+                planned.origin = origin;
                 let id = sandbox.sandbox_id.clone();
                 match node.attacher.attach(id.clone(), planned, deadline).await {
                     Ok(attachment) => {
@@ -79,12 +117,49 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         .await
     }
 
-    /// Hot-unplugs one interface from a running pod.
+    /// Hot-unplugs one interface from a running pod (the node API's Detach). Namespace
+    /// isolation holds as for Attach: a secondary interface whose network the pod's namespace
+    /// may not reference is refused (`PERMISSION_DENIED` naming both namespaces and the rule);
+    /// the runtime's primary is refused by the engine whatever the policy.
     pub async fn detach(
         self: &Arc<Self>,
         target: Selector,
         interface: String,
         timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.unplug(target, interface, timeout, true).await
+    }
+
+    /// The hot-plug controller's detach: the pod's own annotation no longer asks for the
+    /// network. Removing an interface never widens what the pod reaches, so, as with teardown,
+    /// isolation is not asked (an attachment made before isolation was switched on can still
+    /// be dropped from the annotation). The primary stays refused.
+    pub async fn detach_unwanted(
+        self: &Arc<Self>,
+        target: Selector,
+        interface: String,
+        timeout: Option<Duration>,
+    ) -> Result<HotplugOutcome> {
+        self.unplug(target, interface, timeout, false).await
+    }
+
+    async fn unplug(
+        self: &Arc<Self>,
+        target: Selector,
+        interface: String,
+        timeout: Option<Duration>,
+        isolation: bool,
+    ) -> Result<HotplugOutcome> {
+        let work = self.unplug_unmeasured(target, interface, timeout, isolation);
+        self.measured(Operation::Detach, work).await
+    }
+
+    async fn unplug_unmeasured(
+        self: &Arc<Self>,
+        target: Selector,
+        interface: String,
+        timeout: Option<Duration>,
+        isolation: bool,
     ) -> Result<HotplugOutcome> {
         require("interface", &interface)?;
         let sandbox = self.find(&target)?;
@@ -99,11 +174,27 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             move |node, deadline| async move {
                 let id = sandbox.sandbox_id.clone();
                 let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
-                if !sandbox.attachments.iter().any(|a| a.interface == interface) {
+                let Some(found) = sandbox
+                    .attachments
+                    .iter()
+                    .find(|a| a.interface == interface)
+                else {
                     return Err(Error::InterfaceNotFound {
                         sandbox_id: id.to_string(),
                         interface,
                     });
+                };
+                if isolation && !found.primary {
+                    node.planner
+                        .check_isolation(&sandbox.pod, &found.network)
+                        .map_err(|err| match err {
+                            Error::Resolve { pod, kind, message } => Error::Resolve {
+                                pod,
+                                kind,
+                                message: format!("detach of {interface} refused: {message}"),
+                            },
+                            other => other,
+                        })?;
                 }
                 match node.attacher.detach(id.clone(), interface, deadline).await {
                     Ok(attachment) => {

@@ -27,10 +27,14 @@ use crate::model::{
 use crate::planner::{Explanation, Planner};
 use fresh::SetupMarks;
 
+mod adopt;
+mod edit;
 mod fresh;
 mod hotplug;
 mod sweep;
 
+pub use adopt::{ADOPTED_DRIVER, LivePod};
+pub use edit::{Edited, NetworksAnnotation};
 pub use hotplug::HotplugOutcome;
 pub use sweep::{NetnsState, SweepOutcome, netns_state};
 
@@ -73,6 +77,8 @@ pub struct Node<A, P> {
     closing: tokio::sync::watch::Sender<bool>,
     metrics: Option<Metrics>,
     setup_budget: Option<Duration>,
+    /// Kubernetes mode: the pods' networks annotations, for annotation-first Attach/Detach.
+    annotation: std::sync::OnceLock<Arc<dyn NetworksAnnotation>>,
 }
 
 /// Result of a setup: the sandbox as recorded and its network-status.
@@ -128,6 +134,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             closing: tokio::sync::watch::channel(false).0,
             metrics,
             setup_budget: limits.setup_budget,
+            annotation: std::sync::OnceLock::new(),
         })
     }
 
