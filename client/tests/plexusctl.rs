@@ -111,6 +111,7 @@ impl Node for Canned {
         Ok(Response::new(v1::ExplainResponse {
             json: r#"{"pod":{"name":"web"},"attachments":[]}"#.into(),
             text: "pod default/web: 1 network".into(),
+            ok: true,
         }))
     }
     async fn get_status(
@@ -139,10 +140,12 @@ impl Node for Canned {
         &self,
         request: Request<v1::ReconcileRequest>,
     ) -> Result<Response<v1::ReconcileResponse>, Status> {
-        let live = request.into_inner().live_sandbox_ids;
+        let req = request.into_inner();
+        let live = req.live_sandbox_ids;
         Ok(Response::new(v1::ReconcileResponse {
-            torn_down: vec![format!("not-{}", live.join("+"))],
+            torn_down: vec![format!("not-{} all={}", live.join("+"), req.all_listed)],
             failed: vec![],
+            kept: vec!["young: set up after the live list was taken".into()],
         }))
     }
     type WatchStream = Events;
@@ -226,7 +229,7 @@ async fn plexusctl_against_a_canned_server() {
     assert!(reconcile.status.success());
     assert_eq!(
         String::from_utf8_lossy(&reconcile.stdout),
-        "torn down not-a+b\n"
+        "torn down not-a+b all=false\nkept young: set up after the live list was taken\n"
     );
     // No ids without --all is refused before anything is sent.
     assert!(!reconcile_bare.status.success());
@@ -239,7 +242,7 @@ async fn plexusctl_against_a_canned_server() {
     assert!(reconcile_all.status.success());
     assert_eq!(
         String::from_utf8_lossy(&reconcile_all.stdout),
-        "torn down not-\n"
+        "torn down not- all=true\nkept young: set up after the live list was taken\n"
     );
 
     assert!(status.status.success());

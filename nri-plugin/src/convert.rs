@@ -82,6 +82,8 @@ pub fn reconcile_request(pods: &[PodSandbox]) -> ReconcileRequest {
     ReconcileRequest {
         live_sandbox_ids: pods.iter().map(|p| p.id.clone()).collect(),
         live_pods,
+        // Synchronize is the runtime's whole list: no pods means none is alive.
+        all_listed: true,
     }
 }
 

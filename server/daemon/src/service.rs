@@ -327,6 +327,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             return Ok(Response::new(v1::ExplainResponse {
                 json: explanation.json,
                 text: explanation.text,
+                ok: explanation.ok,
             }));
         }
         let node = Arc::clone(&self.node);
@@ -356,6 +357,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         Ok(Response::new(v1::ExplainResponse {
             json: explanation.json,
             text: explanation.text,
+            ok: explanation.ok,
         }))
     }
 
@@ -367,6 +369,18 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let span = rpc_span("Reconcile", request.metadata());
         let arrived = std::time::Instant::now();
         let req = request.into_inner();
+        if req.live_sandbox_ids.is_empty() && !req.all_listed {
+            // Every recorded pod would lose its networks: only on explicit confirmation.
+            return finish(
+                &span,
+                Err(Error::InvalidRequest {
+                    message: "live_sandbox_ids is empty: that would tear down every recorded \
+                              sandbox; send the live ids, or set all_listed (plexusctl \
+                              reconcile --all) when the runtime really has no pods"
+                        .to_owned(),
+                }),
+            );
+        }
         let live = finish(&span, convert::live_ids(req.live_sandbox_ids))?;
         let adoptable = convert::live_pods(&req.live_pods);
         let result = entry::scope(Path::Nri, self.node.reconcile(live, timeout))
@@ -382,6 +396,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         Ok(Response::new(v1::ReconcileResponse {
             torn_down: outcome.torn_down,
             failed: outcome.failed,
+            kept: outcome.kept,
         }))
     }
 

@@ -508,10 +508,18 @@ async fn records_survive_a_restart_and_reconcile_removes_the_dead() {
         .into_inner()
         .attachments;
     assert_eq!(list.len(), 2);
+    // An empty live list would take every pod's networks: refused unless confirmed.
+    let refused = c
+        .reconcile(v1::ReconcileRequest::default())
+        .await
+        .expect_err("an unconfirmed empty live list is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("all_listed"), "{refused:?}");
     let out = c
         .reconcile(v1::ReconcileRequest {
             live_sandbox_ids: vec!["live".into()],
             live_pods: Vec::new(),
+            all_listed: false,
         })
         .await
         .unwrap()

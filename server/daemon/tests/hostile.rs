@@ -160,6 +160,7 @@ async fn sandbox_ids_that_name_other_files_are_refused_by_every_rpc() {
             c.reconcile(v1::ReconcileRequest {
                 live_sandbox_ids: vec!["fine".to_owned(), id.clone()],
                 live_pods: Vec::new(),
+                all_listed: false,
             })
             .await,
             Code::InvalidArgument,

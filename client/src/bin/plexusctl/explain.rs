@@ -124,14 +124,11 @@ impl Cmd {
             Format::Json => plexus_client::output::emit(&answer.json),
             Format::Text => plexus_client::output::emit(&answer.text),
         }
-        // The server reports resolution failures inside the explanation.
-        let failed = serde_json::from_str::<serde_json::Value>(&answer.json)
-            .map(|v| v.get("error").is_some())
-            .unwrap_or(false);
-        Ok(if failed {
-            ExitCode::FAILURE
-        } else {
+        // The server says whether resolution succeeded (the JSON then carries the error).
+        Ok(if answer.ok {
             ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
         })
     }
 }

@@ -33,12 +33,16 @@ impl Cmd {
             .reconcile(v1::ReconcileRequest {
                 live_sandbox_ids: self.live,
                 live_pods: Vec::new(),
+                all_listed: self.all,
             })
             .await
             .map_err(api_error)?
             .into_inner();
         for id in &answer.torn_down {
             plexus_client::output::emit(&format!("torn down {id}"));
+        }
+        for kept in &answer.kept {
+            plexus_client::output::emit(&format!("kept {kept}"));
         }
         for failure in &answer.failed {
             eprintln!("failed {failure}");

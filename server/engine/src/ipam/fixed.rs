@@ -66,9 +66,8 @@ impl StaticConfig {
         let mut ips = Vec::new();
         let cidr = |s: &str| -> Result<IpNet> {
             match parse_ip_or_cidr(s) {
-                Some((ip, Some(net))) => {
-                    Ok(IpNet::new(ip, net.prefix_len()).expect("valid prefix"))
-                }
+                Some((ip, Some(net))) => IpNet::new(ip, net.prefix_len())
+                    .map_err(|e| invalid(format!("invalid CIDR {s}: {e}"))),
                 _ => Err(invalid(format!("invalid CIDR {s}"))),
             }
         };
