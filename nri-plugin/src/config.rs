@@ -75,21 +75,12 @@ impl Config {
     }
 }
 
-/// Parses `1500ms`, `1.5s`, `2s` (a bare number means milliseconds).
+/// Parses a duration in plexus's one grammar (`plexus_core::duration`: `1500ms`, `1.5s`,
+/// `2m`), the same as plexusd's config; a bare number is refused.
 pub fn parse_duration(value: &str) -> Result<Duration> {
-    let invalid = || Error::InvalidDuration {
+    plexus_core::duration::parse(value).map_err(|_| Error::InvalidDuration {
         value: value.to_owned(),
-    };
-    let text = value.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (text, 1e-3)
-    };
-    let n: f64 = number.trim().parse().map_err(|_| invalid())?;
-    Duration::try_from_secs_f64(n * scale).map_err(|_| invalid())
+    })
 }
 
 /// The deadline for one pod event: the configured one, lowered to 75% of the runtime's
@@ -144,18 +135,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(
-            parse_duration("1500ms").unwrap(),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
-        for bad in ["", "ms", "1.5m", "-1s", "abc"] {
-            let err = parse_duration(bad).unwrap_err();
-            assert!(err.to_string().contains("invalid duration"), "{bad}: {err}");
+    fn durations_follow_the_one_grammar() {
+        // The same table as plexusd's config parser.
+        for (text, want) in plexus_core::duration::EXAMPLES {
+            assert_eq!(parse_duration(text).ok(), *want, "{text:?}");
         }
+        let err = parse_duration("250").unwrap_err().to_string();
+        assert!(err.contains("invalid duration \"250\""), "{err}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub enum Error {
     },
     /// A duration argument could not be parsed.
     #[error(
-        "invalid duration {value:?}: expected a number with unit ms or s, e.g. \"1500ms\" or \"1.5s\""
+        "invalid duration {value:?}: expected a number and a unit ms, s, m or h, e.g. \"1500ms\" or \"1.5s\""
     )]
     InvalidDuration {
         /// The rejected text.

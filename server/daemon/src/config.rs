@@ -246,16 +246,8 @@ pub fn parse_lock_wait(text: &str) -> Result<Duration> {
     )
 }
 
-/// Parses a duration written as `<number><unit>` with unit `ms`, `s` or `m` (e.g. `1500ms`).
+/// Parses a duration in plexus's one grammar ([`plexus_core::duration`]: `1500ms`, `1.5s`,
+/// `2m`, `1h`), the same for flags and config.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        _ => None,
-    }
+    plexus_core::duration::parse(text).ok()
 }

@@ -226,10 +226,13 @@ fn duration(key: &'static str, text: &str) -> Result<Duration> {
         Some(d) if !d.is_zero() => Ok(d),
         _ => Err(invalid(
             key,
-            format!("{text:?} is not a duration; write e.g. 1500ms, 2s or 1m"),
+            format!("{text:?} is not a duration; write e.g. 1500ms, 1.5s, 2s or 1m"),
         )),
     }
 }
+
+/// Longest accepted `delegateTimeout`.
+const MAX_DELEGATE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Shortest accepted `reconcile.interval`: each sweep reads every record.
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -412,7 +415,17 @@ impl RawConfig {
             None => Some(Duration::from_secs(60)),
         };
         let delegate_timeout = match self.delegate_timeout {
-            Some(text) => duration("delegateTimeout", &text)?,
+            Some(text) => match duration("delegateTimeout", &text)? {
+                d if d > MAX_DELEGATE_TIMEOUT => {
+                    return Err(invalid(
+                        "delegateTimeout",
+                        format!(
+                            "{text:?} is above 1h: a plugin run holds its pod's start that long; write e.g. 10s or 2m"
+                        ),
+                    ));
+                }
+                d => d,
+            },
             None => Duration::from_secs(10),
         };
 
