@@ -52,14 +52,14 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
 /// Renders `d` in the grammar, in the largest unit that keeps it exact (`1500ms`, `2s`).
 pub fn render(d: Duration) -> String {
     let ms = d.as_millis();
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{}ms", d.as_secs_f64() * 1e3);
     }
     match ms {
         0 => "0s".to_owned(),
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        ms if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        ms if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
         ms => format!("{ms}ms"),
     }
 }
