@@ -83,7 +83,53 @@ pub struct DelegateConfig {
     /// The plugin `type`s in chain order (one for a conf). Each is a validated bare name.
     pub plugin_types: Vec<String>,
     /// The exact config bytes handed to the delegate (after name and cni-args injection).
+    /// Serialised as the config text it is (a JSON string), not as an array of numbers
+    /// (which made a 1 MiB config about 4 MiB in every record write); the array form of
+    /// older records still reads.
+    #[serde(with = "config_bytes")]
     pub bytes: Vec<u8>,
+}
+
+/// `DelegateConfig::bytes` as a string when it is UTF-8 (every JSON config is), else as
+/// the byte array; both forms read.
+mod config_bytes {
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.collect_seq(bytes),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the config text or its bytes")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                Ok(v.as_bytes().to_vec())
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Vec<u8>, E> {
+                Ok(v.into_bytes())
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(Bytes)
+    }
 }
 
 /// Single plugin or chain.
@@ -234,4 +280,46 @@ pub struct PlannedAttachment {
     /// still applies `route_plan` to it and reads its state for network-status.
     #[serde(default)]
     pub runtime_managed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(bytes: Vec<u8>) -> DelegateConfig {
+        DelegateConfig {
+            form: ConfigForm::Conf,
+            name: "n".into(),
+            cni_version: "1.0.0".into(),
+            plugin_types: vec!["macvlan".into()],
+            bytes,
+        }
+    }
+
+    #[test]
+    fn config_bytes_are_stored_as_their_text() {
+        let text = format!(r#"{{"type":"macvlan","pad":"{}"}}"#, "x".repeat(100 * 1024));
+        let json = serde_json::to_string(&config(text.clone().into_bytes())).unwrap();
+        // About the config's own size (escaping aside), not four times it.
+        assert!(
+            json.len() < text.len() + 1024,
+            "{} for {}",
+            json.len(),
+            text.len()
+        );
+        let back: DelegateConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.bytes, text.as_bytes());
+    }
+
+    #[test]
+    fn the_array_form_of_older_records_still_reads() {
+        let old = r#"{"form":"conf","name":"n","cni_version":"1.0.0","plugin_types":["macvlan"],"bytes":[123,125]}"#;
+        let c: DelegateConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(c.bytes, b"{}");
+        // Non-UTF-8 bytes keep the array form.
+        let json = serde_json::to_string(&config(vec![0xff, 0x00])).unwrap();
+        assert!(json.contains(r#""bytes":[255,0]"#), "{json}");
+        let back: DelegateConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.bytes, [0xff, 0x00]);
+    }
 }
