@@ -22,12 +22,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Format version of a sandbox record.
-pub const RECORD_VERSION: u32 = 1;
+/// Format version of the sandbox records this binary writes.
+///
+/// - 1: the first format (delegate config bytes as an array of numbers).
+/// - 2: delegate config bytes as the config text (a JSON string).
+///
+/// Records of any version are read, so upgrades and rollbacks keep every running pod's
+/// networks: version 1 as written; a newer version (written by a later plexus, read after
+/// a rollback) with the fields this binary does not know ignored, so it can still be
+/// listed, hot-unplugged and torn down. The next write stores it in this version. (A
+/// plexus of version 1 itself cannot read version 2 records: roll back past this change
+/// only once its pods are gone.)
+pub const RECORD_VERSION: u32 = 2;
 
-/// Everything plexus knows about one sandbox's attachments.
+/// The oldest record version this binary reads.
+pub const OLDEST_RECORD_VERSION: u32 = 1;
+
+/// Everything plexus knows about one sandbox's attachments. Unknown fields (from a newer
+/// plexus) are ignored when read; see [`RECORD_VERSION`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SandboxRecord {
     /// Record format version ([`RECORD_VERSION`]).
     pub version: u32,
@@ -92,9 +105,8 @@ pub enum Phase {
     Removing,
 }
 
-/// One attachment as recorded.
+/// One attachment as recorded (unknown fields from a newer plexus are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AttachmentRecord {
     /// Network display name (`namespace/name`).
     pub network: String,
@@ -115,9 +127,9 @@ pub struct AttachmentRecord {
     pub native: NativeRecord,
 }
 
-/// What a native attachment creates, named before it is created.
+/// What a native attachment creates, named before it is created (unknown fields from a
+/// newer plexus are ignored).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NativeRecord {
     /// Link kind (`macvlan`, `bridge`, ...).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -142,7 +154,6 @@ impl NativeRecord {
 
 /// An IPAM lease, identified the way the reference host-local plugin releases it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LeaseRecord {
     /// The network's lease directory (`<dataDir>/<network name>`).
     pub dir: PathBuf,
@@ -202,20 +213,35 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::ReadRecord { path, source }),
         };
-        let record: SandboxRecord =
+        let mut record: SandboxRecord =
             serde_json::from_slice(&bytes).map_err(|source| Error::CorruptRecord {
                 path: path.clone(),
                 reason: source.to_string(),
             })?;
-        if record.version != RECORD_VERSION || record.sandbox_id != *sandbox_id {
+        if record.version < OLDEST_RECORD_VERSION {
             return Err(Error::CorruptRecord {
                 path,
                 reason: format!(
-                    "record version {} for sandbox {:?} does not match version {RECORD_VERSION} for {sandbox_id:?}",
-                    record.version, record.sandbox_id
+                    "record version {} is below the oldest this plexus reads ({OLDEST_RECORD_VERSION})",
+                    record.version
                 ),
             });
         }
+        if record.sandbox_id != *sandbox_id {
+            return Err(Error::CorruptRecord {
+                path,
+                reason: format!(
+                    "the record names sandbox {:?}, its file name {sandbox_id:?}",
+                    record.sandbox_id
+                ),
+            });
+        }
+        if record.version > RECORD_VERSION {
+            tracing::warn!(sandbox.id = %sandbox_id, version = record.version,
+                "record written by a newer plexus (a rollback?): fields this version does not know are ignored");
+        }
+        // In memory it is this binary's format now, and is written back as such.
+        record.version = RECORD_VERSION;
         Ok(Some(record))
     }
 
