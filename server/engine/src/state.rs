@@ -315,7 +315,8 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
     sync_dir(dir)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+/// Fsyncs a directory, so a file created or renamed in it survives a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -150,8 +150,8 @@ pub fn path(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) 
         .join(format!("{network}-{container_id}-{if_name}")))
 }
 
-/// Writes an entry (directory 0700, file 0600, via a temporary file and rename so a
-/// reader never sees half a file).
+/// Writes an entry (directory 0700, file 0600, via a fsynced temporary file, a rename and
+/// a directory fsync: a reader never sees half a file, a power loss never loses it).
 pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
     let file = path(
         cache_dir,
@@ -183,6 +183,8 @@ pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
     f.write_all(entry.render().as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, &file).map_err(err)?;
+    // The rename itself survives a power loss only once the directory is synced.
+    crate::state::sync_dir(&dir).map_err(err)?;
     Ok(file)
 }
 

@@ -275,14 +275,17 @@ impl LeaseStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(self.io(&path)(e)),
         };
+        // As durable as the sandbox record that names the lease: file and directory
+        // fsynced, so after a power loss a recorded lease still exists (no duplicate IP).
         let content = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        if let Err(e) = f.write_all(content.as_bytes()) {
+        if let Err(e) = f.write_all(content.as_bytes()).and_then(|()| f.sync_all()) {
             let _ = fs::remove_file(&path);
             return Err(self.io(&path)(e));
         }
         drop(f);
         let last = self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"));
-        fs::write(&last, ip.to_string()).map_err(self.io(&last))?;
+        crate::state::write_atomic(&self.dir, &last, ip.to_string().as_bytes())
+            .map_err(self.io(&last))?;
         Ok(true)
     }
 
@@ -356,7 +359,8 @@ impl LeaseStore {
                 }
             }
         }
-        Ok(())
+        // Durable before the caller drops the record that names the lease.
+        crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))
     }
 
     /// Releases every lease naming `id` except those of interfaces in `keep`; returns
@@ -378,6 +382,9 @@ impl LeaseStore {
             if fs::remove_file(&path).is_ok() {
                 out.push((ip, ifname));
             }
+        }
+        if !out.is_empty() {
+            crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))?;
         }
         Ok(out)
     }

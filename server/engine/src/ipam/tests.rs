@@ -90,6 +90,14 @@ fn host_local_disk_format_and_round_robin() {
             .get_by_id("late", "net1")
             .is_empty()
     );
+    // last_reserved_ip goes through the atomic, fsynced write: complete, no temp left.
+    assert_eq!(fs::read(net.join("last_reserved_ip.0")).unwrap(), b"10.9.0.2");
+    let temps: Vec<String> = fs::read_dir(&net)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| crate::state::is_temp_name(n))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
 }
 
 #[test]
