@@ -242,17 +242,7 @@ fn plugin_types(network: &str, value: &Map<String, Value>) -> Result<Vec<String>
 
 /// Checks that a plugin `type` is a bare binary name.
 pub fn check_type(network: &str, plugin_index: usize, plugin_type: &str) -> Result<()> {
-    let reason = if plugin_type.is_empty() {
-        "it is empty"
-    } else if plugin_type.len() > MAX_TYPE_BYTES {
-        "it is longer than 64 bytes"
-    } else if plugin_type.contains('/') {
-        "it contains '/' (a path)"
-    } else if plugin_type.contains("..") {
-        "it contains '..'"
-    } else if !crate::charset::is_cni_name(plugin_type) {
-        "it contains characters outside letters, digits, '.', '_' and '-', or does not start with a letter or digit"
-    } else {
+    let Some(reason) = plugin_type_problem(plugin_type) else {
         return Ok(());
     };
     Err(Error::InvalidPluginType {
@@ -261,6 +251,28 @@ pub fn check_type(network: &str, plugin_index: usize, plugin_type: &str) -> Resu
         plugin_type: shorten(plugin_type, 80),
         reason: reason.to_string(),
     })
+}
+
+/// What is wrong with a plugin `type`, if anything: the one rule every part of plexus
+/// applies before a type becomes a file name in the plugin directories (not empty, at
+/// most [`MAX_TYPE_BYTES`], no path, only letters, digits, `.`, `_`, `-`, starting with a
+/// letter or digit).
+pub fn plugin_type_problem(plugin_type: &str) -> Option<&'static str> {
+    if plugin_type.is_empty() {
+        Some("it is empty")
+    } else if plugin_type.len() > MAX_TYPE_BYTES {
+        Some("it is longer than 64 bytes")
+    } else if plugin_type.contains('/') {
+        Some("it contains '/' (a path)")
+    } else if plugin_type.contains("..") {
+        Some("it contains '..'")
+    } else if !crate::charset::is_cni_name(plugin_type) {
+        Some(
+            "it contains characters outside letters, digits, '.', '_' and '-', or does not start with a letter or digit",
+        )
+    } else {
+        None
+    }
 }
 
 /// Resolves a NAD into its delegate config and source (F18–F21): `spec.config` when

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
 
-/// Longest plugin type accepted (a file name; `NAME_MAX` is 255, real plugins are short).
-pub const MAX_PLUGIN_TYPE_LEN: usize = 128;
+/// Longest plugin type accepted (the core rule's limit).
+pub const MAX_PLUGIN_TYPE_LEN: usize = plexus_core::netconf::MAX_TYPE_BYTES;
 
 /// A conf or conflist, read.
 #[derive(Debug, Clone)]
@@ -37,24 +37,10 @@ pub struct PluginConf {
     pub object: Map<String, Value>,
 }
 
-/// Checks that a plugin `type` is a bare file name: not empty, not `.`/`..`, no `/`,
-/// no `..`, no NUL, whitespace or control characters, at most
-/// [`MAX_PLUGIN_TYPE_LEN`] bytes.
+/// Checks that a plugin `type` is a bare file name, by the one rule of
+/// [`plexus_core::netconf::plugin_type_problem`] (the resolver applies the same).
 pub fn validate_plugin_type(plugin: &str) -> Result<()> {
-    let reason = if plugin.is_empty() {
-        Some("it is empty")
-    } else if plugin.len() > MAX_PLUGIN_TYPE_LEN {
-        Some("it is longer than 128 bytes")
-    } else if plugin.contains('/') {
-        Some("it contains '/'")
-    } else if plugin.contains("..") || plugin == "." {
-        Some("it is or contains a relative directory reference")
-    } else if plugin.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Some("it contains whitespace or control characters")
-    } else {
-        None
-    };
-    match reason {
+    match plexus_core::netconf::plugin_type_problem(plugin) {
         Some(reason) => Err(Error::InvalidPluginType {
             plugin: plugin.to_owned(),
             reason,

@@ -55,15 +55,15 @@ fn check_arg(
     })
 }
 
-/// The network name becomes part of a cache file name: refuse what would escape the dir.
+/// The network name becomes part of a cache file name: the one CNI name rule
+/// ([`plexus_core::cni::validate::network_name`]) keeps it a plain name.
 fn check_network_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
-        return Err(Error::InvalidConfig {
-            network: name.to_owned(),
-            reason: "the network name must be non-empty and must not contain '/'".to_owned(),
-        });
-    }
-    Ok(())
+    plexus_core::cni::validate::network_name(name).map_err(|e| Error::InvalidConfig {
+        network: name.to_owned(),
+        reason: format!(
+            "{e}; accepted: letters, digits, '.', '_' and '-', starting with a letter or digit"
+        ),
+    })
 }
 
 impl Executor {

@@ -91,7 +91,10 @@ fn host_local_disk_format_and_round_robin() {
             .is_empty()
     );
     // last_reserved_ip goes through the atomic, fsynced write: complete, no temp left.
-    assert_eq!(fs::read(net.join("last_reserved_ip.0")).unwrap(), b"10.9.0.2");
+    assert_eq!(
+        fs::read(net.join("last_reserved_ip.0")).unwrap(),
+        b"10.9.0.2"
+    );
     let temps: Vec<String> = fs::read_dir(&net)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -257,6 +257,26 @@ async fn plugin_types_are_bare_names_found_only_in_bin_dirs() {
     assert!(f.executor().add(&f.invocation(&config, &rc)).await.is_err());
     assert!(f.calls().is_empty());
     assert!(validate_plugin_type("macvlan").is_ok());
+    // The executor applies the resolver's one rule: they agree on every case.
+    let long = "a".repeat(65);
+    for t in [
+        "macvlan",
+        "my-plugin_2.0",
+        "",
+        "../x",
+        "a/b",
+        "a b",
+        "+x",
+        "é",
+        long.as_str(),
+    ] {
+        assert_eq!(
+            validate_plugin_type(t).is_ok(),
+            plexus_core::netconf::plugin_type_problem(t).is_none(),
+            "{t:?}"
+        );
+    }
+    assert!(validate_plugin_type(&long).is_err(), "over 64 bytes");
 }
 
 #[tokio::test]
