@@ -5,20 +5,18 @@
 //! handler when `grpc-timeout` passes), the work still finishes or undoes itself and the
 //! sandbox lock is held until it has. No wire types here; `service.rs` adapts to gRPC.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use plexus_core::id::SandboxId;
 use plexus_core::pod::PodIdentity;
-use plexus_telemetry::{Metrics, Operation, Path};
+use plexus_telemetry::{Metrics, Operation};
 use tokio::sync::broadcast;
-use tracing::Instrument;
 
 use crate::admission::{Admission, SandboxLocks};
 use crate::attacher::Attacher;
-use crate::deadline::work_deadline;
 use crate::error::{Error, Result};
 use crate::model::{
     AttachmentState, AttachmentView, Event, EventKind, SandboxSpec, SandboxView, Selector,
@@ -31,6 +29,8 @@ mod adopt;
 mod edit;
 mod fresh;
 mod hotplug;
+mod reconcile;
+mod run;
 mod sweep;
 
 pub use adopt::{ADOPTED_DRIVER, LivePod};
@@ -193,116 +193,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             // An error means the node is gone, which also ends the stream.
             let _ = rx.wait_for(|closing| *closing).await;
         }
-    }
-
-    /// Runs `work` on its own task after admission and, when `sandbox` is given, with that
-    /// sandbox locked. `timeout` is the caller's budget, `budget` the operation's own; the
-    /// deadline `work` gets is the earlier of the two (see [`work_deadline`]).
-    ///
-    /// Setup and attach undo themselves when the deadline passes and answer with what was
-    /// undone. Teardown and detach run to the end whatever the deadline (a half-finished
-    /// removal would leak): once it passes, the caller is answered `DEADLINE_EXCEEDED`
-    /// saying so while the task finishes, still holding the sandbox lock, so a retry waits
-    /// for it and then sees the result.
-    pub(super) async fn run<T, F, Fut>(
-        self: &Arc<Self>,
-        kind: Operation,
-        operation: String,
-        sandbox: Option<SandboxId>,
-        timeout: Option<Duration>,
-        budget: Option<Duration>,
-        work: F,
-    ) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(Arc<Self>, Option<Instant>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T>> + Send,
-    {
-        let deadline = work_deadline(Instant::now(), timeout, budget);
-        let node = Arc::clone(self);
-        let op = operation.clone();
-        let entry = crate::entry::current().unwrap_or(Path::Api);
-        // The task carries the caller's span, so the engine's spans hang below the RPC,
-        // and its entry point, so the engine's per-attachment metrics are labelled by it.
-        let task = tokio::spawn(crate::entry::scope(
-            entry,
-            async move {
-                // The sandbox lock first, then a parallelism slot: a request queued behind
-                // a busy sandbox (Stop and Remove both tear down) must not hold a slot
-                // while it waits, or it starves other pods' starts node-wide.
-                let _guard = match &sandbox {
-                    Some(id) => Some(node.locks.lock(id.as_str(), deadline).await?),
-                    None => None,
-                };
-                let queued = node.metrics.as_ref().map(Metrics::queued);
-                let _slot = node.admission.enter(&op, deadline).await?;
-                drop(queued);
-                let _running = node.metrics.as_ref().map(Metrics::in_flight);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Error::DeadlineExceeded {
-                        operation: op,
-                        undone: "nothing was done (the deadline passed while waiting)".to_owned(),
-                    });
-                }
-                let result = work(Arc::clone(&node), deadline).await;
-                if runs_to_completion(kind) && deadline.is_some_and(|d| Instant::now() >= d) {
-                    match &result {
-                        Ok(_) => {
-                            tracing::info!(operation = %op, "finished after the caller's deadline")
-                        }
-                        Err(err) => tracing::warn!(operation = %op, error = %err,
-                            "failed after the caller's deadline"),
-                    }
-                }
-                result
-            }
-            .in_current_span(),
-        ));
-        let joined = match deadline {
-            Some(deadline) if runs_to_completion(kind) => {
-                let mut task = task;
-                // On timeout the handle is dropped, not aborted: the task keeps running.
-                tokio::time::timeout_at(deadline.into(), &mut task)
-                    .await
-                    .ok()
-            }
-            _ => Some(task.await),
-        };
-        match joined {
-            Some(joined) => joined
-                .map_err(|e| Error::Worker {
-                    operation,
-                    message: e.to_string(),
-                })
-                .and_then(|r| r),
-            None => Err(Error::DeadlineExceeded {
-                operation,
-                undone: "nothing is undone: it runs to the end in the background, as a \
-                         half-finished removal would leak; ask again for the outcome"
-                    .to_owned(),
-            }),
-        }
-    }
-
-    /// Runs one request's `work` and records it in the metrics, whatever stage it fails
-    /// at (resolution included): its duration by entry point, operation and outcome, and
-    /// a failure's reason. Calls nested in a measured one are not counted again.
-    pub(crate) async fn measured<T>(
-        &self,
-        kind: Operation,
-        work: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        if crate::entry::measured() {
-            return work.await;
-        }
-        let started = Instant::now();
-        let result = crate::entry::measuring(work).await;
-        if let Some(metrics) = &self.metrics {
-            let path = crate::entry::current().unwrap_or(Path::Api);
-            let failure = result.as_ref().err().map(Error::reason);
-            metrics.request_done(path, kind, started.elapsed(), failure);
-        }
-        result
     }
 
     pub(super) fn publish(
@@ -561,87 +451,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     ) -> Explanation {
         self.planner.explain(pod, annotations)
     }
-
-    /// Tears down every recorded sandbox that is not live. The live list is the runtime's
-    /// snapshot when it sent the request: each stale-looking sandbox is checked again under
-    /// its lock and kept if a setup or attach is in flight or touched it after the request
-    /// arrived (a pod started meanwhile is missing from the list but alive).
-    pub async fn reconcile(
-        self: &Arc<Self>,
-        live: Vec<SandboxId>,
-        timeout: Option<Duration>,
-    ) -> Result<ReconcileOutcome> {
-        self.measured(
-            Operation::Reconcile,
-            self.reconcile_unmeasured(live, timeout),
-        )
-        .await
-    }
-
-    async fn reconcile_unmeasured(
-        self: &Arc<Self>,
-        live: Vec<SandboxId>,
-        timeout: Option<Duration>,
-    ) -> Result<ReconcileOutcome> {
-        let arrived = Instant::now();
-        let live: HashSet<SandboxId> = live.into_iter().collect();
-        let stale: Vec<SandboxId> = self
-            .attacher
-            .sandboxes()?
-            .into_iter()
-            .map(|s| s.sandbox_id)
-            .filter(|id| !live.contains(id))
-            .collect();
-        let end = timeout.map(|t| arrived + t);
-        let mut outcome = ReconcileOutcome::default();
-        for id in stale {
-            // The caller's budget covers the whole reconcile, not each teardown.
-            let left = end.map(|end| end.saturating_duration_since(Instant::now()));
-            match self.reconcile_one(id.clone(), arrived, left).await {
-                Ok(Ok(_)) => outcome.torn_down.push(id.to_string()),
-                Ok(Err(why)) => outcome.kept.push(format!("{id}: {why}")),
-                Err(err) => outcome.failed.push(format!("{id}: {err}")),
-            }
-        }
-        if !outcome.kept.is_empty() {
-            tracing::info!(kept = ?outcome.kept,
-                "reconcile kept sandboxes missing from the live list but set up since it was taken");
-        }
-        Ok(outcome)
-    }
-
-    /// Tears one stale-looking sandbox down like TeardownPod unless, once its lock is held,
-    /// it turns out to be busy or fresh (`Ok(Err(why))`) or no longer recorded.
-    async fn reconcile_one(
-        self: &Arc<Self>,
-        id: SandboxId,
-        arrived: Instant,
-        timeout: Option<Duration>,
-    ) -> Result<std::result::Result<TeardownOutcome, &'static str>> {
-        let op = format!("tearing down sandbox {id} (not live)");
-        self.run(
-            Operation::Teardown,
-            op,
-            Some(id.clone()),
-            timeout,
-            None,
-            move |node, deadline| async move {
-                if let Some(why) = node.marks.busy_since(id.as_str(), arrived) {
-                    return Ok(Err(why));
-                }
-                if node.attacher.sandbox(&id)?.is_none() {
-                    return Ok(Err("already torn down"));
-                }
-                node.teardown_locked(id, deadline).await.map(Ok)
-            },
-        )
-        .await
-    }
-}
-
-/// Teardown and detach are never cut short by a deadline.
-fn runs_to_completion(kind: Operation) -> bool {
-    matches!(kind, Operation::Teardown | Operation::Detach)
 }
 
 /// True when `sandbox` holds exactly the plan's interfaces, all attached.
