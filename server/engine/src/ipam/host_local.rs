@@ -19,7 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 use plexus_core::cni::IpConfig;
 use serde::Deserialize;
 
-use super::range::{Range, RangeConfig, next_ip};
+use super::range::{Range, RangeConfig, RangeIter, describe_set};
 use super::{Allocation, Request, RouteConfig, parse_ip_or_cidr, too_many_per_family};
 use crate::error::{Error, Result};
 
@@ -446,73 +446,5 @@ impl LeaseStore {
             "no IP addresses available in range set: {}",
             describe()
         )))
-    }
-}
-
-fn describe_set(set: &[Range]) -> String {
-    let parts: Vec<String> = set
-        .iter()
-        .map(|r| format!("{}-{}", r.start, r.end))
-        .collect();
-    parts.join(",")
-}
-
-/// Round-robin iterator of the reference `RangeIter`: starts after the last reserved
-/// address when it is inside the set, else at the first range's start; skips gateways;
-/// stops after one full cycle.
-struct RangeIter<'a> {
-    set: &'a [Range],
-    idx: usize,
-    cur: Option<IpAddr>,
-    start: Option<IpAddr>,
-}
-
-impl<'a> RangeIter<'a> {
-    fn new(set: &'a [Range], last: Option<IpAddr>) -> Self {
-        let mut it = RangeIter {
-            set,
-            idx: 0,
-            cur: None,
-            start: None,
-        };
-        if let Some(last) = last
-            && let Some(i) = set.iter().position(|r| r.contains(last))
-        {
-            it.idx = i;
-            it.cur = Some(last);
-        } else {
-            it.start = Some(set[0].start);
-        }
-        it
-    }
-
-    fn next(&mut self) -> Option<(IpAddr, usize)> {
-        loop {
-            let r = &self.set[self.idx];
-            let Some(cur) = self.cur else {
-                self.cur = Some(r.start);
-                self.start = Some(r.start);
-                if r.start == r.gateway {
-                    continue;
-                }
-                return Some((r.start, self.idx));
-            };
-            if cur == r.end {
-                self.idx = (self.idx + 1) % self.set.len();
-                self.cur = Some(self.set[self.idx].start);
-            } else {
-                self.cur = Some(next_ip(cur));
-            }
-            let cur = self.cur.expect("set above");
-            match self.start {
-                None => self.start = Some(cur),
-                Some(s) if s == cur => return None,
-                Some(_) => {}
-            }
-            if cur == self.set[self.idx].gateway {
-                continue;
-            }
-            return Some((cur, self.idx));
-        }
     }
 }

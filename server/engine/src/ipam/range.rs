@@ -117,6 +117,75 @@ fn last_ip(subnet: IpNet) -> IpAddr {
     }
 }
 
+/// `start-end,start-end` of a range set, for messages.
+pub(super) fn describe_set(set: &[Range]) -> String {
+    let parts: Vec<String> = set
+        .iter()
+        .map(|r| format!("{}-{}", r.start, r.end))
+        .collect();
+    parts.join(",")
+}
+
+/// Round-robin iterator of the reference `RangeIter`: starts after the last reserved
+/// address when it is inside the set, else at the first range's start; skips gateways;
+/// stops after one full cycle.
+pub(super) struct RangeIter<'a> {
+    set: &'a [Range],
+    idx: usize,
+    cur: Option<IpAddr>,
+    start: Option<IpAddr>,
+}
+
+impl<'a> RangeIter<'a> {
+    pub(super) fn new(set: &'a [Range], last: Option<IpAddr>) -> Self {
+        let mut it = RangeIter {
+            set,
+            idx: 0,
+            cur: None,
+            start: None,
+        };
+        if let Some(last) = last
+            && let Some(i) = set.iter().position(|r| r.contains(last))
+        {
+            it.idx = i;
+            it.cur = Some(last);
+        } else {
+            it.start = Some(set[0].start);
+        }
+        it
+    }
+
+    pub(super) fn next(&mut self) -> Option<(IpAddr, usize)> {
+        loop {
+            let r = &self.set[self.idx];
+            let Some(cur) = self.cur else {
+                self.cur = Some(r.start);
+                self.start = Some(r.start);
+                if r.start == r.gateway {
+                    continue;
+                }
+                return Some((r.start, self.idx));
+            };
+            if cur == r.end {
+                self.idx = (self.idx + 1) % self.set.len();
+                self.cur = Some(self.set[self.idx].start);
+            } else {
+                self.cur = Some(next_ip(cur));
+            }
+            let cur = self.cur.expect("set above");
+            match self.start {
+                None => self.start = Some(cur),
+                Some(s) if s == cur => return None,
+                Some(_) => {}
+            }
+            if cur == self.set[self.idx].gateway {
+                continue;
+            }
+            return Some((cur, self.idx));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
