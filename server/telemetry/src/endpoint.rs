@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::metrics::render;
+use crate::metrics::{render, render_prometheus};
 
 /// Largest request head accepted (hyper's smallest read buffer); a probe or scrape request
 /// is a few hundred bytes.
@@ -49,6 +49,8 @@ pub const MAX_CONNECTIONS: usize = 32;
 /// Content type of the OpenMetrics text that `prometheus-client` encodes.
 pub const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text format, for scrapers that do not ask for OpenMetrics.
+pub const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
 
 /// Whether the process is ready for work, as `/readyz` reports it. Clones share the flag.
@@ -122,7 +124,14 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, readiness: 
                 tokio::spawn(async move {
                     let _slot = slot;
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let answer = route(req.method(), req.uri().path(), &registry, &readiness);
+                        let openmetrics = wants_openmetrics(req.headers());
+                        let answer = route(
+                            req.method(),
+                            req.uri().path(),
+                            openmetrics,
+                            &registry,
+                            &readiness,
+                        );
                         async move { Ok::<_, Infallible>(answer) }
                     });
                     let mut builder = http1::Builder::new();
@@ -145,10 +154,21 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, readiness: 
     }
 }
 
+/// Whether the scraper asked for OpenMetrics (`Accept: application/openmetrics-text`, as
+/// Prometheus sends first); everyone else gets the Prometheus text format 0.0.4.
+fn wants_openmetrics(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
 /// The answer to `method path` (pure, apart from rendering the registry).
 fn route(
     method: &Method,
     path: &str,
+    openmetrics: bool,
     registry: &Registry,
     readiness: &Readiness,
 ) -> Response<Full<Bytes>> {
@@ -164,11 +184,13 @@ fn route(
     }
     match path {
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(render(registry))));
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS),
-            );
+            let (body, kind) = match openmetrics {
+                true => (render(registry), CONTENT_TYPE_OPENMETRICS),
+                false => (render_prometheus(registry), CONTENT_TYPE_PROMETHEUS),
+            };
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(kind));
             r
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),

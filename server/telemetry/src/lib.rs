@@ -61,7 +61,9 @@ pub mod test_util;
 
 pub use endpoint::{MetricsServer, Readiness, serve_metrics};
 pub use error::{Error, Result};
-pub use metrics::{Driver, GaugeGuard, Metrics, Operation, Outcome, Path, render};
+pub use metrics::{
+    Driver, GaugeGuard, Metrics, Operation, Outcome, Path, render, render_prometheus,
+};
 pub use prometheus_client::registry::Registry;
 pub use propagation::{
     extract_context, inject_context, inject_span_context, set_parent_from_metadata,

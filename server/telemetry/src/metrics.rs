@@ -373,9 +373,101 @@ pub fn render(registry: &Registry) -> String {
     text
 }
 
+/// Renders `registry` in the Prometheus text format 0.0.4 (for scrapers that do not ask
+/// for OpenMetrics): no `# EOF` and no `# UNIT` lines, and a counter's `HELP`/`TYPE` name
+/// its samples' `_total` name, as `promtool check metrics` expects.
+pub fn render_prometheus(registry: &Registry) -> String {
+    openmetrics_to_prometheus(&render(registry))
+}
+
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The family a sample line belongs to, as promtool resolves it.
+    fn family_of<'a>(sample: &'a str, declared: &std::collections::HashMap<&str, &str>) -> &'a str {
+        let name = sample.split(['{', ' ']).next().unwrap_or("");
+        if declared.contains_key(name) {
+            return name;
+        }
+        for suffix in ["_bucket", "_sum", "_count", "_total", "_created"] {
+            if let Some(base) = name.strip_suffix(suffix)
+                && declared.contains_key(base)
+            {
+                return base;
+            }
+        }
+        name
+    }
+
+    #[test]
+    fn the_prometheus_text_has_help_and_type_for_every_sample() {
+        let (metrics, registry) = fixture();
+        let ms = Duration::from_millis(2);
+        metrics.request_done(Path::Cni, Operation::Setup, ms, Some("link_missing"));
+        metrics.observe_setup(Path::Cni, Driver::Native, Outcome::Ok, ms);
+        metrics.set_attachments("default/a", 1);
+        let text = render_prometheus(&registry);
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        let mut types = std::collections::HashMap::new();
+        let mut helps = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                types.insert(name, kind);
+            } else if let Some(rest) = line.strip_prefix("# HELP ") {
+                helps.insert(rest.split_once(' ').unwrap().0);
+            }
+        }
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let family = family_of(line, &types);
+            assert!(
+                types.contains_key(family),
+                "no TYPE for {line:?} in\n{text}"
+            );
+            assert!(helps.contains(family), "no HELP for {line:?} in\n{text}");
+        }
+        assert_eq!(types["plexus_failures_total"], "counter", "{text}");
+        assert!(
+            text.contains(
+                "plexus_failures_total{path=\"cni\",operation=\"setup\",reason=\"link_missing\"} 1"
+            ),
+            "{text}"
+        );
+    }
 
     fn fixture() -> (Metrics, Registry) {
         let mut registry = Registry::default();

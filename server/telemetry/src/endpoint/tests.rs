@@ -79,13 +79,22 @@ async fn get_metrics_serves_the_exposition_text() {
         Outcome::Ok,
         Duration::from_millis(12),
     );
-    let a = get(server.local_addr(), "/metrics").await;
+    // A scraper that asks for OpenMetrics (as Prometheus does first) gets it...
+    let a = exchange(
+        server.local_addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n\r\n",
+    )
+    .await;
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.header("content-type"), Some(CONTENT_TYPE_OPENMETRICS));
     assert_eq!(
         a.header("content-length"),
         Some(a.body.len().to_string().as_str())
     );
+    // ... anyone else the Prometheus text format.
+    let plain = get(server.local_addr(), "/metrics").await;
+    assert_eq!(plain.header("content-type"), Some(CONTENT_TYPE_PROMETHEUS));
+    assert!(!plain.body.contains("# EOF"), "{}", plain.body);
     assert!(
         a.body.contains(
             "plexus_setup_duration_seconds_count{path=\"nri\",driver=\"exec\",outcome=\"ok\"} 1"
@@ -218,7 +227,7 @@ async fn a_taken_port_fails_at_bind_and_dropping_stops_serving() {
 fn routing_is_decided_by_method_and_path() {
     let registry = Registry::default();
     let ready = Readiness::new();
-    let r = |m: Method, p: &str| route(&m, p, &registry, &ready).status().as_u16();
+    let r = |m: Method, p: &str| route(&m, p, true, &registry, &ready).status().as_u16();
     assert_eq!(r(Method::GET, "/metrics"), 200);
     assert_eq!(r(Method::HEAD, "/healthz"), 200);
     assert_eq!(r(Method::GET, "/readyz"), 503);
