@@ -52,6 +52,7 @@ pub mod endpoint;
 pub mod error;
 mod json;
 pub mod metrics;
+pub mod process;
 pub mod propagation;
 pub mod span;
 pub mod subscriber;

@@ -13,6 +13,7 @@
 //! | `plexus_requests_queued` | gauge | – |
 //! | `plexus_attachments` | gauge (updated on every change) | `network` |
 //! | `plexus_build_info` | gauge (always 1) | `version` |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds` | the standard process metrics ([`crate::process`]) | – |
 //!
 //! `path` is the entry point the request came through: `nri` (the NRI plugin's RPCs),
 //! `cni` (the CNI shim), `api` (the node API: plexusctl, hot attach/detach), `controller`
@@ -188,6 +189,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
         let registry = registry.sub_registry_with_prefix("plexus");
         registry.register_with_unit(
             "request_duration",
@@ -496,6 +498,10 @@ mod tests {
             "# TYPE plexus_requests_queued gauge",
             "# TYPE plexus_attachments gauge",
             "# TYPE plexus_build_info gauge",
+            "# TYPE process_cpu_seconds counter",
+            "# TYPE process_resident_memory_bytes gauge",
+            "# TYPE process_open_fds gauge",
+            "# TYPE process_start_time_seconds gauge",
         ] {
             assert!(text.contains(family), "missing {family:?} in\n{text}");
         }
