@@ -21,7 +21,7 @@ export CARGO_INCREMENTAL ?= 0
 export PLEXUS_REQUIRE_PRIVILEGED ?= 1
 CARGO ?= cargo
 
-.PHONY: image setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips \
+.PHONY: image setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips prune-stale \
 	fuzz-build fuzz-smoke fuzz
 
 setup:
@@ -57,9 +57,24 @@ report-skips:
 	[ -s $(PLEXUS_SKIP_LOG) ] && sed 's/^/  skipped: /' $(PLEXUS_SKIP_LOG) || true
 
 unit: clean-skips
+	@touch $(PRUNE_STAMP)
 	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace --profile ci
 	@$(MAKE) --no-print-directory report-skips
+	@$(MAKE) --no-print-directory prune-stale
+
+# In CI every run starts from a fresh clone, so every workspace test binary is linked
+# anew: the ones older than this run are stale copies (about 300 MB each with debug info)
+# that would fill the persistent target dir within a day of runs. Locally nothing is
+# pruned (unchanged binaries are still current there).
+PRUNE_STAMP = $(CARGO_TARGET_DIR)/.unit-started
+prune-stale:
+	@if [ "$${CI:-}" = true ] && [ -f $(PRUNE_STAMP) ]; then \
+	  n=$$(find $(CARGO_TARGET_DIR)/debug/deps -maxdepth 1 -type f -perm -u+x \
+	    ! -name '*.so' ! -name '*.rlib' ! -name '*.rmeta' ! -name '*.d' \
+	    ! -newer $(PRUNE_STAMP) -print -delete | wc -l); \
+	  echo "pruned $$n stale test binaries from $(CARGO_TARGET_DIR)/debug/deps"; \
+	fi
 
 test: setup fmt-check clippy fuzz-smoke unit
 
