@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 mod cni;
+mod durations;
 mod raw;
 
 pub use cni::{CniConfig, Install};
@@ -240,7 +241,7 @@ impl Config {
 
 /// Parses `lockWait` / `--lock-wait` text: a duration of at most 1h, or `0` / `off`.
 pub fn parse_lock_wait(text: &str) -> Result<Duration> {
-    raw::lock_wait(
+    durations::lock_wait(
         "lockWait",
         &plexus_core::yaml::Value::String(text.to_owned()),
     )

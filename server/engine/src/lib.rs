@@ -50,6 +50,7 @@
 //! engine.set_observer(std::sync::Arc::new(EngineMetrics(metrics.clone())));
 //! ```
 
+mod attach;
 pub mod config;
 pub mod crash;
 pub mod delegate;

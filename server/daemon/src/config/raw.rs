@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::durations::{delegate_timeout, duration, lock_wait, sweep_interval};
 use super::{
     Config, Connections, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET, Delegation,
     LogFormat, NadSource, PrimaryMode, Telemetry,
@@ -139,7 +140,7 @@ struct RawTelemetry {
     log_level: Option<String>,
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> Error {
+pub(super) fn invalid(key: &'static str, message: impl Into<String>) -> Error {
     Error::ConfigValue {
         key,
         message: message.into(),
@@ -219,86 +220,6 @@ fn nad_source(
 
 fn path(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
-}
-
-fn duration(key: &'static str, text: &str) -> Result<Duration> {
-    match super::parse_duration(text) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(invalid(
-            key,
-            format!("{text:?} is not a duration; write e.g. 1500ms, 1.5s, 2s or 1m"),
-        )),
-    }
-}
-
-/// Longest accepted `delegateTimeout`.
-const MAX_DELEGATE_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Shortest accepted `reconcile.interval`: each sweep reads every record.
-const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// `reconcile.interval`: `None` when the sweep is off (`0`, `"0"`, `off`).
-fn sweep_interval(key: &'static str, value: &plexus_core::yaml::Value) -> Result<Option<Duration>> {
-    let accepted = "write a duration of at least 1s (e.g. 30s, 5m), or 0 or off to disable";
-    let text = match value {
-        plexus_core::yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(None),
-        plexus_core::yaml::Value::Number(n) => {
-            return Err(invalid(key, format!("{n} has no unit; {accepted}")));
-        }
-        plexus_core::yaml::Value::String(s) => s.trim(),
-        other => {
-            return Err(invalid(
-                key,
-                format!("{other:?} is not a duration; {accepted}"),
-            ));
-        }
-    };
-    if text == "off" || text == "0" {
-        return Ok(None);
-    }
-    match super::parse_duration(text) {
-        Some(d) if d.is_zero() => Ok(None),
-        Some(d) if d >= MIN_SWEEP_INTERVAL => Ok(Some(d)),
-        Some(_) => Err(invalid(key, format!("{text:?} is below 1s; {accepted}"))),
-        None => Err(invalid(
-            key,
-            format!("{text:?} is not a duration; {accepted}"),
-        )),
-    }
-}
-
-/// Longest accepted `lockWait`: a rolling update waits for the old pod's grace period,
-/// not for ever.
-const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
-
-/// `lockWait`: how long a second plexusd waits for the state-directory lock; zero (`0`,
-/// `off`) means not at all.
-pub(crate) fn lock_wait(key: &'static str, value: &plexus_core::yaml::Value) -> Result<Duration> {
-    let accepted = "write a duration of at most 1h (e.g. 30s, 2m), or 0 or off to exit at once";
-    let text = match value {
-        plexus_core::yaml::Value::Number(n) if n.as_u64() == Some(0) => return Ok(Duration::ZERO),
-        plexus_core::yaml::Value::Number(n) => {
-            return Err(invalid(key, format!("{n} has no unit; {accepted}")));
-        }
-        plexus_core::yaml::Value::String(s) => s.trim(),
-        other => {
-            return Err(invalid(
-                key,
-                format!("{other:?} is not a duration; {accepted}"),
-            ));
-        }
-    };
-    if text == "off" || text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    match super::parse_duration(text) {
-        Some(d) if d <= MAX_LOCK_WAIT => Ok(d),
-        Some(_) => Err(invalid(key, format!("{text:?} is above 1h; {accepted}"))),
-        None => Err(invalid(
-            key,
-            format!("{text:?} is not a duration; {accepted}"),
-        )),
-    }
 }
 
 fn count(key: &'static str, value: i64, min: i64) -> Result<usize> {
@@ -415,17 +336,7 @@ impl RawConfig {
             None => Some(Duration::from_secs(60)),
         };
         let delegate_timeout = match self.delegate_timeout {
-            Some(text) => match duration("delegateTimeout", &text)? {
-                d if d > MAX_DELEGATE_TIMEOUT => {
-                    return Err(invalid(
-                        "delegateTimeout",
-                        format!(
-                            "{text:?} is above 1h: a plugin run holds its pod's start that long; write e.g. 10s or 2m"
-                        ),
-                    ));
-                }
-                d => d,
-            },
+            Some(text) => delegate_timeout("delegateTimeout", &text)?,
             None => Duration::from_secs(10),
         };
 

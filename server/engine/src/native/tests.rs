@@ -1,3 +1,5 @@
+use plexus_core::plan::PlannedAttachment;
+
 use super::*;
 
 fn att(conf: serde_json::Value) -> PlannedAttachment {
