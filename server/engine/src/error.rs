@@ -134,6 +134,21 @@ pub enum Error {
         /// The interface name.
         interface: String,
     },
+    /// A link the network's config names (a macvlan/ipvlan/vlan `master`, a host-device
+    /// `device`) does not exist where plexus looks for it.
+    #[error(
+        "network {network}: its {key} {link:?} does not exist in {netns}; create it on the node, or set `{key}` in the network's config to an existing link"
+    )]
+    LinkMissing {
+        /// The network.
+        network: String,
+        /// The config key naming the link (`master`, `device`).
+        key: &'static str,
+        /// The link name.
+        link: String,
+        /// Where it was looked up.
+        netns: String,
+    },
     /// A netlink operation failed.
     #[error("{op}")]
     Netlink {
@@ -241,11 +256,7 @@ impl Error {
             Error::NetnsMissing { .. } => "netns_missing",
             Error::PodNetnsRefused { .. } => "netns_refused",
             Error::InterfaceExists { .. } => "interface_exists",
-            // Creating the pod's link found no link the config names (master, parent,
-            // device): the native drivers' create steps are the `create …` ops.
-            Error::Netlink { op, source } if op.starts_with("create ") && source.is_not_found() => {
-                "link_missing"
-            }
+            Error::LinkMissing { .. } => "link_missing",
             Error::Netlink { .. } | Error::Sysctl { .. } => "netlink",
             Error::Delegate { source, .. } => delegate_reason(source.as_ref()),
             Error::NoSuchAttachment { .. } | Error::UnknownSandbox { .. } => "not_found",

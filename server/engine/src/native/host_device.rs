@@ -8,7 +8,7 @@ use plexus_netlink::Handle;
 use plexus_netlink::link::host_device::{self, HostDeviceSpec};
 use serde::Deserialize;
 
-use super::{Ctx, NativeConfig, finish_single, nl};
+use super::{Ctx, NativeConfig, finish_single, nl, nl_named};
 use crate::error::Result;
 
 /// The host-device keys the native path takes.
@@ -34,10 +34,12 @@ pub(super) async fn add(
         ifname,
     )
     .await
-    .map_err(nl(format!(
-        "move host device {} into the pod as {ifname}",
-        c.device
-    )))?;
+    .map_err(nl_named(
+        &cfg.name,
+        "device",
+        &c.device,
+        format!("move host device {} into the pod as {ifname}", c.device),
+    ))?;
     finish_single(cfg, moved.pod_link, ifname, ctx, pod, step).await
 }
 

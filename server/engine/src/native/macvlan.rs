@@ -6,7 +6,7 @@ use plexus_netlink::link::PodLink;
 use plexus_netlink::link::macvlan::{self, MacvlanMode, MacvlanSpec};
 use serde::Deserialize;
 
-use super::{Ctx, NativeConfig, finish_single, mtu, nl};
+use super::{Ctx, NativeConfig, finish_single, mtu, nl_named};
 use crate::error::{Error, Result};
 
 /// The macvlan-specific keys.
@@ -68,8 +68,11 @@ pub(super) async fn add(
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
     let spec = spec(c, cfg, ifname, ctx.link_group)?;
-    let created = macvlan::add(ctx.host, pod, &spec)
-        .await
-        .map_err(nl(format!("create macvlan {ifname} on {}", c.master)))?;
+    let created = macvlan::add(ctx.host, pod, &spec).await.map_err(nl_named(
+        &cfg.name,
+        "master",
+        &c.master,
+        format!("create macvlan {ifname} on {}", c.master),
+    ))?;
     finish_single(cfg, created, ifname, ctx, pod, step).await
 }

@@ -278,6 +278,25 @@ pub(crate) fn mtu(network: &str, kind: &str, mtu: Option<i64>) -> Result<Option<
     }
 }
 
+/// Like [`nl`], but a lookup that did not find `link` (the link the config names under
+/// `key`) becomes [`Error::LinkMissing`], which says what to do about it.
+pub(crate) fn nl_named(
+    network: &str,
+    key: &'static str,
+    link: &str,
+    op: String,
+) -> impl FnOnce(plexus_netlink::Error) -> Error {
+    move |source| match source {
+        plexus_netlink::Error::LinkNotFound { name, netns } if name == link => Error::LinkMissing {
+            network: network.to_owned(),
+            key,
+            link: name,
+            netns,
+        },
+        source => nl(op)(source),
+    }
+}
+
 pub(crate) fn nl(op: String) -> impl FnOnce(plexus_netlink::Error) -> Error {
     move |source| Error::Netlink {
         op,

@@ -282,3 +282,31 @@ fn dhcp_goes_native_on_macvlan_and_plain_bridge_but_not_gateway_bridge_or_daemon
         );
     }
 }
+
+#[test]
+fn a_missing_named_link_says_which_key_and_what_to_do() {
+    let missing = |name: &str| plexus_netlink::Error::LinkNotFound {
+        name: name.into(),
+        netns: "the host netns".into(),
+    };
+    let err = nl_named(
+        "default/iot",
+        "master",
+        "eth9",
+        "create macvlan net1 on eth9".into(),
+    )(missing("eth9"));
+    assert_eq!(err.reason(), "link_missing");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("default/iot") && msg.contains("master \"eth9\"") && msg.contains("`master`"),
+        "{msg}"
+    );
+    // Another link not found (not the one the config names) stays a netlink error.
+    let other = nl_named(
+        "default/iot",
+        "master",
+        "eth9",
+        "create macvlan net1 on eth9".into(),
+    )(missing("net1"));
+    assert_eq!(other.reason(), "netlink");
+}

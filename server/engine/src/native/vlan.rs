@@ -6,7 +6,7 @@ use plexus_netlink::link::PodLink;
 use plexus_netlink::link::vlan::{self, VlanSpec};
 use serde::Deserialize;
 
-use super::{Ctx, NativeConfig, finish_single, mtu, nl};
+use super::{Ctx, NativeConfig, finish_single, mtu, nl_named};
 use crate::error::{Error, Result};
 
 /// The vlan-specific keys.
@@ -58,9 +58,9 @@ pub(super) async fn add(
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
     let spec = spec(c, cfg, ifname, ctx.link_group)?;
-    let created = vlan::add(ctx.host, pod, &spec).await.map_err(nl(format!(
-        "create vlan {} {ifname} on {}",
-        spec.id, c.master
-    )))?;
+    let op = format!("create vlan {} {ifname} on {}", spec.id, c.master);
+    let created = vlan::add(ctx.host, pod, &spec)
+        .await
+        .map_err(nl_named(&cfg.name, "master", &c.master, op))?;
     finish_single(cfg, created, ifname, ctx, pod, step).await
 }
