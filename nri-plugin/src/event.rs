@@ -29,7 +29,7 @@ use tracing::Instrument as _;
 use tracing::Span;
 
 use crate::convert;
-use crate::trace::{TRACEPARENT_KEY, event_span, record_failure, traceparent_for};
+use crate::trace::{TRACEPARENT_KEY, event_span, traceparent_for};
 use crate::ttrpc::{Status, code};
 
 /// How long a call keeps the ordering gate after it started: long enough for its
@@ -116,7 +116,7 @@ impl Forwarder {
                 }
                 Ok(Err(status)) => {
                     let status = self.setup_failed(&label, deadline, &status);
-                    record_failure(&Span::current(), &status.message);
+                    plexus_telemetry::record_error(&Span::current(), &status.message);
                     tracing::warn!(elapsed_ms = elapsed_ms(started), "pod network setup failed");
                     Err(status)
                 }
@@ -129,7 +129,7 @@ impl Forwarder {
                             self.plexusd_socket.display()
                         ),
                     );
-                    record_failure(&Span::current(), &status.message);
+                    plexus_telemetry::record_error(&Span::current(), &status.message);
                     tracing::warn!("pod network setup timed out");
                     Err(status)
                 }

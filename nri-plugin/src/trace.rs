@@ -44,7 +44,7 @@ impl fmt::Display for TraceParent {
 
 /// The span of one pod event (`RunPodSandbox`, `StopPodSandbox`, ...), exported as
 /// `nri <event>` with kind server and the pod's `k8s.*` identity; `trace_id` and a failure
-/// status are recorded by [`traceparent_for`] and [`record_failure`].
+/// status are recorded by [`traceparent_for`] and `plexus_telemetry::record_error`.
 pub fn event_span(
     event: &str,
     namespace: &str,
@@ -81,12 +81,6 @@ pub fn traceparent_for(span: &tracing::Span) -> String {
         span.record("trace_id", id);
     }
     traceparent
-}
-
-/// Marks an [`event_span`] failed: exported status ERROR with `message`.
-pub fn record_failure(span: &tracing::Span, message: &str) {
-    span.record("otel.status_code", "ERROR");
-    span.record("otel.status_description", message);
 }
 
 /// 64 random bits from std's randomly keyed SipHash over a counter and the clock; not

@@ -69,7 +69,7 @@ pub use prometheus_client::registry::Registry;
 pub use propagation::{
     extract_context, inject_context, inject_span_context, set_parent_from_metadata,
 };
-pub use span::{record_pod, record_rpc_status, rpc_span};
+pub use span::{record_error, record_pod, record_rpc_status, rpc_span};
 pub use subscriber::{
     Guard, LogFormat, TelemetryConfig, check_endpoint as check_otlp_endpoint, init,
 };

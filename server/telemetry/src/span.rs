@@ -78,10 +78,16 @@ pub fn record_pod(span: &tracing::Span, namespace: &str, name: &str, uid: &str, 
 pub fn record_rpc_status(span: &tracing::Span, code: tonic::Code, failure: Option<(&str, &str)>) {
     span.record("rpc.grpc.status_code", code as i64);
     if let Some((error_type, message)) = failure {
-        span.record("otel.status_code", "ERROR");
-        span.record("otel.status_description", message);
+        record_error(span, message);
         span.record("error.type", error_type);
     }
+}
+
+/// Marks `span` failed: exported status ERROR with `message` as its description (the span
+/// must declare `otel.status_code` and `otel.status_description`).
+pub fn record_error(span: &tracing::Span, message: &str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", message);
 }
 
 #[cfg(test)]
