@@ -63,14 +63,11 @@ impl Engine {
         if att.runtime_managed {
             // Described before the route plan runs: network-status shows the primary's
             // own result (Multus: the gateway comes from the plugin, not the override).
-            let primary = crate::primary::describe(
-                &self.inner.cfg.cni_cache_dir,
-                rec.sandbox_id.as_str(),
-                &att.interface,
-                &rec.netns,
-                pod,
-            )
-            .await;
+            let primary = self
+                .inner
+                .primary
+                .describe(rec.sandbox_id.as_str(), &att.interface, &rec.netns, pod)
+                .await;
             route::apply(pod, &att.interface, &att.route_plan, None).await?;
             let network = match primary.as_ref().and_then(|p| p.network.clone()) {
                 Some(name) if att.network.is_empty() => name,

@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     host: tokio::sync::OnceCell<Handle>,
     observer: ObserverSlot,
+    /// The runtime's primary, described from its CNI cache.
+    pub primary: Arc<crate::primary::Lookup>,
 }
 
 impl Engine {
@@ -63,6 +65,7 @@ impl Engine {
     /// Opens the engine with a given exec path (tests, alternative executors).
     pub fn with_exec(cfg: EngineConfig, exec: Arc<dyn Exec>) -> Result<Engine> {
         let store = Store::open(&cfg.state_dir)?;
+        let primary = Arc::new(crate::primary::Lookup::new(&cfg.cni_cache_dir));
         Ok(Engine {
             inner: Arc::new(Inner {
                 cfg,
@@ -71,6 +74,7 @@ impl Engine {
                 locks: Mutex::new(HashMap::new()),
                 host: tokio::sync::OnceCell::new(),
                 observer: ObserverSlot::new(),
+                primary,
             }),
         })
     }

@@ -4,10 +4,15 @@
 //! The runtime's libcni result cache (`<cache>/results/<network>-<sandbox>-<ifname>`) is
 //! the exact result the primary plugin returned — the network name, addresses, gateway —
 //! and is read first; only that one file is parsed (other pods' files are matched by name
-//! only). Without it the interface is inspected in the pod netns. Nothing here fails a
-//! setup: a primary that cannot be described is simply left out of network-status.
+//! only). A node has one primary network, so the name found once is remembered and the
+//! next pod's file is opened directly; the directory is listed only when that misses (the
+//! first pod, or the runtime's network was renamed). Without a cache entry the interface
+//! is inspected in the pod netns. Nothing here fails a setup: a primary that cannot be
+//! described is simply left out of network-status. The file I/O runs on the blocking pool.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use plexus_core::cni;
@@ -24,63 +29,106 @@ pub(crate) struct Primary {
     pub result: cni::Result,
 }
 
-/// Describes `ifname` (made by the runtime) of `sandbox_id` in `pod`.
-pub(crate) async fn describe(
-    cache_dir: &Path,
-    sandbox_id: &str,
-    ifname: &str,
-    netns: &Path,
-    pod: &Handle,
-) -> Option<Primary> {
-    if let Some(p) = from_cache(cache_dir, sandbox_id, ifname) {
-        return Some(p);
-    }
-    match from_netns(pod, ifname, netns).await {
-        Ok(result) => Some(Primary {
-            network: None,
-            result,
-        }),
-        Err(e) => {
-            tracing::warn!(interface = ifname, error = %e, "cannot describe the runtime's primary interface");
-            None
+/// Finds the runtime's cached result for a pod's primary, remembering the runtime's
+/// network name so the next pod's file is opened directly. One per engine (the cache dir
+/// is fixed by its config).
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    results: PathBuf,
+    cache_dir: PathBuf,
+    /// The runtime's primary network name found last.
+    known: Mutex<Option<String>>,
+    /// How many times the results directory was listed (the slow path).
+    scans: AtomicU64,
+}
+
+impl Lookup {
+    /// A lookup in the runtime's libcni cache dir `cache_dir`.
+    pub fn new(cache_dir: &Path) -> Lookup {
+        Lookup {
+            results: cache_dir.join("results"),
+            cache_dir: cache_dir.to_owned(),
+            known: Mutex::new(None),
+            scans: AtomicU64::new(0),
         }
+    }
+
+    /// Describes `ifname` (made by the runtime) of `sandbox_id` in `pod`.
+    pub async fn describe(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+        ifname: &str,
+        netns: &Path,
+        pod: &Handle,
+    ) -> Option<Primary> {
+        let (me, id, name) = (Arc::clone(self), sandbox_id.to_owned(), ifname.to_owned());
+        let cached = tokio::task::spawn_blocking(move || me.cached(&id, &name))
+            .await
+            .ok()
+            .flatten();
+        if let Some(p) = cached {
+            return Some(p);
+        }
+        match from_netns(pod, ifname, netns).await {
+            Ok(result) => Some(Primary {
+                network: None,
+                result,
+            }),
+            Err(e) => {
+                tracing::warn!(interface = ifname, error = %e, "cannot describe the runtime's primary interface");
+                None
+            }
+        }
+    }
+
+    /// The runtime's cached result for `<any network>-<sandbox_id>-<ifname>`: the file of
+    /// the remembered network first, else a scan of the directory (which remembers what
+    /// it finds).
+    fn cached(&self, sandbox_id: &str, ifname: &str) -> Option<Primary> {
+        let known = self.known.lock().ok().and_then(|k| k.clone());
+        if let Some(network) = known
+            && let Ok(path) = cache::path(&self.cache_dir, &network, sandbox_id, ifname)
+            && let Some(p) = read_entry(&path, sandbox_id, ifname)
+        {
+            return Some(p);
+        }
+        self.scans.fetch_add(1, Ordering::Relaxed);
+        let suffix = format!("-{sandbox_id}-{ifname}");
+        let entries = std::fs::read_dir(&self.results).ok()?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.ends_with(&suffix) || name.starts_with(".tmp-") {
+                continue;
+            }
+            if let Some(p) = read_entry(&entry.path(), sandbox_id, ifname) {
+                if let (Some(network), Ok(mut known)) = (&p.network, self.known.lock()) {
+                    *known = Some(network.clone());
+                }
+                return Some(p);
+            }
+        }
+        None
     }
 }
 
-/// The runtime's cached result for `<any network>-<sandbox_id>-<ifname>`.
-fn from_cache(cache_dir: &Path, sandbox_id: &str, ifname: &str) -> Option<Primary> {
-    let dir = cache_dir.join("results");
-    let suffix = format!("-{sandbox_id}-{ifname}");
-    let entries = std::fs::read_dir(&dir).ok()?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.ends_with(&suffix) || name.starts_with(".tmp-") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(entry.path()) else {
-            continue;
-        };
-        let Ok(parsed) = cache::Entry::parse(&bytes) else {
-            continue;
-        };
-        if parsed.container_id != sandbox_id || parsed.if_name != ifname {
-            continue;
-        }
-        match parsed.cni_result(cni::version::CURRENT) {
-            Some(Ok(result)) => {
-                return Some(Primary {
-                    network: Some(parsed.network_name).filter(|n| !n.is_empty()),
-                    result,
-                });
-            }
-            Some(Err(e)) => {
-                tracing::warn!(file = %entry.path().display(), error = %e, "unreadable result in the runtime's CNI cache");
-            }
-            None => {}
+/// One cache file, when it parses and names this sandbox and interface.
+fn read_entry(path: &Path, sandbox_id: &str, ifname: &str) -> Option<Primary> {
+    let bytes = std::fs::read(path).ok()?;
+    let parsed = cache::Entry::parse(&bytes).ok()?;
+    if parsed.container_id != sandbox_id || parsed.if_name != ifname {
+        return None;
+    }
+    match parsed.cni_result(cni::version::CURRENT)? {
+        Ok(result) => Some(Primary {
+            network: Some(parsed.network_name).filter(|n| !n.is_empty()),
+            result,
+        }),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "unreadable result in the runtime's CNI cache");
+            None
         }
     }
-    None
 }
 
 /// The interface as it is in the pod netns: mac, mtu, addresses, default gateways.
@@ -146,7 +194,7 @@ mod tests {
             "cni-loopback-sb1-lo",
             &CACHED.replace("eth0", "lo"),
         );
-        let p = from_cache(dir.path(), "sb1", "eth0").unwrap();
+        let p = Lookup::new(dir.path()).cached("sb1", "eth0").unwrap();
         assert_eq!(p.network.as_deref(), Some("cbr0"));
         assert_eq!(p.result.interfaces[0].mac, "0a:58:0a:f4:01:49");
         assert_eq!(p.result.ips[0].address.to_string(), "10.244.1.73/24");
@@ -159,15 +207,44 @@ mod tests {
     #[test]
     fn no_cache_entry_and_unreadable_entries_give_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(from_cache(dir.path(), "sb1", "eth0").is_none());
+        assert!(Lookup::new(dir.path()).cached("sb1", "eth0").is_none());
         write(dir.path(), "cbr0-sb1-eth0", "{truncated");
-        assert!(from_cache(dir.path(), "sb1", "eth0").is_none());
+        assert!(Lookup::new(dir.path()).cached("sb1", "eth0").is_none());
         // A file named for the sandbox whose content names another is not trusted.
         write(
             dir.path(),
             "cbr0-sb1-eth0",
             &CACHED.replace("\"sb1\"", "\"sb2\""),
         );
-        assert!(from_cache(dir.path(), "sb1", "eth0").is_none());
+        assert!(Lookup::new(dir.path()).cached("sb1", "eth0").is_none());
+    }
+
+    #[test]
+    fn the_next_pod_of_a_known_network_is_found_without_listing_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let lookup = Lookup::new(dir.path());
+        write(dir.path(), "cbr0-sb1-eth0", CACHED);
+        for n in 0..50 {
+            write(dir.path(), &format!("cbr0-other{n}-eth0"), CACHED);
+        }
+        assert!(lookup.cached("sb1", "eth0").is_some());
+        assert_eq!(lookup.scans.load(Ordering::Relaxed), 1);
+        write(dir.path(), "cbr0-sb7-eth0", &CACHED.replace("sb1", "sb7"));
+        let p = lookup.cached("sb7", "eth0").unwrap();
+        assert_eq!(p.network.as_deref(), Some("cbr0"));
+        assert_eq!(lookup.scans.load(Ordering::Relaxed), 1, "listed again");
+        // A renamed runtime network is still found (by a scan), and then remembered.
+        let renamed = CACHED.replace("sb1", "sb8").replace("cbr0", "kindnet");
+        write(dir.path(), "kindnet-sb8-eth0", &renamed);
+        let p = lookup.cached("sb8", "eth0").unwrap();
+        assert_eq!(p.network.as_deref(), Some("kindnet"));
+        assert_eq!(lookup.scans.load(Ordering::Relaxed), 2);
+        write(
+            dir.path(),
+            "kindnet-sb9-eth0",
+            &renamed.replace("sb8", "sb9"),
+        );
+        assert!(lookup.cached("sb9", "eth0").is_some());
+        assert_eq!(lookup.scans.load(Ordering::Relaxed), 2, "listed again");
     }
 }
