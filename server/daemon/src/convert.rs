@@ -130,11 +130,9 @@ pub const IFNAME_RULE: &str =
 
 /// A caller's interface name (request field `field`), checked with libcni's rule.
 pub fn ifname(field: &str, name: &str) -> Result<String, Error> {
-    let problem = match plexus_core::cni::validate::ifname(name) {
-        Err(e) => Some(e.msg),
-        Ok(()) if name.contains('\0') => Some("interface name contains NUL".to_owned()),
-        Ok(()) => None,
-    };
+    let problem = plexus_core::cni::validate::ifname(name)
+        .err()
+        .map(|e| e.msg);
     match problem {
         None => Ok(name.to_owned()),
         Some(why) => Err(Error::InvalidRequest {

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use super::{QUOTE, Selection};
+use crate::cni::validate::{IfnameProblem, ifname_problem};
 use crate::error::{Error, Result, shorten};
 use crate::plan::{Bandwidth, PortMapping};
 
@@ -32,24 +33,22 @@ const KNOWN_KEYS: [&str; 13] = [
 
 /// What `validate_ifname` accepts, for messages.
 const IFNAME_RULE: &str =
-    "accepted: 1 to 15 bytes, not '.' or '..', without '/', ':' or whitespace";
+    "accepted: 1 to 15 bytes, not '.' or '..', without '/', ':', NUL or whitespace";
 
-/// Checks an interface name with the CNI rule (libcni `ValidateInterfaceName`):
-/// 1–15 bytes, not `.` or `..`, no `/`, `:` or whitespace. The error says why.
+/// Checks an interface name with the CNI rule ([`ifname_problem`]): 1–15 bytes, not `.`
+/// or `..`, no `/`, `:` or whitespace. The error says why and what is accepted.
 pub fn validate_ifname(name: &str) -> std::result::Result<(), String> {
-    let problem = if name.is_empty() {
-        "interface name is empty".to_string()
-    } else if name.len() > 15 {
-        format!(
-            "interface name {name:?} is {} bytes, longer than 15",
-            name.len()
-        )
-    } else if name == "." || name == ".." {
-        format!("interface name {name:?} is not a valid name")
-    } else if name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
-        format!("interface name {name:?} contains '/', ':' or whitespace")
-    } else {
-        return Ok(());
+    let problem = match ifname_problem(name) {
+        None => return Ok(()),
+        Some(IfnameProblem::Empty) => "interface name is empty".to_string(),
+        Some(IfnameProblem::TooLong(len)) => {
+            format!("interface name {name:?} is {len} bytes, longer than 15")
+        }
+        Some(IfnameProblem::Dot) => format!("interface name {name:?} is not a valid name"),
+        Some(IfnameProblem::BadChar) => {
+            format!("interface name {name:?} contains '/', ':' or whitespace")
+        }
+        Some(IfnameProblem::Nul) => format!("interface name {name:?} contains NUL"),
     };
     Err(format!("{problem}; {IFNAME_RULE}"))
 }

@@ -237,6 +237,7 @@ fn json_element_rejections() {
         (r#"[{"name":"a","interface":"a/b"}]"#, "'/'"),
         (r#"[{"name":"a","interface":"."}]"#, "not a valid name"),
         (r#"[{"name":"a","interfaceRequest":"a b"}]"#, "whitespace"),
+        (r#"[{"name":"a","interface":"net\u0000"}]"#, "NUL"),
         (
             r#"[{"name":"a","ips":["10.0.0.300/24"]}]"#,
             "failed to parse CIDR",

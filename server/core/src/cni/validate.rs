@@ -52,39 +52,63 @@ pub fn network_name(name: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// Checks an interface name (`CNI_IFNAME`): 1–15 bytes, not `.` or `..`, no `/`, `:` or
-/// whitespace.
-pub fn ifname(name: &str) -> Result<(), PluginError> {
-    let invalid = |msg: &str, details: String| {
-        Err(PluginError::new(
-            ErrorCode::INVALID_ENVIRONMENT,
-            msg,
-            details,
-        ))
-    };
+/// Why an interface name breaks the CNI rule (libcni `ValidateInterfaceName`). The one
+/// rule for every place a name enters (annotation, CNI_IFNAME, the node API, the cache);
+/// each edge renders it in its own protocol's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfnameProblem {
+    /// No name.
+    Empty,
+    /// Longer than 15 bytes (the length).
+    TooLong(usize),
+    /// `.` or `..`.
+    Dot,
+    /// Contains `/`, `:` or whitespace.
+    BadChar,
+    /// Contains NUL (not in libcni's rule, but no kernel name can hold it).
+    Nul,
+}
+
+/// The CNI rule for interface names: 1–15 bytes, not `.` or `..`, no `/`, `:`, NUL or
+/// whitespace. `None` when `name` follows it.
+pub fn ifname_problem(name: &str) -> Option<IfnameProblem> {
     if name.is_empty() {
-        return invalid("interface name is empty", String::new());
+        Some(IfnameProblem::Empty)
+    } else if name.len() > MAX_IFNAME_LEN {
+        Some(IfnameProblem::TooLong(name.len()))
+    } else if name == "." || name == ".." {
+        Some(IfnameProblem::Dot)
+    } else if name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
+        Some(IfnameProblem::BadChar)
+    } else if name.contains('\0') {
+        Some(IfnameProblem::Nul)
+    } else {
+        None
     }
-    if name.len() > MAX_IFNAME_LEN {
-        return invalid(
+}
+
+/// Checks an interface name (`CNI_IFNAME`) by [`ifname_problem`], with libcni's messages.
+pub fn ifname(name: &str) -> Result<(), PluginError> {
+    let (msg, details) = match ifname_problem(name) {
+        None => return Ok(()),
+        Some(IfnameProblem::Empty) => ("interface name is empty", String::new()),
+        Some(IfnameProblem::TooLong(_)) => (
             "interface name is too long",
             format!(
                 "interface name should be less than {} characters",
                 MAX_IFNAME_LEN + 1
             ),
-        );
-    }
-    if name == "." || name == ".." {
-        return invalid("interface name is . or ..", String::new());
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return invalid(
+        ),
+        Some(IfnameProblem::Dot) => ("interface name is . or ..", String::new()),
+        Some(IfnameProblem::BadChar) => (
             "interface name contains / or : or whitespace characters",
             String::new(),
-        );
-    }
-    Ok(())
+        ),
+        Some(IfnameProblem::Nul) => ("interface name contains NUL", String::new()),
+    };
+    Err(PluginError::new(
+        ErrorCode::INVALID_ENVIRONMENT,
+        msg,
+        details,
+    ))
 }
