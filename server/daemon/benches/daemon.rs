@@ -3,6 +3,8 @@
 //!    (targets: ≤ 16 MiB idle, ≤ 32 MiB with 1,000), from `VmRSS` in `/proc/<pid>/status`;
 //! 2. (root only) setup + teardown latency of a two-network pod through the API (a plexusd
 //!    process, gRPC over its socket) vs calling the engine in-process, medians over 100 pods;
+//!    then the same through the API with 1,000 other sandboxes recorded (setup must not grow
+//!    with the number of records), and the time of one full listing of them;
 //! 3. NAD lookups with 50,000 NAD files in the directory: the one load (what each lookup cost
 //!    before the index), and the median lookup from the index.
 //!
@@ -91,12 +93,17 @@ fn write_config(dir: &Path, host_netns: Option<&Path>) -> (PathBuf, PathBuf) {
 }
 
 fn record_attachments(state: &Path) {
+    record_sandboxes(state, RECORDED_SANDBOXES);
+}
+
+/// Writes `count` two-attachment sandbox records (exec driver, netns gone) into `state`.
+fn record_sandboxes(state: &Path, count: usize) {
     let store = Store::open(state).unwrap();
     let ann = BTreeMap::from([(
         "k8s.v1.cni.cncf.io/networks".to_owned(),
         "lan,wan".to_owned(),
     )]);
-    for i in 0..RECORDED_SANDBOXES {
+    for i in 0..count {
         let pod = PodIdentity::new("bench", format!("pod-{i}"), format!("uid-{i}"));
         let plan = FakePlanner.plan(&pod, &ann).unwrap();
         let attachments = plan
@@ -211,38 +218,13 @@ async fn latency_bench() {
     }
     drop(engine);
 
-    // Through the API: a plexusd process on its socket.
-    let _daemon = start(&config_path, &socket).await;
-    let mut client = plexus_client::connect(&socket).await.unwrap();
-    let (mut api_up, mut api_down) = (Vec::new(), Vec::new());
-    for i in 0..PODS {
-        let id = format!("api-{i}");
-        let t = Instant::now();
-        client
-            .setup_pod(v1::SetupPodRequest {
-                pod: Some(v1::PodRef {
-                    namespace: identity.namespace.clone(),
-                    name: identity.name.clone(),
-                    uid: identity.uid.clone(),
-                }),
-                sandbox_id: id.clone(),
-                netns_path: pod.path().to_string_lossy().into_owned(),
-                annotations: ann.clone(),
-                labels: HashMap::new(),
-            })
-            .await
-            .unwrap();
-        api_up.push(t.elapsed());
-        let t = Instant::now();
-        client
-            .teardown_pod(v1::TeardownPodRequest {
-                sandbox_id: id,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        api_down.push(t.elapsed());
-    }
+    // Through the API: a plexusd process on its socket, with no other sandbox recorded,
+    // then with 1,000 (written while it is stopped; it starts with them).
+    let (api_up, api_down, _) =
+        api_latency(&config_path, &socket, &pod.path(), &identity, &ann).await;
+    record_sandboxes(&dir.path().join("state"), MANY_RECORDS);
+    let (many_up, many_down, listing) =
+        api_latency(&config_path, &socket, &pod.path(), &identity, &ann).await;
     let (du, dd, au, ad) = (
         median(direct_up),
         median(direct_down),
@@ -258,6 +240,77 @@ async fn latency_bench() {
         ms(au) / ms(du),
         ms(ad) / ms(dd)
     );
+    let (mu, md) = (median(many_up), median(many_down));
+    println!("  plexusd API, {MANY_RECORDS} other sandboxes recorded");
+    println!("                    {:>8.2}   {:>11.2}", ms(mu), ms(md));
+    println!(
+        "  {MANY_RECORDS} / none     {:>8.2}x  {:>11.2}x",
+        ms(mu) / ms(au),
+        ms(md) / ms(ad)
+    );
+    println!(
+        "  ListAttachments of {} sandboxes: {:.2} ms (median of 20, after the first)",
+        MANY_RECORDS + 1,
+        ms(listing)
+    );
+}
+
+/// Other sandboxes recorded for the "many records" run.
+const MANY_RECORDS: usize = 1000;
+
+/// Starts plexusd on `config_path`, sets up and tears down [`PODS`] pods through its API
+/// and stops it. Returns setup and teardown times, and the median time of listing every
+/// sandbox (taken with one pod set up).
+async fn api_latency(
+    config_path: &Path,
+    socket: &Path,
+    netns: &Path,
+    identity: &PodIdentity,
+    ann: &HashMap<String, String>,
+) -> (Vec<Duration>, Vec<Duration>, Duration) {
+    let _daemon = start(config_path, socket).await;
+    let mut client = plexus_client::connect(socket).await.unwrap();
+    let (mut api_up, mut api_down) = (Vec::new(), Vec::new());
+    let mut listing = Vec::new();
+    for i in 0..PODS {
+        let id = format!("api-{i}");
+        let t = Instant::now();
+        client
+            .setup_pod(v1::SetupPodRequest {
+                pod: Some(v1::PodRef {
+                    namespace: identity.namespace.clone(),
+                    name: identity.name.clone(),
+                    uid: identity.uid.clone(),
+                }),
+                sandbox_id: id.clone(),
+                netns_path: netns.to_string_lossy().into_owned(),
+                annotations: ann.clone(),
+                labels: HashMap::new(),
+            })
+            .await
+            .unwrap();
+        api_up.push(t.elapsed());
+        if i < 21 {
+            let t = Instant::now();
+            client
+                .list_attachments(v1::ListAttachmentsRequest { target: None })
+                .await
+                .unwrap();
+            if i > 0 {
+                listing.push(t.elapsed());
+            }
+        }
+        let t = Instant::now();
+        client
+            .teardown_pod(v1::TeardownPodRequest {
+                sandbox_id: id,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        api_down.push(t.elapsed());
+    }
+    (api_up, api_down, median(listing))
 }
 
 /// NAD files written for the lookup bench.

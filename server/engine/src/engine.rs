@@ -114,15 +114,7 @@ impl Engine {
     /// Every readable sandbox record (unreadable ones are logged and skipped; teardown
     /// still handles them).
     pub fn sandboxes(&self) -> Result<Vec<SandboxRecord>> {
-        let mut out = Vec::new();
-        for id in self.inner.store.ids()? {
-            match self.inner.store.load(&id) {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(sandbox_id = %id, error = %e, "unreadable sandbox record"),
-            }
-        }
-        Ok(out)
+        self.inner.store.all()
     }
 
     /// One sandbox's record.

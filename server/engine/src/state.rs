@@ -167,10 +167,13 @@ pub struct LeaseRecord {
 }
 
 /// The state directory: `<dir>/<sandbox id>.json`. Paths are built only from a
-/// [`SandboxId`], so no record can be read, written or removed outside `dir`.
+/// [`SandboxId`], so no record can be read, written or removed outside `dir`. Parsed
+/// records are kept in memory by file version (see `index`; clones share it). File I/O
+/// runs through [`blocking`], so an async caller does not stall its runtime worker.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    index: std::sync::Arc<index::Index>,
 }
 
 impl Store {
@@ -181,7 +184,10 @@ impl Store {
             path: dir.clone(),
             source,
         })?;
-        Ok(Store { dir })
+        Ok(Store {
+            dir,
+            index: Default::default(),
+        })
     }
 
     /// The directory records live in.
@@ -201,16 +207,63 @@ impl Store {
             sandbox_id: record.sandbox_id.to_string(),
             source,
         })?;
-        write_atomic(&self.dir, &path, &bytes).map_err(|source| Error::WriteRecord { path, source })
+        let stamp = blocking(|| {
+            write_atomic(&self.dir, &path, &bytes)?;
+            fs::metadata(&path).map(|m| index::Stamp::of(&m))
+        });
+        let stamp = stamp.map_err(|source| Error::WriteRecord { path, source })?;
+        self.index.put(record, stamp);
+        Ok(())
     }
 
     /// Loads a record: `Ok(None)` when there is none, an error when it is unreadable or
-    /// corrupt (never treated as "nothing to do").
+    /// corrupt (never treated as "nothing to do"). An unchanged file is not parsed again.
     pub fn load(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxRecord>> {
+        blocking(|| self.read(sandbox_id))
+    }
+
+    /// Every readable record, sorted by sandbox id (an unreadable one is logged and left
+    /// out; teardown and recovery still find it by its file). Unchanged files cost a
+    /// `stat` each, not a parse.
+    pub fn all(&self) -> Result<Vec<SandboxRecord>> {
+        let mut out = Vec::new();
+        for id in self.ids()? {
+            match self.load(&id) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(sandbox_id = %id, error = %e, "unreadable sandbox record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads and checks a record file.
+    fn read(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxRecord>> {
         let path = self.path(sandbox_id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        match fs::metadata(&path) {
+            Ok(meta) => {
+                if let Some(record) = self.index.get(sandbox_id, index::Stamp::of(&meta)) {
+                    return Ok(Some(record));
+                }
+            }
+            Err(e) if gone(&e) => {
+                self.index.forget(sandbox_id);
+                return Ok(None);
+            }
+            Err(source) => return Err(Error::ReadRecord { path, source }),
+        }
+        // The stamp and the bytes of one open file, so they describe the same version.
+        let opened = File::open(&path).and_then(|mut f| {
+            let stamp = index::Stamp::of(&f.metadata()?);
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut bytes)?;
+            Ok((stamp, bytes))
+        });
+        self.index.forget(sandbox_id);
+        let (stamp, bytes) = match opened {
+            Ok(read) => read,
+            Err(e) if gone(&e) => return Ok(None),
             Err(source) => return Err(Error::ReadRecord { path, source }),
         };
         let mut record: SandboxRecord =
@@ -242,18 +295,21 @@ impl Store {
         }
         // In memory it is this binary's format now, and is written back as such.
         record.version = RECORD_VERSION;
+        self.index.put(&record, stamp);
         Ok(Some(record))
     }
 
     /// Removes a record (absent is fine) and fsyncs the directory.
     pub fn remove(&self, sandbox_id: &SandboxId) -> Result<()> {
         let path = self.path(sandbox_id);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(Error::WriteRecord { path, source }),
-        }
-        sync_dir(&self.dir).map_err(|source| Error::WriteRecord { path, source })
+        let removed = blocking(|| match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        });
+        removed.map_err(|source| Error::WriteRecord { path, source })?;
+        self.index.forget(sandbox_id);
+        Ok(())
     }
 
     /// Sandbox ids that have a record file (readable or not). A `.json` file whose stem is
@@ -284,6 +340,18 @@ impl Store {
         }
         ids.sort();
         Ok(ids)
+    }
+}
+
+/// Runs blocking file I/O from async code: on a multi-threaded tokio runtime the worker
+/// hands its other tasks to another thread first (`block_in_place`); elsewhere (a
+/// current-thread runtime, plain threads) it simply runs.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -393,5 +461,6 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+mod index;
 #[cfg(test)]
 mod tests;

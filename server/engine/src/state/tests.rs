@@ -128,3 +128,68 @@ fn a_record_naming_an_invalid_sandbox_id_is_corrupt() {
         Err(Error::CorruptRecord { .. })
     ));
 }
+
+#[test]
+fn an_unchanged_record_is_parsed_once_and_every_change_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s")).unwrap();
+    let mut a = record();
+    store.save(&a).unwrap();
+    // Written by an earlier plexusd (another store): parsed once by this one.
+    let mut b = record();
+    b.sandbox_id = sid("sb2");
+    Store::open(store.dir()).unwrap().save(&b).unwrap();
+    let ids = |s: &Store| -> Vec<String> {
+        s.all()
+            .unwrap()
+            .iter()
+            .map(|r| r.sandbox_id.to_string())
+            .collect()
+    };
+    assert_eq!(ids(&store), ["sb1", "sb2"]);
+    assert_eq!(store.index.misses(), 1, "only sb2 was parsed");
+    for _ in 0..3 {
+        assert_eq!(ids(&store), ["sb1", "sb2"]);
+        assert_eq!(store.load(&sid("sb1")).unwrap(), Some(a.clone()));
+    }
+    assert_eq!(store.index.misses(), 1, "unchanged files were parsed again");
+    // Changed behind this store's back: seen at once.
+    a.attachments.clear();
+    Store::open(store.dir()).unwrap().save(&a).unwrap();
+    assert!(
+        store
+            .load(&sid("sb1"))
+            .unwrap()
+            .unwrap()
+            .attachments
+            .is_empty()
+    );
+    fs::remove_file(store.path(&sid("sb2"))).unwrap();
+    assert_eq!(ids(&store), ["sb1"]);
+    assert_eq!(store.load(&sid("sb2")).unwrap(), None);
+    // Truncated in place (same inode): not served from memory.
+    let path = store.path(&sid("sb1"));
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(
+        store.load(&sid("sb1")),
+        Err(Error::CorruptRecord { .. })
+    ));
+}
+
+#[test]
+fn an_unreadable_record_is_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s")).unwrap();
+    fs::write(store.path(&sid("sb1")), b"{\"version\":2,").unwrap();
+    assert!(store.all().unwrap().is_empty());
+    for _ in 0..2 {
+        assert!(matches!(
+            store.load(&sid("sb1")),
+            Err(Error::CorruptRecord { .. })
+        ));
+    }
+    // Rewritten whole: the next load reads it.
+    store.save(&record()).unwrap();
+    assert_eq!(store.load(&sid("sb1")).unwrap(), Some(record()));
+}
