@@ -20,6 +20,7 @@ pub mod annotation;
 pub mod charset;
 pub mod cni;
 pub mod config;
+pub mod deadline;
 pub mod duration;
 pub mod error;
 pub mod explain;

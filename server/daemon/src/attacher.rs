@@ -6,7 +6,6 @@
 //! per sandbox; implementations must still be safe if they do not.
 
 use std::future::Future;
-use std::time::Instant;
 
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
@@ -28,14 +27,14 @@ pub trait Attacher: Send + Sync + 'static {
         &self,
         spec: SandboxSpec,
         plan: Plan,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<SandboxView>> + Send;
 
     /// Tears down everything recorded for a sandbox (unknown: `known == false`, not an error).
     fn teardown(
         &self,
         sandbox_id: SandboxId,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<TeardownOutcome>> + Send;
 
     /// Hot-plugs one attachment into a recorded sandbox.
@@ -43,7 +42,7 @@ pub trait Attacher: Send + Sync + 'static {
         &self,
         sandbox_id: SandboxId,
         attachment: PlannedAttachment,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<AttachmentView>> + Send;
 
     /// Hot-unplugs one interface from a recorded sandbox.
@@ -51,7 +50,7 @@ pub trait Attacher: Send + Sync + 'static {
         &self,
         sandbox_id: SandboxId,
         interface: String,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<AttachmentView>> + Send;
 
     /// Every recorded sandbox.

@@ -2,8 +2,6 @@
 //! records to the service's views and engine errors to the service's errors by type; it
 //! adds no behaviour of its own.
 
-use std::time::Instant;
-
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_engine::error::chain;
@@ -171,7 +169,7 @@ impl Attacher for EngineAttacher {
         &self,
         spec: SandboxSpec,
         plan: Plan,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<SandboxView> {
         let sandbox_id = spec.sandbox_id.to_string();
         let pod = spec.pod.to_string();
@@ -183,14 +181,13 @@ impl Attacher for EngineAttacher {
         let result = match deadline {
             None => self.engine.setup(sb, plan).await,
             Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                if deadline.passed() {
                     return Err(Error::DeadlineExceeded {
                         operation: format!("setting up pod {pod}"),
                         undone: "nothing was done".to_owned(),
                     });
                 }
-                self.engine.setup_with_deadline(sb, plan, left).await
+                self.engine.setup_with_deadline(sb, plan, deadline).await
             }
         };
         match result {
@@ -249,7 +246,7 @@ impl Attacher for EngineAttacher {
     async fn teardown(
         &self,
         sandbox_id: SandboxId,
-        _deadline: Option<Instant>,
+        _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
         // Teardown always runs to the end: a half-removed pod is worse than a late answer.
         let before = self.engine.sandbox(&sandbox_id).ok().flatten();
@@ -301,7 +298,7 @@ impl Attacher for EngineAttacher {
         &self,
         sandbox_id: SandboxId,
         attachment: PlannedAttachment,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
         let network = attachment.network.clone();
         let interface = attachment.interface.clone();
@@ -315,7 +312,7 @@ impl Attacher for EngineAttacher {
         let attach = self.engine.attach(&sandbox_id, attachment);
         let result = match deadline {
             None => attach.await,
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), attach).await {
+            Some(deadline) => match tokio::time::timeout_at(deadline.work().into(), attach).await {
                 Ok(result) => result,
                 Err(_) => {
                     let undone = match taken {
@@ -363,7 +360,7 @@ impl Attacher for EngineAttacher {
         &self,
         sandbox_id: SandboxId,
         interface: String,
-        _deadline: Option<Instant>,
+        _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
         match self.engine.detach(&sandbox_id, &interface).await {
             Ok(rec) => Ok(attachment_view(&rec)),

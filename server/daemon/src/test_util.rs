@@ -293,14 +293,14 @@ impl Attacher for FakeAttacher {
         &self,
         spec: SandboxSpec,
         plan: Plan,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<SandboxView> {
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
         let names = plan.attachments.iter().map(|a| a.interface.clone());
         self.record(Call::Setup(spec.sandbox_id.to_string(), names.collect()));
         let mut done: Vec<AttachmentView> = Vec::new();
         for (i, planned) in plan.attachments.iter().enumerate() {
-            if !self.work(deadline).await {
+            if !self.work(deadline.map(|d| d.work())).await {
                 let mut undone = Vec::new();
                 for a in done.iter().rev() {
                     self.record(Call::Undone(
@@ -337,7 +337,7 @@ impl Attacher for FakeAttacher {
     async fn teardown(
         &self,
         sandbox_id: SandboxId,
-        _deadline: Option<Instant>,
+        _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
         self.record(Call::Teardown(sandbox_id.to_string()));
         self.removal_wait().await;
@@ -355,7 +355,7 @@ impl Attacher for FakeAttacher {
         &self,
         sandbox_id: SandboxId,
         attachment: PlannedAttachment,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
         self.record(Call::Attach(
@@ -367,7 +367,7 @@ impl Attacher for FakeAttacher {
             .ok_or_else(|| Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
             })?;
-        if !self.work(deadline).await {
+        if !self.work(deadline.map(|d| d.work())).await {
             return Err(Error::DeadlineExceeded {
                 operation: format!("attaching {}", attachment.network),
                 undone: "nothing had been attached yet".to_owned(),
@@ -383,7 +383,7 @@ impl Attacher for FakeAttacher {
         &self,
         sandbox_id: SandboxId,
         interface: String,
-        _deadline: Option<Instant>,
+        _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
         self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
         self.removal_wait().await;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
@@ -55,7 +55,7 @@ impl Attacher for TracedAttacher {
         &self,
         spec: SandboxSpec,
         plan: Plan,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<SandboxView> {
         for planned in &plan.attachments {
             let driver = driver(planned);
@@ -78,7 +78,7 @@ impl Attacher for TracedAttacher {
     async fn teardown(
         &self,
         sandbox_id: plexus_core::SandboxId,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<TeardownOutcome> {
         self.0.teardown(sandbox_id, deadline).await
     }
@@ -87,7 +87,7 @@ impl Attacher for TracedAttacher {
         &self,
         sandbox_id: plexus_core::SandboxId,
         attachment: PlannedAttachment,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<AttachmentView> {
         self.0.attach(sandbox_id, attachment, deadline).await
     }
@@ -96,7 +96,7 @@ impl Attacher for TracedAttacher {
         &self,
         sandbox_id: plexus_core::SandboxId,
         interface: String,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<AttachmentView> {
         self.0.detach(sandbox_id, interface, deadline).await
     }

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use plexus_core::deadline::Deadline;
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
@@ -171,13 +171,14 @@ impl Engine {
         self.setup_inner(sb, plan, None).await
     }
 
-    /// Like [`Engine::setup`], but when `deadline` passes, undoes what was made and returns
-    /// [`SetupError::DeadlineExceeded`].
+    /// Like [`Engine::setup`], but when `deadline`'s work time passes, undoes what was made
+    /// (until its undo time; what is left stays recorded for teardown or recovery) and
+    /// returns [`SetupError::DeadlineExceeded`].
     pub async fn setup_with_deadline(
         &self,
         sb: SandboxSpec,
         plan: Plan,
-        deadline: Duration,
+        deadline: Deadline,
     ) -> Result<SandboxRecord, SetupError> {
         self.setup_inner(sb, plan, Some(deadline)).await
     }
@@ -186,9 +187,11 @@ impl Engine {
         &self,
         sb: SandboxSpec,
         plan: Plan,
-        deadline: Option<Duration>,
+        deadline: Option<Deadline>,
     ) -> Result<SandboxRecord, SetupError> {
-        let until = deadline.map(|d| Instant::now() + d);
+        let until = deadline.map(|d| Instant::from_std(d.work()));
+        // For messages: the time the work had, from now.
+        let budget = deadline.map(|d| d.work_left()).unwrap_or_default();
         let engine_err = |cause| SetupError::Engine {
             sandbox_id: sb.sandbox_id.to_string(),
             cause,
@@ -198,7 +201,7 @@ impl Engine {
         // teardown or recovery.
         let expired = |stage: &str, note: Option<&str>| SetupError::DeadlineExceeded {
             pod: sb.pod.to_string(),
-            deadline: deadline.unwrap_or_default(),
+            deadline: budget,
             network: String::new(),
             stage: stage.to_string(),
             undone: Vec::new(),
@@ -287,10 +290,14 @@ impl Engine {
                     }
                 }
                 None => {
-                    // Past the deadline already: the undo gets a bounded grace, whatever
-                    // it did not finish stays recorded for teardown or recovery.
-                    let grace = rollback_grace(deadline.unwrap_or_default());
-                    if tokio::time::timeout(grace, undo).await.is_err() {
+                    // Past the work deadline already: the undo runs until the deadline's
+                    // undo time; whatever it did not finish stays recorded for teardown
+                    // or recovery.
+                    let undo_until = deadline.map(|d| Instant::from_std(d.undo()));
+                    let grace = undo_until
+                        .map(|u| u.saturating_duration_since(Instant::now()))
+                        .unwrap_or_default();
+                    if within(undo_until, undo).await.is_err() {
                         let left: Vec<&str> = rec
                             .attachments
                             .iter()
@@ -304,7 +311,7 @@ impl Engine {
                     }
                     SetupError::DeadlineExceeded {
                         pod: sb.pod.to_string(),
-                        deadline: deadline.unwrap_or_default(),
+                        deadline: budget,
                         network: att.network.clone(),
                         stage: format!("attaching network {:?}", att.network),
                         undone,
@@ -368,12 +375,6 @@ async fn within<F: std::future::Future>(until: Option<Instant>, f: F) -> Result<
         Some(t) => tokio::time::timeout_at(t, f).await.map_err(drop),
         None => Ok(f.await),
     }
-}
-
-/// How long the undo after a passed setup deadline may run: a third of the deadline (the
-/// caller keeps about that much in reserve), at least 20ms, at most 2s.
-fn rollback_grace(deadline: Duration) -> Duration {
-    (deadline / 3).clamp(Duration::from_millis(20), Duration::from_secs(2))
 }
 
 fn same_attachments(rec: &SandboxRecord, plan: &Plan) -> bool {

@@ -237,7 +237,7 @@ async fn deadline_undoes_what_was_made() {
                 attachment(1, "net1", &fx.macvlan("mv-d1", "bridge", "10.39.0.0/24")),
                 attachment(2, "net2", &slow_conf),
             ]),
-            std::time::Duration::from_millis(700),
+            plexus_core::deadline::Deadline::from_now(std::time::Duration::from_millis(700)),
         )
         .await
         .expect_err("deadline");

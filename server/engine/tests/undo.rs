@@ -12,6 +12,7 @@ use common::{Fixture, attachment, plan, sid};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use plexus_core::cni;
+use plexus_core::deadline::Deadline;
 use plexus_engine::exec::{BoxError, Exec, ExecRequest};
 use plexus_engine::{DelegationMode, Engine, Phase, SetupError};
 use plexus_netlink::test_util::require_privileged;
@@ -142,7 +143,7 @@ async fn the_deadline_covers_the_wait_for_the_sandbox_lock() {
     let second = engine.setup_with_deadline(
         fx.sandbox("sb-lock"),
         plan(vec![attachment(1, "net1", &conf("l1"))]),
-        Duration::from_millis(200),
+        Deadline::from_now(Duration::from_millis(200)),
     );
     let err = tokio::time::timeout(Duration::from_secs(5), second)
         .await
@@ -172,7 +173,7 @@ async fn the_undo_after_a_deadline_is_bounded_and_leaves_the_rest_recorded() {
     let fx = Fixture::new().await;
     let fake = FakeExec::new(Act::Hang, Act::Hang);
     let engine = engine(&fx, &fake);
-    let deadline = Duration::from_millis(300);
+    let deadline = Deadline::from_now(Duration::from_millis(300));
     let setup = engine.setup_with_deadline(
         fx.sandbox("sb-grace"),
         plan(vec![attachment(1, "net1", &conf("g1"))]),

@@ -373,7 +373,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     async fn teardown_locked(
         self: Arc<Self>,
         sandbox_id: SandboxId,
-        deadline: Option<Instant>,
+        deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
         let before = self.attacher.sandbox(&sandbox_id).ok().flatten();
         let result = self.attacher.teardown(sandbox_id.clone(), deadline).await;

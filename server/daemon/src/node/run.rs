@@ -12,14 +12,14 @@ use tracing::Instrument;
 
 use super::Node;
 use crate::attacher::Attacher;
-use crate::deadline::work_deadline;
 use crate::error::{Error, Result};
 use crate::planner::Planner;
+use plexus_core::deadline::Deadline;
 
 impl<A: Attacher, P: Planner> Node<A, P> {
     /// Runs `work` on its own task after admission and, when `sandbox` is given, with that
     /// sandbox locked. `timeout` is the caller's budget, `budget` the operation's own; the
-    /// deadline `work` gets is the earlier of the two (see [`work_deadline`]).
+    /// deadline `work` gets is the earlier of the two (see [`Deadline::for_request`]).
     ///
     /// Setup and attach undo themselves when the deadline passes and answer with what was
     /// undone. Teardown and detach run to the end whatever the deadline (a half-finished
@@ -37,10 +37,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     ) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Self>, Option<Instant>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Self>, Option<Deadline>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send,
     {
-        let deadline = work_deadline(Instant::now(), timeout, budget);
+        let deadline = Deadline::for_request(Instant::now(), timeout, budget);
+        let work_until = deadline.map(|d| d.work());
         let node = Arc::clone(self);
         let op = operation.clone();
         let entry = crate::entry::current().unwrap_or(Path::Api);
@@ -53,21 +54,21 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 // a busy sandbox (Stop and Remove both tear down) must not hold a slot
                 // while it waits, or it starves other pods' starts node-wide.
                 let _guard = match &sandbox {
-                    Some(id) => Some(node.locks.lock(id.as_str(), deadline).await?),
+                    Some(id) => Some(node.locks.lock(id.as_str(), work_until).await?),
                     None => None,
                 };
                 let queued = node.metrics.as_ref().map(Metrics::queued);
-                let _slot = node.admission.enter(&op, deadline).await?;
+                let _slot = node.admission.enter(&op, work_until).await?;
                 drop(queued);
                 let _running = node.metrics.as_ref().map(Metrics::in_flight);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if deadline.is_some_and(|d| d.passed()) {
                     return Err(Error::DeadlineExceeded {
                         operation: op,
                         undone: "nothing was done (the deadline passed while waiting)".to_owned(),
                     });
                 }
                 let result = work(Arc::clone(&node), deadline).await;
-                if runs_to_completion(kind) && deadline.is_some_and(|d| Instant::now() >= d) {
+                if runs_to_completion(kind) && deadline.is_some_and(|d| d.passed()) {
                     match &result {
                         Ok(_) => {
                             tracing::info!(operation = %op, "finished after the caller's deadline")
@@ -84,7 +85,8 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             Some(deadline) if runs_to_completion(kind) => {
                 let mut task = task;
                 // On timeout the handle is dropped, not aborted: the task keeps running.
-                tokio::time::timeout_at(deadline.into(), &mut task)
+                // Nothing is undone, so the answer may wait until the undo time.
+                tokio::time::timeout_at(deadline.undo().into(), &mut task)
                     .await
                     .ok()
             }
