@@ -22,13 +22,14 @@ pub trait Attacher: Send + Sync + 'static {
     /// Finishes or undoes work interrupted by a crash; called once before serving.
     fn recover(&self) -> impl Future<Output = Result<RecoveryOutcome>> + Send;
 
-    /// Executes a pod's plan in its netns and records it.
+    /// Executes a pod's plan in its netns and records it, unless the sandbox is already
+    /// set up exactly as planned (the attacher decides; see [`SetupDone::reused`]).
     fn setup(
         &self,
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
-    ) -> impl Future<Output = Result<SandboxView>> + Send;
+    ) -> impl Future<Output = Result<SetupDone>> + Send;
 
     /// Tears down everything recorded for a sandbox (unknown: `known == false`, not an error).
     fn teardown(
@@ -58,4 +59,14 @@ pub trait Attacher: Send + Sync + 'static {
 
     /// One recorded sandbox.
     fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxView>>;
+}
+
+/// What [`Attacher::setup`] did.
+#[derive(Debug, Clone)]
+pub struct SetupDone {
+    /// The sandbox as recorded.
+    pub sandbox: SandboxView,
+    /// True when it was already set up exactly as planned and nothing was done (a retried
+    /// setup); false when the plan was executed now.
+    pub reused: bool,
 }

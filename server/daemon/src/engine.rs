@@ -7,7 +7,7 @@ use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_engine::error::chain;
 use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord, SetupError};
 
-use crate::attacher::Attacher;
+use crate::attacher::{Attacher, SetupDone};
 use crate::error::{Error, Result};
 use crate::model::{
     AttachmentState, AttachmentView, RecoveryOutcome, SandboxSpec, SandboxView, TeardownOutcome,
@@ -170,7 +170,7 @@ impl Attacher for EngineAttacher {
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
-    ) -> Result<SandboxView> {
+    ) -> Result<SetupDone> {
         let sandbox_id = spec.sandbox_id.to_string();
         let pod = spec.pod.to_string();
         let sb = plexus_engine::SandboxSpec {
@@ -178,20 +178,17 @@ impl Attacher for EngineAttacher {
             pod: spec.pod,
             netns: spec.netns,
         };
-        let result = match deadline {
-            None => self.engine.setup(sb, plan).await,
-            Some(deadline) => {
-                if deadline.passed() {
-                    return Err(Error::DeadlineExceeded {
-                        operation: format!("setting up pod {pod}"),
-                        undone: "nothing was done".to_owned(),
-                    });
-                }
-                self.engine.setup_with_deadline(sb, plan, deadline).await
-            }
-        };
-        match result {
-            Ok(rec) => Ok(sandbox_view(&rec)),
+        if deadline.is_some_and(|d| d.passed()) {
+            return Err(Error::DeadlineExceeded {
+                operation: format!("setting up pod {pod}"),
+                undone: "nothing was done".to_owned(),
+            });
+        }
+        match self.engine.setup_or_reuse(sb, plan, deadline).await {
+            Ok(done) => Ok(SetupDone {
+                sandbox: sandbox_view(&done.record),
+                reused: done.reused,
+            }),
             Err(SetupError::DeadlineExceeded {
                 pod,
                 network,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 
-use crate::attacher::Attacher;
+use crate::attacher::{Attacher, SetupDone};
 use crate::error::{Error, Result};
 use crate::model::{
     AttachmentState, AttachmentView, RecoveryOutcome, SandboxSpec, SandboxView, TeardownOutcome,
@@ -294,7 +294,27 @@ impl Attacher for FakeAttacher {
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
-    ) -> Result<SandboxView> {
+    ) -> Result<SetupDone> {
+        // The engine's rule, as far as a view shows it: every attachment attached, with
+        // the planned networks and interfaces in order, in the same netns.
+        if let Some(existing) = self.sandbox(&spec.sandbox_id)?
+            && existing.netns == spec.netns.to_string_lossy()
+            && existing.attachments.len() == plan.attachments.len()
+            && existing
+                .attachments
+                .iter()
+                .zip(&plan.attachments)
+                .all(|(a, p)| {
+                    a.network == p.network
+                        && a.interface == p.interface
+                        && a.state == AttachmentState::Attached
+                })
+        {
+            return Ok(SetupDone {
+                sandbox: existing,
+                reused: true,
+            });
+        }
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
         let names = plan.attachments.iter().map(|a| a.interface.clone());
         self.record(Call::Setup(spec.sandbox_id.to_string(), names.collect()));
@@ -331,7 +351,10 @@ impl Attacher for FakeAttacher {
             attachments: done,
         };
         self.store(&view);
-        Ok(view)
+        Ok(SetupDone {
+            sandbox: view,
+            reused: false,
+        })
     }
 
     async fn teardown(

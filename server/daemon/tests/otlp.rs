@@ -56,7 +56,7 @@ impl Attacher for TracedAttacher {
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
-    ) -> plexus_server::Result<SandboxView> {
+    ) -> plexus_server::Result<plexus_server::attacher::SetupDone> {
         for planned in &plan.attachments {
             let driver = driver(planned);
             let span = attachment_span(&planned.network, &planned.interface, driver);

@@ -168,7 +168,21 @@ impl Engine {
     /// Executes `plan` for the sandbox: every attachment in order, recorded before and
     /// after each step; on failure everything made is undone in reverse.
     pub async fn setup(&self, sb: SandboxSpec, plan: Plan) -> Result<SandboxRecord, SetupError> {
-        self.setup_inner(sb, plan, None).await
+        self.setup_inner(sb, plan, None).await.map(|d| d.record)
+    }
+
+    /// Like [`Engine::setup`] (with an optional deadline, see
+    /// [`Engine::setup_with_deadline`]), and says whether the sandbox was already set up
+    /// exactly as planned: the one place that decides it (every attachment done, with the
+    /// same planned network, config and interface, in the same netns), so a retried setup
+    /// after a NAD change is redone, not answered from the stale record.
+    pub async fn setup_or_reuse(
+        &self,
+        sb: SandboxSpec,
+        plan: Plan,
+        deadline: Option<Deadline>,
+    ) -> Result<SetupDone, SetupError> {
+        self.setup_inner(sb, plan, deadline).await
     }
 
     /// Like [`Engine::setup`], but when `deadline`'s work time passes, undoes what was made
@@ -180,7 +194,9 @@ impl Engine {
         plan: Plan,
         deadline: Deadline,
     ) -> Result<SandboxRecord, SetupError> {
-        self.setup_inner(sb, plan, Some(deadline)).await
+        self.setup_inner(sb, plan, Some(deadline))
+            .await
+            .map(|d| d.record)
     }
 
     async fn setup_inner(
@@ -188,7 +204,7 @@ impl Engine {
         sb: SandboxSpec,
         plan: Plan,
         deadline: Option<Deadline>,
-    ) -> Result<SandboxRecord, SetupError> {
+    ) -> Result<SetupDone, SetupError> {
         let until = deadline.map(|d| Instant::from_std(d.work()));
         // For messages: the time the work had, from now.
         let budget = deadline.map(|d| d.work_left()).unwrap_or_default();
@@ -217,7 +233,10 @@ impl Engine {
         let old = match self.inner.store.load(&sb.sandbox_id) {
             Ok(None) => None,
             Ok(Some(old)) if same_attachments(&old, &plan) && old.netns == sb.netns => {
-                return Ok(old);
+                return Ok(SetupDone {
+                    record: old,
+                    reused: true,
+                });
             }
             Ok(Some(old)) => Some(Some(old)),
             Err(Error::CorruptRecord { .. } | Error::ReadRecord { .. }) => Some(None),
@@ -324,7 +343,10 @@ impl Engine {
             // Nothing attached, but the sandbox is known (for hot-plug and teardown).
             self.inner.store.save(&rec).map_err(engine_err)?;
         }
-        Ok(rec)
+        Ok(SetupDone {
+            record: rec,
+            reused: false,
+        })
     }
 
     /// Hot-plugs one attachment into a set-up sandbox.
@@ -367,6 +389,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// What [`Engine::setup_or_reuse`] did.
+#[derive(Debug, Clone)]
+pub struct SetupDone {
+    /// The sandbox's record.
+    pub record: SandboxRecord,
+    /// True when the sandbox was already set up exactly as planned (nothing was done).
+    pub reused: bool,
 }
 
 /// Runs `f` until `until` (no limit when `None`); `Err(())` when the deadline passed first.

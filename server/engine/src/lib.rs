@@ -71,7 +71,7 @@ mod temp_files;
 mod undo;
 
 pub use config::{DelegationMode, EngineConfig};
-pub use engine::{Engine, SandboxSpec};
+pub use engine::{Engine, SandboxSpec, SetupDone};
 pub use error::{Error, Result, SetupError};
 pub use observe::{AttachmentEvent, Call, NoObserver, Observer, Op, Outcome};
 pub use state::{AttachmentRecord, Driver, Phase, SandboxRecord};

@@ -16,11 +16,10 @@ use plexus_telemetry::{Metrics, Operation};
 use tokio::sync::broadcast;
 
 use crate::admission::{Admission, SandboxLocks};
-use crate::attacher::Attacher;
+use crate::attacher::{Attacher, SetupDone};
 use crate::error::{Error, Result};
 use crate::model::{
-    AttachmentState, AttachmentView, Event, EventKind, SandboxSpec, SandboxView, Selector,
-    TeardownOutcome,
+    AttachmentView, Event, EventKind, SandboxSpec, SandboxView, Selector, TeardownOutcome,
 };
 use crate::planner::{Explanation, Planner};
 use fresh::SetupMarks;
@@ -294,22 +293,15 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             budget,
             move |node, deadline| async move {
                 let _busy = busy;
-                if let Some(existing) = node.attacher.sandbox(&spec.sandbox_id)?
-                    && complete(&existing, &plan)
-                {
-                    // A retried setup of a sandbox already fully set up: answer what is
-                    // recorded. Anything partial goes to the attacher, which redoes it.
-                    let network_status = node.planner.network_status(&existing)?;
-                    return Ok(SetupOutcome {
-                        sandbox: existing,
-                        network_status,
-                    });
-                }
                 let view = empty.clone();
+                // A retried setup of a sandbox already set up exactly as planned is
+                // answered from its record (the attacher decides), without new events.
                 match node.attacher.setup(spec, plan, deadline).await {
-                    Ok(sandbox) => {
-                        for a in &sandbox.attachments {
-                            node.publish(EventKind::Attached, &sandbox, Some(a), "");
+                    Ok(SetupDone { sandbox, reused }) => {
+                        if !reused {
+                            for a in &sandbox.attachments {
+                                node.publish(EventKind::Attached, &sandbox, Some(a), "");
+                            }
                         }
                         let network_status = node.planner.network_status(&sandbox)?;
                         Ok(SetupOutcome {
@@ -454,15 +446,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
 }
 
 /// True when `sandbox` holds exactly the plan's interfaces, all attached.
-fn complete(sandbox: &SandboxView, plan: &plexus_core::plan::Plan) -> bool {
-    sandbox.attachments.len() == plan.attachments.len()
-        && sandbox
-            .attachments
-            .iter()
-            .zip(&plan.attachments)
-            .all(|(a, p)| a.interface == p.interface && a.state == AttachmentState::Attached)
-}
-
 pub(super) fn require(field: &str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::InvalidRequest {
