@@ -218,7 +218,7 @@ impl Executor {
             result: None,
         };
         entry.set_result(&result);
-        cache::write(&self.config.cache_dir, &entry)?;
+        crate::state::blocking(|| cache::write(&self.config.cache_dir, &entry))?;
         Ok(AddOutput {
             result,
             stdout: out.stdout,
@@ -277,12 +277,14 @@ impl Executor {
             let run = runner.run(&plugin.plugin_type, binary, &env, &stdin);
             traced(&plugin.plugin_type, "DEL", run).await?;
         }
-        cache::remove(
-            &self.config.cache_dir,
-            &p.list.name,
-            inv.container_id,
-            inv.ifname,
-        )
+        crate::state::blocking(|| {
+            cache::remove(
+                &self.config.cache_dir,
+                &p.list.name,
+                inv.container_id,
+                inv.ifname,
+            )
+        })
     }
 
     /// CHECK: runs the chain in order with the cached (or given) result. Configs older
