@@ -414,5 +414,13 @@ fn same_attachments(rec: &SandboxRecord, plan: &Plan) -> bool {
             .attachments
             .iter()
             .zip(&plan.attachments)
-            .all(|(a, p)| a.phase == Phase::Done && a.planned == *p)
+            .all(|(a, p)| a.phase == Phase::Done && satisfies(a, p))
+}
+
+/// Whether a done attachment is what `p` plans: the same planned attachment, or, for the
+/// runtime's own interface (`eth0` on the NRI path), any attachment of that name, since
+/// the runtime decides what it is (with plexus as the runtime's CNI network too, the shim
+/// made it, and the NRI event that follows must leave it alone).
+fn satisfies(a: &AttachmentRecord, p: &PlannedAttachment) -> bool {
+    a.planned == *p || (p.runtime_managed && a.interface == p.interface)
 }
