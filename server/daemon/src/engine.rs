@@ -364,7 +364,10 @@ impl Attacher for EngineAttacher {
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
             }),
-            Err(err @ plexus_engine::Error::DetachPrimary { .. }) => Err(Error::DetachPrimary {
+            Err(
+                err @ (plexus_engine::Error::DetachPrimary { .. }
+                | plexus_engine::Error::DetachAdopted { .. }),
+            ) => Err(Error::DetachPrimary {
                 message: err.to_string(),
             }),
             Err(plexus_engine::Error::NoSuchAttachment { .. }) => Err(Error::InterfaceNotFound {

@@ -181,7 +181,8 @@ pub enum Error {
         /// The interface asked for.
         interface: String,
     },
-    /// A detach named the pod's primary interface (the runtime's).
+    /// A detach named an interface plexus does not own: the pod's primary (the runtime's) or
+    /// one that was already there when plexus adopted the pod. The message says which.
     #[error("{message}")]
     DetachPrimary {
         /// The engine's message (names the interface and who owns it).

@@ -199,6 +199,19 @@ pub enum Error {
         /// The primary's network.
         network: String,
     },
+    /// A detach named an interface plexus did not make: it was there when plexus adopted the
+    /// pod (made by the runtime's CNI or another agent before plexus knew the pod).
+    #[error(
+        "sandbox {sandbox_id}: {interface} (network {network}) was already in the pod when plexus adopted it, made by the runtime or another agent that holds its IPAM state, so plexus does not remove it; it goes with the pod. To change it, recreate the pod; interfaces plexus hot-plugs after adoption can be detached"
+    )]
+    DetachAdopted {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The adopted interface.
+        interface: String,
+        /// Its network as recorded at adoption.
+        network: String,
+    },
     /// The sandbox is unknown.
     #[error("sandbox {sandbox_id} is not known")]
     UnknownSandbox {
@@ -262,6 +275,7 @@ impl Error {
             Error::NoSuchAttachment { .. } | Error::UnknownSandbox { .. } => "not_found",
             Error::TeardownIncomplete { .. } => "teardown_incomplete",
             Error::DetachPrimary { .. } => "primary",
+            Error::DetachAdopted { .. } => "adopted",
             Error::Task(_) => "internal",
         }
     }

@@ -103,6 +103,13 @@ impl Engine {
                 interface: interface.to_string(),
             })?;
         let target = &rec.attachments[pos];
+        if target.driver == Driver::Runtime && !target.planned.primary {
+            return Err(Error::DetachAdopted {
+                sandbox_id: sandbox_id.to_string(),
+                interface: target.interface.clone(),
+                network: target.network.clone(),
+            });
+        }
         if target.driver == Driver::Runtime || target.planned.primary {
             return Err(Error::DetachPrimary {
                 sandbox_id: sandbox_id.to_string(),

@@ -185,3 +185,36 @@ async fn teardown_marks_the_record_before_it_removes_anything_and_detach_does_no
 fn sid(id: &str) -> SandboxId {
     SandboxId::new(id).unwrap()
 }
+
+#[tokio::test]
+async fn an_adopted_interface_is_not_detached_and_the_refusal_says_why() {
+    let s = setup();
+    s.record("sb", &[Phase::Done, Phase::Done], false);
+    // net1 as adoption records it: made by the runtime (or another agent), not the primary.
+    let mut rec = s.store.load(&sid("sb")).unwrap().unwrap();
+    rec.attachments[0].driver = Driver::Runtime;
+    s.store.save(&rec).unwrap();
+    let err = s.engine.detach(&sid("sb"), "net1").await.unwrap_err();
+    assert!(
+        matches!(err, plexus_engine::Error::DetachAdopted { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("already in the pod when plexus adopted it"),
+        "{text}"
+    );
+    assert!(!text.contains("primary"), "{text}");
+    assert!(s.dels().is_empty(), "nothing was run");
+    assert_eq!(
+        s.recorded("sb").unwrap().len(),
+        2,
+        "the record is unchanged"
+    );
+    // A secondary plexus made is still detached.
+    s.engine
+        .detach(&sid("sb"), "net2")
+        .await
+        .expect("detach net2");
+    assert_eq!(s.dels(), ["sb/net2"]);
+}
