@@ -5,7 +5,8 @@
 # - containerd 1.7 from the Debian 13 suite (NRI support), pinned so that nothing
 #   else is taken from that suite (see shared/reference/containerd-e2e.md);
 # - runc, the reference CNI plugins, a static busybox (for the local pause image),
-#   iproute2;
+#   iproute2, protoc (protobuf-compiler: the containerd-client crate's build compiles
+#   containerd's API protos with it);
 # - kubectl (for `kubectl kustomize`) from Debian 13's kubernetes-client when no kubectl
 #   with kustomize is there;
 # - a Python virtualenv outside the checkout ($PLEXUS_VENV, /var/cache/plexus/venv) with
@@ -27,7 +28,7 @@ need_root() {
   fi
 }
 
-apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 kmod procps util-linux python3-venv)
+apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler kmod procps util-linux python3-venv)
 
 have_all_packages() {
   local p

@@ -67,6 +67,9 @@ pub struct Options {
     pub shim: bool,
     /// Kubernetes mode: NADs from this API server instead of the NAD directory.
     pub kubernetes: Option<Kubernetes>,
+    /// plexusd lists the private containerd's running pods through its API and adopts
+    /// those it has no record of (`containerd.socket`, for the shim path).
+    pub containerd_adoption: bool,
 }
 
 /// plexusd in Kubernetes mode (`nadSource.kubernetes`).
@@ -85,6 +88,7 @@ impl Default for Options {
             log_level: "info".into(),
             shim: false,
             kubernetes: None,
+            containerd_adoption: false,
         }
     }
 }
@@ -144,6 +148,12 @@ impl Plexus {
                 &containerd.paths().cni_conf_dir,
                 &containerd.options().cni_bin_dir,
                 &bins.join("plexus-cni"),
+            ));
+        }
+        if opts.containerd_adoption {
+            yaml.push_str(&format!(
+                "containerd:\n  socket: {}\n",
+                containerd.paths().socket.display()
             ));
         }
         std::fs::write(&paths.config, yaml).map_err(Error::io("write", &paths.config))?;

@@ -255,6 +255,26 @@ fn presets_put_each_platform_s_paths_into_config_and_mounts() {
             "{}",
             label(entry)
         );
+        // Shim mode only (NRI Synchronize reports live pods otherwise): containerd's socket
+        // directory mounted, and the socket in the config.
+        let adopts = entry["mode"] == "shim";
+        let containerd_dir = if k3s || entry["platform"] == "rke2" {
+            "/run/k3s/containerd"
+        } else {
+            "/run/containerd"
+        };
+        assert_eq!(
+            host("containerd").as_deref(),
+            adopts.then_some(containerd_dir),
+            "{}",
+            label(entry)
+        );
+        assert_eq!(
+            config.contains(&format!("socket: {containerd_dir}/containerd.sock")),
+            adopts,
+            "{}: {config}",
+            label(entry)
+        );
         let primary = if shim {
             "primaryMode: plexus"
         } else {

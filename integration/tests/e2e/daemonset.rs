@@ -64,6 +64,13 @@ async fn deploy(containerd: &Containerd, mode: &str, paths: Value) -> Deployed {
     let subnet = format!("10.245.{n}.0/24");
     let networks = ds.join("networks");
     std::fs::create_dir_all(&networks).unwrap();
+    // The chart mounts the containerd socket's directory read-only; the private socket sits
+    // in the run dir above the other mounted dirs, so it is hard-linked into a directory of
+    // its own (a link to a socket connects to the same listener).
+    let containerd_dir = ds.join("containerd");
+    std::fs::create_dir_all(&containerd_dir).unwrap();
+    let containerd_socket = containerd_dir.join("containerd.sock");
+    std::fs::hard_link(&containerd.paths().socket, &containerd_socket).unwrap();
     Nad::macvlan(
         "default",
         "ds-macvlan",
@@ -77,6 +84,8 @@ async fn deploy(containerd: &Containerd, mode: &str, paths: Value) -> Deployed {
         // Private and empty: macvlan + host-local run in-process (native drivers).
         "cniBinDir": ds.join("cni-bin"),
         "nriSocket": containerd.paths().nri_socket,
+        // Shim mode adopts through containerd's API: the private containerd, never the host's.
+        "containerdSocket": containerd_socket,
         "stateDir": ds.join("state"),
         "cniStateDir": ds.join("cni"),
         "nadConfDir": ds.join("nadconf"),
@@ -225,6 +234,13 @@ async fn chart_daemonset_through_cri_gives_a_pod_its_networks_over_the_shim_with
         .interface("eth0")
         .expect("eth0 from the wrapped primary");
     assert!(!eth0.addresses.is_empty(), "{eth0:?}");
+    // The chart's containerd mount works from inside the container: the listing at start
+    // (adoption of pods started before plexus) reached the private containerd.
+    let log = d.running.log("plexusd");
+    assert!(
+        log.contains("adopting running pods") && !log.contains("cannot list containerd"),
+        "{log}"
+    );
     containerd.delete_pod(&pod).await.unwrap();
     d.running.stop().await;
 }

@@ -280,6 +280,11 @@ pub struct PlannedAttachment {
     /// still applies `route_plan` to it and reads its state for network-status.
     #[serde(default)]
     pub runtime_managed: bool,
+    /// With `runtime_managed`: the runtime made this interface before plexus took its CNI
+    /// slot (a pod adopted on the CNI shim path), so the runtime will never run its DEL —
+    /// plexus does, at teardown (never at rollback or detach). False everywhere else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub release_on_teardown: bool,
 }
 
 #[cfg(test)]

@@ -184,6 +184,18 @@ pub struct Config {
     /// Socket on which plexusd runs the reference `dhcp` daemon for exec'd NADs with
     /// `ipam.type: dhcp` (`dhcpDaemonSocket`, usually `/run/cni/dhcp.sock`); `None`: off.
     pub dhcp_daemon_socket: Option<PathBuf>,
+    /// containerd's API, read to adopt pods started before plexusd on the CNI shim path
+    /// (`containerd.*`); `None`: off.
+    pub containerd: Option<ContainerdConfig>,
+}
+
+/// Where plexusd lists the runtime's live pod sandboxes when no NRI Synchronize tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerdConfig {
+    /// containerd's gRPC socket (`containerd.socket`).
+    pub socket: PathBuf,
+    /// The CRI plugin's containerd namespace (`containerd.namespace`, default `k8s.io`).
+    pub namespace: String,
 }
 
 impl Config {

@@ -156,24 +156,53 @@ pub fn live_pods(pods: &[v1::SetupPodRequest]) -> Vec<crate::node::LivePod> {
     pods.iter()
         .enumerate()
         .filter_map(|(i, p)| {
-            let checked = sandbox_id(&format!("live_pods[{i}].sandbox_id"), &p.sandbox_id)
-                .and_then(|id| Ok((id, netns_path(&p.netns_path)?)));
-            match checked {
-                Ok((sandbox_id, netns)) => Some(crate::node::LivePod {
-                    spec: SandboxSpec {
-                        sandbox_id,
-                        pod: pod_identity(p.pod.as_ref()),
-                        netns,
-                    },
-                    annotations: annotations(&p.annotations),
-                }),
-                Err(err) => {
-                    tracing::warn!(error = %err, "live pod not adoptable");
-                    None
-                }
-            }
+            let pod = live_pod(
+                &format!("live_pods[{i}].sandbox_id"),
+                &p.sandbox_id,
+                pod_identity(p.pod.as_ref()),
+                &p.netns_path,
+                annotations(&p.annotations),
+            );
+            pod.inspect_err(|err| tracing::warn!(error = %err, "live pod not adoptable"))
+                .ok()
         })
         .collect()
+}
+
+/// A pod containerd's API lists as running (the CNI shim path's adoption), checked like a
+/// live pod from NRI: containerd's answer is input like any other.
+pub fn containerd_sandbox(
+    sandbox: plexus_containerd::Sandbox,
+) -> Result<crate::node::LivePod, Error> {
+    let netns = sandbox.netns.to_str().ok_or_else(|| Error::InvalidNetns {
+        path: shown(&sandbox.netns.to_string_lossy()),
+        reason: format!("it is not UTF-8; {NETNS_PATH_RULE}"),
+    })?;
+    live_pod(
+        "containerd sandbox id",
+        &sandbox.id,
+        PodIdentity::new(&sandbox.namespace, &sandbox.name, &sandbox.uid),
+        netns,
+        sandbox.annotations,
+    )
+}
+
+/// One live pod the runtime reports, its sandbox id and netns path validated.
+fn live_pod(
+    field: &str,
+    id: &str,
+    pod: PodIdentity,
+    netns: &str,
+    annotations: BTreeMap<String, String>,
+) -> Result<crate::node::LivePod, Error> {
+    Ok(crate::node::LivePod {
+        spec: SandboxSpec {
+            sandbox_id: sandbox_id(field, id)?,
+            pod,
+            netns: netns_path(netns)?,
+        },
+        annotations,
+    })
 }
 
 /// A wire pod reference as a domain identity (absent = empty identity).

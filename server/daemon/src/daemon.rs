@@ -168,6 +168,16 @@ pub async fn run_ready(
         ));
     }
     let cni_watcher = crate::cni::start(&node, config).await;
+    // After the CNI start: on the shim path adoption plans eth0 with the wrapped primary.
+    if let Some(containerd) = &config.containerd {
+        tracing::info!(socket = %containerd.socket.display(), namespace = %containerd.namespace,
+            "adopting running pods plexus has no record of through containerd's API");
+        background.tasks.push(crate::containerd_adopt::adopt_every(
+            &node,
+            containerd.clone(),
+            config.reconcile_interval,
+        ));
+    }
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;
     tracing::info!(socket = %config.socket.display(), "plexusd serving");

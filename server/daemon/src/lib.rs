@@ -12,6 +12,7 @@ pub mod admission;
 pub mod attacher;
 pub mod cni;
 pub mod config;
+pub mod containerd_adopt;
 pub mod convert;
 pub mod daemon;
 pub mod deadline;

@@ -127,6 +127,14 @@ pub struct AttachmentRecord {
     pub native: NativeRecord,
 }
 
+impl AttachmentRecord {
+    /// Whether plexus removes this attachment at teardown: everything it made, and a
+    /// runtime-made one it took over ([`PlannedAttachment::release_on_teardown`]).
+    pub fn released_at_teardown(&self) -> bool {
+        self.driver != Driver::Runtime || self.planned.release_on_teardown
+    }
+}
+
 /// What a native attachment creates, named before it is created (unknown fields from a
 /// newer plexus are ignored).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

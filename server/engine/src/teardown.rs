@@ -202,11 +202,11 @@ impl Engine {
         let pod = open_pod(&rec.netns).await;
         // The flag and the phases go out in one atomic write, before anything is removed
         // (runtime-made attachments are never removed here: nothing to record for them).
-        let removable = rec.attachments.iter().any(|a| a.driver != Driver::Runtime);
+        let removable = rec.attachments.iter().any(|a| a.released_at_teardown());
         let mut dirty = removable && !rec.tearing_down;
         rec.tearing_down = true;
         for a in rec.attachments.iter_mut() {
-            if a.phase != Phase::Removing && a.driver != Driver::Runtime {
+            if a.phase != Phase::Removing && a.released_at_teardown() {
                 a.phase = Phase::Removing;
                 dirty = true;
             }
@@ -235,7 +235,7 @@ impl Engine {
             crash::point("teardown", i, "removing");
             match self.remove_one(&rec, &a, pod.as_ref(), call, false).await {
                 Ok(()) => {
-                    if a.driver != Driver::Runtime {
+                    if a.released_at_teardown() {
                         report.removed.push(a.interface.clone());
                     }
                     crash::point("teardown", i, "undone");
@@ -462,6 +462,7 @@ fn attachment_from_cache(
         resource_name: None,
         force_exec: true,
         runtime_managed: false,
+        release_on_teardown: false,
     }
 }
 

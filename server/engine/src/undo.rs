@@ -85,7 +85,7 @@ impl Engine {
         call: Call,
         rollback: bool,
     ) -> Result<Removal> {
-        if a.driver == Driver::Runtime {
+        if a.driver == Driver::Runtime && (rollback || !a.planned.release_on_teardown) {
             // Made and removed by the runtime: nothing to do, nothing to report.
             return Ok(Removal::Removed);
         }
@@ -113,8 +113,10 @@ impl Engine {
         pod: Option<&Handle>,
     ) -> Result<Removal> {
         match a.driver {
-            Driver::Runtime => Ok(Removal::Removed),
-            Driver::Exec => {
+            Driver::Runtime if !a.planned.release_on_teardown => Ok(Removal::Removed),
+            // A runtime-made interface plexus took over is released with the planned
+            // delegate's DEL, as the runtime would have.
+            Driver::Exec | Driver::Runtime => {
                 let req = ExecRequest {
                     sandbox_id: rec.sandbox_id.as_str(),
                     pod: &rec.pod,

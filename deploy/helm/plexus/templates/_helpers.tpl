@@ -46,7 +46,7 @@ app.kubernetes.io/part-of: plexus
 {{- end -}}
 
 {{/*
-Platform presets: host paths of the runtime's CNI directories, NRI socket and netns
+Platform presets: host paths of the runtime's CNI directories, NRI socket, containerd socket and netns
 directory, directory of spec-less NADs' CNI configs. Sources: k3s docs and PR #10868 (data/cni since Oct 2024), Talos "Network"
 docs, RKE2 docs, kind's node image (containerd 2.x), containerd's NRI defaults.
 */}}
@@ -55,18 +55,21 @@ generic:
   cniBinDir: /opt/cni/bin
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
+  containerdSocket: /run/containerd/containerd.sock
   netnsDir: /var/run/netns
   nadConfDir: /etc/cni/multus/net.d
 k3s:
   cniBinDir: /var/lib/rancher/k3s/data/cni
   cniConfDir: /var/lib/rancher/k3s/agent/etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
+  containerdSocket: /run/k3s/containerd/containerd.sock
   netnsDir: /var/run/netns
   nadConfDir: /etc/cni/multus/net.d
 talos:
   cniBinDir: /opt/cni/bin
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
+  containerdSocket: /run/containerd/containerd.sock
   netnsDir: /var/run/netns
   # /etc is read-only on Talos.
   nadConfDir: /var/lib/plexus/net.d
@@ -74,12 +77,14 @@ rke2:
   cniBinDir: /opt/cni/bin
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
+  containerdSocket: /run/k3s/containerd/containerd.sock
   netnsDir: /var/run/netns
   nadConfDir: /etc/cni/multus/net.d
 kind:
   cniBinDir: /opt/cni/bin
   cniConfDir: /etc/cni/net.d
   nriSocket: /var/run/nri/nri.sock
+  containerdSocket: /run/containerd/containerd.sock
   netnsDir: /var/run/netns
   nadConfDir: /etc/cni/multus/net.d
 {{- end -}}
@@ -102,6 +107,10 @@ kind:
 
 {{- define "plexus.nriEnabled" -}}
 {{- if has .Values.mode (list "nri" "auto") -}}true{{- end -}}
+{{- end -}}
+
+{{- define "plexus.containerdAdoption" -}}
+{{- if and (eq .Values.mode "shim") .Values.plexusd.adoptThroughContainerd -}}true{{- end -}}
 {{- end -}}
 
 {{- define "plexus.shimEnabled" -}}
@@ -138,6 +147,11 @@ kind:
 {{- /* Shim path: plexusd writes 00-plexus.conflist wrapping the runtime's primary config
        and keeps the shim installed in the CNI bin dir (docs/config.md, CNI shim path). */ -}}
 {{- $_ := set $config "cni" (dict "install" "auto" "confDir" $paths.cniConfDir "binDir" $paths.cniBinDir) -}}
+{{- end -}}
+{{- if eq (include "plexus.containerdAdoption" .) "true" -}}
+{{- /* No NRI Synchronize on the shim path: pods started before plexus are listed through
+       containerd's API and adopted (docs/config.md, Pods started before plexus). */ -}}
+{{- $_ := set $config "containerd" (dict "socket" $paths.containerdSocket) -}}
 {{- end -}}
 {{- if eq $d.nadSource.type "kubernetes" -}}
 {{- $k := dict -}}

@@ -33,7 +33,7 @@ fn annotate(k: &KubeEnv, pod: &Pod, networks: &str) {
         .unwrap_or_else(|e| panic!("patching {}/{}: {e}", pod.namespace, pod.name));
 }
 
-fn names(pod: &Pod) -> Vec<String> {
+pub(super) fn names(pod: &Pod) -> Vec<String> {
     let mut n: Vec<String> = pod
         .interfaces()
         .unwrap()
@@ -46,7 +46,7 @@ fn names(pod: &Pod) -> Vec<String> {
 }
 
 /// Waits until the pod's netns holds exactly `want` (besides lo).
-async fn wait_interfaces(pod: &Pod, want: &[&str]) {
+pub(super) async fn wait_interfaces(pod: &Pod, want: &[&str]) {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
     let what = format!(
@@ -58,7 +58,7 @@ async fn wait_interfaces(pod: &Pod, want: &[&str]) {
 }
 
 /// Waits until network-status lists exactly these `(network, interface)` pairs besides eth0.
-async fn wait_status(k: &KubeEnv, pod: &Pod, want: &[(&str, &str)]) {
+pub(super) async fn wait_status(k: &KubeEnv, pod: &Pod, want: &[(&str, &str)]) {
     let want: Vec<(String, String)> = want
         .iter()
         .map(|(n, i)| (n.to_string(), i.to_string()))

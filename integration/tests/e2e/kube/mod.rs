@@ -7,6 +7,7 @@
 //! kubelet would, each test creates the pod object (namespace, name, this node) before the
 //! sandbox, and the sandbox carries the object's uid.
 
+mod adopt;
 mod api;
 mod hotplug;
 mod outage;

@@ -228,6 +228,7 @@ fn primary(
             resource_name: None,
             force_exec: false,
             runtime_managed: true,
+            release_on_teardown: false,
         },
         None => return Err(Error::ClusterNetworkMissing),
     };
@@ -343,6 +344,7 @@ fn attachment(
         resource_name,
         force_exec,
         runtime_managed: false,
+        release_on_teardown: false,
     })
 }
 

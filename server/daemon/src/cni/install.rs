@@ -97,6 +97,31 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(
 
 /// Regenerates `00-plexus.conflist` from the current primary when it differs.
 pub fn sync_once(settings: &Settings) -> Result<Synced, InstallError> {
+    let (primary, generated) = match generate_current(settings)? {
+        Ok(found) => found,
+        Err(reason) => return Ok(Synced::NoPrimary { reason }),
+    };
+    let own = settings.conf_dir.join(OWN_FILE);
+    if std::fs::read(&own).ok().as_deref() == Some(generated.as_slice()) {
+        return Ok(Synced::Unchanged);
+    }
+    write_atomic(&settings.conf_dir, OWN_FILE, &generated, 0o644)?;
+    Ok(Synced::Written { primary })
+}
+
+/// The primary network plexus wraps now (the generated conflist's `delegate`), read from
+/// the primary dir as [`sync_once`] does, so it is known before the first sync wrote it.
+pub fn wrapped_primary(settings: &Settings) -> Result<serde_json::Value, String> {
+    let (_, generated) = generate_current(settings).map_err(|e| e.to_string())??;
+    let doc: serde_json::Value = serde_json::from_slice(&generated).map_err(|e| e.to_string())?;
+    Ok(doc["plugins"][0][super::request::DELEGATE_KEY].clone())
+}
+
+/// The current primary's file name and the conflist generated for it, or why there is
+/// no usable primary.
+fn generate_current(
+    settings: &Settings,
+) -> Result<Result<(String, Vec<u8>), String>, InstallError> {
     let names: Vec<String> = std::fs::read_dir(&settings.primary_dir)
         .map_err(io("listing", &settings.primary_dir))?
         .filter_map(|e| e.ok())
@@ -105,39 +130,20 @@ pub fn sync_once(settings: &Settings) -> Result<Synced, InstallError> {
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     let Some(primary) = conflist::select_primary(names.iter().map(String::as_str)) else {
-        return Ok(Synced::NoPrimary {
-            reason: format!(
-                "no CNI config (*.conf, *.conflist, *.json) besides plexus's own in {}",
-                settings.primary_dir.display()
-            ),
-        });
+        return Ok(Err(format!(
+            "no CNI config (*.conf, *.conflist, *.json) besides plexus's own in {}",
+            settings.primary_dir.display()
+        )));
     };
     let path = settings.primary_dir.join(primary);
+    // Replaced between the listing and the read: the next sync sees the new one.
     let bytes = match read_bounded(&path) {
         Ok(bytes) => bytes,
-        // Replaced between the listing and the read: the next sync sees the new one.
-        Err(e) => {
-            return Ok(Synced::NoPrimary {
-                reason: e.to_string(),
-            });
-        }
+        Err(e) => return Ok(Err(e.to_string())),
     };
-    let generated = match conflist::generate(primary, &bytes, &settings.shim) {
-        Ok(g) => g,
-        Err(e) => {
-            return Ok(Synced::NoPrimary {
-                reason: e.to_string(),
-            });
-        }
-    };
-    let own = settings.conf_dir.join(OWN_FILE);
-    if std::fs::read(&own).ok().as_deref() == Some(generated.as_slice()) {
-        return Ok(Synced::Unchanged);
-    }
-    write_atomic(&settings.conf_dir, OWN_FILE, &generated, 0o644)?;
-    Ok(Synced::Written {
-        primary: primary.to_owned(),
-    })
+    Ok(conflist::generate(primary, &bytes, &settings.shim)
+        .map(|generated| (primary.to_owned(), generated))
+        .map_err(|e| e.to_string()))
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, InstallError> {

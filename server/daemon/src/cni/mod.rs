@@ -126,7 +126,11 @@ pub async fn start<A: crate::attacher::Attacher, P: crate::planner::Planner>(
         );
     }
     match config.cni.install {
-        crate::config::Install::Auto => Some(install::spawn_watcher(install_settings(config))),
+        crate::config::Install::Auto => {
+            let settings = install_settings(config);
+            node.set_runtime_cni(settings.clone());
+            Some(install::spawn_watcher(settings))
+        }
         crate::config::Install::Off => None,
     }
 }

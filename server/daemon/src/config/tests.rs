@@ -371,3 +371,29 @@ fn dhcp_daemon_socket_is_off_by_default_and_relative_paths_are_resolved() {
         Some(PathBuf::from("/etc/plexus/run/dhcp.sock"))
     );
 }
+
+#[test]
+fn adoption_through_containerd_is_off_unless_a_socket_is_given() {
+    assert_eq!(parse("{}").unwrap().containerd, None);
+    assert_eq!(parse("containerd: {socket: off}").unwrap().containerd, None);
+    let k3s = parse("containerd: {socket: /run/k3s/containerd/containerd.sock}").unwrap();
+    assert_eq!(
+        k3s.containerd,
+        Some(ContainerdConfig {
+            socket: PathBuf::from("/run/k3s/containerd/containerd.sock"),
+            namespace: "k8s.io".to_owned(),
+        })
+    );
+    let relative = parse("containerd: {socket: run/c.sock, namespace: cri_1.x}").unwrap();
+    let relative = relative.containerd.unwrap();
+    assert_eq!(relative.socket, PathBuf::from("/etc/plexus/run/c.sock"));
+    assert_eq!(relative.namespace, "cri_1.x");
+    for bad in ["''", "'-x'", "'k8s io'", "'a\\nb'"] {
+        let err = rejected(&format!(
+            "containerd: {{socket: /c.sock, namespace: {bad}}}"
+        ));
+        assert!(err.contains("containerd.namespace"), "{bad}: {err}");
+        assert!(err.contains("k8s.io"), "{bad}: {err}");
+    }
+    assert!(rejected("containerd: {sockets: /c.sock}").contains("sockets"));
+}

@@ -78,6 +78,9 @@ pub struct Node<A, P> {
     setup_budget: Option<Duration>,
     /// Kubernetes mode: the pods' networks annotations, for annotation-first Attach/Detach.
     annotation: std::sync::OnceLock<Arc<dyn NetworksAnnotation>>,
+    /// The shim path: how plexus installs itself as the runtime's CNI network (the primary
+    /// it wraps plans adopted pods' eth0).
+    runtime_cni: std::sync::OnceLock<crate::cni::install::Settings>,
 }
 
 /// Result of a setup: the sandbox as recorded and its network-status.
@@ -134,12 +137,19 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             metrics,
             setup_budget: limits.setup_budget,
             annotation: std::sync::OnceLock::new(),
+            runtime_cni: std::sync::OnceLock::new(),
         })
     }
 
     /// The attacher (for recovery at start).
     pub fn attacher(&self) -> &A {
         &self.attacher
+    }
+
+    /// Tells the node plexus is the runtime's CNI network, installed with `settings`
+    /// (`cni.install: auto`).
+    pub fn set_runtime_cni(&self, settings: crate::cni::install::Settings) {
+        let _ = self.runtime_cni.set(settings);
     }
 
     /// The planner (the CNI path resolves with the wrapped primary).

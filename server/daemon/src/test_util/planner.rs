@@ -72,6 +72,7 @@ impl FakePlanner {
             resource_name: None,
             force_exec: false,
             runtime_managed: false,
+            release_on_teardown: false,
         })
     }
 }

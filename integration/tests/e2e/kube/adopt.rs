@@ -1,0 +1,120 @@
+//! Adoption on the CNI shim path (issue 12): with NRI off there is no Synchronize, so plexusd
+//! asks containerd's API (`containerd.socket`) which pods run. A pod started before plexus
+//! was installed (containerd ran the primary conflist itself) is adopted as it is — eth0
+//! untouched — and a later annotation edit is acted on; its delete then leaves nothing.
+
+use std::time::Duration;
+
+use plexus_integration::containerd::{self, Containerd};
+use plexus_integration::env::{MACVLAN, NAMESPACE, SHIM_NETWORK};
+use plexus_integration::plexus::{self, Kubernetes};
+use plexus_integration::{Env, Error, PodSpec, require_privileged};
+use serde_json::Value;
+
+use super::hotplug::{names, wait_interfaces, wait_status};
+use super::{Api, KubeEnv, NODE, PROMPT};
+use crate::common::{eventually, wait_nothing_left};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_shim_a_pod_started_before_plexus_is_adopted_through_containerd() {
+    if !require_privileged() {
+        return;
+    }
+    let containerd = Containerd::start(containerd::Options {
+        nri: false,
+        private_cni_bin: true,
+        ..containerd::Options::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::start_in(containerd.host_netns().path());
+    // plexus is not installed yet: containerd runs its primary conflist itself.
+    let spec = api.create_pod(&PodSpec::new(NAMESPACE, "shim-old"));
+    let pod = containerd.run_pod(&spec).await.unwrap();
+    let eth0 = pod.interface("eth0").unwrap();
+
+    let opts = plexus::Options {
+        shim: true,
+        containerd_adoption: true,
+        kubernetes: Some(Kubernetes {
+            kubeconfig: api.kubeconfig_path(),
+            node_name: NODE.into(),
+        }),
+        ..plexus::Options::default()
+    };
+    let env = Env::start_on(containerd, opts, |nads| {
+        for nad in nads {
+            api.create_nad(nad).map_err(|e| Error::Unexpected {
+                what: "creating a NAD on the fake API server",
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let k = KubeEnv { env, api };
+    let loaded = format!("\"Name\":\"{SHIM_NETWORK}\"");
+    k.env
+        .containerd
+        .wait_cni_config(&loaded, Duration::from_secs(15))
+        .await
+        .unwrap();
+
+    // No NRI: only containerd's API can have told plexusd about the pod.
+    let plexus = &k.env.plexus;
+    let id = pod.id.clone();
+    eventually(
+        "the pod to be adopted through containerd",
+        PROMPT,
+        || async {
+            plexus
+                .attachments_of(&id)
+                .await
+                .is_ok_and(|a| a.iter().any(|a| a.interface == "eth0"))
+        },
+    )
+    .await;
+    let adopted = plexus.attachments_of(&pod.id).await.unwrap();
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(adopted[0].driver, "runtime", "{adopted:?}");
+    assert_eq!(
+        (
+            adopted[0].pod.as_ref().unwrap().name.as_str(),
+            adopted[0].netns_path.as_str()
+        ),
+        ("shim-old", pod.netns.to_str().unwrap()),
+        "identity and netns from containerd's CRI metadata"
+    );
+    assert_eq!(names(&pod), ["eth0"]);
+    assert_eq!(
+        pod.interface("eth0").unwrap(),
+        eth0,
+        "adoption touched eth0"
+    );
+    let log = std::fs::read_to_string(&plexus.paths().plexusd_log).unwrap();
+    assert!(log.contains("adopted live pods"), "{log}");
+
+    // A later edit of the annotation is acted on.
+    let target = format!("{}/{}", pod.namespace, pod.name);
+    let said = plexus
+        .plexusctl(&["attach", "--pod", &target, MACVLAN, "--output", "json"])
+        .unwrap();
+    let said: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(
+        said["annotation"]["k8s.v1.cni.cncf.io/networks"], MACVLAN,
+        "{said}"
+    );
+    wait_interfaces(&pod, &["eth0", "net1"]).await;
+    let m = format!("{NAMESPACE}/{MACVLAN}");
+    wait_status(&k, &pod, &[(&m, "net1")]).await;
+
+    k.env.containerd.delete_pod(&pod).await.unwrap();
+    wait_nothing_left(&k.env, Duration::from_secs(5)).await;
+    assert!(
+        k.env.primary_leases().is_empty(),
+        "the primary's lease of the adopted pod: {:?}\n{}",
+        k.env.primary_leases(),
+        std::fs::read_to_string(&k.env.plexus.paths().plexusd_log).unwrap_or_default()
+    );
+}
