@@ -5,6 +5,7 @@
 //! One test binary so the suite links once; nextest runs the tests one at a time
 //! (test group `e2e`). Each test owns its containerd, namespaces and run dir.
 
+mod burst;
 mod common;
 mod daemonset;
 mod failures;

@@ -1,0 +1,129 @@
+//! Bursts (issue 14): `PLEXUS_BENCH_BURST` pods (default 200) started at once through CRI,
+//! on the NRI path and on the shim path (where the runtime's CNI calls reach plexusd
+//! concurrently), each with two secondary networks (macvlan and bridge, native), then
+//! deleted at once. Prints failures, RunPodSandbox p50/p90/p99/max with the p99/p50 ratio
+//! (goal: 0 failures, p99 <= 5x p50), the wall time of each burst, and plexusd's RSS
+//! before, at its peak (VmHWM) and after. Figures, not assertions. Needs root.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use plexus_integration::containerd;
+use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE, SHIM_NETWORK};
+use plexus_integration::{Env, PodSpec, plexus};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// (VmRSS, VmHWM) of `pid` in MiB.
+fn rss(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn burst(label: &str, env: &Env, n: usize) {
+    let pid = env.plexus.pids().0.expect("plexusd runs");
+    let (before, _) = rss(pid);
+    let networks = format!("{MACVLAN},{BRIDGE}");
+    let specs: Vec<PodSpec> = (0..n)
+        .map(|i| PodSpec::new(NAMESPACE, &format!("{label}-{i}")).networks(&networks))
+        .collect();
+    let wall = Instant::now();
+    let started = join_all(specs.iter().map(|s| async {
+        let t = Instant::now();
+        let pod = env.containerd.run_pod(s).await;
+        (t.elapsed(), pod)
+    }))
+    .await;
+    let start_wall = wall.elapsed();
+    let mut times: Vec<Duration> = started.iter().map(|(t, _)| *t).collect();
+    times.sort();
+    let failures: Vec<String> = started
+        .iter()
+        .filter_map(|(_, p)| p.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    let pods: Vec<_> = started.into_iter().filter_map(|(_, p)| p.ok()).collect();
+    let (_, peak) = rss(pid);
+    let wall = Instant::now();
+    let deleted = join_all(pods.iter().map(|p| env.containerd.delete_pod(p))).await;
+    let stop_wall = wall.elapsed();
+    let delete_failures = deleted.iter().filter(|d| d.is_err()).count();
+    let (after, _) = rss(pid);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let p50 = percentile(&times, 0.5);
+    let p99 = percentile(&times, 0.99);
+    println!("plexus {label}: {n} pods at once");
+    println!(
+        "  RunPodSandbox  failures {}   p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms   p99/p50 {:.2}x (goal <= 5x)",
+        failures.len(),
+        ms(p50),
+        ms(percentile(&times, 0.9)),
+        ms(p99),
+        ms(*times.last().unwrap()),
+        p99.as_secs_f64() / p50.as_secs_f64(),
+    );
+    println!(
+        "  wall: all started in {:.2} s, all deleted in {:.2} s ({delete_failures} delete failures)",
+        start_wall.as_secs_f64(),
+        stop_wall.as_secs_f64()
+    );
+    println!("  plexusd RSS: before {before:.1} MiB, peak {peak:.1} MiB, after {after:.1} MiB");
+    if let Some(first) = failures.first() {
+        println!("  first failure: {first}");
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "burst bench needs root (containerd, network namespaces): run make bench as root"
+        );
+        std::process::exit(1);
+    }
+    let n: usize = std::env::var("PLEXUS_BENCH_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    // Production log level: debug logging would be measured too.
+    let quiet = || plexus::Options {
+        log_level: "info".into(),
+        ..plexus::Options::default()
+    };
+    println!("\nBursts of pods started at once through CRI, 2 networks each");
+    {
+        let nri = Env::start_with(containerd::Options::default(), quiet())
+            .await
+            .expect("start the NRI side");
+        burst("nri", &nri, n).await;
+    }
+    let shim = Env::start_with(
+        containerd::Options {
+            nri: false,
+            private_cni_bin: true,
+            ..containerd::Options::default()
+        },
+        plexus::Options {
+            shim: true,
+            ..quiet()
+        },
+    )
+    .await
+    .expect("start the shim side");
+    let loaded = format!("\"Name\":\"{SHIM_NETWORK}\"");
+    shim.containerd
+        .wait_cni_config(&loaded, Duration::from_secs(15))
+        .await
+        .expect("containerd loads the generated config");
+    burst("shim", &shim, n).await;
+}
