@@ -36,14 +36,23 @@ KUBE_VERSION = "1.32"
 PLATFORMS = ["generic", "k3s", "talos", "rke2", "kind"]
 MODES = ["nri", "shim", "auto"]
 # Kinds without an offline schema (CRD-defined by other projects).
-NO_SCHEMA = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+NO_SCHEMA = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 # Value sets beyond the defaults that switch templates' branches on.
 VARIANTS = {
     "defaults": {},
     "directory-source": {"plexusd": {"nadSource": {"type": "directory"}}},
     "metrics": {
-        "metrics": {"enabled": True, "service": {"enabled": True}, "serviceMonitor": {"enabled": True}},
+        "metrics": {
+            "enabled": True,
+            "service": {"enabled": True},
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Networking"}},
+        },
         "plexusd": {"otlpEndpoint": "http://otel-collector.monitoring:4317"},
     },
     "privileged-kubeconfig": {

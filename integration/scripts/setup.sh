@@ -6,7 +6,10 @@
 #   else is taken from that suite (see shared/reference/containerd-e2e.md);
 # - runc, the reference CNI plugins, a static busybox (for the local pause image),
 #   iproute2, protoc (protobuf-compiler: the containerd-client crate's build compiles
-#   containerd's API protos with it);
+#   containerd's API protos with it), promtool (Debian's prometheus package: the tests check
+#   the shipped alert rules and a live /metrics with it); the packages' services (containerd,
+#   prometheus) are not started by the install (a temporary policy-rc.d): the tests run
+#   private instances only;
 # - kubectl (for `kubectl kustomize`) from Debian 13's kubernetes-client when no kubectl
 #   with kustomize is there;
 # - a Python virtualenv outside the checkout ($PLEXUS_VENV, /var/cache/plexus/venv) with
@@ -28,7 +31,7 @@ need_root() {
   fi
 }
 
-apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler kmod procps util-linux python3-venv)
+apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler prometheus kmod procps util-linux python3-venv)
 
 have_all_packages() {
   local p
@@ -110,8 +113,17 @@ install_packages() {
   write_trixie_pin || true
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No package starts its service (a system containerd or Prometheus): policy-rc.d says
+  # "forbidden" for the duration of the install, unless the machine has its own.
+  local policy=/usr/sbin/policy-rc.d own_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
+  fi
   # Never `-t trixie`: a target release overrides the negative pin (containerd-e2e.md).
-  apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+  local rc=0
+  apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null || rc=$?
+  [ -z "$own_policy" ] || rm -f "$policy"
+  [ "$rc" -eq 0 ] || { log "apt-get install failed ($rc)"; exit "$rc"; }
   containerd_is_17 || { log "containerd >= 1.7 was not installed: $(containerd --version 2>&1)"; exit 1; }
   log "installed containerd $(containerd --version | awk '{print $3}')"
 }

@@ -93,6 +93,26 @@ impl Default for Options {
     }
 }
 
+/// A node API client on the plexusd socket at `socket`.
+pub async fn connect(socket: &Path) -> Result<NodeClient<Channel>> {
+    let path = socket.to_owned();
+    let channel = Endpoint::from_static("http://plexusd.invalid")
+        .connect_timeout(Duration::from_secs(2))
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let s = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(s))
+            }
+        }))
+        .await
+        .map_err(|source| Error::Connect {
+            socket: socket.to_owned(),
+            source,
+        })?;
+    Ok(NodeClient::new(channel))
+}
+
 /// plexusd + plexus-nri for one private containerd.
 #[derive(Debug)]
 pub struct Plexus {
@@ -317,22 +337,7 @@ impl Plexus {
 
     /// A node API client on plexusd's socket.
     pub async fn client(&self) -> Result<NodeClient<Channel>> {
-        let path = self.paths.socket.clone();
-        let channel = Endpoint::from_static("http://plexusd.invalid")
-            .connect_timeout(Duration::from_secs(2))
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(s))
-                }
-            }))
-            .await
-            .map_err(|source| Error::Connect {
-                socket: self.paths.socket.clone(),
-                source,
-            })?;
-        Ok(NodeClient::new(channel))
+        connect(&self.paths.socket).await
     }
 
     /// Every attachment plexusd has recorded (`ListAttachments`).
