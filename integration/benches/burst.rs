@@ -1,14 +1,15 @@
 //! Bursts (issue 14): `PLEXUS_BENCH_BURST` pods (default 200) started at once through CRI,
 //! on the NRI path and on the shim path (where the runtime's CNI calls reach plexusd
 //! concurrently), each with two secondary networks (macvlan and bridge, native), then
-//! deleted at once. Prints failures, RunPodSandbox p50/p90/p99/max with the p99/p50 ratio
+//! deleted at once, after the same burst on containerd with its primary network only.
+//! Prints failures, RunPodSandbox p50/p90/p99/max with the p99/p50 ratio
 //! (goal: 0 failures, p99 <= 5x p50), the wall time of each burst, and plexusd's RSS
 //! before, at its peak (VmHWM) and after. Figures, not assertions. Needs root.
 
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use plexus_integration::containerd;
+use plexus_integration::containerd::{self, Containerd};
 use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE, SHIM_NETWORK};
 use plexus_integration::{Env, PodSpec, plexus};
 
@@ -31,17 +32,24 @@ fn rss(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-async fn burst(label: &str, env: &Env, n: usize) {
-    let pid = env.plexus.pids().0.expect("plexusd runs");
-    let (before, _) = rss(pid);
+/// Starts `n` pods at once on `c` (with the two networks when `plexusd` runs), then deletes
+/// them at once; prints what happened.
+async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, n: usize) {
+    let (before, _) = plexusd.map_or((f64::NAN, f64::NAN), rss);
     let networks = format!("{MACVLAN},{BRIDGE}");
     let specs: Vec<PodSpec> = (0..n)
-        .map(|i| PodSpec::new(NAMESPACE, &format!("{label}-{i}")).networks(&networks))
+        .map(|i| {
+            let spec = PodSpec::new(NAMESPACE, &format!("{label}-{i}"));
+            match plexusd {
+                Some(_) => spec.networks(&networks),
+                None => spec,
+            }
+        })
         .collect();
     let wall = Instant::now();
     let started = join_all(specs.iter().map(|s| async {
         let t = Instant::now();
-        let pod = env.containerd.run_pod(s).await;
+        let pod = c.run_pod(s).await;
         (t.elapsed(), pod)
     }))
     .await;
@@ -53,16 +61,16 @@ async fn burst(label: &str, env: &Env, n: usize) {
         .filter_map(|(_, p)| p.as_ref().err().map(|e| e.to_string()))
         .collect();
     let pods: Vec<_> = started.into_iter().filter_map(|(_, p)| p.ok()).collect();
-    let (_, peak) = rss(pid);
+    let (_, peak) = plexusd.map_or((f64::NAN, f64::NAN), rss);
     let wall = Instant::now();
-    let deleted = join_all(pods.iter().map(|p| env.containerd.delete_pod(p))).await;
+    let deleted = join_all(pods.iter().map(|p| c.delete_pod(p))).await;
     let stop_wall = wall.elapsed();
     let delete_failures = deleted.iter().filter(|d| d.is_err()).count();
-    let (after, _) = rss(pid);
+    let (after, _) = plexusd.map_or((f64::NAN, f64::NAN), rss);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let p50 = percentile(&times, 0.5);
     let p99 = percentile(&times, 0.99);
-    println!("plexus {label}: {n} pods at once");
+    println!("{label}: {n} pods at once");
     println!(
         "  RunPodSandbox  failures {}   p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms   p99/p50 {:.2}x (goal <= 5x)",
         failures.len(),
@@ -77,7 +85,9 @@ async fn burst(label: &str, env: &Env, n: usize) {
         start_wall.as_secs_f64(),
         stop_wall.as_secs_f64()
     );
-    println!("  plexusd RSS: before {before:.1} MiB, peak {peak:.1} MiB, after {after:.1} MiB");
+    if plexusd.is_some() {
+        println!("  plexusd RSS: before {before:.1} MiB, peak {peak:.1} MiB, after {after:.1} MiB");
+    }
     if let Some(first) = failures.first() {
         println!("  first failure: {first}");
     }
@@ -100,12 +110,21 @@ async fn main() {
         log_level: "info".into(),
         ..plexus::Options::default()
     };
-    println!("\nBursts of pods started at once through CRI, 2 networks each");
+    println!("\nBursts of pods started at once through CRI, 2 networks each on the plexus sides");
+    {
+        let base = Containerd::start(containerd::Options {
+            prefix: "plexus-bench-base".into(),
+            ..containerd::Options::default()
+        })
+        .await
+        .expect("start containerd");
+        burst("primary only", &base, None, n).await;
+    }
     {
         let nri = Env::start_with(containerd::Options::default(), quiet())
             .await
             .expect("start the NRI side");
-        burst("nri", &nri, n).await;
+        burst("plexus nri", &nri.containerd, nri.plexus.pids().0, n).await;
     }
     let shim = Env::start_with(
         containerd::Options {
@@ -125,5 +144,5 @@ async fn main() {
         .wait_cni_config(&loaded, Duration::from_secs(15))
         .await
         .expect("containerd loads the generated config");
-    burst("shim", &shim, n).await;
+    burst("plexus shim", &shim.containerd, shim.plexus.pids().0, n).await;
 }

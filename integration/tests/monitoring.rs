@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -152,7 +153,9 @@ impl Drop for Plexusd {
 }
 
 impl Plexusd {
-    /// plexusd with `host` as its host netns and a macvlan NAD `watched-net` on `uplink`.
+    /// plexusd with `host` as its host netns and three NADs: `watched-net` (macvlan on
+    /// `uplink`), `no-master` (macvlan on a link that does not exist) and `slow` (an exec'd
+    /// plugin whose ADD takes 5 s).
     fn start(host: &Path, uplink: &str) -> Plexusd {
         let bins = plexus_integration::plexus::bin_dir().expect("the plexus binaries");
         let dir = tempfile::tempdir().unwrap();
@@ -167,6 +170,30 @@ impl Plexusd {
         )
         .write_to(&dir.path().join("networks.d"))
         .unwrap();
+        Nad::macvlan(
+            "default",
+            "no-master",
+            "pxnomaster0",
+            &subnet,
+            &dir.path().join("leases"),
+        )
+        .write_to(&dir.path().join("networks.d"))
+        .unwrap();
+        let slow = Nad {
+            namespace: "default".into(),
+            name: "slow".into(),
+            config: serde_json::json!({"cniVersion": "1.0.0", "name": "slow", "type": "plexus-test-slow"}),
+        };
+        slow.write_to(&dir.path().join("networks.d")).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let plugin = bin.join("plexus-test-slow");
+        std::fs::write(
+            &plugin,
+            "#!/bin/sh\ncase \"$CNI_COMMAND\" in\n  ADD) sleep 5; exit 1 ;;\n  VERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.3.1\",\"0.4.0\",\"1.0.0\"]}' ;;\nesac\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -179,7 +206,7 @@ impl Plexusd {
             &config,
             format!(
                 "socket: {}\nstateDir: state\ncniCacheDir: cache\nipamDataDir: leases\n\
-                 hostNetns: {}\nnadSource: {{directory: networks.d}}\n\
+                 hostNetns: {}\nnadSource: {{directory: networks.d}}\ncniBinDirs: [bin]\n\
                  telemetry: {{logLevel: warn, metricsAddress: \"{metrics}\"}}\n",
                 socket.display(),
                 host.display()
@@ -449,5 +476,101 @@ fn label_names_are_found_in_matchers_and_groupings_only() {
     assert!(
         metric_names("rate(process_cpu_seconds_total{job=~\".*plexus.*\"}[1m])")
             .contains("process_cpu_seconds_total")
+    );
+}
+
+/// The sum of the samples of `name` whose labels include every `(label, value)` of `with`.
+fn sample(scrape: &str, name: &str, with: &[(&str, &str)]) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+            let all = with
+                .iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")));
+            (metric == name && all).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_counted_by_reason_resolution_attach_and_deadline() {
+    if !plexus_integration::require_privileged() {
+        return;
+    }
+    let host = TestNetns::create("pxm-host").unwrap();
+    let uplink = create_uplink(&host).unwrap();
+    let pod = TestNetns::create("pxm-pod").unwrap();
+    let plexusd = Plexusd::start(host.path(), &uplink);
+    let mut client = plexus_integration::plexus::connect(&plexusd.socket)
+        .await
+        .unwrap();
+    let request = |id: &str, network: &str| {
+        tonic::Request::new(v1::SetupPodRequest {
+            pod: Some(v1::PodRef {
+                namespace: "default".into(),
+                name: format!("counted-{id}"),
+                uid: format!("u-{id}"),
+            }),
+            sandbox_id: id.into(),
+            netns_path: pod.path().display().to_string(),
+            annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), network.to_owned())].into(),
+            labels: Default::default(),
+        })
+    };
+    let scrape = || get(plexusd.metrics, "/metrics").unwrap().1;
+    let failed = |s: &str, reason: &str| {
+        sample(
+            s,
+            "plexus_failures_total",
+            &[("operation", "setup"), ("reason", reason)],
+        )
+    };
+    let errors = |s: &str| {
+        sample(
+            s,
+            "plexus_request_duration_seconds_count",
+            &[("operation", "setup"), ("outcome", "error")],
+        )
+    };
+    let reasons = ["network_not_found", "link_missing", "deadline_exceeded"];
+    let before = scrape();
+    for r in reasons {
+        assert_eq!(failed(&before, r), 0.0, "{r}");
+    }
+    assert_eq!(errors(&before), 0.0);
+
+    // Resolution: the network does not exist.
+    let err = client
+        .setup_pod(request("counted-1", "no-such-net"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    // Attach: the NAD's master link is missing on the node.
+    let err = client
+        .setup_pod(request("counted-2", "no-master"))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("pxnomaster0"), "{err}");
+    // Deadline: the plugin takes 5 s of a 300 ms budget.
+    let mut slow = request("counted-3", "slow");
+    slow.set_timeout(Duration::from_millis(300));
+    let err = client.setup_pod(slow).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
+
+    let after = scrape();
+    for r in reasons {
+        assert_eq!(failed(&after, r), 1.0, "{r}:\n{after}");
+    }
+    assert_eq!(errors(&after), 3.0, "{after}");
+    assert_eq!(
+        sample(
+            &after,
+            "plexus_request_duration_seconds_count",
+            &[("operation", "setup"), ("outcome", "ok")]
+        ),
+        0.0
     );
 }
