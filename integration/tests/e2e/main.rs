@@ -15,3 +15,4 @@ mod networks;
 mod primary;
 mod restart;
 mod shim;
+mod traces;
