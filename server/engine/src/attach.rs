@@ -1,8 +1,15 @@
-//! Making one attachment: its intent written first, then the native driver or the CNI
-//! exec, the default-route plan, and the done record, each step a crash point, all in its
-//! `attachment` span and reported to the observer.
+//! Making attachments, in three steps every path shares: [`Engine::prepare`] names what an
+//! attachment will create (its intent entry, before anything exists), [`Engine::make`] runs
+//! the native driver or the CNI exec, and [`took`] puts the result on the entry; the route
+//! plan and the done record follow. A pod's setup runs the makes of all its attachments
+//! at once (`setup.rs`); a hot-plug ([`Engine::attach_one`]) makes one. Each step is a crash
+//! point, and each attachment is in its `attachment` span, reported to the observer.
 
+use std::path::Path;
+
+use plexus_core::cni;
 use plexus_core::plan::PlannedAttachment;
+use plexus_core::pod::PodIdentity;
 use plexus_netlink::Handle;
 use tracing::Instrument;
 
@@ -16,50 +23,50 @@ use crate::observe::{Call, NativeOp, Op, Outcome, StepSpan, failure_of, native_s
 use crate::route;
 use crate::state::{AttachmentRecord, Driver, NativeRecord, Phase, SandboxRecord};
 
+/// Who a make is for: the sandbox, its pod and its netns.
+#[derive(Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub sandbox_id: &'a str,
+    pub pod: &'a PodIdentity,
+    pub netns: &'a Path,
+}
+
+impl<'a> Target<'a> {
+    pub(crate) fn of(rec: &'a SandboxRecord) -> Target<'a> {
+        Target {
+            sandbox_id: rec.sandbox_id.as_str(),
+            pod: &rec.pod,
+            netns: &rec.netns,
+        }
+    }
+}
+
 impl Engine {
-    /// Makes one attachment in its `attachment` span, and reports it to the observer.
-    pub(crate) async fn attach_one(
-        &self,
-        rec: &mut SandboxRecord,
-        att: &PlannedAttachment,
-        pod: &Handle,
-        call: Call,
-    ) -> Result<()> {
+    /// The driver of `att` and, for a native one, its config.
+    pub(crate) fn driver_of(&self, att: &PlannedAttachment) -> (Driver, Option<NativeConfig>) {
+        if att.runtime_managed {
+            return (Driver::Runtime, None);
+        }
         let native = match self.inner.cfg.delegation {
-            _ if att.runtime_managed => None,
             DelegationMode::Auto => native::classify(att),
             DelegationMode::ForceExec => None,
         };
-        let driver = match &native {
-            _ if att.runtime_managed => Driver::Runtime,
-            Some(_) => Driver::Native,
-            None => Driver::Exec,
-        };
-        let step = self.track(
-            "attach",
-            Op::Setup,
-            call,
-            &att.network,
-            &att.interface,
-            driver,
-        );
-        let result = self
-            .attach_step(rec, att, pod, native)
-            .instrument(step.span())
-            .await;
-        step.finish(&result, Outcome::Ok);
-        result
+        match native {
+            Some(n) => (Driver::Native, Some(n)),
+            None => (Driver::Exec, None),
+        }
     }
 
-    /// Makes one attachment: F8 check, intent record, driver, route plan, done record.
-    async fn attach_step(
+    /// The record entry for `att` before it is made: for the runtime's own interface, done
+    /// and described (it exists); for anything else, after the F8 check (the interface name
+    /// is free in the pod and on the record), an intent naming every piece it will create.
+    pub(crate) async fn prepare(
         &self,
-        rec: &mut SandboxRecord,
+        rec: &SandboxRecord,
         att: &PlannedAttachment,
+        native: Option<&NativeConfig>,
         pod: &Handle,
-        native: Option<NativeConfig>,
-    ) -> Result<()> {
-        let idx = rec.attachments.len();
+    ) -> Result<AttachmentRecord> {
         if att.runtime_managed {
             // Described before the route plan runs: network-status shows the primary's
             // own result (Multus: the gateway comes from the plugin, not the override).
@@ -68,12 +75,11 @@ impl Engine {
                 .primary
                 .describe(rec.sandbox_id.as_str(), &att.interface, &rec.netns, pod)
                 .await;
-            route::apply(pod, &att.interface, &att.route_plan, None).await?;
             let network = match primary.as_ref().and_then(|p| p.network.clone()) {
                 Some(name) if att.network.is_empty() => name,
                 _ => att.network.clone(),
             };
-            rec.attachments.push(AttachmentRecord {
+            return Ok(AttachmentRecord {
                 network,
                 interface: att.interface.clone(),
                 driver: Driver::Runtime,
@@ -82,7 +88,6 @@ impl Engine {
                 result: primary.map(|p| p.result),
                 native: NativeRecord::default(),
             });
-            return self.inner.store.save(rec);
         }
         let taken = pod
             .try_find_link(&att.interface)
@@ -96,16 +101,13 @@ impl Engine {
                 interface: att.interface.clone(),
             });
         }
-        let host = match native {
-            Some(_) => Some(self.host().await?),
-            None => None,
-        };
         let mut planned = NativeRecord::default();
-        if let (Some(n), Some(host)) = (&native, host) {
+        if let Some(n) = native {
+            let host = self.host().await?;
             let ctx = self.ctx(host, Some(pod), &rec.netns, rec.sandbox_id.as_str());
             planned = native::plan_record(n, &att.interface, &ctx);
         }
-        rec.attachments.push(AttachmentRecord {
+        Ok(AttachmentRecord {
             network: att.network.clone(),
             interface: att.interface.clone(),
             driver: if native.is_some() {
@@ -116,30 +118,41 @@ impl Engine {
             phase: Phase::Intent,
             planned: att.clone(),
             result: None,
-            native: planned.clone(),
-        });
-        self.inner.store.save(rec)?;
-        crash::point("setup", idx, "intent");
-        let result = match (&native, host) {
-            (Some(n), Some(host)) => {
-                let ctx = self.ctx(host, Some(pod), &rec.netns, rec.sandbox_id.as_str());
+            native: planned,
+        })
+    }
+
+    /// Makes attachment `idx` (`att`): the native driver, or the CNI ADD. Writes nothing.
+    pub(crate) async fn make(
+        &self,
+        target: Target<'_>,
+        idx: usize,
+        att: &PlannedAttachment,
+        native: Option<&NativeConfig>,
+        pod: &Handle,
+    ) -> Result<cni::Result> {
+        match native {
+            Some(n) => {
+                let host = self.host().await?;
+                let ctx = self.ctx(host, Some(pod), target.netns, target.sandbox_id);
                 let mut step = |s: &str| crash::point("setup", idx, s);
                 let span = StepSpan::new(native_span(n.kind.as_str(), NativeOp::Create));
                 let added = native::add(n, &att.interface, &ctx, &mut step)
                     .instrument(span.span())
                     .await;
                 span.finish(failure_of(&added));
-                added?
+                added
             }
-            _ => {
+            None => {
                 let req = ExecRequest {
-                    sandbox_id: rec.sandbox_id.as_str(),
-                    pod: &rec.pod,
-                    netns: Some(&rec.netns),
+                    sandbox_id: target.sandbox_id,
+                    pod: target.pod,
+                    netns: Some(target.netns),
                     attachment: att,
                     prev_result: None,
                 };
-                self.inner
+                let added = self
+                    .inner
                     .exec
                     .add(req)
                     .await
@@ -148,31 +161,57 @@ impl Engine {
                         network: att.network.clone(),
                         interface: att.interface.clone(),
                         source,
-                    })?
+                    });
+                if added.is_ok() {
+                    crash::point("setup", idx, "exec");
+                }
+                added
             }
-        };
-        // The ADD finished: its result goes on record before anything else can fail or be
-        // cut short, so an undo passes it to DEL and does not mistake the attachment for a
-        // half-made one whose DEL failure may be ignored. The phase stays `Intent` until
-        // the route plan is applied.
-        let a = rec.attachments.last_mut().expect("pushed above");
-        if let Some(lease) = a.native.leases.first_mut() {
-            lease.ips = result.ips.iter().map(|i| i.address.addr()).collect();
         }
-        if a.driver == Driver::Native && a.native.kind == "bridge" {
-            // The host end of the veth (result interface 1): gone with its pod peer, and
-            // deleted by name on teardown should it ever outlive it.
-            a.native.host_links = result
-                .interfaces
-                .get(1)
-                .map(|i| i.name.clone())
-                .into_iter()
-                .collect();
-        }
-        a.result = Some(result);
-        self.inner.store.save(rec)?;
-        if native.is_none() {
-            crash::point("setup", idx, "exec");
+    }
+
+    /// Hot-plugs one attachment onto `rec` in its `attachment` span: intent write, make,
+    /// route plan, done write.
+    pub(crate) async fn attach_one(
+        &self,
+        rec: &mut SandboxRecord,
+        att: &PlannedAttachment,
+        pod: &Handle,
+        call: Call,
+    ) -> Result<()> {
+        let (driver, native) = self.driver_of(att);
+        let step = self.track(
+            "attach",
+            Op::Setup,
+            call,
+            &att.network,
+            &att.interface,
+            driver,
+        );
+        let result = self
+            .attach_step(rec, att, native.as_ref(), pod)
+            .instrument(step.span())
+            .await;
+        step.finish(&result, Outcome::Ok);
+        result
+    }
+
+    async fn attach_step(
+        &self,
+        rec: &mut SandboxRecord,
+        att: &PlannedAttachment,
+        native: Option<&NativeConfig>,
+        pod: &Handle,
+    ) -> Result<()> {
+        let idx = rec.attachments.len();
+        let entry = self.prepare(rec, att, native, pod).await?;
+        let runtime = entry.driver == Driver::Runtime;
+        rec.attachments.push(entry);
+        if !runtime {
+            self.inner.store.save(rec)?;
+            crash::point("setup", idx, "intent");
+            let result = self.make(Target::of(rec), idx, att, native, pod).await?;
+            took(rec.attachments.last_mut().expect("pushed above"), result);
         }
         let a = rec.attachments.last_mut().expect("pushed above");
         route::apply(pod, &att.interface, &att.route_plan, a.result.as_mut()).await?;
@@ -182,4 +221,25 @@ impl Engine {
         crash::point("setup", idx, "done");
         Ok(())
     }
+}
+
+/// Puts a made attachment's CNI result on its record entry: the leased addresses of a
+/// native lease, a bridge's host-side veth, the result itself (so an undo passes it to DEL
+/// and does not mistake the attachment for a half-made one whose DEL failure may be
+/// ignored). The phase stays `Intent` until the route plan is applied.
+pub(crate) fn took(a: &mut AttachmentRecord, result: cni::Result) {
+    if let Some(lease) = a.native.leases.first_mut() {
+        lease.ips = result.ips.iter().map(|i| i.address.addr()).collect();
+    }
+    if a.driver == Driver::Native && a.native.kind == "bridge" {
+        // The host end of the veth (result interface 1): gone with its pod peer, and
+        // deleted by name on teardown should it ever outlive it.
+        a.native.host_links = result
+            .interfaces
+            .get(1)
+            .map(|i| i.name.clone())
+            .into_iter()
+            .collect();
+    }
+    a.result = Some(result);
 }

@@ -24,6 +24,7 @@ use crate::error::{Error, Result, SetupError};
 use crate::exec::Exec;
 use crate::native::Ctx;
 use crate::observe::{Call, Observer, ObserverSlot, Op, Tracked};
+use crate::setup::within;
 use crate::state::{AttachmentRecord, Driver, Phase, RECORD_VERSION, SandboxRecord, Store};
 
 /// The sandbox a plan is executed for.
@@ -281,13 +282,8 @@ impl Engine {
             }
             Err(()) => return Err(expired("opening the pod netns", None)),
         };
-        for att in &plan.attachments {
-            let step = self.attach_one(&mut rec, att, &pod, Call::Setup);
-            let failure = match within(until, step).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => Some(e),
-                Err(()) => None,
-            };
+        if let Err(stopped) = self.attach_all(&mut rec, &plan, &pod, until).await {
+            let att = &plan.attachments[stopped.index];
             let (mut undone, mut undo_failures) = (Vec::new(), Vec::new());
             let undo = self.rollback(
                 &mut rec,
@@ -296,7 +292,7 @@ impl Engine {
                 &mut undone,
                 &mut undo_failures,
             );
-            return Err(match failure {
+            return Err(match stopped.cause {
                 Some(cause) => {
                     undo.await;
                     SetupError::Attach {
@@ -398,14 +394,6 @@ pub struct SetupDone {
     pub record: SandboxRecord,
     /// True when the sandbox was already set up exactly as planned (nothing was done).
     pub reused: bool,
-}
-
-/// Runs `f` until `until` (no limit when `None`); `Err(())` when the deadline passed first.
-async fn within<F: std::future::Future>(until: Option<Instant>, f: F) -> Result<F::Output, ()> {
-    match until {
-        Some(t) => tokio::time::timeout_at(t, f).await.map_err(drop),
-        None => Ok(f.await),
-    }
 }
 
 fn same_attachments(rec: &SandboxRecord, plan: &Plan) -> bool {

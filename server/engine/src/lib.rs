@@ -65,6 +65,7 @@ pub mod observe;
 mod pod_netns;
 mod primary;
 mod route;
+mod setup;
 pub mod state;
 mod teardown;
 mod temp_files;

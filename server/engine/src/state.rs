@@ -215,6 +215,7 @@ impl Store {
             sandbox_id: record.sandbox_id.to_string(),
             source,
         })?;
+        RECORD_WRITES.fetch_add(1, Ordering::Relaxed);
         let stamp = blocking(|| {
             write_atomic(&self.dir, &path, &bytes)?;
             fs::metadata(&path).map(|m| index::Stamp::of(&m))
@@ -363,6 +364,26 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+static FSYNCS: AtomicU64 = AtomicU64::new(0);
+static RECORD_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// fsyncs made by this process's engine so far (records, leases, CNI cache, directories):
+/// what a pod's setup costs in durable writes (printed by the benchmarks).
+pub fn fsyncs() -> u64 {
+    FSYNCS.load(Ordering::Relaxed)
+}
+
+/// Sandbox-record writes made by this process so far (a setup makes two: intent, done).
+pub fn record_writes() -> u64 {
+    RECORD_WRITES.load(Ordering::Relaxed)
+}
+
+/// `file.sync_all()`, counted in [`fsyncs`].
+pub(crate) fn fsync(file: &File) -> std::io::Result<()> {
+    FSYNCS.fetch_add(1, Ordering::Relaxed);
+    file.sync_all()
+}
+
 /// Writes `bytes` to `path` via a temp file in `dir`, fsyncing file and directory.
 pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
@@ -378,7 +399,7 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    let res = file.write_all(bytes).and_then(|()| file.sync_all());
+    let res = file.write_all(bytes).and_then(|()| fsync(&file));
     drop(file);
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
@@ -393,7 +414,7 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
 
 /// Fsyncs a directory, so a file created or renamed in it survives a power loss.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+    fsync(&File::open(dir)?)
 }
 
 /// The name of [`write_atomic`]'s temp file for the file `name`: `.{name}.{pid}.{seq}.tmp`.

@@ -230,15 +230,26 @@ impl Engine {
         }
         let mut problems = Vec::new();
         let mut kept = Vec::new();
+        // The attachments are independent: removed all at once (each DEL or delete in its
+        // own span), reported in reverse plan order.
         let attachments = std::mem::take(&mut rec.attachments);
-        for (i, a) in attachments.into_iter().enumerate().rev() {
-            crash::point("teardown", i, "removing");
-            match self.remove_one(&rec, &a, pod.as_ref(), call, false).await {
+        let (record, pod) = (&rec, pod.as_ref());
+        let removals =
+            futures::future::join_all(attachments.iter().enumerate().map(|(i, a)| async move {
+                crash::point("teardown", i, "removing");
+                let removed = self.remove_one(record, a, pod, call, false).await;
+                if removed.is_ok() {
+                    crash::point("teardown", i, "undone");
+                }
+                removed
+            }))
+            .await;
+        for (a, removed) in attachments.into_iter().zip(removals).rev() {
+            match removed {
                 Ok(()) => {
                     if a.released_at_teardown() {
                         report.removed.push(a.interface.clone());
                     }
-                    crash::point("teardown", i, "undone");
                 }
                 Err(e) => {
                     problems.push(format!("{}: {}", a.interface, chain(&e)));

@@ -181,7 +181,7 @@ pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
         .open(&tmp)
         .map_err(err)?;
     f.write_all(entry.render().as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
+    crate::state::fsync(&f).map_err(err)?;
     std::fs::rename(&tmp, &file).map_err(err)?;
     // The rename itself survives a power loss only once the directory is synced.
     crate::state::sync_dir(&dir).map_err(err)?;

@@ -278,7 +278,10 @@ impl LeaseStore {
         // As durable as the sandbox record that names the lease: file and directory
         // fsynced, so after a power loss a recorded lease still exists (no duplicate IP).
         let content = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        if let Err(e) = f.write_all(content.as_bytes()).and_then(|()| f.sync_all()) {
+        if let Err(e) = f
+            .write_all(content.as_bytes())
+            .and_then(|()| crate::state::fsync(&f))
+        {
             let _ = fs::remove_file(&path);
             return Err(self.io(&path)(e));
         }

@@ -123,11 +123,9 @@ impl LeaseStore {
         let bytes = serde_json::to_vec_pretty(lease).map_err(|e| io(std::io::Error::other(e)))?;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        crate::state::fsync(&f).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io)
+        crate::state::sync_dir(&parent).map_err(io)
     }
 
     /// Reads one lease; `None` when there is none.

@@ -1,0 +1,253 @@
+//! A pod's attachments made together. Interface names are fixed by the plan and every
+//! master or parent is a host link, so no attachment of a pod depends on another: all are
+//! made at once (exec'd plugins as concurrent processes, native ones as concurrent netlink
+//! requests), and the pod waits for the slowest instead of the sum (Multus runs them one
+//! by one, #1016). What depends on order stays in plan order: a pod with a default-route
+//! plan (one interface's default route must be gone before the next one's is added) is
+//! made one attachment at a time, each plan applied right after its attachment.
+//!
+//! Two record writes per pod, however many attachments: one intent naming everything that
+//! will be created (so a crash at any later point is undone by recovery), one done. A
+//! failure or a passed deadline leaves the entries of what finished with their results
+//! and the rest as intents; the caller rolls back all of them.
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use plexus_core::plan::Plan;
+use plexus_netlink::Handle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::attach::{Target, took};
+use crate::crash;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::observe::{Call, Op, Outcome, Tracked};
+use crate::route;
+use crate::state::{Driver, Phase, SandboxRecord};
+
+/// Why [`Engine::attach_all`] stopped.
+#[derive(Debug)]
+pub(crate) struct Stopped {
+    /// Plan index of the attachment that failed, or of the first one not finished at the
+    /// deadline.
+    pub index: usize,
+    /// The failure; `None` when the deadline passed.
+    pub cause: Option<Error>,
+}
+
+impl Engine {
+    /// Makes every attachment of `plan` onto the empty record `rec`, until `until`.
+    pub(crate) async fn attach_all(
+        &self,
+        rec: &mut SandboxRecord,
+        plan: &Plan,
+        pod: &Handle,
+        until: Option<Instant>,
+    ) -> Result<(), Stopped> {
+        let stop = |index: usize, cause: Option<Error>| Stopped { index, cause };
+        let mut natives = Vec::with_capacity(plan.attachments.len());
+        for (i, att) in plan.attachments.iter().enumerate() {
+            let (_, native) = self.driver_of(att);
+            let prepared = within(until, self.prepare(rec, att, native.as_ref(), pod)).await;
+            let entry = match prepared {
+                Ok(Ok(entry)) => entry,
+                // Nothing made or written yet: nothing to undo.
+                Ok(Err(e)) => {
+                    rec.attachments.clear();
+                    return Err(stop(i, Some(e)));
+                }
+                Err(()) => {
+                    rec.attachments.clear();
+                    return Err(stop(i, None));
+                }
+            };
+            rec.attachments.push(entry);
+            natives.push(native);
+        }
+        // Which attachments plexus makes (the runtime's own are done already).
+        let made: Vec<bool> = rec
+            .attachments
+            .iter()
+            .map(|a| a.driver != Driver::Runtime)
+            .collect();
+        if made.iter().any(|m| *m) {
+            // The one intent write (the first write creates the record).
+            self.inner.store.save(rec).map_err(|e| stop(0, Some(e)))?;
+        }
+        for i in (0..made.len()).filter(|&i| made[i]) {
+            crash::point("setup", i, "intent");
+        }
+        // With a default-route plan anywhere, order matters (an interface's default route
+        // must be gone before the next one's is added): one at a time, each plan right
+        // after its attachment, as Multus does. Otherwise a primary plexus makes (the shim
+        // path's eth0) first, so it stays the pod's first interface, then the rest at once.
+        let waves: Vec<Vec<usize>> = if plan.attachments.iter().all(|a| a.route_plan.is_noop()) {
+            let (first, rest): (Vec<usize>, Vec<usize>) =
+                (0..made.len()).partition(|&i| made[i] && plan.attachments[i].primary);
+            [first, rest]
+                .into_iter()
+                .filter(|w| !w.is_empty())
+                .collect()
+        } else {
+            (0..made.len()).map(|i| vec![i]).collect()
+        };
+        for wave in waves {
+            self.make_wave(rec, plan, &natives, &made, &wave, pod, until)
+                .await?;
+        }
+        for a in &mut rec.attachments {
+            a.phase = Phase::Done;
+        }
+        // The one done write.
+        self.inner
+            .store
+            .save(rec)
+            .map_err(|e| stop(plan.attachments.len().saturating_sub(1), Some(e)))?;
+        for i in 0..plan.attachments.len() {
+            crash::point("setup", i, "done");
+        }
+        Ok(())
+    }
+
+    /// Makes the attachments `wave` (plan indices) at once, then applies their route
+    /// plans in plan order; each in its attachment span.
+    #[allow(clippy::too_many_arguments)]
+    async fn make_wave(
+        &self,
+        rec: &mut SandboxRecord,
+        plan: &Plan,
+        natives: &[Option<crate::native::NativeConfig>],
+        made: &[bool],
+        wave: &[usize],
+        pod: &Handle,
+        until: Option<Instant>,
+    ) -> Result<(), Stopped> {
+        let stop = |index: usize, cause: Option<Error>| Stopped { index, cause };
+        let mut steps: Vec<Option<Tracked<'_>>> = wave
+            .iter()
+            .map(|&i| {
+                let att = &plan.attachments[i];
+                Some(self.track(
+                    "attach",
+                    Op::Setup,
+                    Call::Setup,
+                    &att.network,
+                    &att.interface,
+                    rec.attachments[i].driver,
+                ))
+            })
+            .collect();
+        // All makes at once; each finished one is kept, so a deadline knows what exists.
+        let target = Target::of(rec);
+        let mut pending: FuturesUnordered<_> = wave
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| made[**i])
+            .map(|(k, &i)| {
+                let (att, native) = (&plan.attachments[i], natives[i].as_ref());
+                let span = steps[k]
+                    .as_ref()
+                    .map_or_else(tracing::Span::none, |s| s.span());
+                async move { (k, self.make(target, i, att, native, pod).await) }.instrument(span)
+            })
+            .collect();
+        let mut results: Vec<Option<crate::Result<_>>> = wave.iter().map(|_| None).collect();
+        let mut timed_out = false;
+        loop {
+            match within(until, pending.next()).await {
+                Ok(Some((k, r))) => results[k] = Some(r),
+                Ok(None) => break,
+                Err(()) => {
+                    timed_out = true;
+                    break;
+                }
+            }
+        }
+        // Cut short at the deadline: the makes still running are cancelled here.
+        drop(pending);
+        // Failures are reported in plan order, each on its own step, the others as made.
+        // `None` (not made here, or not finished at the deadline) counts as no failure.
+        let mut errors: Vec<crate::Result<()>> = Vec::with_capacity(wave.len());
+        for (k, r) in results.into_iter().enumerate() {
+            errors.push(match r {
+                Some(Ok(result)) => {
+                    took(&mut rec.attachments[wave[k]], result);
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                None => Ok(()),
+            });
+        }
+        if errors.iter().any(Result::is_err) {
+            for (k, r) in errors.iter().enumerate() {
+                if let Some(step) = steps[k].take() {
+                    step.finish(r, Outcome::Ok);
+                }
+            }
+            let (k, e) = errors
+                .into_iter()
+                .enumerate()
+                .find_map(|(k, r)| r.err().map(|e| (k, e)))
+                .expect("one failed");
+            return Err(stop(wave[k], Some(e)));
+        }
+        if timed_out {
+            // The first attachment without a result is the one the deadline caught;
+            // unfinished steps report `cancelled` when dropped, finished ones ok.
+            let mut index = wave[0];
+            for (k, &i) in wave.iter().enumerate().rev() {
+                if made[i] && rec.attachments[i].result.is_none() {
+                    index = i;
+                } else if let Some(step) = steps[k].take() {
+                    step.finish(&Ok::<(), Error>(()), Outcome::Ok);
+                }
+            }
+            return Err(stop(index, None));
+        }
+        for (k, &i) in wave.iter().enumerate() {
+            let att = &plan.attachments[i];
+            let span = steps[k]
+                .as_ref()
+                .map_or_else(tracing::Span::none, |s| s.span());
+            let a = &mut rec.attachments[i];
+            let applied = route::apply(pod, &att.interface, &att.route_plan, a.result.as_mut())
+                .instrument(span);
+            match within(until, applied).await {
+                Ok(Ok(())) => crash::point("setup", i, "routes"),
+                Ok(Err(e)) => {
+                    let r: crate::Result<()> = Err(e);
+                    if let Some(step) = steps[k].take() {
+                        step.finish(&r, Outcome::Ok);
+                    }
+                    finish_ok(&mut steps);
+                    return Err(stop(i, r.err()));
+                }
+                Err(()) => {
+                    finish_ok(&mut steps);
+                    return Err(stop(i, None));
+                }
+            }
+        }
+        finish_ok(&mut steps);
+        Ok(())
+    }
+}
+
+/// Reports every step still open as done: it was made (an undo reports its own removal).
+fn finish_ok(steps: &mut [Option<Tracked<'_>>]) {
+    for step in steps.iter_mut().filter_map(Option::take) {
+        step.finish(&Ok::<(), Error>(()), Outcome::Ok);
+    }
+}
+
+/// Runs `f` until `until` (no limit when `None`); `Err(())` when the deadline passed first.
+pub(crate) async fn within<F: std::future::Future>(
+    until: Option<Instant>,
+    f: F,
+) -> Result<F::Output, ()> {
+    match until {
+        Some(t) => tokio::time::timeout_at(t, f).await.map_err(drop),
+        None => Ok(f.await),
+    }
+}
