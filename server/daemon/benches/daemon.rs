@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plexus_client::v1;
+use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
-use plexus_engine::state::Store;
+use plexus_engine::state::{self, Store};
 use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord};
 use plexus_netlink::test_util::{TestNetns, unique_name};
 use plexus_server::config::Config;
@@ -201,6 +202,7 @@ async fn latency_bench() {
     let planner = Arc::new(resolver(&config));
     let ann_sorted: BTreeMap<String, String> = ann.clone().into_iter().collect();
     let (mut direct_up, mut direct_down) = (Vec::new(), Vec::new());
+    let (mut up_fsyncs, mut down_fsyncs, mut up_writes) = (0, 0, 0);
     for i in 0..PODS {
         let id = plexus_core::SandboxId::new(format!("direct-{i}")).unwrap();
         let t = Instant::now();
@@ -210,13 +212,21 @@ async fn latency_bench() {
             pod: identity.clone(),
             netns: pod.path(),
         };
+        let (f, w) = (state::fsyncs(), state::record_writes());
         engine.setup(spec, plan).await.unwrap();
         direct_up.push(t.elapsed());
+        (up_fsyncs, up_writes) = (
+            up_fsyncs + state::fsyncs() - f,
+            up_writes + state::record_writes() - w,
+        );
         let t = Instant::now();
+        let f = state::fsyncs();
         engine.teardown(&id).await.unwrap();
         direct_down.push(t.elapsed());
+        down_fsyncs += state::fsyncs() - f;
     }
     drop(engine);
+    let slow = slow_plugins(dir.path(), &config, &pod).await;
 
     // Through the API: a plexusd process on its socket, with no other sandbox recorded,
     // then with 1,000 (written while it is stopped; it starts with them).
@@ -253,6 +263,74 @@ async fn latency_bench() {
         MANY_RECORDS + 1,
         ms(listing)
     );
+    let per_pod = |n: u64| n as f64 / PODS as f64;
+    println!(
+        "  durable writes per pod: setup {:.1} fsyncs ({:.1} record writes), teardown {:.1} fsyncs",
+        per_pod(up_fsyncs),
+        per_pod(up_writes),
+        per_pod(down_fsyncs)
+    );
+    let (su, sd) = slow;
+    println!(
+        "three exec'd networks whose plugin takes 200 ms (ADD and DEL), median of {SLOW_PODS} pods:\n  setup {:.1} ms, teardown {:.1} ms (one by one: >= 600 ms each)",
+        ms(su),
+        ms(sd)
+    );
+}
+
+/// Pods of the slow-plugin case.
+const SLOW_PODS: usize = 5;
+
+/// Setup and teardown medians of a pod with three exec'd networks whose plugin sleeps
+/// 200 ms in ADD and in DEL (a bridge link made in the pod netns).
+async fn slow_plugins(dir: &Path, config: &Config, pod: &TestNetns) -> (Duration, Duration) {
+    let bin = dir.join("slow-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let plugin = bin.join("benchslow");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\ncase \"$CNI_COMMAND\" in\nADD) sleep 0.2; nsenter --net=\"$CNI_NETNS\" ip link add \"$CNI_IFNAME\" type bridge || exit 1\n  echo '{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"'\"$CNI_IFNAME\"'\"}]}' ;;\nDEL) sleep 0.2; [ -n \"$CNI_NETNS\" ] && nsenter --net=\"$CNI_NETNS\" ip link del \"$CNI_IFNAME\" 2>/dev/null; exit 0 ;;\nVERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}' ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cfg = engine_config(config);
+    cfg.cni_bin_dirs.insert(0, bin);
+    let engine = Engine::open(cfg).unwrap();
+    let attachments: Vec<PlannedAttachment> = (1..=3)
+        .map(|i| {
+            let name = format!("slow{i}");
+            let conf =
+                serde_json::json!({"cniVersion": "1.0.0", "name": name, "type": "benchslow"});
+            serde_json::from_value(serde_json::json!({
+                "index": i, "network": format!("default/{name}"), "interface": format!("net{i}"),
+                "origin": "annotation", "primary": false,
+                "source": {"kind": "nad", "namespace": "default", "name": name},
+                "config": {"form": "conf", "name": name, "cni_version": "1.0.0",
+                    "plugin_types": ["benchslow"], "bytes": serde_json::to_vec(&conf).unwrap()},
+            }))
+            .unwrap()
+        })
+        .collect();
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for i in 0..SLOW_PODS {
+        let id = plexus_core::SandboxId::new(format!("slow-{i}")).unwrap();
+        let plan = Plan {
+            pod: PodIdentity::new("default", "slow", "uid-slow"),
+            attachments: attachments.clone(),
+        };
+        let spec = plexus_engine::SandboxSpec {
+            sandbox_id: id.clone(),
+            pod: plan.pod.clone(),
+            netns: pod.path(),
+        };
+        let t = Instant::now();
+        engine.setup(spec, plan).await.unwrap();
+        up.push(t.elapsed());
+        let t = Instant::now();
+        engine.teardown(&id).await.unwrap();
+        down.push(t.elapsed());
+    }
+    (median(up), median(down))
 }
 
 /// Other sandboxes recorded for the "many records" run.
