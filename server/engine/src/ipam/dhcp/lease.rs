@@ -110,8 +110,13 @@ impl LeaseStore {
         Ok(self.dir.join(sandbox_id).join(format!("{ifname}.json")))
     }
 
-    /// Writes `lease` atomically (temp file, fsync, rename, fsync of the directory).
+    /// Writes `lease` atomically (temp file, fsync, rename, fsync of the directory), off
+    /// the async workers ([`crate::state::blocking`]) like every durable write.
     pub fn save(&self, lease: &LeaseFile) -> Result<()> {
+        crate::state::blocking(|| self.write(lease))
+    }
+
+    fn write(&self, lease: &LeaseFile) -> Result<()> {
         let path = self.path(&lease.sandbox_id, &lease.ifname)?;
         let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
         let io = |source| Error::Lease {
@@ -131,11 +136,15 @@ impl LeaseStore {
     /// Reads one lease; `None` when there is none.
     pub fn load(&self, sandbox_id: &str, ifname: &str) -> Result<Option<LeaseFile>> {
         let path = self.path(sandbox_id, ifname)?;
-        read(&path)
+        crate::state::blocking(|| read(&path))
     }
 
     /// Removes one lease (absent is fine) and the sandbox directory when it empties.
     pub fn remove(&self, sandbox_id: &str, ifname: &str) -> Result<()> {
+        crate::state::blocking(|| self.delete(sandbox_id, ifname))
+    }
+
+    fn delete(&self, sandbox_id: &str, ifname: &str) -> Result<()> {
         let path = self.path(sandbox_id, ifname)?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -151,6 +160,10 @@ impl LeaseStore {
 
     /// Every readable lease (unreadable files are logged and skipped).
     pub fn list(&self) -> Vec<LeaseFile> {
+        crate::state::blocking(|| self.read_all())
+    }
+
+    fn read_all(&self) -> Vec<LeaseFile> {
         let mut out = Vec::new();
         let Ok(sandboxes) = std::fs::read_dir(&self.dir) else {
             return out;
