@@ -1,5 +1,6 @@
 //! The [`Engine`]: executes a pod's plan into its netns (native driver or CNI exec per
-//! attachment), records every step crash-safely, and undoes in reverse on failure.
+//! attachment, all at once: `setup.rs`), recorded crash-safely (an intent before anything
+//! is made, done after), and undoes in reverse on failure.
 //!
 //! Per-sandbox work is serialised by an in-process lock, so concurrent callers for the
 //! same sandbox cannot interleave record writes. Teardown, detach and recovery live in
@@ -166,8 +167,9 @@ impl Engine {
         }
     }
 
-    /// Executes `plan` for the sandbox: every attachment in order, recorded before and
-    /// after each step; on failure everything made is undone in reverse.
+    /// Executes `plan` for the sandbox: every attachment at once (see `setup.rs` for the
+    /// order kept), recorded as one intent before and one done after; on failure everything
+    /// made is undone in reverse.
     pub async fn setup(&self, sb: SandboxSpec, plan: Plan) -> Result<SandboxRecord, SetupError> {
         self.setup_inner(sb, plan, None).await.map(|d| d.record)
     }
