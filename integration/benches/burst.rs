@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use plexus_integration::containerd::{self, Containerd};
-use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE, SHIM_NETWORK};
+use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, plexus};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -126,23 +126,8 @@ async fn main() {
             .expect("start the NRI side");
         burst("plexus nri", &nri.containerd, nri.plexus.pids().0, n).await;
     }
-    let shim = Env::start_with(
-        containerd::Options {
-            nri: false,
-            private_cni_bin: true,
-            ..containerd::Options::default()
-        },
-        plexus::Options {
-            shim: true,
-            ..quiet()
-        },
-    )
-    .await
-    .expect("start the shim side");
-    let loaded = format!("\"Name\":\"{SHIM_NETWORK}\"");
-    shim.containerd
-        .wait_cni_config(&loaded, Duration::from_secs(15))
+    let shim = Env::start_shim_with(quiet())
         .await
-        .expect("containerd loads the generated config");
+        .expect("start the shim side");
     burst("plexus shim", &shim.containerd, shim.plexus.pids().0, n).await;
 }

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plexus_integration::containerd::{self, Containerd};
-use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE, SHIM_NETWORK};
+use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, plexus};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -114,24 +114,9 @@ async fn main() {
     let nri = Env::start_with(containerd::Options::default(), quiet())
         .await
         .expect("start the NRI side");
-    let shim = Env::start_with(
-        containerd::Options {
-            nri: false,
-            private_cni_bin: true,
-            ..containerd::Options::default()
-        },
-        plexus::Options {
-            shim: true,
-            ..quiet()
-        },
-    )
-    .await
-    .expect("start the shim side");
-    let loaded = format!("\"Name\":\"{SHIM_NETWORK}\"");
-    shim.containerd
-        .wait_cni_config(&loaded, Duration::from_secs(15))
+    let shim = Env::start_shim_with(quiet())
         .await
-        .expect("containerd loads the generated config");
+        .expect("start the shim side");
     let networks = format!("{MACVLAN},{BRIDGE}");
 
     for i in 0..3 {

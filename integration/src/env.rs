@@ -64,21 +64,28 @@ impl Env {
     /// CNI bin dir, plexusd installing itself as its CNI network, no plexus-nri. Returns once
     /// containerd has loaded the generated config.
     pub async fn start_shim() -> Result<Self> {
+        Self::start_shim_with(plexus::Options::default()).await
+    }
+
+    /// [`Env::start_shim`] with these plexus options (`shim` is set).
+    pub async fn start_shim_with(p: plexus::Options) -> Result<Self> {
         let c = containerd::Options {
             nri: false,
             private_cni_bin: true,
             ..containerd::Options::default()
         };
-        let p = plexus::Options {
-            shim: true,
-            ..plexus::Options::default()
-        };
+        let p = plexus::Options { shim: true, ..p };
         let env = Self::start_with(c, p).await?;
-        let loaded = format!("\"Name\":\"{}\"", SHIM_NETWORK);
-        env.containerd
-            .wait_cni_config(&loaded, std::time::Duration::from_secs(15))
-            .await?;
+        env.wait_shim_loaded().await?;
         Ok(env)
+    }
+
+    /// Waits until containerd has loaded plexus's generated CNI config (the shim path).
+    pub async fn wait_shim_loaded(&self) -> Result<()> {
+        let loaded = format!("\"Name\":\"{}\"", SHIM_NETWORK);
+        self.containerd
+            .wait_cni_config(&loaded, std::time::Duration::from_secs(15))
+            .await
     }
 
     /// The host-local lease files of the primary (eth0) network.

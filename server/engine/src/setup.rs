@@ -124,48 +124,66 @@ impl Engine {
         until: Option<Instant>,
     ) -> Result<(), Stopped> {
         let stop = |index: usize, cause: Option<Error>| Stopped { index, cause };
-        let mut steps: Vec<Option<Tracked<'_>>> = wave
-            .iter()
-            .map(|&i| {
-                let att = &plan.attachments[i];
-                Some(self.track(
-                    "attach",
-                    Op::Setup,
-                    Call::Setup,
-                    &att.network,
-                    &att.interface,
-                    rec.attachments[i].driver,
-                ))
-            })
-            .collect();
-        // All makes at once; each finished one is kept, so a deadline knows what exists.
+        // Each attachment's step (span, clock, report) starts when its make starts; the
+        // runtime's own get theirs for the route plan.
+        let drivers: Vec<_> = rec.attachments.iter().map(|a| a.driver).collect();
+        let track = |i: usize| {
+            let att = &plan.attachments[i];
+            Some(self.track(
+                "attach",
+                Op::Setup,
+                Call::Setup,
+                &att.network,
+                &att.interface,
+                drivers[i],
+            ))
+        };
+        let mut steps: Vec<Option<Tracked<'_>>> = wave.iter().map(|_| None).collect();
+        // The native makes at once, then the exec'd ones at once: natives take a few ms, and
+        // none of their steps (each a crash point) then runs while a plugin process is half
+        // way through an ADD (a plugin killed mid-ADD can leave a link under a temporary
+        // name its DEL cannot find). Each finished make is kept, so a deadline knows what
+        // exists; a failed native stops the exec'd ones from starting.
         let target = Target::of(rec);
-        let mut pending: FuturesUnordered<_> = wave
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| made[**i])
-            .map(|(k, &i)| {
-                let (att, native) = (&plan.attachments[i], natives[i].as_ref());
-                let span = steps[k]
-                    .as_ref()
-                    .map_or_else(tracing::Span::none, |s| s.span());
-                async move { (k, self.make(target, i, att, native, pod).await) }.instrument(span)
-            })
-            .collect();
         let mut results: Vec<Option<crate::Result<_>>> = wave.iter().map(|_| None).collect();
         let mut timed_out = false;
-        loop {
-            match within(until, pending.next()).await {
-                Ok(Some((k, r))) => results[k] = Some(r),
-                Ok(None) => break,
-                Err(()) => {
-                    timed_out = true;
-                    break;
+        for native_group in [true, false] {
+            if timed_out || results.iter().any(|r| matches!(r, Some(Err(_)))) {
+                break;
+            }
+            let group: Vec<(usize, usize)> = wave
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(_, i)| made[i] && natives[i].is_some() == native_group)
+                .collect();
+            for &(k, i) in &group {
+                steps[k] = track(i);
+            }
+            let mut pending: FuturesUnordered<_> = group
+                .iter()
+                .map(|&(k, i)| {
+                    let (att, native) = (&plan.attachments[i], natives[i].as_ref());
+                    let span = steps[k]
+                        .as_ref()
+                        .map_or_else(tracing::Span::none, |s| s.span());
+                    async move { (k, self.make(target, i, att, native, pod).await) }
+                        .instrument(span)
+                })
+                .collect();
+            loop {
+                match within(until, pending.next()).await {
+                    Ok(Some((k, r))) => results[k] = Some(r),
+                    Ok(None) => break,
+                    Err(()) => {
+                        timed_out = true;
+                        break;
+                    }
                 }
             }
+            // Cut short at the deadline: the makes still running are cancelled here.
+            drop(pending);
         }
-        // Cut short at the deadline: the makes still running are cancelled here.
-        drop(pending);
         // Failures are reported in plan order, each on its own step, the others as made.
         // `None` (not made here, or not finished at the deadline) counts as no failure.
         let mut errors: Vec<crate::Result<()>> = Vec::with_capacity(wave.len());
@@ -207,6 +225,9 @@ impl Engine {
         }
         for (k, &i) in wave.iter().enumerate() {
             let att = &plan.attachments[i];
+            if !made[i] {
+                steps[k] = track(i);
+            }
             let span = steps[k]
                 .as_ref()
                 .map_or_else(tracing::Span::none, |s| s.span());

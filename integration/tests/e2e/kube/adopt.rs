@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use plexus_integration::containerd::{self, Containerd};
-use plexus_integration::env::{MACVLAN, NAMESPACE, SHIM_NETWORK};
-use plexus_integration::plexus::{self, Kubernetes};
-use plexus_integration::{Env, Error, PodSpec, require_privileged};
+use plexus_integration::env::{MACVLAN, NAMESPACE};
+use plexus_integration::plexus;
+use plexus_integration::{PodSpec, require_privileged};
 use serde_json::Value;
 
 use super::hotplug::{names, wait_interfaces, wait_status};
-use super::{Api, KubeEnv, NODE, PROMPT};
+use super::{Api, KubeEnv, PROMPT};
 use crate::common::{eventually, wait_nothing_left};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,30 +36,10 @@ async fn kube_shim_a_pod_started_before_plexus_is_adopted_through_containerd() {
     let opts = plexus::Options {
         shim: true,
         containerd_adoption: true,
-        kubernetes: Some(Kubernetes {
-            kubeconfig: api.kubeconfig_path(),
-            node_name: NODE.into(),
-        }),
         ..plexus::Options::default()
     };
-    let env = Env::start_on(containerd, opts, |nads| {
-        for nad in nads {
-            api.create_nad(nad).map_err(|e| Error::Unexpected {
-                what: "creating a NAD on the fake API server",
-                detail: e.to_string(),
-            })?;
-        }
-        Ok(())
-    })
-    .await
-    .unwrap();
-    let k = KubeEnv { env, api };
-    let loaded = format!("\"Name\":\"{SHIM_NETWORK}\"");
-    k.env
-        .containerd
-        .wait_cni_config(&loaded, Duration::from_secs(15))
-        .await
-        .unwrap();
+    let k = KubeEnv::start_plexus(containerd, api, opts).await;
+    k.env.wait_shim_loaded().await.unwrap();
 
     // No NRI: only containerd's API can have told plexusd about the pod.
     let plexus = &k.env.plexus;

@@ -43,12 +43,18 @@ impl KubeEnv {
             .await
             .unwrap();
         let api = Api::start_in(containerd.host_netns().path());
+        Self::start_plexus(containerd, api, plexus::Options::default()).await
+    }
+
+    /// Starts plexus in Kubernetes mode (with `opts`) on a running containerd and its fake
+    /// API, which gets the standard NADs first.
+    pub async fn start_plexus(containerd: Containerd, api: Api, opts: plexus::Options) -> Self {
         let opts = plexus::Options {
             kubernetes: Some(Kubernetes {
                 kubeconfig: api.kubeconfig_path(),
                 node_name: NODE.into(),
             }),
-            ..plexus::Options::default()
+            ..opts
         };
         let env = Env::start_on(containerd, opts, |nads| {
             for nad in nads {
