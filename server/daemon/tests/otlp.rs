@@ -259,6 +259,7 @@ async fn setup_pod_continues_the_callers_trace_down_to_attachments() {
         "code.lineno",
         "thread.id",
         "thread.name",
+        "target",
     ] {
         assert!(
             !rpc.attributes.contains_key(noise),

@@ -165,12 +165,14 @@ pub fn init(config: TelemetryConfig) -> Result<Guard> {
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     if let Some(provider) = &provider {
         let tracer = provider.tracer("plexus");
-        // No busy_ns/idle_ns, code.* or thread.* attributes: bookkeeping, not telemetry.
+        // No busy_ns/idle_ns, code.*, thread.* or target attributes: bookkeeping, not
+        // telemetry (the span names and plexus.* attributes say where a span comes from).
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_tracked_inactivity(false)
             .with_location(false)
             .with_threads(false)
+            .with_target(false)
             .with_filter(export_filter());
         layers.push(Box::new(otel));
     }
