@@ -234,6 +234,42 @@ impl Plexusd {
     }
 }
 
+/// A test host netns with an uplink, a pod netns, and plexusd over them.
+struct Live {
+    pod: TestNetns,
+    plexusd: Plexusd,
+    _host: TestNetns,
+}
+
+impl Live {
+    fn start() -> Live {
+        let host = TestNetns::create("pxm-host").unwrap();
+        let uplink = create_uplink(&host).unwrap();
+        let pod = TestNetns::create("pxm-pod").unwrap();
+        let plexusd = Plexusd::start(host.path(), &uplink);
+        Live {
+            pod,
+            plexusd,
+            _host: host,
+        }
+    }
+
+    /// A SetupPod of sandbox `id` (pod `pod-<id>`) in the pod netns, asking for `network`.
+    fn setup(&self, id: &str, network: &str) -> v1::SetupPodRequest {
+        v1::SetupPodRequest {
+            pod: Some(v1::PodRef {
+                namespace: "default".into(),
+                name: format!("pod-{id}"),
+                uid: format!("u-{id}"),
+            }),
+            sandbox_id: id.into(),
+            netns_path: self.pod.path().display().to_string(),
+            annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), network.to_owned())].into(),
+            labels: Default::default(),
+        }
+    }
+}
+
 /// A GET with Prometheus's `Accept` header: (status, body).
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
@@ -337,26 +373,13 @@ async fn a_live_scrape_passes_promtool_and_holds_every_metric_the_rules_and_dash
     let Some(promtool) = promtool() else {
         return;
     };
-    let host = TestNetns::create("pxm-host").unwrap();
-    let uplink = create_uplink(&host).unwrap();
-    let pod = TestNetns::create("pxm-pod").unwrap();
-    let plexusd = Plexusd::start(host.path(), &uplink);
+    let live = Live::start();
+    let (plexusd, setup) = (&live.plexusd, |id: &str, net: &str| live.setup(id, net));
     // A pod set up and torn down, then one whose network does not exist: every family
     // the rules and the dashboard use gets samples with their labels.
     let mut client = plexus_integration::plexus::connect(&plexusd.socket)
         .await
         .unwrap();
-    let setup = |id: &str, network: &str| v1::SetupPodRequest {
-        pod: Some(v1::PodRef {
-            namespace: "default".into(),
-            name: "watched".into(),
-            uid: "u-1".into(),
-        }),
-        sandbox_id: id.into(),
-        netns_path: pod.path().display().to_string(),
-        annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), network.to_owned())].into(),
-        labels: Default::default(),
-    };
     client
         .setup_pod(setup("monitoring-1", "watched-net"))
         .await
@@ -500,26 +523,12 @@ async fn failures_are_counted_by_reason_resolution_attach_and_deadline() {
     if !plexus_integration::require_privileged() {
         return;
     }
-    let host = TestNetns::create("pxm-host").unwrap();
-    let uplink = create_uplink(&host).unwrap();
-    let pod = TestNetns::create("pxm-pod").unwrap();
-    let plexusd = Plexusd::start(host.path(), &uplink);
+    let live = Live::start();
+    let plexusd = &live.plexusd;
     let mut client = plexus_integration::plexus::connect(&plexusd.socket)
         .await
         .unwrap();
-    let request = |id: &str, network: &str| {
-        tonic::Request::new(v1::SetupPodRequest {
-            pod: Some(v1::PodRef {
-                namespace: "default".into(),
-                name: format!("counted-{id}"),
-                uid: format!("u-{id}"),
-            }),
-            sandbox_id: id.into(),
-            netns_path: pod.path().display().to_string(),
-            annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), network.to_owned())].into(),
-            labels: Default::default(),
-        })
-    };
+    let request = |id: &str, network: &str| tonic::Request::new(live.setup(id, network));
     let scrape = || get(plexusd.metrics, "/metrics").unwrap().1;
     let failed = |s: &str, reason: &str| {
         sample(

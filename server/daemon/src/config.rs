@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 mod cni;
+mod containerd;
 mod durations;
 mod raw;
 

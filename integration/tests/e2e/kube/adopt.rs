@@ -3,17 +3,14 @@
 //! was installed (containerd ran the primary conflist itself) is adopted as it is — eth0
 //! untouched — and a later annotation edit is acted on; its delete then leaves nothing.
 
-use std::time::Duration;
-
 use plexus_integration::containerd::{self, Containerd};
-use plexus_integration::env::{MACVLAN, NAMESPACE};
+use plexus_integration::env::NAMESPACE;
 use plexus_integration::plexus;
 use plexus_integration::{PodSpec, require_privileged};
-use serde_json::Value;
 
-use super::hotplug::{names, wait_interfaces, wait_status};
+use super::hotplug::{attach_by_annotation_then_delete, names};
 use super::{Api, KubeEnv, PROMPT};
-use crate::common::{eventually, wait_nothing_left};
+use crate::common::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_shim_a_pod_started_before_plexus_is_adopted_through_containerd() {
@@ -75,22 +72,8 @@ async fn kube_shim_a_pod_started_before_plexus_is_adopted_through_containerd() {
     let log = std::fs::read_to_string(&plexus.paths().plexusd_log).unwrap();
     assert!(log.contains("adopted live pods"), "{log}");
 
-    // A later edit of the annotation is acted on.
-    let target = format!("{}/{}", pod.namespace, pod.name);
-    let said = plexus
-        .plexusctl(&["attach", "--pod", &target, MACVLAN, "--output", "json"])
-        .unwrap();
-    let said: Value = serde_json::from_str(&said).unwrap();
-    assert_eq!(
-        said["annotation"]["k8s.v1.cni.cncf.io/networks"], MACVLAN,
-        "{said}"
-    );
-    wait_interfaces(&pod, &["eth0", "net1"]).await;
-    let m = format!("{NAMESPACE}/{MACVLAN}");
-    wait_status(&k, &pod, &[(&m, "net1")]).await;
-
-    k.env.containerd.delete_pod(&pod).await.unwrap();
-    wait_nothing_left(&k.env, Duration::from_secs(5)).await;
+    // A later edit of the annotation is acted on; the delete leaves nothing.
+    attach_by_annotation_then_delete(&k, &pod).await;
     assert!(
         k.env.primary_leases().is_empty(),
         "the primary's lease of the adopted pod: {:?}\n{}",

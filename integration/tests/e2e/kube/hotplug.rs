@@ -263,6 +263,13 @@ async fn kube_hotplug_a_pod_started_before_plexus_is_adopted_and_follows_later_e
     );
 
     // The later edit through plexusctl, which has plexusd patch the annotation.
+    attach_by_annotation_then_delete(&k, &pod).await;
+}
+
+/// The later edit of an adopted pod: `plexusctl attach --pod` has plexusd patch the
+/// annotation, the controller attaches net1 and network-status lists it; then the pod is
+/// deleted and nothing is left.
+pub(super) async fn attach_by_annotation_then_delete(k: &KubeEnv, pod: &Pod) {
     let target = format!("{}/{}", pod.namespace, pod.name);
     let said = k
         .env
@@ -274,10 +281,9 @@ async fn kube_hotplug_a_pod_started_before_plexus_is_adopted_and_follows_later_e
         said["annotation"]["k8s.v1.cni.cncf.io/networks"], MACVLAN,
         "{said}"
     );
-    wait_interfaces(&pod, &["eth0", "net1"]).await;
+    wait_interfaces(pod, &["eth0", "net1"]).await;
     let m = format!("{NAMESPACE}/{MACVLAN}");
-    wait_status(&k, &pod, &[(&m, "net1")]).await;
-
-    k.env.containerd.delete_pod(&pod).await.unwrap();
+    wait_status(k, pod, &[(&m, "net1")]).await;
+    k.env.containerd.delete_pod(pod).await.unwrap();
     wait_nothing_left(&k.env, Duration::from_secs(5)).await;
 }

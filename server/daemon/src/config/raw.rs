@@ -87,14 +87,7 @@ pub(super) struct RawConfig {
     #[serde(rename = "readinessindicatorfile", alias = "readinessIndicatorFile")]
     readiness_indicator_file: Option<PathBuf>,
     dhcp_daemon_socket: Option<PathBuf>,
-    containerd: Option<RawContainerd>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawContainerd {
-    socket: Option<PathBuf>,
-    namespace: Option<String>,
+    containerd: Option<super::containerd::RawContainerd>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,39 +219,8 @@ fn nad_source(
     }
 }
 
-fn path(base: &Path, p: PathBuf) -> PathBuf {
+pub(super) fn path(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
-}
-
-/// `containerd.*`: off unless a socket is given; the namespace a containerd namespace name.
-fn containerd(raw: RawContainerd, base: &Path) -> Result<Option<super::ContainerdConfig>> {
-    let namespace = raw
-        .namespace
-        .unwrap_or_else(|| plexus_containerd::CRI_NAMESPACE.to_owned());
-    // containerd's rule: a label of letters, digits, '-', '_' and '.', at most 76 bytes.
-    let valid = !namespace.is_empty()
-        && namespace.len() <= 76
-        && namespace.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && namespace
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid {
-        return Err(invalid(
-            "containerd.namespace",
-            format!(
-                "{namespace:?} is not a containerd namespace: 1-76 letters, digits, '-', '_' or '.', starting with a letter or digit (the CRI plugin's is k8s.io)"
-            ),
-        ));
-    }
-    Ok(match raw.socket {
-        Some(socket) if !socket.as_os_str().is_empty() && socket != Path::new("off") => {
-            Some(super::ContainerdConfig {
-                socket: path(base, socket),
-                namespace,
-            })
-        }
-        _ => None,
-    })
 }
 
 fn count(key: &'static str, value: i64, min: i64) -> Result<usize> {
@@ -370,7 +332,7 @@ impl RawConfig {
             Some(text) => duration("nri.deadlineBudget", &text)?,
             None => Duration::from_millis(1500),
         };
-        let containerd = containerd(self.containerd.unwrap_or_default(), base)?;
+        let containerd = super::containerd::parse(self.containerd.unwrap_or_default(), base)?;
         let reconcile_interval = match self.reconcile.and_then(|r| r.interval) {
             Some(value) => sweep_interval("reconcile.interval", &value)?,
             None => Some(Duration::from_secs(60)),
