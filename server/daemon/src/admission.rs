@@ -1,17 +1,16 @@
-//! Admission control: bounded parallelism, a bounded queue, and one-at-a-time per sandbox.
+//! Admission control: bounded parallelism and a bounded queue.
 //!
 //! Under a burst of pod starts, Multus's daemon spawned unbounded work and was OOM-killed
 //! (multus-cni #1346). Here at most `max_parallel` mutating requests run; up to `max_queued`
 //! more wait; anything beyond is refused at once with `RESOURCE_EXHAUSTED`, so memory stays
-//! bounded. Independently, work on one sandbox is serialised by a per-sandbox async mutex
-//! whose entry is removed as soon as nobody holds or waits for it.
+//! bounded. A request takes its slot only once it holds its sandbox's lock (the engine's,
+//! `plexus_engine::lock`), so one waiting for a busy sandbox holds no slot.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 
@@ -93,69 +92,6 @@ impl Drop for QueueTicket<'_> {
     }
 }
 
-/// Per-sandbox async mutexes, created on demand and dropped when unused.
-#[derive(Debug, Default)]
-pub struct SandboxLocks {
-    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-}
-
-/// Exclusive right to work on one sandbox; released (and the entry cleaned up) on drop.
-#[derive(Debug)]
-pub struct SandboxGuard {
-    id: String,
-    guard: Option<OwnedMutexGuard<()>>,
-    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-}
-
-impl SandboxLocks {
-    /// Waits for exclusive access to `sandbox_id` (until `deadline`).
-    pub async fn lock(&self, sandbox_id: &str, deadline: Option<Instant>) -> Result<SandboxGuard> {
-        let mutex = {
-            let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(map.entry(sandbox_id.to_owned()).or_default())
-        };
-        // Build the guard first so a timeout below still cleans the entry up.
-        let mut sandbox = SandboxGuard {
-            id: sandbox_id.to_owned(),
-            guard: None,
-            locks: Arc::clone(&self.locks),
-        };
-        let acquire = mutex.lock_owned();
-        let guard = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), acquire)
-                .await
-                .map_err(|_| Error::DeadlineExceeded {
-                    operation: format!("waiting for other work on sandbox {sandbox_id}"),
-                    undone: "nothing was done".to_owned(),
-                })?,
-            None => acquire.await,
-        };
-        sandbox.guard = Some(guard);
-        Ok(sandbox)
-    }
-
-    /// Number of sandboxes with a lock entry (held or awaited).
-    pub fn len(&self) -> usize {
-        self.locks.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// True when no sandbox is locked or awaited.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Drop for SandboxGuard {
-    fn drop(&mut self) {
-        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        self.guard = None;
-        // Only the map holds the mutex now (no holder, no waiter): forget it.
-        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.id);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -196,27 +132,5 @@ mod tests {
         let err = admission.enter("b", Some(deadline)).await.unwrap_err();
         assert!(matches!(err, Error::DeadlineExceeded { .. }), "{err}");
         assert_eq!(admission.queued(), 0);
-    }
-
-    #[tokio::test]
-    async fn sandbox_lock_serialises_and_cleans_up() {
-        let locks = Arc::new(SandboxLocks::default());
-        let held = locks.lock("sb1", None).await.unwrap();
-        let other = locks.lock("sb2", None).await.unwrap();
-        let deadline = Instant::now() + Duration::from_millis(20);
-        let err = locks.lock("sb1", Some(deadline)).await.unwrap_err();
-        assert!(matches!(err, Error::DeadlineExceeded { .. }));
-        assert_eq!(locks.len(), 2);
-        drop(other);
-        assert_eq!(locks.len(), 1);
-        let waiter = {
-            let locks = Arc::clone(&locks);
-            tokio::spawn(async move { locks.lock("sb1", None).await.map(drop) })
-        };
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(!waiter.is_finished());
-        drop(held);
-        waiter.await.unwrap().unwrap();
-        assert!(locks.is_empty());
     }
 }

@@ -2,13 +2,17 @@
 //!
 //! The service never touches netlink, namespaces, plugins or the state directory itself: it
 //! calls an [`Attacher`]. Production uses the adapter over `plexus_engine::Engine`
-//! (`engine.rs`); tests use the recording fake in [`crate::test_util`]. Callers serialise work
-//! per sandbox; implementations must still be safe if they do not.
+//! (`engine.rs`); tests use the recording fake in [`crate::test_util`].
+//!
+//! A sandbox has one lock, the engine's ([`plexus_engine::lock`]): the service takes it with
+//! [`Attacher::lock`] before anything else (before its parallelism slot), and every mutating
+//! call names its sandbox by that lock, so none can run without it.
 
 use std::future::Future;
 
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
+use plexus_engine::SandboxLock;
 
 use crate::error::Result;
 use crate::model::{AttachmentView, RecoveryOutcome, SandboxSpec, SandboxView, TeardownOutcome};
@@ -22,10 +26,16 @@ pub trait Attacher: Send + Sync + 'static {
     /// Finishes or undoes work interrupted by a crash; called once before serving.
     fn recover(&self) -> impl Future<Output = Result<RecoveryOutcome>> + Send;
 
+    /// Waits for `sandbox_id`'s lock and takes it (bound the wait with a timeout around
+    /// this future).
+    fn lock(&self, sandbox_id: &SandboxId) -> impl Future<Output = SandboxLock> + Send;
+
     /// Executes a pod's plan in its netns and records it, unless the sandbox is already
-    /// set up exactly as planned (the attacher decides; see [`SetupDone::reused`]).
+    /// set up exactly as planned (the attacher decides; see [`SetupDone::reused`]). `lock`
+    /// is `spec`'s sandbox's.
     fn setup(
         &self,
+        lock: &SandboxLock,
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
@@ -34,14 +44,14 @@ pub trait Attacher: Send + Sync + 'static {
     /// Tears down everything recorded for a sandbox (unknown: `known == false`, not an error).
     fn teardown(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<TeardownOutcome>> + Send;
 
     /// Hot-plugs one attachment into a recorded sandbox.
     fn attach(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         attachment: PlannedAttachment,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<AttachmentView>> + Send;
@@ -49,7 +59,7 @@ pub trait Attacher: Send + Sync + 'static {
     /// Hot-unplugs one interface from a recorded sandbox.
     fn detach(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         interface: String,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<AttachmentView>> + Send;

@@ -5,7 +5,9 @@
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_engine::error::chain;
-use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord, SetupError};
+use plexus_engine::{
+    AttachmentRecord, Driver, Engine, Phase, SandboxLock, SandboxRecord, SetupError,
+};
 
 use crate::attacher::{Attacher, SetupDone};
 use crate::error::{Error, Result};
@@ -111,12 +113,13 @@ impl EngineAttacher {
     /// Undoes a hot-plug whose deadline passed, and says what was undone.
     ///
     /// The engine's hot-plug has no deadline of its own, so the service drops it: that kills
-    /// a running CNI plugin (with its process group) and releases the engine's sandbox lock.
+    /// a running CNI plugin (with its process group); the sandbox's lock stays held.
     /// What the engine had recorded by then (the intent, written before anything is made, or
     /// the finished attachment) is removed exactly like a detach, which tolerates pieces that
     /// were never made. No record means nothing was made.
-    async fn undo_attach(&self, sandbox_id: &SandboxId, network: &str, interface: &str) -> String {
-        match self.engine.detach(sandbox_id, interface).await {
+    async fn undo_attach(&self, lock: &SandboxLock, network: &str, interface: &str) -> String {
+        let sandbox_id = lock.sandbox_id();
+        match self.engine.detach_locked(lock, interface).await {
             Ok(_) => undone_text(&[format!("{interface} ({network})")], &[]),
             Err(
                 plexus_engine::Error::NoSuchAttachment { .. }
@@ -165,8 +168,13 @@ impl Attacher for EngineAttacher {
         Ok(RecoveryOutcome { repaired, failed })
     }
 
+    async fn lock(&self, sandbox_id: &SandboxId) -> SandboxLock {
+        self.engine.lock(sandbox_id).await
+    }
+
     async fn setup(
         &self,
+        lock: &SandboxLock,
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
@@ -184,7 +192,7 @@ impl Attacher for EngineAttacher {
                 undone: "nothing was done".to_owned(),
             });
         }
-        match self.engine.setup_or_reuse(sb, plan, deadline).await {
+        match self.engine.setup_locked(lock, sb, plan, deadline).await {
             Ok(done) => Ok(SetupDone {
                 sandbox: sandbox_view(&done.record),
                 reused: done.reused,
@@ -242,14 +250,15 @@ impl Attacher for EngineAttacher {
 
     async fn teardown(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
         // Teardown always runs to the end: a half-removed pod is worse than a late answer.
-        let before = self.engine.sandbox(&sandbox_id).ok().flatten();
+        let sandbox_id = lock.sandbox_id();
+        let before = self.engine.sandbox(sandbox_id).ok().flatten();
         let report = self
             .engine
-            .teardown(&sandbox_id)
+            .teardown_locked(lock)
             .await
             .map_err(|e| Error::Teardown {
                 sandbox_id: sandbox_id.to_string(),
@@ -293,20 +302,21 @@ impl Attacher for EngineAttacher {
 
     async fn attach(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         attachment: PlannedAttachment,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
+        let sandbox_id = lock.sandbox_id();
         let network = attachment.network.clone();
         let interface = attachment.interface.clone();
         // An interface recorded before this call is never this call's to undo (the engine
         // refuses the name anyway).
         let taken = self
             .engine
-            .sandbox(&sandbox_id)
+            .sandbox(sandbox_id)
             .map_err(state_error(format!("sandbox {sandbox_id}")))?
             .is_some_and(|rec| rec.attachment(&interface).is_some());
-        let attach = self.engine.attach(&sandbox_id, attachment);
+        let attach = self.engine.attach_locked(lock, attachment);
         let result = match deadline {
             None => attach.await,
             Some(deadline) => match tokio::time::timeout_at(deadline.work().into(), attach).await {
@@ -314,7 +324,7 @@ impl Attacher for EngineAttacher {
                 Err(_) => {
                     let undone = match taken {
                         true => undone_text(&[], &[]),
-                        false => self.undo_attach(&sandbox_id, &network, &interface).await,
+                        false => self.undo_attach(lock, &network, &interface).await,
                     };
                     return Err(Error::DeadlineExceeded {
                         operation: format!(
@@ -355,11 +365,12 @@ impl Attacher for EngineAttacher {
 
     async fn detach(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         interface: String,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
-        match self.engine.detach(&sandbox_id, &interface).await {
+        let sandbox_id = lock.sandbox_id();
+        match self.engine.detach_locked(lock, &interface).await {
             Ok(rec) => Ok(attachment_view(&rec)),
             Err(plexus_engine::Error::UnknownSandbox { .. }) => Err(Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
+use plexus_engine::SandboxLock;
 
 use crate::attacher::{Attacher, SetupDone};
 use crate::error::{Error, Result};
@@ -49,6 +50,8 @@ pub struct FakeAttacher {
     max_in_flight: AtomicUsize,
     /// Detaches of this interface fail with this message while set.
     failing_detach: Mutex<Option<(String, String)>>,
+    /// The same kind of lock map as the engine's.
+    locks: plexus_engine::SandboxLocks,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -277,6 +280,22 @@ impl<'a> InFlight<'a> {
     }
 }
 
+impl FakeAttacher {
+    /// Every mutating call must come with this attacher's lock of its sandbox.
+    fn held<'a>(&self, lock: &SandboxLock, sandbox_id: &'a SandboxId) -> &'a SandboxId {
+        assert!(
+            self.locks.issued(lock) && lock.sandbox_id() == sandbox_id,
+            "sandbox {sandbox_id} changed without holding its lock"
+        );
+        sandbox_id
+    }
+
+    /// Callers holding or waiting for `sandbox_id`'s lock right now.
+    pub fn lock_users(&self, sandbox_id: &str) -> usize {
+        SandboxId::new(sandbox_id).map_or(0, |id| self.locks.users(&id))
+    }
+}
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
@@ -289,12 +308,18 @@ impl Attacher for FakeAttacher {
         Ok(RecoveryOutcome::default())
     }
 
+    async fn lock(&self, sandbox_id: &SandboxId) -> SandboxLock {
+        self.locks.lock(sandbox_id).await
+    }
+
     async fn setup(
         &self,
+        lock: &SandboxLock,
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<SetupDone> {
+        self.held(lock, &spec.sandbox_id);
         // The engine's rule, as far as a view shows it: every attachment attached, with
         // the planned networks and interfaces in order, in the same netns.
         if let Some(existing) = self.sandbox(&spec.sandbox_id)?
@@ -359,9 +384,10 @@ impl Attacher for FakeAttacher {
 
     async fn teardown(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
+        let sandbox_id = self.held(lock, lock.sandbox_id());
         self.record(Call::Teardown(sandbox_id.to_string()));
         self.removal_wait().await;
         Ok(match self.forget(sandbox_id.as_str()) {
@@ -376,17 +402,18 @@ impl Attacher for FakeAttacher {
 
     async fn attach(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         attachment: PlannedAttachment,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
+        let sandbox_id = self.held(lock, lock.sandbox_id());
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
         self.record(Call::Attach(
             sandbox_id.to_string(),
             attachment.interface.clone(),
         ));
         let mut view = self
-            .sandbox(&sandbox_id)?
+            .sandbox(sandbox_id)?
             .ok_or_else(|| Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
             })?;
@@ -404,13 +431,14 @@ impl Attacher for FakeAttacher {
 
     async fn detach(
         &self,
-        sandbox_id: SandboxId,
+        lock: &SandboxLock,
         interface: String,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
+        let sandbox_id = self.held(lock, lock.sandbox_id());
         self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
         self.removal_wait().await;
-        if let Some((_, message)) = lock(&self.failing_detach)
+        if let Some((_, message)) = self::lock(&self.failing_detach)
             .as_ref()
             .filter(|(i, _)| *i == interface)
         {
@@ -421,7 +449,7 @@ impl Attacher for FakeAttacher {
             });
         }
         let mut view = self
-            .sandbox(&sandbox_id)?
+            .sandbox(sandbox_id)?
             .ok_or_else(|| Error::SandboxNotFound {
                 selector: format!("sandbox {sandbox_id}"),
             })?;

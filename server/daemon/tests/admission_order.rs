@@ -57,8 +57,8 @@ async fn a_request_waiting_for_its_sandbox_holds_no_slot() {
     let n = Arc::clone(&node);
     let a_down =
         tokio::spawn(async move { n.teardown_pod(SandboxId::new("pod-a").unwrap(), None).await });
-    // Let the teardown reach its wait for pod-a's lock.
-    for _ in 0..100 {
+    // The teardown waits for pod-a's lock (held by the setup).
+    while attacher.lock_users("pod-a") < 2 {
         tokio::task::yield_now().await;
     }
     let b = node

@@ -51,8 +51,13 @@ impl Attacher for TracedAttacher {
         self.0.recover().await
     }
 
+    async fn lock(&self, sandbox_id: &plexus_core::SandboxId) -> plexus_engine::SandboxLock {
+        self.0.lock(sandbox_id).await
+    }
+
     async fn setup(
         &self,
+        lock: &plexus_engine::SandboxLock,
         spec: SandboxSpec,
         plan: Plan,
         deadline: Option<plexus_core::deadline::Deadline>,
@@ -72,33 +77,33 @@ impl Attacher for TracedAttacher {
             .await;
             record_outcome(&span, "ok");
         }
-        self.0.setup(spec, plan, deadline).await
+        self.0.setup(lock, spec, plan, deadline).await
     }
 
     async fn teardown(
         &self,
-        sandbox_id: plexus_core::SandboxId,
+        lock: &plexus_engine::SandboxLock,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<TeardownOutcome> {
-        self.0.teardown(sandbox_id, deadline).await
+        self.0.teardown(lock, deadline).await
     }
 
     async fn attach(
         &self,
-        sandbox_id: plexus_core::SandboxId,
+        lock: &plexus_engine::SandboxLock,
         attachment: PlannedAttachment,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<AttachmentView> {
-        self.0.attach(sandbox_id, attachment, deadline).await
+        self.0.attach(lock, attachment, deadline).await
     }
 
     async fn detach(
         &self,
-        sandbox_id: plexus_core::SandboxId,
+        lock: &plexus_engine::SandboxLock,
         interface: String,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<AttachmentView> {
-        self.0.detach(sandbox_id, interface, deadline).await
+        self.0.detach(lock, interface, deadline).await
     }
 
     fn sandboxes(&self) -> plexus_server::Result<Vec<SandboxView>> {

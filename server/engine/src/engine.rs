@@ -8,21 +8,20 @@
 //! in `attach.rs`. Every attachment step
 //! runs in its `attachment` span and is reported to the observer (`observe.rs`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use plexus_core::deadline::Deadline;
 use plexus_core::id::SandboxId;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
 use plexus_netlink::Handle;
-use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 use crate::config::EngineConfig;
 use crate::error::{Error, Result, SetupError};
 use crate::exec::Exec;
+use crate::lock::{SandboxLock, SandboxLocks};
 use crate::native::Ctx;
 use crate::observe::{Call, Observer, ObserverSlot, Op, Tracked};
 use crate::setup::within;
@@ -50,7 +49,7 @@ pub(crate) struct Inner {
     pub cfg: EngineConfig,
     pub store: Store,
     pub exec: Arc<dyn Exec>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: SandboxLocks,
     host: tokio::sync::OnceCell<Handle>,
     observer: ObserverSlot,
     /// The runtime's primary, described from its CNI cache.
@@ -73,7 +72,7 @@ impl Engine {
                 cfg,
                 store,
                 exec,
-                locks: Mutex::new(HashMap::new()),
+                locks: SandboxLocks::new(),
                 host: tokio::sync::OnceCell::new(),
                 observer: ObserverSlot::new(),
                 primary,
@@ -124,13 +123,31 @@ impl Engine {
         self.inner.store.load(sandbox_id)
     }
 
-    pub(crate) async fn lock(&self, sandbox_id: &str) -> OwnedMutexGuard<()> {
-        let m = {
-            let mut locks = self.inner.locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.retain(|_, m| Arc::strong_count(m) > 1);
-            locks.entry(sandbox_id.to_string()).or_default().clone()
-        };
-        m.lock_owned().await
+    /// Waits for the sandbox's lock (see [`crate::lock`]) and takes it, for the `*_locked`
+    /// operations. Bound the wait with a timeout around this future.
+    pub async fn lock(&self, sandbox_id: &SandboxId) -> SandboxLock {
+        self.inner.locks.lock(sandbox_id).await
+    }
+
+    /// Sandboxes whose lock is held or waited for right now.
+    pub fn locked(&self) -> usize {
+        self.inner.locks.len()
+    }
+
+    /// Callers holding or waiting for `sandbox_id`'s lock right now.
+    pub fn lock_users(&self, sandbox_id: &SandboxId) -> usize {
+        self.inner.locks.users(sandbox_id)
+    }
+
+    /// Checks that `lock` is this engine's lock of `sandbox_id`.
+    pub(crate) fn held(&self, lock: &SandboxLock, sandbox_id: &SandboxId) -> Result<()> {
+        if self.inner.locks.issued(lock) && lock.sandbox_id() == sandbox_id {
+            return Ok(());
+        }
+        Err(Error::LockNotHeld {
+            sandbox_id: sandbox_id.to_string(),
+            held: lock.sandbox_id().to_string(),
+        })
     }
 
     pub(crate) async fn host(&self) -> Result<&Handle> {
@@ -169,41 +186,47 @@ impl Engine {
 
     /// Executes `plan` for the sandbox: every attachment at once (see `setup.rs` for the
     /// order kept), recorded as one intent before and one done after; on failure everything
-    /// made is undone in reverse.
+    /// made is undone in reverse. Takes the sandbox's lock for itself.
     pub async fn setup(&self, sb: SandboxSpec, plan: Plan) -> Result<SandboxRecord, SetupError> {
-        self.setup_inner(sb, plan, None).await.map(|d| d.record)
+        self.setup_inner(None, sb, plan, None)
+            .await
+            .map(|d| d.record)
     }
 
-    /// Like [`Engine::setup`] (with an optional deadline, see
-    /// [`Engine::setup_with_deadline`]), and says whether the sandbox was already set up
-    /// exactly as planned: the one place that decides it (every attachment done, with the
-    /// same planned network, config and interface, in the same netns), so a retried setup
-    /// after a NAD change is redone, not answered from the stale record.
-    pub async fn setup_or_reuse(
+    /// Like [`Engine::setup`] under a lock the caller already holds (see
+    /// [`Engine::lock`]), with an optional deadline (see [`Engine::setup_with_deadline`]),
+    /// and says whether the sandbox was already set up exactly as planned: the one place
+    /// that decides it (every attachment done, with the same planned network, config and
+    /// interface, in the same netns), so a retried setup after a NAD change is redone, not
+    /// answered from the stale record.
+    pub async fn setup_locked(
         &self,
+        lock: &SandboxLock,
         sb: SandboxSpec,
         plan: Plan,
         deadline: Option<Deadline>,
     ) -> Result<SetupDone, SetupError> {
-        self.setup_inner(sb, plan, deadline).await
+        self.setup_inner(Some(lock), sb, plan, deadline).await
     }
 
-    /// Like [`Engine::setup`], but when `deadline`'s work time passes, undoes what was made
-    /// (until its undo time; what is left stays recorded for teardown or recovery) and
-    /// returns [`SetupError::DeadlineExceeded`].
+    /// Like [`Engine::setup`], but when `deadline`'s work time passes (waiting for the
+    /// sandbox's lock included), undoes what was made (until its undo time; what is left
+    /// stays recorded for teardown or recovery) and returns
+    /// [`SetupError::DeadlineExceeded`].
     pub async fn setup_with_deadline(
         &self,
         sb: SandboxSpec,
         plan: Plan,
         deadline: Deadline,
     ) -> Result<SandboxRecord, SetupError> {
-        self.setup_inner(sb, plan, Some(deadline))
+        self.setup_inner(None, sb, plan, Some(deadline))
             .await
             .map(|d| d.record)
     }
 
     async fn setup_inner(
         &self,
+        lock: Option<&SandboxLock>,
         sb: SandboxSpec,
         plan: Plan,
         deadline: Option<Deadline>,
@@ -226,11 +249,22 @@ impl Engine {
             undone: Vec::new(),
             undo_failures: note.map(str::to_string).into_iter().collect(),
         };
+        if let Some(lock) = lock {
+            self.held(lock, &sb.sandbox_id).map_err(engine_err)?;
+        }
         // Before anything else: nothing may be made in (or torn down for) a namespace that
         // is not the pod's own.
         self.check_pod_netns(&sb.netns).map_err(engine_err)?;
-        let Ok(_guard) = within(until, self.lock(sb.sandbox_id.as_str())).await else {
-            return Err(expired("waiting for the sandbox lock", None));
+        let owned;
+        let _lock = match lock {
+            Some(lock) => lock,
+            None => match within(until, self.lock(&sb.sandbox_id)).await {
+                Ok(lock) => {
+                    owned = lock;
+                    &owned
+                }
+                Err(()) => return Err(expired("waiting for the sandbox lock", None)),
+            },
         };
         // The old record to tear down first: `Some(None)` when it is unreadable.
         let old = match self.inner.store.load(&sb.sandbox_id) {
@@ -347,13 +381,23 @@ impl Engine {
         })
     }
 
-    /// Hot-plugs one attachment into a set-up sandbox.
+    /// Hot-plugs one attachment into a set-up sandbox. Takes the sandbox's lock for itself.
     pub async fn attach(
         &self,
         sandbox_id: &SandboxId,
         att: PlannedAttachment,
     ) -> Result<AttachmentRecord> {
-        let _guard = self.lock(sandbox_id.as_str()).await;
+        self.attach_locked(&self.lock(sandbox_id).await, att).await
+    }
+
+    /// Like [`Engine::attach`] under a lock the caller already holds.
+    pub async fn attach_locked(
+        &self,
+        lock: &SandboxLock,
+        att: PlannedAttachment,
+    ) -> Result<AttachmentRecord> {
+        let sandbox_id = lock.sandbox_id();
+        self.held(lock, sandbox_id)?;
         let mut rec = self
             .inner
             .store
@@ -389,7 +433,7 @@ impl Engine {
     }
 }
 
-/// What [`Engine::setup_or_reuse`] did.
+/// What [`Engine::setup_locked`] did.
 #[derive(Debug, Clone)]
 pub struct SetupDone {
     /// The sandbox's record.

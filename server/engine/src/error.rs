@@ -218,6 +218,18 @@ pub enum Error {
         /// The sandbox.
         sandbox_id: String,
     },
+    /// A caller handed a sandbox operation a lock that is not this engine's lock of that
+    /// sandbox (a bug in the caller, never input): nothing was done.
+    #[error(
+        "internal error: sandbox {sandbox_id} was to be changed under the lock of {held}, \
+         not its own from this engine; nothing was done"
+    )]
+    LockNotHeld {
+        /// The sandbox to change.
+        sandbox_id: String,
+        /// The sandbox the lock handed in is for.
+        held: String,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -276,7 +288,7 @@ impl Error {
             Error::TeardownIncomplete { .. } => "teardown_incomplete",
             Error::DetachPrimary { .. } => "primary",
             Error::DetachAdopted { .. } => "adopted",
-            Error::Task(_) => "internal",
+            Error::Task(_) | Error::LockNotHeld { .. } => "internal",
         }
     }
 }

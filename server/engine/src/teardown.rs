@@ -27,6 +27,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result, chain};
 use crate::exec::ExecRequest;
 use crate::ipam;
+use crate::lock::SandboxLock;
 use crate::observe::{Call, Op, Outcome};
 use crate::state::{AttachmentRecord, Driver, Phase, SandboxRecord};
 
@@ -68,8 +69,15 @@ pub struct RecoveryReport {
 impl Engine {
     /// Tears a sandbox down: every attachment in reverse, exactly once. An unknown sandbox
     /// is `Ok` with `known = false`.
+    /// Takes the sandbox's lock for itself.
     pub async fn teardown(&self, sandbox_id: &SandboxId) -> Result<TeardownReport> {
-        let _guard = self.lock(sandbox_id.as_str()).await;
+        self.teardown_locked(&self.lock(sandbox_id).await).await
+    }
+
+    /// Like [`Engine::teardown`] under a lock the caller already holds.
+    pub async fn teardown_locked(&self, lock: &SandboxLock) -> Result<TeardownReport> {
+        let sandbox_id = lock.sandbox_id();
+        self.held(lock, sandbox_id)?;
         match self.inner.store.load(sandbox_id) {
             Ok(None) => Ok(TeardownReport::default()),
             Ok(Some(rec)) => self.teardown_record(rec, Call::Teardown).await,
@@ -80,13 +88,25 @@ impl Engine {
         }
     }
 
-    /// Removes one hot-plugged (or planned) attachment by interface name.
+    /// Removes one hot-plugged (or planned) attachment by interface name. Takes the
+    /// sandbox's lock for itself.
     pub async fn detach(
         &self,
         sandbox_id: &SandboxId,
         interface: &str,
     ) -> Result<AttachmentRecord> {
-        let _guard = self.lock(sandbox_id.as_str()).await;
+        self.detach_locked(&self.lock(sandbox_id).await, interface)
+            .await
+    }
+
+    /// Like [`Engine::detach`] under a lock the caller already holds.
+    pub async fn detach_locked(
+        &self,
+        lock: &SandboxLock,
+        interface: &str,
+    ) -> Result<AttachmentRecord> {
+        let sandbox_id = lock.sandbox_id();
+        self.held(lock, sandbox_id)?;
         let mut rec = self
             .inner
             .store
@@ -136,7 +156,7 @@ impl Engine {
     pub async fn recover(&self) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
         for id in self.inner.store.ids()? {
-            let _guard = self.lock(id.as_str()).await;
+            let _lock = self.lock(&id).await;
             let mut rec = match self.inner.store.load(&id) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,

@@ -104,10 +104,10 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 .run(
                     Operation::Setup,
                     op,
-                    Some(id.clone()),
+                    id.clone(),
                     None,
                     None,
-                    move |node, deadline| async move {
+                    move |node, deadline, lock| async move {
                         // Under the lock: a setup that started after the list wins.
                         if node
                             .marks
@@ -118,7 +118,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                             return Ok(false);
                         }
                         node.attacher
-                            .setup(spec, plan, deadline)
+                            .setup(&lock, spec, plan, deadline)
                             .await
                             .map(|_| true)
                     },

@@ -77,10 +77,10 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self.run(
             Operation::Attach,
             op,
-            Some(id),
+            id,
             timeout,
             None,
-            move |node, deadline| async move {
+            move |node, deadline, lock| async move {
                 let _busy = busy;
                 // Re-read under the lock: the interfaces present decide the new name.
                 let sandbox = node.attacher.sandbox(&sandbox.sandbox_id)?.ok_or_else(|| {
@@ -96,7 +96,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 let mut planned = node.planner.plan_one(&sandbox.pod, &selection, &present)?;
                 planned.origin = origin;
                 let id = sandbox.sandbox_id.clone();
-                match node.attacher.attach(id.clone(), planned, deadline).await {
+                match node.attacher.attach(&lock, planned, deadline).await {
                     Ok(attachment) => {
                         node.publish(EventKind::Attached, &sandbox, Some(&attachment), "");
                         let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
@@ -168,10 +168,10 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self.run(
             Operation::Detach,
             op,
-            Some(id),
+            id,
             timeout,
             None,
-            move |node, deadline| async move {
+            move |node, deadline, lock| async move {
                 let id = sandbox.sandbox_id.clone();
                 let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);
                 let Some(found) = sandbox
@@ -196,7 +196,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                             other => other,
                         })?;
                 }
-                match node.attacher.detach(id.clone(), interface, deadline).await {
+                match node.attacher.detach(&lock, interface, deadline).await {
                     Ok(attachment) => {
                         node.publish(EventKind::Detached, &sandbox, Some(&attachment), "");
                         let sandbox = node.attacher.sandbox(&id)?.unwrap_or(sandbox);

@@ -15,7 +15,7 @@ use plexus_core::pod::PodIdentity;
 use plexus_telemetry::{Metrics, Operation};
 use tokio::sync::broadcast;
 
-use crate::admission::{Admission, SandboxLocks};
+use crate::admission::Admission;
 use crate::attacher::{Attacher, SetupDone};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -23,6 +23,7 @@ use crate::model::{
 };
 use crate::planner::{Explanation, Planner};
 use fresh::SetupMarks;
+use plexus_engine::SandboxLock;
 
 mod adopt;
 mod edit;
@@ -70,7 +71,6 @@ pub struct Node<A, P> {
     attacher: Arc<A>,
     planner: Arc<P>,
     admission: Admission,
-    locks: SandboxLocks,
     marks: SetupMarks,
     events: broadcast::Sender<Event>,
     closing: tokio::sync::watch::Sender<bool>,
@@ -130,7 +130,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             attacher,
             planner,
             admission: Admission::new(limits.max_parallel, limits.max_queued),
-            locks: SandboxLocks::default(),
             marks: SetupMarks::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
             closing: tokio::sync::watch::channel(false).0,
@@ -298,15 +297,15 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let run = self.run(
             Operation::Setup,
             op,
-            Some(id),
+            id,
             timeout,
             budget,
-            move |node, deadline| async move {
+            move |node, deadline, lock| async move {
                 let _busy = busy;
                 let view = empty.clone();
                 // A retried setup of a sandbox already set up exactly as planned is
                 // answered from its record (the attacher decides), without new events.
-                match node.attacher.setup(spec, plan, deadline).await {
+                match node.attacher.setup(&lock, spec, plan, deadline).await {
                     Ok(SetupDone { sandbox, reused }) => {
                         if !reused {
                             for a in &sandbox.attachments {
@@ -364,21 +363,22 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let run = self.run(
             Operation::Teardown,
             op,
-            Some(sandbox_id.clone()),
+            sandbox_id.clone(),
             timeout,
             None,
-            move |node, deadline| node.teardown_locked(sandbox_id, deadline),
+            move |node, deadline, lock| node.teardown_locked(lock, deadline),
         );
         self.measured(Operation::Teardown, run).await
     }
 
     async fn teardown_locked(
         self: Arc<Self>,
-        sandbox_id: SandboxId,
+        lock: SandboxLock,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
+        let sandbox_id = lock.sandbox_id().clone();
         let before = self.attacher.sandbox(&sandbox_id).ok().flatten();
-        let result = self.attacher.teardown(sandbox_id.clone(), deadline).await;
+        let result = self.attacher.teardown(&lock, deadline).await;
         let view = SandboxView {
             sandbox_id,
             pod: before.as_ref().map(|s| s.pod.clone()).unwrap_or_default(),

@@ -75,17 +75,17 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self.run(
             Operation::Teardown,
             op,
-            Some(id.clone()),
+            id.clone(),
             timeout,
             None,
-            move |node, deadline| async move {
+            move |node, deadline, lock| async move {
                 if let Some(why) = node.marks.busy_since(id.as_str(), arrived) {
                     return Ok(Err(why));
                 }
                 if node.attacher.sandbox(&id)?.is_none() {
                     return Ok(Err("already torn down"));
                 }
-                node.teardown_locked(id, deadline).await.map(Ok)
+                node.teardown_locked(lock, deadline).await.map(Ok)
             },
         )
         .await

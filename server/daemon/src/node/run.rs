@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plexus_core::id::SandboxId;
+use plexus_engine::SandboxLock;
 use plexus_telemetry::{Metrics, Operation, Path};
 use tracing::Instrument;
 
@@ -17,8 +18,8 @@ use crate::planner::Planner;
 use plexus_core::deadline::Deadline;
 
 impl<A: Attacher, P: Planner> Node<A, P> {
-    /// Runs `work` on its own task after admission and, when `sandbox` is given, with that
-    /// sandbox locked. `timeout` is the caller's budget, `budget` the operation's own; the
+    /// Runs `work` on its own task with `sandbox` locked (the attacher's lock, the one lock
+    /// of a sandbox, handed to `work` for the attacher's calls) and then after admission. `timeout` is the caller's budget, `budget` the operation's own; the
     /// deadline `work` gets is the earlier of the two (see [`Deadline::for_request`]).
     ///
     /// Setup and attach undo themselves when the deadline passes and answer with what was
@@ -30,14 +31,14 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self: &Arc<Self>,
         kind: Operation,
         operation: String,
-        sandbox: Option<SandboxId>,
+        sandbox: SandboxId,
         timeout: Option<Duration>,
         budget: Option<Duration>,
         work: F,
     ) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Self>, Option<Deadline>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Self>, Option<Deadline>, SandboxLock) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send,
     {
         let deadline = Deadline::for_request(Instant::now(), timeout, budget);
@@ -53,9 +54,17 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 // The sandbox lock first, then a parallelism slot: a request queued behind
                 // a busy sandbox (Stop and Remove both tear down) must not hold a slot
                 // while it waits, or it starves other pods' starts node-wide.
-                let _guard = match &sandbox {
-                    Some(id) => Some(node.locks.lock(id.as_str(), work_until).await?),
-                    None => None,
+                let lock = node.attacher.lock(&sandbox);
+                let lock = match work_until {
+                    Some(until) => {
+                        tokio::time::timeout_at(until.into(), lock)
+                            .await
+                            .map_err(|_| Error::DeadlineExceeded {
+                                operation: format!("waiting for other work on sandbox {sandbox}"),
+                                undone: "nothing was done".to_owned(),
+                            })?
+                    }
+                    None => lock.await,
                 };
                 let queued = node.metrics.as_ref().map(Metrics::queued);
                 let _slot = node.admission.enter(&op, work_until).await?;
@@ -67,7 +76,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                         undone: "nothing was done (the deadline passed while waiting)".to_owned(),
                     });
                 }
-                let result = work(Arc::clone(&node), deadline).await;
+                let result = work(Arc::clone(&node), deadline, lock).await;
                 if runs_to_completion(kind) && deadline.is_some_and(|d| d.passed()) {
                     match &result {
                         Ok(_) => {

@@ -140,10 +140,10 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self.run(
             Operation::Teardown,
             op,
-            Some(id.clone()),
+            id.clone(),
             None,
             None,
-            move |node, deadline| async move {
+            move |node, deadline, lock| async move {
                 // The listing was taken without the lock: a teardown may have finished, a
                 // setup may have recorded the sandbox again, in the meantime.
                 let Some(now) = node.attacher.sandbox(&id)? else {
@@ -152,7 +152,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 if now.netns.is_empty() || netns_state(Path::new(&now.netns)) != NetnsState::Gone {
                     return Ok(None);
                 }
-                node.teardown_locked(id, deadline).await.map(Some)
+                node.teardown_locked(lock, deadline).await.map(Some)
             },
         )
         .await
