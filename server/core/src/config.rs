@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::annotation::validate_ifname;
 use crate::error::{Error, Result};
 use crate::netconf::NetConf;
 
@@ -56,7 +55,7 @@ pub struct Config {
     /// Who executes the cluster network.
     pub primary_mode: PrimaryMode,
     /// Interface name of the primary (the runtime's `CNI_IFNAME`).
-    pub primary_interface: String,
+    pub primary_interface: crate::id::InterfaceName,
 }
 
 impl Default for Config {
@@ -71,7 +70,7 @@ impl Default for Config {
             global_namespaces: vec!["default".to_string()],
             conf_dir: PathBuf::from("/etc/cni/multus/net.d"),
             primary_mode: PrimaryMode::Runtime,
-            primary_interface: "eth0".to_string(),
+            primary_interface: crate::id::InterfaceName::eth0(),
         }
     }
 }
@@ -92,7 +91,6 @@ impl Config {
     /// instead of on every pod.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field: &'static str, reason: String| Error::InvalidConfig { field, reason };
-        validate_ifname(&self.primary_interface).map_err(|e| invalid("primaryInterface", e))?;
         let namespaces = std::iter::once(("multusNamespace", &self.multus_namespace))
             .chain(
                 self.system_namespaces
@@ -214,10 +212,6 @@ mod tests {
         Config::default().validate().unwrap();
         let bad = [
             Config {
-                primary_interface: "a/b".into(),
-                ..Config::default()
-            },
-            Config {
                 multus_namespace: "Kube_System".into(),
                 ..Config::default()
             },
@@ -248,7 +242,6 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "primaryInterface",
                 "multusNamespace",
                 "globalNamespaces",
                 "systemNamespaces",

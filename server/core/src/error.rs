@@ -298,6 +298,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An interface name given by a caller breaks the CNI rule (see
+    /// [`crate::id::InterfaceName`]).
+    #[error("{reason}")]
+    InvalidInterfaceName {
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
     /// A CNI config file or directory cannot be read.
     #[error("cannot read CNI config {path}: {cause}")]
     ReadNetworkConfig {
@@ -342,6 +349,7 @@ impl Error {
             }
             Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
             Error::InvalidSandboxId { .. } => "invalid-sandbox-id",
+            Error::InvalidInterfaceName { .. } => "invalid-interface-name",
         }
     }
 
@@ -367,6 +375,7 @@ impl Error {
                 | Error::DefaultNetworkUnsupported { .. }
                 | Error::InvalidPodManifest { .. }
                 | Error::InvalidSandboxId { .. }
+                | Error::InvalidInterfaceName { .. }
         )
     }
 }

@@ -1,4 +1,5 @@
-//! Validated identities that come from callers and end up in file names: [`SandboxId`].
+//! Validated identities that come from callers and end up in file names: [`SandboxId`] and
+//! [`InterfaceName`] (in `id/interface.rs`).
 //!
 //! A sandbox id names the state record (`<state dir>/<id>.json`), the libcni cache entries
 //! (`<network>-<id>-<ifname>`) and the host-local leases of a sandbox, so an id that is not
@@ -15,6 +16,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+
+mod interface;
+pub use interface::InterfaceName;
 
 /// Longest sandbox id accepted, in bytes.
 pub const SANDBOX_ID_MAX_LEN: usize = 128;

@@ -243,7 +243,7 @@ pub struct PlannedAttachment {
     /// Display name: `namespace/name` for NAD-derived networks, else the config `name`.
     pub network: String,
     /// Interface name inside the pod.
-    pub interface: String,
+    pub interface: crate::id::InterfaceName,
     /// Why the pod gets this attachment.
     pub origin: Origin,
     /// True for the cluster network / default-network override (gets eth0, is `default` in

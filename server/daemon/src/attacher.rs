@@ -60,7 +60,7 @@ pub trait Attacher: Send + Sync + 'static {
     fn detach(
         &self,
         lock: &SandboxLock,
-        interface: String,
+        interface: plexus_core::InterfaceName,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<AttachmentView>> + Send;
 

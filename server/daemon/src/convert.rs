@@ -129,14 +129,19 @@ pub const IFNAME_RULE: &str =
     "an interface name is 1 to 15 bytes, not '.' or '..', without '/', ':', NUL or whitespace";
 
 /// A caller's interface name (request field `field`), checked with libcni's rule.
-pub fn ifname(field: &str, name: &str) -> Result<String, Error> {
+pub fn ifname(field: &str, name: &str) -> Result<plexus_core::InterfaceName, Error> {
     let problem = plexus_core::cni::validate::ifname(name)
         .err()
         .map(|e| e.msg);
-    match problem {
-        None => Ok(name.to_owned()),
-        Some(why) => Err(Error::InvalidRequest {
-            message: format!("{field} {}: {why}; {IFNAME_RULE}", shown(name)),
+    // The same rule twice: libcni's words for the message, the newtype for the value.
+    match (problem, plexus_core::InterfaceName::new(name)) {
+        (None, Ok(valid)) => Ok(valid),
+        (why, _) => Err(Error::InvalidRequest {
+            message: format!(
+                "{field} {}: {}; {IFNAME_RULE}",
+                shown(name),
+                why.unwrap_or_else(|| "not a valid interface name".to_owned())
+            ),
         }),
     }
 }

@@ -51,7 +51,7 @@ pub fn attachment_view(a: &AttachmentRecord) -> AttachmentView {
     });
     AttachmentView {
         network: a.network.clone(),
-        interface: a.interface.clone(),
+        interface: a.interface.to_string(),
         ips: result
             .map(|r| r.ips.iter().map(|ip| ip.address.to_string()).collect())
             .unwrap_or_default(),
@@ -117,7 +117,12 @@ impl EngineAttacher {
     /// What the engine had recorded by then (the intent, written before anything is made, or
     /// the finished attachment) is removed exactly like a detach, which tolerates pieces that
     /// were never made. No record means nothing was made.
-    async fn undo_attach(&self, lock: &SandboxLock, network: &str, interface: &str) -> String {
+    async fn undo_attach(
+        &self,
+        lock: &SandboxLock,
+        network: &str,
+        interface: &plexus_core::InterfaceName,
+    ) -> String {
         let sandbox_id = lock.sandbox_id();
         match self.engine.detach_locked(lock, interface).await {
             Ok(_) => undone_text(&[format!("{interface} ({network})")], &[]),
@@ -126,7 +131,7 @@ impl EngineAttacher {
                 | plexus_engine::Error::UnknownSandbox { .. },
             ) => undone_text(&[], &[]),
             Err(err) => {
-                tracing::warn!(sandbox.id = %sandbox_id, interface, error = %chain(&err),
+                tracing::warn!(sandbox.id = %sandbox_id, %interface, error = %chain(&err),
                     "undo of a hot-plug past its deadline failed");
                 format!(
                     "undo of {interface} ({network}) failed (left to teardown): {}",
@@ -366,7 +371,7 @@ impl Attacher for EngineAttacher {
     async fn detach(
         &self,
         lock: &SandboxLock,
-        interface: String,
+        interface: plexus_core::InterfaceName,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
         let sandbox_id = lock.sandbox_id();
@@ -383,11 +388,11 @@ impl Attacher for EngineAttacher {
             }),
             Err(plexus_engine::Error::NoSuchAttachment { .. }) => Err(Error::InterfaceNotFound {
                 sandbox_id: sandbox_id.to_string(),
-                interface,
+                interface: interface.to_string(),
             }),
             Err(err) => Err(Error::Detach {
                 sandbox_id: sandbox_id.to_string(),
-                interface,
+                interface: interface.to_string(),
                 message: chain(&err),
             }),
         }

@@ -342,6 +342,10 @@ async fn converge<A: Attacher, P: Planner>(
     let changes = diff(&wanted, &sandbox.attachments);
     let target = || Selector::Sandbox(sandbox.sandbox_id.clone());
     for interface in changes.detach {
+        // A recorded name is valid; one that is not cannot be detached by name.
+        let Ok(interface) = plexus_core::InterfaceName::new(interface) else {
+            continue;
+        };
         if let Some(a) = sandbox
             .attachments
             .iter()
@@ -392,7 +396,7 @@ async fn converge<A: Attacher, P: Planner>(
     }
     for w in changes.attach {
         let network = w.selection.network();
-        let iface = w.selection.interface.clone().unwrap_or_default();
+        let iface = w.selection.interface.as_deref().unwrap_or_default();
         let key = (
             id.clone(),
             format!("attach {} {network}@{iface}", w.selection.position),
@@ -420,7 +424,7 @@ async fn converge<A: Attacher, P: Planner>(
                 {
                     cluster
                         .recorder
-                        .record(&k, &event::attach_failed(&network, &iface, &cause));
+                        .record(&k, &event::attach_failed(&network, iface, &cause));
                 }
             }
         }

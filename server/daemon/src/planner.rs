@@ -35,7 +35,7 @@ pub trait Planner: Send + Sync + 'static {
         &self,
         pod: &PodIdentity,
         annotations: &BTreeMap<String, String>,
-        ifname: &str,
+        ifname: &plexus_core::InterfaceName,
         wrapped: Option<&serde_json::Value>,
     ) -> Result<Plan> {
         let _ = (ifname, wrapped);

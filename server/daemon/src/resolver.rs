@@ -84,7 +84,7 @@ impl Planner for Resolver {
         &self,
         pod: &PodIdentity,
         annotations: &BTreeMap<String, String>,
-        ifname: &str,
+        ifname: &plexus_core::InterfaceName,
         wrapped: Option<&serde_json::Value>,
     ) -> Result<Plan> {
         let config = crate::cni::resolver_config(&self.config, ifname, wrapped);

@@ -61,7 +61,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
     AttachmentView {
         network: a.network.clone(),
-        interface: a.interface.clone(),
+        interface: a.interface.to_string(),
         ips: vec![format!("192.0.2.{}/24", 10 + index)],
         mac: format!("02:00:00:00:00:{:02x}", index),
         driver: if a.runtime_managed {
@@ -82,7 +82,7 @@ fn view_of(a: &PlannedAttachment, index: usize) -> AttachmentView {
         result: Some(plexus_core::cni::Result {
             cni_version: "1.0.0".to_owned(),
             interfaces: vec![plexus_core::cni::Interface {
-                name: a.interface.clone(),
+                name: a.interface.to_string(),
                 mac: format!("02:00:00:00:00:{:02x}", index),
                 sandbox: "/var/run/netns/fake".to_owned(),
                 ..Default::default()
@@ -341,7 +341,7 @@ impl Attacher for FakeAttacher {
             });
         }
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
-        let names = plan.attachments.iter().map(|a| a.interface.clone());
+        let names = plan.attachments.iter().map(|a| a.interface.to_string());
         self.record(Call::Setup(spec.sandbox_id.to_string(), names.collect()));
         let mut done: Vec<AttachmentView> = Vec::new();
         for (i, planned) in plan.attachments.iter().enumerate() {
@@ -410,7 +410,7 @@ impl Attacher for FakeAttacher {
         let _busy = InFlight::enter(&self.in_flight, &self.max_in_flight);
         self.record(Call::Attach(
             sandbox_id.to_string(),
-            attachment.interface.clone(),
+            attachment.interface.to_string(),
         ));
         let mut view = self
             .sandbox(sandbox_id)?
@@ -432,11 +432,11 @@ impl Attacher for FakeAttacher {
     async fn detach(
         &self,
         lock: &SandboxLock,
-        interface: String,
+        interface: plexus_core::InterfaceName,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<AttachmentView> {
         let sandbox_id = self.held(lock, lock.sandbox_id());
-        self.record(Call::Detach(sandbox_id.to_string(), interface.clone()));
+        self.record(Call::Detach(sandbox_id.to_string(), interface.to_string()));
         self.removal_wait().await;
         if let Some((_, message)) = self::lock(&self.failing_detach)
             .as_ref()
@@ -444,7 +444,7 @@ impl Attacher for FakeAttacher {
         {
             return Err(Error::Detach {
                 sandbox_id: sandbox_id.to_string(),
-                interface,
+                interface: interface.to_string(),
                 message: message.clone(),
             });
         }
@@ -459,7 +459,7 @@ impl Attacher for FakeAttacher {
             .position(|a| a.interface == interface)
             .ok_or_else(|| Error::InterfaceNotFound {
                 sandbox_id: sandbox_id.to_string(),
-                interface: interface.clone(),
+                interface: interface.to_string(),
             })?;
         let removed = view.attachments.remove(pos);
         self.store(&view);

@@ -48,7 +48,7 @@ async fn a_direct_attachment_survives_annotation_edits_and_goes_with_detach() {
     wait_record(&s, "web", |r| r.len() == 2).await;
     assert_eq!(origins(&s), ["default/x@net2:hotplug"]);
     s.node
-        .detach(Selector::Sandbox(id), "net2".into(), None)
+        .detach(Selector::Sandbox(id), "net2".parse().unwrap(), None)
         .await
         .unwrap();
     assert!(origins(&s).is_empty());

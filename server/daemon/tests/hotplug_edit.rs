@@ -75,7 +75,7 @@ async fn attach_and_detach_edit_the_annotation_and_the_controller_follows() {
     s.node.attach(web(), "x".into(), None).await.unwrap();
     let err = s
         .node
-        .detach_via_annotation(web(), "net3".into(), None)
+        .detach_via_annotation(web(), "net3".parse().unwrap(), None)
         .await
         .unwrap_err()
         .to_string();
@@ -83,7 +83,7 @@ async fn attach_and_detach_edit_the_annotation_and_the_controller_follows() {
 
     let edited = s
         .node
-        .detach_via_annotation(web(), "net1".into(), None)
+        .detach_via_annotation(web(), "net1".parse().unwrap(), None)
         .await
         .unwrap();
     assert!(

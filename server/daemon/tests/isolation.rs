@@ -168,7 +168,7 @@ async fn detach_obeys_namespace_isolation_and_the_controller_may_still_drop_it()
     };
     assert_eq!(left(&n), ["eth0", "net1", "net3"]);
     // The controller's detach (the annotation dropped it) is not an isolation question.
-    n.detach_unwanted(Selector::Sandbox(id.clone()), "net3".into(), None)
+    n.detach_unwanted(Selector::Sandbox(id.clone()), "net3".parse().unwrap(), None)
         .await
         .unwrap();
     assert_eq!(left(&n), ["eth0", "net1"]);

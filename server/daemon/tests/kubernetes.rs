@@ -428,7 +428,11 @@ async fn hot_attach_and_detach_publish_the_status_again() {
     );
     let detached = s
         .node
-        .detach(sandbox, attached.attachment.interface.clone(), None)
+        .detach(
+            sandbox,
+            attached.attachment.interface.parse().unwrap(),
+            None,
+        )
         .await
         .unwrap();
     wait_patched(&s, "web", after_attach).await;

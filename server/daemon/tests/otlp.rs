@@ -100,7 +100,7 @@ impl Attacher for TracedAttacher {
     async fn detach(
         &self,
         lock: &plexus_engine::SandboxLock,
-        interface: String,
+        interface: plexus_core::InterfaceName,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<AttachmentView> {
         self.0.detach(lock, interface, deadline).await

@@ -26,7 +26,7 @@ use crate::state::{AttachmentRecord, Driver, NativeRecord, Phase, SandboxRecord}
 /// Who a make is for: the sandbox, its pod and its netns.
 #[derive(Clone, Copy)]
 pub(crate) struct Target<'a> {
-    pub sandbox_id: &'a str,
+    pub sandbox_id: &'a plexus_core::SandboxId,
     pub pod: &'a PodIdentity,
     pub netns: &'a Path,
 }
@@ -34,7 +34,7 @@ pub(crate) struct Target<'a> {
 impl<'a> Target<'a> {
     pub(crate) fn of(rec: &'a SandboxRecord) -> Target<'a> {
         Target {
-            sandbox_id: rec.sandbox_id.as_str(),
+            sandbox_id: &rec.sandbox_id,
             pod: &rec.pod,
             netns: &rec.netns,
         }
@@ -73,7 +73,7 @@ impl Engine {
             let primary = self
                 .inner
                 .primary
-                .describe(rec.sandbox_id.as_str(), &att.interface, &rec.netns, pod)
+                .describe(&rec.sandbox_id, &att.interface, &rec.netns, pod)
                 .await;
             let network = match primary.as_ref().and_then(|p| p.network.clone()) {
                 Some(name) if att.network.is_empty() => name,
@@ -98,7 +98,7 @@ impl Engine {
             })?;
         if taken.is_some() || rec.attachment(&att.interface).is_some() {
             return Err(Error::InterfaceExists {
-                interface: att.interface.clone(),
+                interface: att.interface.to_string(),
             });
         }
         let mut planned = NativeRecord::default();
@@ -134,7 +134,7 @@ impl Engine {
         match native {
             Some(n) => {
                 let host = self.host().await?;
-                let ctx = self.ctx(host, Some(pod), target.netns, target.sandbox_id);
+                let ctx = self.ctx(host, Some(pod), target.netns, target.sandbox_id.as_str());
                 let mut step = |s: &str| crash::point("setup", idx, s);
                 let span = StepSpan::new(native_span(n.kind.as_str(), NativeOp::Create));
                 let added = native::add(n, &att.interface, &ctx, &mut step)
@@ -159,7 +159,7 @@ impl Engine {
                     .map_err(|source| Error::Delegate {
                         verb: "ADD",
                         network: att.network.clone(),
-                        interface: att.interface.clone(),
+                        interface: att.interface.to_string(),
                         source,
                     });
                 if added.is_ok() {

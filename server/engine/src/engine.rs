@@ -334,7 +334,7 @@ impl Engine {
                     SetupError::Attach {
                         pod: sb.pod.to_string(),
                         network: att.network.clone(),
-                        interface: att.interface.clone(),
+                        interface: att.interface.to_string(),
                         cause,
                         undone,
                         undo_failures,

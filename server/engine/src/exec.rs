@@ -16,7 +16,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Clone, Copy)]
 pub struct ExecRequest<'a> {
     /// Sandbox id (`CNI_CONTAINERID`).
-    pub sandbox_id: &'a str,
+    pub sandbox_id: &'a plexus_core::SandboxId,
     /// The pod (`K8S_POD_*` CNI args).
     pub pod: &'a PodIdentity,
     /// The pod netns (`CNI_NETNS`); `None` on DEL when it is gone.

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use plexus_core::cni;
+use plexus_core::id::{InterfaceName, SandboxId};
 use plexus_netlink::Handle;
 
 use crate::delegate::cache;
@@ -56,12 +57,12 @@ impl Lookup {
     /// Describes `ifname` (made by the runtime) of `sandbox_id` in `pod`.
     pub async fn describe(
         self: &Arc<Self>,
-        sandbox_id: &str,
-        ifname: &str,
+        sandbox_id: &SandboxId,
+        ifname: &InterfaceName,
         netns: &Path,
         pod: &Handle,
     ) -> Option<Primary> {
-        let (me, id, name) = (Arc::clone(self), sandbox_id.to_owned(), ifname.to_owned());
+        let (me, id, name) = (Arc::clone(self), sandbox_id.clone(), ifname.clone());
         let cached = tokio::task::spawn_blocking(move || me.cached(&id, &name))
             .await
             .ok()
@@ -75,7 +76,7 @@ impl Lookup {
                 result,
             }),
             Err(e) => {
-                tracing::warn!(interface = ifname, error = %e, "cannot describe the runtime's primary interface");
+                tracing::warn!(interface = %ifname, error = %e, "cannot describe the runtime's primary interface");
                 None
             }
         }
@@ -84,7 +85,7 @@ impl Lookup {
     /// The runtime's cached result for `<any network>-<sandbox_id>-<ifname>`: the file of
     /// the remembered network first, else a scan of the directory (which remembers what
     /// it finds).
-    fn cached(&self, sandbox_id: &str, ifname: &str) -> Option<Primary> {
+    fn cached(&self, sandbox_id: &SandboxId, ifname: &InterfaceName) -> Option<Primary> {
         let known = self.known.lock().ok().and_then(|k| k.clone());
         if let Some(network) = known
             && let Ok(path) = cache::path(&self.cache_dir, &network, sandbox_id, ifname)
@@ -113,10 +114,10 @@ impl Lookup {
 }
 
 /// One cache file, when it parses and names this sandbox and interface.
-fn read_entry(path: &Path, sandbox_id: &str, ifname: &str) -> Option<Primary> {
+fn read_entry(path: &Path, sandbox_id: &SandboxId, ifname: &InterfaceName) -> Option<Primary> {
     let bytes = std::fs::read(path).ok()?;
     let parsed = cache::Entry::parse(&bytes).ok()?;
-    if parsed.container_id != sandbox_id || parsed.if_name != ifname {
+    if parsed.container_id != sandbox_id.as_str() || parsed.if_name != ifname.as_str() {
         return None;
     }
     match parsed.cni_result(cni::version::CURRENT)? {
@@ -194,7 +195,12 @@ mod tests {
             "cni-loopback-sb1-lo",
             &CACHED.replace("eth0", "lo"),
         );
-        let p = Lookup::new(dir.path()).cached("sb1", "eth0").unwrap();
+        let p = Lookup::new(dir.path())
+            .cached(
+                &SandboxId::new("sb1").unwrap(),
+                &InterfaceName::new("eth0").unwrap(),
+            )
+            .unwrap();
         assert_eq!(p.network.as_deref(), Some("cbr0"));
         assert_eq!(p.result.interfaces[0].mac, "0a:58:0a:f4:01:49");
         assert_eq!(p.result.ips[0].address.to_string(), "10.244.1.73/24");
@@ -207,16 +213,37 @@ mod tests {
     #[test]
     fn no_cache_entry_and_unreadable_entries_give_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Lookup::new(dir.path()).cached("sb1", "eth0").is_none());
+        assert!(
+            Lookup::new(dir.path())
+                .cached(
+                    &SandboxId::new("sb1").unwrap(),
+                    &InterfaceName::new("eth0").unwrap()
+                )
+                .is_none()
+        );
         write(dir.path(), "cbr0-sb1-eth0", "{truncated");
-        assert!(Lookup::new(dir.path()).cached("sb1", "eth0").is_none());
+        assert!(
+            Lookup::new(dir.path())
+                .cached(
+                    &SandboxId::new("sb1").unwrap(),
+                    &InterfaceName::new("eth0").unwrap()
+                )
+                .is_none()
+        );
         // A file named for the sandbox whose content names another is not trusted.
         write(
             dir.path(),
             "cbr0-sb1-eth0",
             &CACHED.replace("\"sb1\"", "\"sb2\""),
         );
-        assert!(Lookup::new(dir.path()).cached("sb1", "eth0").is_none());
+        assert!(
+            Lookup::new(dir.path())
+                .cached(
+                    &SandboxId::new("sb1").unwrap(),
+                    &InterfaceName::new("eth0").unwrap()
+                )
+                .is_none()
+        );
     }
 
     #[test]
@@ -227,16 +254,33 @@ mod tests {
         for n in 0..50 {
             write(dir.path(), &format!("cbr0-other{n}-eth0"), CACHED);
         }
-        assert!(lookup.cached("sb1", "eth0").is_some());
+        assert!(
+            lookup
+                .cached(
+                    &SandboxId::new("sb1").unwrap(),
+                    &InterfaceName::new("eth0").unwrap()
+                )
+                .is_some()
+        );
         assert_eq!(lookup.scans.load(Ordering::Relaxed), 1);
         write(dir.path(), "cbr0-sb7-eth0", &CACHED.replace("sb1", "sb7"));
-        let p = lookup.cached("sb7", "eth0").unwrap();
+        let p = lookup
+            .cached(
+                &SandboxId::new("sb7").unwrap(),
+                &InterfaceName::new("eth0").unwrap(),
+            )
+            .unwrap();
         assert_eq!(p.network.as_deref(), Some("cbr0"));
         assert_eq!(lookup.scans.load(Ordering::Relaxed), 1, "listed again");
         // A renamed runtime network is still found (by a scan), and then remembered.
         let renamed = CACHED.replace("sb1", "sb8").replace("cbr0", "kindnet");
         write(dir.path(), "kindnet-sb8-eth0", &renamed);
-        let p = lookup.cached("sb8", "eth0").unwrap();
+        let p = lookup
+            .cached(
+                &SandboxId::new("sb8").unwrap(),
+                &InterfaceName::new("eth0").unwrap(),
+            )
+            .unwrap();
         assert_eq!(p.network.as_deref(), Some("kindnet"));
         assert_eq!(lookup.scans.load(Ordering::Relaxed), 2);
         write(
@@ -244,7 +288,14 @@ mod tests {
             "kindnet-sb9-eth0",
             &renamed.replace("sb8", "sb9"),
         );
-        assert!(lookup.cached("sb9", "eth0").is_some());
+        assert!(
+            lookup
+                .cached(
+                    &SandboxId::new("sb9").unwrap(),
+                    &InterfaceName::new("eth0").unwrap()
+                )
+                .is_some()
+        );
         assert_eq!(lookup.scans.load(Ordering::Relaxed), 2, "listed again");
     }
 }

@@ -111,7 +111,7 @@ pub struct AttachmentRecord {
     /// Network display name (`namespace/name`).
     pub network: String,
     /// Interface name inside the pod.
-    pub interface: String,
+    pub interface: plexus_core::InterfaceName,
     /// Native or exec.
     pub driver: Driver,
     /// How far it got.

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use plexus_core::id::SandboxId;
+use plexus_core::id::{InterfaceName, SandboxId};
 use plexus_core::plan::{ConfigForm, DelegateConfig, NetworkSource, Origin, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
 use plexus_netlink::Handle;
@@ -93,7 +93,7 @@ impl Engine {
     pub async fn detach(
         &self,
         sandbox_id: &SandboxId,
-        interface: &str,
+        interface: &InterfaceName,
     ) -> Result<AttachmentRecord> {
         self.detach_locked(&self.lock(sandbox_id).await, interface)
             .await
@@ -103,7 +103,7 @@ impl Engine {
     pub async fn detach_locked(
         &self,
         lock: &SandboxLock,
-        interface: &str,
+        interface: &InterfaceName,
     ) -> Result<AttachmentRecord> {
         let sandbox_id = lock.sandbox_id();
         self.held(lock, sandbox_id)?;
@@ -117,7 +117,7 @@ impl Engine {
         let pos = rec
             .attachments
             .iter()
-            .position(|a| a.interface == interface)
+            .position(|a| a.interface == *interface)
             .ok_or_else(|| Error::NoSuchAttachment {
                 sandbox_id: sandbox_id.to_string(),
                 interface: interface.to_string(),
@@ -126,14 +126,14 @@ impl Engine {
         if target.driver == Driver::Runtime && !target.planned.primary {
             return Err(Error::DetachAdopted {
                 sandbox_id: sandbox_id.to_string(),
-                interface: target.interface.clone(),
+                interface: target.interface.to_string(),
                 network: target.network.clone(),
             });
         }
         if target.driver == Driver::Runtime || target.planned.primary {
             return Err(Error::DetachPrimary {
                 sandbox_id: sandbox_id.to_string(),
-                interface: target.interface.clone(),
+                interface: target.interface.to_string(),
                 network: target.network.clone(),
             });
         }
@@ -192,7 +192,7 @@ impl Engine {
                     .await
                 {
                     Ok(()) => {
-                        let done = (id.to_string(), a.interface.clone());
+                        let done = (id.to_string(), a.interface.to_string());
                         match rollback {
                             true => report.undone.push(done),
                             false => report.finished_detaches.push(done),
@@ -268,7 +268,7 @@ impl Engine {
             match removed {
                 Ok(()) => {
                     if a.released_at_teardown() {
-                        report.removed.push(a.interface.clone());
+                        report.removed.push(a.interface.to_string());
                     }
                 }
                 Err(e) => {
@@ -300,10 +300,9 @@ impl Engine {
         call: Call,
     ) -> Result<TeardownReport> {
         let path = self.inner.store.path(sandbox_id);
-        let sandbox_id = sandbox_id.as_str();
         let raw = std::fs::read(&path).unwrap_or_default();
         let netns = salvage_netns(&raw);
-        tracing::warn!(sandbox_id, record = %path.display(), "state record unreadable; tearing down from what can be found");
+        tracing::warn!(%sandbox_id, record = %path.display(), "state record unreadable; tearing down from what can be found");
         let mut report = TeardownReport {
             known: true,
             fallback: true,
@@ -314,7 +313,7 @@ impl Engine {
             None => None,
         };
         let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
-        crate::ipam::dhcp::release_sandbox(&dhcp, sandbox_id).await;
+        crate::ipam::dhcp::release_sandbox(&dhcp, sandbox_id.as_str()).await;
         match (&netns, &pod) {
             (Some(_), Some(pod)) => {
                 if let Err(e) = pod.delete_group(self.inner.cfg.link_group).await {
@@ -327,16 +326,24 @@ impl Engine {
                 .push("pod netns path unknown: native links left to the netns removal".into()),
         }
         let pod_identity = PodIdentity::default();
-        let cache = crate::delegate_exec::cached_entries(&self.inner.cfg, sandbox_id);
+        let cache = crate::delegate_exec::cached_entries(&self.inner.cfg, sandbox_id.as_str());
         match cache {
             Ok(entries) => {
                 for entry in entries {
                     if RUNTIME_INTERFACES.contains(&entry.if_name.as_str()) {
                         continue;
                     }
+                    // Listed by its file name, which the cache only gives to valid names.
+                    let Ok(ifname) = InterfaceName::new(entry.if_name.as_str()) else {
+                        report.unresolved.push(format!(
+                            "cache entry of {} with an invalid interface name",
+                            entry.network_name
+                        ));
+                        continue;
+                    };
                     let att = attachment_from_cache(
                         &entry.network_name,
-                        &entry.if_name,
+                        ifname,
                         entry.config,
                         entry.cni_args,
                     );
@@ -367,12 +374,12 @@ impl Engine {
                         .map_err(|source| Error::Delegate {
                             verb: "DEL",
                             network: att.network.clone(),
-                            interface: att.interface.clone(),
+                            interface: att.interface.to_string(),
                             source,
                         });
                     step.finish(&deleted, Outcome::Ok);
                     match deleted {
-                        Ok(()) => report.removed.push(att.interface.clone()),
+                        Ok(()) => report.removed.push(att.interface.to_string()),
                         Err(e) => report.unresolved.push(chain(&e)),
                     }
                 }
@@ -406,7 +413,7 @@ impl Engine {
             .unresolved
             .push("host-local leases under a config's own dataDir and moved host devices cannot be found without the record".into());
         for u in &report.unresolved {
-            tracing::warn!(sandbox_id, "fallback teardown: {u}");
+            tracing::warn!(%sandbox_id, "fallback teardown: {u}");
         }
         let aside = PathBuf::from(format!("{}.corrupt", path.display()));
         if let Err(e) = std::fs::rename(&path, &aside) {
@@ -441,7 +448,7 @@ fn salvage_netns(raw: &[u8]) -> Option<PathBuf> {
 
 fn attachment_from_cache(
     network: &str,
-    ifname: &str,
+    ifname: InterfaceName,
     bytes: Vec<u8>,
     cni_args: Vec<(String, String)>,
 ) -> PlannedAttachment {
@@ -465,7 +472,7 @@ fn attachment_from_cache(
     PlannedAttachment {
         index: 0,
         network: network.to_string(),
-        interface: ifname.to_string(),
+        interface: ifname,
         origin: Origin::Annotation,
         primary: false,
         source: NetworkSource::File {

@@ -36,7 +36,7 @@ impl Engine {
             }
             match self.remove_one_reporting(rec, &a, pod, call, true).await {
                 Ok(Removal::Removed) => {
-                    undone.push(a.interface.clone());
+                    undone.push(a.interface.to_string());
                     rec.attachments.remove(i);
                 }
                 // Nothing left to retry: not undone, and not left to teardown either.
@@ -118,7 +118,7 @@ impl Engine {
             // delegate's DEL, as the runtime would have.
             Driver::Exec | Driver::Runtime => {
                 let req = ExecRequest {
-                    sandbox_id: rec.sandbox_id.as_str(),
+                    sandbox_id: &rec.sandbox_id,
                     pod: &rec.pod,
                     netns: pod.map(|_| rec.netns.as_path()),
                     attachment: &a.planned,
@@ -138,7 +138,7 @@ impl Engine {
                     Err(source) => Err(Error::Delegate {
                         verb: "DEL",
                         network: a.network.clone(),
-                        interface: a.interface.clone(),
+                        interface: a.interface.to_string(),
                         source,
                     }),
                 }

@@ -95,7 +95,10 @@ async fn child(role: &str) {
         engine.setup(sb, p).await.unwrap();
     } else if let Some(i) = role.strip_prefix("detach-") {
         let i: usize = i.parse().unwrap();
-        engine.detach(&sid(SANDBOX), NETWORKS[i].0).await.unwrap();
+        engine
+            .detach(&sid(SANDBOX), &NETWORKS[i].0.parse().unwrap())
+            .await
+            .unwrap();
     } else {
         engine.teardown(&sid(SANDBOX)).await.unwrap();
     }

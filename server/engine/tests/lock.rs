@@ -69,7 +69,10 @@ async fn a_lock_that_is_not_this_engines_lock_of_that_sandbox_is_refused() {
     let err = engine.teardown_locked(&foreign).await.unwrap_err();
     assert!(matches!(err, Error::LockNotHeld { .. }), "{err}");
     assert!(err.to_string().contains("nothing was done"), "{err}");
-    let err = engine.detach_locked(&foreign, "net1").await.unwrap_err();
+    let err = engine
+        .detach_locked(&foreign, &"net1".parse().unwrap())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::LockNotHeld { .. }), "{err}");
     assert!(engine.sandbox(&sid("sb-lock-b")).unwrap().is_some());
     // This engine's lock of another sandbox.

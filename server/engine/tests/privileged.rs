@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Fixture, attachment, plan, sid, slow_plugin, wait_gone, wait_written};
+use common::{Fixture, attachment, ifn, plan, sid, slow_plugin, wait_gone, wait_written};
 use plexus_engine::{DelegationMode, Driver, SetupError};
 use plexus_netlink::test_util::require_privileged;
 

@@ -33,7 +33,7 @@ impl Exec for FakeExec {
         async move {
             let rec = self
                 .store
-                .load(&sid(req.sandbox_id))?
+                .load(req.sandbox_id)?
                 .ok_or("no record during DEL")?;
             let phases = rec.attachments.iter().map(|a| a.phase).collect();
             let call = format!("{}/{}", req.sandbox_id, req.attachment.interface);
@@ -87,7 +87,7 @@ impl Setup {
                 let conf = serde_json::json!({"cniVersion":"1.0.0","name":format!("n{i}"),"type":"macvlan"});
                 AttachmentRecord {
                     network: format!("default/n{i}"),
-                    interface: iface.clone(),
+                    interface: common::ifn(&iface),
                     driver: Driver::Exec,
                     phase,
                     planned: common::attachment(i + 1, &iface, &conf),
@@ -118,7 +118,7 @@ impl Setup {
         Some(
             rec.attachments
                 .into_iter()
-                .map(|a| (a.interface, a.phase))
+                .map(|a| (a.interface.to_string(), a.phase))
                 .collect(),
         )
     }
@@ -172,7 +172,10 @@ async fn half_made_and_half_removed_attachments_are_handled_each_their_way() {
 async fn teardown_marks_the_record_before_it_removes_anything_and_detach_does_not() {
     let s = setup();
     s.record("sb", &[Phase::Done, Phase::Done], false);
-    s.engine.detach(&sid("sb"), "net1").await.unwrap();
+    s.engine
+        .detach(&sid("sb"), &common::ifn("net1"))
+        .await
+        .unwrap();
     s.engine.teardown(&sid("sb")).await.unwrap();
     let dels = s.fake.dels.lock().unwrap().clone();
     assert_eq!(
@@ -197,7 +200,11 @@ async fn an_adopted_interface_is_not_detached_and_the_refusal_says_why() {
     let mut rec = s.store.load(&sid("sb")).unwrap().unwrap();
     rec.attachments[0].driver = Driver::Runtime;
     s.store.save(&rec).unwrap();
-    let err = s.engine.detach(&sid("sb"), "net1").await.unwrap_err();
+    let err = s
+        .engine
+        .detach(&sid("sb"), &common::ifn("net1"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, plexus_engine::Error::DetachAdopted { .. }),
         "{err}"
@@ -216,7 +223,7 @@ async fn an_adopted_interface_is_not_detached_and_the_refusal_says_why() {
     );
     // A secondary plexus made is still detached.
     s.engine
-        .detach(&sid("sb"), "net2")
+        .detach(&sid("sb"), &common::ifn("net2"))
         .await
         .expect("detach net2");
     assert_eq!(s.dels(), ["sb/net2"]);

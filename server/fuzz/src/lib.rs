@@ -51,7 +51,7 @@ pub fn annotation(data: &[u8]) {
             }
             let mut element = json!({"name": s.name, "namespace": s.namespace});
             if let Some(ifname) = &s.interface {
-                element["interface"] = ifname.clone().into();
+                element["interface"] = ifname.to_string().into();
             }
             json_form.push(element);
         }
@@ -170,7 +170,7 @@ pub fn nad_resolve(data: &[u8]) {
         if let Some(selection) = annotations.get(NETWORKS) {
             let existing = ["eth0".to_string(), "net1".to_string()];
             if let Ok(a) = resolve_one(&pod, selection, &existing, &config, &source) {
-                assert!(!existing.contains(&a.interface), "{}", a.interface);
+                assert!(!existing.contains(&a.interface.to_string()), "{}", a.interface);
             }
         }
     }

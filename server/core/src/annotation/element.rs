@@ -150,9 +150,13 @@ pub(super) fn from_json(
         Some(i) => Some(i),
         None => string(&obj, "interfaceRequest").map_err(&fail)?,
     };
-    if let Some(ifname) = &interface {
-        validate_ifname(ifname).map_err(|e| fail(format!("\"interface\": {e}")))?;
-    }
+    let interface = match interface {
+        Some(ifname) => Some(
+            crate::id::InterfaceName::new(ifname)
+                .map_err(|e| fail(format!("\"interface\": {e}")))?,
+        ),
+        None => None,
+    };
     let ips = string_list(&obj, "ips").map_err(&fail)?.unwrap_or_default();
     for ip in &ips {
         check_ip(ip).map_err(&fail)?;

@@ -65,7 +65,7 @@ pub struct Selection {
     /// NAD name.
     pub name: String,
     /// Requested interface name (`@if`, `interface`, or the `interfaceRequest` alias).
-    pub interface: Option<String>,
+    pub interface: Option<crate::id::InterfaceName>,
     /// Requested addresses (`ips`), CIDR or plain, as written.
     pub ips: Vec<String>,
     /// Requested MAC (`mac`), as written.
@@ -316,13 +316,16 @@ fn parse_comma_item(
             "network name {name:?} must consist of lower case alphanumeric characters or '-' and start and end with an alphanumeric character"
         )));
     }
-    if let Some(ifname) = interface {
-        validate_ifname(ifname).map_err(fail)?;
-    }
+    let interface = match interface {
+        Some(ifname) => {
+            Some(crate::id::InterfaceName::new(ifname).map_err(|e| fail(e.to_string()))?)
+        }
+        None => None,
+    };
     Ok(Selection {
         namespace: namespace.unwrap_or(default_namespace).to_string(),
         name: name.to_string(),
-        interface: interface.map(str::to_string),
+        interface,
         position,
         text: shorten(item, QUOTE),
         ..Selection::default()

@@ -24,6 +24,7 @@ pub use device::{DeviceAssignment, assign_devices, inject_device_id};
 use crate::annotation::{self, Annotations, Selection};
 use crate::config::{Config, PrimaryMode};
 use crate::error::{Error, Result, shorten};
+use crate::id::InterfaceName;
 use crate::nad::{Delegation, Nad, NadSource};
 use crate::netconf;
 use crate::plan::{
@@ -59,7 +60,7 @@ pub fn resolve(
                 attachments.push(attachment(
                     index,
                     network,
-                    format!("net{index}"),
+                    InterfaceName::numbered(index)?,
                     Origin::Default,
                     source,
                     conf.into_delegate(),
@@ -76,7 +77,7 @@ pub fn resolve(
             attachments.push(attachment(
                 index,
                 network,
-                format!("net{index}"),
+                InterfaceName::numbered(index)?,
                 Origin::Default,
                 source,
                 conf.into_delegate(),
@@ -268,10 +269,10 @@ fn from_selection(
     if let Some(args) = &sel.cni_args {
         conf.inject_cni_args(&network, args)?;
     }
-    let interface = sel
-        .interface
-        .clone()
-        .unwrap_or_else(|| format!("net{index}"));
+    let interface = match &sel.interface {
+        Some(name) => name.clone(),
+        None => InterfaceName::numbered(index)?,
+    };
     let mut planned = attachment(
         index,
         network,
@@ -307,7 +308,7 @@ fn from_selection(
 fn attachment(
     index: usize,
     network: String,
-    interface: String,
+    interface: InterfaceName,
     origin: Origin,
     source: NetworkSource,
     config: DelegateConfig,
@@ -377,7 +378,7 @@ fn check_unique_interfaces(pod: &PodIdentity, attachments: &[PlannedAttachment])
             };
             return Err(Error::DuplicateInterface {
                 pod: pod.to_string(),
-                interface: a.interface.clone(),
+                interface: a.interface.to_string(),
                 first: shown(first),
                 second: shown(a),
             });

@@ -33,12 +33,12 @@ pub use verbs::serve;
 /// embedded in the generated conflist) is the cluster network.
 pub fn resolver_config(
     config: &plexus_core::Config,
-    ifname: &str,
+    ifname: &plexus_core::InterfaceName,
     wrapped: Option<&serde_json::Value>,
 ) -> plexus_core::Config {
     let mut config = config.clone();
     config.primary_mode = plexus_core::config::PrimaryMode::Plexus;
-    config.primary_interface = ifname.to_owned();
+    config.primary_interface = ifname.clone();
     if config.cluster_network.is_none()
         && config.delegates.is_empty()
         && let Some(wrapped) = wrapped

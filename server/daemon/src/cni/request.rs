@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use plexus_core::cni::{self, CniArgs, ErrorCode, PluginError};
+use plexus_core::id::InterfaceName;
 use plexus_core::pod::PodIdentity;
 use serde_json::{Map, Value};
 
@@ -84,7 +85,7 @@ pub struct Call {
     /// `CNI_NETNS`; `None` when empty (DEL after the netns is gone).
     pub netns: Option<PathBuf>,
     /// `CNI_IFNAME` (`eth0` when absent on a verb that does not need it).
-    pub ifname: String,
+    pub ifname: InterfaceName,
     /// The pod from `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID`.
     pub pod: PodIdentity,
     /// The config's `cniVersion`: results and errors are labelled with it.
@@ -164,6 +165,9 @@ impl Call {
         if per_container {
             cni::validate::ifname(&ifname)?;
         }
+        // Checked above by the same rule where it matters; a verb that names no
+        // interface gets eth0 for a name it never uses.
+        let ifname = InterfaceName::new(ifname).unwrap_or_else(|_| InterfaceName::eth0());
         let netns = Some(get("CNI_NETNS"))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);

@@ -371,7 +371,7 @@ fn the_wrapped_primary_is_the_cluster_network_unless_one_is_configured() {
         &resolver,
         &pod,
         &Default::default(),
-        "eth0",
+        &plexus_core::InterfaceName::eth0(),
         Some(&wrapped),
     )
     .unwrap();
@@ -442,9 +442,14 @@ spec:
     )]
     .into();
     let wrapped = json!({"cniVersion": "1.0.0", "name": "cbr0", "type": "bridge"});
-    let plan =
-        crate::planner::Planner::plan_cni(&resolver, &pod, &annotations, "eth0", Some(&wrapped))
-            .unwrap();
+    let plan = crate::planner::Planner::plan_cni(
+        &resolver,
+        &pod,
+        &annotations,
+        &plexus_core::InterfaceName::eth0(),
+        Some(&wrapped),
+    )
+    .unwrap();
     let primary = &plan.attachments[0];
     assert_eq!(
         (primary.network.as_str(), primary.interface.as_str()),

@@ -117,7 +117,11 @@ pub fn remove(
                 && *k != index
                 && w.selection.network() == network
             {
-                let name = managed[*k].interface.clone();
+                // Recorded names are valid; one that is not is left for the user to name.
+                let Ok(name) = plexus_core::InterfaceName::new(managed[*k].interface.as_str())
+                else {
+                    continue;
+                };
                 w.text = if w.text.trim_start().starts_with('{') {
                     let mut o = as_object(w);
                     o["interface"] = json!(name);

@@ -33,9 +33,6 @@ pub struct LivePod {
 /// The driver name of an adopted (runtime-managed, non-primary) attachment in views.
 pub const ADOPTED_DRIVER: &str = "runtime";
 
-/// The interface the runtime's primary network gets (containerd's CRI plugin: `eth0`).
-const RUNTIME_IFNAME: &str = "eth0";
-
 impl<A: Attacher, P: Planner> Node<A, P> {
     /// On the shim path, the primary network plexus wraps: what made the eth0 of a pod
     /// started before plexus took the runtime's CNI slot. `None` on the NRI path, or when
@@ -77,7 +74,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 Some(primary) => self.planner.plan_cni(
                     &pod.spec.pod,
                     &pod.annotations,
-                    RUNTIME_IFNAME,
+                    &plexus_core::InterfaceName::eth0(),
                     Some(primary),
                 ),
                 None => self.planner.plan(&pod.spec.pod, &pod.annotations),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use plexus_core::InterfaceName;
 use plexus_core::pod::PodIdentity;
 
 use super::Node;
@@ -94,7 +95,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     pub async fn detach_via_annotation(
         self: &Arc<Self>,
         target: Selector,
-        interface: String,
+        interface: InterfaceName,
         timeout: Option<Duration>,
     ) -> Result<Edited> {
         super::require("interface", &interface)?;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_core::InterfaceName;
 use plexus_core::plan::Origin;
 use plexus_telemetry::Operation;
 
@@ -124,7 +125,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     pub async fn detach(
         self: &Arc<Self>,
         target: Selector,
-        interface: String,
+        interface: InterfaceName,
         timeout: Option<Duration>,
     ) -> Result<HotplugOutcome> {
         self.unplug(target, interface, timeout, true).await
@@ -137,7 +138,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     pub async fn detach_unwanted(
         self: &Arc<Self>,
         target: Selector,
-        interface: String,
+        interface: InterfaceName,
         timeout: Option<Duration>,
     ) -> Result<HotplugOutcome> {
         self.unplug(target, interface, timeout, false).await
@@ -146,7 +147,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     async fn unplug(
         self: &Arc<Self>,
         target: Selector,
-        interface: String,
+        interface: InterfaceName,
         timeout: Option<Duration>,
         isolation: bool,
     ) -> Result<HotplugOutcome> {
@@ -157,7 +158,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     async fn unplug_unmeasured(
         self: &Arc<Self>,
         target: Selector,
-        interface: String,
+        interface: InterfaceName,
         timeout: Option<Duration>,
         isolation: bool,
     ) -> Result<HotplugOutcome> {
@@ -181,7 +182,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 else {
                     return Err(Error::InterfaceNotFound {
                         sandbox_id: id.to_string(),
-                        interface,
+                        interface: interface.to_string(),
                     });
                 };
                 if isolation && !found.primary {

@@ -34,6 +34,8 @@ impl FakePlanner {
             Some((n, i)) => (n, i.to_owned()),
             None => (item, format!("net{index}")),
         };
+        let iface = plexus_core::InterfaceName::new(iface)
+            .map_err(|e| fail(ResolveFailure::Invalid, e.to_string()))?;
         let (ns, name) = net.split_once('/').unwrap_or((&pod.namespace, net));
         if name.starts_with("missing") {
             return Err(fail(
@@ -96,7 +98,7 @@ impl Planner for FakePlanner {
         &self,
         pod: &PodIdentity,
         annotations: &BTreeMap<String, String>,
-        ifname: &str,
+        ifname: &plexus_core::InterfaceName,
         wrapped: Option<&serde_json::Value>,
     ) -> Result<Plan> {
         let name = wrapped
@@ -108,7 +110,7 @@ impl Planner for FakePlanner {
             })?;
         let mut primary = Self::planned(pod, name, 0)?;
         primary.network = name.to_owned();
-        primary.interface = ifname.to_owned();
+        primary.interface = ifname.clone();
         primary.origin = Origin::Cluster;
         primary.primary = true;
         let mut plan = self.plan(pod, annotations)?;

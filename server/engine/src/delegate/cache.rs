@@ -9,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use plexus_core::cni;
+use plexus_core::id::{InterfaceName, SandboxId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -126,39 +127,54 @@ impl Entry {
     }
 }
 
-/// The cache file path of one attachment. Each part is checked first (libcni's container-id
-/// and interface-name rules, a network name without `/` or NUL), so no caller can name a
-/// file outside `<cache_dir>/results`.
-pub fn path(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) -> Result<PathBuf> {
-    let arg = |what, r: std::result::Result<(), cni::PluginError>| {
-        r.map_err(|error| Error::InvalidArgument {
-            what,
-            network: network.to_owned(),
-            error: Box::new(error),
-        })
-    };
+/// The cache file path of one attachment. The sandbox id and the interface name are valid
+/// by their types; the network name is checked here (non-empty, no `/` or NUL, not `.` or
+/// `..`), so no caller can name a file outside `<cache_dir>/results`.
+pub fn path(
+    cache_dir: &Path,
+    network: &str,
+    container_id: &SandboxId,
+    if_name: &InterfaceName,
+) -> Result<PathBuf> {
     if network.is_empty() || network.contains(['/', '\0']) || network == "." || network == ".." {
         return Err(Error::InvalidConfig {
             network: network.to_owned(),
             reason: "the network name must be non-empty and must not contain '/'".to_owned(),
         });
     }
-    arg("container id", cni::validate::container_id(container_id))?;
-    arg("interface name", cni::validate::ifname(if_name))?;
     Ok(cache_dir
         .join("results")
         .join(format!("{network}-{container_id}-{if_name}")))
 }
 
+/// The path of an entry read back or built elsewhere: its container id and interface name
+/// are checked by the same rules as everywhere (an entry names them as plain text).
+fn entry_path(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
+    let (id, ifname) = entry_names(entry)?;
+    path(cache_dir, &entry.network_name, &id, &ifname)
+}
+
+/// An entry's container id and interface name, checked by the rules of their types.
+pub(crate) fn entry_names(entry: &Entry) -> Result<(SandboxId, InterfaceName)> {
+    let arg = |what, error: plexus_core::Error| Error::InvalidArgument {
+        what,
+        network: entry.network_name.clone(),
+        error: Box::new(cni::PluginError::new(
+            cni::ErrorCode::INVALID_ENVIRONMENT,
+            error.to_string(),
+            "",
+        )),
+    };
+    let id = SandboxId::new(entry.container_id.as_str()).map_err(|e| arg("container id", e))?;
+    let ifname =
+        InterfaceName::new(entry.if_name.as_str()).map_err(|e| arg("interface name", e))?;
+    Ok((id, ifname))
+}
+
 /// Writes an entry (directory 0700, file 0600, via a fsynced temporary file, a rename and
 /// a directory fsync: a reader never sees half a file, a power loss never loses it).
 pub fn write(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
-    let file = path(
-        cache_dir,
-        &entry.network_name,
-        &entry.container_id,
-        &entry.if_name,
-    )?;
+    let file = entry_path(cache_dir, entry)?;
     let err = |source| Error::Cache {
         path: file.clone(),
         source,
@@ -217,8 +233,8 @@ pub fn remove_stale_temp_files(cache_dir: &Path) -> std::io::Result<Vec<PathBuf>
 pub fn read(
     cache_dir: &Path,
     network: &str,
-    container_id: &str,
-    if_name: &str,
+    container_id: &SandboxId,
+    if_name: &InterfaceName,
 ) -> Result<Option<std::result::Result<Entry, String>>> {
     let file = path(cache_dir, network, container_id, if_name)?;
     match std::fs::read(&file) {
@@ -229,7 +245,12 @@ pub fn read(
 }
 
 /// Removes an entry; a missing file is not an error.
-pub fn remove(cache_dir: &Path, network: &str, container_id: &str, if_name: &str) -> Result<()> {
+pub fn remove(
+    cache_dir: &Path,
+    network: &str,
+    container_id: &SandboxId,
+    if_name: &InterfaceName,
+) -> Result<()> {
     let file = path(cache_dir, network, container_id, if_name)?;
     match std::fs::remove_file(&file) {
         Ok(()) => Ok(()),
@@ -280,29 +301,70 @@ pub fn list(cache_dir: &Path, container_id: Option<&str>) -> Result<Vec<Entry>> 
 mod tests {
     use super::*;
 
+    fn sid(id: &str) -> SandboxId {
+        SandboxId::new(id).unwrap()
+    }
+
+    fn ifn(name: &str) -> InterfaceName {
+        InterfaceName::new(name).unwrap()
+    }
+
     #[test]
     fn no_path_is_built_from_a_part_that_could_leave_the_results_dir() {
         let dir = Path::new("/var/lib/cni");
         assert_eq!(
-            path(dir, "net-a", "sb1", "net1").unwrap(),
+            path(dir, "net-a", &sid("sb1"), &ifn("net1")).unwrap(),
             Path::new("/var/lib/cni/results/net-a-sb1-net1")
         );
-        for (network, id, ifname) in [
-            ("../x", "sb1", "net1"),
-            ("a/b", "sb1", "net1"),
-            ("net-a", "../../../tmp/x", "net1"),
-            ("net-a", "/tmp/x", "net1"),
-            ("net-a", "a/b", "net1"),
-            ("net-a", "", "net1"),
-            ("net-a", "sb1", "a/b"),
-            ("net-a", "sb1", ".."),
-        ] {
+        // The id and the interface are valid by their types; the network is checked here.
+        for network in ["../x", "a/b", "", ".", ".."] {
             assert!(
-                path(dir, network, id, ifname).is_err(),
-                "{network:?} {id:?} {ifname:?}"
+                path(dir, network, &sid("sb1"), &ifn("net1")).is_err(),
+                "{network:?}"
             );
-            assert!(read(dir, network, id, ifname).is_err());
-            assert!(remove(dir, network, id, ifname).is_err());
+            assert!(read(dir, network, &sid("sb1"), &ifn("net1")).is_err());
+            assert!(remove(dir, network, &sid("sb1"), &ifn("net1")).is_err());
         }
+    }
+
+    #[test]
+    fn an_entry_naming_a_bad_container_or_interface_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Entry {
+            kind: KIND_V1.to_owned(),
+            container_id: "sb1".to_owned(),
+            config: b"{}".to_vec(),
+            if_name: "net1".to_owned(),
+            network_name: "net-a".to_owned(),
+            netns: String::new(),
+            cni_args: Vec::new(),
+            capability_args: Map::new(),
+            result: None,
+        };
+        write(dir.path(), &good).unwrap();
+        for (id, ifname) in [
+            ("../../../tmp/x", "net1"),
+            ("/tmp/x", "net1"),
+            ("", "net1"),
+            ("sb1", "a/b"),
+            ("sb1", ".."),
+            ("sb1", "way-too-long-ifname"),
+        ] {
+            let bad = Entry {
+                container_id: id.to_owned(),
+                if_name: ifname.to_owned(),
+                ..good.clone()
+            };
+            let err = write(dir.path(), &bad).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument { .. }),
+                "{id:?} {ifname:?}: {err}"
+            );
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("results"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["net-a-sb1-net1"]);
     }
 }

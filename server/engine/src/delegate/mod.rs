@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use plexus_core::cni;
+use plexus_core::id::{InterfaceName, SandboxId};
 use plexus_core::plan::{DelegateConfig, PlannedAttachment, RuntimeConfig};
 use plexus_core::pod::PodIdentity;
 use serde::{Deserialize, Serialize};
@@ -79,11 +80,11 @@ impl Config {
 #[derive(Debug, Clone, Copy)]
 pub struct Invocation<'a> {
     /// `CNI_CONTAINERID` (the sandbox id).
-    pub container_id: &'a str,
+    pub container_id: &'a SandboxId,
     /// `CNI_NETNS`; `None` on a DEL whose netns is gone.
     pub netns: Option<&'a Path>,
     /// `CNI_IFNAME`.
-    pub ifname: &'a str,
+    pub ifname: &'a InterfaceName,
     /// The pod (for `K8S_POD_*` in `CNI_ARGS`).
     pub pod: &'a PodIdentity,
     /// The delegate's config.
@@ -105,7 +106,7 @@ impl<'a> Invocation<'a> {
     pub fn for_attachment(
         attachment: &'a PlannedAttachment,
         pod: &'a PodIdentity,
-        container_id: &'a str,
+        container_id: &'a SandboxId,
         netns: Option<&'a Path>,
     ) -> Invocation<'a> {
         Invocation {
@@ -173,8 +174,8 @@ impl Executor {
     pub fn cached(
         &self,
         network: &str,
-        container_id: &str,
-        ifname: &str,
+        container_id: &SandboxId,
+        ifname: &InterfaceName,
     ) -> Result<Option<CacheEntry>> {
         match cache::read(&self.config.cache_dir, network, container_id, ifname)? {
             None => Ok(None),

@@ -1,6 +1,7 @@
 //! Delegate executor tests with fake plugins: small shell scripts in a temp bin dir that
 //! record their environment and stdin and print results or errors. No root needed.
 
+use plexus_core::id::{InterfaceName, SandboxId};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +26,16 @@ struct Fixture {
     cache: PathBuf,
     log: PathBuf,
     pod: PodIdentity,
+    id: SandboxId,
+    ifname: InterfaceName,
+}
+
+fn sid(id: &str) -> SandboxId {
+    SandboxId::new(id).unwrap()
+}
+
+fn ifn(name: &str) -> InterfaceName {
+    InterfaceName::new(name).unwrap()
 }
 
 impl Fixture {
@@ -44,6 +55,8 @@ impl Fixture {
             cache,
             log,
             pod: PodIdentity::new("ns1", "web-0", "uid-1"),
+            id: sid("c1"),
+            ifname: ifn("net1"),
         }
     }
 
@@ -108,9 +121,9 @@ impl Fixture {
         rc: &'a RuntimeConfig,
     ) -> Invocation<'a> {
         Invocation {
-            container_id: "c1",
+            container_id: &self.id,
             netns: Some(Path::new("/var/run/netns/test")),
-            ifname: "net1",
+            ifname: &self.ifname,
             pod: &self.pod,
             config,
             runtime_config: rc,
@@ -194,7 +207,11 @@ async fn chain_add_passes_converted_prev_result_and_writes_the_libcni_cache() {
         .permissions()
         .mode();
     assert_eq!(dir_mode & 0o777, 0o700);
-    let entry = f.executor().cached("chain", "c1", "net1").unwrap().unwrap();
+    let entry = f
+        .executor()
+        .cached("chain", &sid("c1"), &ifn("net1"))
+        .unwrap()
+        .unwrap();
     assert_eq!(entry.config, CHAIN.as_bytes());
     assert_eq!(
         f.executor().cached_attachments(Some("c1")).unwrap().len(),

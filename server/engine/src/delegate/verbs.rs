@@ -43,18 +43,6 @@ async fn traced<T>(
     result
 }
 
-fn check_arg(
-    what: &'static str,
-    network: &str,
-    r: std::result::Result<(), cni::PluginError>,
-) -> Result<()> {
-    r.map_err(|error| Error::InvalidArgument {
-        what,
-        network: network.to_owned(),
-        error: Box::new(error),
-    })
-}
-
 /// The network name becomes part of a cache file name: the one CNI name rule
 /// ([`plexus_core::cni::validate::network_name`]) keeps it a plain name.
 fn check_network_name(name: &str) -> Result<()> {
@@ -104,23 +92,14 @@ impl Executor {
     fn prepare(&self, inv: &Invocation<'_>) -> Result<Prepared> {
         let list = self.network_list(inv.config)?;
         check_network_name(&list.name)?;
-        check_arg(
-            "container id",
-            &list.name,
-            cni::validate::container_id(inv.container_id),
-        )?;
-        check_arg(
-            "interface name",
-            &list.name,
-            cni::validate::ifname(inv.ifname),
-        )?;
+        // The container id and the interface name are valid by their types.
         let binaries = self.resolve(&list)?;
         let mut args = cni::CniArgs::new();
         let pairs = [
             (cni::IGNORE_UNKNOWN, "1"),
             ("K8S_POD_NAMESPACE", inv.pod.namespace.as_str()),
             ("K8S_POD_NAME", inv.pod.name.as_str()),
-            ("K8S_POD_INFRA_CONTAINER_ID", inv.container_id),
+            ("K8S_POD_INFRA_CONTAINER_ID", inv.container_id.as_str()),
             ("K8S_POD_UID", inv.pod.uid.as_str()),
         ];
         let extra = inv
@@ -144,12 +123,12 @@ impl Executor {
     fn env(&self, command: &'static str, inv: &Invocation<'_>, p: &Prepared) -> Env {
         Env {
             command,
-            container_id: inv.container_id.to_owned(),
+            container_id: inv.container_id.to_string(),
             netns: inv
                 .netns
                 .map(|n| n.display().to_string())
                 .unwrap_or_default(),
-            ifname: inv.ifname.to_owned(),
+            ifname: inv.ifname.to_string(),
             args: render_args(&p.cni_args),
             path: self.cni_path(),
         }
@@ -205,9 +184,9 @@ impl Executor {
         };
         let mut entry = cache::Entry {
             kind: cache::KIND_V1.to_owned(),
-            container_id: inv.container_id.to_owned(),
+            container_id: inv.container_id.to_string(),
             config: inv.config.bytes.clone(),
-            if_name: inv.ifname.to_owned(),
+            if_name: inv.ifname.to_string(),
             network_name: p.list.name.clone(),
             netns: env.netns.clone(),
             cni_args: p.cni_args.clone(),
@@ -241,7 +220,7 @@ impl Executor {
             Ok(Some(Ok(entry))) => entry.cni_result(&p.list.cni_version),
             Ok(None) => None,
             Ok(Some(Err(reason))) => {
-                tracing::warn!(network = %p.list.name, container = inv.container_id, %reason, "corrupt cni cache file, running without prevResult");
+                tracing::warn!(network = %p.list.name, container = %inv.container_id, %reason, "corrupt cni cache file, running without prevResult");
                 None
             }
             Err(e) => {
@@ -417,10 +396,12 @@ impl Executor {
             .collect();
         let netns = (!entry.netns.is_empty()).then(|| Path::new(&entry.netns));
         let requested = plexus_core::plan::RuntimeConfig::default();
+        // Read from disk: checked like any caller's.
+        let (container_id, ifname) = cache::entry_names(entry)?;
         let inv = Invocation {
-            container_id: &entry.container_id,
+            container_id: &container_id,
             netns,
-            ifname: &entry.if_name,
+            ifname: &ifname,
             pod: &pod,
             config,
             runtime_config: &requested,

@@ -23,7 +23,7 @@ fn record() -> SandboxRecord {
         netns: "/var/run/netns/x".into(),
         attachments: vec![AttachmentRecord {
             network: "default/net-a".into(),
-            interface: "net1".into(),
+            interface: plexus_core::InterfaceName::new("net1").unwrap(),
             driver: Driver::Native,
             phase: Phase::Intent,
             planned: planned("net1"),

@@ -148,6 +148,10 @@ pub fn sid(id: &str) -> SandboxId {
     SandboxId::new(id).expect("valid sandbox id")
 }
 
+pub fn ifn(name: &str) -> plexus_core::InterfaceName {
+    plexus_core::InterfaceName::new(name).expect("valid interface name")
+}
+
 /// A plugin whose ADD writes its pid to `pid_file` and then sleeps until killed; DEL and
 /// anything else answer at once.
 pub fn slow_plugin(pid_file: &std::path::Path) -> String {

@@ -130,11 +130,14 @@ async fn hotplug_attach_and_detach() {
         .await
         .expect_err("collision");
     assert!(err.to_string().contains("already exists"), "{err}");
-    let removed = engine.detach(&sid("sb-hot"), "net2").await.expect("detach");
+    let removed = engine
+        .detach(&sid("sb-hot"), &ifn("net2"))
+        .await
+        .expect("detach");
     assert_eq!(removed.interface, "net2");
     assert_eq!(fx.pod_links().await, vec!["net1"]);
     assert_eq!(fx.lease_files(), vec!["mv-h1/10.45.0.2"]);
-    assert!(engine.detach(&sid("sb-hot"), "net2").await.is_err());
+    assert!(engine.detach(&sid("sb-hot"), &ifn("net2")).await.is_err());
     let rec = engine.sandbox(&sid("sb-hot")).unwrap().unwrap();
     assert_eq!(rec.attachments.len(), 1);
     engine.teardown(&sid("sb-hot")).await.expect("teardown");

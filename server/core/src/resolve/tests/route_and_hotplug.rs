@@ -130,8 +130,10 @@ fn hotplug_rejections() {
 
 #[test]
 fn hotplug_index_does_not_overflow_on_a_huge_net_suffix() {
-    // `net<usize::MAX>` among the existing names overflowed `n + 1` (a debug panic).
+    // `net<usize::MAX>` among the existing names overflowed `n + 1` (a debug panic). The
+    // next name would be no interface name at all (over 15 bytes): refused as such.
     let existing = vec![format!("net{}", usize::MAX)];
     let e = resolve_one(&pod(), "a", &existing, &Config::default(), &nads()).unwrap_err();
-    assert!(matches!(e, Error::DuplicateInterface { .. }), "{e}");
+    assert!(matches!(e, Error::InvalidInterfaceName { .. }), "{e}");
+    assert!(e.to_string().contains("longer than 15"), "{e}");
 }

@@ -302,31 +302,7 @@ async fn invalid_configs_and_arguments_are_rejected() {
             "{text}: {err:?}"
         );
     }
-    let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
-    let bad_if = Invocation {
-        ifname: "way-too-long-ifname",
-        ..f.invocation(&config, &rc)
-    };
-    let err = f.executor().add(&bad_if).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                what: "interface name",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let bad_id = Invocation {
-        container_id: "../x",
-        ..f.invocation(&config, &rc)
-    };
-    let err = f.executor().del(&bad_id).await.unwrap_err();
-    assert_eq!(
-        err.to_plugin_error().code,
-        cni::ErrorCode::INVALID_ENVIRONMENT
-    );
+    // Container ids and interface names are valid by their types (plexus_core::id).
     assert!(f.calls().is_empty());
 }
 

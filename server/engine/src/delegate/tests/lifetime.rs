@@ -61,10 +61,11 @@ async fn plugin_dies_with_a_killed_daemon() {
         let config = conf(r#"{"cniVersion":"1.0.0","name":"one","type":"p1"}"#);
         let rc = RuntimeConfig::default();
         let pod = PodIdentity::new("ns1", "web-0", "uid-1");
+        let (id, ifname) = (super::sid("c1"), super::ifn("net1"));
         let inv = Invocation {
-            container_id: "c1",
+            container_id: &id,
             netns: None,
-            ifname: "net1",
+            ifname: &ifname,
             pod: &pod,
             config: &config,
             runtime_config: &rc,

@@ -62,11 +62,12 @@ async fn reference_bridge_chain_add_then_del_in_test_namespaces() {
     let identity = PodIdentity::new("default", "ref-pod", "uid-ref");
     let rc = RuntimeConfig::default();
     let pod_path = pod.path();
-    let container_id = format!("plexus-test-{}", std::process::id());
+    let container_id = super::sid(&format!("plexus-test-{}", std::process::id()));
+    let ifname = super::ifn("net1");
     let inv = Invocation {
         container_id: &container_id,
         netns: Some(&pod_path),
-        ifname: "net1",
+        ifname: &ifname,
         pod: &identity,
         config: &config,
         runtime_config: &rc,

@@ -42,11 +42,12 @@ async fn host_local_results_round_trip_byte_for_byte_in_every_version() {
         })
         .to_string();
         let config = conf(&text);
-        let id = format!("diff{n}");
+        let id = super::sid(&format!("diff{n}"));
+        let ifname = super::ifn("eth0");
         let inv = Invocation {
             container_id: &id,
             netns: Some(Path::new("/nonexistent")),
-            ifname: "eth0",
+            ifname: &ifname,
             pod: &pod,
             config: &config,
             runtime_config: &rc,

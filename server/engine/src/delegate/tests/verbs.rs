@@ -75,8 +75,9 @@ async fn gc_deletes_stale_cached_attachments_and_runs_gc_with_valid_ones() {
     let rc = RuntimeConfig::default();
     let ex = f.executor();
     for id in ["keep", "stale"] {
+        let id = super::sid(id);
         let inv = Invocation {
-            container_id: id,
+            container_id: &id,
             ..f.invocation(&config, &rc)
         };
         ex.add(&inv).await.unwrap();
