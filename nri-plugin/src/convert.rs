@@ -89,11 +89,14 @@ pub fn reconcile_request(pods: &[PodSandbox]) -> ReconcileRequest {
 
 /// The TeardownPod request for a Stop/RemovePodSandbox event; plexusd's recorded state
 /// is authoritative, the netns path is sent only when the event carries one.
+/// containerd removes the pod's netns right after StopPodSandbox (and it is gone by
+/// RemovePodSandbox), so plexusd may delete the links in it after answering.
 pub fn teardown_request(pod: &PodSandbox) -> TeardownPodRequest {
     TeardownPodRequest {
         sandbox_id: pod.id.clone(),
         pod: Some(pod_ref(pod)),
         netns_path: netns_path(pod).unwrap_or_default().to_owned(),
+        netns_removed_after: true,
     }
 }
 

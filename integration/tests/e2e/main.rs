@@ -15,4 +15,5 @@ mod networks;
 mod primary;
 mod restart;
 mod shim;
+mod teardown;
 mod traces;

@@ -60,6 +60,17 @@ impl Drop for Collector {
 
 /// The root span (`nri RunPodSandbox`) of the pod `name`, once its trace holds `count` spans.
 async fn trace_of(receiver: &OtlpReceiver, name: &str, count: usize) -> Vec<ReceivedSpan> {
+    trace_with(receiver, name, count, &[]).await
+}
+
+/// Like [`trace_of`], and also waits for the spans named `needed` (the processes export
+/// their batches independently, so a count alone can be reached without them).
+async fn trace_with(
+    receiver: &OtlpReceiver,
+    name: &str,
+    count: usize,
+    needed: &[&str],
+) -> Vec<ReceivedSpan> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let root = receiver.spans().into_iter().find(|s| {
@@ -68,7 +79,7 @@ async fn trace_of(receiver: &OtlpReceiver, name: &str, count: usize) -> Vec<Rece
         });
         if let Some(root) = root {
             let spans = receiver.trace(&root.trace_id);
-            if spans.len() >= count {
+            if spans.len() >= count && needed.iter().all(|n| spans.iter().any(|s| s.name == *n)) {
                 return spans;
             }
         }
@@ -206,7 +217,16 @@ async fn a_pod_event_is_one_trace_from_the_nri_event_to_each_plugin_with_errors_
     let broken = PodSpec::new(NAMESPACE, "traced-broken")
         .networks(&format!("{MACVLAN},{}", plexus_integration::env::BROKEN));
     assert!(env.containerd.run_pod(&broken).await.is_err());
-    let spans = trace_of(&collector.receiver, "traced-broken", 5).await;
+    let undo_broken = format!("undo {NAMESPACE}/{}", plexus_integration::env::BROKEN);
+    let needed = [
+        "nri RunPodSandbox",
+        "plexus.v1.Node/SetupPod",
+        &format!("attach {NAMESPACE}/{MACVLAN}"),
+        &format!("undo {NAMESPACE}/{MACVLAN}"),
+        &format!("attach {NAMESPACE}/{}", plexus_integration::env::BROKEN),
+        undo_broken.as_str(),
+    ];
+    let spans = trace_with(&collector.receiver, "traced-broken", 5, &needed).await;
     let failed: Vec<&str> = spans
         .iter()
         .filter(|s| s.status_code == ERROR)
@@ -230,7 +250,6 @@ async fn a_pod_event_is_one_trace_from_the_nri_event_to_each_plugin_with_errors_
     );
     // Its DEL fails the same way (no plugin binary): the documented ERROR `undo` span of
     // a plugin whose ADD and DEL both failed.
-    let undo_broken = format!("undo {NAMESPACE}/{}", plexus_integration::env::BROKEN);
     let allowed = [
         "nri RunPodSandbox",
         "plexus.v1.Node/SetupPod",

@@ -45,6 +45,7 @@ pub trait Attacher: Send + Sync + 'static {
     fn teardown(
         &self,
         lock: &SandboxLock,
+        links: plexus_engine::LinkDeletion,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> impl Future<Output = Result<TeardownOutcome>> + Send;
 

@@ -256,6 +256,7 @@ impl Attacher for EngineAttacher {
     async fn teardown(
         &self,
         lock: &SandboxLock,
+        links: plexus_engine::LinkDeletion,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
         // Teardown always runs to the end: a half-removed pod is worse than a late answer.
@@ -263,7 +264,7 @@ impl Attacher for EngineAttacher {
         let before = self.engine.sandbox(sandbox_id).ok().flatten();
         let report = self
             .engine
-            .teardown_locked(lock)
+            .teardown_locked_as(lock, links)
             .await
             .map_err(|e| Error::Teardown {
                 sandbox_id: sandbox_id.to_string(),

@@ -178,7 +178,11 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, "");
         let id = finish(&span, convert::sandbox_id("sandbox_id", &req.sandbox_id))?;
         plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, id.as_str());
-        let work = self.node.teardown_pod(id.clone(), timeout);
+        let links = match req.netns_removed_after {
+            true => plexus_engine::LinkDeletion::AfterAnswer,
+            false => plexus_engine::LinkDeletion::BeforeAnswer,
+        };
+        let work = self.node.teardown_pod(id.clone(), timeout, links);
         let result = entry::scope(Path::Nri, work).instrument(span.clone()).await;
         let outcome = finish(&span, result)?;
         if let Some(p) = &outcome.pod {

@@ -385,6 +385,7 @@ impl Attacher for FakeAttacher {
     async fn teardown(
         &self,
         lock: &SandboxLock,
+        _links: plexus_engine::LinkDeletion,
         _deadline: Option<plexus_core::deadline::Deadline>,
     ) -> Result<TeardownOutcome> {
         let sandbox_id = self.held(lock, lock.sandbox_id());

@@ -55,8 +55,14 @@ async fn a_request_waiting_for_its_sandbox_holds_no_slot() {
     })
     .await;
     let n = Arc::clone(&node);
-    let a_down =
-        tokio::spawn(async move { n.teardown_pod(SandboxId::new("pod-a").unwrap(), None).await });
+    let a_down = tokio::spawn(async move {
+        n.teardown_pod(
+            SandboxId::new("pod-a").unwrap(),
+            None,
+            plexus_engine::LinkDeletion::BeforeAnswer,
+        )
+        .await
+    });
     // The teardown waits for pod-a's lock (held by the setup).
     while attacher.lock_users("pod-a") < 2 {
         tokio::task::yield_now().await;

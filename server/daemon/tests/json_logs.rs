@@ -133,6 +133,7 @@ async fn every_pod_line_names_pod_sandbox_and_trace() {
             sandbox_id: "sb-logs".into(),
             pod: setup_request_for("sb-logs", &pod.path(), "mv").pod,
             netns_path: pod.path().display().to_string(),
+            ..Default::default()
         }))
         .await
         .expect("teardown");

@@ -38,7 +38,10 @@ async fn a_teardown_waiting_for_its_sandbox_in_the_engine_holds_no_slot() {
     let held = engine.lock(&id("pod-a")).await;
     let a_down = tokio::spawn({
         let node = Arc::clone(&node);
-        async move { node.teardown_pod(id("pod-a"), None).await }
+        async move {
+            node.teardown_pod(id("pod-a"), None, plexus_engine::LinkDeletion::BeforeAnswer)
+                .await
+        }
     });
     let waiting = async {
         while engine.lock_users(&id("pod-a")) < 2 {
@@ -48,7 +51,7 @@ async fn a_teardown_waiting_for_its_sandbox_in_the_engine_holds_no_slot() {
     tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("pod-a's teardown waits for the engine's lock of pod-a");
-    let b_down = node.teardown_pod(id("pod-b"), None);
+    let b_down = node.teardown_pod(id("pod-b"), None, plexus_engine::LinkDeletion::BeforeAnswer);
     let b = tokio::time::timeout(Duration::from_secs(10), b_down)
         .await
         .expect("pod-b's request got the only slot while pod-a's teardown waited")

@@ -83,9 +83,10 @@ impl Attacher for TracedAttacher {
     async fn teardown(
         &self,
         lock: &plexus_engine::SandboxLock,
+        links: plexus_engine::LinkDeletion,
         deadline: Option<plexus_core::deadline::Deadline>,
     ) -> plexus_server::Result<TeardownOutcome> {
-        self.0.teardown(lock, deadline).await
+        self.0.teardown(lock, links, deadline).await
     }
 
     async fn attach(

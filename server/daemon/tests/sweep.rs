@@ -239,8 +239,12 @@ async fn a_teardown_in_flight_is_not_repeated() {
     let teardown = {
         let node = Arc::clone(&node);
         tokio::spawn(async move {
-            node.teardown_pod(plexus_core::SandboxId::new("going").unwrap(), None)
-                .await
+            node.teardown_pod(
+                plexus_core::SandboxId::new("going").unwrap(),
+                None,
+                plexus_engine::LinkDeletion::BeforeAnswer,
+            )
+            .await
         })
     };
     wait_for_call(&fake, &Call::Teardown("going".into())).await;

@@ -45,5 +45,8 @@ pub const SETUP_STEPS_NATIVE: &[&str] = &["intent", "link", "ipam", "addr", "rou
 pub const SETUP_STEPS_EXEC: &[&str] = &["intent", "exec", "routes", "done"];
 /// Crash points of teardown, per attachment.
 pub const TEARDOWN_STEPS: &[&str] = &["removing", "undone"];
+/// Crash points of the link deletion after a runtime's teardown answered (`reap.rs`),
+/// once per sandbox (index 0): before the links are deleted, and after.
+pub const REAP_STEPS: &[&str] = &["deleting", "deleted"];
 /// Crash points of detach (hot-unplug), at the detached attachment's index.
 pub const DETACH_STEPS: &[&str] = &["removing", "undone"];

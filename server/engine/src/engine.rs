@@ -24,6 +24,7 @@ use crate::exec::Exec;
 use crate::lock::{SandboxLock, SandboxLocks};
 use crate::native::Ctx;
 use crate::observe::{Call, Observer, ObserverSlot, Op, Tracked};
+use crate::reap::LinkDeletion;
 use crate::setup::within;
 use crate::state::{AttachmentRecord, Driver, Phase, RECORD_VERSION, SandboxRecord, Store};
 
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     observer: ObserverSlot,
     /// The runtime's primary, described from its CNI cache.
     pub primary: Arc<crate::primary::Lookup>,
+    /// Teardowns whose links are still being deleted (`reap.rs`).
+    pub reaping: crate::reap::Reaping,
 }
 
 impl Engine {
@@ -76,6 +79,7 @@ impl Engine {
                 host: tokio::sync::OnceCell::new(),
                 observer: ObserverSlot::new(),
                 primary,
+                reaping: crate::reap::Reaping::new(),
             }),
         })
     }
@@ -113,13 +117,20 @@ impl Engine {
     }
 
     /// Every readable sandbox record (unreadable ones are logged and skipped; teardown
-    /// still handles them).
+    /// still handles them). A sandbox whose teardown answered is not listed while its
+    /// links are still being deleted (`reap.rs`): nothing of it is left to act on.
     pub fn sandboxes(&self) -> Result<Vec<SandboxRecord>> {
-        self.inner.store.all()
+        let mut all = self.inner.store.all()?;
+        all.retain(|r| !self.inner.reaping.is_pending(&r.sandbox_id));
+        Ok(all)
     }
 
-    /// One sandbox's record.
+    /// One sandbox's record (none once its teardown answered, as in
+    /// [`Engine::sandboxes`]).
     pub fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxRecord>> {
+        if self.inner.reaping.is_pending(sandbox_id) {
+            return Ok(None);
+        }
         self.inner.store.load(sandbox_id)
     }
 
@@ -266,6 +277,14 @@ impl Engine {
                 Err(()) => return Err(expired("waiting for the sandbox lock", None)),
             },
         };
+        // A teardown of this id still deleting its links: wait for them, then the old
+        // record is this setup's to finish.
+        if within(until, self.inner.reaping.take_over(&sb.sandbox_id))
+            .await
+            .is_err()
+        {
+            return Err(expired("waiting for the old links to be deleted", None));
+        }
         // The old record to tear down first: `Some(None)` when it is unreadable.
         let old = match self.inner.store.load(&sb.sandbox_id) {
             Ok(None) => None,
@@ -282,7 +301,10 @@ impl Engine {
         if let Some(old) = old {
             let cleared = async {
                 match old {
-                    Some(old) => self.teardown_record(old, Call::Setup).await.map(drop),
+                    Some(old) => self
+                        .teardown_record(old, Call::Setup, LinkDeletion::BeforeAnswer)
+                        .await
+                        .map(drop),
                     None => self
                         .teardown_fallback(&sb.sandbox_id, Call::Setup)
                         .await

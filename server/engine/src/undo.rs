@@ -76,6 +76,35 @@ impl Engine {
             .map(|_| ())
     }
 
+    /// The part of a native attachment's removal a pod's teardown waits for when its link
+    /// is deleted later (`reap.rs`): leases released and addresses removed, in the same
+    /// `attachment` span and observer report as [`Engine::remove_one`].
+    pub(crate) async fn release_one(
+        &self,
+        rec: &SandboxRecord,
+        a: &AttachmentRecord,
+        pod: Option<&Handle>,
+        call: Call,
+    ) -> Result<()> {
+        let step = self.track(
+            "detach",
+            Op::Teardown,
+            call,
+            &a.network,
+            &a.interface,
+            a.driver,
+        );
+        let released = async {
+            let host = self.host().await?;
+            let ctx = self.ctx(host, pod, &rec.netns, rec.sandbox_id.as_str());
+            native::release(&a.native, &a.interface, a.result.as_ref(), &ctx).await
+        }
+        .instrument(step.span())
+        .await;
+        step.finish(&released, Outcome::Ok);
+        released
+    }
+
     /// [`Engine::remove_one`], saying whether the attachment was really removed.
     async fn remove_one_reporting(
         &self,

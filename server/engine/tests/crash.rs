@@ -4,7 +4,9 @@
 //! state dir then recovers and tears down, and the test proves no link, address or lease
 //! is left. After a crashed detach, recovery must have removed only the detached network
 //! (its link, address and lease gone) and kept the other one attached and recorded done.
-//! Every point of both attachments, of teardown and of detach is covered.
+//! Every point of both attachments, of teardown and of detach is covered, and the two
+//! points of the link deletion a runtime's teardown leaves for after its answer (`reap.*`:
+//! the child tears down with `LinkDeletion::AfterAnswer` and waits for the reaper).
 //!
 //! The child is this same test binary re-executed as `<exe> crash_matrix --exact` with
 //! `PLEXUS_CRASH_CHILD` set: the one test then plays the child's role instead of the matrix.
@@ -15,9 +17,9 @@ use std::process::Command;
 
 use common::{Fixture, attachment, config_for, lease_files, plan, sid};
 use plexus_engine::crash::{
-    DETACH_STEPS, ENV, SETUP_STEPS_EXEC, SETUP_STEPS_NATIVE, TEARDOWN_STEPS,
+    DETACH_STEPS, ENV, REAP_STEPS, SETUP_STEPS_EXEC, SETUP_STEPS_NATIVE, TEARDOWN_STEPS,
 };
-use plexus_engine::{DelegationMode, Engine};
+use plexus_engine::{DelegationMode, Engine, LinkDeletion};
 use plexus_netlink::test_util::require_privileged;
 
 const CHILD: &str = "PLEXUS_CRASH_CHILD";
@@ -56,6 +58,9 @@ fn crash_matrix() {
         for s in DETACH_STEPS {
             points.push(format!("detach.{i}.{s}"));
         }
+    }
+    for s in REAP_STEPS {
+        points.push(format!("reap.0.{s}"));
     }
     let mut failures = Vec::new();
     for p in &points {
@@ -99,6 +104,14 @@ async fn child(role: &str) {
             .detach(&sid(SANDBOX), &NETWORKS[i].0.parse().unwrap())
             .await
             .unwrap();
+    } else if role == "teardown-after" {
+        let lock = engine.lock(&sid(SANDBOX)).await;
+        engine
+            .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+            .await
+            .unwrap();
+        drop(lock);
+        engine.reaped().await;
     } else {
         engine.teardown(&sid(SANDBOX)).await.unwrap();
     }
@@ -215,6 +228,7 @@ async fn run_point(point: &str) -> Result<(), String> {
         }
         let role = match detached(point) {
             Some(i) => format!("detach-{i}"),
+            None if point.starts_with("reap.") => "teardown-after".into(),
             None => "teardown".into(),
         };
         let st = spawn(&fx, &role, &plan_json, Some(point)).await;
@@ -237,7 +251,7 @@ async fn run_point(point: &str) -> Result<(), String> {
     }
     // Recovery keeps only finished attachments and finishes interrupted teardowns.
     let after = engine.sandbox(&sid(SANDBOX)).map_err(|e| e.to_string())?;
-    if point.starts_with("teardown.") && after.is_some() {
+    if (point.starts_with("teardown.") || point.starts_with("reap.")) && after.is_some() {
         return Err("recovery did not finish the interrupted teardown".into());
     }
     if let Some(rec) = &after

@@ -8,6 +8,8 @@ use common::{Fixture, attachment, ifn, plan, sid, slow_plugin, wait_gone, wait_w
 use plexus_engine::{DelegationMode, Driver, SetupError};
 use plexus_netlink::test_util::require_privileged;
 
+#[path = "privileged/deferred.rs"]
+mod deferred;
 #[path = "privileged/setup.rs"]
 mod setup;
 #[path = "privileged/teardown.rs"]

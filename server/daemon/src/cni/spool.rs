@@ -80,7 +80,7 @@ pub async fn drain<A: Attacher, P: Planner>(node: &Arc<Node<A, P>>, dir: &Path) 
             tracing::warn!(sandbox.id = %id, "a spooled DEL names an invalid sandbox id; ignored");
             continue;
         };
-        let replay = node.teardown_pod(sandbox, None);
+        let replay = node.teardown_pod(sandbox, None, plexus_engine::LinkDeletion::AfterAnswer);
         match crate::entry::scope(plexus_telemetry::Path::Cni, replay).await {
             Ok(outcome) => {
                 let file = dir.join(format!("{id}{SUFFIX}"));

@@ -249,7 +249,8 @@ async fn del<A: Attacher, P: Planner>(
         tracing::warn!(sandbox.id = %call.container_id, expected = %call.pod.uid,
             recorded = %recorded.pod.uid, "pod UID of the DEL differs from the record");
     }
-    node.teardown_pod(id, timeout)
+    // containerd removes the pod's netns right after its CNI DEL.
+    node.teardown_pod(id, timeout, plexus_engine::LinkDeletion::AfterAnswer)
         .await
         .map_err(|e| plugin_error(Verb::Del, &e))?;
     Ok(Vec::new())

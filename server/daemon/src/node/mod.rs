@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::planner::{Explanation, Planner};
 use fresh::SetupMarks;
-use plexus_engine::SandboxLock;
+use plexus_engine::{LinkDeletion, SandboxLock};
 
 mod adopt;
 mod edit;
@@ -354,10 +354,13 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     }
 
     /// Tears down everything recorded for a sandbox.
+    /// `links` says whether the links the kernel destroys with the pod's netns may be
+    /// deleted after the answer (the runtime removes the netns right after).
     pub async fn teardown_pod(
         self: &Arc<Self>,
         sandbox_id: SandboxId,
         timeout: Option<Duration>,
+        links: LinkDeletion,
     ) -> Result<TeardownOutcome> {
         let op = format!("tearing down sandbox {sandbox_id}");
         let run = self.run(
@@ -366,7 +369,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             sandbox_id.clone(),
             timeout,
             None,
-            move |node, deadline, lock| node.teardown_locked(lock, deadline),
+            move |node, deadline, lock| node.teardown_locked(lock, deadline, links),
         );
         self.measured(Operation::Teardown, run).await
     }
@@ -375,10 +378,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         self: Arc<Self>,
         lock: SandboxLock,
         deadline: Option<plexus_core::deadline::Deadline>,
+        links: LinkDeletion,
     ) -> Result<TeardownOutcome> {
         let sandbox_id = lock.sandbox_id().clone();
         let before = self.attacher.sandbox(&sandbox_id).ok().flatten();
-        let result = self.attacher.teardown(&lock, deadline).await;
+        let result = self.attacher.teardown(&lock, links, deadline).await;
         let view = SandboxView {
             sandbox_id,
             pod: before.as_ref().map(|s| s.pod.clone()).unwrap_or_default(),

@@ -85,7 +85,9 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 if node.attacher.sandbox(&id)?.is_none() {
                     return Ok(Err("already torn down"));
                 }
-                node.teardown_locked(lock, deadline).await.map(Ok)
+                node.teardown_locked(lock, deadline, plexus_engine::LinkDeletion::BeforeAnswer)
+                    .await
+                    .map(Ok)
             },
         )
         .await

@@ -152,7 +152,9 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 if now.netns.is_empty() || netns_state(Path::new(&now.netns)) != NetnsState::Gone {
                     return Ok(None);
                 }
-                node.teardown_locked(lock, deadline).await.map(Some)
+                node.teardown_locked(lock, deadline, plexus_engine::LinkDeletion::BeforeAnswer)
+                    .await
+                    .map(Some)
             },
         )
         .await

@@ -209,6 +209,61 @@ pub(crate) async fn del(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Resu
             first_err.get_or_insert(nl(format!("delete host link {name}"))(source));
         }
     }
+    if let Err(e) = release_leases(rec).await {
+        first_err.get_or_insert(e);
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Whether a pod's teardown may answer before the link of this attachment is deleted: a
+/// virtual link inside the pod's netns (macvlan, ipvlan, vlan, a bridge's veth end) is
+/// destroyed by the kernel with the namespace, so only its addresses and leases must be
+/// gone first. A host device must go back to the host before the answer.
+pub(crate) fn deferrable(rec: &NativeRecord) -> bool {
+    rec.host_device.is_none()
+}
+
+/// What a pod's teardown waits for when the link is left for later ([`deferrable`]): the
+/// DHCP lease released (it needs the link and its address), the recorded addresses removed
+/// from the link, so nobody answers ARP for an address IPAM may hand out again, and the
+/// host-local leases released. [`del`] later finds the leases gone and deletes the link.
+pub(crate) async fn release(
+    rec: &NativeRecord,
+    ifname: &str,
+    result: Option<&cni::Result>,
+    ctx: &Ctx<'_>,
+) -> Result<()> {
+    let mut first_err = None;
+    let dhcp = ipam::dhcp::LeaseStore::new(ctx.dhcp_lease_dir);
+    if let Err(e) = ipam::dhcp::detach(&dhcp, ctx.container_id, ifname).await {
+        first_err.get_or_insert(e);
+    }
+    if let Some(pod) = ctx.pod {
+        match pod.try_find_link(ifname).await {
+            Ok(Some(link)) => {
+                for ip in result.map(|r| r.ips.as_slice()).unwrap_or_default() {
+                    if let Err(source) = pod.delete_address(&link, ip.address).await {
+                        first_err.get_or_insert(
+                            nl(format!("remove {} from {ifname}", ip.address))(source),
+                        );
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(source) => {
+                first_err.get_or_insert(nl(format!("find {ifname} in the pod"))(source));
+            }
+        }
+    }
+    if let Err(e) = release_leases(rec).await {
+        first_err.get_or_insert(e);
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Releases the host-local leases `rec` names (idempotent: a released lease is gone).
+async fn release_leases(rec: &NativeRecord) -> Result<()> {
+    let mut first_err = None;
     for lease in &rec.leases {
         let lease = lease.clone();
         let span = tracing::Span::current();
@@ -220,10 +275,7 @@ pub(crate) async fn del(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Resu
             first_err.get_or_insert(e);
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    first_err.map_or(Ok(()), Err)
 }
 
 /// The common tail of single-link drivers: IPAM, addresses and routes, result.

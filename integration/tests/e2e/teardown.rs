@@ -1,0 +1,49 @@
+//! The order containerd 1.7 tears a pod down in, which plexus's link deletion after the
+//! answer relies on (`docs/teardown.md`), checked on the real containerd: when CRI
+//! StopPodSandbox returns (NRI StopPodSandbox, then containerd's own CNI DEL, then the
+//! netns removal), plexus has released every lease and lists nothing for the pod, and the
+//! pod's netns is already gone, so the links plexus left in it die with it; after
+//! RemovePodSandbox nothing of plexus is left, host side included.
+
+use std::time::Duration;
+
+use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
+use plexus_integration::{Env, PodSpec, require_privileged};
+
+use crate::common::wait_nothing_left;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_stop_the_leases_are_released_and_the_netns_is_gone_with_the_links() {
+    if !require_privileged() {
+        return;
+    }
+    let env = Env::start().await.unwrap();
+    let spec = PodSpec::new(NAMESPACE, "stop-order").networks(&format!("{MACVLAN},{BRIDGE}"));
+    let pod = env.containerd.run_pod(&spec).await.unwrap();
+    assert!(pod.netns.exists());
+    assert_eq!(env.plexus_leases().len(), 2, "{:?}", env.plexus_leases());
+
+    env.containerd
+        .cri()
+        .stop_pod_sandbox(&pod.id)
+        .await
+        .unwrap();
+    assert!(
+        env.plexus_leases().is_empty(),
+        "leases are released before plexus answers StopPodSandbox: {:?}",
+        env.plexus_leases()
+    );
+    let listed = env.plexus.attachments_of(&pod.id).await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    assert!(
+        !pod.netns.exists(),
+        "containerd removes the netns within StopPodSandbox, after its CNI DEL"
+    );
+
+    env.containerd
+        .cri()
+        .remove_pod_sandbox(&pod.id)
+        .await
+        .unwrap();
+    wait_nothing_left(&env, Duration::from_secs(5)).await;
+}

@@ -1,0 +1,186 @@
+//! Link deletion after the answer: the runtime's teardown of a pod (NRI StopPodSandbox,
+//! the shim's CNI DEL) waits for what must not outlive it, and not for the kernel's slow
+//! part.
+//!
+//! containerd 1.7 tears a pod down as NRI StopPodSandbox → CNI DEL (netns still there) →
+//! netns removed (`docs/teardown.md` has the evidence). Every virtual link plexus made in
+//! the pod's netns (macvlan, ipvlan, vlan, a bridge's veth end) is destroyed by the kernel
+//! with that namespace, so the teardown only waits for the leases to be released and the
+//! addresses to be removed (`native::release`); it answers with the sandbox still recorded
+//! `tearing_down` and those attachments `Removing`. A reaper task then deletes the links
+//! (one group delete, then each attachment's idempotent `native::del`) and removes the
+//! record under the sandbox's lock. A crash before that leaves the record for recovery,
+//! which finishes it like any interrupted teardown. Host devices (moved back), exec'd
+//! plugins (their DEL) and hot-unplug (Detach) are never deferred.
+//!
+//! While a sandbox is being reaped, another teardown of it (RemovePodSandbox after
+//! StopPodSandbox) has nothing left to do and answers at once; a new setup of the same id
+//! waits until the links are gone and takes the record over.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use plexus_core::id::SandboxId;
+use plexus_netlink::Handle;
+use tokio::sync::watch;
+
+use crate::engine::Engine;
+use crate::error::chain;
+use crate::state::SandboxRecord;
+use crate::{crash, native};
+
+/// When a teardown deletes the links the kernel destroys with the pod's netns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkDeletion {
+    /// Before it answers: the caller's netns stays (plexusctl, tests, recovery).
+    BeforeAnswer,
+    /// After it answers, in the background: the runtime removes the netns right after
+    /// the teardown (NRI StopPodSandbox, the shim's CNI DEL).
+    AfterAnswer,
+}
+
+/// The sandboxes whose links are being deleted after their teardown answered.
+#[derive(Debug)]
+pub(crate) struct Reaping {
+    /// Per sandbox: the reaper's token and whether its links are gone yet.
+    pending: Mutex<HashMap<SandboxId, (u64, watch::Receiver<bool>)>>,
+    next: AtomicU64,
+    /// Reaper tasks running.
+    running: watch::Sender<usize>,
+}
+
+impl Reaping {
+    pub(crate) fn new() -> Reaping {
+        Reaping {
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            running: watch::channel(0).0,
+        }
+    }
+
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SandboxId, (u64, watch::Receiver<bool>)>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `id`'s teardown answered and its links are still being deleted.
+    pub(crate) fn is_pending(&self, id: &SandboxId) -> bool {
+        self.entries().contains_key(id)
+    }
+
+    /// Waits (if `id` is being reaped) until its links are gone.
+    pub(crate) async fn links_gone(&self, id: &SandboxId) {
+        let Some((_, mut gone)) = self.entries().get(id).cloned() else {
+            return;
+        };
+        // An error means the reaper ended (its sender dropped): the links are settled.
+        let _ = gone.wait_for(|gone| *gone).await;
+    }
+
+    /// For a new setup of `id`: waits (if it is being reaped) until its links are gone,
+    /// then takes the record over from the reaper, which will leave it alone.
+    pub(crate) async fn take_over(&self, id: &SandboxId) {
+        self.links_gone(id).await;
+        self.entries().remove(id);
+    }
+
+    fn start(&self, id: &SandboxId) -> (u64, watch::Sender<bool>) {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(false);
+        self.entries().insert(id.clone(), (token, rx));
+        self.running.send_modify(|n| *n += 1);
+        (token, tx)
+    }
+
+    /// Forgets `id` if it is still the reaper `token`'s; false when a setup took it over.
+    fn finish(&self, id: &SandboxId, token: u64) -> bool {
+        let mut entries = self.entries();
+        match entries.get(id) {
+            Some((t, _)) if *t == token => {
+                entries.remove(id);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Counts a reaper task as running until dropped.
+struct Running<'a>(&'a watch::Sender<usize>);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Engine {
+    /// Waits until every link deletion deferred by a teardown has finished (tests; a
+    /// shutdown that wants the records settled).
+    pub async fn reaped(&self) {
+        let mut running = self.inner.reaping.running.subscribe();
+        let _ = running.wait_for(|n| *n == 0).await;
+    }
+
+    /// Deletes the links of `rec` (a teardown's deferred attachments, recorded `Removing`)
+    /// in the background, then removes the record.
+    pub(crate) fn spawn_reap(&self, rec: SandboxRecord, pod: Handle) {
+        let (token, links_gone) = self.inner.reaping.start(&rec.sandbox_id);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let _running = Running(&engine.inner.reaping.running);
+            engine.reap(rec, pod, token, links_gone).await;
+        });
+    }
+
+    async fn reap(
+        &self,
+        rec: SandboxRecord,
+        pod: Handle,
+        token: u64,
+        links_gone: watch::Sender<bool>,
+    ) {
+        let id = rec.sandbox_id.clone();
+        crash::point("reap", 0, "deleting");
+        if let Err(e) = pod.delete_group(self.inner.cfg.link_group).await {
+            tracing::debug!(sandbox.id = %id, error = %e, "group delete failed; deleting one by one");
+        }
+        let mut problems = Vec::new();
+        match self.host().await {
+            Ok(host) => {
+                let ctx = self.ctx(host, Some(&pod), &rec.netns, id.as_str());
+                for a in &rec.attachments {
+                    if let Err(e) = native::del(&a.native, &a.interface, &ctx).await {
+                        problems.push(format!("{}: {}", a.interface, chain(&e)));
+                    }
+                }
+            }
+            Err(e) => problems.push(chain(&e)),
+        }
+        drop(pod);
+        let _ = links_gone.send(true);
+        crash::point("reap", 0, "deleted");
+        let _lock = self.lock(&id).await;
+        if !self.inner.reaping.finish(&id, token) {
+            return;
+        }
+        if !problems.is_empty() {
+            tracing::warn!(sandbox.id = %id, ?problems,
+                "deleting the links of a torn-down pod failed; the record is kept for the sweep and recovery");
+            return;
+        }
+        match self.inner.store.load(&id) {
+            Ok(Some(now)) if now.tearing_down => {
+                if let Err(e) = self.inner.store.remove(&id) {
+                    tracing::warn!(sandbox.id = %id, error = %chain(&e), "removing a reaped record failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(sandbox.id = %id, error = %chain(&e), "reaped record unreadable")
+            }
+        }
+    }
+}

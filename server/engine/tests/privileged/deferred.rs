@@ -1,0 +1,149 @@
+//! A runtime's teardown (`LinkDeletion::AfterAnswer`: containerd removes the netns right
+//! after) answers once the leases are released and the addresses removed, and deletes the
+//! links afterwards (`reap.rs`). The tests hold the sandbox's lock across the answer, so the
+//! reaper cannot remove the record before they look: what they see is what the answer
+//! guaranteed, whatever the timing.
+
+use plexus_engine::LinkDeletion;
+
+use super::*;
+
+async fn pod_addresses(fx: &Fixture) -> Vec<String> {
+    let h = fx.pod.handle().await;
+    let mut out: Vec<String> = h
+        .addresses(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| !a.addr.addr().is_loopback() && !a.addr.addr().is_ipv6())
+        .map(|a| a.addr.to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+async fn host_links(fx: &Fixture) -> Vec<String> {
+    let h = fx.host.handle().await;
+    h.links()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_runtime_teardown_answers_with_leases_and_addresses_gone_and_deletes_links_after() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let bridge = serde_json::json!({"cniVersion":"1.0.0","name":"br-d","type":"bridge",
+        "bridge": plexus_netlink::test_util::unique_name("br"),
+        "ipam":{"type":"host-local","subnet":"10.63.0.0/24","dataDir":fx.leases()}});
+    let host_before = host_links(&fx).await;
+    engine
+        .setup(
+            fx.sandbox("sb-defer"),
+            plan(vec![
+                attachment(1, "net1", &fx.macvlan("mv-d1", "bridge", "10.61.0.0/24")),
+                attachment(2, "net2", &fx.macvlan("mv-d2", "bridge", "10.62.0.0/24")),
+                attachment(3, "net3", &bridge),
+            ]),
+        )
+        .await
+        .expect("setup");
+    assert_eq!(pod_addresses(&fx).await.len(), 3);
+    let state = fx.dir.path().join("state/sb-defer.json");
+
+    let lock = engine.lock(&sid("sb-defer")).await;
+    let report = engine
+        .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+        .await
+        .expect("teardown");
+    let mut removed = report.removed.clone();
+    removed.sort();
+    assert_eq!(removed, ["net1", "net2", "net3"]);
+    // What the answer guarantees: no lease, no address; the sandbox is no longer listed.
+    assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
+    assert!(pod_addresses(&fx).await.is_empty());
+    assert!(engine.sandbox(&sid("sb-defer")).unwrap().is_none());
+    assert!(engine.sandboxes().unwrap().is_empty());
+    // The record stays, tearing down, until the links are gone (a crash redoes it).
+    let text = std::fs::read_to_string(&state).expect("record kept for the reaper");
+    assert!(text.contains("\"tearing_down\":true"), "{text}");
+    // RemovePodSandbox after StopPodSandbox: nothing left to do, nothing done again.
+    let again = engine
+        .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+        .await
+        .expect("second teardown");
+    assert!(again.known && again.removed.is_empty(), "{again:?}");
+
+    drop(lock);
+    engine.reaped().await;
+    assert!(
+        fx.pod_links().await.is_empty(),
+        "{:?}",
+        fx.pod_links().await
+    );
+    let mut host_after = host_links(&fx).await;
+    host_after.retain(|l| !l.starts_with("br"));
+    let mut host_expected = host_before.clone();
+    host_expected.retain(|l| !l.starts_with("br"));
+    assert_eq!(
+        host_after, host_expected,
+        "the bridge's host veth end is deleted"
+    );
+    assert!(!state.exists(), "the reaper removed the record");
+    assert_eq!(engine.locked(), 0);
+}
+
+#[tokio::test]
+async fn a_new_setup_of_a_sandbox_being_reaped_takes_its_record_over() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let first = plan(vec![attachment(
+        1,
+        "net1",
+        &fx.macvlan("mv-t1", "bridge", "10.64.0.0/24"),
+    )]);
+    engine
+        .setup(fx.sandbox("sb-over"), first)
+        .await
+        .expect("setup");
+    let lock = engine.lock(&sid("sb-over")).await;
+    engine
+        .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+        .await
+        .expect("teardown");
+    // Same sandbox, same netns, set up again before the reaper is done with it.
+    let second = plan(vec![attachment(
+        1,
+        "net1",
+        &fx.macvlan("mv-t2", "bridge", "10.65.0.0/24"),
+    )]);
+    let done = engine
+        .setup_locked(&lock, fx.sandbox("sb-over"), second, None)
+        .await
+        .expect("setup again");
+    assert!(!done.reused);
+    drop(lock);
+    engine.reaped().await;
+    // The old reaper left the new record and link alone.
+    let rec = engine
+        .sandbox(&sid("sb-over"))
+        .unwrap()
+        .expect("new record");
+    assert_eq!(rec.attachments.len(), 1);
+    assert_eq!(rec.attachments[0].phase, plexus_engine::Phase::Done);
+    assert_eq!(fx.pod_links().await, ["net1"]);
+    assert_eq!(pod_addresses(&fx).await, ["10.65.0.2/24"]);
+    assert_eq!(fx.lease_files(), ["mv-t2/10.65.0.2"]);
+    engine.teardown(&sid("sb-over")).await.expect("teardown");
+    assert!(fx.pod_links().await.is_empty());
+    assert!(fx.lease_files().is_empty());
+}
