@@ -197,8 +197,13 @@ async fn latency_bench() {
         "mv1,mv2".to_owned(),
     )]);
 
-    // In-process: resolve + engine.setup / teardown.
-    let engine = Engine::open(engine_config(&config)).unwrap();
+    // In-process: resolve + engine.setup / teardown. The bench's pod netns stays (no
+    // runtime removes it), so the reaper deletes the links at once instead of waiting.
+    let engine = Engine::open(plexus_engine::EngineConfig {
+        links_grace: Duration::ZERO,
+        ..engine_config(&config)
+    })
+    .unwrap();
     let planner = Arc::new(resolver(&config));
     let ann_sorted: BTreeMap<String, String> = ann.clone().into_iter().collect();
     let (mut direct_up, mut direct_down) = (Vec::new(), Vec::new());
@@ -224,6 +229,30 @@ async fn latency_bench() {
         engine.teardown(&id).await.unwrap();
         direct_down.push(t.elapsed());
         down_fsyncs += state::fsyncs() - f;
+    }
+    // The runtime's teardown (NRI StopPodSandbox): answered before the links are deleted;
+    // the reaper's work is waited for between pods, outside the timing.
+    let (mut runtime_down, mut runtime_fsyncs) = (Vec::new(), 0);
+    for i in 0..PODS {
+        let id = plexus_core::SandboxId::new(format!("runtime-{i}")).unwrap();
+        let plan = planner.plan(&identity, &ann_sorted).unwrap();
+        let spec = plexus_engine::SandboxSpec {
+            sandbox_id: id.clone(),
+            pod: identity.clone(),
+            netns: pod.path(),
+        };
+        engine.setup(spec, plan).await.unwrap();
+        let t = Instant::now();
+        let f = state::fsyncs();
+        let lock = engine.lock(&id).await;
+        engine
+            .teardown_locked_as(&lock, plexus_engine::LinkDeletion::AfterAnswer)
+            .await
+            .unwrap();
+        drop(lock);
+        runtime_down.push(t.elapsed());
+        runtime_fsyncs += state::fsyncs() - f;
+        engine.reaped().await;
     }
     drop(engine);
     let slow = slow_plugins(dir.path(), &config, &pod).await;
@@ -264,6 +293,11 @@ async fn latency_bench() {
         ms(listing)
     );
     let per_pod = |n: u64| n as f64 / PODS as f64;
+    println!(
+        "  runtime's teardown (links deleted after the answer), in-process: {:.2} ms, {:.1} fsyncs before the answer",
+        ms(median(runtime_down)),
+        per_pod(runtime_fsyncs)
+    );
     println!(
         "  durable writes per pod: setup {:.1} fsyncs ({:.1} record writes), teardown {:.1} fsyncs",
         per_pod(up_fsyncs),

@@ -37,6 +37,10 @@ pub struct EngineConfig {
     pub host_netns: Option<PathBuf>,
     /// Link group of every link plexus creates in a pod.
     pub link_group: u32,
+    /// After a runtime's teardown answered, how long the links in the pod's netns are
+    /// left for the namespace's removal to take before plexus deletes them itself
+    /// (`reap.rs`).
+    pub links_grace: Duration,
 }
 
 impl EngineConfig {
@@ -53,6 +57,7 @@ impl EngineConfig {
             delegation: DelegationMode::Auto,
             host_netns: None,
             link_group: plexus_netlink::link::DEFAULT_LINK_GROUP,
+            links_grace: Duration::from_secs(10),
         }
     }
 }

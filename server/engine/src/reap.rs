@@ -7,9 +7,14 @@
 //! the pod's netns (macvlan, ipvlan, vlan, a bridge's veth end) is destroyed by the kernel
 //! with that namespace, so the teardown only waits for the leases to be released and the
 //! addresses to be removed (`native::release`); it answers with the sandbox still recorded
-//! `tearing_down` and those attachments `Removing`. A reaper task then deletes the links
-//! (one group delete, then each attachment's idempotent `native::del`) and removes the
-//! record under the sandbox's lock. A crash before that leaves the record for recovery,
+//! `tearing_down` and those attachments `Removing`. A reaper task then lets go of the
+//! namespace and waits (`EngineConfig::links_grace`) for the runtime to remove it, which
+//! takes the links with it in the kernel's own cleanup, off every caller's path: deleting
+//! them here would hold the rtnl lock while containerd runs its own CNI DEL. If the
+//! namespace is still there after the grace, the reaper deletes the links itself (one
+//! group delete). Either way each attachment's idempotent `native::del` then removes what a
+//! namespace does not take (a bridge's host veth end when someone else holds the
+//! namespace), and the record is removed under the sandbox's lock. A crash before that leaves the record for recovery,
 //! which finishes it like any interrupted teardown. Host devices (moved back), exec'd
 //! plugins (their DEL) and hot-unplug (Detach) are never deferred.
 //!
@@ -18,8 +23,10 @@
 //! waits until the links are gone and takes the record over.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use plexus_core::id::SandboxId;
 use plexus_netlink::Handle;
@@ -107,6 +114,10 @@ impl Reaping {
     }
 }
 
+/// First and longest pause between two looks at whether the runtime removed the netns.
+const FIRST_LOOK: Duration = Duration::from_millis(2);
+const LONGEST_PAUSE: Duration = Duration::from_millis(250);
+
 /// Counts a reaper task as running until dropped.
 struct Running<'a>(&'a watch::Sender<usize>);
 
@@ -122,6 +133,26 @@ impl Engine {
     pub async fn reaped(&self) {
         let mut running = self.inner.reaping.running.subscribe();
         let _ = running.wait_for(|n| *n == 0).await;
+    }
+
+    /// Whether the runtime removed the netns at `path` within [`EngineConfig::links_grace`]
+    /// (looked at after 2 ms, then at doubling intervals up to 250 ms).
+    ///
+    /// [`EngineConfig::links_grace`]: crate::EngineConfig::links_grace
+    async fn netns_removed(&self, path: &Path) -> bool {
+        let until = tokio::time::Instant::now() + self.inner.cfg.links_grace;
+        let mut pause = FIRST_LOOK;
+        loop {
+            if tokio::fs::symlink_metadata(path).await.is_err() {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return false;
+            }
+            tokio::time::sleep(pause.min(until - now)).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
     }
 
     /// Deletes the links of `rec` (a teardown's deferred attachments, recorded `Removing`)
@@ -143,14 +174,31 @@ impl Engine {
         links_gone: watch::Sender<bool>,
     ) {
         let id = rec.sandbox_id.clone();
+        // Holding the namespace open would keep it (and the links) alive.
+        drop(pod);
         crash::point("reap", 0, "deleting");
-        if let Err(e) = pod.delete_group(self.inner.cfg.link_group).await {
+        let pod = match self.netns_removed(&rec.netns).await {
+            true => None,
+            // Still there after the grace: delete the links ourselves.
+            false => match Handle::open_path(&rec.netns).await {
+                Ok(pod) => Some(pod),
+                Err(e) => {
+                    tracing::debug!(sandbox.id = %id, error = %e, "pod netns gone meanwhile");
+                    None
+                }
+            },
+        };
+        if let Some(pod) = &pod
+            && let Err(e) = pod.delete_group(self.inner.cfg.link_group).await
+        {
             tracing::debug!(sandbox.id = %id, error = %e, "group delete failed; deleting one by one");
         }
+        // What is left either way: a bridge's host veth end if the namespace is held
+        // open by someone else, a link the group delete missed. Idempotent.
         let mut problems = Vec::new();
         match self.host().await {
             Ok(host) => {
-                let ctx = self.ctx(host, Some(&pod), &rec.netns, id.as_str());
+                let ctx = self.ctx(host, pod.as_ref(), &rec.netns, id.as_str());
                 for a in &rec.attachments {
                     if let Err(e) = native::del(&a.native, &a.interface, &ctx).await {
                         problems.push(format!("{}: {}", a.interface, chain(&e)));

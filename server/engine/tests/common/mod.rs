@@ -89,6 +89,8 @@ pub fn config_for(dir: &Path, host: &Path, mode: DelegationMode) -> EngineConfig
     cfg.ipam_data_dir = dir.join("leases");
     cfg.host_netns = Some(host.to_path_buf());
     cfg.delegation = mode;
+    // No runtime removes the tests' pod netns: the reaper deletes the links itself soon.
+    cfg.links_grace = std::time::Duration::from_millis(50);
     cfg
 }
 

@@ -1,8 +1,9 @@
 //! A runtime's teardown (`LinkDeletion::AfterAnswer`: containerd removes the netns right
-//! after) answers once the leases are released and the addresses removed, and deletes the
-//! links afterwards (`reap.rs`). The tests hold the sandbox's lock across the answer, so the
-//! reaper cannot remove the record before they look: what they see is what the answer
-//! guaranteed, whatever the timing.
+//! after) answers once the leases are released and the addresses removed, and the links go
+//! afterwards (`reap.rs`): with the namespace when the runtime removes it, else deleted by
+//! plexus after the grace (50 ms in these tests). The tests hold the sandbox's lock across
+//! the answer, so the reaper cannot remove the record before they look: what they see is
+//! what the answer guaranteed, whatever the timing.
 
 use plexus_engine::LinkDeletion;
 
@@ -146,4 +147,59 @@ async fn a_new_setup_of_a_sandbox_being_reaped_takes_its_record_over() {
     engine.teardown(&sid("sb-over")).await.expect("teardown");
     assert!(fx.pod_links().await.is_empty());
     assert!(fx.lease_files().is_empty());
+}
+
+#[tokio::test]
+async fn links_go_with_the_namespace_the_runtime_removes() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let name = plexus_netlink::test_util::unique_name("plexus-t-rm-");
+    let pod_path = plexus_netlink::netns::create_named(&name)
+        .expect("pod netns")
+        .path()
+        .to_path_buf();
+    let mut cfg = fx.config(DelegationMode::Auto);
+    // Long enough that only the namespace's removal can be what took the links.
+    cfg.links_grace = std::time::Duration::from_secs(600);
+    let engine = plexus_engine::Engine::open(cfg).unwrap();
+    let bridge = serde_json::json!({"cniVersion":"1.0.0","name":"br-rm","type":"bridge",
+        "bridge": plexus_netlink::test_util::unique_name("br"),
+        "ipam":{"type":"host-local","subnet":"10.66.0.0/24","dataDir":fx.leases()}});
+    let host_before = host_links(&fx).await;
+    let mut sb = fx.sandbox("sb-rm");
+    sb.netns = pod_path.clone();
+    engine
+        .setup(
+            sb,
+            plan(vec![
+                attachment(1, "net1", &fx.macvlan("mv-rm", "bridge", "10.67.0.0/24")),
+                attachment(2, "net2", &bridge),
+            ]),
+        )
+        .await
+        .expect("setup");
+    let lock = engine.lock(&sid("sb-rm")).await;
+    engine
+        .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+        .await
+        .expect("teardown");
+    drop(lock);
+    assert!(fx.lease_files().is_empty());
+    // What containerd does right after its CNI DEL.
+    plexus_netlink::netns::delete_named(&name).expect("remove the pod netns");
+    tokio::time::timeout(std::time::Duration::from_secs(30), engine.reaped())
+        .await
+        .expect("the reaper finished without waiting out its grace");
+    let mut host_after = host_links(&fx).await;
+    host_after.retain(|l| !l.starts_with("br"));
+    let mut expected = host_before;
+    expected.retain(|l| !l.starts_with("br"));
+    assert_eq!(
+        host_after, expected,
+        "the bridge's host veth end went with the pod's"
+    );
+    assert!(engine.sandbox(&sid("sb-rm")).unwrap().is_none());
+    assert!(!fx.dir.path().join("state/sb-rm.json").exists());
 }
