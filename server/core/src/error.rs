@@ -298,6 +298,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A CNI network name breaks libcni's rule (see [`crate::id::NetworkName`]).
+    #[error("network name {name:?}: {reason}; {rule}", rule = crate::id::NETWORK_NAME_RULE)]
+    InvalidNetworkName {
+        /// The name, shortened.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An interface name given by a caller breaks the CNI rule (see
     /// [`crate::id::InterfaceName`]).
     #[error("{reason}")]
@@ -350,6 +358,7 @@ impl Error {
             Error::InvalidPodManifest { .. } => "invalid-pod-manifest",
             Error::InvalidSandboxId { .. } => "invalid-sandbox-id",
             Error::InvalidInterfaceName { .. } => "invalid-interface-name",
+            Error::InvalidNetworkName { .. } => "invalid-network-name",
         }
     }
 

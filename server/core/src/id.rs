@@ -1,5 +1,5 @@
-//! Validated identities that come from callers and end up in file names: [`SandboxId`] and
-//! [`InterfaceName`] (in `id/interface.rs`).
+//! Validated identities that come from callers and end up in file names: [`SandboxId`],
+//! [`InterfaceName`] (in `id/interface.rs`) and [`NetworkName`] (in `id/network.rs`).
 //!
 //! A sandbox id names the state record (`<state dir>/<id>.json`), the libcni cache entries
 //! (`<network>-<id>-<ifname>`) and the host-local leases of a sandbox, so an id that is not
@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 mod interface;
+mod network;
 pub use interface::InterfaceName;
+pub use network::{NETWORK_NAME_RULE, NetworkName};
 
 /// Longest sandbox id accepted, in bytes.
 pub const SANDBOX_ID_MAX_LEN: usize = 128;

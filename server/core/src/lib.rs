@@ -38,7 +38,7 @@ pub use annotation::{Annotations, Selection};
 pub use config::{Config, PrimaryMode};
 pub use error::{Error, Result};
 pub use explain::{Explanation, explain, pod_from_manifest};
-pub use id::{InterfaceName, SandboxId};
+pub use id::{InterfaceName, NetworkName, SandboxId};
 pub use nad::{DirSource, MemorySource, Nad, NadSource};
 pub use plan::{Origin, Plan, PlannedAttachment};
 pub use pod::PodIdentity;

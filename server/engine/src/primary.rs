@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use plexus_core::cni;
-use plexus_core::id::{InterfaceName, SandboxId};
+use plexus_core::id::{InterfaceName, NetworkName, SandboxId};
 use plexus_netlink::Handle;
 
 use crate::delegate::cache;
@@ -38,7 +38,7 @@ pub(crate) struct Lookup {
     results: PathBuf,
     cache_dir: PathBuf,
     /// The runtime's primary network name found last.
-    known: Mutex<Option<String>>,
+    known: Mutex<Option<NetworkName>>,
     /// How many times the results directory was listed (the slow path).
     scans: AtomicU64,
 }
@@ -88,7 +88,7 @@ impl Lookup {
     fn cached(&self, sandbox_id: &SandboxId, ifname: &InterfaceName) -> Option<Primary> {
         let known = self.known.lock().ok().and_then(|k| k.clone());
         if let Some(network) = known
-            && let Ok(path) = cache::path(&self.cache_dir, &network, sandbox_id, ifname)
+            && let path = cache::path(&self.cache_dir, &network, sandbox_id, ifname)
             && let Some(p) = read_entry(&path, sandbox_id, ifname)
         {
             return Some(p);
@@ -104,7 +104,7 @@ impl Lookup {
             }
             if let Some(p) = read_entry(&entry.path(), sandbox_id, ifname) {
                 if let (Some(network), Ok(mut known)) = (&p.network, self.known.lock()) {
-                    *known = Some(network.clone());
+                    *known = NetworkName::new(network.as_str()).ok();
                 }
                 return Some(p);
             }

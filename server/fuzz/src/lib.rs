@@ -170,7 +170,11 @@ pub fn nad_resolve(data: &[u8]) {
         if let Some(selection) = annotations.get(NETWORKS) {
             let existing = ["eth0".to_string(), "net1".to_string()];
             if let Ok(a) = resolve_one(&pod, selection, &existing, &config, &source) {
-                assert!(!existing.contains(&a.interface.to_string()), "{}", a.interface);
+                assert!(
+                    !existing.contains(&a.interface.to_string()),
+                    "{}",
+                    a.interface
+                );
             }
         }
     }

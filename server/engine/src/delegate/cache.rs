@@ -9,7 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use plexus_core::cni;
-use plexus_core::id::{InterfaceName, SandboxId};
+use plexus_core::id::{InterfaceName, NetworkName, SandboxId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -127,35 +127,29 @@ impl Entry {
     }
 }
 
-/// The cache file path of one attachment. The sandbox id and the interface name are valid
-/// by their types; the network name is checked here (non-empty, no `/` or NUL, not `.` or
-/// `..`), so no caller can name a file outside `<cache_dir>/results`.
+/// The cache file path of one attachment. Every part is a plain name by its type, so no
+/// caller can name a file outside `<cache_dir>/results`.
 pub fn path(
     cache_dir: &Path,
-    network: &str,
+    network: &NetworkName,
     container_id: &SandboxId,
     if_name: &InterfaceName,
-) -> Result<PathBuf> {
-    if network.is_empty() || network.contains(['/', '\0']) || network == "." || network == ".." {
-        return Err(Error::InvalidConfig {
-            network: network.to_owned(),
-            reason: "the network name must be non-empty and must not contain '/'".to_owned(),
-        });
-    }
-    Ok(cache_dir
+) -> PathBuf {
+    cache_dir
         .join("results")
-        .join(format!("{network}-{container_id}-{if_name}")))
+        .join(format!("{network}-{container_id}-{if_name}"))
 }
 
 /// The path of an entry read back or built elsewhere: its container id and interface name
 /// are checked by the same rules as everywhere (an entry names them as plain text).
 fn entry_path(cache_dir: &Path, entry: &Entry) -> Result<PathBuf> {
-    let (id, ifname) = entry_names(entry)?;
-    path(cache_dir, &entry.network_name, &id, &ifname)
+    let (network, id, ifname) = entry_names(entry)?;
+    Ok(path(cache_dir, &network, &id, &ifname))
 }
 
-/// An entry's container id and interface name, checked by the rules of their types.
-pub(crate) fn entry_names(entry: &Entry) -> Result<(SandboxId, InterfaceName)> {
+/// An entry's network, container id and interface name, checked by the rules of their
+/// types.
+pub(crate) fn entry_names(entry: &Entry) -> Result<(NetworkName, SandboxId, InterfaceName)> {
     let arg = |what, error: plexus_core::Error| Error::InvalidArgument {
         what,
         network: entry.network_name.clone(),
@@ -165,10 +159,15 @@ pub(crate) fn entry_names(entry: &Entry) -> Result<(SandboxId, InterfaceName)> {
             "",
         )),
     };
+    let network =
+        NetworkName::new(entry.network_name.as_str()).map_err(|error| Error::InvalidConfig {
+            network: entry.network_name.clone(),
+            reason: error.to_string(),
+        })?;
     let id = SandboxId::new(entry.container_id.as_str()).map_err(|e| arg("container id", e))?;
     let ifname =
         InterfaceName::new(entry.if_name.as_str()).map_err(|e| arg("interface name", e))?;
-    Ok((id, ifname))
+    Ok((network, id, ifname))
 }
 
 /// Writes an entry (directory 0700, file 0600, via a fsynced temporary file, a rename and
@@ -232,11 +231,11 @@ pub fn remove_stale_temp_files(cache_dir: &Path) -> std::io::Result<Vec<PathBuf>
 /// not parse is reported as `Err(reason)` inside the `Ok`, so callers decide.
 pub fn read(
     cache_dir: &Path,
-    network: &str,
+    network: &NetworkName,
     container_id: &SandboxId,
     if_name: &InterfaceName,
 ) -> Result<Option<std::result::Result<Entry, String>>> {
-    let file = path(cache_dir, network, container_id, if_name)?;
+    let file = path(cache_dir, network, container_id, if_name);
     match std::fs::read(&file) {
         Ok(bytes) => Ok(Some(Entry::parse(&bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -247,11 +246,11 @@ pub fn read(
 /// Removes an entry; a missing file is not an error.
 pub fn remove(
     cache_dir: &Path,
-    network: &str,
+    network: &NetworkName,
     container_id: &SandboxId,
     if_name: &InterfaceName,
 ) -> Result<()> {
-    let file = path(cache_dir, network, container_id, if_name)?;
+    let file = path(cache_dir, network, container_id, if_name);
     match std::fs::remove_file(&file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -312,18 +311,14 @@ mod tests {
     #[test]
     fn no_path_is_built_from_a_part_that_could_leave_the_results_dir() {
         let dir = Path::new("/var/lib/cni");
+        let net = NetworkName::new("net-a").unwrap();
         assert_eq!(
-            path(dir, "net-a", &sid("sb1"), &ifn("net1")).unwrap(),
+            path(dir, &net, &sid("sb1"), &ifn("net1")),
             Path::new("/var/lib/cni/results/net-a-sb1-net1")
         );
-        // The id and the interface are valid by their types; the network is checked here.
+        // Every part is valid by its type; what could leave the directory cannot be one.
         for network in ["../x", "a/b", "", ".", ".."] {
-            assert!(
-                path(dir, network, &sid("sb1"), &ifn("net1")).is_err(),
-                "{network:?}"
-            );
-            assert!(read(dir, network, &sid("sb1"), &ifn("net1")).is_err());
-            assert!(remove(dir, network, &sid("sb1"), &ifn("net1")).is_err());
+            assert!(NetworkName::new(network).is_err(), "{network:?}");
         }
     }
 
@@ -342,23 +337,30 @@ mod tests {
             result: None,
         };
         write(dir.path(), &good).unwrap();
-        for (id, ifname) in [
-            ("../../../tmp/x", "net1"),
-            ("/tmp/x", "net1"),
-            ("", "net1"),
-            ("sb1", "a/b"),
-            ("sb1", ".."),
-            ("sb1", "way-too-long-ifname"),
+        for (network, id, ifname) in [
+            ("net-a", "../../../tmp/x", "net1"),
+            ("net-a", "/tmp/x", "net1"),
+            ("net-a", "", "net1"),
+            ("net-a", "sb1", "a/b"),
+            ("net-a", "sb1", ".."),
+            ("net-a", "sb1", "way-too-long-ifname"),
+            ("../x", "sb1", "net1"),
+            ("a/b", "sb1", "net1"),
+            ("..", "sb1", "net1"),
         ] {
             let bad = Entry {
+                network_name: network.to_owned(),
                 container_id: id.to_owned(),
                 if_name: ifname.to_owned(),
                 ..good.clone()
             };
             let err = write(dir.path(), &bad).unwrap_err();
             assert!(
-                matches!(err, Error::InvalidArgument { .. }),
-                "{id:?} {ifname:?}: {err}"
+                matches!(
+                    err,
+                    Error::InvalidArgument { .. } | Error::InvalidConfig { .. }
+                ),
+                "{network:?} {id:?} {ifname:?}: {err}"
             );
         }
         let names: Vec<_> = std::fs::read_dir(dir.path().join("results"))

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use plexus_core::cni;
-use plexus_core::id::{InterfaceName, SandboxId};
+use plexus_core::id::{InterfaceName, NetworkName, SandboxId};
 use plexus_core::plan::{DelegateConfig, PlannedAttachment, RuntimeConfig};
 use plexus_core::pod::PodIdentity;
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,7 @@ impl Executor {
     /// file exists but cannot be read or parsed.
     pub fn cached(
         &self,
-        network: &str,
+        network: &NetworkName,
         container_id: &SandboxId,
         ifname: &InterfaceName,
     ) -> Result<Option<CacheEntry>> {
@@ -181,7 +181,7 @@ impl Executor {
             None => Ok(None),
             Some(Ok(entry)) => Ok(Some(entry)),
             Some(Err(reason)) => Err(Error::Cache {
-                path: cache::path(&self.config.cache_dir, network, container_id, ifname)?,
+                path: cache::path(&self.config.cache_dir, network, container_id, ifname),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
             }),
         }

@@ -5,6 +5,7 @@
 //! plugin object passes through untouched, in its original order.
 
 use plexus_core::cni::{self, version};
+use plexus_core::id::NetworkName;
 use plexus_core::plan::{ConfigForm, DelegateConfig, RuntimeConfig};
 use serde_json::{Map, Value};
 
@@ -16,8 +17,8 @@ pub const MAX_PLUGIN_TYPE_LEN: usize = plexus_core::netconf::MAX_TYPE_BYTES;
 /// A conf or conflist, read.
 #[derive(Debug, Clone)]
 pub struct NetworkList {
-    /// Network name.
-    pub name: String,
+    /// Network name (libcni's rule: it names cache files and lease directories).
+    pub name: NetworkName,
     /// The version every plugin runs with.
     pub cni_version: String,
     /// `disableCheck`.
@@ -84,6 +85,7 @@ impl NetworkList {
             _ if !config.name.is_empty() => config.name.clone(),
             _ => return Err(invalid(label, "the config has no \"name\"")),
         };
+        let name = NetworkName::new(name.as_str()).map_err(|e| invalid(&name, e.to_string()))?;
         let mut cni_version =
             version::of_config(&config.bytes).map_err(|e| invalid(&name, e.to_string()))?;
         if let Some(Value::Array(list)) = top.get("cniVersions") {
@@ -169,7 +171,7 @@ impl PluginConf {
         capability_args: &Map<String, Value>,
     ) -> Vec<u8> {
         let mut object = self.object.clone();
-        object.insert("name".into(), list.name.clone().into());
+        object.insert("name".into(), list.name.to_string().into());
         object.insert("cniVersion".into(), list.cni_version.clone().into());
         if let Some(prev) = prev_result {
             object.insert("prevResult".into(), prev.clone());
@@ -253,7 +255,7 @@ pub fn prev_result_value(list: &NetworkList, result: &cni::Result) -> Result<Val
     result
         .to_value(&list.cni_version)
         .map_err(|error| Error::ConvertPrevResult {
-            network: list.name.clone(),
+            network: list.name.to_string(),
             version: list.cni_version.clone(),
             error,
         })

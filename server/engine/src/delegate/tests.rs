@@ -209,7 +209,7 @@ async fn chain_add_passes_converted_prev_result_and_writes_the_libcni_cache() {
     assert_eq!(dir_mode & 0o777, 0o700);
     let entry = f
         .executor()
-        .cached("chain", &sid("c1"), &ifn("net1"))
+        .cached(&"chain".parse().unwrap(), &sid("c1"), &ifn("net1"))
         .unwrap()
         .unwrap();
     assert_eq!(entry.config, CHAIN.as_bytes());

@@ -43,17 +43,6 @@ async fn traced<T>(
     result
 }
 
-/// The network name becomes part of a cache file name: the one CNI name rule
-/// ([`plexus_core::cni::validate::network_name`]) keeps it a plain name.
-fn check_network_name(name: &str) -> Result<()> {
-    plexus_core::cni::validate::network_name(name).map_err(|e| Error::InvalidConfig {
-        network: name.to_owned(),
-        reason: format!(
-            "{e}; accepted: letters, digits, '.', '_' and '-', starting with a letter or digit"
-        ),
-    })
-}
-
 impl Executor {
     /// The delegate config read, with the host-local lease root applied
     /// ([`NetworkList::set_ipam_data_dir`]) for every verb alike, so DEL finds what ADD made.
@@ -91,7 +80,6 @@ impl Executor {
 
     fn prepare(&self, inv: &Invocation<'_>) -> Result<Prepared> {
         let list = self.network_list(inv.config)?;
-        check_network_name(&list.name)?;
         // The container id and the interface name are valid by their types.
         let binaries = self.resolve(&list)?;
         let mut args = cni::CniArgs::new();
@@ -108,7 +96,7 @@ impl Executor {
             .map(|(k, v)| (k.as_str(), v.as_str()));
         for (k, v) in pairs.into_iter().chain(extra) {
             args.set(k, v).map_err(|error| Error::CniArgs {
-                network: list.name.clone(),
+                network: list.name.to_string(),
                 error,
             })?;
         }
@@ -178,7 +166,7 @@ impl Executor {
         }
         let Some((result, out)) = last else {
             return Err(Error::InvalidConfig {
-                network: p.list.name,
+                network: p.list.name.to_string(),
                 reason: "no plugins".to_owned(),
             });
         };
@@ -187,7 +175,7 @@ impl Executor {
             container_id: inv.container_id.to_string(),
             config: inv.config.bytes.clone(),
             if_name: inv.ifname.to_string(),
-            network_name: p.list.name.clone(),
+            network_name: p.list.name.to_string(),
             netns: env.netns.clone(),
             cni_args: p.cni_args.clone(),
             capability_args: match cache::sort_keys(Value::Object(p.capability_args.clone())) {
@@ -272,7 +260,7 @@ impl Executor {
         let p = self.prepare(inv)?;
         if !version::at_least(&p.list.cni_version, "0.4.0").unwrap_or(false) {
             return Err(Error::VerbUnsupported {
-                network: p.list.name,
+                network: p.list.name.to_string(),
                 version: p.list.cni_version,
                 verb: "CHECK",
             });
@@ -324,7 +312,7 @@ impl Executor {
         let binaries = self.resolve(&list)?;
         let mut errors = Vec::new();
         for entry in cache::list(&self.config.cache_dir, None)? {
-            if entry.network_name != list.name
+            if entry.network_name != list.name.as_str()
                 || valid
                     .iter()
                     .any(|a| a.container_id == entry.container_id && a.ifname == entry.if_name)
@@ -360,7 +348,7 @@ impl Executor {
             Ok(())
         } else {
             Err(Error::Gc {
-                network: list.name,
+                network: list.name.to_string(),
                 errors,
             })
         }
@@ -397,7 +385,7 @@ impl Executor {
         let netns = (!entry.netns.is_empty()).then(|| Path::new(&entry.netns));
         let requested = plexus_core::plan::RuntimeConfig::default();
         // Read from disk: checked like any caller's.
-        let (container_id, ifname) = cache::entry_names(entry)?;
+        let (_, container_id, ifname) = cache::entry_names(entry)?;
         let inv = Invocation {
             container_id: &container_id,
             netns,

@@ -60,7 +60,7 @@ pub struct DnsConfig {
 impl StaticConfig {
     pub(super) fn allocate(&self, req: &Request) -> Result<Allocation> {
         let invalid = |reason: String| Error::InvalidIpam {
-            network: req.network_name.clone(),
+            network: req.network_name.to_string(),
             reason,
         };
         let mut ips = Vec::new();

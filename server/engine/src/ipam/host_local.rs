@@ -99,10 +99,10 @@ impl HostLocalConfig {
     /// sets one, else under `default_data_dir` (the engine's `ipamDataDir`, which the exec
     /// path passes to the host-local plugin too, so both keep one network's leases in one
     /// place).
-    pub fn lease_dir(&self, name: &str, default_data_dir: &Path) -> PathBuf {
+    pub fn lease_dir(&self, name: &plexus_core::NetworkName, default_data_dir: &Path) -> PathBuf {
         match &self.data_dir {
-            Some(d) if !d.as_os_str().is_empty() => d.join(name),
-            _ => default_data_dir.join(name),
+            Some(d) if !d.as_os_str().is_empty() => d.join(name.as_str()),
+            _ => default_data_dir.join(name.as_str()),
         }
     }
 
@@ -161,7 +161,7 @@ impl HostLocalConfig {
     /// Allocates one address per range set for `req`.
     pub(super) fn allocate(&self, req: &Request, default_data_dir: &Path) -> Result<Allocation> {
         let invalid = |reason: String| Error::InvalidIpam {
-            network: req.network_name.clone(),
+            network: req.network_name.to_string(),
             reason,
         };
         if let Some(dir) = &self.data_dir {

@@ -78,7 +78,7 @@ impl RouteConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// The network `name` of the CNI config (names the host-local lease directory).
-    pub network_name: String,
+    pub network_name: plexus_core::NetworkName,
     /// Container (sandbox) id written into leases.
     pub container_id: String,
     /// Interface name written into leases.
@@ -136,7 +136,7 @@ pub fn allocate(cfg: &Config, req: &Request, default_data_dir: &Path) -> Result<
         Config::Static(s) => s.allocate(req),
         Config::HostLocal(h) => h.allocate(req, default_data_dir),
         Config::Dhcp(_) => Err(Error::InvalidIpam {
-            network: req.network_name.clone(),
+            network: req.network_name.to_string(),
             reason: "dhcp runs on the pod interface, not in allocate".into(),
         }),
     }

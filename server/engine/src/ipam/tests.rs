@@ -7,7 +7,7 @@ use plexus_netlink::test_util::unavailable;
 
 fn req(id: &str, ifname: &str) -> Request {
     Request {
-        network_name: "net-a".into(),
+        network_name: "net-a".parse().unwrap(),
         container_id: id.into(),
         ifname: ifname.into(),
         cni_version: "1.0.0".into(),

@@ -85,7 +85,7 @@ pub(super) fn plan(
     alloc: Option<&mut Allocation>,
 ) -> Result<BridgeSpec> {
     let invalid = |reason: String| Error::InvalidConfig {
-        network: cfg.name.clone(),
+        network: cfg.name.to_string(),
         kind: "bridge".into(),
         reason,
     };

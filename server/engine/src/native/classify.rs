@@ -84,14 +84,8 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
         .partition(|(k, _)| COMMON_KEYS.contains(&k.as_str()));
     let common: Common = serde_json::from_value(Value::Object(common_map)).ok()?;
     // The name becomes the host-local lease directory (`<dataDir>/<name>`): one that
-    // could leave it goes to the exec path, which refuses it with its own message.
-    if common.name.is_empty()
-        || common.name.contains(['/', '\0'])
-        || common.name == "."
-        || common.name == ".."
-    {
-        return None;
-    }
+    // breaks libcni's rule goes to the exec path, which refuses it with its own message.
+    let name = plexus_core::NetworkName::new(common.name.as_str()).ok()?;
     let caps = |name: &str| common.capabilities.get(name) == Some(&Value::Bool(true));
     // Capabilities whose runtime values the native path would have to honour.
     let rc = &att.runtime_config;
@@ -184,7 +178,7 @@ pub fn classify(att: &PlannedAttachment) -> Option<NativeConfig> {
     let dns = common.dns.unwrap_or_default();
     Some(NativeConfig {
         kind,
-        name: common.name,
+        name,
         cni_version: common.cni_version,
         ipam,
         dns: Dns {

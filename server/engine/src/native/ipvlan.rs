@@ -34,7 +34,7 @@ pub(super) fn spec(
         c.mode
             .parse()
             .map_err(|e: plexus_netlink::Error| Error::InvalidConfig {
-                network: cfg.name.clone(),
+                network: cfg.name.to_string(),
                 kind: "ipvlan".into(),
                 reason: e.to_string(),
             })?;

@@ -34,7 +34,7 @@ pub(super) fn spec(
     link_group: u32,
 ) -> Result<MacvlanSpec> {
     let invalid = |reason: String| Error::InvalidConfig {
-        network: cfg.name.clone(),
+        network: cfg.name.to_string(),
         kind: "macvlan".into(),
         reason,
     };

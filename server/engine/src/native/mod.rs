@@ -61,8 +61,8 @@ impl Kind {
 pub struct NativeConfig {
     /// Driver and its keys.
     pub kind: Kind,
-    /// The CNI network `name`.
-    pub name: String,
+    /// The CNI network `name` (it names the host-local lease directory).
+    pub name: plexus_core::NetworkName,
     /// `cniVersion` (the result is labelled with it).
     pub cni_version: String,
     /// IPAM, when the config has a non-empty `ipam.type`.
@@ -155,7 +155,7 @@ pub(crate) async fn allocate(
     .map_err(|e| Error::Task(e.to_string()))??;
     if alloc.ips.is_empty() {
         return Err(Error::InvalidIpam {
-            network: cfg.name.clone(),
+            network: cfg.name.to_string(),
             reason: "IPAM plugin returned missing IP config".into(),
         });
     }
@@ -171,7 +171,7 @@ pub(crate) async fn add(
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
     let pod = ctx.pod.ok_or_else(|| Error::InvalidConfig {
-        network: cfg.name.clone(),
+        network: cfg.name.to_string(),
         kind: cfg.kind.as_str().into(),
         reason: "pod network namespace is gone".into(),
     })?;

@@ -34,7 +34,7 @@ pub(super) fn spec(
         .ok()
         .filter(|v| *v <= 4094)
         .ok_or_else(|| Error::InvalidConfig {
-            network: cfg.name.clone(),
+            network: cfg.name.to_string(),
             kind: "vlan".into(),
             reason: format!("invalid VLAN ID {} (must be between 0 and 4094)", c.vlan_id),
         })?;
