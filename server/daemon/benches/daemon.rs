@@ -254,6 +254,37 @@ async fn latency_bench() {
         runtime_fsyncs += state::fsyncs() - f;
         engine.reaped().await;
     }
+    // The node service's own layer without gRPC: Node::setup_pod / teardown_pod over the
+    // same engine (resolution, locks, admission, events, network-status).
+    let node = plexus_server::node::Node::new(
+        Arc::new(plexus_server::engine::EngineAttacher::new(engine.clone())),
+        Arc::clone(&planner),
+        plexus_server::node::Limits {
+            max_parallel: 8,
+            max_queued: 64,
+            setup_budget: None,
+        },
+    );
+    let (mut node_up, mut node_down) = (Vec::new(), Vec::new());
+    for i in 0..PODS {
+        let id = plexus_core::SandboxId::new(format!("node-{i}")).unwrap();
+        let spec = plexus_server::model::SandboxSpec {
+            sandbox_id: id.clone(),
+            pod: identity.clone(),
+            netns: pod.path(),
+        };
+        let t = Instant::now();
+        node.setup_pod(spec, ann_sorted.clone(), None)
+            .await
+            .unwrap();
+        node_up.push(t.elapsed());
+        let t = Instant::now();
+        node.teardown_pod(id, None, plexus_engine::LinkDeletion::BeforeAnswer)
+            .await
+            .unwrap();
+        node_down.push(t.elapsed());
+    }
+    drop(node);
     drop(engine);
     let slow = slow_plugins(dir.path(), &config, &pod).await;
 
@@ -273,6 +304,11 @@ async fn latency_bench() {
     println!("two-macvlan pod (host-local), medians over {PODS} pods");
     println!("  path              setup ms   teardown ms");
     println!("  engine in-process {:>8.2}   {:>11.2}", ms(du), ms(dd));
+    println!(
+        "  node, no gRPC     {:>8.2}   {:>11.2}",
+        ms(median(node_up)),
+        ms(median(node_down))
+    );
     println!("  plexusd API       {:>8.2}   {:>11.2}", ms(au), ms(ad));
     println!(
         "  API / engine      {:>8.2}x  {:>11.2}x",
