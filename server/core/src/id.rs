@@ -11,11 +11,67 @@
 //! conversion); nothing downstream builds a path from anything else. This module owns the
 //! rule; it does no I/O.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+
+/// The impls every validated string newtype of this module shares: shown and compared as
+/// its text, converted from text through its validating `new`, and back into a `String`.
+macro_rules! string_newtype {
+    ($t:ident) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = crate::error::Error;
+            fn try_from(text: String) -> Result<$t, crate::error::Error> {
+                $t::new(text)
+            }
+        }
+
+        impl TryFrom<&str> for $t {
+            type Error = crate::error::Error;
+            fn try_from(text: &str) -> Result<$t, crate::error::Error> {
+                $t::new(text)
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = crate::error::Error;
+            fn from_str(text: &str) -> Result<$t, crate::error::Error> {
+                $t::new(text)
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(value: $t) -> String {
+                value.0
+            }
+        }
+    };
+}
+use string_newtype;
 
 mod interface;
 mod network;
@@ -88,56 +144,7 @@ fn shown(id: &str) -> String {
     out
 }
 
-impl fmt::Display for SandboxId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for SandboxId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for SandboxId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for SandboxId {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl TryFrom<String> for SandboxId {
-    type Error = Error;
-    fn try_from(id: String) -> Result<SandboxId, Error> {
-        SandboxId::new(id)
-    }
-}
-
-impl TryFrom<&str> for SandboxId {
-    type Error = Error;
-    fn try_from(id: &str) -> Result<SandboxId, Error> {
-        SandboxId::new(id)
-    }
-}
-
-impl std::str::FromStr for SandboxId {
-    type Err = Error;
-    fn from_str(id: &str) -> Result<SandboxId, Error> {
-        SandboxId::new(id)
-    }
-}
-
-impl From<SandboxId> for String {
-    fn from(id: SandboxId) -> String {
-        id.0
-    }
-}
+string_newtype!(SandboxId);
 
 #[cfg(test)]
 mod tests {

@@ -177,6 +177,16 @@ async fn from_netns(
 mod tests {
     use super::*;
 
+    impl Lookup {
+        /// The runtime's primary of sandbox `sb1`, `eth0`, from the cache.
+        fn sb1_eth0(&self) -> Option<Primary> {
+            self.cached(
+                &SandboxId::new("sb1").unwrap(),
+                &InterfaceName::new("eth0").unwrap(),
+            )
+        }
+    }
+
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::create_dir_all(dir.join("results")).unwrap();
         std::fs::write(dir.join("results").join(name), text).unwrap();
@@ -195,12 +205,7 @@ mod tests {
             "cni-loopback-sb1-lo",
             &CACHED.replace("eth0", "lo"),
         );
-        let p = Lookup::new(dir.path())
-            .cached(
-                &SandboxId::new("sb1").unwrap(),
-                &InterfaceName::new("eth0").unwrap(),
-            )
-            .unwrap();
+        let p = Lookup::new(dir.path()).sb1_eth0().unwrap();
         assert_eq!(p.network.as_deref(), Some("cbr0"));
         assert_eq!(p.result.interfaces[0].mac, "0a:58:0a:f4:01:49");
         assert_eq!(p.result.ips[0].address.to_string(), "10.244.1.73/24");
@@ -213,37 +218,16 @@ mod tests {
     #[test]
     fn no_cache_entry_and_unreadable_entries_give_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(
-            Lookup::new(dir.path())
-                .cached(
-                    &SandboxId::new("sb1").unwrap(),
-                    &InterfaceName::new("eth0").unwrap()
-                )
-                .is_none()
-        );
+        assert!(Lookup::new(dir.path()).sb1_eth0().is_none());
         write(dir.path(), "cbr0-sb1-eth0", "{truncated");
-        assert!(
-            Lookup::new(dir.path())
-                .cached(
-                    &SandboxId::new("sb1").unwrap(),
-                    &InterfaceName::new("eth0").unwrap()
-                )
-                .is_none()
-        );
+        assert!(Lookup::new(dir.path()).sb1_eth0().is_none());
         // A file named for the sandbox whose content names another is not trusted.
         write(
             dir.path(),
             "cbr0-sb1-eth0",
             &CACHED.replace("\"sb1\"", "\"sb2\""),
         );
-        assert!(
-            Lookup::new(dir.path())
-                .cached(
-                    &SandboxId::new("sb1").unwrap(),
-                    &InterfaceName::new("eth0").unwrap()
-                )
-                .is_none()
-        );
+        assert!(Lookup::new(dir.path()).sb1_eth0().is_none());
     }
 
     #[test]
@@ -254,14 +238,7 @@ mod tests {
         for n in 0..50 {
             write(dir.path(), &format!("cbr0-other{n}-eth0"), CACHED);
         }
-        assert!(
-            lookup
-                .cached(
-                    &SandboxId::new("sb1").unwrap(),
-                    &InterfaceName::new("eth0").unwrap()
-                )
-                .is_some()
-        );
+        assert!(lookup.sb1_eth0().is_some());
         assert_eq!(lookup.scans.load(Ordering::Relaxed), 1);
         write(dir.path(), "cbr0-sb7-eth0", &CACHED.replace("sb1", "sb7"));
         let p = lookup

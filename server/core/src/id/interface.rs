@@ -7,7 +7,6 @@
 //! planner and the node API construct it; the plan, the records, the CNI cache and the
 //! primary-interface lookup take it as it is, without checking again.
 
-use std::fmt;
 use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +47,8 @@ impl InterfaceName {
     }
 }
 
+super::string_newtype!(InterfaceName);
+
 impl Deref for InterfaceName {
     type Target = str;
     fn deref(&self) -> &str {
@@ -55,33 +56,9 @@ impl Deref for InterfaceName {
     }
 }
 
-impl fmt::Display for InterfaceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for InterfaceName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl std::borrow::Borrow<str> for InterfaceName {
     fn borrow(&self) -> &str {
         &self.0
-    }
-}
-
-impl PartialEq<str> for InterfaceName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for InterfaceName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
     }
 }
 
@@ -106,33 +83,6 @@ impl PartialEq<InterfaceName> for &str {
 impl PartialEq<InterfaceName> for String {
     fn eq(&self, other: &InterfaceName) -> bool {
         *self == other.0
-    }
-}
-
-impl TryFrom<String> for InterfaceName {
-    type Error = Error;
-    fn try_from(name: String) -> Result<InterfaceName, Error> {
-        InterfaceName::new(name)
-    }
-}
-
-impl TryFrom<&str> for InterfaceName {
-    type Error = Error;
-    fn try_from(name: &str) -> Result<InterfaceName, Error> {
-        InterfaceName::new(name)
-    }
-}
-
-impl std::str::FromStr for InterfaceName {
-    type Err = Error;
-    fn from_str(name: &str) -> Result<InterfaceName, Error> {
-        InterfaceName::new(name)
-    }
-}
-
-impl From<InterfaceName> for String {
-    fn from(name: InterfaceName) -> String {
-        name.0
     }
 }
 

@@ -7,7 +7,6 @@
 //! `_` and `-`, starting with a letter or digit, so no name is `.`, `..` or holds a `/`.
 //! The delegate's config reader constructs it; the cache paths take it as it is.
 
-use std::fmt;
 use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +42,8 @@ impl NetworkName {
     }
 }
 
+super::string_newtype!(NetworkName);
+
 impl Deref for NetworkName {
     type Target = str;
     fn deref(&self) -> &str {
@@ -50,53 +51,9 @@ impl Deref for NetworkName {
     }
 }
 
-impl fmt::Display for NetworkName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for NetworkName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for NetworkName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for NetworkName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
 impl PartialEq<String> for NetworkName {
     fn eq(&self, other: &String) -> bool {
         &self.0 == other
-    }
-}
-
-impl TryFrom<String> for NetworkName {
-    type Error = Error;
-    fn try_from(name: String) -> Result<NetworkName, Error> {
-        NetworkName::new(name)
-    }
-}
-
-impl std::str::FromStr for NetworkName {
-    type Err = Error;
-    fn from_str(name: &str) -> Result<NetworkName, Error> {
-        NetworkName::new(name)
-    }
-}
-
-impl From<NetworkName> for String {
-    fn from(name: NetworkName) -> String {
-        name.0
     }
 }
 
