@@ -14,8 +14,8 @@
 //! namespace is still there after the grace, the reaper deletes the links itself (one
 //! group delete). Either way each attachment's idempotent `native::del` then removes what a
 //! namespace does not take (a bridge's host veth end when someone else holds the
-//! namespace), and the record is removed under the sandbox's lock. A crash before that leaves the record for recovery,
-//! which finishes it like any interrupted teardown. Host devices (moved back), exec'd
+//! namespace), and the record is removed under the sandbox's lock. A crash before that
+//! leaves the record for recovery, which finishes it like any interrupted teardown. Host devices (moved back), exec'd
 //! plugins (their DEL) and hot-unplug (Detach) are never deferred.
 //!
 //! While a sandbox is being reaped, another teardown of it (RemovePodSandbox after
@@ -157,25 +157,19 @@ impl Engine {
 
     /// Deletes the links of `rec` (a teardown's deferred attachments, recorded `Removing`)
     /// in the background, then removes the record.
-    pub(crate) fn spawn_reap(&self, rec: SandboxRecord, pod: Handle) {
+    pub(crate) fn spawn_reap(&self, rec: SandboxRecord) {
         let (token, links_gone) = self.inner.reaping.start(&rec.sandbox_id);
         let engine = self.clone();
         tokio::spawn(async move {
             let _running = Running(&engine.inner.reaping.running);
-            engine.reap(rec, pod, token, links_gone).await;
+            engine.reap(rec, token, links_gone).await;
         });
     }
 
-    async fn reap(
-        &self,
-        rec: SandboxRecord,
-        pod: Handle,
-        token: u64,
-        links_gone: watch::Sender<bool>,
-    ) {
+    /// Holds no handle of the namespace while it waits: that would keep the namespace
+    /// (and the links) alive.
+    async fn reap(&self, rec: SandboxRecord, token: u64, links_gone: watch::Sender<bool>) {
         let id = rec.sandbox_id.clone();
-        // Holding the namespace open would keep it (and the links) alive.
-        drop(pod);
         crash::point("reap", 0, "deleting");
         let pod = match self.netns_removed(&rec.netns).await {
             true => None,
@@ -194,13 +188,14 @@ impl Engine {
             tracing::debug!(sandbox.id = %id, error = %e, "group delete failed; deleting one by one");
         }
         // What is left either way: a bridge's host veth end if the namespace is held
-        // open by someone else, a link the group delete missed. Idempotent.
+        // open by someone else, a link the group delete missed. The leases went before
+        // the answer (`native::release`); only links are left. Idempotent.
         let mut problems = Vec::new();
         match self.host().await {
             Ok(host) => {
                 let ctx = self.ctx(host, pod.as_ref(), &rec.netns, id.as_str());
                 for a in &rec.attachments {
-                    if let Err(e) = native::del(&a.native, &a.interface, &ctx).await {
+                    if let Err(e) = native::delete_links(&a.native, &a.interface, &ctx).await {
                         problems.push(format!("{}: {}", a.interface, chain(&e)));
                     }
                 }

@@ -285,7 +285,7 @@ impl Engine {
             .filter(|a| deferred(a))
             .cloned()
             .collect();
-        let (record, pod_handle, pod) = (&rec, pod.clone(), pod.as_ref());
+        let (record, pod) = (&rec, pod.as_ref());
         let removals =
             futures::future::join_all(attachments.iter().enumerate().map(|(i, a)| async move {
                 crash::point("teardown", i, "removing");
@@ -313,18 +313,17 @@ impl Engine {
             }
         }
         if problems.is_empty() {
-            match pod_handle {
-                Some(pod) if !later.is_empty() => {
-                    // The record says what is left: only the links still to delete.
-                    if later.len() != rec_len {
-                        rec.attachments = later;
-                        self.inner.store.save(&rec)?;
-                    } else {
-                        rec.attachments = later;
-                    }
-                    self.spawn_reap(rec, pod);
+            if later.is_empty() {
+                self.inner.store.remove(&rec.sandbox_id)?;
+            } else {
+                // The record says what is left: only the links still to delete (a write
+                // only when something else was removed with them).
+                let changed = later.len() != rec_len;
+                rec.attachments = later;
+                if changed {
+                    self.inner.store.save(&rec)?;
                 }
-                _ => self.inner.store.remove(&rec.sandbox_id)?,
+                self.spawn_reap(rec);
             }
             Ok(report)
         } else {

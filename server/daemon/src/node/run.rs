@@ -19,8 +19,9 @@ use plexus_core::deadline::Deadline;
 
 impl<A: Attacher, P: Planner> Node<A, P> {
     /// Runs `work` on its own task with `sandbox` locked (the attacher's lock, the one lock
-    /// of a sandbox, handed to `work` for the attacher's calls) and then after admission. `timeout` is the caller's budget, `budget` the operation's own; the
-    /// deadline `work` gets is the earlier of the two (see [`Deadline::for_request`]).
+    /// of a sandbox, handed to `work` for the attacher's calls) and then after admission.
+    /// `timeout` is the caller's budget, `budget` the operation's own; the deadline `work`
+    /// gets is the earlier of the two (see [`Deadline::for_request`]).
     ///
     /// Setup and attach undo themselves when the deadline passes and answer with what was
     /// undone. Teardown and detach run to the end whatever the deadline (a half-finished

@@ -195,6 +195,20 @@ pub(crate) async fn del(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Resu
     if let Err(e) = ipam::dhcp::detach(&dhcp, ctx.container_id, ifname).await {
         first_err.get_or_insert(e);
     }
+    if let Err(e) = delete_links(rec, ifname, ctx).await {
+        first_err.get_or_insert(e);
+    }
+    if let Err(e) = release_leases(rec).await {
+        first_err.get_or_insert(e);
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// The links part of [`del`]: the host device moved back, or the pod link deleted (when
+/// the pod's netns is still open), and the host-side links. What a teardown that answered
+/// after [`release`] leaves for later (`reap.rs`).
+pub(crate) async fn delete_links(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Result<()> {
+    let mut first_err = None;
     if let Some(original) = &rec.host_device {
         if let Err(e) = host_device::del(original, ifname, ctx).await {
             first_err.get_or_insert(e);
@@ -208,9 +222,6 @@ pub(crate) async fn del(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>) -> Resu
         if let Err(source) = ctx.host.delete_link_by_name(name).await {
             first_err.get_or_insert(nl(format!("delete host link {name}"))(source));
         }
-    }
-    if let Err(e) = release_leases(rec).await {
-        first_err.get_or_insert(e);
     }
     first_err.map_or(Ok(()), Err)
 }
@@ -226,7 +237,7 @@ pub(crate) fn deferrable(rec: &NativeRecord) -> bool {
 /// What a pod's teardown waits for when the link is left for later ([`deferrable`]): the
 /// DHCP lease released (it needs the link and its address), the recorded addresses removed
 /// from the link, so nobody answers ARP for an address IPAM may hand out again, and the
-/// host-local leases released. [`del`] later finds the leases gone and deletes the link.
+/// host-local leases released. [`delete_links`] later does the rest.
 pub(crate) async fn release(
     rec: &NativeRecord,
     ifname: &str,
