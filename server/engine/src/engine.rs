@@ -371,16 +371,21 @@ impl Engine {
                         .map(|u| u.saturating_duration_since(Instant::now()))
                         .unwrap_or_default();
                     if within(undo_until, undo).await.is_err() {
+                        // The runtime's own interfaces were never plexus's to undo (the
+                        // rollback drops them from the record): not named as left.
                         let left: Vec<&str> = rec
                             .attachments
                             .iter()
                             .rev()
+                            .filter(|a| a.driver != Driver::Runtime)
                             .map(|a| a.interface.as_str())
                             .collect();
-                        undo_failures.push(format!(
-                            "undo cut short after {grace:?}: {} left to teardown/recovery",
-                            left.join(", ")
-                        ));
+                        if !left.is_empty() {
+                            undo_failures.push(format!(
+                                "undo cut short after {grace:?}: {} left to teardown/recovery",
+                                left.join(", ")
+                            ));
+                        }
                     }
                     SetupError::DeadlineExceeded {
                         pod: sb.pod.to_string(),
