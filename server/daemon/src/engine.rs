@@ -161,6 +161,7 @@ impl Attacher for EngineAttacher {
         let mut repaired: Vec<String> = report.undone.iter().map(|(id, _)| id.clone()).collect();
         repaired.extend(report.finished_teardowns.iter().cloned());
         repaired.extend(report.finished_detaches.iter().map(|(id, _)| id.clone()));
+        repaired.extend(report.restored_leases.iter().map(|(id, _, _)| id.clone()));
         repaired.sort();
         repaired.dedup();
         let mut failed = report.failures.clone();

@@ -208,7 +208,8 @@ impl Store {
         self.dir.join(format!("{sandbox_id}.json"))
     }
 
-    /// Writes a record atomically and durably (temp file, fsync, rename, fsync dir).
+    /// Writes a record atomically and durably (temp file, fsync, rename, fsync dir), after
+    /// the sandbox's lease releases are durable (`ipam::durable`).
     pub fn save(&self, record: &SandboxRecord) -> Result<()> {
         let path = self.path(&record.sandbox_id);
         let bytes = serde_json::to_vec(record).map_err(|source| Error::EncodeRecord {
@@ -217,6 +218,7 @@ impl Store {
         })?;
         RECORD_WRITES.fetch_add(1, Ordering::Relaxed);
         let stamp = blocking(|| {
+            crate::ipam::durable::sync_releases(record.sandbox_id.as_str())?;
             write_atomic(&self.dir, &path, &bytes)?;
             fs::metadata(&path).map(|m| index::Stamp::of(&m))
         });
@@ -308,13 +310,17 @@ impl Store {
         Ok(Some(record))
     }
 
-    /// Removes a record (absent is fine) and fsyncs the directory.
+    /// Removes a record (absent is fine) and fsyncs the directory, after the sandbox's
+    /// lease releases are durable (`ipam::durable`).
     pub fn remove(&self, sandbox_id: &SandboxId) -> Result<()> {
         let path = self.path(sandbox_id);
-        let removed = blocking(|| match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+        let removed = blocking(|| {
+            crate::ipam::durable::sync_releases(sandbox_id.as_str())?;
+            match fs::remove_file(&path) {
+                Ok(()) => sync_dir(&self.dir),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
         });
         removed.map_err(|source| Error::WriteRecord { path, source })?;
         self.index.forget(sandbox_id);
@@ -390,9 +396,7 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("record");
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(temp_name(name, std::process::id(), seq));
+    let tmp = dir.join(temp_name(name, std::process::id(), next_seq()));
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -410,6 +414,24 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
         return Err(e);
     }
     sync_dir(dir)
+}
+
+/// Replaces `path` with `bytes` through a temp file in `dir`, without fsync: for a file
+/// that may be lost or stale after a power loss, but that readers must never see half
+/// written.
+pub(crate) fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(temp_name(name, std::process::id(), next_seq()));
+    let written = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn next_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Fsyncs a directory, so a file created or renamed in it survives a power loss.

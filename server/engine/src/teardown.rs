@@ -54,6 +54,9 @@ pub struct RecoveryReport {
     /// `(sandbox, interface)` of interrupted detaches that were finished (the sandbox's
     /// other attachments are kept).
     pub finished_detaches: Vec<(String, String)>,
+    /// `(sandbox, interface, address)` of host-local leases a power loss had lost and
+    /// that were written back from the record (see `ipam::durable`).
+    pub restored_leases: Vec<(String, String, std::net::IpAddr)>,
     /// Sandboxes with unreadable records (left for teardown's fallback).
     pub corrupt: Vec<String>,
     /// Failures (left in the records for a later teardown).
@@ -192,6 +195,7 @@ impl Engine {
                 }
                 continue;
             }
+            self.restore_leases(&rec, &mut report).await;
             if rec.attachments.iter().all(|a| a.phase == Phase::Done) {
                 continue;
             }
@@ -225,6 +229,35 @@ impl Engine {
             self.inner.store.save(&rec)?;
         }
         Ok(report)
+    }
+
+    /// Writes back the host-local leases of `rec`'s made attachments that are missing
+    /// from disk: a lease is not fsynced when taken, and the record is its durable copy.
+    async fn restore_leases(&self, rec: &SandboxRecord, report: &mut RecoveryReport) {
+        let made = rec.attachments.iter().filter(|a| a.phase == Phase::Done);
+        for a in made.filter(|a| a.driver == Driver::Native) {
+            for lease in a.native.leases.clone() {
+                let restored = tokio::task::spawn_blocking(move || crate::ipam::restore(&lease))
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))
+                    .and_then(|r| r);
+                let (id, ifname) = (rec.sandbox_id.to_string(), a.interface.to_string());
+                match restored {
+                    Ok(ips) => {
+                        for ip in ips {
+                            tracing::warn!(sandbox_id = %id, interface = %ifname, %ip,
+                                "wrote back a host-local lease lost from disk (a power loss?)");
+                            report
+                                .restored_leases
+                                .push((id.clone(), ifname.clone(), ip));
+                        }
+                    }
+                    Err(e) => report
+                        .failures
+                        .push(format!("{id}/{ifname}: {}", chain(&e))),
+                }
+            }
+        }
     }
 
     /// Tears down everything a readable record names; removes the record on success.

@@ -228,3 +228,66 @@ async fn an_adopted_interface_is_not_detached_and_the_refusal_says_why() {
         .expect("detach net2");
     assert_eq!(s.dels(), ["sb/net2"]);
 }
+
+/// A host-local lease is written without fsync when taken; its record is the durable copy.
+/// After a power loss lost the file (or left it empty), recovery writes it back; an
+/// address someone else took meanwhile is reported, naming the holder, and left alone.
+#[tokio::test]
+async fn leases_a_power_loss_lost_are_written_back_from_the_record() {
+    let s = setup();
+    let leases = s._dir.path().join("leases/n0");
+    std::fs::create_dir_all(&leases).unwrap();
+    let native_record = |id: &str, ips: &[&str]| {
+        s.record(id, &[Phase::Done], false);
+        let mut rec = s.store.load(&sid(id)).unwrap().unwrap();
+        let a = &mut rec.attachments[0];
+        a.driver = Driver::Native;
+        a.native.kind = "macvlan".into();
+        a.native.leases = vec![plexus_engine::state::LeaseRecord {
+            dir: leases.clone(),
+            container_id: id.into(),
+            ifname: "net1".into(),
+            ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        }];
+        s.store.save(&rec).unwrap();
+        rec
+    };
+    let kept = native_record("sb", &["10.9.0.5", "10.9.0.6", "10.9.0.8"]);
+    // .5 lost, .6 created but its content lost, .8 on disk as written.
+    std::fs::write(leases.join("10.9.0.6"), "").unwrap();
+    std::fs::write(leases.join("10.9.0.8"), "sb\r\nnet1").unwrap();
+    native_record("sb2", &["10.9.0.7"]);
+    std::fs::write(leases.join("10.9.0.7"), "other\r\neth1").unwrap();
+
+    let report = s.engine.recover().await.unwrap();
+
+    let written: Vec<String> = report
+        .restored_leases
+        .iter()
+        .map(|(id, ifname, ip)| format!("{id}/{ifname}/{ip}"))
+        .collect();
+    assert_eq!(written, ["sb/net1/10.9.0.5", "sb/net1/10.9.0.6"]);
+    for ip in ["10.9.0.5", "10.9.0.6", "10.9.0.8"] {
+        assert_eq!(
+            std::fs::read(leases.join(ip)).unwrap(),
+            b"sb\r\nnet1",
+            "{ip}"
+        );
+    }
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    let failure = &report.failures[0];
+    assert!(
+        failure.starts_with("sb2/net1:") && failure.contains("other on eth1 holds it now"),
+        "{failure}"
+    );
+    assert_eq!(
+        std::fs::read(leases.join("10.9.0.7")).unwrap(),
+        b"other\r\neth1"
+    );
+    assert_eq!(
+        s.store.load(&sid("sb")).unwrap(),
+        Some(kept),
+        "the record is unchanged"
+    );
+    assert!(s.dels().is_empty(), "a made attachment is kept");
+}

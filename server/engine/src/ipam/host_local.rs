@@ -275,19 +275,18 @@ impl LeaseStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(self.io(&path)(e)),
         };
-        // As durable as the sandbox record that names the lease: file and directory
-        // fsynced, so after a power loss a recorded lease still exists (no duplicate IP).
+        // Not fsynced: the sandbox record's done write, which names this address, is the
+        // durable copy, and recovery writes a lease back from it (`restore`). A lease
+        // never named by a durable record belongs to a setup recovery undoes.
         let content = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        if let Err(e) = f
-            .write_all(content.as_bytes())
-            .and_then(|()| crate::state::fsync(&f))
-        {
+        if let Err(e) = f.write_all(content.as_bytes()) {
             let _ = fs::remove_file(&path);
             return Err(self.io(&path)(e));
         }
         drop(f);
+        // Only a hint where the next search starts (a lost or torn one starts it over).
         let last = self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"));
-        crate::state::write_atomic(&self.dir, &last, ip.to_string().as_bytes())
+        crate::state::replace_file(&self.dir, &last, ip.to_string().as_bytes())
             .map_err(self.io(&last))?;
         Ok(true)
     }
@@ -362,8 +361,51 @@ impl LeaseStore {
                 }
             }
         }
-        // Durable before the caller drops the record that names the lease.
-        crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))
+        // Made durable by the next write of this sandbox's record, before that write can
+        // drop the lease from it (`durable::sync_releases`).
+        super::durable::released(id.trim(), &self.dir);
+        Ok(())
+    }
+
+    /// Writes back any of `ips` that `(id, ifname)` no longer holds (a lease is not
+    /// fsynced when taken, so a power loss can lose it while the record naming it
+    /// survives), durably. Returns the addresses written back; an address someone else
+    /// holds now is an error that names the holder.
+    pub fn restore(&self, id: &str, ifname: &str, ips: &[IpAddr]) -> Result<Vec<IpAddr>> {
+        let _lock = self.lock()?;
+        self.remove_torn_leases();
+        let key = format!("{}{LINE_BREAK}{ifname}", id.trim());
+        let mut restored = Vec::new();
+        for ip in ips {
+            let path = self.dir.join(ip.to_string());
+            match fs::read_to_string(&path) {
+                Ok(held) if held.trim() == key || held.trim() == id.trim() => continue,
+                Ok(held) => {
+                    let holder = held.trim().replace(LINE_BREAK, " on ");
+                    return Err(self.io(&path)(std::io::Error::other(format!(
+                        "the record of {id} names {ip} for {ifname}, but {holder} holds it now; \
+                         remove one of the two pods so the address is not used twice"
+                    ))));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&path)(e)),
+            }
+            let written = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+                .and_then(|mut f| {
+                    f.write_all(key.as_bytes())?;
+                    crate::state::fsync(&f)
+                });
+            written.map_err(self.io(&path))?;
+            restored.push(*ip);
+        }
+        if !restored.is_empty() {
+            crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))?;
+        }
+        Ok(restored)
     }
 
     /// Releases every lease naming `id` except those of interfaces in `keep`; returns

@@ -7,6 +7,7 @@
 //! leases. This module allocates and releases; it does not touch interfaces.
 
 pub mod dhcp;
+pub(crate) mod durable;
 mod fixed;
 mod host_local;
 mod range;
@@ -149,6 +150,16 @@ pub fn release(lease: &LeaseRecord) -> Result<()> {
     }
     let store = LeaseStore::open(&lease.dir)?;
     store.release(&lease.container_id, &lease.ifname)
+}
+
+/// Writes back the addresses `lease` records that its lease files no longer hold (see
+/// [`durable`]); returns them. Blocking.
+pub fn restore(lease: &LeaseRecord) -> Result<Vec<IpAddr>> {
+    if lease.ips.is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = LeaseStore::open(&lease.dir)?;
+    store.restore(&lease.container_id, &lease.ifname, &lease.ips)
 }
 
 /// Releases every lease under `data_dir/*/` whose file names `container_id`, skipping

@@ -59,6 +59,7 @@ async fn a_runtime_teardown_answers_with_leases_and_addresses_gone_and_deletes_l
     let state = fx.dir.path().join("state/sb-defer.json");
 
     let lock = engine.lock(&sid("sb-defer")).await;
+    let fsyncs = plexus_engine::state::fsyncs();
     let report = engine
         .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
         .await
@@ -66,6 +67,11 @@ async fn a_runtime_teardown_answers_with_leases_and_addresses_gone_and_deletes_l
     let mut removed = report.removed.clone();
     removed.sort();
     assert_eq!(removed, ["net1", "net2", "net3"]);
+    assert_eq!(
+        plexus_engine::state::fsyncs() - fsyncs,
+        2,
+        "one record write before the answer; the lease releases are synced by the reaper's"
+    );
     // What the answer guarantees: no lease, no address; the sandbox is no longer listed.
     assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
     assert!(pod_addresses(&fx).await.is_empty());
