@@ -29,6 +29,7 @@ use tracing::Instrument as _;
 use tracing::Span;
 
 use crate::convert;
+use crate::stopped::Stopped;
 use crate::trace::{TRACEPARENT_KEY, event_span, traceparent_for};
 use crate::ttrpc::{Status, code};
 
@@ -64,6 +65,7 @@ pub struct Forwarder {
     plexusd_socket: PathBuf,
     gate: Arc<RwLock<()>>,
     background_timeout: Duration,
+    stopped: Arc<Stopped>,
 }
 
 impl Forwarder {
@@ -74,6 +76,7 @@ impl Forwarder {
             plexusd_socket,
             gate: Arc::new(RwLock::new(())),
             background_timeout,
+            stopped: Arc::default(),
         }
     }
 
@@ -143,7 +146,8 @@ impl Forwarder {
     /// succeeds towards the runtime (failing would not help: containerd only logs it).
     /// A teardown slower than `deadline` keeps running in the background (bounded by
     /// the background timeout) instead of being cut half-way; errors are logged and the
-    /// sandbox is left to the next Reconcile or the CNI DEL.
+    /// sandbox is left to the next Reconcile or the CNI DEL. A Remove after a Stop that
+    /// plexusd tore down is answered at once ([`crate::stopped`]).
     pub async fn teardown_pod_sandbox(
         &self,
         pod: PodSandbox,
@@ -151,6 +155,12 @@ impl Forwarder {
         deadline: Duration,
     ) {
         let span = event_span(event, &pod.namespace, &pod.name, &pod.uid, &pod.id);
+        if event == "remove" && self.stopped.take(&pod.id) {
+            let _enter = span.enter();
+            tracing::debug!("torn down at StopPodSandbox already; nothing to ask plexusd");
+            return;
+        }
+        let stopped = (event == "stop").then(|| (self.stopped.clone(), pod.id.clone()));
         let traceparent = traceparent_for(&span);
         let mut request = tonic::Request::new(convert::teardown_request(&pod));
         request.set_timeout(self.background_timeout);
@@ -167,6 +177,9 @@ impl Forwarder {
                 };
                 match tokio::time::timeout(limit, call).await {
                     Ok(Ok(response)) => {
+                        if let Some((stopped, id)) = stopped {
+                            stopped.insert(&id);
+                        }
                         let r = response.get_ref();
                         tracing::info!(
                             known = r.known,

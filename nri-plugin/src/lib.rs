@@ -11,6 +11,7 @@ pub mod event;
 pub mod mux;
 pub mod plugin;
 pub mod service;
+pub mod stopped;
 pub mod trace;
 pub mod ttrpc;
 

@@ -121,7 +121,8 @@ async fn lifecycle_and_event_mapping() {
         .collect();
     assert_eq!(ids, ["sb1", "host2"]);
 
-    // Stop without namespaces (containerd 1.7), then Remove → TeardownPod twice.
+    // Stop without namespaces (containerd 1.7) → TeardownPod; the Remove after a Stop
+    // plexusd answered needs no second call.
     conn.event(STOP, &stopped(&p)).await.expect("stop ok");
     conn.event(REMOVE, &stopped(&p)).await.expect("remove ok");
     // Unknown pods succeed too.
@@ -134,9 +135,19 @@ async fn lifecycle_and_event_mapping() {
     let calls = node.calls();
     let t = teardowns(&calls);
     let ids: Vec<_> = t.iter().map(|r| r.sandbox_id.as_str()).collect();
-    assert_eq!(ids, ["sb1", "sb1", "ghost", "ghost"]);
+    assert_eq!(ids, ["sb1", "ghost"]);
     assert_eq!(t[0].netns_path, "");
     assert_eq!(t[0].pod.as_ref().unwrap().name, "pod-sb1");
+    // A Remove without a Stop before it (or after a plugin restart) still asks plexusd.
+    conn.event(REMOVE, &stopped(&pod("sb-removed", None, None)))
+        .await
+        .expect("remove ok");
+    let calls = node.calls();
+    let ids: Vec<_> = teardowns(&calls)
+        .iter()
+        .map(|r| r.sandbox_id.as_str())
+        .collect();
+    assert_eq!(ids, ["sb1", "ghost", "sb-removed"]);
 
     // Direct RunPodSandbox of NRI >= 0.12 maps the same way.
     let direct = RunPodSandboxRequest {
@@ -226,7 +237,11 @@ async fn setup_failures_fail_the_pod_with_the_cause() {
     conn.event(REMOVE, &stopped(&pod("sb1", None, None)))
         .await
         .expect("remove stays ok");
-    assert_eq!(teardowns(&node.calls()).len(), 2);
+    assert_eq!(
+        teardowns(&node.calls()).len(),
+        2,
+        "after a failed Stop, Remove asks plexusd again"
+    );
 }
 
 #[tokio::test]
