@@ -311,13 +311,15 @@ impl Engine {
         let mut kept = Vec::new();
         // The attachments are independent: removed all at once (each DEL or delete in its
         // own span), reported in reverse plan order.
-        let rec_len = rec.attachments.len();
         let attachments = std::mem::take(&mut rec.attachments);
         let later: Vec<AttachmentRecord> = attachments
             .iter()
             .filter(|a| deferred(a))
             .cloned()
             .collect();
+        let removed_now = attachments
+            .iter()
+            .any(|a| a.released_at_teardown() && !deferred(a));
         let (record, pod) = (&rec, pod.as_ref());
         let removals =
             futures::future::join_all(attachments.iter().enumerate().map(|(i, a)| async move {
@@ -349,11 +351,12 @@ impl Engine {
             if later.is_empty() {
                 self.inner.store.remove(&rec.sandbox_id)?;
             } else {
-                // The record says what is left: only the links still to delete (a write
-                // only when something else was removed with them).
-                let changed = later.len() != rec_len;
+                // The record says what is left: only the links still to delete. It is
+                // written again only when something else plexus made went with them (an
+                // exec'd network, a host device); the runtime's own interface, listed
+                // for the record, was never plexus's to remove.
                 rec.attachments = later;
-                if changed {
+                if removed_now {
                     self.inner.store.save(&rec)?;
                 }
                 self.spawn_reap(rec);

@@ -44,10 +44,17 @@ async fn a_runtime_teardown_answers_with_leases_and_addresses_gone_and_deletes_l
         "bridge": plexus_netlink::test_util::unique_name("br"),
         "ipam":{"type":"host-local","subnet":"10.63.0.0/24","dataDir":fx.leases()}});
     let host_before = host_links(&fx).await;
+    // The runtime's eth0, recorded as the runtime's (as on the NRI path): never removed by
+    // plexus, and no reason for a second record write before the answer.
+    fx.pod.veth_pair("eth0", "eth0peer").await.expect("eth0");
+    let mut primary = attachment(0, "eth0", &fx.macvlan("cluster", "bridge", "10.60.0.0/24"));
+    primary.primary = true;
+    primary.runtime_managed = true;
     engine
         .setup(
             fx.sandbox("sb-defer"),
             plan(vec![
+                primary,
                 attachment(1, "net1", &fx.macvlan("mv-d1", "bridge", "10.61.0.0/24")),
                 attachment(2, "net2", &fx.macvlan("mv-d2", "bridge", "10.62.0.0/24")),
                 attachment(3, "net3", &bridge),
@@ -89,10 +96,12 @@ async fn a_runtime_teardown_answers_with_leases_and_addresses_gone_and_deletes_l
 
     drop(lock);
     engine.reaped().await;
+    let mut left = fx.pod_links().await;
+    left.retain(|l| l.starts_with("net"));
+    assert!(left.is_empty(), "{left:?}");
     assert!(
-        fx.pod_links().await.is_empty(),
-        "{:?}",
-        fx.pod_links().await
+        fx.pod_links().await.contains(&"eth0".to_owned()),
+        "the runtime's eth0 is left alone"
     );
     let mut host_after = host_links(&fx).await;
     host_after.retain(|l| !l.starts_with("br"));
