@@ -153,6 +153,42 @@ async fn main() {
     line("plexus NRI, 2 networks", n_stop, Some(base_stop));
     line("plexus shim, 2 networks", s_stop, Some(base_stop));
 
+    // plexus's own share on the NRI path: from the event's arrival in plexus-nri to
+    // plexusd's answer, as plexus-nri logs it.
+    let log = std::fs::read_to_string(&nri.plexus.paths().nri_log).unwrap_or_default();
+    let answered = |what: &str| -> Vec<Duration> {
+        let mut ms: Vec<Duration> = log
+            .lines()
+            .filter(|l| l.contains(what))
+            .filter_map(|l| {
+                l.split("elapsed_ms=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .map(Duration::from_secs_f64)
+            .map(|d: Duration| d / 1000)
+            .collect();
+        ms.sort();
+        ms
+    };
+    let (up, down) = (
+        answered("pod networks set up"),
+        answered("pod networks torn down"),
+    );
+    if !up.is_empty() && !down.is_empty() {
+        println!(
+            "plexus NRI's answer (event in plexus-nri to plexusd's answer), medians: \
+             RunPodSandbox {:.2} ms, StopPodSandbox {:.2} ms ({} and {} events)",
+            percentile(&up, 0.5).as_secs_f64() * 1e3,
+            percentile(&down, 0.5).as_secs_f64() * 1e3,
+            up.len(),
+            down.len(),
+        );
+    }
+
     let bin = plexus::bin_dir()
         .expect("plexus binaries")
         .join("plexus-cni");
