@@ -4,7 +4,8 @@
 //! deleted at once, after the same burst on containerd with its primary network only.
 //! Prints failures, RunPodSandbox p50/p90/p99/max with the p99/p50 ratio
 //! (goal: 0 failures, p99 <= 5x p50), the wall time of each burst, and plexusd's RSS
-//! before, at its peak (VmHWM) and after. Figures, not assertions. Needs root.
+//! before, at its peak (VmHWM) and after; each plexus side runs a second burst on the same
+//! plexusd, to show its RSS does not keep growing. Figures, not assertions. Needs root.
 
 use std::time::{Duration, Instant};
 
@@ -125,9 +126,18 @@ async fn main() {
             .await
             .expect("start the NRI side");
         burst("plexus nri", &nri.containerd, nri.plexus.pids().0, n).await;
+        // A second burst on the same plexusd: its RSS after should not grow further.
+        burst("plexus nri again", &nri.containerd, nri.plexus.pids().0, n).await;
     }
     let shim = Env::start_shim_with(quiet())
         .await
         .expect("start the shim side");
     burst("plexus shim", &shim.containerd, shim.plexus.pids().0, n).await;
+    burst(
+        "plexus shim again",
+        &shim.containerd,
+        shim.plexus.pids().0,
+        n,
+    )
+    .await;
 }

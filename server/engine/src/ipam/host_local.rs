@@ -1,29 +1,20 @@
 //! host-local IPAM, compatible with the reference plugin's disk backend
 //! (containernetworking/plugins v1.1.1 `plugins/ipam/host-local/backend/{disk,allocator}`):
 //!
-//! - leases live in `<dataDir or /var/lib/cni/networks>/<network name>/`;
-//! - one file per address, named by the address text, created `O_EXCL` mode 0644, holding
-//!   `<container id>\r\n<ifname>` (older plugins wrote just the id; both are released);
-//! - `last_reserved_ip.<range set index>` holds the last address handed out per range set,
-//!   and allocation continues round-robin after it;
-//! - all of it under an exclusive `flock` on the file `lock` in that directory.
+//! - leases live in `<dataDir or /var/lib/cni/networks>/<network name>/` ([`LeaseStore`]);
+//! - allocation continues round-robin after the last address handed out per range set.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use nix::fcntl::{Flock, FlockArg};
 use plexus_core::cni::IpConfig;
 use serde::Deserialize;
 
+use super::lease_store::{LeaseStore, lease_key};
 use super::range::{Range, RangeConfig, RangeIter, describe_set};
 use super::{Allocation, Request, RouteConfig, parse_ip_or_cidr, too_many_per_family};
 use crate::error::{Error, Result};
-
-const LAST_IP_PREFIX: &str = "last_reserved_ip.";
 
 /// Checks a host-local `dataDir` written in a NAD: an absolute path without `..`
 /// components or NUL. It names where root-owned lease files are created.
@@ -48,7 +39,6 @@ pub fn check_data_dir(dir: &Path) -> std::result::Result<(), String> {
     }
     Ok(())
 }
-const LINE_BREAK: &str = "\r\n";
 
 /// A `host-local` IPAM section (every key the reference plugin reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -221,219 +211,7 @@ enum GetError {
     Refused(String),
 }
 
-/// The lease directory of one network, as the reference disk backend lays it out.
-#[derive(Debug, Clone)]
-pub struct LeaseStore {
-    dir: PathBuf,
-}
-
 impl LeaseStore {
-    /// Opens (creating, mode 0755) a lease directory.
-    pub fn open(dir: &Path) -> Result<LeaseStore> {
-        fs::create_dir_all(dir).map_err(|source| Error::Lease {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(LeaseStore {
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-        let path = path.to_path_buf();
-        move |source| Error::Lease { path, source }
-    }
-
-    /// Takes the directory's exclusive `flock` (shared with the reference plugin).
-    fn lock(&self) -> Result<Flock<File>> {
-        let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .map_err(self.io(&path))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Lease {
-            path,
-            source: errno.into(),
-        })
-    }
-
-    /// Reserves `ip` for `(id, ifname)`; false when someone holds it.
-    fn reserve(&self, id: &str, ifname: &str, ip: IpAddr, range_id: usize) -> Result<bool> {
-        let path = self.dir.join(ip.to_string());
-        let mut f = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(self.io(&path)(e)),
-        };
-        // Not fsynced: the sandbox record's done write, which names this address, is the
-        // durable copy, and recovery writes a lease back from it (`restore`). A lease
-        // never named by a durable record belongs to a setup recovery undoes.
-        let content = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        if let Err(e) = f.write_all(content.as_bytes()) {
-            let _ = fs::remove_file(&path);
-            return Err(self.io(&path)(e));
-        }
-        drop(f);
-        // Only a hint where the next search starts (a lost or torn one starts it over).
-        let last = self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"));
-        crate::state::replace_file(&self.dir, &last, ip.to_string().as_bytes())
-            .map_err(self.io(&last))?;
-        Ok(true)
-    }
-
-    fn last_reserved(&self, range_id: usize) -> Option<IpAddr> {
-        let text = fs::read_to_string(self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"))).ok()?;
-        text.trim().parse().ok()
-    }
-
-    /// Lease files as `(ip text, trimmed content)`.
-    fn leases(&self) -> Vec<(String, String, PathBuf)> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for e in entries.flatten() {
-            let path = e.path();
-            if !path.is_file() {
-                continue;
-            }
-            let Ok(data) = fs::read_to_string(&path) else {
-                continue;
-            };
-            let name = e.file_name().to_string_lossy().into_owned();
-            out.push((name, data.trim().to_string(), path));
-        }
-        out
-    }
-
-    /// Addresses held by `(id, ifname)` (or by `id` in the old one-line format).
-    pub fn get_by_id(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
-        let key = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        self.leases()
-            .into_iter()
-            .filter(|(_, c, _)| *c == key || c == id.trim())
-            .filter_map(|(n, _, _)| n.parse().ok())
-            .collect()
-    }
-
-    /// Removes lease files a killed writer left empty (created, content not yet written):
-    /// no release could ever match them, so each would hold its address for ever. Call it
-    /// under the lock: every writer — this store and the reference plugin — creates and
-    /// fills a lease while holding it, so an empty lease seen then belongs to no one.
-    fn remove_torn_leases(&self) {
-        for (name, content, path) in self.leases() {
-            if content.is_empty()
-                && name.parse::<IpAddr>().is_ok()
-                && fs::remove_file(&path).is_ok()
-            {
-                tracing::warn!(lease = %path.display(), "removed an empty lease file a killed writer left");
-            }
-        }
-    }
-
-    /// Releases every address of `(id, ifname)`, like the reference `ReleaseByID`, and
-    /// removes torn (empty) leases.
-    pub fn release(&self, id: &str, ifname: &str) -> Result<()> {
-        let _lock = self.lock()?;
-        self.remove_torn_leases();
-        let key = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        let leases = self.leases();
-        let mut found = false;
-        for (_, content, path) in &leases {
-            if *content == key && fs::remove_file(path).is_ok() {
-                found = true;
-            }
-        }
-        if !found {
-            for (_, content, path) in &leases {
-                if content == id.trim() {
-                    let _ = fs::remove_file(path);
-                }
-            }
-        }
-        // Made durable by the next write of this sandbox's record, before that write can
-        // drop the lease from it (`durable::sync_releases`).
-        super::durable::released(id.trim(), &self.dir);
-        Ok(())
-    }
-
-    /// Writes back any of `ips` that `(id, ifname)` no longer holds (a lease is not
-    /// fsynced when taken, so a power loss can lose it while the record naming it
-    /// survives), durably. Returns the addresses written back; an address someone else
-    /// holds now is an error that names the holder.
-    pub fn restore(&self, id: &str, ifname: &str, ips: &[IpAddr]) -> Result<Vec<IpAddr>> {
-        let _lock = self.lock()?;
-        self.remove_torn_leases();
-        let key = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        let mut restored = Vec::new();
-        for ip in ips {
-            let path = self.dir.join(ip.to_string());
-            match fs::read_to_string(&path) {
-                Ok(held) if held.trim() == key || held.trim() == id.trim() => continue,
-                Ok(held) => {
-                    let holder = held.trim().replace(LINE_BREAK, " on ");
-                    return Err(self.io(&path)(std::io::Error::other(format!(
-                        "the record of {id} names {ip} for {ifname}, but {holder} holds it now; \
-                         remove one of the two pods so the address is not used twice"
-                    ))));
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(self.io(&path)(e)),
-            }
-            let written = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&path)
-                .and_then(|mut f| {
-                    f.write_all(key.as_bytes())?;
-                    crate::state::fsync(&f)
-                });
-            written.map_err(self.io(&path))?;
-            restored.push(*ip);
-        }
-        if !restored.is_empty() {
-            crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))?;
-        }
-        Ok(restored)
-    }
-
-    /// Releases every lease naming `id` except those of interfaces in `keep`; returns
-    /// `(ip, ifname)` of what was released.
-    pub fn release_container(&self, id: &str, keep: &[&str]) -> Result<Vec<(String, String)>> {
-        let _lock = self.lock()?;
-        self.remove_torn_leases();
-        let mut out = Vec::new();
-        for (ip, content, path) in self.leases() {
-            if ip.parse::<IpAddr>().is_err() {
-                continue;
-            }
-            let mut lines = content.split(LINE_BREAK);
-            let owner = lines.next().unwrap_or("");
-            let ifname = lines.next().unwrap_or("").to_string();
-            if owner != id.trim() || keep.contains(&ifname.as_str()) {
-                continue;
-            }
-            if fs::remove_file(&path).is_ok() {
-                out.push((ip, ifname));
-            }
-        }
-        if !out.is_empty() {
-            crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))?;
-        }
-        Ok(out)
-    }
-
     /// The reference `IPAllocator.Get` for one range set, under the lock.
     fn get(
         &self,
@@ -442,8 +220,8 @@ impl LeaseStore {
         range_id: usize,
         want: Option<IpAddr>,
     ) -> Result<IpConfig, GetError> {
-        let _lock = self.lock().map_err(GetError::Io)?;
-        self.remove_torn_leases();
+        let lock = self.lock().map_err(GetError::Io)?;
+        let leases = self.live_leases(&lock);
         let (id, ifname) = (req.container_id.as_str(), req.ifname.as_str());
         let describe = || describe_set(set);
         let ip_config = |ip: IpAddr, r: &Range| IpConfig {
@@ -471,7 +249,8 @@ impl LeaseStore {
             }
             return Ok(ip_config(ip, r));
         }
-        for held in self.get_by_id(id, ifname) {
+        let key = lease_key(id, ifname);
+        for held in leases.iter().filter(|l| l.held_by(id, &key)).map(|l| l.ip) {
             if set.iter().any(|r| r.contains(held)) {
                 return Err(GetError::Refused(format!(
                     "{held} has been allocated to {id}, duplicate allocation is not allowed"

@@ -10,6 +10,7 @@ pub mod dhcp;
 pub(crate) mod durable;
 mod fixed;
 mod host_local;
+mod lease_store;
 mod range;
 
 use std::net::IpAddr;
@@ -23,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::state::LeaseRecord;
 
 pub use fixed::{DnsConfig, StaticAddress, StaticConfig};
-pub use host_local::{HostLocalConfig, LeaseStore, check_data_dir};
+pub use host_local::{HostLocalConfig, check_data_dir};
+pub use lease_store::LeaseStore;
 pub use range::RangeConfig;
 pub(crate) use range::next_ip;
 

@@ -1,0 +1,259 @@
+//! The lease directory of a host-local network, as the reference plugin's disk backend lays
+//! it out (containernetworking/plugins v1.1.1 `plugins/ipam/host-local/backend/disk`):
+//!
+//! - one file per address, named by the address text, created `O_EXCL` mode 0644, holding
+//!   `<container id>\r\n<ifname>` (older plugins wrote just the id; both are released);
+//! - `last_reserved_ip.<range set index>` holds the last address handed out per range set;
+//! - all of it under an exclusive `flock` on the file `lock` in that directory.
+//!
+//! When a change reaches the disk: see [`super::durable`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, Result};
+
+const LAST_IP_PREFIX: &str = "last_reserved_ip.";
+const LINE_BREAK: &str = "\r\n";
+
+/// One lease file.
+pub(super) struct Lease {
+    /// The address it is named by.
+    pub(super) ip: IpAddr,
+    /// Its content, trimmed: `<container id>\r\n<ifname>`, or the id alone (older plugins).
+    content: String,
+    path: PathBuf,
+}
+
+impl Lease {
+    /// Whether `(id, ifname)` holds it, `key` being [`lease_key`] of the two (or `id`, in
+    /// the old one-line format).
+    pub(super) fn held_by(&self, id: &str, key: &str) -> bool {
+        self.content == key || self.content == id.trim()
+    }
+}
+
+/// What a lease file of `(id, ifname)` holds.
+pub(super) fn lease_key(id: &str, ifname: &str) -> String {
+    format!("{}{LINE_BREAK}{ifname}", id.trim())
+}
+
+/// The lease directory of one network, as the reference disk backend lays it out.
+#[derive(Debug, Clone)]
+pub struct LeaseStore {
+    dir: PathBuf,
+}
+
+impl LeaseStore {
+    /// Opens (creating, mode 0755) a lease directory.
+    pub fn open(dir: &Path) -> Result<LeaseStore> {
+        fs::create_dir_all(dir).map_err(|source| Error::Lease {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(LeaseStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::Lease { path, source }
+    }
+
+    /// Takes the directory's exclusive `flock` (shared with the reference plugin).
+    pub(super) fn lock(&self) -> Result<Flock<File>> {
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .map_err(self.io(&path))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Lease {
+            path,
+            source: errno.into(),
+        })
+    }
+
+    /// Reserves `ip` for `(id, ifname)`; false when someone holds it.
+    pub(super) fn reserve(
+        &self,
+        id: &str,
+        ifname: &str,
+        ip: IpAddr,
+        range_id: usize,
+    ) -> Result<bool> {
+        let path = self.dir.join(ip.to_string());
+        let mut f = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(self.io(&path)(e)),
+        };
+        // Not fsynced: the sandbox record's done write, which names this address, is the
+        // durable copy, and recovery writes a lease back from it (`restore`). A lease
+        // never named by a durable record belongs to a setup recovery undoes.
+        if let Err(e) = f.write_all(lease_key(id, ifname).as_bytes()) {
+            let _ = fs::remove_file(&path);
+            return Err(self.io(&path)(e));
+        }
+        drop(f);
+        // Only a hint where the next search starts (a lost or torn one starts it over).
+        let last = self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"));
+        crate::state::replace_file(&self.dir, &last, ip.to_string().as_bytes())
+            .map_err(self.io(&last))?;
+        Ok(true)
+    }
+
+    pub(super) fn last_reserved(&self, range_id: usize) -> Option<IpAddr> {
+        let text = fs::read_to_string(self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"))).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Every lease: a regular file named by an address, each read once (its first 4 KiB;
+    /// a lease holds a container id and an interface name).
+    fn scan(&self) -> Vec<Lease> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let Some(ip) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let path = e.path();
+            let mut data = Vec::with_capacity(128);
+            let read = File::open(&path).and_then(|f| f.take(4096).read_to_end(&mut data));
+            if read.is_ok() {
+                let content = String::from_utf8_lossy(&data).trim().to_owned();
+                out.push(Lease { ip, content, path });
+            }
+        }
+        out
+    }
+
+    /// The leases, under the lock (`_held`), after removing those a killed writer left
+    /// empty (created, content not yet written): no release could ever match them, so each
+    /// would hold its address for ever. Every writer — this store and the reference
+    /// plugin — creates and fills a lease while holding the lock, so an empty lease seen
+    /// then belongs to no one. One pass over the directory.
+    pub(super) fn live_leases(&self, _held: &Flock<File>) -> Vec<Lease> {
+        let mut leases = self.scan();
+        leases.retain(|l| {
+            let torn = l.content.is_empty() && fs::remove_file(&l.path).is_ok();
+            if torn {
+                tracing::warn!(lease = %l.path.display(), "removed an empty lease file a killed writer left");
+            }
+            !torn
+        });
+        leases
+    }
+
+    /// Addresses held by `(id, ifname)` (or by `id` in the old one-line format).
+    pub fn get_by_id(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
+        let key = lease_key(id, ifname);
+        let held = self.scan().into_iter().filter(|l| l.held_by(id, &key));
+        held.map(|l| l.ip).collect()
+    }
+
+    /// Releases every address of `(id, ifname)`, like the reference `ReleaseByID`, and
+    /// removes torn (empty) leases.
+    pub fn release(&self, id: &str, ifname: &str) -> Result<()> {
+        let lock = self.lock()?;
+        let leases = self.live_leases(&lock);
+        let key = lease_key(id, ifname);
+        let mut found = false;
+        for l in &leases {
+            if l.content == key && fs::remove_file(&l.path).is_ok() {
+                found = true;
+            }
+        }
+        if !found {
+            for l in leases.iter().filter(|l| l.content == id.trim()) {
+                let _ = fs::remove_file(&l.path);
+            }
+        }
+        // Made durable by the next write of this sandbox's record, before that write can
+        // drop the lease from it (`durable::sync_releases`).
+        super::durable::released(id.trim(), &self.dir);
+        Ok(())
+    }
+
+    /// Writes back any of `ips` that `(id, ifname)` no longer holds (a lease is not
+    /// fsynced when taken, so a power loss can lose it while the record naming it
+    /// survives), durably. Returns the addresses written back; an address someone else
+    /// holds now is an error that names the holder.
+    pub fn restore(&self, id: &str, ifname: &str, ips: &[IpAddr]) -> Result<Vec<IpAddr>> {
+        let lock = self.lock()?;
+        let leases = self.live_leases(&lock);
+        let key = lease_key(id, ifname);
+        let mut restored = Vec::new();
+        for ip in ips {
+            let path = self.dir.join(ip.to_string());
+            match leases.iter().find(|l| l.ip == *ip) {
+                Some(l) if l.held_by(id, &key) => continue,
+                Some(l) => {
+                    let holder = l.content.replace(LINE_BREAK, " on ");
+                    return Err(self.io(&path)(std::io::Error::other(format!(
+                        "the record of {id} names {ip} for {ifname}, but {holder} holds it now; \
+                         remove one of the two pods so the address is not used twice"
+                    ))));
+                }
+                None => {}
+            }
+            let written = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+                .and_then(|mut f| {
+                    f.write_all(key.as_bytes())?;
+                    crate::state::fsync(&f)
+                });
+            written.map_err(self.io(&path))?;
+            restored.push(*ip);
+        }
+        if !restored.is_empty() {
+            crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))?;
+        }
+        Ok(restored)
+    }
+
+    /// Releases every lease naming `id` except those of interfaces in `keep`; returns
+    /// `(ip, ifname)` of what was released.
+    pub fn release_container(&self, id: &str, keep: &[&str]) -> Result<Vec<(String, String)>> {
+        let lock = self.lock()?;
+        let mut out = Vec::new();
+        for l in self.live_leases(&lock) {
+            let mut lines = l.content.split(LINE_BREAK);
+            let owner = lines.next().unwrap_or("");
+            let ifname = lines.next().unwrap_or("").to_string();
+            if owner != id.trim() || keep.contains(&ifname.as_str()) {
+                continue;
+            }
+            if fs::remove_file(&l.path).is_ok() {
+                out.push((l.ip.to_string(), ifname));
+            }
+        }
+        if !out.is_empty() {
+            crate::state::sync_dir(&self.dir).map_err(self.io(&self.dir))?;
+        }
+        Ok(out)
+    }
+}
