@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use plexus_integration::containerd::{self, Containerd};
 use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
+use plexus_integration::plexus::Plexus;
 use plexus_integration::{Env, PodSpec, plexus};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -34,8 +35,9 @@ fn rss(pid: u32) -> (f64, f64) {
 }
 
 /// Starts `n` pods at once on `c` (with the two networks when `plexusd` runs), then deletes
-/// them at once; prints what happened.
-async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, n: usize) {
+/// them at once; prints what happened, and with `nri`, plexus's own answer times.
+async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&Plexus>, n: usize) {
+    let seen = nri.map_or(0, |p| p.nri_answer_times().0.len());
     let (before, _) = plexusd.map_or((f64::NAN, f64::NAN), rss);
     let networks = format!("{MACVLAN},{BRIDGE}");
     let specs: Vec<PodSpec> = (0..n)
@@ -89,6 +91,19 @@ async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, n: usize) {
     if plexusd.is_some() {
         println!("  plexusd RSS: before {before:.1} MiB, peak {peak:.1} MiB, after {after:.1} MiB");
     }
+    if let Some(p) = nri {
+        let mut answers = p.nri_answer_times().0.split_off(seen);
+        answers.sort();
+        if !answers.is_empty() {
+            println!(
+                "  plexus's answer to RunPodSandbox (plexus-nri to plexusd and back): p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms ({} answered)",
+                ms(percentile(&answers, 0.5)),
+                ms(percentile(&answers, 0.99)),
+                ms(*answers.last().unwrap()),
+                answers.len()
+            );
+        }
+    }
     if let Some(first) = failures.first() {
         println!("  first failure: {first}");
     }
@@ -119,25 +134,28 @@ async fn main() {
         })
         .await
         .expect("start containerd");
-        burst("primary only", &base, None, n).await;
+        burst("primary only", &base, None, None, n).await;
     }
     {
         let nri = Env::start_with(containerd::Options::default(), quiet())
             .await
             .expect("start the NRI side");
-        burst("plexus nri", &nri.containerd, nri.plexus.pids().0, n).await;
+        let pid = nri.plexus.pids().0;
+        burst("plexus nri", &nri.containerd, pid, Some(&nri.plexus), n).await;
         // A second burst on the same plexusd: its RSS after should not grow further.
-        burst("plexus nri again", &nri.containerd, nri.plexus.pids().0, n).await;
+        burst(
+            "plexus nri again",
+            &nri.containerd,
+            pid,
+            Some(&nri.plexus),
+            n,
+        )
+        .await;
     }
     let shim = Env::start_shim_with(quiet())
         .await
         .expect("start the shim side");
-    burst("plexus shim", &shim.containerd, shim.plexus.pids().0, n).await;
-    burst(
-        "plexus shim again",
-        &shim.containerd,
-        shim.plexus.pids().0,
-        n,
-    )
-    .await;
+    let pid = shim.plexus.pids().0;
+    burst("plexus shim", &shim.containerd, pid, None, n).await;
+    burst("plexus shim again", &shim.containerd, pid, None, n).await;
 }

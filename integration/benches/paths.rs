@@ -153,31 +153,10 @@ async fn main() {
     line("plexus NRI, 2 networks", n_stop, Some(base_stop));
     line("plexus shim, 2 networks", s_stop, Some(base_stop));
 
-    // plexus's own share on the NRI path: from the event's arrival in plexus-nri to
-    // plexusd's answer, as plexus-nri logs it.
-    let log = std::fs::read_to_string(&nri.plexus.paths().nri_log).unwrap_or_default();
-    let answered = |what: &str| -> Vec<Duration> {
-        let mut ms: Vec<Duration> = log
-            .lines()
-            .filter(|l| l.contains(what))
-            .filter_map(|l| {
-                l.split("elapsed_ms=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .map(Duration::from_secs_f64)
-            .map(|d: Duration| d / 1000)
-            .collect();
-        ms.sort();
-        ms
-    };
-    let (up, down) = (
-        answered("pod networks set up"),
-        answered("pod networks torn down"),
-    );
+    // plexus's own share on the NRI path.
+    let (mut up, mut down) = nri.plexus.nri_answer_times();
+    up.sort();
+    down.sort();
     if !up.is_empty() && !down.is_empty() {
         println!(
             "plexus NRI's answer (event in plexus-nri to plexusd's answer), medians: \

@@ -216,6 +216,25 @@ impl Plexus {
         &self.paths
     }
 
+    /// plexus's own answer times on the NRI path, in log order: `(RunPodSandbox,
+    /// StopPodSandbox/RemovePodSandbox)`, each from the event's arrival in plexus-nri to
+    /// plexusd's answer, as plexus-nri logs them (`elapsed_ms`). For the benchmarks.
+    pub fn nri_answer_times(&self) -> (Vec<Duration>, Vec<Duration>) {
+        let log = std::fs::read_to_string(&self.paths.nri_log).unwrap_or_default();
+        let times = |what: &str| -> Vec<Duration> {
+            log.lines()
+                .filter(|l| l.contains(what))
+                .filter_map(|l| l.split("elapsed_ms=").nth(1)?.split_whitespace().next())
+                .filter_map(|ms| ms.parse::<f64>().ok())
+                .map(|ms| Duration::from_secs_f64(ms / 1e3))
+                .collect()
+        };
+        (
+            times("pod networks set up"),
+            times("pod networks torn down"),
+        )
+    }
+
     /// Where the plexus binaries were found.
     pub fn bin_dir(&self) -> &Path {
         &self.bins
