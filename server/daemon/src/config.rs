@@ -161,6 +161,11 @@ pub struct Config {
     pub max_parallel: usize,
     /// Mutating requests waiting beyond `max_parallel`.
     pub max_queued: usize,
+    /// CPU niceness plexusd sets for itself at start (`concurrency.nice`, default -10;
+    /// 0 leaves it alone). Pod starts wait on plexusd within containerd's 2 s NRI timeout;
+    /// when many pods start at once, the runtime's own work for them would otherwise
+    /// starve the one process they all wait for.
+    pub nice: i32,
     /// Time budget of one NRI hook call, for plexus-nri's `--deadline`. plexusd bounds every
     /// SetupPod by it as well (besides the `grpc-timeout` the request carries).
     pub nri_deadline_budget: Duration,

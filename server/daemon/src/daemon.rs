@@ -211,6 +211,25 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     Ok((soft, now))
 }
 
+/// Sets the CPU niceness of the calling thread, which every thread it starts afterwards
+/// inherits (on Linux a nice value belongs to a thread): call it before the async runtime
+/// starts its threads. Returns the value before.
+pub fn set_nice(nice: i32) -> std::io::Result<i32> {
+    // SAFETY: getpriority/setpriority only read their integer arguments. getpriority may
+    // legitimately return -1, so errno is cleared first and checked after.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let before = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if before == -1 && *libc::__errno_location() != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if before != nice && libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(before)
+    }
+}
+
 /// The node's periodic work, off the request path: the attachments-gauge refresh, the
 /// renewal of native dhcp leases and, when
 /// `reconcile.interval` is set, the sweep for sandboxes whose netns is gone. Stopped on drop.
@@ -296,4 +315,34 @@ pub fn explain_offline(pod: &Path, networks: &Path, config: &Config) -> Result<E
     let (identity, annotations) = pod_from_manifest(&text)?;
     let resolver = Resolver::new(config.resolver(), Arc::new(DirSource::new(networks)));
     Ok(resolver.explain(&identity, &annotations))
+}
+
+#[cfg(test)]
+mod nice_tests {
+    /// The calling thread's niceness.
+    fn nice_now() -> i32 {
+        // SAFETY: reads the calling thread's priority; no pointers.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn a_thread_started_after_set_nice_inherits_it() {
+        // Raising the value (less favoured) needs no privilege; on a thread of its own so
+        // the test's other threads keep theirs.
+        std::thread::spawn(|| {
+            let before = nice_now();
+            let wanted = (before + 3).min(19);
+            assert_eq!(super::set_nice(wanted).unwrap(), before);
+            assert_eq!(nice_now(), wanted);
+            let child = std::thread::spawn(nice_now).join().unwrap();
+            assert_eq!(child, wanted, "a thread started afterwards has it too");
+            assert_eq!(
+                super::set_nice(wanted).unwrap(),
+                wanted,
+                "no change: a no-op"
+            );
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -128,7 +128,7 @@ fn explain(config: Option<&Path>, pod: &Path, networks: &Path, json: bool) -> Ex
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()> {
     let _telemetry = plexus_telemetry::init(plexus_telemetry::TelemetryConfig {
         service_name: "plexusd".to_owned(),
         log_format: match config.telemetry.log_format {
@@ -143,6 +143,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok((old, new)) if old != new => tracing::info!(old, new, "open-file limit raised"),
         Ok((_, limit)) => tracing::debug!(limit, "open-file limit"),
         Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
+    }
+    match niced {
+        Some(Ok(before)) => tracing::info!(nice = config.nice, before, "CPU niceness set"),
+        Some(Err(err)) => tracing::warn!(nice = config.nice, error = %err,
+            "cannot set plexusd's CPU niceness: give it CAP_SYS_NICE, or set concurrency.nice: 0; \
+             pod starts may then time out when many start at once"),
+        None => {}
     }
     let mut registry = plexus_telemetry::Registry::default();
     let metrics = plexus_telemetry::Metrics::new(&mut registry);
@@ -231,6 +238,8 @@ fn main() -> ExitCode {
     if let Some(wait) = cli.lock_wait {
         config.lock_wait = wait;
     }
+    // Before the runtime starts its threads, so that they all inherit it.
+    let niced = (config.nice != 0).then(|| daemon::set_nice(config.nice));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -238,7 +247,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, niced)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("plexusd: {err:#}");

@@ -135,7 +135,7 @@ kind:
   "defaultNetworks" $d.defaultNetworks
   "delegation" $d.delegation
   "primaryMode" (ternary "plexus" "runtime" (eq (include "plexus.shimEnabled" .) "true"))
-  "concurrency" (dict "maxParallel" $d.maxParallel "maxQueued" $d.maxQueued)
+  "concurrency" (dict "maxParallel" $d.maxParallel "maxQueued" $d.maxQueued "nice" $d.nice)
   "nri" (dict "deadlineBudget" $d.nriDeadline)
   "delegateTimeout" $d.delegateTimeout
   "reconcile" (dict "interval" $d.reconcileInterval)

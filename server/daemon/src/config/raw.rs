@@ -112,11 +112,15 @@ struct RawKubernetes {
     pod_resources_socket: Option<PathBuf>,
 }
 
+/// plexusd's CPU niceness unless `concurrency.nice` says otherwise (see `Config::nice`).
+const DEFAULT_NICE: i32 = -10;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawConcurrency {
     max_parallel: Option<i64>,
     max_queued: Option<i64>,
+    nice: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +331,17 @@ impl RawConfig {
             Some(v) => count("concurrency.maxQueued", v, 0)?,
             None => 256,
         };
+        let nice = match concurrency.nice {
+            Some(v @ -20..=19) => i32::try_from(v).expect("in -20..=19"),
+            Some(v) => {
+                let accepted = "accepted: -20 (most favoured) to 19, 0 to leave it alone";
+                return Err(invalid(
+                    "concurrency.nice",
+                    format!("{v} is out of range; {accepted}"),
+                ));
+            }
+            None => DEFAULT_NICE,
+        };
 
         let nri_deadline_budget = match self.nri.and_then(|n| n.deadline_budget) {
             Some(text) => duration("nri.deadlineBudget", &text)?,
@@ -451,6 +466,7 @@ impl RawConfig {
             primary_mode: self.primary_mode.unwrap_or_default(),
             max_parallel,
             max_queued,
+            nice,
             nri_deadline_budget,
             reconcile_interval,
             delegate_timeout,

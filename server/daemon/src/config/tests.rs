@@ -31,6 +31,7 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.global_namespaces, ["default"]);
     assert!(!c.namespace_isolation);
     assert_eq!((c.max_parallel, c.max_queued), (16, 256));
+    assert_eq!(c.nice, -10);
     assert_eq!(c.nri_deadline_budget, Duration::from_millis(1500));
     assert_eq!(c.reconcile_interval, Some(Duration::from_secs(60)));
     assert_eq!(c.telemetry.log_level, "info");
@@ -396,4 +397,23 @@ fn adoption_through_containerd_is_off_unless_a_socket_is_given() {
         assert!(err.contains("k8s.io"), "{bad}: {err}");
     }
     assert!(rejected("containerd: {sockets: /c.sock}").contains("sockets"));
+}
+
+#[test]
+fn niceness_is_a_nice_value_and_zero_leaves_it_alone() {
+    assert_eq!(parse(r#"{"concurrency": {"nice": 0}}"#).unwrap().nice, 0);
+    assert_eq!(
+        parse(r#"{"concurrency": {"nice": -20}}"#).unwrap().nice,
+        -20
+    );
+    assert_eq!(parse(r#"{"concurrency": {"nice": 19}}"#).unwrap().nice, 19);
+    for bad in ["-21", "20", "99999999999"] {
+        let err = parse(&format!(r#"{{"concurrency": {{"nice": {bad}}}}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("concurrency.nice") && err.contains("accepted: -20"),
+            "{bad}: {err}"
+        );
+    }
 }
