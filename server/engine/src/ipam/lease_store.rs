@@ -38,6 +38,14 @@ impl Lease {
     }
 }
 
+/// A lease file's content, trimmed (its first 4 KiB: a lease holds a container id and an
+/// interface name).
+fn read_lease(path: &Path) -> std::io::Result<String> {
+    let mut data = Vec::with_capacity(128);
+    File::open(path)?.take(4096).read_to_end(&mut data)?;
+    Ok(String::from_utf8_lossy(&data).trim().to_owned())
+}
+
 /// What a lease file of `(id, ifname)` holds.
 pub(super) fn lease_key(id: &str, ifname: &str) -> String {
     format!("{}{LINE_BREAK}{ifname}", id.trim())
@@ -138,10 +146,7 @@ impl LeaseStore {
                 continue;
             }
             let path = e.path();
-            let mut data = Vec::with_capacity(128);
-            let read = File::open(&path).and_then(|f| f.take(4096).read_to_end(&mut data));
-            if read.is_ok() {
-                let content = String::from_utf8_lossy(&data).trim().to_owned();
+            if let Ok(content) = read_lease(&path) {
                 out.push(Lease { ip, content, path });
             }
         }
@@ -200,22 +205,26 @@ impl LeaseStore {
     /// survives), durably. Returns the addresses written back; an address someone else
     /// holds now is an error that names the holder.
     pub fn restore(&self, id: &str, ifname: &str, ips: &[IpAddr]) -> Result<Vec<IpAddr>> {
-        let lock = self.lock()?;
-        let leases = self.live_leases(&lock);
+        let _lock = self.lock()?;
         let key = lease_key(id, ifname);
         let mut restored = Vec::new();
+        // Only the recorded addresses' files are read: recovery runs this for every
+        // recorded lease, and a scan of the directory each time would cost O(leases²).
         for ip in ips {
             let path = self.dir.join(ip.to_string());
-            match leases.iter().find(|l| l.ip == *ip) {
-                Some(l) if l.held_by(id, &key) => continue,
-                Some(l) => {
-                    let holder = l.content.replace(LINE_BREAK, " on ");
+            match read_lease(&path) {
+                Ok(held) if held == key || held == id.trim() => continue,
+                // Empty under the lock: torn (see `live_leases`); written again below.
+                Ok(held) if held.is_empty() => fs::remove_file(&path).map_err(self.io(&path))?,
+                Ok(held) => {
+                    let holder = held.replace(LINE_BREAK, " on ");
                     return Err(self.io(&path)(std::io::Error::other(format!(
                         "the record of {id} names {ip} for {ifname}, but {holder} holds it now; \
                          remove one of the two pods so the address is not used twice"
                     ))));
                 }
-                None => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&path)(e)),
             }
             let written = OpenOptions::new()
                 .write(true)
