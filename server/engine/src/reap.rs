@@ -101,15 +101,18 @@ impl Reaping {
         (token, tx)
     }
 
-    /// Forgets `id` if it is still the reaper `token`'s; false when a setup took it over.
-    fn finish(&self, id: &SandboxId, token: u64) -> bool {
+    /// Whether `id` is still the reaper `token`'s; false when a setup took it over.
+    /// Asked under the sandbox's lock, which a take-over also holds.
+    fn owns(&self, id: &SandboxId, token: u64) -> bool {
+        matches!(self.entries().get(id), Some((t, _)) if *t == token)
+    }
+
+    /// Forgets `id` if it is still the reaper `token`'s. Called after the record is
+    /// removed (or kept for recovery), so no listing sees a record between the two.
+    fn finish(&self, id: &SandboxId, token: u64) {
         let mut entries = self.entries();
-        match entries.get(id) {
-            Some((t, _)) if *t == token => {
-                entries.remove(id);
-                true
-            }
-            _ => false,
+        if matches!(entries.get(id), Some((t, _)) if *t == token) {
+            entries.remove(id);
         }
     }
 }
@@ -206,17 +209,26 @@ impl Engine {
         let _ = links_gone.send(true);
         crash::point("reap", 0, "deleted");
         let _lock = self.lock(&id).await;
-        if !self.inner.reaping.finish(&id, token) {
+        if !self.inner.reaping.owns(&id, token) {
             return;
         }
+        self.settle_reaped(&id, &problems);
+        // Only now is the sandbox listed again (if its record was kept): a listing between
+        // the two would show a teardown that already answered as still detaching.
+        self.inner.reaping.finish(&id, token);
+    }
+
+    /// Removes a reaped sandbox's record, or keeps it for the sweep and recovery when some
+    /// of its links could not be deleted. Called under the sandbox's lock.
+    fn settle_reaped(&self, id: &SandboxId, problems: &[String]) {
         if !problems.is_empty() {
             tracing::warn!(sandbox.id = %id, ?problems,
                 "deleting the links of a torn-down pod failed; the record is kept for the sweep and recovery");
             return;
         }
-        match self.inner.store.load(&id) {
+        match self.inner.store.load(id) {
             Ok(Some(now)) if now.tearing_down => {
-                if let Err(e) = self.inner.store.remove(&id) {
+                if let Err(e) = self.inner.store.remove(id) {
                     tracing::warn!(sandbox.id = %id, error = %chain(&e), "removing a reaped record failed");
                 }
             }

@@ -218,3 +218,48 @@ async fn links_go_with_the_namespace_the_runtime_removes() {
     assert!(engine.sandbox(&sid("sb-rm")).unwrap().is_none());
     assert!(!fx.dir.path().join("state/sb-rm.json").exists());
 }
+
+/// A sandbox whose teardown answered is never listed again, not even for the moment
+/// between the reaper letting go of it and removing its record (an e2e test once saw the
+/// record come back, `detaching`, after the runtime's teardown had answered).
+#[tokio::test]
+async fn a_reaped_sandbox_is_never_listed_again() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    for round in 0..20 {
+        let id = format!("sb-list-{round}");
+        let net = fx.macvlan(&format!("mv-l{round}"), "bridge", "10.68.0.0/24");
+        engine
+            .setup(fx.sandbox(&id), plan(vec![attachment(1, "net1", &net)]))
+            .await
+            .expect("setup");
+        let lock = engine.lock(&sid(&id)).await;
+        engine
+            .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+            .await
+            .expect("teardown");
+        drop(lock);
+        // Look as often as possible until the reaper is done.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let looker = {
+            let (engine, done) = (engine.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut looks = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    let listed = engine.sandboxes().unwrap();
+                    assert!(listed.is_empty(), "round {round}, look {looks}: {listed:?}");
+                    looks += 1;
+                }
+                looks
+            })
+        };
+        engine.reaped().await;
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let looks = looker.join().expect("the sandbox was listed again");
+        assert!(looks > 0);
+        assert!(!fx.dir.path().join(format!("state/{id}.json")).exists());
+    }
+}
