@@ -26,6 +26,8 @@ use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::error::{Error, Result};
 
+mod workers;
+
 /// Where named network namespaces live (iproute2's `NETNS_RUN_DIR`).
 pub const NETNS_RUN_DIR: &str = "/var/run/netns";
 
@@ -176,7 +178,9 @@ where
     })
 }
 
-/// Runs `f` on a fresh OS thread inside `netns`; the async caller is not blocked.
+/// Runs `f` on a thread inside `netns` (one that waits for such jobs, see
+/// `netns/workers.rs`); the async caller is not blocked. The result arrives once the thread
+/// has left `netns` again.
 pub async fn run_in<T, F>(netns: &Netns, f: F) -> Result<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -184,13 +188,14 @@ where
 {
     let target = netns.try_clone()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("plexus-netns".into())
-        .spawn(move || {
-            let out = target.enter().map(|()| f());
+    workers::submit(Box::new(move || {
+        let out = target.enter().map(|()| f());
+        drop(target);
+        Box::new(move || {
             let _ = tx.send(out);
         })
-        .map_err(|e| thread_error(netns, e.to_string()))?;
+    }))
+    .map_err(|e| thread_error(netns, e.to_string()))?;
     rx.await
         .map_err(|_| thread_error(netns, "panicked".into()))?
 }
