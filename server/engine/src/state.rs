@@ -484,6 +484,6 @@ pub(crate) fn remove_matching(
 
 mod index;
 mod private_dir;
-pub(crate) use private_dir::{create_private_dir, replace_file};
+pub(crate) use private_dir::create_private_dir;
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,24 @@ pub(super) fn lease_key(id: &str, ifname: &str) -> String {
     format!("{}{LINE_BREAK}{ifname}", id.trim())
 }
 
+/// Writes `last_reserved_ip.<range>` in place: over the old bytes, then cut to length.
+/// It is only a hint where the next search starts, read and written under the
+/// directory's lock; a crash between the two steps leaves a torn one, which starts the
+/// search elsewhere (or over, as a lost one does). A temporary file renamed over it cost
+/// ~0.17 ms per allocation on ext4 (the rename over an existing file starts writeback of
+/// the new one), this ~0.01 ms.
+fn write_hint(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all_at(bytes, 0)?;
+    f.set_len(bytes.len() as u64)
+}
+
 /// The lease directory of one network, as the reference disk backend lays it out.
 #[derive(Debug, Clone)]
 pub struct LeaseStore {
@@ -119,10 +137,8 @@ impl LeaseStore {
             return Err(self.io(&path)(e));
         }
         drop(f);
-        // Only a hint where the next search starts (a lost or torn one starts it over).
         let last = self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"));
-        crate::state::replace_file(&self.dir, &last, ip.to_string().as_bytes())
-            .map_err(self.io(&last))?;
+        write_hint(&last, ip.to_string().as_bytes()).map_err(self.io(&last))?;
         Ok(true)
     }
 

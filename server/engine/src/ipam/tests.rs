@@ -90,7 +90,7 @@ fn host_local_disk_format_and_round_robin() {
             .get_by_id("late", "net1")
             .is_empty()
     );
-    // last_reserved_ip goes through the atomic, fsynced write: complete, no temp left.
+    // last_reserved_ip is written in place: the address alone, no temporary file left.
     assert_eq!(
         fs::read(net.join("last_reserved_ip.0")).unwrap(),
         b"10.9.0.2"
