@@ -58,8 +58,9 @@ impl Engine {
     }
 
     /// The record entry for `att` before it is made: for the runtime's own interface, done
-    /// and described (it exists); for anything else, after the F8 check (the interface name
-    /// is free in the pod and on the record), an intent naming every piece it will create.
+    /// (it exists; [`Engine::describe_runtime`] fills in what it looks like); for anything
+    /// else, after the F8 check (the interface name is free in the pod and on the record),
+    /// an intent naming every piece it will create.
     pub(crate) async fn prepare(
         &self,
         rec: &SandboxRecord,
@@ -68,24 +69,13 @@ impl Engine {
         pod: &Handle,
     ) -> Result<AttachmentRecord> {
         if att.runtime_managed {
-            // Described before the route plan runs: network-status shows the primary's
-            // own result (Multus: the gateway comes from the plugin, not the override).
-            let primary = self
-                .inner
-                .primary
-                .describe(&rec.sandbox_id, &att.interface, &rec.netns, pod)
-                .await;
-            let network = match primary.as_ref().and_then(|p| p.network.clone()) {
-                Some(name) if att.network.is_empty() => name,
-                _ => att.network.clone(),
-            };
             return Ok(AttachmentRecord {
-                network,
+                network: att.network.clone(),
                 interface: att.interface.clone(),
                 driver: Driver::Runtime,
                 phase: Phase::Done,
                 planned: att.clone(),
-                result: primary.map(|p| p.result),
+                result: None,
                 native: NativeRecord::default(),
             });
         }
@@ -204,8 +194,15 @@ impl Engine {
         pod: &Handle,
     ) -> Result<()> {
         let idx = rec.attachments.len();
-        let entry = self.prepare(rec, att, native, pod).await?;
+        let mut entry = self.prepare(rec, att, native, pod).await?;
         let runtime = entry.driver == Driver::Runtime;
+        if runtime {
+            // Before the route plan runs (see `describe_runtime`).
+            let described = self
+                .describe_runtime(&rec.sandbox_id, &rec.netns, att, pod)
+                .await;
+            described.fill(&mut entry);
+        }
         rec.attachments.push(entry);
         if !runtime {
             self.inner.store.save(rec)?;
@@ -220,6 +217,51 @@ impl Engine {
         self.inner.store.save(rec)?;
         crash::point("setup", idx, "done");
         Ok(())
+    }
+}
+
+/// What the runtime's own interface looks like ([`Engine::describe_runtime`]).
+#[derive(Debug, Default)]
+pub(crate) struct Described {
+    network: Option<String>,
+    result: Option<cni::Result>,
+}
+
+impl Described {
+    /// Puts it on the runtime attachment's record entry (its network name only when the
+    /// plan named none).
+    pub(crate) fn fill(self, a: &mut AttachmentRecord) {
+        if let Some(name) = self.network
+            && a.planned.network.is_empty()
+        {
+            a.network = name;
+        }
+        a.result = self.result;
+    }
+}
+
+impl Engine {
+    /// Describes the runtime's own interface `att` (the primary, NRI path) for
+    /// network-status. Read-only, and never fails a setup (a primary that cannot be
+    /// described is left out). It must run before `att`'s route plan: network-status shows
+    /// the primary's own result (Multus: the gateway comes from the plugin, not the
+    /// override).
+    pub(crate) async fn describe_runtime(
+        &self,
+        sandbox_id: &plexus_core::SandboxId,
+        netns: &Path,
+        att: &PlannedAttachment,
+        pod: &Handle,
+    ) -> Described {
+        let primary = self
+            .inner
+            .primary
+            .describe(sandbox_id, &att.interface, netns, pod)
+            .await;
+        Described {
+            network: primary.as_ref().and_then(|p| p.network.clone()),
+            result: primary.map(|p| p.result),
+        }
     }
 }
 
