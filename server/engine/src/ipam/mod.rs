@@ -12,6 +12,7 @@ mod fixed;
 mod host_local;
 mod lease_store;
 mod range;
+pub(crate) mod turns;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -147,6 +147,11 @@ pub(crate) async fn allocate(
     };
     let req = ipam_request(cfg, ifname, ctx.container_id);
     let dir = ctx.ipam_data_dir.to_path_buf();
+    // A host-local allocation waits its turn at its lease directory (`ipam::turns`).
+    let _turn = match ipam::lease_for(&ipam_cfg, &req, &dir) {
+        Some(lease) => Some(ipam::turns::turn(&lease.dir).await),
+        None => None,
+    };
     let span = tracing::Span::current();
     let alloc = tokio::task::spawn_blocking(move || {
         span.in_scope(|| ipam::allocate(&ipam_cfg, &req, &dir))
@@ -277,6 +282,7 @@ async fn release_leases(rec: &NativeRecord) -> Result<()> {
     let mut first_err = None;
     for lease in &rec.leases {
         let lease = lease.clone();
+        let _turn = ipam::turns::turn(&lease.dir).await;
         let span = tracing::Span::current();
         let res = tokio::task::spawn_blocking(move || span.in_scope(|| ipam::release(&lease)))
             .await
