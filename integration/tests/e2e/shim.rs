@@ -10,7 +10,7 @@ use plexus_integration::containerd::PRIMARY_NETWORK;
 use plexus_integration::env::{MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, require_privileged};
 
-use crate::common::wait_nothing_left;
+use crate::common::{eventually, wait_nothing_left};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_nri_the_shim_gives_eth0_and_net1_and_delete_leaves_nothing() {
@@ -175,11 +175,14 @@ async fn with_nri_enabled_too_a_shim_pod_is_set_up_exactly_once() {
         .map(|a| (a.interface.as_str(), a.driver.as_str()))
         .collect();
     assert_eq!(drivers, [("eth0", "exec"), ("net1", "native")]);
-    let nri_log = std::fs::read_to_string(&env.plexus.paths().nri_log).unwrap();
-    assert!(
-        nri_log.contains("pod networks set up"),
-        "the NRI event reached plexusd:\n{nri_log}"
-    );
+    // Logged before plexus-nri answered; written by its log thread a moment later.
+    let nri_log = || std::fs::read_to_string(&env.plexus.paths().nri_log).unwrap_or_default();
+    eventually(
+        "plexus-nri's log of the NRI event",
+        Duration::from_secs(5),
+        || async { nri_log().contains("pod networks set up") },
+    )
+    .await;
     env.containerd.delete_pod(&pod).await.unwrap();
     wait_nothing_left(&env, Duration::from_secs(5)).await;
     assert!(

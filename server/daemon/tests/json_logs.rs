@@ -138,7 +138,9 @@ async fn every_pod_line_names_pod_sandbox_and_trace() {
         .await
         .expect("teardown");
     drop(client);
-    drop(daemon);
+    // Log lines go through a queue (`plexus_telemetry::log_queue`): a SIGTERM'd plexusd
+    // writes them all before it exits.
+    assert!(daemon.terminate().success());
 
     let text = std::fs::read_to_string(&log).unwrap();
     let mut messages: HashMap<String, serde_json::Value> = HashMap::new();

@@ -51,6 +51,7 @@
 pub mod endpoint;
 pub mod error;
 mod json;
+pub mod log_queue;
 pub mod metrics;
 pub mod process;
 pub mod propagation;

@@ -13,11 +13,13 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::error::{Error, Result};
+use crate::log_queue::{self, LogQueue};
 
 /// How long one OTLP export call may take before the batch is dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,6 +97,9 @@ impl TelemetryConfig {
 #[must_use = "dropping the guard shuts span export down"]
 pub struct Guard {
     provider: Option<SdkTracerProvider>,
+    /// The log lines' queue, flushed on drop (none when its thread could not start:
+    /// lines then go straight to stderr).
+    log: Option<LogQueue>,
 }
 
 impl Guard {
@@ -122,6 +127,15 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        self.shutdown_export();
+        if let Some(log) = &self.log {
+            log.flush();
+        }
+    }
+}
+
+impl Guard {
+    fn shutdown_export(&mut self) {
         let Some(provider) = self.provider.take() else {
             return;
         };
@@ -176,7 +190,8 @@ pub fn init(config: TelemetryConfig) -> Result<Guard> {
             .with_filter(export_filter());
         layers.push(Box::new(otel));
     }
-    layers.push(log_layer(config.log_format, filter));
+    let log = LogQueue::start(std::io::stderr(), log_queue::CAPACITY, config.log_format).ok();
+    layers.push(log_layer(config.log_format, filter, log.clone()));
 
     tracing_subscriber::registry()
         .with(layers)
@@ -186,7 +201,7 @@ pub fn init(config: TelemetryConfig) -> Result<Guard> {
     if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    Ok(Guard { provider })
+    Ok(Guard { provider, log })
 }
 
 fn log_filter(configured: &str) -> Result<EnvFilter> {
@@ -210,8 +225,17 @@ fn parse_filter(filter: String) -> Result<EnvFilter> {
         .map_err(|source| Error::ParseLogFilter { filter, source })
 }
 
-fn log_layer(format: LogFormat, filter: EnvFilter) -> Box<dyn Layer<Registry> + Send + Sync> {
-    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+fn log_layer(
+    format: LogFormat,
+    filter: EnvFilter,
+    queue: Option<LogQueue>,
+) -> Box<dyn Layer<Registry> + Send + Sync> {
+    // Through the queue: a slow stderr must not stall the thread that logs (`log_queue`).
+    let writer = match queue {
+        Some(queue) => BoxMakeWriter::new(queue),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let base = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
         LogFormat::Human => base
             .with_ansi(std::io::stderr().is_terminal())

@@ -68,6 +68,14 @@ impl Plexusd {
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
+
+    /// Stops it as the kubelet does (SIGTERM) and waits: it shuts down in order, its last
+    /// log lines written.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM plexusd");
+        self.wait()
+    }
 }
 
 impl Drop for Plexusd {
