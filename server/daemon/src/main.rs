@@ -240,6 +240,7 @@ fn main() -> ExitCode {
     }
     // Before the runtime starts its threads, so that they all inherit it.
     let niced = (config.nice != 0).then(|| daemon::set_nice(config.nice));
+    daemon::limit_malloc_arenas();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
