@@ -125,6 +125,20 @@ mod tests {
             .collect()
     }
 
+    /// Waits until `n` workers wait for jobs: a worker hands its result over before it
+    /// queues itself again.
+    fn wait_idle(n: usize) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while waiting() < n {
+            assert!(
+                std::time::Instant::now() < until,
+                "{} workers waiting, not {n}",
+                waiting()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// A job that enters nothing: where its worker is, and which thread it is.
     fn where_is_a_worker() -> (u64, std::thread::ThreadId) {
         let (tx, rx) = mpsc::channel();
@@ -146,13 +160,16 @@ mod tests {
         let home = own_netns();
         let pod = TestNetns::new().await;
         let pod_ino = pod.netns().id().unwrap().ino;
+        // The worker that opened the netns's netlink socket waits again.
+        wait_idle(1);
         let (inside, worker) = run_in(pod.netns(), || (own_netns(), std::thread::current().id()))
             .await
             .unwrap();
         assert_eq!(inside, pod_ino, "the job ran outside the pod's netns");
         // Back home before the answer: no thread of ours holds the pod's netns.
         assert_eq!(threads_in(pod_ino), Vec::<String>::new());
-        assert!(waiting() >= 1);
+        wait_idle(1);
+        assert_eq!(waiting(), 1, "one thread did every job so far");
         let (seen, again) = where_is_a_worker();
         assert_eq!(again, worker, "the waiting worker was not used again");
         assert_eq!(seen, home, "a reused worker started outside its own netns");
@@ -165,18 +182,27 @@ mod tests {
         }
         let pod = TestNetns::new().await;
         let pod_ino = pod.netns().id().unwrap().ino;
-        let (_, worker) = where_is_a_worker();
-        let failed = run_in(pod.netns(), || -> u64 { panic!("the job fails") }).await;
+        let failed_on = std::sync::Arc::new(Mutex::new(None));
+        let on = std::sync::Arc::clone(&failed_on);
+        let failed = run_in(pod.netns(), move || -> u64 {
+            *on.lock().unwrap() = Some(std::thread::current().id());
+            panic!("the job fails")
+        })
+        .await;
         let err = failed.unwrap_err().to_string();
         assert!(err.contains("panicked"), "{err}");
+        let failed_on = failed_on.lock().unwrap().expect("the job ran");
         let inside = run_in(pod.netns(), own_netns).await.unwrap();
         assert_eq!(inside, pod_ino);
-        let (seen, next) = where_is_a_worker();
-        assert_ne!(
-            next, worker,
-            "the thread whose job panicked waits for jobs again"
-        );
-        assert_eq!(seen, own_netns());
+        wait_idle(1);
+        for _ in 0..3 {
+            let (seen, next) = where_is_a_worker();
+            assert_ne!(
+                next, failed_on,
+                "the thread whose job panicked took another job"
+            );
+            assert_eq!(seen, own_netns());
+        }
         assert_eq!(threads_in(pod_ino), Vec::<String>::new());
     }
 }
