@@ -233,14 +233,9 @@ pub(super) async fn add(
             })
             .collect();
         result.routes = a.routes;
+        // The bridge's MAC (interface 0) is as `bridge::add` found it after the gateway
+        // address went on and the MAC was pinned: the pod's addresses do not change it.
         configure_iface(pod, &made.pod_link, &result).await?;
-        // The bridge's MAC as it is after the gateway address went on.
-        let br = ctx
-            .host
-            .find_link(&made.bridge.name)
-            .await
-            .map_err(nl(format!("find bridge {}", made.bridge.name)))?;
-        result.interfaces[0].mac = br.mac.map(|m| m.to_string()).unwrap_or_default();
     }
     step("addr");
     Ok(result)

@@ -137,23 +137,28 @@ fn validate(spec: &BridgeSpec) -> Result<()> {
     Ok(())
 }
 
+/// The bridge, made if missing, up. Returned as found before it was set up: callers use
+/// its index and name (`add` looks it up again once wired, for its final MAC).
 async fn ensure_bridge(host: &Handle, spec: &BridgeSpec) -> Result<Link> {
-    if host.try_find_link(&spec.bridge).await?.is_none() {
-        let mut b = LinkBridge::new(&spec.bridge);
-        if let Some(mtu) = spec.link.mtu {
-            b = b.mtu(mtu);
+    let br = match host.try_find_link(&spec.bridge).await? {
+        Some(br) => br,
+        None => {
+            let mut b = LinkBridge::new(&spec.bridge);
+            if let Some(mtu) = spec.link.mtu {
+                b = b.mtu(mtu);
+            }
+            if spec.vlan.is_some() {
+                b = b.vlan_filtering(true);
+            }
+            match host.create_link("bridge", &spec.bridge, b.build()).await {
+                Ok(()) => {}
+                // Another attachment created it concurrently.
+                Err(e) if e.is_exists() => {}
+                Err(e) => return Err(e),
+            }
+            host.find_link(&spec.bridge).await?
         }
-        if spec.vlan.is_some() {
-            b = b.vlan_filtering(true);
-        }
-        match host.create_link("bridge", &spec.bridge, b.build()).await {
-            Ok(()) => {}
-            // Another attachment created it concurrently.
-            Err(e) if e.is_exists() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let br = host.find_link(&spec.bridge).await?;
+    };
     if br.kind.as_deref() != Some("bridge") {
         return Err(Error::InvalidSpec {
             kind: "bridge",
@@ -166,7 +171,7 @@ async fn ensure_bridge(host: &Handle, spec: &BridgeSpec) -> Result<Link> {
     }
     best_effort_sysctl(host, &format!("net/ipv6/conf/{}/accept_ra", br.name), "0").await;
     host.set_link(&br, &change).await?;
-    host.find_link(&spec.bridge).await
+    Ok(br)
 }
 
 /// A random host-side veth name like the reference `ip.RandomVethName` (`veth%08x`).
@@ -212,14 +217,23 @@ async fn wire(
     pod_link: &Link,
     host_name: &str,
 ) -> Result<Link> {
-    let veth = host.find_link(host_name).await?;
-    // The plugin's veth setup turns off router advertisements on the host end.
-    best_effort_sysctl(host, &format!("net/ipv6/conf/{host_name}/accept_ra"), "0").await;
-    host.set_link(
-        &veth,
-        &LinkChange::new().master(Some(bridge.index)).up(true),
-    )
-    .await?;
+    // The pod end's sysctls while the host end is put on the bridge: different netns,
+    // independent.
+    let (host_side, ()) = tokio::join!(
+        async {
+            let veth = host.find_link(host_name).await?;
+            // The plugin's veth setup turns off router advertisements on the host end.
+            best_effort_sysctl(host, &format!("net/ipv6/conf/{host_name}/accept_ra"), "0").await;
+            host.set_link(
+                &veth,
+                &LinkChange::new().master(Some(bridge.index)).up(true),
+            )
+            .await?;
+            Ok::<Link, Error>(veth)
+        },
+        pod_sysctls(pod, spec, pod_link)
+    );
+    let veth = host_side?;
     if spec.hairpin {
         let msg = LinkBridgePort::new(veth.index).hairpin(true).build();
         host.rtnetlink()
@@ -251,16 +265,6 @@ async fn wire(
                 source,
             })?;
     }
-    if spec.layer3 {
-        let name = &pod_link.name;
-        if spec.enable_dad {
-            best_effort_sysctl(pod, &format!("net/ipv6/conf/{name}/enhanced_dad"), "1").await;
-            best_effort_sysctl(pod, &format!("net/ipv6/conf/{name}/accept_dad"), "1").await;
-        } else {
-            best_effort_sysctl(pod, &format!("net/ipv6/conf/{name}/accept_dad"), "0").await;
-        }
-        best_effort_sysctl(pod, &format!("net/ipv4/conf/{name}/arp_notify"), "1").await;
-    }
     for gw in &spec.gateways {
         ensure_gateway_addr(host, bridge, *gw, spec.force_address).await?;
     }
@@ -271,6 +275,21 @@ async fn wire(
         host.set_sysctl("net/ipv6/conf/all/forwarding", "1").await?;
     }
     host.find_link(host_name).await
+}
+
+/// The pod end's DAD and ARP sysctls when it gets addresses (`layer3`).
+async fn pod_sysctls(pod: &Handle, spec: &BridgeSpec, pod_link: &Link) {
+    if !spec.layer3 {
+        return;
+    }
+    let name = &pod_link.name;
+    if spec.enable_dad {
+        best_effort_sysctl(pod, &format!("net/ipv6/conf/{name}/enhanced_dad"), "1").await;
+        best_effort_sysctl(pod, &format!("net/ipv6/conf/{name}/accept_dad"), "1").await;
+    } else {
+        best_effort_sysctl(pod, &format!("net/ipv6/conf/{name}/accept_dad"), "0").await;
+    }
+    best_effort_sysctl(pod, &format!("net/ipv4/conf/{name}/arp_notify"), "1").await;
 }
 
 /// Puts `gw` on the bridge like the reference `ensureAddr`: already there is fine; an
