@@ -271,7 +271,6 @@ impl Engine {
             known: true,
             ..Default::default()
         };
-        let pod = open_pod(&rec.netns).await;
         // The flag and the phases go out in one atomic write, before anything is removed
         // (runtime-made attachments are never removed here: nothing to record for them).
         let removable = rec.attachments.iter().any(|a| a.released_at_teardown());
@@ -283,9 +282,15 @@ impl Engine {
                 dirty = true;
             }
         }
-        if dirty {
-            self.inner.store.save(&rec)?;
-        }
+        // The pod's netns is opened (a netlink socket made inside it) while the record is
+        // written: neither needs the other.
+        let (pod, written) = tokio::join!(open_pod(&rec.netns), async {
+            match dirty {
+                true => self.inner.store.save(&rec),
+                false => Ok(()),
+            }
+        });
+        written?;
         // DHCP RELEASE needs the interfaces, so it goes before the group delete.
         let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
         crate::ipam::dhcp::release_sandbox(&dhcp, rec.sandbox_id.as_str()).await;
