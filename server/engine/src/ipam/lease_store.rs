@@ -42,8 +42,27 @@ impl Lease {
 /// interface name).
 fn read_lease(path: &Path) -> std::io::Result<String> {
     let mut data = Vec::with_capacity(128);
-    File::open(path)?.take(4096).read_to_end(&mut data)?;
+    open_regular(path, OpenOptions::new().read(true))?
+        .take(4096)
+        .read_to_end(&mut data)?;
     Ok(String::from_utf8_lossy(&data).trim().to_owned())
+}
+
+/// Opens `path` only if it is a regular file: not through a symlink, and never blocking
+/// on a FIFO. A NAD's `dataDir` may name a directory others can write to; whatever they
+/// plant there must neither redirect plexusd's writes nor hang its reads (a blocked read
+/// would hold the directory's lock, and with it every allocation on that network).
+fn open_regular(path: &Path, how: &mut OpenOptions) -> std::io::Result<File> {
+    let f = how
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
 }
 
 /// What a lease file of `(id, ifname)` holds.
@@ -57,14 +76,18 @@ pub(super) fn lease_key(id: &str, ifname: &str) -> String {
 /// search elsewhere (or over, as a lost one does). A temporary file renamed over it cost
 /// ~0.17 ms per allocation on ext4 (the rename over an existing file starts writeback of
 /// the new one), this ~0.01 ms.
+///
+/// Only a regular file is written (`open_regular`).
 fn write_hint(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(path)?;
+    let f = open_regular(
+        path,
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644),
+    )?;
     f.write_all_at(bytes, 0)?;
     f.set_len(bytes.len() as u64)
 }
@@ -137,13 +160,24 @@ impl LeaseStore {
             return Err(self.io(&path)(e));
         }
         drop(f);
+        // The lease is taken; a hint that cannot be written only costs where the next
+        // search starts.
         let last = self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"));
-        write_hint(&last, ip.to_string().as_bytes()).map_err(self.io(&last))?;
+        if let Err(e) = write_hint(&last, ip.to_string().as_bytes()) {
+            tracing::warn!(path = %last.display(), error = %e,
+                "cannot write the host-local hint of the last address taken; the next search starts over (remove whatever is at that path)");
+        }
         Ok(true)
     }
 
     pub(super) fn last_reserved(&self, range_id: usize) -> Option<IpAddr> {
-        let text = fs::read_to_string(self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"))).ok()?;
+        let path = self.dir.join(format!("{LAST_IP_PREFIX}{range_id}"));
+        let mut text = String::new();
+        open_regular(&path, OpenOptions::new().read(true))
+            .ok()?
+            .take(64)
+            .read_to_string(&mut text)
+            .ok()?;
         text.trim().parse().ok()
     }
 

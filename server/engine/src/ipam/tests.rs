@@ -353,3 +353,37 @@ fn a_lease_left_empty_by_a_killed_writer_is_removed_under_the_lock() {
     assert_eq!(addrs(&a), vec!["10.9.0.2/29"]);
     assert_eq!(fs::read(net.join("10.9.0.2")).unwrap(), b"sb1\r\nnet1");
 }
+
+/// A NAD's dataDir may be a directory others can write to: a symlink (or a FIFO) planted
+/// as `last_reserved_ip.0` is never written through nor waited on, and does not fail the
+/// allocation; neither does a FIFO named like a lease.
+#[test]
+fn the_last_reserved_hint_is_never_written_through_a_symlink_or_to_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = parse(serde_json::json!({"type":"host-local","subnet":"10.9.0.0/29"}));
+    let net = dir.path().join("net-a");
+    fs::create_dir_all(&net).unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, net.join("last_reserved_ip.0")).unwrap();
+    let a = allocate(&cfg, &req("sb1", "net1"), dir.path()).unwrap();
+    assert_eq!(addrs(&a), vec!["10.9.0.2/29"]);
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        fs::symlink_metadata(net.join("last_reserved_ip.0"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    fs::remove_file(net.join("last_reserved_ip.0")).unwrap();
+    nix::unistd::mkfifo(
+        &net.join("last_reserved_ip.0"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    nix::unistd::mkfifo(&net.join("10.9.0.3"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Opening a FIFO with no peer blocks for ever, were it opened blocking.
+    let b = allocate(&cfg, &req("sb2", "net1"), dir.path()).unwrap();
+    assert_eq!(addrs(&b), vec!["10.9.0.4/29"]);
+}
