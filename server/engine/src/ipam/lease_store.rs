@@ -118,14 +118,16 @@ impl LeaseStore {
     /// Takes the directory's exclusive `flock` (shared with the reference plugin).
     pub(super) fn lock(&self) -> Result<Flock<File>> {
         let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .map_err(self.io(&path))?;
+        let file = open_regular(
+            &path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644),
+        )
+        .map_err(self.io(&path))?;
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Lease {
             path,
             source: errno.into(),

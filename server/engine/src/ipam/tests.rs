@@ -387,3 +387,23 @@ fn the_last_reserved_hint_is_never_written_through_a_symlink_or_to_a_fifo() {
     let b = allocate(&cfg, &req("sb2", "net1"), dir.path()).unwrap();
     assert_eq!(addrs(&b), vec!["10.9.0.4/29"]);
 }
+
+/// The directory's lock file is opened only as a regular file: a symlink planted there
+/// (say to a device whose opening has effects) fails the allocation, naming the path.
+#[test]
+fn a_lock_file_that_is_a_symlink_fails_the_allocation_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = parse(serde_json::json!({"type":"host-local","subnet":"10.9.0.0/29"}));
+    let net = dir.path().join("net-a");
+    fs::create_dir_all(&net).unwrap();
+    let target = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, net.join("lock")).unwrap();
+    let err = allocate(&cfg, &req("sb1", "net1"), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&net.join("lock").display().to_string()),
+        "{err}"
+    );
+    assert!(!target.exists(), "the symlink was followed");
+}
