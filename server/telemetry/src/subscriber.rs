@@ -128,6 +128,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         self.shutdown_export();
+        // Last, so lines logged while the export shut down are written too.
         if let Some(log) = &self.log {
             log.flush();
         }
@@ -135,6 +136,7 @@ impl Drop for Guard {
 }
 
 impl Guard {
+    /// Flushes and stops span export (nothing when no endpoint was configured).
     fn shutdown_export(&mut self) {
         let Some(provider) = self.provider.take() else {
             return;

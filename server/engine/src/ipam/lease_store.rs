@@ -34,8 +34,14 @@ impl Lease {
     /// Whether `(id, ifname)` holds it, `key` being [`lease_key`] of the two (or `id`, in
     /// the old one-line format).
     pub(super) fn held_by(&self, id: &str, key: &str) -> bool {
-        self.content == key || self.content == id.trim()
+        holds(&self.content, id, key)
     }
+}
+
+/// Whether a lease file's trimmed `content` is `(id, ifname)`'s, `key` being
+/// [`lease_key`] of the two (or `id`, in the old one-line format).
+fn holds(content: &str, id: &str, key: &str) -> bool {
+    content == key || content == id.trim()
 }
 
 /// A lease file's content, trimmed (its first 4 KiB: a lease holds a container id and an
@@ -53,14 +59,23 @@ fn read_lease(path: &Path) -> std::io::Result<String> {
 /// plant there must neither redirect plexusd's writes nor hang its reads (a blocked read
 /// would hold the directory's lock, and with it every allocation on that network).
 fn open_regular(path: &Path, how: &mut OpenOptions) -> std::io::Result<File> {
+    let refused = || {
+        std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a symlink, FIFO, device or directory): plexus only opens \
+             regular files in a lease directory; remove it",
+        )
+    };
     let f = how
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            // O_NOFOLLOW on a symlink.
+            Some(libc::ELOOP) => refused(),
+            _ => e,
+        })?;
     if !f.metadata()?.file_type().is_file() {
-        return Err(std::io::Error::new(
-            ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(refused());
     }
     Ok(f)
 }
@@ -265,7 +280,7 @@ impl LeaseStore {
         for ip in ips {
             let path = self.dir.join(ip.to_string());
             match read_lease(&path) {
-                Ok(held) if held == key || held == id.trim() => continue,
+                Ok(held) if holds(&held, id, &key) => continue,
                 // Empty under the lock: torn (see `live_leases`); written again below.
                 Ok(held) if held.is_empty() => fs::remove_file(&path).map_err(self.io(&path))?,
                 Ok(held) => {

@@ -354,15 +354,21 @@ fn a_lease_left_empty_by_a_killed_writer_is_removed_under_the_lock() {
     assert_eq!(fs::read(net.join("10.9.0.2")).unwrap(), b"sb1\r\nnet1");
 }
 
+/// A data dir, a host-local config on 10.9.0.0/29, and its (empty) lease directory.
+fn empty_lease_dir() -> (tempfile::TempDir, Config, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = parse(serde_json::json!({"type":"host-local","subnet":"10.9.0.0/29"}));
+    let net = dir.path().join("net-a");
+    fs::create_dir_all(&net).unwrap();
+    (dir, cfg, net)
+}
+
 /// A NAD's dataDir may be a directory others can write to: a symlink (or a FIFO) planted
 /// as `last_reserved_ip.0` is never written through nor waited on, and does not fail the
 /// allocation; neither does a FIFO named like a lease.
 #[test]
 fn the_last_reserved_hint_is_never_written_through_a_symlink_or_to_a_fifo() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = parse(serde_json::json!({"type":"host-local","subnet":"10.9.0.0/29"}));
-    let net = dir.path().join("net-a");
-    fs::create_dir_all(&net).unwrap();
+    let (dir, cfg, net) = empty_lease_dir();
     let victim = dir.path().join("victim");
     fs::write(&victim, b"precious").unwrap();
     std::os::unix::fs::symlink(&victim, net.join("last_reserved_ip.0")).unwrap();
@@ -392,10 +398,7 @@ fn the_last_reserved_hint_is_never_written_through_a_symlink_or_to_a_fifo() {
 /// (say to a device whose opening has effects) fails the allocation, naming the path.
 #[test]
 fn a_lock_file_that_is_a_symlink_fails_the_allocation_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = parse(serde_json::json!({"type":"host-local","subnet":"10.9.0.0/29"}));
-    let net = dir.path().join("net-a");
-    fs::create_dir_all(&net).unwrap();
+    let (dir, cfg, net) = empty_lease_dir();
     let target = dir.path().join("elsewhere");
     std::os::unix::fs::symlink(&target, net.join("lock")).unwrap();
     let err = allocate(&cfg, &req("sb1", "net1"), dir.path())

@@ -13,15 +13,11 @@
 //! taking the links with it). A thread that cannot go back, or whose job panicked, ends
 //! instead of waiting: no job ever starts where another left a thread.
 
-#![allow(clippy::disallowed_methods)] // setns: this is plexus_netlink::netns.
-
-use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
 use std::sync::Mutex;
 use std::sync::mpsc::{self, SendError, Sender};
 
-use nix::sched::{CloneFlags, setns};
+use super::Netns;
 
 /// Delivers a job's result; runs after the worker is back in its own namespace.
 pub(crate) type Deliver = Box<dyn FnOnce() + Send>;
@@ -68,20 +64,17 @@ fn spawn(first: Job) -> io::Result<()> {
 
 fn work(first: Job) {
     // Home: the namespace this thread was created in (its creator's, the daemon's own).
-    let home = File::open("/proc/thread-self/ns/net");
+    let home = Netns::open("/proc/thread-self/ns/net");
     let (queue, jobs) = mpsc::channel::<Job>();
     let mut job = first;
     loop {
         let deliver = job();
-        let back = home
-            .as_ref()
-            .is_ok_and(|h| setns(h.as_fd(), CloneFlags::CLONE_NEWNET).is_ok());
+        let back = home.as_ref().is_ok_and(|h| h.enter().is_ok());
+        deliver();
         if !back {
-            // Delivered from the thread's last moments; nothing else runs on it.
-            deliver();
+            // Nothing else runs on a thread left in another namespace.
             return;
         }
-        deliver();
         {
             let mut idle = idle();
             if idle.len() >= MAX_IDLE {
