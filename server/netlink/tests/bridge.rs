@@ -96,6 +96,31 @@ async fn bridge_creates_bridge_veth_hairpin_and_gateway() {
     bridge::del(&f.ph, "eth1").await.unwrap();
 }
 
+/// The driver skips bringing an existing bridge up when it already is (a request less on
+/// the rtnl lock per pod); one that was set down, or is not promiscuous when asked to be,
+/// is still changed.
+#[tokio::test]
+async fn an_existing_bridge_that_was_set_down_is_brought_up_again() {
+    if !require_privileged() {
+        return;
+    }
+    let f = fixture().await;
+    let br = unique_name("bd");
+    let spec = BridgeSpec::new(&br, pod_link("eth1", None, None));
+    let first = bridge::add(&f.hh, &f.ph, &spec).await.unwrap();
+    assert!(first.bridge.up && !first.bridge.promisc);
+    f.hh.set_down(&first.bridge).await.unwrap();
+    assert!(!f.hh.find_link(&br).await.unwrap().up);
+
+    let mut spec = BridgeSpec::new(&br, pod_link("eth2", None, None));
+    spec.promisc = true;
+    let second = bridge::add(&f.hh, &f.ph, &spec).await.unwrap();
+    assert!(second.bridge.up, "the bridge was left down");
+    assert!(second.bridge.promisc, "the bridge was not made promiscuous");
+    assert_eq!(second.host_veth.master, Some(second.bridge.index));
+    assert!(second.host_veth.up && second.pod_link.up);
+}
+
 #[tokio::test]
 async fn bridge_promisc_and_validation() {
     if !require_privileged() {

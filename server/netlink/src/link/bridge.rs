@@ -87,11 +87,21 @@ pub struct BridgeAttachment {
 /// Creates or reuses the bridge, creates the veth pair and wires it up.
 pub async fn add(host: &Handle, pod: &Handle, spec: &BridgeSpec) -> Result<BridgeAttachment> {
     validate(spec)?;
-    let bridge = ensure_bridge(host, spec).await?;
-    let (pod_link, host_name) = create_veth(host, pod, spec).await?;
-    match wire(host, pod, spec, &bridge, &pod_link, &host_name).await {
-        Ok(host_veth) => {
-            let bridge = host.find_link(&bridge.name).await?;
+    // Independent until the host end goes on the bridge: made at once, so a node busy
+    // with many pods queues for the rtnl lock once for both.
+    let (bridge, veth) = tokio::join!(ensure_bridge(host, spec), create_veth(host, pod, spec));
+    let (pod_link, host_name) = veth?;
+    let wired = match bridge {
+        Ok(bridge) => wire(host, pod, spec, &bridge, &pod_link, &host_name)
+            .await
+            .map(|()| bridge),
+        Err(e) => Err(e),
+    };
+    match wired {
+        Ok(bridge) => {
+            // Both as they are now: the bridge's MAC may have followed its new port.
+            let (bridge, host_veth) =
+                tokio::try_join!(host.find_link(&bridge.name), host.find_link(&host_name))?;
             Ok(BridgeAttachment {
                 bridge,
                 host_veth,
@@ -165,12 +175,16 @@ async fn ensure_bridge(host: &Handle, spec: &BridgeSpec) -> Result<Link> {
             reason: format!("{:?} already exists but is not a bridge", spec.bridge),
         });
     }
-    let mut change = LinkChange::new().up(true);
-    if spec.promisc {
-        change = change.promisc(true);
-    }
     best_effort_sysctl(host, &format!("net/ipv6/conf/{}/accept_ra", br.name), "0").await;
-    host.set_link(&br, &change).await?;
+    // Every request takes the rtnl lock, which a node starting many pods at once keeps
+    // busy: a bridge that is already up (and promiscuous when asked) is left as it is.
+    if !br.up || (spec.promisc && !br.promisc) {
+        let mut change = LinkChange::new().up(true);
+        if spec.promisc {
+            change = change.promisc(true);
+        }
+        host.set_link(&br, &change).await?;
+    }
     Ok(br)
 }
 
@@ -216,12 +230,21 @@ async fn wire(
     bridge: &Link,
     pod_link: &Link,
     host_name: &str,
-) -> Result<Link> {
+) -> Result<()> {
     // The pod end's sysctls while the host end is put on the bridge: different netns,
     // independent.
     let (host_side, ()) = tokio::join!(
         async {
-            let veth = host.find_link(host_name).await?;
+            // The pod end's IFLA_LINK is the host end's index (its peer, in the netns the
+            // request placed it in), which saves looking it up by name.
+            let veth = match pod_link.parent {
+                Some(index) => Link {
+                    index,
+                    name: host_name.to_owned(),
+                    ..Link::default()
+                },
+                None => host.find_link(host_name).await?,
+            };
             // The plugin's veth setup turns off router advertisements on the host end.
             best_effort_sysctl(host, &format!("net/ipv6/conf/{host_name}/accept_ra"), "0").await;
             host.set_link(
@@ -274,7 +297,7 @@ async fn wire(
     if spec.gateways.iter().any(|g| g.addr().is_ipv6()) {
         host.set_sysctl("net/ipv6/conf/all/forwarding", "1").await?;
     }
-    host.find_link(host_name).await
+    Ok(())
 }
 
 /// The pod end's DAD and ARP sysctls when it gets addresses (`layer3`).
