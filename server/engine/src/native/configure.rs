@@ -1,7 +1,8 @@
 //! Puts an IPAM result on an interface the way the reference plugins' `ipam.ConfigureIface`
 //! does: enable IPv6 on `lo` and the interface when an IPv6 address comes, add every
-//! address attributed to the interface, bring it up, then add the routes (a route without
-//! `gw` uses the first gateway of its family).
+//! address attributed to the interface, bring it up (the drivers create their links up, and
+//! then nothing is asked), then add the routes (a route without `gw` uses the first gateway
+//! of its family).
 
 use std::net::IpAddr;
 
@@ -48,9 +49,12 @@ pub(crate) async fn configure_iface(pod: &Handle, link: &Link, result: &cni::Res
             _ => {}
         }
     }
-    pod.set_up(link)
-        .await
-        .map_err(nl(format!("set {} up", link.name)))?;
+    // The drivers create their links up; asking again would only queue for the rtnl lock.
+    if !link.up {
+        pod.set_up(link)
+            .await
+            .map_err(nl(format!("set {} up", link.name)))?;
+    }
     for r in &result.routes {
         let gw = r.gw.or(if r.dst.addr().is_ipv4() { v4gw } else { v6gw });
         let mut spec = RouteSpec::new(r.dst);
