@@ -166,26 +166,46 @@ pub(super) async fn add(
     pod: &Handle,
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
-    // DHCP runs on the pod's veth end, so it needs the links first; other IPAM runs first
-    // because the bridge's gateway address comes from it.
+    // DHCP runs on the pod's veth end, so it needs the links first. Other IPAM runs first
+    // when the bridge's gateway address comes from it, and otherwise while the links are
+    // made: both may wait (for the lease directory, for the rtnl lock) on a busy node. A
+    // failure of either leaves what the other made to the attachment's undo, which the
+    // intent record names in full.
     let dhcp = match &cfg.ipam {
         Some(ipam::Config::Dhcp(d)) => Some(d),
         _ => None,
     };
-    let mut alloc = match dhcp {
-        Some(_) => None,
-        None => allocate(cfg, ifname, ctx).await?,
+    let create = |spec: BridgeSpec| async move {
+        bridge::add(ctx.host, pod, &spec).await.map_err(nl(format!(
+            "create veth {ifname} on bridge {}",
+            spec.bridge
+        )))
     };
-    if dhcp.is_none() {
+    let (made, mut alloc) = if dhcp.is_some() {
+        let mut spec = plan(c, cfg, ifname, ctx.link_group, None)?;
+        spec.layer3 = true;
+        let made = create(spec).await?;
+        step("link");
+        (made, None)
+    } else if c.is_gateway || c.is_default_gateway {
+        let mut alloc = allocate(cfg, ifname, ctx).await?;
         step("ipam");
-    }
-    let mut spec = plan(c, cfg, ifname, ctx.link_group, alloc.as_mut())?;
-    spec.layer3 |= dhcp.is_some();
-    let made = bridge::add(ctx.host, pod, &spec).await.map_err(nl(format!(
-        "create veth {ifname} on bridge {}",
-        spec.bridge
-    )))?;
-    step("link");
+        let spec = plan(c, cfg, ifname, ctx.link_group, alloc.as_mut())?;
+        let made = create(spec).await?;
+        step("link");
+        (made, alloc)
+    } else {
+        let mut spec = plan(c, cfg, ifname, ctx.link_group, None)?;
+        spec.layer3 = cfg.ipam.is_some();
+        let (made, alloc) = tokio::join!(create(spec), allocate(cfg, ifname, ctx));
+        let (made, mut alloc) = (made?, alloc?);
+        step("link");
+        step("ipam");
+        // The checks of the addresses (a gateway of the other family); without isGateway
+        // nothing else of the plan depends on them.
+        plan(c, cfg, ifname, ctx.link_group, alloc.as_mut())?;
+        (made, alloc)
+    };
     let mut dns = cfg.dns.clone();
     if let Some(d) = dhcp {
         let store = ipam::dhcp::LeaseStore::new(ctx.dhcp_lease_dir);

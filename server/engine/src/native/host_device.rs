@@ -27,20 +27,17 @@ pub(super) async fn add(
     pod: &Handle,
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
-    let moved = host_device::add(
-        ctx.host,
-        pod,
-        &HostDeviceSpec::Name(c.device.clone()),
-        ifname,
-    )
-    .await
-    .map_err(nl_named(
-        &cfg.name,
-        "device",
-        &c.device,
-        format!("move host device {} into the pod as {ifname}", c.device),
-    ))?;
-    finish_single(cfg, moved.pod_link, ifname, ctx, pod, step).await
+    let spec = HostDeviceSpec::Name(c.device.clone());
+    let moved = async {
+        let moved = host_device::add(ctx.host, pod, &spec, ifname).await;
+        moved.map(|m| m.pod_link).map_err(nl_named(
+            &cfg.name,
+            "device",
+            &c.device,
+            format!("move host device {} into the pod as {ifname}", c.device),
+        ))
+    };
+    finish_single(cfg, moved, ifname, ctx, pod, step).await
 }
 
 /// Moves `ifname` back out of the pod as `original`; absent is fine.

@@ -59,11 +59,13 @@ pub(super) async fn add(
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
     let spec = spec(c, cfg, ifname, ctx.link_group)?;
-    let created = ipvlan::add(ctx.host, pod, &spec).await.map_err(nl_named(
-        &cfg.name,
-        "master",
-        &c.master,
-        format!("create ipvlan {ifname} on {}", c.master),
-    ))?;
-    finish_single(cfg, created, ifname, ctx, pod, step).await
+    let create = async {
+        ipvlan::add(ctx.host, pod, &spec).await.map_err(nl_named(
+            &cfg.name,
+            "master",
+            &c.master,
+            format!("create ipvlan {ifname} on {}", c.master),
+        ))
+    };
+    finish_single(cfg, create, ifname, ctx, pod, step).await
 }

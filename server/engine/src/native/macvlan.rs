@@ -68,11 +68,13 @@ pub(super) async fn add(
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
     let spec = spec(c, cfg, ifname, ctx.link_group)?;
-    let created = macvlan::add(ctx.host, pod, &spec).await.map_err(nl_named(
-        &cfg.name,
-        "master",
-        &c.master,
-        format!("create macvlan {ifname} on {}", c.master),
-    ))?;
-    finish_single(cfg, created, ifname, ctx, pod, step).await
+    let create = async {
+        macvlan::add(ctx.host, pod, &spec).await.map_err(nl_named(
+            &cfg.name,
+            "master",
+            &c.master,
+            format!("create macvlan {ifname} on {}", c.master),
+        ))
+    };
+    finish_single(cfg, create, ifname, ctx, pod, step).await
 }

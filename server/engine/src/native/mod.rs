@@ -296,24 +296,36 @@ async fn release_leases(rec: &NativeRecord) -> Result<()> {
 }
 
 /// The common tail of single-link drivers: IPAM, addresses and routes, result.
+///
+/// `make` creates the link. DHCP runs on it, so it waits for it; other IPAM allocates while
+/// the link is made (both may wait on a busy node: for the lease directory, for the rtnl
+/// lock). A failure of either leaves what the other made to the attachment's undo, which
+/// the intent record names in full.
 pub(crate) async fn finish_single(
     cfg: &NativeConfig,
-    link: plexus_netlink::Link,
+    make: impl std::future::Future<Output = Result<plexus_netlink::Link>> + Send,
     ifname: &str,
     ctx: &Ctx<'_>,
     pod: &Handle,
     step: &mut (dyn FnMut(&str) + Send),
 ) -> Result<cni::Result> {
-    step("link");
-    let alloc = match &cfg.ipam {
+    let (link, alloc) = match &cfg.ipam {
         Some(ipam::Config::Dhcp(d)) => {
+            let link = make.await?;
+            step("link");
             let store = ipam::dhcp::LeaseStore::new(ctx.dhcp_lease_dir);
             let net = &cfg.name;
             let a =
                 ipam::dhcp::attach(d, net, ctx.container_id, &link, ctx.netns_path, pod, &store);
-            Some(a.await?)
+            let a = a.await?;
+            (link, Some(a))
         }
-        _ => allocate(cfg, ifname, ctx).await?,
+        _ => {
+            let (link, alloc) = tokio::join!(make, allocate(cfg, ifname, ctx));
+            let (link, alloc) = (link?, alloc?);
+            step("link");
+            (link, alloc)
+        }
     };
     step("ipam");
     // The DHCP server's name servers when the config names none (the reference macvlan

@@ -59,8 +59,10 @@ pub(super) async fn add(
 ) -> Result<cni::Result> {
     let spec = spec(c, cfg, ifname, ctx.link_group)?;
     let op = format!("create vlan {} {ifname} on {}", spec.id, c.master);
-    let created = vlan::add(ctx.host, pod, &spec)
-        .await
-        .map_err(nl_named(&cfg.name, "master", &c.master, op))?;
-    finish_single(cfg, created, ifname, ctx, pod, step).await
+    let create = async {
+        vlan::add(ctx.host, pod, &spec)
+            .await
+            .map_err(nl_named(&cfg.name, "master", &c.master, op))
+    };
+    finish_single(cfg, create, ifname, ctx, pod, step).await
 }

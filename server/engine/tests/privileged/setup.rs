@@ -147,6 +147,32 @@ async fn second_network_failure_rolls_back_the_first_and_names_the_network() {
     }
 }
 
+/// A native bridge allocates its addresses while its links are made (without
+/// `isGateway`): when the links cannot be made, the lease it took is released by the undo.
+#[tokio::test]
+async fn a_bridge_whose_links_fail_gives_back_the_lease_taken_meanwhile() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    // The uplink exists and is no bridge: the driver refuses it after the lease is taken.
+    let bad = serde_json::json!({"cniVersion":"1.0.0","name":"br-bad","type":"bridge",
+        "bridge": fx.uplink,
+        "ipam":{"type":"host-local","subnet":"10.36.0.0/24","dataDir":fx.leases()}});
+    let err = engine
+        .setup(
+            fx.sandbox("sb-br-rollback"),
+            plan(vec![attachment(1, "net1", &bad)]),
+        )
+        .await
+        .expect_err("a bridge on a non-bridge link must fail");
+    assert!(err.to_string().contains("not a bridge"), "{err}");
+    assert!(fx.pod_links().await.is_empty());
+    assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
+    assert_eq!(engine.sandbox(&sid("sb-br-rollback")).unwrap(), None);
+}
+
 #[tokio::test]
 async fn interface_name_collision_is_refused_before_anything_is_made() {
     if !require_privileged() {
