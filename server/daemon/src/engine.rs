@@ -205,17 +205,12 @@ impl Attacher for EngineAttacher {
             }),
             Err(SetupError::DeadlineExceeded {
                 pod,
-                network,
                 stage,
                 undone,
                 undo_failures,
                 ..
             }) => Err(Error::DeadlineExceeded {
-                operation: if network.is_empty() {
-                    format!("setting up pod {pod} while {stage}")
-                } else {
-                    format!("setting up pod {pod} at network {network}")
-                },
+                operation: format!("setting up pod {pod} while {stage}"),
                 undone: undone_text(&undone, &undo_failures),
             }),
             Err(

@@ -21,6 +21,7 @@ use crate::exec::ExecRequest;
 use crate::native::{self, NativeConfig};
 use crate::observe::{Call, NativeOp, Op, Outcome, StepSpan, failure_of, native_span};
 use crate::route;
+use crate::setup::Progress;
 use crate::state::{AttachmentRecord, Driver, NativeRecord, Phase, SandboxRecord};
 
 /// Who a make is for: the sandbox, its pod and its netns.
@@ -120,12 +121,16 @@ impl Engine {
         att: &PlannedAttachment,
         native: Option<&NativeConfig>,
         pod: &Handle,
+        progress: &Progress,
     ) -> Result<cni::Result> {
         match native {
             Some(n) => {
                 let host = self.host().await?;
                 let ctx = self.ctx(host, Some(pod), target.netns, target.sandbox_id.as_str());
-                let mut step = |s: &str| crash::point("setup", idx, s);
+                let mut step = |s: &str| {
+                    crash::point("setup", idx, s);
+                    progress.reached(s);
+                };
                 let span = StepSpan::new(native_span(n.kind.as_str(), NativeOp::Create));
                 let added = native::add(n, &att.interface, &ctx, &mut step)
                     .instrument(span.span())
@@ -134,6 +139,7 @@ impl Engine {
                 added
             }
             None => {
+                progress.exec();
                 let req = ExecRequest {
                     sandbox_id: target.sandbox_id,
                     pod: target.pod,
@@ -207,7 +213,10 @@ impl Engine {
         if !runtime {
             self.inner.store.save(rec)?;
             crash::point("setup", idx, "intent");
-            let result = self.make(Target::of(rec), idx, att, native, pod).await?;
+            let progress = Progress::default();
+            let result = self
+                .make(Target::of(rec), idx, att, native, pod, &progress)
+                .await?;
             took(rec.attachments.last_mut().expect("pushed above"), result);
         }
         let a = rec.attachments.last_mut().expect("pushed above");

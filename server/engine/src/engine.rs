@@ -391,7 +391,10 @@ impl Engine {
                         pod: sb.pod.to_string(),
                         deadline: budget,
                         network: att.network.clone(),
-                        stage: format!("attaching network {:?}", att.network),
+                        stage: match stopped.doing {
+                            "" => format!("attaching network {:?}", att.network),
+                            doing => format!("attaching network {:?} ({doing})", att.network),
+                        },
                         undone,
                         undo_failures,
                     }

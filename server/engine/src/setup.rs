@@ -18,6 +18,8 @@ use plexus_netlink::Handle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use crate::attach::{Target, took};
 use crate::crash;
 use crate::engine::Engine;
@@ -34,6 +36,57 @@ pub(crate) struct Stopped {
     pub index: usize,
     /// The failure; `None` when the deadline passed.
     pub cause: Option<Error>,
+    /// When the deadline passed: what that attachment was doing (see [`Progress::doing`]);
+    /// empty otherwise.
+    pub doing: &'static str,
+}
+
+/// How far one attachment's make got, so that a setup cut by its deadline says what it
+/// was waiting for: on a busy node a link request waits for the kernel's rtnl lock and an
+/// allocation for its lease directory, and an operator asks which.
+#[derive(Debug, Default)]
+pub(crate) struct Progress(AtomicU8);
+
+impl Progress {
+    const LINK: u8 = 1;
+    const IPAM: u8 = 2;
+    const ADDR: u8 = 4;
+    const EXEC: u8 = 8;
+
+    /// Notes a step of a native make (its crash points `link`, `ipam`, `addr`).
+    pub fn reached(&self, step: &str) {
+        let bit = match step {
+            "link" => Self::LINK,
+            "ipam" => Self::IPAM,
+            "addr" => Self::ADDR,
+            _ => 0,
+        };
+        self.0.fetch_or(bit, Ordering::Relaxed);
+    }
+
+    /// Notes that the make is a CNI plugin's ADD (one step, the plugin's own).
+    pub fn exec(&self) {
+        self.0.fetch_or(Self::EXEC, Ordering::Relaxed);
+    }
+
+    /// What the make was doing when it was cut.
+    pub fn doing(&self) -> &'static str {
+        let v = self.0.load(Ordering::Relaxed);
+        if v & Self::EXEC != 0 {
+            return "its CNI plugin's ADD was running";
+        }
+        match (
+            v & Self::LINK != 0,
+            v & Self::IPAM != 0,
+            v & Self::ADDR != 0,
+        ) {
+            (_, _, true) => "its addresses and routes were in place",
+            (true, true, false) => "its addresses and routes were being put on its link",
+            (false, true, false) => "its addresses were taken, its link was being made",
+            (true, false, false) => "its link was made, its addresses were being taken",
+            (false, false, false) => "its link was being made and its addresses taken",
+        }
+    }
 }
 
 impl Engine {
@@ -45,7 +98,11 @@ impl Engine {
         pod: &Handle,
         until: Option<Instant>,
     ) -> Result<(), Stopped> {
-        let stop = |index: usize, cause: Option<Error>| Stopped { index, cause };
+        let stop = |index: usize, cause: Option<Error>| Stopped {
+            index,
+            cause,
+            doing: "",
+        };
         let mut natives = Vec::with_capacity(plan.attachments.len());
         for (i, att) in plan.attachments.iter().enumerate() {
             let (_, native) = self.driver_of(att);
@@ -59,7 +116,10 @@ impl Engine {
                 }
                 Err(()) => {
                     rec.attachments.clear();
-                    return Err(stop(i, None));
+                    return Err(Stopped {
+                        doing: "its interface name was being checked in the pod",
+                        ..stop(i, None)
+                    });
                 }
             };
             rec.attachments.push(entry);
@@ -131,7 +191,11 @@ impl Engine {
         pod: &Handle,
         until: Option<Instant>,
     ) -> Result<(), Stopped> {
-        let stop = |index: usize, cause: Option<Error>| Stopped { index, cause };
+        let stop = |index: usize, cause: Option<Error>| Stopped {
+            index,
+            cause,
+            doing: "",
+        };
         if made.iter().any(|m| *m) {
             // The one intent write (the first write creates the record).
             self.inner.store.save(rec).map_err(|e| stop(0, Some(e)))?;
@@ -173,7 +237,11 @@ impl Engine {
         pod: &Handle,
         until: Option<Instant>,
     ) -> Result<(), Stopped> {
-        let stop = |index: usize, cause: Option<Error>| Stopped { index, cause };
+        let stop = |index: usize, cause: Option<Error>| Stopped {
+            index,
+            cause,
+            doing: "",
+        };
         // Each attachment's step (span, clock, report) starts when its make starts; the
         // runtime's own get theirs for the route plan.
         let drivers: Vec<_> = rec.attachments.iter().map(|a| a.driver).collect();
@@ -196,6 +264,7 @@ impl Engine {
         // exists; a failed native stops the exec'd ones from starting.
         let target = Target::of(rec);
         let mut results: Vec<Option<crate::Result<_>>> = wave.iter().map(|_| None).collect();
+        let progress: Vec<Progress> = wave.iter().map(|_| Progress::default()).collect();
         let mut timed_out = false;
         for native_group in [true, false] {
             if timed_out || results.iter().any(|r| matches!(r, Some(Err(_)))) {
@@ -217,7 +286,8 @@ impl Engine {
                     let span = steps[k]
                         .as_ref()
                         .map_or_else(tracing::Span::none, |s| s.span());
-                    async move { (k, self.make(target, i, att, native, pod).await) }
+                    let progress = &progress[k];
+                    async move { (k, self.make(target, i, att, native, pod, progress).await) }
                         .instrument(span)
                 })
                 .collect();
@@ -263,15 +333,18 @@ impl Engine {
         if timed_out {
             // The first attachment without a result is the one the deadline caught;
             // unfinished steps report `cancelled` when dropped, finished ones ok.
-            let mut index = wave[0];
+            let mut caught = 0;
             for (k, &i) in wave.iter().enumerate().rev() {
                 if made[i] && rec.attachments[i].result.is_none() {
-                    index = i;
+                    caught = k;
                 } else if let Some(step) = steps[k].take() {
                     step.finish(&Ok::<(), Error>(()), Outcome::Ok);
                 }
             }
-            return Err(stop(index, None));
+            return Err(Stopped {
+                doing: progress[caught].doing(),
+                ..stop(wave[caught], None)
+            });
         }
         for (k, &i) in wave.iter().enumerate() {
             let att = &plan.attachments[i];
@@ -296,7 +369,10 @@ impl Engine {
                 }
                 Err(()) => {
                     finish_ok(&mut steps);
-                    return Err(stop(i, None));
+                    return Err(Stopped {
+                        doing: "its route plan was being applied",
+                        ..stop(i, None)
+                    });
                 }
             }
         }

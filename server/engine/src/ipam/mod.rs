@@ -146,6 +146,30 @@ pub fn allocate(cfg: &Config, req: &Request, default_data_dir: &Path) -> Result<
     }
 }
 
+/// [`allocate`] for a caller that may give up on it (a setup cut by its deadline), which
+/// then sets `abandoned`. The lease directory's `flock` can be held by another process (a
+/// reference host-local plugin sharing the directory) for longer than the caller waits; an
+/// allocation that gets it after the caller gave up, and after the caller's undo released
+/// what the sandbox held, would leave a lease nobody records. So once the lock is taken,
+/// an abandoned allocation writes nothing. Blocking.
+pub fn allocate_unless_abandoned(
+    cfg: &Config,
+    req: &Request,
+    default_data_dir: &Path,
+    abandoned: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Allocation> {
+    /// Clears the thread's flag however `allocate` ends (a blocking-pool thread is reused).
+    struct Cleared;
+    impl Drop for Cleared {
+        fn drop(&mut self) {
+            lease_store::ABANDONED.with(|a| *a.borrow_mut() = None);
+        }
+    }
+    lease_store::ABANDONED.with(|a| *a.borrow_mut() = Some(abandoned.clone()));
+    let _cleared = Cleared;
+    allocate(cfg, req, default_data_dir)
+}
+
 /// Releases the leases of `lease` (absent leases are fine). Blocking.
 pub fn release(lease: &LeaseRecord) -> Result<()> {
     if !lease.dir.exists() {

@@ -197,9 +197,13 @@ pub(super) async fn add(
     } else {
         let mut spec = plan(c, cfg, ifname, ctx.link_group, None)?;
         spec.layer3 = cfg.ipam.is_some();
-        let (made, alloc) = tokio::join!(create(spec), allocate(cfg, ifname, ctx));
+        let made = async {
+            let made = create(spec).await?;
+            step("link");
+            Ok::<_, Error>(made)
+        };
+        let (made, alloc) = tokio::join!(made, allocate(cfg, ifname, ctx));
         let (made, mut alloc) = (made?, alloc?);
-        step("link");
         step("ipam");
         // The checks of the addresses (a gateway of the other family); without isGateway
         // nothing else of the plan depends on them.

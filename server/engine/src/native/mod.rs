@@ -136,6 +136,16 @@ pub(crate) fn ipam_request(cfg: &NativeConfig, ifname: &str, container_id: &str)
     }
 }
 
+/// Set when dropped; an allocation that finished ignores it.
+#[derive(Debug, Default)]
+struct Abandoned(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Runs IPAM off the async runtime.
 pub(crate) async fn allocate(
     cfg: &NativeConfig,
@@ -153,11 +163,16 @@ pub(crate) async fn allocate(
         None => None,
     };
     let span = tracing::Span::current();
+    // Dropped (a deadline cut the setup) before the blocking part took the directory's
+    // lock: it takes nothing then (see `ipam::allocate_unless_abandoned`).
+    let abandoned = Abandoned::default();
+    let flag = abandoned.0.clone();
     let alloc = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| ipam::allocate(&ipam_cfg, &req, &dir))
+        span.in_scope(|| ipam::allocate_unless_abandoned(&ipam_cfg, &req, &dir, &flag))
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
+    drop(abandoned);
     if alloc.ips.is_empty() {
         return Err(Error::InvalidIpam {
             network: cfg.name.to_string(),
@@ -321,10 +336,13 @@ pub(crate) async fn finish_single(
             (link, Some(a))
         }
         _ => {
-            let (link, alloc) = tokio::join!(make, allocate(cfg, ifname, ctx));
-            let (link, alloc) = (link?, alloc?);
-            step("link");
-            (link, alloc)
+            let made = async {
+                let link = make.await?;
+                step("link");
+                Ok::<_, Error>(link)
+            };
+            let (link, alloc) = tokio::join!(made, allocate(cfg, ifname, ctx));
+            (link?, alloc?)
         }
     };
     step("ipam");

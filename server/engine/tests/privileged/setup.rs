@@ -245,6 +245,71 @@ async fn deadline_undoes_what_was_made() {
     assert_eq!(engine.sandbox(&sid("sb-deadline")).unwrap(), None);
 }
 
+/// A setup cut by its deadline while its allocation waits for the lease directory's lock
+/// (held here, as a reference host-local plugin sharing the directory could): the error
+/// says how far the attachment got; the undo, which needs that lock too, leaves the
+/// attachment recorded; once the lock is free, the abandoned allocation takes nothing and
+/// a teardown leaves nothing behind. (That an abandoned allocation takes nothing even when
+/// the undo got the lock first is `ipam::tests::an_abandoned_allocation_takes_nothing`.)
+#[tokio::test]
+async fn an_allocation_cut_by_the_deadline_says_so_and_leaves_nothing() {
+    if !require_privileged() {
+        return;
+    }
+    use std::time::Duration;
+    let fx = Fixture::new().await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let dir = fx.leases().join("mv-held");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let conf = fx.macvlan("mv-held", "bridge", "10.37.0.0/24");
+    let err = engine
+        .setup_with_deadline(
+            fx.sandbox("sb-held"),
+            plan(vec![attachment(1, "net1", &conf)]),
+            plexus_core::deadline::Deadline::from_now(Duration::from_millis(400)),
+        )
+        .await
+        .expect_err("the allocation cannot finish while the lock is held");
+    match &err {
+        SetupError::DeadlineExceeded {
+            network,
+            stage,
+            undone,
+            ..
+        } => {
+            assert_eq!(network, "default/mv-held");
+            assert!(
+                stage.contains("its link was made, its addresses were being taken"),
+                "{stage}"
+            );
+            assert!(undone.is_empty(), "{undone:?}");
+            assert!(err.to_string().contains("net1 left to teardown"), "{err}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(engine.sandbox(&sid("sb-held")).unwrap().is_some());
+    drop(held);
+    // The blocked allocation takes the lock now and gives up.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
+    }
+    engine.teardown(&sid("sb-held")).await.unwrap();
+    assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
+    assert!(fx.pod_links().await.is_empty());
+    assert_eq!(engine.sandbox(&sid("sb-held")).unwrap(), None);
+}
+
 #[tokio::test]
 async fn the_hosts_netns_is_refused_as_a_pods_and_nothing_is_made() {
     if !require_privileged() {
