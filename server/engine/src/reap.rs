@@ -121,6 +121,14 @@ impl Reaping {
 const FIRST_LOOK: Duration = Duration::from_millis(2);
 const LONGEST_PAUSE: Duration = Duration::from_millis(250);
 
+/// How long a reaper leaves the kernel, once the runtime removed the pod's netns, to
+/// destroy the host ends of the pod's veths with the namespace (its cleanup runs a moment
+/// later, in a kernel worker) before deleting them itself. The kernel unregisters the
+/// devices of every dying namespace in one batch; a deletion per veth from plexus takes the
+/// rtnl lock through a device unregistration each, and after a mass pod deletion those
+/// queued ahead of the next pods' link requests.
+const KERNEL_CLEANUP: Duration = Duration::from_secs(2);
+
 /// Counts a reaper task as running until dropped.
 struct Running<'a>(&'a watch::Sender<usize>);
 
@@ -196,6 +204,9 @@ impl Engine {
         let mut problems = Vec::new();
         match self.host().await {
             Ok(host) => {
+                if pod.is_none() {
+                    host_links_taken(host, &rec).await;
+                }
                 let ctx = self.ctx(host, pod.as_ref(), &rec.netns, id.as_str());
                 for a in &rec.attachments {
                     if let Err(e) = native::delete_links(&a.native, &a.interface, &ctx).await {
@@ -236,6 +247,33 @@ impl Engine {
             Err(e) => {
                 tracing::warn!(sandbox.id = %id, error = %chain(&e), "reaped record unreadable")
             }
+        }
+    }
+}
+
+/// Waits until the host-side links `rec` names (a bridge's host veth ends) are gone, looked
+/// at after 20 ms and then at doubling intervals, for at most [`KERNEL_CLEANUP`]. A lookup
+/// that fails ends the wait: the deletion that follows reports it.
+async fn host_links_taken(host: &Handle, rec: &SandboxRecord) {
+    let names: Vec<&str> = rec
+        .attachments
+        .iter()
+        .flat_map(|a| a.native.host_links.iter().map(String::as_str))
+        .collect();
+    let until = tokio::time::Instant::now() + KERNEL_CLEANUP;
+    let mut pause = Duration::from_millis(20);
+    for name in names {
+        loop {
+            match host.try_find_link(name).await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return;
+            }
+            tokio::time::sleep(pause.min(until - now)).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
         }
     }
 }
