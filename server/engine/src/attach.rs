@@ -80,9 +80,10 @@ impl Engine {
                 native: NativeRecord::default(),
             });
         }
+        // By ioctl: an RTM_GETLINK would wait for the rtnl lock behind every other pod's
+        // link requests on a busy node.
         let taken = pod
-            .try_find_link(&att.interface)
-            .await
+            .peek_link(&att.interface)
             .map_err(|source| Error::Netlink {
                 op: format!("validateIfName: look up {}", att.interface),
                 source: Box::new(source),

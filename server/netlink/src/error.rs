@@ -93,6 +93,17 @@ pub enum Error {
         #[source]
         source: rtnetlink::Error,
     },
+    /// Reading a link's index, MTU, MAC or flags by ioctl failed.
+    #[error("read link {name} (ioctl {request})")]
+    PeekLink {
+        /// The link name.
+        name: String,
+        /// The ioctl (`SIOCGIFINDEX`, ...).
+        request: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// Dumping links, addresses or routes failed.
     #[error("list {what}")]
     List {
@@ -236,6 +247,7 @@ impl Error {
             Error::OpenNetns { source, .. }
             | Error::EnterNetns { source, .. }
             | Error::OpenSocket { source, .. }
+            | Error::PeekLink { source, .. }
             | Error::CreateNetns { source, .. }
             | Error::DeleteNetns { source, .. }
             | Error::Sysctl { source, .. } => return source.raw_os_error(),

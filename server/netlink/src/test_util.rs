@@ -99,3 +99,11 @@ impl Drop for TestNetns {
         }
     }
 }
+
+/// Asserts that `peeked` (from [`Handle::peek_link`] or a driver's return value, read by
+/// ioctl) agrees with `full`, the kernel's netlink answer for the same link, in every field
+/// an ioctl reads.
+pub fn assert_peek_agrees(peeked: &Link, full: &Link) {
+    let fields = |l: &Link| (l.index, l.name.clone(), l.mtu, l.mac, l.up, l.promisc);
+    assert_eq!(fields(peeked), fields(full), "ioctl read vs RTM_GETLINK");
+}

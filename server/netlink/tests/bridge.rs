@@ -2,14 +2,16 @@
 
 mod common;
 
-use common::{fixture, macvlan_spec, pod_link};
+use common::{Fixture, fixture, macvlan_spec, pod_link};
 use ipnet::IpNet;
 use plexus_netlink::Error;
 use plexus_netlink::link::{
-    self, BridgeSpec, DEFAULT_LINK_GROUP, HostDeviceSpec, MacvlanMode, bridge, host_device, macvlan,
+    self, BridgeAttachment, BridgeSpec, DEFAULT_LINK_GROUP, HostDeviceSpec, MacvlanMode, bridge,
+    host_device, macvlan,
 };
 use plexus_netlink::test_util::{
-    KernelFeature, TestNetns, require_privileged, skip_if_kernel_lacks, unique_name,
+    KernelFeature, TestNetns, assert_peek_agrees, require_privileged, skip_if_kernel_lacks,
+    unique_name,
 };
 
 #[tokio::test]
@@ -24,6 +26,21 @@ async fn bridge_creates_bridge_veth_hairpin_and_gateway() {
     spec.layer3 = true;
     spec.gateways = vec!["10.66.0.1/24".parse::<IpNet>().unwrap()];
     let att = bridge::add(&f.hh, &f.ph, &spec).await.unwrap();
+    // What add returns is read by ioctl; the kernel's full answer agrees with it.
+    let peeked = (
+        att.bridge.clone(),
+        att.host_veth.clone(),
+        att.pod_link.clone(),
+    );
+    let att = reread(&f, att).await;
+    for (l, full) in [
+        (&peeked.0, &att.bridge),
+        (&peeked.1, &att.host_veth),
+        (&peeked.2, &att.pod_link),
+    ] {
+        assert_peek_agrees(l, full);
+    }
+    assert_eq!(peeked.2.kind.as_deref(), Some("veth"));
 
     assert_eq!(att.bridge.kind.as_deref(), Some("bridge"));
     assert!(att.bridge.up);
@@ -117,6 +134,7 @@ async fn an_existing_bridge_that_was_set_down_is_brought_up_again() {
     let second = bridge::add(&f.hh, &f.ph, &spec).await.unwrap();
     assert!(second.bridge.up, "the bridge was left down");
     assert!(second.bridge.promisc, "the bridge was not made promiscuous");
+    let second = reread(&f, second).await;
     assert_eq!(second.host_veth.master, Some(second.bridge.index));
     assert!(second.host_veth.up && second.pod_link.up);
 }
@@ -132,6 +150,7 @@ async fn bridge_promisc_and_validation() {
     spec.promisc = true;
     let att = bridge::add(&f.hh, &f.ph, &spec).await.unwrap();
     assert!(att.bridge.promisc);
+    let att = reread(&f, att).await;
     assert_eq!(att.pod_link.mtu, 1500);
     assert_eq!(att.host_veth.hairpin, Some(false));
 
@@ -268,4 +287,13 @@ async fn group_delete_removes_all_pod_links_at_once() {
         Err(Error::InvalidSpec { .. })
     ));
     drop(f.pod);
+}
+
+/// The attachment's links as the kernel reports them in full (`RTM_GETLINK`).
+async fn reread(f: &Fixture, att: BridgeAttachment) -> BridgeAttachment {
+    BridgeAttachment {
+        bridge: f.hh.find_link(&att.bridge.name).await.unwrap(),
+        host_veth: f.hh.find_link(&att.host_veth.name).await.unwrap(),
+        pod_link: f.ph.find_link(&att.pod_link.name).await.unwrap(),
+    }
 }

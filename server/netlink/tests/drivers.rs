@@ -9,7 +9,7 @@ use plexus_netlink::link::{
     vlan,
 };
 use plexus_netlink::test_util::{
-    KernelFeature, require_privileged, skip_if_kernel_lacks, unique_name,
+    KernelFeature, assert_peek_agrees, require_privileged, skip_if_kernel_lacks, unique_name,
 };
 use plexus_netlink::{Error, MacAddr, OnExists, RouteSpec};
 
@@ -31,15 +31,20 @@ async fn macvlan_every_mode_lands_in_pod_configured() {
         let mac = format!("02:00:00:00:10:0{}", i + 1);
         let spec = macvlan_spec(&f.uplink, mode, pod_link(&name, Some(1400), Some(&mac)));
         let l = macvlan::add(&f.hh, &f.ph, &spec).await.unwrap();
+        // What add returns is read by ioctl; the kernel's full answer agrees with it.
+        let full = f.ph.find_link(&name).await.unwrap();
+        assert_peek_agrees(&l, &full);
         assert_eq!(l.name, name);
         assert_eq!(l.kind.as_deref(), Some("macvlan"));
-        assert_eq!(l.macvlan_mode, Some(mode));
+        assert_eq!(full.kind.as_deref(), Some("macvlan"));
+        assert_eq!(full.macvlan_mode, Some(mode));
+        assert_eq!(full.group, DEFAULT_LINK_GROUP);
         assert_eq!(l.mtu, 1400);
         assert_eq!(l.mac, Some(mac.parse::<MacAddr>().unwrap()));
         assert_eq!(l.group, DEFAULT_LINK_GROUP);
         assert!(l.up);
         assert!(
-            l.parent_netns_id.is_some(),
+            full.parent_netns_id.is_some(),
             "lower device lives in another netns"
         );
         // Never visible in the host netns.
@@ -67,6 +72,7 @@ async fn macvlan_passthru_and_layer3_sysctls() {
     );
     spec.layer3 = true;
     let l = macvlan::add(&f.hh, &f.ph, &spec).await.unwrap();
+    let l = f.ph.find_link(&l.name).await.unwrap();
     assert_eq!(l.macvlan_mode, Some(MacvlanMode::Passthru));
     assert_eq!(
         f.ph.sysctl("net.ipv4.conf.net1.arp_notify").await.unwrap(),
@@ -129,6 +135,7 @@ async fn macvlan_master_defaults_to_default_route_link() {
     let mut spec = macvlan_spec(&f.uplink, MacvlanMode::Bridge, pod_link("net1", None, None));
     spec.master = None;
     let l = macvlan::add(&f.hh, &f.ph, &spec).await.unwrap();
+    let l = f.ph.find_link(&l.name).await.unwrap();
     assert_eq!(l.parent, Some(up.index));
 }
 
@@ -167,6 +174,7 @@ async fn ipvlan_modes_or_kernel_skip() {
     };
     // The kernel has ipvlan: any error here, EOPNOTSUPP included, is a driver bug.
     let l = ipvlan::add(&f.hh, &f.ph, &spec).await.unwrap();
+    let l = f.ph.find_link(&l.name).await.unwrap();
     assert_eq!(l.kind.as_deref(), Some("ipvlan"));
     assert_eq!(l.ipvlan, Some((IpvlanMode::L3, IpvlanFlag::Private)));
     assert_eq!(l.mtu, 1400);
@@ -178,6 +186,7 @@ async fn ipvlan_modes_or_kernel_skip() {
         ..spec.clone()
     };
     let l2 = ipvlan::add(&f.hh, &f.ph, &spec2).await.unwrap();
+    let l2 = f.ph.find_link(&l2.name).await.unwrap();
     assert_eq!(l2.ipvlan, Some((IpvlanMode::L2, IpvlanFlag::Bridge)));
 }
 
@@ -216,6 +225,7 @@ async fn vlan_or_kernel_skip() {
     // The kernel has 802.1q: any error here (a wrongly chosen master answering
     // EOPNOTSUPP included) is a driver bug, not a skip.
     let l = vlan::add(&f.hh, &f.ph, &spec).await.unwrap();
+    let l = f.ph.find_link(&l.name).await.unwrap();
     assert_eq!(l.kind.as_deref(), Some("vlan"));
     assert_eq!(l.vlan_id, Some(42));
     assert_eq!(l.mtu, 1400);
@@ -233,6 +243,7 @@ async fn macvlan_master_in_pod() {
     let mut spec = macvlan_spec(&inner, MacvlanMode::Bridge, pod_link("net1", None, None));
     spec.master_in_pod = true;
     let l = macvlan::add(&f.hh, &f.ph, &spec).await.unwrap();
+    let l = f.ph.find_link(&l.name).await.unwrap();
     assert_eq!(l.parent, Some(parent.index));
     assert_eq!(l.parent_netns_id, None, "lower device is in the same netns");
     // The host's uplink name is unknown inside the pod.

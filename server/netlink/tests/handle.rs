@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 
 use ipnet::IpNet;
-use plexus_netlink::test_util::{TestNetns, require_privileged, unique_name};
+use plexus_netlink::test_util::{TestNetns, assert_peek_agrees, require_privileged, unique_name};
 use plexus_netlink::{Error, Handle, LinkChange, MacAddr, OnExists, RouteSpec, netns};
 
 fn net(s: &str) -> IpNet {
@@ -51,6 +51,37 @@ async fn find_link_errors_and_try_find_returns_none() {
     assert!(err.to_string().contains("nope0"));
     // Deleting something already gone succeeds.
     assert!(!h.delete_link_by_name("nope0").await.unwrap());
+}
+
+/// `peek_link` reads by ioctl, without the rtnl lock, in the handle's own netns: what it
+/// reports agrees with the kernel's full netlink answer, through changes, and a name that
+/// is not there (or that no link could have) is `None`.
+#[tokio::test]
+async fn peek_link_agrees_with_the_netlink_answer() {
+    if !require_privileged() {
+        return;
+    }
+    let ns = TestNetns::new().await;
+    let h = ns.handle().await;
+    let (a, b) = (unique_name("pa"), unique_name("pb"));
+    let link = ns.veth_pair(&a, &b).await.unwrap();
+    assert_peek_agrees(&h.peek_link(&a).unwrap().unwrap(), &link);
+    let mac: MacAddr = "02:aa:bb:cc:dd:07".parse().unwrap();
+    h.set_down(&link).await.unwrap();
+    let change = LinkChange::new().mtu(1300).mac(mac).promisc(true);
+    h.set_link(&link, &change).await.unwrap();
+    let peeked = h.peek_link(&a).unwrap().unwrap();
+    assert_peek_agrees(&peeked, &h.find_link(&a).await.unwrap());
+    assert_eq!(
+        (peeked.mtu, peeked.mac, peeked.up, peeked.promisc),
+        (1300, Some(mac), false, true)
+    );
+    // Another netns's handle does not see it; missing and impossible names are None.
+    let other = TestNetns::new().await;
+    assert!(other.handle().await.peek_link(&a).unwrap().is_none());
+    assert!(h.peek_link("nope0").unwrap().is_none());
+    assert!(h.peek_link("a-name-far-too-long").unwrap().is_none());
+    assert!(h.peek_link("").unwrap().is_none());
 }
 
 #[tokio::test]

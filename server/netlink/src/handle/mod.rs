@@ -1,20 +1,24 @@
 //! [`Handle`]: our rtnetlink handle bound to one network namespace.
 //!
 //! The socket is opened on a dedicated thread inside the namespace (see [`crate::netns`]),
-//! then driven by a connection task on the tokio runtime; every request made through the
-//! handle therefore acts on that namespace, whichever thread awaits it. The API takes
+//! then driven by a connection task on plexus's netlink threads (not the caller's runtime:
+//! the kernel handles a request in the sending thread, waiting there for the rtnl lock);
+//! every request made through the handle therefore acts on that namespace, whichever
+//! thread awaits it. Reads of one link that must not wait for that lock go through
+//! ioctls on the same socket ([`Handle::peek_link`]). The API takes
 //! domain types ([`Link`](crate::link::Link), `IpNet`, [`MacAddr`](crate::MacAddr),
 //! [`RouteSpec`]) and never raw netlink messages. `find_*` fails when the object is
 //! missing, `try_find_*` returns `None`; deletes of things already gone succeed.
 
 mod addr;
 mod link;
+mod peek;
 mod route;
 
 use std::fmt;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use addr::Address;
 pub use link::LinkChange;
@@ -23,11 +27,32 @@ pub use route::{OnExists, Route, RouteSpec, TABLE_MAIN};
 use crate::error::Result;
 use crate::netns::{self, Netns};
 
+/// Threads that run the connection tasks of every [`Handle`].
+const IO_THREADS: usize = 4;
+
+/// The runtime the connection tasks run on, started on first use; `None` when its threads
+/// cannot be started (the connection then runs on the caller's runtime).
+fn io_runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static IO: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    IO.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(IO_THREADS)
+            .thread_name("plexus-netlink")
+            .enable_all()
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "netlink threads could not be started; requests run on the caller's runtime"))
+            .ok()
+    })
+    .as_ref()
+}
+
 /// An rtnetlink connection bound to one network namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
     nl: rtnetlink::Handle,
     netns: Arc<Netns>,
+    /// The route socket again (a duplicate descriptor), for ioctls in this netns.
+    probe: Arc<OwnedFd>,
 }
 
 impl fmt::Debug for Handle {
@@ -43,15 +68,29 @@ impl Handle {
     /// connection task, which ends when the last clone of the handle is dropped).
     pub async fn open(netns: Netns) -> Result<Handle> {
         let fd = netns::open_route_socket(&netns).await?;
+        let probe = fd.try_clone().map_err(|source| crate::Error::OpenSocket {
+            path: netns.path().to_path_buf(),
+            source,
+        })?;
+        // The connection task sends every request, and the kernel handles a route request
+        // in the sender's thread: waiting there for the rtnl lock, which a node starting
+        // many pods keeps busy for up to seconds. On threads of its own, that wait never
+        // holds up a worker of the caller's runtime (plexusd's answers, its timers).
+        let io = io_runtime();
+        let _entered = io.map(|rt| rt.enter());
         // SAFETY: `fd` is an owned NETLINK_ROUTE socket; ownership moves into TokioSocket.
         let socket = unsafe {
             <netlink_sys::TokioSocket as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd())
         };
         let (conn, nl, _) = rtnetlink::from_socket(socket);
-        tokio::spawn(conn);
+        match io {
+            Some(rt) => drop(rt.spawn(conn)),
+            None => drop(tokio::spawn(conn)),
+        }
         Ok(Handle {
             nl,
             netns: Arc::new(netns),
+            probe: Arc::new(probe),
         })
     }
 

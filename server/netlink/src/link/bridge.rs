@@ -99,9 +99,15 @@ pub async fn add(host: &Handle, pod: &Handle, spec: &BridgeSpec) -> Result<Bridg
     };
     match wired {
         Ok(bridge) => {
-            // Both as they are now: the bridge's MAC may have followed its new port.
-            let (bridge, host_veth) =
-                tokio::try_join!(host.find_link(&bridge.name), host.find_link(&host_name))?;
+            // Both as they are now: the bridge's MAC may have followed its new port. Read
+            // by ioctl (index, name, MTU, MAC, flags), without the rtnl lock.
+            let peek = |name: &str| {
+                host.peek_link(name)?.ok_or_else(|| Error::LinkNotFound {
+                    name: name.to_string(),
+                    netns: host.ns_name(),
+                })
+            };
+            let (bridge, host_veth) = (peek(&bridge.name)?, peek(&host_name)?);
             Ok(BridgeAttachment {
                 bridge,
                 host_veth,
@@ -235,16 +241,13 @@ async fn wire(
     // independent.
     let (host_side, ()) = tokio::join!(
         async {
-            // The pod end's IFLA_LINK is the host end's index (its peer, in the netns the
-            // request placed it in), which saves looking it up by name.
-            let veth = match pod_link.parent {
-                Some(index) => Link {
-                    index,
-                    name: host_name.to_owned(),
-                    ..Link::default()
-                },
-                None => host.find_link(host_name).await?,
-            };
+            // The host end's index, read without the rtnl lock.
+            let veth = host
+                .peek_link(host_name)?
+                .ok_or_else(|| Error::LinkNotFound {
+                    name: host_name.to_string(),
+                    netns: host.ns_name(),
+                })?;
             // The plugin's veth setup turns off router advertisements on the host end.
             best_effort_sysctl(host, &format!("net/ipv6/conf/{host_name}/accept_ra"), "0").await;
             host.set_link(

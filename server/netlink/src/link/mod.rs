@@ -181,7 +181,8 @@ impl PodLink {
 /// `IFLA_NET_NS_FD` makes the kernel register the new device directly in the pod netns
 /// (the parent index is resolved in the creator's netns, `rtnl_newlink` / `link_net`),
 /// so the name never exists in the host and cannot collide there. Returns the link as
-/// seen in the pod.
+/// seen in the pod by [`Handle::peek_link`](crate::Handle::peek_link) (index, name, MTU,
+/// MAC, flags), with the requested kind and group.
 pub(crate) async fn create_in_pod<T>(
     creator: &crate::Handle,
     pod: &crate::Handle,
@@ -207,7 +208,19 @@ pub(crate) async fn create_in_pod<T>(
         b = b.setns_by_fd(fd.as_raw_fd());
     }
     creator.create_link(kind, &spec.name, b.build()).await?;
-    pod.find_link(&spec.name).await
+    // Read back without the rtnl lock: what callers use (index, MTU, MAC, up) comes from
+    // ioctls; the kind and group are the request's.
+    let link = pod
+        .peek_link(&spec.name)?
+        .ok_or_else(|| crate::Error::LinkNotFound {
+            name: spec.name.clone(),
+            netns: pod.ns_name(),
+        })?;
+    Ok(Link {
+        kind: Some(kind.to_string()),
+        group: spec.group,
+        ..link
+    })
 }
 
 /// The master named `name`, or (when `None`) the link of the first default route in
@@ -218,7 +231,13 @@ pub(crate) async fn resolve_master(
     name: Option<&str>,
 ) -> crate::Result<Link> {
     if let Some(n) = name {
-        return handle.find_link(n).await;
+        // Its index, name and MTU are all that is used: read without the rtnl lock.
+        return handle
+            .peek_link(n)?
+            .ok_or_else(|| crate::Error::LinkNotFound {
+                name: n.to_string(),
+                netns: handle.ns_name(),
+            });
     }
     let routes = handle.routes().await?;
     let oif = routes
