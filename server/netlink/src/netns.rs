@@ -207,18 +207,14 @@ fn thread_error(netns: &Netns, reason: String) -> Error {
     }
 }
 
-/// Opens a `NETLINK_ROUTE` socket bound to `netns` (created on a dedicated thread), and
-/// that netns's `/proc/thread-self/net/dev` (the file keeps the namespace it was opened in,
-/// whichever thread reads it later).
-pub(crate) async fn open_route_socket(netns: &Netns) -> Result<(OwnedFd, std::fs::File)> {
+/// Opens a `NETLINK_ROUTE` socket bound to `netns` (created on a dedicated thread).
+pub(crate) async fn open_route_socket(netns: &Netns) -> Result<OwnedFd> {
     let path = netns.path.clone();
     run_in(netns, || {
-        let socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map(|s| {
+        netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map(|s| {
             // SAFETY: into_raw_fd gives up the socket's ownership of the fd, so it moves here once.
             unsafe { OwnedFd::from_raw_fd(s.into_raw_fd()) }
-        })?;
-        let devices = std::fs::File::open("/proc/thread-self/net/dev")?;
-        Ok((socket, devices))
+        })
     })
     .await?
     .map_err(|source| Error::OpenSocket { path, source })

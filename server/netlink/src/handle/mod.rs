@@ -16,7 +16,7 @@ mod peek;
 mod route;
 
 use std::fmt;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -51,8 +51,9 @@ fn io_runtime() -> Option<&'static tokio::runtime::Runtime> {
 pub struct Handle {
     nl: rtnetlink::Handle,
     netns: Arc<Netns>,
-    /// What reads a link without the rtnl lock ([`Handle::peek_link`]).
-    probe: Arc<peek::Probe>,
+    /// The route socket again (a duplicate descriptor), for the ioctls of
+    /// [`Handle::peek_link`] in this netns.
+    probe: Arc<OwnedFd>,
 }
 
 impl fmt::Debug for Handle {
@@ -67,12 +68,11 @@ impl Handle {
     /// Opens a handle on `netns`. Must be called within a tokio runtime (it spawns the
     /// connection task, which ends when the last clone of the handle is dropped).
     pub async fn open(netns: Netns) -> Result<Handle> {
-        let (fd, devices) = netns::open_route_socket(&netns).await?;
-        let socket = fd.try_clone().map_err(|source| crate::Error::OpenSocket {
+        let fd = netns::open_route_socket(&netns).await?;
+        let probe = fd.try_clone().map_err(|source| crate::Error::OpenSocket {
             path: netns.path().to_path_buf(),
             source,
         })?;
-        let probe = peek::Probe::new(socket, devices);
         // The connection task sends every request, and the kernel handles a route request
         // in the sender's thread: waiting there for the rtnl lock, which a node starting
         // many pods keeps busy for up to seconds. On threads of its own, that wait never

@@ -1,75 +1,23 @@
 //! Reading a link without the rtnl lock. An `RTM_GETLINK` request waits for the rtnl lock
 //! like any change: on a node starting many pods at once, behind every other pod's link
-//! requests, for up to seconds. Instead:
+//! requests, for up to seconds. `SIOCGIFINDEX`, `SIOCGIFMTU`, `SIOCGIFHWADDR` and
+//! `SIOCGIFFLAGS` on a socket of the handle's netns are answered without it
+//! (net/core/dev_ioctl.c: under RCU; the MAC under `dev_addr_sem`).
 //!
-//! - whether the name exists comes from the netns's `/proc/net/dev`, which the kernel
-//!   lists under RCU;
-//! - only then, index, MTU, MAC and flags come from `SIOCGIFINDEX`, `SIOCGIFMTU`,
-//!   `SIOCGIFHWADDR` and `SIOCGIFFLAGS` on the handle's socket, answered under RCU
-//!   (net/core/dev_ioctl.c). Those ioctls first call `dev_load`, which for a name with no
-//!   device asks the kernel to load a module named after it (`netdev-<name>`, and with
-//!   `CAP_SYS_MODULE` `<name>` itself): a name from a NAD or an annotation must never get
-//!   there unless a device of that name exists.
+//! Those ioctls first call `dev_load`, which for a name with no device asks the kernel to
+//! load a module named after it: `netdev-<name>` when the caller has `CAP_NET_ADMIN` in its
+//! effective set, and `<name>` itself with `CAP_SYS_MODULE`. The names come from NADs and
+//! annotations, so the calling thread drops both from its effective set for the ioctls
+//! (capabilities are per thread) and takes them back after: a missing name is then just
+//! `ENODEV`.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 
 use super::Handle;
 use crate::error::{Error, Result};
 use crate::link::Link;
 use crate::mac::MacAddr;
-
-/// Largest `/proc/net/dev` read (about 150 bytes per device: some 7000 devices).
-const DEV_LIST_MAX: usize = 1 << 20;
-
-/// A socket of the handle's netns for ioctls, and that netns's `/proc/net/dev`.
-pub(crate) struct Probe {
-    socket: OwnedFd,
-    devices: std::fs::File,
-}
-
-impl Probe {
-    pub(crate) fn new(socket: OwnedFd, devices: std::fs::File) -> Probe {
-        Probe { socket, devices }
-    }
-
-    /// Whether a device named `name` is listed in the netns's `/proc/net/dev`.
-    fn listed(&self, name: &str) -> Result<bool> {
-        let failed = |source| Error::PeekLink {
-            name: name.to_string(),
-            request: "/proc/net/dev",
-            source,
-        };
-        let mut text = Vec::with_capacity(16 * 1024);
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = self
-                .devices
-                .read_at(&mut buf, text.len() as u64)
-                .map_err(failed)?;
-            if n == 0 {
-                break;
-            }
-            text.extend_from_slice(&buf[..n]);
-            if text.len() > DEV_LIST_MAX {
-                return Err(failed(io::Error::other(format!(
-                    "the device list is longer than {DEV_LIST_MAX} bytes"
-                ))));
-            }
-        }
-        Ok(device_names(&text).any(|d| d == name.as_bytes()))
-    }
-}
-
-/// The device names of a `/proc/net/dev` text: each line after the two header lines starts
-/// with the name (padded with spaces) and a colon; a device name holds neither.
-fn device_names(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|b| *b == b'\n').skip(2).filter_map(|line| {
-        let colon = line.iter().position(|b| *b == b':')?;
-        Some(line[..colon].trim_ascii())
-    })
-}
 
 /// `ARPHRD_ETHER`: the hardware address is a 6-byte MAC.
 const ARPHRD_ETHER: u16 = 1;
@@ -78,27 +26,39 @@ impl Handle {
     /// The link named `name` as far as ioctls tell (index, name, MTU, MAC, up, promiscuous;
     /// every other field is left at its default), or `None` when there is none. Takes no
     /// rtnl lock: for lookups on a pod's path, where an `RTM_GETLINK` would queue behind
-    /// every other pod's link requests. Costs a read of the netns's device list, which
-    /// grows with its number of devices (a few hundred bytes each).
+    /// every other pod's link requests. Four ioctls on the calling thread, which meanwhile
+    /// cannot make the kernel load a module (see the module's documentation).
     pub fn peek_link(&self, name: &str) -> Result<Option<Link>> {
-        if !self.probe.listed(name)? {
-            return Ok(None);
-        }
-        peek(&self.probe.socket, name)
+        let failed = |source| Error::PeekLink {
+            name: name.to_string(),
+            request: "capset",
+            source,
+        };
+        let _guard = NoModuleLoading::enter().map_err(failed)?;
+        peek(&self.probe, name)
     }
 }
 
-/// The ioctl reads of `name`, which the netns lists. Deleted meanwhile: `None`.
+/// The ioctl reads of `name`; `None` when there is no such link (or it went meanwhile).
 fn peek(fd: &OwnedFd, name: &str) -> Result<Option<Link>> {
+    let gone = |e: &Error| e.errno() == Some(libc::ENODEV);
     let index = match ioctl(fd, name, libc::SIOCGIFINDEX, "SIOCGIFINDEX") {
         Ok(r) => r,
-        Err(e) if e.errno() == Some(libc::ENODEV) => return Ok(None),
+        Err(e) if gone(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
     let read = |request, what| ioctl(fd, name, request, what);
-    let mtu = read(libc::SIOCGIFMTU, "SIOCGIFMTU")?;
-    let hw = read(libc::SIOCGIFHWADDR, "SIOCGIFHWADDR")?;
-    let flags = read(libc::SIOCGIFFLAGS, "SIOCGIFFLAGS")?;
+    let (mtu, hw, flags) = match (|| {
+        Ok::<_, Error>((
+            read(libc::SIOCGIFMTU, "SIOCGIFMTU")?,
+            read(libc::SIOCGIFHWADDR, "SIOCGIFHWADDR")?,
+            read(libc::SIOCGIFFLAGS, "SIOCGIFFLAGS")?,
+        ))
+    })() {
+        Ok(r) => r,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     // SAFETY: each union member was written by the kernel for the ioctl that read it.
     let (index, mtu, hw, flags) = unsafe {
         (
@@ -158,15 +118,109 @@ fn ioctl(
     Ok(req)
 }
 
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// While alive, the calling thread's effective set lacks `CAP_NET_ADMIN` and
+/// `CAP_SYS_MODULE`; dropping it restores the set it had. Never held across an await: the
+/// thread must stay the same.
+struct NoModuleLoading {
+    saved: Option<[CapData; 2]>,
+}
+
+/// `CAP_NET_ADMIN` and `CAP_SYS_MODULE` (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_MODULE: u32 = 16;
+/// The effective bits `dev_load` looks at (both in the first word).
+const MODULE_LOADING: u32 = (1 << CAP_NET_ADMIN) | (1 << CAP_SYS_MODULE);
+
+impl NoModuleLoading {
+    fn enter() -> io::Result<NoModuleLoading> {
+        let saved = caps_get()?;
+        if saved[0].effective & MODULE_LOADING == 0 {
+            return Ok(NoModuleLoading { saved: None });
+        }
+        let mut lowered = saved;
+        lowered[0].effective &= !MODULE_LOADING;
+        caps_set(&lowered)?;
+        Ok(NoModuleLoading { saved: Some(saved) })
+    }
+}
+
+impl Drop for NoModuleLoading {
+    fn drop(&mut self) {
+        // Raising effective bits back within the unchanged permitted set cannot be refused.
+        if let Some(saved) = self.saved
+            && let Err(e) = caps_set(&saved)
+        {
+            tracing::error!(error = %e, "could not restore this thread's capabilities after reading a link");
+        }
+    }
+}
+
+fn caps_get() -> io::Result<[CapData; 2]> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget with version 3 writes two CapData (repr(C), the kernel's layout) for
+    // the calling thread (pid 0); both pointers are valid for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(data)
+}
+
+fn caps_set(data: &[CapData; 2]) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capset with version 3 reads two CapData for the calling thread (pid 0); both
+    // pointers are valid for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::device_names;
+    use super::*;
+
+    /// The effective set of the calling thread, from /proc.
+    fn effective() -> u64 {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    }
 
     #[test]
-    fn device_names_are_read_from_the_proc_net_dev_layout() {
-        let text = b"Inter-|   Receive                            |  Transmit\n face |bytes    packets\n    lo:       0       0    0\nveth1a2b3c4d: 1 2 3\n  net1:  9 9\n";
-        let names: Vec<&[u8]> = device_names(text).collect();
-        assert_eq!(names, [&b"lo"[..], b"veth1a2b3c4d", b"net1"]);
-        assert_eq!(device_names(b"only one line\n").count(), 0);
+    fn module_loading_capabilities_are_dropped_for_the_reads_and_restored_after() {
+        let before = effective();
+        {
+            let _guard = NoModuleLoading::enter().unwrap();
+            let inside = effective();
+            assert_eq!(inside & u64::from(MODULE_LOADING), 0, "{inside:x}");
+            assert_eq!(inside, before & !u64::from(MODULE_LOADING));
+        }
+        assert_eq!(effective(), before);
     }
 }
