@@ -51,7 +51,7 @@ pub(crate) struct Inner {
     pub store: Store,
     pub exec: Arc<dyn Exec>,
     locks: SandboxLocks,
-    host: tokio::sync::OnceCell<Handle>,
+    host: crate::host_handles::HostHandles,
     observer: ObserverSlot,
     /// The runtime's primary, described from its CNI cache.
     pub primary: Arc<crate::primary::Lookup>,
@@ -76,7 +76,7 @@ impl Engine {
                 store,
                 exec,
                 locks: SandboxLocks::new(),
-                host: tokio::sync::OnceCell::new(),
+                host: Default::default(),
                 observer: ObserverSlot::new(),
                 primary,
                 reaping: crate::reap::Reaping::new(),
@@ -162,19 +162,8 @@ impl Engine {
     }
 
     pub(crate) async fn host(&self) -> Result<&Handle> {
-        self.inner
-            .host
-            .get_or_try_init(|| async {
-                match &self.inner.cfg.host_netns {
-                    Some(p) => Handle::open_path(p).await,
-                    None => Handle::current().await,
-                }
-                .map_err(|source| Error::Netlink {
-                    op: "open the host netns".into(),
-                    source: Box::new(source),
-                })
-            })
-            .await
+        let path = self.inner.cfg.host_netns.as_deref();
+        self.inner.host.get(path).await
     }
 
     pub(crate) fn ctx<'a>(

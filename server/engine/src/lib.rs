@@ -59,6 +59,7 @@ pub mod dhcp_daemon;
 mod engine;
 pub mod error;
 pub mod exec;
+mod host_handles;
 pub mod ipam;
 pub mod lock;
 pub mod native;

@@ -263,11 +263,8 @@ async fn host_links_taken(host: &Handle, rec: &SandboxRecord) {
     let until = tokio::time::Instant::now() + KERNEL_CLEANUP;
     let mut pause = Duration::from_millis(20);
     for name in names {
-        loop {
-            match host.try_find_link(name).await {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
+        // By ioctl: a look-up by netlink would wait for the rtnl lock.
+        while let Ok(Some(_)) = host.peek_link(name) {
             let now = tokio::time::Instant::now();
             if now >= until {
                 return;
