@@ -220,7 +220,7 @@ impl LeaseStore {
         range_id: usize,
         want: Option<IpAddr>,
     ) -> Result<IpConfig, GetError> {
-        let lock = self.lock_to_take().map_err(GetError::Io)?;
+        let lock = self.lock_to_take(&req.gave_up).map_err(GetError::Io)?;
         let leases = self.live_leases(&lock);
         let (id, ifname) = (req.container_id.as_str(), req.ifname.as_str());
         let describe = || describe_set(set);

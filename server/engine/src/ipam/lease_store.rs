@@ -16,13 +16,6 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-thread_local! {
-    /// Set on a blocking thread while it allocates for a caller that may give up
-    /// (`super::allocate_unless_abandoned`); read once the directory's lock is taken.
-    pub(super) static ABANDONED: std::cell::RefCell<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 use crate::error::{Error, Result};
 
 const LAST_IP_PREFIX: &str = "last_reserved_ip.";
@@ -138,15 +131,10 @@ impl LeaseStore {
     }
 
     /// Takes the directory's exclusive `flock` (shared with the reference plugin) to take
-    /// an address: refused once the caller gave up ([`super::allocate_unless_abandoned`]).
-    pub(super) fn lock_to_take(&self) -> Result<Flock<File>> {
+    /// an address: refused once the caller gave up ([`super::GaveUp`]).
+    pub(super) fn lock_to_take(&self, gave_up: &super::GaveUp) -> Result<Flock<File>> {
         let lock = self.lock()?;
-        let gave_up = ABANDONED.with(|a| {
-            a.borrow()
-                .as_ref()
-                .is_some_and(|a| a.load(std::sync::atomic::Ordering::SeqCst))
-        });
-        if gave_up {
+        if gave_up.is_set() {
             return Err(Error::Task(format!(
                 "allocation in {} abandoned: its caller gave up before the directory's lock was free",
                 self.dir.display()

@@ -97,7 +97,40 @@ pub struct Request {
     pub runtime_ips: Vec<String>,
     /// `GATEWAY=` CNI arg (static only).
     pub gateway_arg: Option<String>,
+    /// Set by a caller that may give up on the allocation (a setup cut by its deadline).
+    pub gave_up: GaveUp,
 }
+
+/// Whether the caller of an allocation gave up on it. The lease directory's `flock` can be
+/// held by another process (a reference host-local plugin sharing the directory) for longer
+/// than the caller waits; an allocation that gets it after the caller gave up, and after
+/// the caller's undo released what the sandbox held, would leave a lease nobody records. So
+/// once the lock is taken, an allocation whose caller gave up writes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct GaveUp(Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+
+impl GaveUp {
+    /// Watches `flag`, which the caller sets when it gives up.
+    pub fn watching(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> GaveUp {
+        GaveUp(Some(flag))
+    }
+
+    /// Whether the caller gave up.
+    pub fn is_set(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// Requests compare by what they ask for, not by who watches them.
+impl PartialEq for GaveUp {
+    fn eq(&self, _: &GaveUp) -> bool {
+        true
+    }
+}
+
+impl Eq for GaveUp {}
 
 impl Request {
     /// Every requested address in host-local's order: `IP=`, `args.cni.ips`, runtime.
@@ -144,30 +177,6 @@ pub fn allocate(cfg: &Config, req: &Request, default_data_dir: &Path) -> Result<
             reason: "dhcp runs on the pod interface, not in allocate".into(),
         }),
     }
-}
-
-/// [`allocate`] for a caller that may give up on it (a setup cut by its deadline), which
-/// then sets `abandoned`. The lease directory's `flock` can be held by another process (a
-/// reference host-local plugin sharing the directory) for longer than the caller waits; an
-/// allocation that gets it after the caller gave up, and after the caller's undo released
-/// what the sandbox held, would leave a lease nobody records. So once the lock is taken,
-/// an abandoned allocation writes nothing. Blocking.
-pub fn allocate_unless_abandoned(
-    cfg: &Config,
-    req: &Request,
-    default_data_dir: &Path,
-    abandoned: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Result<Allocation> {
-    /// Clears the thread's flag however `allocate` ends (a blocking-pool thread is reused).
-    struct Cleared;
-    impl Drop for Cleared {
-        fn drop(&mut self) {
-            lease_store::ABANDONED.with(|a| *a.borrow_mut() = None);
-        }
-    }
-    lease_store::ABANDONED.with(|a| *a.borrow_mut() = Some(abandoned.clone()));
-    let _cleared = Cleared;
-    allocate(cfg, req, default_data_dir)
 }
 
 /// Releases the leases of `lease` (absent leases are fine). Blocking.

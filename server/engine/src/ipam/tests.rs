@@ -15,6 +15,7 @@ fn req(id: &str, ifname: &str) -> Request {
         args_ips: vec![],
         runtime_ips: vec![],
         gateway_arg: None,
+        gave_up: GaveUp::default(),
     }
 }
 
@@ -412,16 +413,18 @@ fn a_lock_file_that_is_a_symlink_fails_the_allocation_naming_it() {
 }
 
 /// An allocation whose caller gave up before the directory's lock was free takes nothing;
-/// one that keeps its caller allocates as always, and the thread's flag is cleared after.
+/// one that keeps its caller allocates as always, and so does one nobody watches.
 #[test]
 fn an_abandoned_allocation_takes_nothing() {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     let dir = tempfile::tempdir().unwrap();
     let cfg = parse(serde_json::json!({"type":"host-local","subnet":"10.9.1.0/29"}));
-    let gave_up = Arc::new(AtomicBool::new(true));
-    let err =
-        allocate_unless_abandoned(&cfg, &req("sb1", "net1"), dir.path(), &gave_up).unwrap_err();
+    let watched = |id: &str, gave_up: bool| Request {
+        gave_up: GaveUp::watching(Arc::new(AtomicBool::new(gave_up))),
+        ..req(id, "net1")
+    };
+    let err = allocate(&cfg, &watched("sb1", true), dir.path()).unwrap_err();
     assert!(err.to_string().contains("abandoned"), "{err}");
     let leases: Vec<_> = fs::read_dir(dir.path().join("net-a"))
         .unwrap()
@@ -430,10 +433,9 @@ fn an_abandoned_allocation_takes_nothing() {
         .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
         .collect();
     assert!(leases.is_empty(), "{leases:?}");
-    let wanted = Arc::new(AtomicBool::new(false));
-    let a = allocate_unless_abandoned(&cfg, &req("sb1", "net1"), dir.path(), &wanted).unwrap();
+    let a = allocate(&cfg, &watched("sb1", false), dir.path()).unwrap();
     assert_eq!(addrs(&a), vec!["10.9.1.2/29"]);
-    // The flag went with the call: a plain allocation on this thread is not refused.
+    // A request nobody watches is never refused.
     let b = allocate(&cfg, &req("sb2", "net1"), dir.path()).unwrap();
     assert_eq!(addrs(&b), vec!["10.9.1.3/29"]);
 }

@@ -133,6 +133,7 @@ pub(crate) fn ipam_request(cfg: &NativeConfig, ifname: &str, container_id: &str)
         args_ips: cfg.args_ips.clone(),
         runtime_ips: cfg.runtime_ips.clone(),
         gateway_arg: cfg.gateway_arg.clone(),
+        gave_up: ipam::GaveUp::default(),
     }
 }
 
@@ -155,7 +156,11 @@ pub(crate) async fn allocate(
     let Some(ipam_cfg) = cfg.ipam.clone() else {
         return Ok(None);
     };
-    let req = ipam_request(cfg, ifname, ctx.container_id);
+    let abandoned = Abandoned::default();
+    let req = ipam::Request {
+        gave_up: ipam::GaveUp::watching(abandoned.0.clone()),
+        ..ipam_request(cfg, ifname, ctx.container_id)
+    };
     let dir = ctx.ipam_data_dir.to_path_buf();
     // A host-local allocation waits its turn at its lease directory (`ipam::turns`).
     let _turn = match ipam::lease_for(&ipam_cfg, &req, &dir) {
@@ -163,12 +168,10 @@ pub(crate) async fn allocate(
         None => None,
     };
     let span = tracing::Span::current();
-    // Dropped (a deadline cut the setup) before the blocking part took the directory's
-    // lock: it takes nothing then (see `ipam::allocate_unless_abandoned`).
-    let abandoned = Abandoned::default();
-    let flag = abandoned.0.clone();
+    // `abandoned` dropped (a deadline cut the setup) before the blocking part took the
+    // directory's lock: it takes nothing then (`ipam::GaveUp`).
     let alloc = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| ipam::allocate_unless_abandoned(&ipam_cfg, &req, &dir, &flag))
+        span.in_scope(|| ipam::allocate(&ipam_cfg, &req, &dir))
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
