@@ -41,6 +41,27 @@ pub(crate) struct Stopped {
     pub doing: &'static str,
 }
 
+impl Stopped {
+    /// Attachment `index` failed with `cause` (`None`: its deadline passed, doing nothing
+    /// in particular).
+    fn failed(index: usize, cause: Option<Error>) -> Stopped {
+        Stopped {
+            index,
+            cause,
+            doing: "",
+        }
+    }
+
+    /// The deadline passed while attachment `index` was `doing` this.
+    fn cut(index: usize, doing: &'static str) -> Stopped {
+        Stopped {
+            index,
+            cause: None,
+            doing,
+        }
+    }
+}
+
 /// How far one attachment's make got, so that a setup cut by its deadline says what it
 /// was waiting for: on a busy node a link request waits for the kernel's rtnl lock and an
 /// allocation for its lease directory, and an operator asks which.
@@ -98,11 +119,7 @@ impl Engine {
         pod: &Handle,
         until: Option<Instant>,
     ) -> Result<(), Stopped> {
-        let stop = |index: usize, cause: Option<Error>| Stopped {
-            index,
-            cause,
-            doing: "",
-        };
+        let stop = Stopped::failed;
         let mut natives = Vec::with_capacity(plan.attachments.len());
         for (i, att) in plan.attachments.iter().enumerate() {
             let (_, native) = self.driver_of(att);
@@ -116,10 +133,10 @@ impl Engine {
                 }
                 Err(()) => {
                     rec.attachments.clear();
-                    return Err(Stopped {
-                        doing: "its interface name was being checked in the pod",
-                        ..stop(i, None)
-                    });
+                    return Err(Stopped::cut(
+                        i,
+                        "its interface name was being checked in the pod",
+                    ));
                 }
             };
             rec.attachments.push(entry);
@@ -191,11 +208,7 @@ impl Engine {
         pod: &Handle,
         until: Option<Instant>,
     ) -> Result<(), Stopped> {
-        let stop = |index: usize, cause: Option<Error>| Stopped {
-            index,
-            cause,
-            doing: "",
-        };
+        let stop = Stopped::failed;
         if made.iter().any(|m| *m) {
             // The one intent write (the first write creates the record).
             self.inner.store.save(rec).map_err(|e| stop(0, Some(e)))?;
@@ -237,11 +250,7 @@ impl Engine {
         pod: &Handle,
         until: Option<Instant>,
     ) -> Result<(), Stopped> {
-        let stop = |index: usize, cause: Option<Error>| Stopped {
-            index,
-            cause,
-            doing: "",
-        };
+        let stop = Stopped::failed;
         // Each attachment's step (span, clock, report) starts when its make starts; the
         // runtime's own get theirs for the route plan.
         let drivers: Vec<_> = rec.attachments.iter().map(|a| a.driver).collect();
@@ -341,10 +350,7 @@ impl Engine {
                     step.finish(&Ok::<(), Error>(()), Outcome::Ok);
                 }
             }
-            return Err(Stopped {
-                doing: progress[caught].doing(),
-                ..stop(wave[caught], None)
-            });
+            return Err(Stopped::cut(wave[caught], progress[caught].doing()));
         }
         for (k, &i) in wave.iter().enumerate() {
             let att = &plan.attachments[i];
@@ -369,10 +375,7 @@ impl Engine {
                 }
                 Err(()) => {
                     finish_ok(&mut steps);
-                    return Err(Stopped {
-                        doing: "its route plan was being applied",
-                        ..stop(i, None)
-                    });
+                    return Err(Stopped::cut(i, "its route plan was being applied"));
                 }
             }
         }
