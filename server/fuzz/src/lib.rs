@@ -311,6 +311,7 @@ fn allocate(cfg: &NativeConfig, ifname: &str) -> Option<Option<ipam::Allocation>
         args_ips: cfg.args_ips.clone(),
         runtime_ips: cfg.runtime_ips.clone(),
         gateway_arg: cfg.gateway_arg.clone(),
+        gave_up: ipam::GaveUp::default(),
     };
     let ipam_cfg = match ipam_cfg {
         ipam::Config::HostLocal(h) => {
