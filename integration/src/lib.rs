@@ -21,6 +21,7 @@ pub mod pod;
 pub mod privileged;
 pub mod process;
 pub mod release_image;
+pub mod rtnl_probe;
 pub mod traffic;
 
 pub use containerd::{Containerd, Options};

@@ -58,7 +58,7 @@ fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
 /// Settings of the plexus side.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// plexus-nri's `--deadline`.
+    /// plexus-nri's `--deadline`, and plexusd's `nri.deadlineBudget` with it.
     pub nri_deadline: Duration,
     /// plexusd's log level.
     pub log_level: String,
@@ -173,6 +173,11 @@ impl Plexus {
                 &bins.join("plexus-cni"),
             ));
         }
+        // plexusd's SetupPod budget follows plexus-nri's --deadline, as config.md asks.
+        yaml.push_str(&format!(
+            "nri:\n  deadlineBudget: {}ms\n",
+            opts.nri_deadline.as_millis()
+        ));
         if let Some(endpoint) = &opts.otlp_endpoint {
             yaml = yaml.replacen(
                 "telemetry:\n",
