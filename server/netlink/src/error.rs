@@ -94,12 +94,13 @@ pub enum Error {
         source: rtnetlink::Error,
     },
     /// Reading a link's index, MTU, MAC or flags by ioctl failed.
-    #[error("read link {name} (ioctl {request})")]
+    #[error("read link {name} ({step})")]
     PeekLink {
         /// The link name.
         name: String,
-        /// The ioctl (`SIOCGIFINDEX`, ...).
-        request: &'static str,
+        /// The step that failed: an ioctl (`ioctl SIOCGIFINDEX`, ...), or lowering the
+        /// thread's capabilities around them (`capset`).
+        step: &'static str,
         /// The cause.
         #[source]
         source: io::Error,

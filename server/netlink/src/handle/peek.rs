@@ -31,7 +31,7 @@ impl Handle {
     pub fn peek_link(&self, name: &str) -> Result<Option<Link>> {
         let failed = |source| Error::PeekLink {
             name: name.to_string(),
-            request: "capset",
+            step: "lower this thread's capabilities for the ioctls (capset)",
             source,
         };
         let _guard = NoModuleLoading::enter().map_err(failed)?;
@@ -42,7 +42,7 @@ impl Handle {
 /// The ioctl reads of `name`; `None` when there is no such link (or it went meanwhile).
 fn peek(fd: &OwnedFd, name: &str) -> Result<Option<Link>> {
     let gone = |e: &Error| e.errno() == Some(libc::ENODEV);
-    let index = match ioctl(fd, name, libc::SIOCGIFINDEX, "SIOCGIFINDEX") {
+    let index = match ioctl(fd, name, libc::SIOCGIFINDEX, "ioctl SIOCGIFINDEX") {
         Ok(r) => r,
         Err(e) if gone(&e) => return Ok(None),
         Err(e) => return Err(e),
@@ -50,9 +50,9 @@ fn peek(fd: &OwnedFd, name: &str) -> Result<Option<Link>> {
     let read = |request, what| ioctl(fd, name, request, what);
     let (mtu, hw, flags) = match (|| {
         Ok::<_, Error>((
-            read(libc::SIOCGIFMTU, "SIOCGIFMTU")?,
-            read(libc::SIOCGIFHWADDR, "SIOCGIFHWADDR")?,
-            read(libc::SIOCGIFFLAGS, "SIOCGIFFLAGS")?,
+            read(libc::SIOCGIFMTU, "ioctl SIOCGIFMTU")?,
+            read(libc::SIOCGIFHWADDR, "ioctl SIOCGIFHWADDR")?,
+            read(libc::SIOCGIFFLAGS, "ioctl SIOCGIFFLAGS")?,
         ))
     })() {
         Ok(r) => r,
@@ -96,7 +96,7 @@ fn ioctl(
 ) -> Result<libc::ifreq> {
     let failed = |source| Error::PeekLink {
         name: name.to_string(),
-        request: what,
+        step: what,
         source,
     };
     let bytes = name.as_bytes();
