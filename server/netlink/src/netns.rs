@@ -189,15 +189,24 @@ where
     let target = netns.try_clone()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     workers::submit(Box::new(move || {
-        let out = target.enter().map(|()| f());
-        drop(target);
-        Box::new(move || {
-            let _ = tx.send(out);
-        })
+        // Caught here, so even a panic's error waits until the thread is home (`tx` would
+        // otherwise be dropped while unwinding inside the netns).
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            target.enter().map(|()| f())
+        }));
+        let panicked = out.is_err();
+        workers::Done {
+            deliver: Box::new(move || {
+                let _ = tx.send(out.ok());
+            }),
+            panicked,
+        }
     }))
     .map_err(|e| thread_error(netns, e.to_string()))?;
-    rx.await
-        .map_err(|_| thread_error(netns, "panicked".into()))?
+    match rx.await {
+        Ok(Some(out)) => out,
+        Ok(None) | Err(_) => Err(thread_error(netns, "panicked".into())),
+    }
 }
 
 fn thread_error(netns: &Netns, reason: String) -> Error {

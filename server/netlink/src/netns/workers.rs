@@ -19,10 +19,19 @@ use std::sync::mpsc::{self, SendError, Sender};
 
 use super::Netns;
 
-/// Delivers a job's result; runs after the worker is back in its own namespace.
-pub(crate) type Deliver = Box<dyn FnOnce() + Send>;
-/// The part of a job that runs inside the target namespace (it enters it itself).
-pub(crate) type Job = Box<dyn FnOnce() -> Deliver + Send>;
+/// What a job left to do once its worker is back in its own namespace.
+pub(crate) struct Done {
+    /// Hands the result over.
+    pub(crate) deliver: Box<dyn FnOnce() + Send>,
+    /// The job's work panicked (caught inside the job, so the result, an error, still
+    /// waits for the worker to be home): the worker ends after delivering it.
+    pub(crate) panicked: bool,
+}
+
+/// The part of a job that runs inside the target namespace (it enters it itself). It must
+/// not unwind: a panic would hand its caller an error (its sender dropped) while the
+/// thread is still inside the namespace.
+pub(crate) type Job = Box<dyn FnOnce() -> Done + Send>;
 
 /// Workers kept waiting for a job at most. A burst needing more spawns threads that end
 /// after their job, as before the pool.
@@ -68,11 +77,12 @@ fn work(first: Job) {
     let (queue, jobs) = mpsc::channel::<Job>();
     let mut job = first;
     loop {
-        let deliver = job();
+        let done = job();
         let back = home.as_ref().is_ok_and(|h| h.enter().is_ok());
-        deliver();
-        if !back {
-            // Nothing else runs on a thread left in another namespace.
+        (done.deliver)();
+        if !back || done.panicked {
+            // Nothing else runs on a thread left in another namespace, or on one whose
+            // job panicked.
             return;
         }
         {
@@ -137,9 +147,12 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         submit(Box::new(move || {
             let seen = (own_netns(), std::thread::current().id());
-            Box::new(move || {
-                let _ = tx.send(seen);
-            })
+            Done {
+                deliver: Box::new(move || {
+                    let _ = tx.send(seen);
+                }),
+                panicked: false,
+            }
         }))
         .unwrap();
         rx.recv().unwrap()
@@ -184,6 +197,8 @@ mod tests {
         .await;
         let err = failed.unwrap_err().to_string();
         assert!(err.contains("panicked"), "{err}");
+        // The error arrives once the thread has left the pod's netns, as a result does.
+        assert_eq!(threads_in(pod_ino), Vec::<String>::new());
         let failed_on = failed_on.lock().unwrap().expect("the job ran");
         let inside = run_in(pod.netns(), own_netns).await.unwrap();
         assert_eq!(inside, pod_ino);
