@@ -224,7 +224,11 @@ impl Engine {
         route::apply(pod, &att.interface, &att.route_plan, a.result.as_mut()).await?;
         crash::point("setup", idx, "routes");
         a.phase = Phase::Done;
-        self.inner.store.save(rec)?;
+        // After an intent write, the directory's fsync follows the answer.
+        match runtime {
+            true => self.inner.store.save(rec)?,
+            false => self.inner.store.save_done(rec)?,
+        }
         crash::point("setup", idx, "done");
         Ok(())
     }

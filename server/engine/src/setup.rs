@@ -185,11 +185,13 @@ impl Engine {
         for a in &mut rec.attachments {
             a.phase = Phase::Done;
         }
-        // The one done write.
-        self.inner
-            .store
-            .save(rec)
-            .map_err(|e| stop(plan.attachments.len().saturating_sub(1), Some(e)))?;
+        // The one done write; after an intent write, its directory fsync follows the answer.
+        let store = &self.inner.store;
+        match made.iter().any(|m| *m) {
+            true => store.save_done(rec),
+            false => store.save(rec),
+        }
+        .map_err(|e| stop(plan.attachments.len().saturating_sub(1), Some(e)))?;
         for i in 0..plan.attachments.len() {
             crash::point("setup", i, "done");
         }

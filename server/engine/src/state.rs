@@ -2,17 +2,16 @@
 //!
 //! Every write goes to a temp file in the same directory, is fsynced, renamed over the
 //! record and the directory is fsynced, so a reader sees either the old or the new record,
-//! never a torn one. The engine writes an attachment's record as an *intent* (everything it
+//! never a torn one. A setup's done write, which follows its durable intent, leaves the
+//! directory's fsync until after the answer (`dir_sync` says why that is safe). The engine writes an attachment's record as an *intent* (everything it
 //! is about to create, named in advance) before each step and as *done* after it; teardown
 //! works from whatever the record says. This module owns the file format and the atomic
 //! write; it does not decide what to record.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use plexus_core::cni;
 use plexus_core::id::SandboxId;
@@ -182,6 +181,7 @@ pub struct LeaseRecord {
 pub struct Store {
     dir: PathBuf,
     index: std::sync::Arc<index::Index>,
+    dir_sync: std::sync::Arc<dir_sync::DeferredDirSync>,
 }
 
 impl Store {
@@ -193,6 +193,7 @@ impl Store {
             source,
         })?;
         Ok(Store {
+            dir_sync: std::sync::Arc::new(dir_sync::DeferredDirSync::new(dir.clone())),
             dir,
             index: Default::default(),
         })
@@ -211,6 +212,19 @@ impl Store {
     /// Writes a record atomically and durably (temp file, fsync, rename, fsync dir), after
     /// the sandbox's lease releases are durable (`ipam::durable`).
     pub fn save(&self, record: &SandboxRecord) -> Result<()> {
+        self.write(record, true)
+    }
+
+    /// The done write of a setup or hot-plug whose intent version was written by
+    /// [`Store::save`] in the same operation: as `save`, but the directory's fsync runs
+    /// after the caller's answer (see `dir_sync` for why a power loss cannot hurt).
+    pub fn save_done(&self, record: &SandboxRecord) -> Result<()> {
+        self.write(record, false)?;
+        self.dir_sync.request();
+        Ok(())
+    }
+
+    fn write(&self, record: &SandboxRecord, sync_dir_now: bool) -> Result<()> {
         let path = self.path(&record.sandbox_id);
         let bytes = serde_json::to_vec(record).map_err(|source| Error::EncodeRecord {
             sandbox_id: record.sandbox_id.to_string(),
@@ -219,7 +233,10 @@ impl Store {
         RECORD_WRITES.fetch_add(1, Ordering::Relaxed);
         let stamp = blocking(|| {
             crate::ipam::durable::sync_releases(record.sandbox_id.as_str())?;
-            write_atomic(&self.dir, &path, &bytes)?;
+            write_renamed(&self.dir, &path, &bytes)?;
+            if sync_dir_now {
+                sync_dir(&self.dir)?;
+            }
             fs::metadata(&path).map(|m| index::Stamp::of(&m))
         });
         let stamp = stamp.map_err(|source| Error::WriteRecord { path, source })?;
@@ -370,120 +387,17 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-static FSYNCS: AtomicU64 = AtomicU64::new(0);
-static RECORD_WRITES: AtomicU64 = AtomicU64::new(0);
-
-/// fsyncs made by this process's engine so far (records, leases, CNI cache, directories):
-/// what a pod's setup costs in durable writes (printed by the benchmarks).
-pub fn fsyncs() -> u64 {
-    FSYNCS.load(Ordering::Relaxed)
-}
-
-/// Sandbox-record writes made by this process so far (a setup makes two: intent, done).
-pub fn record_writes() -> u64 {
-    RECORD_WRITES.load(Ordering::Relaxed)
-}
-
-/// `file.sync_all()`, counted in [`fsyncs`].
-pub(crate) fn fsync(file: &File) -> std::io::Result<()> {
-    FSYNCS.fetch_add(1, Ordering::Relaxed);
-    file.sync_all()
-}
-
-/// Writes `bytes` to `path` via a temp file in `dir`, fsyncing file and directory.
-pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("record");
-    let tmp = dir.join(temp_name(name, std::process::id(), next_seq()));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let res = file.write_all(bytes).and_then(|()| fsync(&file));
-    drop(file);
-    if let Err(e) = res {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)
-}
-
-fn next_seq() -> u64 {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    SEQ.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Fsyncs a directory, so a file created or renamed in it survives a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fsync(&File::open(dir)?)
-}
-
-/// The name of [`write_atomic`]'s temp file for the file `name`: `.{name}.{pid}.{seq}.tmp`.
-pub(crate) fn temp_name(name: &str, pid: u32, seq: u64) -> String {
-    format!(".{name}.{pid}.{seq}.tmp")
-}
-
-/// True when `name` is one of [`write_atomic`]'s temp files (see [`temp_name`]): a leading
-/// dot, a non-empty name, a decimal pid and sequence number, and `.tmp`. Nothing else
-/// matches, so a sweep by this rule never touches another program's files.
-pub fn is_temp_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
-        return false;
-    };
-    let mut parts = rest.rsplitn(3, '.');
-    let decimal =
-        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
-    decimal(parts.next()) && decimal(parts.next()) && parts.next().is_some_and(|n| !n.is_empty())
-}
-
-/// Removes the temp files [`write_atomic`] left in `dir` when a process was killed between
-/// write and rename (regular files named by [`is_temp_name`], nothing else), and returns
-/// their paths. Only safe while nobody writes there: at start, under the state-dir lock.
-pub fn remove_stale_temp_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    remove_matching(dir, is_temp_name)
-}
-
-/// Removes the regular files directly in `dir` whose name satisfies `matches` (a missing
-/// `dir` holds none); returns their paths.
-pub(crate) fn remove_matching(
-    dir: &Path,
-    matches: impl Fn(&str) -> bool,
-) -> std::io::Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut removed = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        if !name.to_str().is_some_and(&matches) || !entry.file_type()?.is_file() {
-            continue;
-        }
-        match fs::remove_file(entry.path()) {
-            Ok(()) => removed.push(entry.path()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if !removed.is_empty() {
-        sync_dir(dir)?;
-    }
-    removed.sort();
-    Ok(removed)
-}
-
+mod dir_sync;
+mod files;
 mod index;
 mod private_dir;
+
+pub use dir_sync::deferred_fsyncs;
+#[cfg(test)]
+pub(crate) use files::temp_name;
+use files::{RECORD_WRITES, write_renamed};
+pub(crate) use files::{fsync, remove_matching, sync_dir};
+pub use files::{fsyncs, is_temp_name, record_writes, remove_stale_temp_files};
 pub(crate) use private_dir::create_private_dir;
 #[cfg(test)]
 mod tests;
