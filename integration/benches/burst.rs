@@ -16,12 +16,8 @@ use futures::future::join_all;
 use plexus_integration::containerd::{self, Containerd};
 use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::plexus::Plexus;
+use plexus_integration::stats::percentile;
 use plexus_integration::{Env, PodSpec, plexus, rtnl_probe};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 /// (VmRSS, VmHWM) of `pid` in MiB.
 fn rss(pid: u32) -> (f64, f64) {

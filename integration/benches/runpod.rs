@@ -1,6 +1,7 @@
 //! RunPodSandbox latency with plexus (plexus-nri + plexusd attaching two secondary
 //! networks, macvlan and bridge) against containerd alone (primary network only).
-//! Prints medians, p90 and the ratio of medians (target: at most 1.15x).
+//! Prints medians, p90 and the ratio of medians (target: at most 1.15x) with its 95 %
+//! interval over resampled rounds (`integration::stats`).
 //!
 //! Two private containerds run side by side, one with plexus and one without, and pods
 //! alternate between them (order flipped every round), so load from other processes on
@@ -12,12 +13,8 @@ use std::time::{Duration, Instant};
 use plexus_integration::containerd::{self, Containerd};
 use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::nad::{Nad, create_uplink};
+use plexus_integration::stats::{percentile, ratio_interval};
 use plexus_integration::{PodSpec, plexus, plexus::Plexus};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 /// Runs one pod, checks it got its networks, deletes it; returns the RunPodSandbox time.
 async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> Duration {
@@ -35,17 +32,17 @@ async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> Duration {
     took
 }
 
-fn report(label: &str, t: &mut [Duration]) -> Duration {
+fn report(label: &str, rounds: &[Duration]) {
+    let mut t = rounds.to_vec();
     t.sort();
-    let med = percentile(t, 0.5);
+    let med = percentile(&t, 0.5);
     println!(
         "{label:<28} n={:<4} median {:>7.1} ms   p90 {:>7.1} ms   min {:>7.1} ms",
         t.len(),
         med.as_secs_f64() * 1e3,
-        percentile(t, 0.9).as_secs_f64() * 1e3,
+        percentile(&t, 0.9).as_secs_f64() * 1e3,
         t[0].as_secs_f64() * 1e3,
     );
-    med
 }
 
 fn options(prefix: &str) -> containerd::Options {
@@ -93,6 +90,7 @@ async fn main() {
         one(&base, &format!("warm-base-{i}"), None).await;
         one(&with, &format!("warm-plexus-{i}"), Some(&networks)).await;
     }
+    // Index i of each is round i (the pairs the interval resamples).
     let (mut tb, mut tp) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
         if i % 2 == 0 {
@@ -110,13 +108,15 @@ async fn main() {
         "(load average at the end: {})",
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")
     );
-    let mb = report("containerd, primary only", &mut tb);
-    let mp = report("+ plexus, 2 networks", &mut tp);
-    let ratio = mp.as_secs_f64() / mb.as_secs_f64();
-    println!(
-        "ratio of medians: {ratio:.3}x (target <= 1.15x): {}",
-        if ratio <= 1.15 { "met" } else { "NOT met" }
-    );
+    report("containerd, primary only", &tb);
+    report("+ plexus, 2 networks", &tp);
+    match ratio_interval(&tb, &tp) {
+        Some(r) => println!(
+            "ratio of medians: {r} (target <= 1.15x): {}",
+            r.verdict(1.15)
+        ),
+        None => println!("ratio of medians: too few pods for a ratio"),
+    }
     drop(p);
     drop(with);
     drop(base);

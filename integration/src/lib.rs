@@ -22,6 +22,7 @@ pub mod privileged;
 pub mod process;
 pub mod release_image;
 pub mod rtnl_probe;
+pub mod stats;
 pub mod traffic;
 
 pub use containerd::{Containerd, Options};

@@ -25,6 +25,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use plexus_client::v1;
 use plexus_netlink::test_util::{TestNetns, require_privileged, unique_name};
+use plexus_testkit::rng::Rng;
 use support::{
     Plexusd, assigned_addresses, files_naming, install_plugin, lease_files, link_names, nad,
     recorded, write_config, write_nads,
@@ -36,23 +37,6 @@ const PODS: usize = 24;
 const ROUNDS: usize = 40;
 /// Bound on waiting for what must happen; reached only when something is broken.
 const HANG_GUARD: Duration = Duration::from_secs(60);
-
-/// splitmix64: a small seeded generator, so a failing run can be replayed exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -135,7 +119,7 @@ async fn sigkill_at_random_moments_then_teardown_leaves_nothing() {
     eprintln!(
         "crash loop: seed {seed} (PLEXUS_CRASH_LOOP_SEED={seed} replays it), {rounds} kills, {PODS} pods"
     );
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
 
     let host = TestNetns::new().await;
     let uplink = unique_name("up");

@@ -8,12 +8,15 @@
 //!   closed set, the skip log the Makefile counts, and the allowlist of skips expected on
 //!   the machine (`.ci/expected-skips`): an unexpected skip fails the test.
 //!
+//! - [`rng`]: a small seeded generator, for tests and benchmarks that draw at random.
+//!
 //! Probing the kernel needs netlink and lives next to it, in
 //! `plexus_netlink::test_util::kernel_lacks`. This crate has no I/O but reading the
 //! environment, the allowlist file and appending to the skip log.
 
 pub mod error;
 pub mod gate;
+pub mod rng;
 pub mod skip;
 
 pub use error::{Error, Result};
