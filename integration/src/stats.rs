@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use plexus_testkit::rng::Rng;
 
-/// The `p` quantile (0..=1) of `sorted` by nearest rank; `sorted` must not be empty.
+/// The `p` quantile (0..=1) of `sorted`: the sample at index `(n - 1) * p`, rounded (the
+/// upper of the two middle samples for a median of an even count); `sorted` must not be
+/// empty.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     assert!(!sorted.is_empty(), "percentile of no samples");
     let idx = ((sorted.len() as f64 - 1.0) * p.clamp(0.0, 1.0)).round() as usize;
@@ -87,6 +89,9 @@ pub fn ratio_interval(base: &[Duration], side: &[Duration]) -> Option<RatioInter
     let mut ratios: Vec<f64> = (0..RESAMPLES)
         .filter_map(|_| ratio(&mut || rng.below(rounds as u64) as usize))
         .collect();
+    if ratios.is_empty() {
+        return None;
+    }
     ratios.sort_by(f64::total_cmp);
     let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
     Some(RatioInterval {
@@ -105,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_by_nearest_rank() {
+    fn percentiles_by_rounded_index() {
         let t = ms(&[10, 20, 30, 40, 50]);
         assert_eq!(percentile(&t, 0.5), Duration::from_millis(30));
         assert_eq!(percentile(&t, 0.0), Duration::from_millis(10));

@@ -12,126 +12,27 @@
 //! cargo bench itself).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plexus_client::v1;
 use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_core::pod::PodIdentity;
-use plexus_engine::state::{self, Store};
-use plexus_engine::{AttachmentRecord, Driver, Engine, Phase, SandboxRecord};
+use plexus_engine::Engine;
+use plexus_engine::state;
 use plexus_netlink::test_util::{TestNetns, unique_name};
 use plexus_server::config::Config;
 use plexus_server::daemon::{engine_config, resolver};
 use plexus_server::planner::Planner;
-use plexus_server::test_util::FakePlanner;
+
+#[path = "daemon/support.rs"]
+mod support;
+
+use support::{median, ms, record_attachments, record_sandboxes, rss_kib, start, write_config};
 
 const PODS: usize = 100;
-const RECORDED_SANDBOXES: usize = 500;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn plexusd() -> PathBuf {
-    // benches/../target/<profile>/plexusd, next to the bench's deps dir.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join("plexusd");
-    assert!(
-        path.is_file(),
-        "{} missing: build it first (cargo build -p plexus-server --release)",
-        path.display()
-    );
-    path
-}
-
-async fn start(config: &Path, socket: &Path) -> Daemon {
-    let child = Command::new(plexusd())
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "error")
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while plexus_client::connect(socket).await.is_err() {
-        assert!(Instant::now() < until, "plexusd did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Daemon(child)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-fn write_config(dir: &Path, host_netns: Option<&Path>) -> (PathBuf, PathBuf) {
-    let socket = dir.join("plexus.sock");
-    let mut text = format!(
-        "socket: {}\nstateDir: state\ncniBinDirs: [/usr/lib/cni]\ncniCacheDir: cache\n\
-         ipamDataDir: leases\ncniConfDir: conf\nnadSource: {{directory: networks.d}}\n\
-         telemetry: {{logLevel: error}}\n",
-        socket.display()
-    );
-    if let Some(ns) = host_netns {
-        text.push_str(&format!("hostNetns: {}\n", ns.display()));
-    }
-    let config = dir.join("plexusd.yaml");
-    std::fs::write(&config, text).unwrap();
-    (config, socket)
-}
-
-fn record_attachments(state: &Path) {
-    record_sandboxes(state, RECORDED_SANDBOXES);
-}
-
-/// Writes `count` two-attachment sandbox records (exec driver, netns gone) into `state`.
-fn record_sandboxes(state: &Path, count: usize) {
-    let store = Store::open(state).unwrap();
-    let ann = BTreeMap::from([(
-        "k8s.v1.cni.cncf.io/networks".to_owned(),
-        "lan,wan".to_owned(),
-    )]);
-    for i in 0..count {
-        let pod = PodIdentity::new("bench", format!("pod-{i}"), format!("uid-{i}"));
-        let plan = FakePlanner.plan(&pod, &ann).unwrap();
-        let attachments = plan
-            .attachments
-            .into_iter()
-            .map(|planned| AttachmentRecord {
-                network: planned.network.clone(),
-                interface: planned.interface.clone(),
-                driver: Driver::Exec,
-                phase: Phase::Done,
-                planned,
-                result: None,
-                native: Default::default(),
-            })
-            .collect();
-        store
-            .save(&SandboxRecord {
-                version: plexus_engine::state::RECORD_VERSION,
-                sandbox_id: plexus_core::SandboxId::new(format!("{i:064x}")).unwrap(),
-                pod,
-                netns: format!("/var/run/netns/bench-{i}").into(),
-                attachments,
-                tearing_down: false,
-            })
-            .unwrap();
-    }
-}
+pub(crate) const RECORDED_SANDBOXES: usize = 500;
 
 async fn rss_bench() {
     let dir = tempfile::tempdir().unwrap();
@@ -161,15 +62,6 @@ async fn rss_bench() {
         "  {listed:>5} recorded attachments   {:>8.1} MiB  (target <= 32)",
         loaded as f64 / 1024.0
     );
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 async fn latency_bench() {
@@ -232,10 +124,7 @@ async fn latency_bench() {
         engine.setup(spec, plan).await.unwrap();
         direct_up.push(t.elapsed());
         // The done write's directory fsync follows the answer: waited for outside the timing.
-        let waited = Instant::now();
-        while state::deferred_fsyncs() == d && waited.elapsed() < Duration::from_secs(1) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        engine.flush_state();
         (up_fsyncs, up_writes, up_deferred) = (
             up_fsyncs + state::fsyncs() - f,
             up_writes + state::record_writes() - w,
@@ -259,6 +148,7 @@ async fn latency_bench() {
             netns: pod.path(),
         };
         engine.setup(spec, plan).await.unwrap();
+        engine.flush_state();
         let t = Instant::now();
         let f = state::fsyncs();
         let lock = engine.lock(&id).await;

@@ -125,6 +125,12 @@ impl Engine {
         Ok(all)
     }
 
+    /// Makes every setup's done write so far durable against a power loss (each leaves its
+    /// directory fsync to after its answer): at a clean exit, and where fsyncs are counted.
+    pub fn flush_state(&self) {
+        self.inner.store.flush_deferred();
+    }
+
     /// One sandbox's record (none once its teardown answered, as in
     /// [`Engine::sandboxes`]).
     pub fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxRecord>> {

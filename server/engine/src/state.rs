@@ -2,11 +2,12 @@
 //!
 //! Every write goes to a temp file in the same directory, is fsynced, renamed over the
 //! record and the directory is fsynced, so a reader sees either the old or the new record,
-//! never a torn one. A setup's done write, which follows its durable intent, leaves the
-//! directory's fsync until after the answer (`dir_sync` says why that is safe). The engine writes an attachment's record as an *intent* (everything it
+//! never a torn one. The engine writes an attachment's record as an *intent* (everything it
 //! is about to create, named in advance) before each step and as *done* after it; teardown
-//! works from whatever the record says. This module owns the file format and the atomic
-//! write; it does not decide what to record.
+//! works from whatever the record says. A done write that follows its durable intent
+//! leaves the directory's fsync until after the answer (`dir_sync` says why that is safe).
+//! This module owns the file format and the atomic write; it does not decide what to
+//! record.
 
 use std::fs::{self, File};
 use std::net::IpAddr;
@@ -218,10 +219,16 @@ impl Store {
     /// The done write of a setup or hot-plug whose intent version was written by
     /// [`Store::save`] in the same operation: as `save`, but the directory's fsync runs
     /// after the caller's answer (see `dir_sync` for why a power loss cannot hurt).
-    pub fn save_done(&self, record: &SandboxRecord) -> Result<()> {
+    pub(crate) fn save_done(&self, record: &SandboxRecord) -> Result<()> {
         self.write(record, false)?;
         self.dir_sync.request();
         Ok(())
+    }
+
+    /// Makes every done write so far durable: the directory's deferred fsync, here when one
+    /// is still owed (on the caller's thread: a clean exit, tests, benchmarks).
+    pub fn flush_deferred(&self) {
+        blocking(|| self.dir_sync.flush());
     }
 
     fn write(&self, record: &SandboxRecord, sync_dir_now: bool) -> Result<()> {

@@ -1,5 +1,5 @@
-//! Durable file writes shared by the state store, leases and the CNI cache: fsyncs (counted
-//! for the benchmarks), the temp-file-and-rename write, and the sweep of temp files a
+//! Durable file writes: fsyncs (counted for the benchmarks, shared with the leases and the
+//! CNI cache), the records' temp-file-and-rename write, and the sweep of temp files a
 //! killed process left.
 
 use std::fs::{self, File, OpenOptions};

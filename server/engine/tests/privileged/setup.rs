@@ -21,22 +21,16 @@ async fn native_two_macvlans_setup_teardown_twice() {
         .setup(fx.sandbox("sb-native"), p.clone())
         .await
         .expect("setup");
-    // The done write's directory fsync runs after the answer, on the blocking pool.
-    let waited = std::time::Instant::now();
-    while plexus_engine::state::deferred_fsyncs() == deferred {
-        assert!(
-            waited.elapsed() < std::time::Duration::from_secs(10),
-            "no deferred directory fsync"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // The done write's directory fsync runs after the answer, on the blocking pool; a
+    // flush waits for it (an fsync of its own only when none has run yet).
+    engine.flush_state();
     assert_eq!(
         plexus_engine::state::fsyncs() - fsyncs,
         4,
         "an intent and a done write (temp file and directory each; the done write's directory \
          after the answer); the leases ride on them"
     );
-    assert_eq!(plexus_engine::state::deferred_fsyncs() - deferred, 1);
+    assert!(plexus_engine::state::deferred_fsyncs() - deferred <= 1);
     assert!(rec.attachments.iter().all(|a| a.driver == Driver::Native));
     let r1 = rec.attachments[0].result.as_ref().unwrap();
     assert_eq!(r1.ips[0].address.to_string(), "10.31.0.2/24");
