@@ -135,6 +135,8 @@ pub async fn run_ready(
     if let Some(m) = &metrics {
         engine.set_observer(Arc::new(crate::engine::EngineMetrics(m.clone())));
     }
+    // Kept to flush the done writes' deferred directory fsync once serving has ended.
+    let state = engine.clone();
     let attacher = Arc::new(EngineAttacher::new(engine));
     let recovery = crate::attacher::Attacher::recover(attacher.as_ref()).await?;
     if !recovery.repaired.is_empty() || !recovery.failed.is_empty() {
@@ -194,6 +196,7 @@ pub async fn run_ready(
     };
     drop(node);
     let served = serve_service(socket, service, access, config.connections, shutdown).await;
+    state.flush_state();
     drop(lock);
     served
 }
