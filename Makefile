@@ -94,9 +94,13 @@ image:
 	  { echo "release plexusd carries the PLEXUS_CRASH_AT hook (crash-hooks feature)"; exit 1; }
 	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release --output $(IMAGE)
 
+# The pod-latency benches run first: after the 200-pod bursts the kernel goes on tearing
+# down their namespaces for minutes, which showed in the ratios of whatever ran next.
 bench: setup
 	$(CARGO) build --release --workspace --bins --benches
-	$(CARGO) bench --workspace
+	$(CARGO) bench -p plexus-integration --bench paths --bench runpod --bench kube
+	$(CARGO) bench --workspace --exclude plexus-integration
+	$(CARGO) bench -p plexus-integration --bench hotplug --bench burst
 
 # Fuzzing (server/fuzz, its own workspace; cargo-fuzz on the nightly toolchain, which
 # setup installs). Seeds come from the committed server/fuzz/corpus/<target>/; what the
