@@ -84,7 +84,9 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("hotplug bench needs root (containerd, network namespaces): sudo make bench");
+        eprintln!(
+            "hotplug bench needs root (containerd, network namespaces): run make bench as root"
+        );
         std::process::exit(1);
     }
     let n: usize = std::env::var("PLEXUS_BENCH_CHANGES")

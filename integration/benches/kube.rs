@@ -313,7 +313,7 @@ async fn rss_figure(bins: &Path) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("kube bench needs root (containerd, network namespaces): sudo make bench");
+        eprintln!("kube bench needs root (containerd, network namespaces): run make bench as root");
         std::process::exit(1);
     }
     let n: usize = std::env::var("PLEXUS_BENCH_PODS")

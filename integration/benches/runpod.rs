@@ -55,7 +55,9 @@ fn options(prefix: &str) -> containerd::Options {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("runpod bench needs root (containerd, network namespaces): sudo make bench");
+        eprintln!(
+            "runpod bench needs root (containerd, network namespaces): run make bench as root"
+        );
         std::process::exit(1);
     }
     let n: usize = std::env::var("PLEXUS_BENCH_PODS")

@@ -40,7 +40,7 @@ pub enum Error {
         stderr: String,
     },
     /// A required program is not installed.
-    #[error("{program} not found (looked in {searched}); run `sudo make setup`")]
+    #[error("{program} not found (looked in {searched}); run `make setup` as root")]
     MissingProgram {
         /// The program.
         program: String,

@@ -1,5 +1,5 @@
 //! `plexus-demo`: two pods on an IoT macvlan network with static IPs, through a private
-//! containerd with NRI, plexusd and plexus-nri. Needs root (`sudo make demo`).
+//! containerd with NRI, plexusd and plexus-nri. Needs root (`make demo` as root).
 
 use std::path::PathBuf;
 
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!(
-            "plexus-demo needs root (containerd, network namespaces): run `sudo make demo`"
+            "plexus-demo needs root (containerd, network namespaces): run `make demo` as root"
         );
     }
     if let Some(dir) = args.cleanup {
