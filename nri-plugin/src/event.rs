@@ -113,8 +113,11 @@ impl Forwarder {
             match tokio::time::timeout(deadline, call).await {
                 Ok(Ok(response)) => {
                     let attachments = response.get_ref().attachments.len();
-                    tracing::info!(attachments, elapsed_ms = elapsed_ms(started),
-                        "pod networks set up");
+                    tracing::info!(
+                        attachments,
+                        elapsed_ms = elapsed_ms(started),
+                        "pod networks set up"
+                    );
                     Ok(())
                 }
                 Ok(Err(status)) => {
@@ -127,8 +130,9 @@ impl Forwarder {
                     let status = Status::new(
                         code::DEADLINE_EXCEEDED,
                         format!(
-                            "plexus: network setup for pod {label} did not finish within \
-                             {deadline:?} (plexusd at {}); the pod is failed so the kubelet retries",
+                            "plexus: network setup for pod {label} did not finish within {} \
+                             (plexusd at {}); {OUT_OF_TIME}",
+                            shown(deadline),
                             self.plexusd_socket.display()
                         ),
                     );
@@ -263,7 +267,9 @@ impl Forwarder {
             return Status::new(
                 code::DEADLINE_EXCEEDED,
                 format!(
-                    "plexus: network setup for pod {label} did not finish within {deadline:?}: {}",
+                    "plexus: network setup for pod {label} did not finish within {}: {}; \
+                     {OUT_OF_TIME}",
+                    shown(deadline),
                     status.message()
                 ),
             );
@@ -310,6 +316,19 @@ fn insert_traceparent<T>(request: &mut tonic::Request<T>, traceparent: &str) {
 }
 
 /// Milliseconds since `started`, to 0.01 ms (what the benchmark reads from the log).
+/// The end of every "did not finish" answer: what happens next, and what to change when it
+/// keeps happening (docs/config.md, "When the kernel keeps the rtnl lock for seconds").
+const OUT_OF_TIME: &str = "the pod is failed so the kubelet retries; if this recurs when many \
+    pods start at once, raise containerd's plugin_request_timeout and plexusd's \
+    nri.deadlineBudget with it (75 %)";
+
+/// A deadline as configured, to the millisecond (`1500ms`, not the `1.499971142s` left of
+/// the runtime's timeout when the call arrived).
+fn shown(deadline: Duration) -> String {
+    let ms = (deadline.as_secs_f64() * 1e3).round() as u64;
+    plexus_core::duration::render(Duration::from_millis(ms))
+}
+
 fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1e5).round() / 100.0
 }

@@ -211,7 +211,13 @@ async fn setup_failures_fail_the_pod_with_the_cause() {
     );
     assert_eq!(s.code, code::DEADLINE_EXCEEDED);
     assert!(
-        s.message.contains("prod/pod-sb2") && s.message.contains("400ms"),
+        s.message.contains("prod/pod-sb2") && s.message.contains("within 400ms"),
+        "{}",
+        s.message
+    );
+    // It says what happens next and what to raise when it keeps happening.
+    assert!(
+        s.message.contains("kubelet retries") && s.message.contains("plugin_request_timeout"),
         "{}",
         s.message
     );
