@@ -40,8 +40,8 @@ async fn attach_and_detach_edit_the_annotation_and_the_controller_follows() {
         nad(&s, n);
     }
     s.cluster.nads.wait_synced().await;
-    running_pod(&s, "web", "a").await;
-    s.cluster.pods.wait_synced().await;
+    let pod = running_pod(&s, "web", "a").await;
+    wait_watched(&s, &pod).await;
 
     let edited = s
         .node

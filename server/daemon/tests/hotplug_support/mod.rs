@@ -142,6 +142,19 @@ pub async fn running_pod(s: &Setup, name: &str, networks: &str) -> PodIdentity {
     pod
 }
 
+/// Waits until this node's pod watch holds `pod` (by uid). Its first list can complete
+/// before a pod created after the watch started arrives as an event.
+pub async fn wait_watched(s: &Setup, pod: &PodIdentity) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.cluster.pods.by_uid(&pod.uid).is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod watch never saw {pod}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 pub fn spec(pod: &PodIdentity) -> SandboxSpec {
     SandboxSpec {
         sandbox_id: plexus_core::id::SandboxId::new(format!("sb-{}", pod.name)).unwrap(),
