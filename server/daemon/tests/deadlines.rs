@@ -190,7 +190,13 @@ async fn teardown_and_detach_finish_past_the_deadline() {
     // Removals cannot finish until released: every answer below comes before the work ends.
     d.attacher.hold_removals();
 
-    // Detach outlasting the caller's 200 ms: answered in time, finished anyway.
+    // plexusd answers a held removal at the deadline's undo time, T - T/16 (see
+    // plexus_core::deadline), while tonic enforces T itself on both sides: at 200 ms that
+    // left 12.5 ms, which a loaded CI machine overran (CANCELLED "Timeout expired"). At
+    // 1 s it leaves 62.5 ms.
+    let caller = Duration::from_secs(1);
+
+    // Detach outlasting the caller's timeout: answered in time, finished anyway.
     let mut req = tonic::Request::new(v1::DetachRequest {
         target: Some(v1::PodSelector {
             sandbox_id: "sb".into(),
@@ -199,7 +205,7 @@ async fn teardown_and_detach_finish_past_the_deadline() {
         interface: "net2".into(),
         via_annotation: false,
     });
-    req.set_timeout(Duration::from_millis(200));
+    req.set_timeout(caller);
     let err = c.detach(req).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
     assert!(
@@ -218,7 +224,7 @@ async fn teardown_and_detach_finish_past_the_deadline() {
 
     // Teardown likewise; a retry waits for the running one and then finds nothing left.
     let mut req = tonic::Request::new(teardown_request("sb"));
-    req.set_timeout(Duration::from_millis(200));
+    req.set_timeout(caller);
     let err = c.teardown_pod(req).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
     assert!(
