@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use plexus_integration::containerd::{self, Containerd};
 use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
-use plexus_integration::stats::{percentile, ratio_interval};
+use plexus_integration::stats::{RatioInterval, percentile, ratio_interval};
 use plexus_integration::{Env, PodSpec, plexus};
 
 /// Runs one pod and deletes it; returns (RunPodSandbox, Stop+Remove).
@@ -42,17 +42,20 @@ async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> (Duration, D
 }
 
 /// One side's line; `rounds` in round order, `base` (primary only, same rounds) for the
-/// ratio. Returns the median.
-fn line(label: &str, rounds: &[Duration], base: Option<&[Duration]>) -> Duration {
+/// ratio. Returns the median and the ratio with its interval.
+fn line(
+    label: &str,
+    rounds: &[Duration],
+    base: Option<&[Duration]>,
+) -> (Duration, Option<RatioInterval>) {
     let mut t = rounds.to_vec();
     t.sort();
     let med = percentile(&t, 0.5);
-    let ratio = match base {
-        None => "1.000x".to_owned(),
-        Some(base) => match ratio_interval(base, rounds) {
-            Some(r) => r.to_string(),
-            None => "-".to_owned(),
-        },
+    let interval = base.and_then(|base| ratio_interval(base, rounds));
+    let ratio = match (base, interval) {
+        (None, _) => "1.000x".to_owned(),
+        (Some(_), Some(r)) => r.to_string(),
+        (Some(_), None) => "-".to_owned(),
     };
     println!(
         "  {label:<26} n={:<4} median {:>7.1} ms   p90 {:>7.1} ms   ratio {ratio}",
@@ -60,7 +63,7 @@ fn line(label: &str, rounds: &[Duration], base: Option<&[Duration]>) -> Duration
         med.as_secs_f64() * 1e3,
         percentile(&t, 0.9).as_secs_f64() * 1e3,
     );
-    med
+    (med, interval)
 }
 
 /// Wall time and peak RSS (KiB) of one `plexus-cni` VERSION call.
@@ -151,16 +154,15 @@ async fn main() {
     );
     let [(b_run, b_stop), (n_run, n_stop), (s_run, s_stop)] = &t;
     println!("RunPodSandbox");
-    let base_run = line("primary only", b_run, None);
-    let nri_run = line("plexus NRI, 2 networks", n_run, Some(b_run));
+    let (base_run, _) = line("primary only", b_run, None);
+    let (nri_run, run_ratio) = line("plexus NRI, 2 networks", n_run, Some(b_run));
     line("plexus shim, 2 networks", s_run, Some(b_run));
     println!("StopPodSandbox + RemovePodSandbox");
-    let base_stop = line("primary only", b_stop, None);
-    let nri_stop = line("plexus NRI, 2 networks", n_stop, Some(b_stop));
+    let (base_stop, _) = line("primary only", b_stop, None);
+    let (nri_stop, stop_ratio) = line("plexus NRI, 2 networks", n_stop, Some(b_stop));
     line("plexus shim, 2 networks", s_stop, Some(b_stop));
     // Issue 14's goals for the NRI path, judged on the intervals.
-    if let (Some(run), Some(stop)) = (ratio_interval(b_run, n_run), ratio_interval(b_stop, n_stop))
-    {
+    if let (Some(run), Some(stop)) = (run_ratio, stop_ratio) {
         println!(
             "goals, plexus NRI: start <= 1.06x {}; stop <= 1.03x {}",
             run.verdict(1.06),

@@ -59,6 +59,12 @@ impl RatioInterval {
     }
 }
 
+/// median(side) / median(base); `None` for a zero base median.
+fn ratio_of_medians(mut base: Vec<Duration>, mut side: Vec<Duration>) -> Option<f64> {
+    let mb = median(&mut base).as_secs_f64();
+    (mb > 0.0).then(|| median(&mut side).as_secs_f64() / mb)
+}
+
 /// Resamples drawn by [`ratio_interval`].
 pub const RESAMPLES: usize = 2000;
 
@@ -72,22 +78,18 @@ pub fn ratio_interval(base: &[Duration], side: &[Duration]) -> Option<RatioInter
     if rounds < 2 {
         return None;
     }
-    let ratio = |pick: &mut dyn FnMut() -> usize| -> Option<f64> {
-        let (mut b, mut s): (Vec<Duration>, Vec<Duration>) = (0..rounds)
-            .map(|_| pick())
-            .map(|i| (base[i], side[i]))
-            .unzip();
-        let mb = median(&mut b).as_secs_f64();
-        (mb > 0.0).then(|| median(&mut s).as_secs_f64() / mb)
-    };
-    let mut next = 0;
-    let point = ratio(&mut || {
-        next += 1;
-        next - 1
-    })?;
+    let point = ratio_of_medians(base.to_vec(), side.to_vec())?;
     let mut rng = Rng::new(0x5eed_ba5e_0fc0_ffee);
     let mut ratios: Vec<f64> = (0..RESAMPLES)
-        .filter_map(|_| ratio(&mut || rng.below(rounds as u64) as usize))
+        .filter_map(|_| {
+            let picks: Vec<usize> = (0..rounds)
+                .map(|_| rng.below(rounds as u64) as usize)
+                .collect();
+            ratio_of_medians(
+                picks.iter().map(|&i| base[i]).collect(),
+                picks.iter().map(|&i| side[i]).collect(),
+            )
+        })
         .collect();
     if ratios.is_empty() {
         return None;

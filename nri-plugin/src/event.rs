@@ -315,7 +315,6 @@ fn insert_traceparent<T>(request: &mut tonic::Request<T>, traceparent: &str) {
     }
 }
 
-/// Milliseconds since `started`, to 0.01 ms (what the benchmark reads from the log).
 /// The end of every "did not finish" answer: what happens next, and what to change when it
 /// keeps happening (docs/config.md, "When the kernel keeps the rtnl lock for seconds").
 const OUT_OF_TIME: &str = "the pod is failed so the kubelet retries; if this recurs when many \
@@ -329,6 +328,7 @@ fn shown(deadline: Duration) -> String {
     plexus_core::duration::render(Duration::from_millis(ms))
 }
 
+/// Milliseconds since `started`, to 0.01 ms (what the benchmark reads from the log).
 fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1e5).round() / 100.0
 }

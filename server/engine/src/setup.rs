@@ -178,7 +178,7 @@ impl Engine {
             },
             self.write_and_make(rec, plan, &natives, &made, ordered, pod, until)
         );
-        written?;
+        let intent_written = written?;
         for (i, described) in described {
             described.fill(&mut rec.attachments[i]);
         }
@@ -187,7 +187,7 @@ impl Engine {
         }
         // The one done write; after an intent write, its directory fsync follows the answer.
         let store = &self.inner.store;
-        match made.iter().any(|m| *m) {
+        match intent_written {
             true => store.save_done(rec),
             false => store.save(rec),
         }
@@ -198,7 +198,8 @@ impl Engine {
         Ok(())
     }
 
-    /// The intent write, then every attachment plexus makes (`made`), in waves.
+    /// The intent write, then every attachment plexus makes (`made`), in waves. Says
+    /// whether it wrote an intent (none when plexus makes nothing).
     #[allow(clippy::too_many_arguments)]
     async fn write_and_make(
         &self,
@@ -209,9 +210,10 @@ impl Engine {
         ordered: bool,
         pod: &Handle,
         until: Option<Instant>,
-    ) -> Result<(), Stopped> {
+    ) -> Result<bool, Stopped> {
         let stop = Stopped::failed;
-        if made.iter().any(|m| *m) {
+        let intent = made.iter().any(|m| *m);
+        if intent {
             // The one intent write (the first write creates the record).
             self.inner.store.save(rec).map_err(|e| stop(0, Some(e)))?;
         }
@@ -236,7 +238,7 @@ impl Engine {
             self.make_wave(rec, plan, natives, made, &wave, pod, until)
                 .await?;
         }
-        Ok(())
+        Ok(intent)
     }
 
     /// Makes the attachments `wave` (plan indices) at once, then applies their route
