@@ -8,7 +8,10 @@
 //! before, at its peak (VmHWM) and after; each plexus side runs a second burst on the same
 //! plexusd, to show its RSS does not keep growing. While each burst starts, a probe
 //! measures how long the kernel's rtnl lock keeps a request waiting: the NRI path's
-//! failures come from waits longer than its deadline. Figures, not assertions. Needs root.
+//! failures come from waits longer than its deadline. Before each first burst on a
+//! containerd the bench waits until the kernel has destroyed the previous burst's network
+//! namespaces (`rtnl_probe::settle`); each second burst starts right after the first's
+//! removal. Figures, not assertions. Needs root.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +51,7 @@ async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&P
             }
         })
         .collect();
+    let held = rtnl_probe::namespaces_held();
     let probe = rtnl_probe::Probe::start().expect("start the rtnl probe");
     let wall = Instant::now();
     let started = join_all(specs.iter().map(|s| async {
@@ -74,7 +78,10 @@ async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&P
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let p50 = percentile(&times, 0.5);
     let p99 = percentile(&times, 0.99);
-    println!("{label}: {n} pods at once");
+    println!(
+        "{label}: {n} pods at once ({} network namespaces held by the kernel at the start)",
+        held.map_or("?".into(), |h| h.to_string())
+    );
     println!(
         "  RunPodSandbox  failures {}   p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms   p99/p50 {:.2}x (goal <= 5x)",
         failures.len(),
@@ -111,6 +118,24 @@ async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&P
     }
 }
 
+/// Waits until the kernel has destroyed the namespaces of the pods removed before (see
+/// [`rtnl_probe::settle`]), and says how long that took.
+async fn settle(baseline: Option<u64>) {
+    let s = tokio::task::spawn_blocking(move || {
+        rtnl_probe::settle(baseline, 16, Duration::from_secs(300))
+    })
+    .await
+    .expect("the settle thread")
+    .expect("settle");
+    println!(
+        "\n(kernel {} after {:.1} s: {} network namespaces held, {} at the bench's start)",
+        if s.quiet { "settled" } else { "NOT settled" },
+        s.waited.as_secs_f64(),
+        s.held.map_or("?".into(), |h| h.to_string()),
+        baseline.map_or("?".into(), |h| h.to_string()),
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !nix::unistd::geteuid().is_root() {
@@ -123,6 +148,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let baseline = rtnl_probe::namespaces_held();
     // Production log level: debug logging would be measured too.
     let quiet = || plexus::Options {
         log_level: "info".into(),
@@ -136,6 +162,7 @@ async fn main() {
         })
         .await
         .expect("start containerd");
+        settle(baseline).await;
         burst("primary only", &base, None, None, n).await;
     }
     {
@@ -143,6 +170,7 @@ async fn main() {
             .await
             .expect("start the NRI side");
         let pid = nri.plexus.pids().0;
+        settle(baseline).await;
         burst("plexus nri", &nri.containerd, pid, Some(&nri.plexus), n).await;
         // A second burst on the same plexusd: its RSS after should not grow further.
         burst(
@@ -171,6 +199,7 @@ async fn main() {
         .await
         .expect("start the NRI side with a 5 s timeout");
         let pid = nri.plexus.pids().0;
+        settle(baseline).await;
         burst(
             "plexus nri, 5 s timeout",
             &nri.containerd,
@@ -184,6 +213,7 @@ async fn main() {
         .await
         .expect("start the shim side");
     let pid = shim.plexus.pids().0;
+    settle(baseline).await;
     burst("plexus shim", &shim.containerd, pid, None, n).await;
     burst("plexus shim again", &shim.containerd, pid, None, n).await;
 }

@@ -137,6 +137,35 @@ fn request(seq: u32) -> [u8; 32] {
     msg
 }
 
+/// Sends one `RTM_GETLINK` and waits for its answer; returns how long that took.
+fn ask(socket: &OwnedFd, seq: u32, buf: &mut [u8]) -> std::io::Result<Duration> {
+    let msg = request(seq);
+    let sent = Instant::now();
+    // SAFETY: `msg` is valid for its length; the socket is open.
+    let n = unsafe { libc::send(socket.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // One answer (the link, or an error): read until its sequence number comes back.
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if n < 16 || u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]) != seq {
+            continue;
+        }
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        if kind != libc::RTM_NEWLINK {
+            return Err(std::io::Error::other(format!(
+                "the kernel answered RTM_GETLINK for the loopback link with message type {kind}, not RTM_NEWLINK"
+            )));
+        }
+        return Ok(sent.elapsed());
+    }
+}
+
 fn sample(socket: &OwnedFd, stop: &AtomicBool) -> std::io::Result<Waits> {
     let start = Instant::now();
     let mut waits = Waits::default();
@@ -144,33 +173,8 @@ fn sample(socket: &OwnedFd, stop: &AtomicBool) -> std::io::Result<Waits> {
     let mut seq = 0u32;
     while !stop.load(Ordering::Relaxed) {
         seq = seq.wrapping_add(1);
-        let msg = request(seq);
         let sent = Instant::now();
-        // SAFETY: `msg` is valid for its length; the socket is open.
-        let n = unsafe { libc::send(socket.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // One answer (the link, or an error): read until its sequence number comes back.
-        loop {
-            // SAFETY: `buf` is valid for writes of its length.
-            let n =
-                unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if n < 16 || u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]) != seq {
-                continue;
-            }
-            let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-            if kind != libc::RTM_NEWLINK {
-                return Err(std::io::Error::other(format!(
-                    "the kernel answered RTM_GETLINK for the loopback link with message type {kind}, not RTM_NEWLINK"
-                )));
-            }
-            break;
-        }
-        let took = sent.elapsed();
+        let took = ask(socket, seq, &mut buf)?;
         waits.samples += 1;
         waits.max = waits.max.max(took);
         if took >= LONG {
@@ -179,6 +183,67 @@ fn sample(socket: &OwnedFd, stop: &AtomicBool) -> std::io::Result<Waits> {
         std::thread::sleep(INTERVAL);
     }
     Ok(waits)
+}
+
+/// How many network namespaces the kernel holds, from the `net_namespace` cache in
+/// `/proc/slabinfo` (its active objects): live ones, and removed ones the kernel is still
+/// destroying (`cleanup_net`, whose device teardown runs under rtnl). SLUB counts
+/// per-CPU slabs as active, so the figure can be a slab or two high. `None` where
+/// slabinfo is unreadable or has no such cache.
+pub fn namespaces_held() -> Option<u64> {
+    held_in(&std::fs::read_to_string("/proc/slabinfo").ok()?)
+}
+
+/// The `net_namespace` cache's active objects in a slabinfo text.
+fn held_in(slabinfo: &str) -> Option<u64> {
+    slabinfo.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        (fields.next()? == "net_namespace").then_some(())?;
+        fields.next()?.parse().ok()
+    })
+}
+
+/// What [`settle`] waited for.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    /// How long it waited.
+    pub waited: Duration,
+    /// Namespaces held when it returned.
+    pub held: Option<u64>,
+    /// Whether both conditions held; false when it gave up at its limit.
+    pub quiet: bool,
+}
+
+/// Waits until the kernel has destroyed the namespaces of pods removed before: at most
+/// `slack` more namespaces held than `baseline`, and every rtnl request of the last second
+/// answered within 50 ms. Gives up after `limit`.
+pub fn settle(baseline: Option<u64>, slack: u64, limit: Duration) -> std::io::Result<Settled> {
+    let socket = open()?;
+    let start = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut quiet_since = Instant::now();
+    let mut seq = 0u32;
+    loop {
+        seq = seq.wrapping_add(1);
+        let took = ask(&socket, seq, &mut buf)?;
+        if took > Duration::from_millis(50) {
+            quiet_since = Instant::now();
+        }
+        let held = namespaces_held();
+        let drained = match (baseline, held) {
+            (Some(b), Some(h)) => h <= b + slack,
+            _ => true,
+        };
+        let quiet = drained && quiet_since.elapsed() >= Duration::from_secs(1);
+        if quiet || start.elapsed() >= limit {
+            return Ok(Settled {
+                waited: start.elapsed(),
+                held,
+                quiet,
+            });
+        }
+        std::thread::sleep(INTERVAL * 5);
+    }
 }
 
 #[cfg(test)]
@@ -209,5 +274,34 @@ mod tests {
             waits.to_string(),
             "longest 1250 ms over 10 samples; 1 of 500 ms or more: 1250 ms at 3.4 s"
         );
+    }
+
+    #[test]
+    fn held_namespaces_are_read_from_the_net_namespace_cache() {
+        let text = "slabinfo - version: 2.1\n\
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>\n\
+net_namespace_x        9     56   4224    7    8\n\
+net_namespace         28     56   4224    7    8 : tunables    0    0    0\n";
+        assert_eq!(held_in(text), Some(28));
+        assert_eq!(held_in("net_namespace\n"), None);
+        assert_eq!(held_in(""), None);
+    }
+
+    #[test]
+    fn settling_without_a_baseline_waits_for_one_quiet_second() {
+        let s = settle(None, 0, Duration::from_secs(30)).expect("settle");
+        assert!(s.quiet, "{s:?}");
+        assert!(s.waited >= Duration::from_secs(1), "{s:?}");
+    }
+
+    #[test]
+    fn settling_gives_up_at_its_limit() {
+        // No kernel holds fewer than zero namespaces plus no slack, unless slabinfo is
+        // unreadable (not root), where the count is not a condition.
+        let s = settle(Some(0), 0, Duration::from_millis(300)).expect("settle");
+        if s.held.is_some() {
+            assert!(!s.quiet, "{s:?}");
+            assert!(s.waited < Duration::from_secs(2), "{s:?}");
+        }
     }
 }
