@@ -24,8 +24,11 @@ use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::stats::{RatioInterval, percentile, ratio_interval};
 use plexus_integration::{Env, PodSpec, plexus};
 
-/// Runs one pod and deletes it; returns (RunPodSandbox, Stop+Remove).
-async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> (Duration, Duration) {
+/// One pod's times: RunPodSandbox, StopPodSandbox, RemovePodSandbox.
+type Times = (Duration, Duration, Duration);
+
+/// Runs one pod and deletes it; returns its times.
+async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> Times {
     let mut spec = PodSpec::new(NAMESPACE, name);
     if let Some(nets) = networks {
         spec = spec.networks(nets);
@@ -37,8 +40,11 @@ async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> (Duration, D
         assert!(pod.interface("net2").is_ok(), "pod {name} has no net2");
     }
     let start = Instant::now();
-    c.delete_pod(&pod).await.expect("delete pod");
-    (run, start.elapsed())
+    c.stop_pod(&pod).await.expect("StopPodSandbox");
+    let stop = start.elapsed();
+    let start = Instant::now();
+    c.remove_pod(&pod).await.expect("RemovePodSandbox");
+    (run, stop, start.elapsed())
 }
 
 /// One side's line; `rounds` in round order, `base` (primary only, same rounds) for the
@@ -133,17 +139,20 @@ async fn main() {
         one(&nri.containerd, &format!("warm-nri-{i}"), Some(&networks)).await;
         one(&shim.containerd, &format!("warm-shim-{i}"), Some(&networks)).await;
     }
-    let mut t: [(Vec<Duration>, Vec<Duration>); 3] = Default::default();
+    // Per side: RunPodSandbox, Stop+Remove, and Stop and Remove alone.
+    let mut t: [[Vec<Duration>; 4]; 3] = Default::default();
     for i in 0..n {
         for k in 0..3 {
             let side = (i + k) % 3;
-            let (run, stop) = match side {
+            let (run, stop, remove) = match side {
                 0 => one(&base, &format!("base-{i}"), None).await,
                 1 => one(&nri.containerd, &format!("nri-{i}"), Some(&networks)).await,
                 _ => one(&shim.containerd, &format!("shim-{i}"), Some(&networks)).await,
             };
-            t[side].0.push(run);
-            t[side].1.push(stop);
+            t[side][0].push(run);
+            t[side][1].push(stop + remove);
+            t[side][2].push(stop);
+            t[side][3].push(remove);
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -152,7 +161,11 @@ async fn main() {
         "(load average at the end: {})",
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")
     );
-    let [(b_run, b_stop), (n_run, n_stop), (s_run, s_stop)] = &t;
+    let [
+        [b_run, b_stop, ..],
+        [n_run, n_stop, ..],
+        [s_run, s_stop, ..],
+    ] = &t;
     println!("RunPodSandbox");
     let (base_run, _) = line("primary only", b_run, None);
     let (nri_run, run_ratio) = line("plexus NRI, 2 networks", n_run, Some(b_run));
@@ -161,6 +174,22 @@ async fn main() {
     let (base_stop, _) = line("primary only", b_stop, None);
     let (nri_stop, stop_ratio) = line("plexus NRI, 2 networks", n_stop, Some(b_stop));
     line("plexus shim, 2 networks", s_stop, Some(b_stop));
+    // Where a stop's extra time goes: the NRI side answers two hook calls, the shim side one
+    // CNI DEL inside StopPodSandbox.
+    let med = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        percentile(&v, 0.5).as_secs_f64() * 1e3
+    };
+    println!(
+        "  of which, medians: StopPodSandbox {:.1} / {:.1} / {:.1} ms, RemovePodSandbox {:.1} / {:.1} / {:.1} ms (primary only / NRI / shim)",
+        med(&t[0][2]),
+        med(&t[1][2]),
+        med(&t[2][2]),
+        med(&t[0][3]),
+        med(&t[1][3]),
+        med(&t[2][3]),
+    );
     // Issue 14's goals for the NRI path, judged on the intervals.
     if let (Some(run), Some(stop)) = (run_ratio, stop_ratio) {
         println!(

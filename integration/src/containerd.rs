@@ -343,7 +343,17 @@ impl Containerd {
 
     /// Stops and removes a pod (CRI StopPodSandbox + RemovePodSandbox).
     pub async fn delete_pod(&self, pod: &Pod) -> Result<()> {
-        self.cri.stop_pod_sandbox(&pod.id).await?;
+        self.stop_pod(pod).await?;
+        self.remove_pod(pod).await
+    }
+
+    /// StopPodSandbox alone.
+    pub async fn stop_pod(&self, pod: &Pod) -> Result<()> {
+        self.cri.stop_pod_sandbox(&pod.id).await
+    }
+
+    /// RemovePodSandbox alone (after [`Containerd::stop_pod`]).
+    pub async fn remove_pod(&self, pod: &Pod) -> Result<()> {
         self.cri.remove_pod_sandbox(&pod.id).await
     }
 
