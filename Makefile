@@ -94,8 +94,9 @@ image:
 	  { echo "release plexusd carries the PLEXUS_CRASH_AT hook (crash-hooks feature)"; exit 1; }
 	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release --output $(IMAGE)
 
-# The pod-latency benches run first: after the 200-pod bursts the kernel goes on tearing
-# down their namespaces for minutes, which showed in the ratios of whatever ran next.
+# The pod-latency benches run first: after the 200-pod bursts the machine stays loaded for
+# minutes (not by the kernel destroying their namespaces: the burst bench measures those gone
+# within about a second), which showed in the ratios of whatever ran next.
 bench: setup
 	$(CARGO) build --release --workspace --bins --benches
 	$(CARGO) bench -p plexus-integration --bench paths --bench runpod --bench kube
