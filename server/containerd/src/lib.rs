@@ -16,6 +16,7 @@
 //! edge like any other input. The listing is bounded: one streamed container at a time,
 //! at most [`MAX_SANDBOXES`], the whole call within the configured timeout.
 
+pub mod created;
 pub mod metadata;
 
 use std::collections::BTreeMap;
@@ -217,17 +218,24 @@ fn sandbox(container: &Container, task: Option<(u32, i32)>) -> Result<Sandbox, S
     } else if cri.netns.is_empty() {
         PathBuf::from(format!("/proc/{pid}/ns/net"))
     } else {
-        PathBuf::from(cri.netns)
+        PathBuf::from(&cri.netns)
     };
-    Ok(Sandbox {
-        id: container.id.clone(),
-        name: cri.name,
-        namespace: cri.namespace,
-        uid: cri.uid,
-        annotations: cri.annotations,
-        netns,
-        pid,
-    })
+    Ok(Sandbox::of(&container.id, cri, netns, pid))
+}
+
+impl Sandbox {
+    /// Sandbox `id` from its CRI metadata, with its netns and pause process.
+    fn of(id: &str, cri: metadata::CriSandbox, netns: PathBuf, pid: u32) -> Sandbox {
+        Sandbox {
+            id: id.to_owned(),
+            name: cri.name,
+            namespace: cri.namespace,
+            uid: cri.uid,
+            annotations: cri.annotations,
+            netns,
+            pid,
+        }
+    }
 }
 
 async fn connect(socket: &Path) -> Result<Channel, Error> {

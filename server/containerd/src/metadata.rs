@@ -34,6 +34,9 @@ pub struct CriSandbox {
     pub netns: String,
     /// The pod shares the node's network namespace (`hostNetwork: true`).
     pub host_network: bool,
+    /// The pod's IP from the runtime's own CNI network; empty until its ADD has finished
+    /// (the CRI plugin writes the netns path into the metadata before the ADD, the IP after).
+    pub ip: String,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +53,8 @@ struct Metadata {
     config: Option<PodSandboxConfig>,
     #[serde(rename = "NetNSPath", default)]
     netns_path: String,
+    #[serde(rename = "IP", default)]
+    ip: String,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +129,7 @@ pub fn parse(bytes: &[u8]) -> Result<CriSandbox, String> {
         annotations: config.annotations,
         netns: doc.metadata.netns_path,
         host_network,
+        ip: doc.metadata.ip,
     })
 }
 
