@@ -191,7 +191,7 @@ pub struct Config {
     /// `ipam.type: dhcp` (`dhcpDaemonSocket`, usually `/run/cni/dhcp.sock`); `None`: off.
     pub dhcp_daemon_socket: Option<PathBuf>,
     /// containerd's API, read to adopt pods started before plexusd on the CNI shim path
-    /// (`containerd.*`); `None`: off.
+    /// and watched for early setup on the NRI path (`containerd.*`); `None`: off.
     pub containerd: Option<ContainerdConfig>,
 }
 
@@ -202,6 +202,9 @@ pub struct ContainerdConfig {
     pub socket: PathBuf,
     /// The CRI plugin's containerd namespace (`containerd.namespace`, default `k8s.io`).
     pub namespace: String,
+    /// On the NRI path, set up each pod's networks when containerd creates its sandbox
+    /// container, before the NRI hook (`containerd.earlySetup`, default true).
+    pub early_setup: bool,
 }
 
 impl Config {

@@ -10,7 +10,7 @@ use plexus_core::nad::DirSource;
 use plexus_engine::{DelegationMode, Engine, EngineConfig};
 
 use crate::attacher::Attacher;
-use crate::config::{Config, Delegation, NadSource};
+use crate::config::{Config, Delegation, NadSource, PrimaryMode};
 use crate::engine::EngineAttacher;
 use crate::error::{Error, Result};
 use crate::kubernetes::Cluster;
@@ -179,6 +179,14 @@ pub async fn run_ready(
             containerd.clone(),
             config.reconcile_interval,
         ));
+        // On the shim path the runtime's CNI ADD reaches plexusd before the container exists.
+        if containerd.early_setup && config.primary_mode == PrimaryMode::Runtime {
+            background.tasks.push(crate::containerd_early::start(
+                &node,
+                containerd.clone(),
+                config.max_parallel,
+            ));
+        }
     }
     let access = Access::root_and(config.allowed_uids.clone());
     let socket = Socket::bind_for(&config.socket, &access).await?;

@@ -13,6 +13,7 @@ pub mod attacher;
 pub mod cni;
 pub mod config;
 pub mod containerd_adopt;
+pub mod containerd_early;
 pub mod convert;
 pub mod daemon;
 pub mod deadline;

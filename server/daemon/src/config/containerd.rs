@@ -1,5 +1,6 @@
 //! The config's `containerd.*` keys: where plexusd lists the runtime's live pods (the CNI
-//! shim path's adoption), off unless a socket is given.
+//! shim path's adoption) and watches for new pod sandboxes (early setup on the NRI path),
+//! off unless a socket is given.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use crate::error::Result;
 pub(super) struct RawContainerd {
     socket: Option<PathBuf>,
     namespace: Option<String>,
+    early_setup: Option<bool>,
 }
 
 /// `containerd.*`: off unless a socket is given; the namespace a containerd namespace name.
@@ -43,6 +45,7 @@ pub(super) fn parse(
             Some(crate::config::ContainerdConfig {
                 socket: path(base, socket),
                 namespace,
+                early_setup: raw.early_setup.unwrap_or(true),
             })
         }
         _ => None,

@@ -383,6 +383,7 @@ fn adoption_through_containerd_is_off_unless_a_socket_is_given() {
         Some(ContainerdConfig {
             socket: PathBuf::from("/run/k3s/containerd/containerd.sock"),
             namespace: "k8s.io".to_owned(),
+            early_setup: true,
         })
     );
     let relative = parse("containerd: {socket: run/c.sock, namespace: cri_1.x}").unwrap();
@@ -397,6 +398,11 @@ fn adoption_through_containerd_is_off_unless_a_socket_is_given() {
         assert!(err.contains("k8s.io"), "{bad}: {err}");
     }
     assert!(rejected("containerd: {sockets: /c.sock}").contains("sockets"));
+    let late = parse("containerd: {socket: /c.sock, earlySetup: false}").unwrap();
+    assert!(!late.containerd.unwrap().early_setup);
+    assert!(
+        rejected("containerd: {socket: /c.sock, earlySetup: sometimes}").contains("earlySetup")
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ use fresh::SetupMarks;
 use plexus_engine::{LinkDeletion, SandboxLock};
 
 mod adopt;
+mod early;
 mod edit;
 mod fresh;
 mod hotplug;
@@ -34,6 +35,7 @@ mod run;
 mod sweep;
 
 pub use adopt::{ADOPTED_DRIVER, LivePod};
+pub use early::Early;
 pub use edit::{Edited, NetworksAnnotation};
 pub use hotplug::HotplugOutcome;
 pub use sweep::{NetnsState, SweepOutcome, netns_state};
@@ -284,6 +286,19 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         timeout: Option<Duration>,
         budget: Option<Duration>,
     ) -> Result<SetupOutcome> {
+        self.setup_planned_as(spec, plan, timeout, budget, true)
+            .await
+    }
+
+    /// [`Node::setup_planned`]; a failure is published as an event only with `report`.
+    async fn setup_planned_as(
+        self: &Arc<Self>,
+        spec: SandboxSpec,
+        plan: plexus_core::plan::Plan,
+        timeout: Option<Duration>,
+        budget: Option<Duration>,
+        report: bool,
+    ) -> Result<SetupOutcome> {
         let empty = SandboxView {
             sandbox_id: spec.sandbox_id.clone(),
             pod: spec.pod.clone(),
@@ -319,7 +334,9 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                         })
                     }
                     Err(err) => {
-                        node.publish(EventKind::AttachFailed, &view, None, &err.to_string());
+                        if report {
+                            node.publish(EventKind::AttachFailed, &view, None, &err.to_string());
+                        }
                         Err(err)
                     }
                 }

@@ -1,0 +1,214 @@
+//! Early setup through containerd's events, on the NRI path (issue 14): containerd 1.7
+//! creates a pod's sandbox container (with the pod's identity, annotations and netns in
+//! its CRI metadata) tens of milliseconds before it calls NRI `RunPodSandbox`, while runc
+//! creates the sandbox's task. plexusd subscribes to `/containers/create` and sets each new
+//! sandbox's networks up at once ([`Node::setup_early`]); the hook then finds them made.
+//!
+//! Early setups run at most half of `concurrency.maxParallel` at once; the others wait
+//! for room (holding nothing: a sandbox's lock is taken only once its setup runs), at most
+//! [`QUEUED`] of them and each at most [`QUEUE_WAIT`], after which it is left to its hook.
+//! So in a burst the hooks, which containerd sends one at a time, each within its timeout,
+//! wait only for their own sandbox's early setup, never behind other pods'. When containerd cannot be reached, plexusd logs it once and retries; pods are
+//! then set up by their hooks as without early setup.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plexus_containerd::created::{Created, Inspector};
+use tokio::sync::Semaphore;
+
+use crate::attacher::Attacher;
+use crate::config::ContainerdConfig;
+use crate::entry::{self, Path};
+use crate::node::{Early, Node};
+use crate::planner::Planner;
+
+/// Bound on connecting and subscribing.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wait before subscribing again after containerd ended or broke the stream.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Early setups waiting for room at most.
+const QUEUED: usize = 256;
+
+/// Longest an early setup waits for room; by then its hook has usually come.
+const QUEUE_WAIT: Duration = Duration::from_secs(3);
+
+/// Sandboxes remembered as handled, so that another change of one during its creation
+/// does not set it up twice.
+const REMEMBERED: usize = 1024;
+
+/// The last [`REMEMBERED`] sandbox ids handled, oldest first.
+#[derive(Debug, Default)]
+struct Seen {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+impl Seen {
+    /// True when `id` is new (and now remembered).
+    fn first(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() == REMEMBERED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        self.order.push_back(id.to_owned());
+        self.ids.insert(id.to_owned());
+        true
+    }
+}
+
+/// Watches containerd's new sandboxes and sets each up early, until the task is dropped.
+pub fn start<A: Attacher, P: Planner>(
+    node: &Arc<Node<A, P>>,
+    config: ContainerdConfig,
+    max_parallel: usize,
+) -> tokio::task::JoinHandle<()> {
+    let node = Arc::downgrade(node);
+    let room = Room {
+        running: Arc::new(Semaphore::new((max_parallel / 2).max(1))),
+        queued: Arc::new(Semaphore::new(QUEUED)),
+    };
+    tokio::spawn(async move {
+        let cfg = plexus_containerd::Config {
+            socket: config.socket.clone(),
+            namespace: config.namespace.clone(),
+            timeout: SUBSCRIBE_TIMEOUT,
+        };
+        let mut last_error: Option<String> = None;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        loop {
+            match Created::subscribe(&cfg).await {
+                Ok(mut created) => {
+                    tracing::info!(socket = %cfg.socket.display(),
+                        "early setup: watching containerd for new pod sandboxes");
+                    last_error = None;
+                    loop {
+                        match created.next().await {
+                            Ok(Some(Ok(id))) => {
+                                let Some(node) = node.upgrade() else { return };
+                                spawn_one(node, &room, created.inspector(), &seen, id);
+                            }
+                            Ok(Some(Err(why))) => {
+                                tracing::trace!(%why, "early setup: event passed over");
+                            }
+                            Ok(None) => {
+                                tracing::info!(
+                                    "early setup: containerd ended the event stream; subscribing again"
+                                );
+                                break;
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = %err, "early setup: containerd's event stream broke; subscribing again (pods are set up by their NRI hooks meanwhile)");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    let text = err.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(error = %text, "early setup: cannot watch containerd for new pod sandboxes; retrying (pods are set up by their NRI hooks meanwhile)");
+                    } else {
+                        tracing::debug!(error = %text, "early setup: containerd still not reachable");
+                    }
+                    last_error = Some(text);
+                }
+            }
+            if node.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    })
+}
+
+/// Early setups running and waiting.
+struct Room {
+    running: Arc<Semaphore>,
+    queued: Arc<Semaphore>,
+}
+
+/// In its own task: reads sandbox `id` back and, while it is being created with its
+/// networks to be made, sets it up once there is room; when too many wait, or it waited
+/// [`QUEUE_WAIT`], leaves it to its hook.
+fn spawn_one<A: Attacher, P: Planner>(
+    node: Arc<Node<A, P>>,
+    room: &Room,
+    mut inspector: Inspector,
+    seen: &Arc<Mutex<Seen>>,
+    id: String,
+) {
+    let Ok(queued) = room.queued.clone().try_acquire_owned() else {
+        tracing::info!(sandbox.id = %id, "early setup: too many waiting; left to the NRI hook");
+        return;
+    };
+    let (running, seen) = (room.running.clone(), seen.clone());
+    tokio::spawn(async move {
+        let sandbox = match inspector.inspect(&id).await {
+            Ok(Ok(sandbox)) => sandbox,
+            Ok(Err(why)) => {
+                tracing::debug!(%why, "early setup: sandbox passed over");
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(sandbox.id = %id, error = %err, "early setup: containerd not asked; left to the NRI hook");
+                return;
+            }
+        };
+        // Another change of the same sandbox may arrive while this one runs.
+        if !seen.lock().unwrap_or_else(|p| p.into_inner()).first(&id) {
+            return;
+        }
+        let pod = match crate::convert::containerd_sandbox(sandbox) {
+            Ok(pod) => pod,
+            Err(err) => {
+                tracing::debug!(sandbox.id = %id, error = %err, "early setup: sandbox passed over");
+                return;
+            }
+        };
+        let permit = tokio::time::timeout(QUEUE_WAIT, running.acquire_owned()).await;
+        drop(queued);
+        let Ok(Ok(_permit)) = permit else {
+            tracing::info!(sandbox.id = %id, "early setup: no room in time; left to the NRI hook");
+            return;
+        };
+        let spec = pod.spec.clone();
+        match entry::scope(Path::Nri, node.setup_early(pod)).await {
+            Ok(Early::SetUp) => {
+                tracing::info!(sandbox.id = %spec.sandbox_id, pod = %spec.pod, "early setup done");
+            }
+            Ok(Early::Nothing) => {}
+            Err(err) => {
+                tracing::info!(sandbox.id = %spec.sandbox_id, pod = %spec.pod, error = %err,
+                    "early setup failed; left to the NRI hook");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sandbox_is_handled_once_and_the_oldest_are_forgotten() {
+        let mut seen = Seen::default();
+        assert!(seen.first("a"));
+        assert!(!seen.first("a"));
+        for i in 0..REMEMBERED {
+            assert!(seen.first(&i.to_string()));
+        }
+        assert_eq!(seen.order.len(), REMEMBERED);
+        assert_eq!(seen.ids.len(), REMEMBERED);
+        // "a" was the oldest: forgotten, so new again.
+        assert!(seen.first("a"));
+        assert!(!seen.first(&(REMEMBERED - 1).to_string()));
+    }
+}
