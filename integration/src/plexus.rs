@@ -221,6 +221,15 @@ impl Plexus {
         &self.paths
     }
 
+    /// Lines of plexusd's log so far that contain `what`. For the benchmarks.
+    pub fn plexusd_log_lines(&self, what: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.paths.plexusd_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// plexus's own answer times on the NRI path, in log order: `(RunPodSandbox,
     /// StopPodSandbox/RemovePodSandbox)`, each from the event's arrival in plexus-nri to
     /// plexusd's answer, as plexus-nri logs them (`elapsed_ms`). For the benchmarks.

@@ -255,9 +255,10 @@ fn presets_put_each_platform_s_paths_into_config_and_mounts() {
             "{}",
             label(entry)
         );
-        // Shim mode only (NRI Synchronize reports live pods otherwise): containerd's socket
-        // directory mounted, and the socket in the config.
-        let adopts = entry["mode"] == "shim";
+        // Shim mode (adoption: no NRI Synchronize reports live pods) and NRI mode (early
+        // setup), not auto: containerd's socket directory mounted, and the socket in the
+        // config, with early setup on in NRI mode only.
+        let adopts = entry["mode"] == "shim" || entry["mode"] == "nri";
         let containerd_dir = if k3s || entry["platform"] == "rke2" {
             "/run/k3s/containerd"
         } else {
@@ -272,6 +273,12 @@ fn presets_put_each_platform_s_paths_into_config_and_mounts() {
         assert_eq!(
             config.contains(&format!("socket: {containerd_dir}/containerd.sock")),
             adopts,
+            "{}: {config}",
+            label(entry)
+        );
+        assert_eq!(
+            config.contains("earlySetup: true"),
+            entry["mode"] == "nri",
             "{}: {config}",
             label(entry)
         );

@@ -8,7 +8,7 @@ use plexus_integration::{Env, PodSpec, require_privileged};
 
 use crate::common::wait_nothing_left;
 
-async fn assert_pod_fails_naming(env: &Env, name: &str, networks: &str, culprit: &str) {
+pub(crate) async fn assert_pod_fails_naming(env: &Env, name: &str, networks: &str, culprit: &str) {
     let spec = PodSpec::new(NAMESPACE, name).networks(networks);
     let err = env.containerd.run_pod(&spec).await.unwrap_err();
     let msg = err

@@ -8,6 +8,7 @@
 mod burst;
 mod common;
 mod daemonset;
+mod early;
 mod failures;
 mod image;
 mod kube;
