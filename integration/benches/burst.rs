@@ -40,6 +40,13 @@ fn rss(pid: u32) -> (f64, f64) {
 /// them at once; prints what happened, and with `nri`, plexus's own answer times.
 async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&Plexus>, n: usize) {
     let seen = nri.map_or(0, |p| p.nri_answer_times().0.len());
+    // Early setups (plexusd's log, info level): done, failed, left to the hook for room.
+    const EARLY: [&str; 3] = [
+        "early setup done",
+        "early setup failed",
+        "early setup: no room",
+    ];
+    let early_before = nri.map(|p| EARLY.map(|w| p.plexusd_log_lines(w).len()));
     let (before, _) = plexusd.map_or((f64::NAN, f64::NAN), rss);
     let networks = format!("{MACVLAN},{BRIDGE}");
     let specs: Vec<PodSpec> = (0..n)
@@ -113,6 +120,18 @@ async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&P
             );
         }
     }
+    if let (Some(p), Some(before)) = (nri, early_before) {
+        let now = EARLY.map(|w| p.plexusd_log_lines(w));
+        println!(
+            "  early setups: {} done, {} failed, {} left to the hook for want of room",
+            now[0].len() - before[0],
+            now[1].len() - before[1],
+            now[2].len() - before[2]
+        );
+        if let Some(failed) = now[1].get(before[1]) {
+            println!("  first early failure: {failed}");
+        }
+    }
     if let Some(first) = failures.first() {
         println!("  first failure: {first}");
     }
@@ -152,6 +171,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    // Early setup on the NRI sides (plexusd watches containerd's new sandboxes), as a
+    // node with `containerd.socket` runs; PLEXUS_BENCH_EARLY=0 measures the hooks alone.
+    let early = std::env::var("PLEXUS_BENCH_EARLY").map_or(true, |v| v != "0");
+    println!("NRI sides with early setup: {early}");
     let baseline = rtnl_probe::namespaces_held();
     // Production log level: debug logging would be measured too.
     let quiet = || plexus::Options {
@@ -170,9 +193,15 @@ async fn main() {
         burst("primary only", &base, None, None, n).await;
     }
     {
-        let nri = Env::start_with(containerd::Options::default(), quiet())
-            .await
-            .expect("start the NRI side");
+        let nri = Env::start_with(
+            containerd::Options::default(),
+            plexus::Options {
+                containerd_adoption: early,
+                ..quiet()
+            },
+        )
+        .await
+        .expect("start the NRI side");
         let pid = nri.plexus.pids().0;
         settle(baseline).await;
         burst("plexus nri", &nri.containerd, pid, Some(&nri.plexus), n).await;
@@ -193,6 +222,7 @@ async fn main() {
             },
             plexus::Options {
                 nri_deadline: Duration::from_millis(3750),
+                containerd_adoption: early,
                 ..quiet()
             },
         )

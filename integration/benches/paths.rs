@@ -1,11 +1,14 @@
-//! The three ways a pod can start, side by side (issue 11's benchmark): containerd with its
-//! primary network only, plexus on the NRI path, and plexus as the runtime's CNI network
-//! (the shim path, NRI off). Each plexus side attaches the same two secondary networks
-//! (macvlan and bridge, native); the shim side also runs the primary itself. Pods alternate
-//! between the three private containerds in a rotating order, so load from other processes
-//! hits all alike; each pod is deleted before the next starts. Prints RunPodSandbox and
-//! Stop+Remove medians, p90 and ratios to "primary only", each ratio with its 95 % interval
-//! over resampled rounds (`integration::stats`): a goal is met when the interval is below it.
+//! The ways a pod can start, side by side (issue 11's benchmark): containerd with its
+//! primary network only; plexus on the NRI path with early setup (plexusd watches
+//! containerd for new sandboxes, `containerd.socket`, as the chart runs it); plexus as the
+//! runtime's CNI network (the shim path, NRI off); and the NRI path without containerd's
+//! socket, where every setup waits for the hook. Each plexus side attaches the same two
+//! secondary networks (macvlan and bridge, native); the shim side also runs the primary
+//! itself. Pods alternate between the four private containerds in a rotating order, so
+//! load from other processes hits all alike; each pod is deleted before the next starts.
+//! Prints RunPodSandbox and Stop+Remove medians, p90 and ratios to "primary only", each
+//! ratio with its 95 % interval over resampled rounds (`integration::stats`): a goal is met
+//! when the interval is below it.
 //!
 //! Then the shim itself: wall time and peak RSS of `plexus-cni` answering `VERSION`
 //! (it answers that without plexusd), over many executions.
@@ -126,29 +129,44 @@ async fn main() {
         log_level: "info".into(),
         ..plexus::Options::default()
     };
-    let nri = Env::start_with(containerd::Options::default(), quiet())
-        .await
-        .expect("start the NRI side");
+    // The NRI side as a node would run it: plexusd also watches containerd for new
+    // sandboxes and sets them up before the hook (early setup, `containerd.socket`).
+    let nri = Env::start_with(
+        containerd::Options::default(),
+        plexus::Options {
+            containerd_adoption: true,
+            ..quiet()
+        },
+    )
+    .await
+    .expect("start the NRI side");
     let shim = Env::start_shim_with(quiet())
         .await
         .expect("start the shim side");
+    // The NRI side without containerd's socket: every setup waits for the hook.
+    let hook = Env::start_with(containerd::Options::default(), quiet())
+        .await
+        .expect("start the hook-only NRI side");
     let networks = format!("{MACVLAN},{BRIDGE}");
+    let sides: [(&str, &Containerd, Option<&str>); 4] = [
+        ("primary only", &base, None),
+        ("plexus NRI, 2 networks", &nri.containerd, Some(&networks)),
+        ("plexus shim, 2 networks", &shim.containerd, Some(&networks)),
+        ("NRI, hook only", &hook.containerd, Some(&networks)),
+    ];
 
     for i in 0..3 {
-        one(&base, &format!("warm-base-{i}"), None).await;
-        one(&nri.containerd, &format!("warm-nri-{i}"), Some(&networks)).await;
-        one(&shim.containerd, &format!("warm-shim-{i}"), Some(&networks)).await;
+        for (k, (_, c, nets)) in sides.iter().enumerate() {
+            one(c, &format!("warm-{k}-{i}"), *nets).await;
+        }
     }
     // Per side: RunPodSandbox, Stop+Remove, and Stop and Remove alone.
-    let mut t: [[Vec<Duration>; 4]; 3] = Default::default();
+    let mut t: [[Vec<Duration>; 4]; 4] = Default::default();
     for i in 0..n {
-        for k in 0..3 {
-            let side = (i + k) % 3;
-            let (run, stop, remove) = match side {
-                0 => one(&base, &format!("base-{i}"), None).await,
-                1 => one(&nri.containerd, &format!("nri-{i}"), Some(&networks)).await,
-                _ => one(&shim.containerd, &format!("shim-{i}"), Some(&networks)).await,
-            };
+        for k in 0..sides.len() {
+            let side = (i + k) % sides.len();
+            let (_, c, nets) = sides[side];
+            let (run, stop, remove) = one(c, &format!("pod-{side}-{i}"), nets).await;
             t[side][0].push(run);
             t[side][1].push(stop + remove);
             t[side][2].push(stop);
@@ -161,65 +179,68 @@ async fn main() {
         "(load average at the end: {})",
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")
     );
-    let [
-        [b_run, b_stop, ..],
-        [n_run, n_stop, ..],
-        [s_run, s_stop, ..],
-    ] = &t;
-    println!("RunPodSandbox");
-    let (base_run, _) = line("primary only", b_run, None);
-    let (nri_run, run_ratio) = line("plexus NRI, 2 networks", n_run, Some(b_run));
-    line("plexus shim, 2 networks", s_run, Some(b_run));
-    println!("StopPodSandbox + RemovePodSandbox");
-    let (base_stop, _) = line("primary only", b_stop, None);
-    let (nri_stop, stop_ratio) = line("plexus NRI, 2 networks", n_stop, Some(b_stop));
-    line("plexus shim, 2 networks", s_stop, Some(b_stop));
-    // Where a stop's extra time goes: the NRI side answers two hook calls, the shim side one
-    // CNI DEL inside StopPodSandbox.
+    // (median, ratio) of each side, for one measure.
+    let table = |title: &str, m: usize| {
+        println!("{title}");
+        sides
+            .iter()
+            .enumerate()
+            .map(|(k, (label, _, _))| line(label, &t[k][m], (k > 0).then_some(&t[0][m][..])))
+            .collect::<Vec<_>>()
+    };
+    let runs = table("RunPodSandbox", 0);
+    let stops = table("StopPodSandbox + RemovePodSandbox", 1);
+    // Where a stop's extra time goes: the NRI sides answer two hook calls, the shim side
+    // one CNI DEL inside StopPodSandbox.
     let med = |v: &[Duration]| {
         let mut v = v.to_vec();
         v.sort();
         percentile(&v, 0.5).as_secs_f64() * 1e3
     };
+    let each = |m: usize| {
+        (0..sides.len())
+            .map(|k| format!("{:.1}", med(&t[k][m])))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     println!(
-        "  of which, medians: StopPodSandbox {:.1} / {:.1} / {:.1} ms, RemovePodSandbox {:.1} / {:.1} / {:.1} ms (primary only / NRI / shim)",
-        med(&t[0][2]),
-        med(&t[1][2]),
-        med(&t[2][2]),
-        med(&t[0][3]),
-        med(&t[1][3]),
-        med(&t[2][3]),
+        "  of which, medians: StopPodSandbox {} ms, RemovePodSandbox {} ms (in the order above)",
+        each(2),
+        each(3)
     );
     // Issue 14's goals for the NRI path, judged on the intervals.
-    if let (Some(run), Some(stop)) = (run_ratio, stop_ratio) {
+    if let (Some(run), Some(stop)) = (runs[1].1, stops[1].1) {
         println!(
             "goals, plexus NRI: start <= 1.06x {}; stop <= 1.03x {}",
             run.verdict(1.06),
             stop.verdict(1.03)
         );
     }
+    let (base_run, base_stop) = (runs[0].0, stops[0].0);
 
-    // plexus's own share on the NRI path.
-    let (mut up, mut down) = nri.plexus.nri_answer_times();
-    up.sort();
-    down.sort();
-    if !up.is_empty() && !down.is_empty() {
+    // plexus's own share on each NRI side.
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (k, env) in [(1, &nri), (3, &hook)] {
+        let (mut up, mut down) = env.plexus.nri_answer_times();
+        up.sort();
+        down.sort();
+        if up.is_empty() || down.is_empty() {
+            continue;
+        }
+        // Beyond plexus's answer: containerd's NRI hooks and their ttrpc round trips to
+        // plexus-nri (Stop+Remove: two events).
         println!(
-            "plexus NRI's answer (event in plexus-nri to plexusd's answer), medians: \
-             RunPodSandbox {:.2} ms, StopPodSandbox {:.2} ms ({} and {} events)",
-            percentile(&up, 0.5).as_secs_f64() * 1e3,
-            percentile(&down, 0.5).as_secs_f64() * 1e3,
+            "{}: plexus's answer (event in plexus-nri to plexusd's answer), medians: \
+             RunPodSandbox {:.2} ms, StopPodSandbox {:.2} ms ({} and {} events); \
+             the rest of the side's extra time (differences of medians): \
+             RunPodSandbox {:.2} ms, Stop+Remove {:.2} ms",
+            sides[k].0,
+            ms(percentile(&up, 0.5)),
+            ms(percentile(&down, 0.5)),
             up.len(),
             down.len(),
-        );
-        // What the NRI side costs beyond plexus's answer: containerd's NRI hooks and their
-        // ttrpc round trips to plexus-nri (Stop+Remove: two events).
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        println!(
-            "the NRI side's extra time beyond plexus's answer (differences of medians): \
-             RunPodSandbox {:.2} ms, Stop+Remove {:.2} ms",
-            ms(nri_run) - ms(base_run) - ms(percentile(&up, 0.5)),
-            ms(nri_stop) - ms(base_stop) - ms(percentile(&down, 0.5)),
+            ms(runs[k].0) - ms(base_run) - ms(percentile(&up, 0.5)),
+            ms(stops[k].0) - ms(base_stop) - ms(percentile(&down, 0.5)),
         );
     }
 

@@ -113,6 +113,17 @@ kind:
 {{- if and (eq .Values.mode "shim") .Values.plexusd.adoptThroughContainerd -}}true{{- end -}}
 {{- end -}}
 
+{{/* NRI mode with early setup: plexusd watches containerd for new sandboxes and sets
+     their networks up before the NRI hook asks (docs/config.md, Early setup). */}}
+{{- define "plexus.containerdEarly" -}}
+{{- if and (eq .Values.mode "nri") .Values.plexusd.earlySetup -}}true{{- end -}}
+{{- end -}}
+
+{{/* plexusd reads containerd's API (its socket's directory mounted read-only). */}}
+{{- define "plexus.containerdApi" -}}
+{{- if or (eq (include "plexus.containerdAdoption" .) "true") (eq (include "plexus.containerdEarly" .) "true") -}}true{{- end -}}
+{{- end -}}
+
 {{- define "plexus.shimEnabled" -}}
 {{- if has .Values.mode (list "shim" "auto") -}}true{{- end -}}
 {{- end -}}
@@ -148,10 +159,11 @@ kind:
        and keeps the shim installed in the CNI bin dir (docs/config.md, CNI shim path). */ -}}
 {{- $_ := set $config "cni" (dict "install" "auto" "confDir" $paths.cniConfDir "binDir" $paths.cniBinDir) -}}
 {{- end -}}
-{{- if eq (include "plexus.containerdAdoption" .) "true" -}}
+{{- if eq (include "plexus.containerdApi" .) "true" -}}
 {{- /* No NRI Synchronize on the shim path: pods started before plexus are listed through
-       containerd's API and adopted (docs/config.md, Pods started before plexus). */ -}}
-{{- $_ := set $config "containerd" (dict "socket" $paths.containerdSocket) -}}
+       containerd's API and adopted (docs/config.md, Pods started before plexus). In NRI
+       mode the same socket serves early setup. */ -}}
+{{- $_ := set $config "containerd" (dict "socket" $paths.containerdSocket "earlySetup" (eq (include "plexus.containerdEarly" .) "true")) -}}
 {{- end -}}
 {{- if eq $d.nadSource.type "kubernetes" -}}
 {{- $k := dict -}}
