@@ -11,7 +11,6 @@
 //! wait only for their own sandbox's early setup, never behind other pods'. When containerd cannot be reached, plexusd logs it once and retries; pods are
 //! then set up by their hooks as without early setup.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::attacher::Attacher;
 use crate::config::ContainerdConfig;
 use crate::entry::{self, Path};
-use crate::node::{Early, Node};
+use crate::node::{Early, Node, Recent};
 use crate::planner::Planner;
 
 /// Bound on connecting and subscribing.
@@ -39,30 +38,6 @@ const QUEUE_WAIT: Duration = Duration::from_secs(3);
 /// Sandboxes remembered as handled, so that another change of one during its creation
 /// does not set it up twice.
 const REMEMBERED: usize = 1024;
-
-/// The last [`REMEMBERED`] sandbox ids handled, oldest first.
-#[derive(Debug, Default)]
-struct Seen {
-    order: VecDeque<String>,
-    ids: HashSet<String>,
-}
-
-impl Seen {
-    /// True when `id` is new (and now remembered).
-    fn first(&mut self, id: &str) -> bool {
-        if self.ids.contains(id) {
-            return false;
-        }
-        if self.order.len() == REMEMBERED
-            && let Some(old) = self.order.pop_front()
-        {
-            self.ids.remove(&old);
-        }
-        self.order.push_back(id.to_owned());
-        self.ids.insert(id.to_owned());
-        true
-    }
-}
 
 /// Watches containerd's new sandboxes and sets each up early, until the task is dropped.
 pub fn start<A: Attacher, P: Planner>(
@@ -82,7 +57,7 @@ pub fn start<A: Attacher, P: Planner>(
             timeout: SUBSCRIBE_TIMEOUT,
         };
         let mut last_error: Option<String> = None;
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Recent::new(REMEMBERED)));
         loop {
             match Created::subscribe(&cfg).await {
                 Ok(mut created) => {
@@ -142,7 +117,7 @@ fn spawn_one<A: Attacher, P: Planner>(
     node: Arc<Node<A, P>>,
     room: &Room,
     mut inspector: Inspector,
-    seen: &Arc<Mutex<Seen>>,
+    seen: &Arc<Mutex<Recent>>,
     id: String,
 ) {
     let Ok(queued) = room.queued.clone().try_acquire_owned() else {
@@ -151,7 +126,12 @@ fn spawn_one<A: Attacher, P: Planner>(
     };
     let (running, seen) = (room.running.clone(), seen.clone());
     tokio::spawn(async move {
-        let sandbox = match inspector.inspect(&id).await {
+        let inspected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, inspector.inspect(&id)).await;
+        let Ok(inspected) = inspected else {
+            tracing::info!(sandbox.id = %id, "early setup: containerd did not answer in time; left to the NRI hook");
+            return;
+        };
+        let sandbox = match inspected {
             Ok(Ok(sandbox)) => sandbox,
             Ok(Err(why)) => {
                 tracing::debug!(%why, "early setup: sandbox passed over");
@@ -163,7 +143,7 @@ fn spawn_one<A: Attacher, P: Planner>(
             }
         };
         // Another change of the same sandbox may arrive while this one runs.
-        if !seen.lock().unwrap_or_else(|p| p.into_inner()).first(&id) {
+        if !seen.lock().unwrap_or_else(|p| p.into_inner()).insert(&id) {
             return;
         }
         let pod = match crate::convert::containerd_sandbox(sandbox) {
@@ -185,30 +165,13 @@ fn spawn_one<A: Attacher, P: Planner>(
                 tracing::info!(sandbox.id = %spec.sandbox_id, pod = %spec.pod, "early setup done");
             }
             Ok(Early::Nothing) => {}
+            Ok(Early::Handled) => {
+                tracing::debug!(sandbox.id = %spec.sandbox_id, "early setup: the hook or a teardown came first");
+            }
             Err(err) => {
                 tracing::info!(sandbox.id = %spec.sandbox_id, pod = %spec.pod, error = %err,
                     "early setup failed; left to the NRI hook");
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sandbox_is_handled_once_and_the_oldest_are_forgotten() {
-        let mut seen = Seen::default();
-        assert!(seen.first("a"));
-        assert!(!seen.first("a"));
-        for i in 0..REMEMBERED {
-            assert!(seen.first(&i.to_string()));
-        }
-        assert_eq!(seen.order.len(), REMEMBERED);
-        assert_eq!(seen.ids.len(), REMEMBERED);
-        // "a" was the oldest: forgotten, so new again.
-        assert!(seen.first("a"));
-        assert!(!seen.first(&(REMEMBERED - 1).to_string()));
-    }
 }

@@ -172,15 +172,20 @@ pub async fn run_ready(
     let cni_watcher = crate::cni::start(&node, config).await;
     // After the CNI start: on the shim path adoption plans eth0 with the wrapped primary.
     if let Some(containerd) = &config.containerd {
-        tracing::info!(socket = %containerd.socket.display(), namespace = %containerd.namespace,
-            "adopting running pods plexus has no record of through containerd's API");
-        background.tasks.push(crate::containerd_adopt::adopt_every(
-            &node,
-            containerd.clone(),
-            config.reconcile_interval,
-        ));
-        // On the shim path the runtime's CNI ADD reaches plexusd before the container exists.
-        if containerd.early_setup && config.primary_mode == PrimaryMode::Runtime {
+        // plexus as the runtime's CNI network: the shim path (no NRI Synchronize).
+        let shim_path = cni_watcher.is_some() || config.primary_mode == PrimaryMode::Plexus;
+        // On the NRI path the runtime's Synchronize reports the live pods.
+        if shim_path {
+            tracing::info!(socket = %containerd.socket.display(), namespace = %containerd.namespace,
+                "adopting running pods plexus has no record of through containerd's API");
+            background.tasks.push(crate::containerd_adopt::adopt_every(
+                &node,
+                containerd.clone(),
+                config.reconcile_interval,
+            ));
+        }
+        // On the shim path the runtime's CNI ADD reaches plexusd before the IP is written.
+        if containerd.early_setup && !shim_path {
             background.tasks.push(crate::containerd_early::start(
                 &node,
                 containerd.clone(),

@@ -35,7 +35,7 @@ mod run;
 mod sweep;
 
 pub use adopt::{ADOPTED_DRIVER, LivePod};
-pub use early::Early;
+pub use early::{Early, Recent};
 pub use edit::{Edited, NetworksAnnotation};
 pub use hotplug::HotplugOutcome;
 pub use sweep::{NetnsState, SweepOutcome, netns_state};
@@ -78,6 +78,8 @@ pub struct Node<A, P> {
     closing: tokio::sync::watch::Sender<bool>,
     metrics: Option<Metrics>,
     setup_budget: Option<Duration>,
+    /// Sandboxes torn down lately: an early setup never sets one up again.
+    torn_down: std::sync::Mutex<early::Recent>,
     /// Kubernetes mode: the pods' networks annotations, for annotation-first Attach/Detach.
     annotation: std::sync::OnceLock<Arc<dyn NetworksAnnotation>>,
     /// The shim path: how plexus installs itself as the runtime's CNI network (the primary
@@ -133,6 +135,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             planner,
             admission: Admission::new(limits.max_parallel, limits.max_queued),
             marks: SetupMarks::default(),
+            torn_down: std::sync::Mutex::new(early::Recent::new(early::TORN_DOWN)),
             events: broadcast::channel(EVENT_BUFFER).0,
             closing: tokio::sync::watch::channel(false).0,
             metrics,
@@ -286,18 +289,19 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         timeout: Option<Duration>,
         budget: Option<Duration>,
     ) -> Result<SetupOutcome> {
-        self.setup_planned_as(spec, plan, timeout, budget, true)
+        self.setup_planned_as(spec, plan, timeout, budget, false)
             .await
     }
 
-    /// [`Node::setup_planned`]; a failure is published as an event only with `report`.
+    /// [`Node::setup_planned`]; an `early` one (see `early.rs`) does nothing for a sandbox
+    /// that has a record or was torn down, publishes no failure and is not measured.
     async fn setup_planned_as(
         self: &Arc<Self>,
         spec: SandboxSpec,
         plan: plexus_core::plan::Plan,
         timeout: Option<Duration>,
         budget: Option<Duration>,
-        report: bool,
+        early: bool,
     ) -> Result<SetupOutcome> {
         let empty = SandboxView {
             sandbox_id: spec.sandbox_id.clone(),
@@ -318,6 +322,20 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             move |node, deadline, lock| async move {
                 let _busy = busy;
                 let view = empty.clone();
+                if early {
+                    let id = lock.sandbox_id();
+                    let gone = node
+                        .torn_down
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(id.as_str());
+                    if gone || node.attacher.sandbox(id)?.is_some() {
+                        return Ok(SetupOutcome {
+                            sandbox: view,
+                            network_status: String::new(),
+                        });
+                    }
+                }
                 // A retried setup of a sandbox already set up exactly as planned is
                 // answered from its record (the attacher decides), without new events.
                 match node.attacher.setup(&lock, spec, plan, deadline).await {
@@ -334,7 +352,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                         })
                     }
                     Err(err) => {
-                        if report {
+                        if !early {
                             node.publish(EventKind::AttachFailed, &view, None, &err.to_string());
                         }
                         Err(err)
@@ -342,7 +360,11 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 }
             },
         );
-        self.measured(Operation::Setup, run).await
+        match early {
+            // The hook's own setup is what the metrics count.
+            true => run.await,
+            false => self.measured(Operation::Setup, run).await,
+        }
     }
 
     /// A sandbox without a netns path (a hostNetwork pod, or a runtime that did not send
@@ -399,6 +421,12 @@ impl<A: Attacher, P: Planner> Node<A, P> {
     ) -> Result<TeardownOutcome> {
         let sandbox_id = lock.sandbox_id().clone();
         let before = self.attacher.sandbox(&sandbox_id).ok().flatten();
+        // Under the lock, before anything is removed: an early setup waiting for it must
+        // not set the sandbox up again afterwards.
+        self.torn_down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sandbox_id.as_str());
         let result = self.attacher.teardown(&lock, links, deadline).await;
         let view = SandboxView {
             sandbox_id,
