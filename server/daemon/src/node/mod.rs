@@ -16,11 +16,9 @@ use plexus_telemetry::{Metrics, Operation};
 use tokio::sync::broadcast;
 
 use crate::admission::Admission;
-use crate::attacher::{Attacher, SetupDone};
+use crate::attacher::Attacher;
 use crate::error::{Error, Result};
-use crate::model::{
-    AttachmentView, Event, EventKind, SandboxSpec, SandboxView, Selector, TeardownOutcome,
-};
+use crate::model::{AttachmentView, Event, EventKind, SandboxView, Selector, TeardownOutcome};
 use crate::planner::{Explanation, Planner};
 use fresh::SetupMarks;
 use plexus_engine::{LinkDeletion, SandboxLock};
@@ -32,6 +30,7 @@ mod fresh;
 mod hotplug;
 mod reconcile;
 mod run;
+mod setup;
 mod sweep;
 
 pub use adopt::{ADOPTED_DRIVER, LivePod};
@@ -231,165 +230,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             message: msg.to_owned(),
             at: SystemTime::now(),
         });
-    }
-
-    /// Resolves and attaches a pod's networks, records them and renders network-status.
-    pub async fn setup_pod(
-        self: &Arc<Self>,
-        spec: SandboxSpec,
-        annotations: BTreeMap<String, String>,
-        timeout: Option<Duration>,
-    ) -> Result<SetupOutcome> {
-        self.measured(
-            Operation::Setup,
-            self.setup_pod_unmeasured(spec, annotations, timeout),
-        )
-        .await
-    }
-
-    async fn setup_pod_unmeasured(
-        self: &Arc<Self>,
-        spec: SandboxSpec,
-        annotations: BTreeMap<String, String>,
-        timeout: Option<Duration>,
-    ) -> Result<SetupOutcome> {
-        require("pod.namespace", &spec.pod.namespace)?;
-        require("pod.name", &spec.pod.name)?;
-        let empty = SandboxView {
-            sandbox_id: spec.sandbox_id.clone(),
-            pod: spec.pod.clone(),
-            netns: spec.netns.to_string_lossy().into_owned(),
-            attachments: Vec::new(),
-        };
-        if spec.netns.as_os_str().is_empty() {
-            self.no_netns(&empty, &annotations);
-            return Ok(SetupOutcome {
-                sandbox: empty,
-                network_status: String::new(),
-            });
-        }
-        let plan = self.planner.plan_fetching(&spec.pod, &annotations).await?;
-        if plan.attachments.is_empty() {
-            let network_status = self.planner.network_status(&empty)?;
-            return Ok(SetupOutcome {
-                sandbox: empty,
-                network_status,
-            });
-        }
-        self.setup_planned(spec, plan, timeout, self.setup_budget)
-            .await
-    }
-
-    /// Executes a resolved plan for a sandbox (serialised with its other operations),
-    /// records it and renders network-status; `budget` bounds it besides `timeout`.
-    pub async fn setup_planned(
-        self: &Arc<Self>,
-        spec: SandboxSpec,
-        plan: plexus_core::plan::Plan,
-        timeout: Option<Duration>,
-        budget: Option<Duration>,
-    ) -> Result<SetupOutcome> {
-        self.setup_planned_as(spec, plan, timeout, budget, false)
-            .await
-    }
-
-    /// [`Node::setup_planned`]; an `early` one (see `early.rs`) does nothing for a sandbox
-    /// that has a record or was torn down, publishes no failure and is not measured.
-    async fn setup_planned_as(
-        self: &Arc<Self>,
-        spec: SandboxSpec,
-        plan: plexus_core::plan::Plan,
-        timeout: Option<Duration>,
-        budget: Option<Duration>,
-        early: bool,
-    ) -> Result<SetupOutcome> {
-        let empty = SandboxView {
-            sandbox_id: spec.sandbox_id.clone(),
-            pod: spec.pod.clone(),
-            netns: spec.netns.to_string_lossy().into_owned(),
-            attachments: Vec::new(),
-        };
-        let op = format!("setting up pod {} (sandbox {})", spec.pod, spec.sandbox_id);
-        let id = spec.sandbox_id.clone();
-        // Marked from arrival (queued included) until the work's task ends: see `fresh`.
-        let busy = self.marks.begin(id.as_str());
-        let run = self.run(
-            Operation::Setup,
-            op,
-            id,
-            timeout,
-            budget,
-            move |node, deadline, lock| async move {
-                let _busy = busy;
-                let view = empty.clone();
-                if early {
-                    let id = lock.sandbox_id();
-                    let gone = node
-                        .torn_down
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .contains(id.as_str());
-                    if gone || node.attacher.sandbox(id)?.is_some() {
-                        return Ok(SetupOutcome {
-                            sandbox: view,
-                            network_status: String::new(),
-                        });
-                    }
-                }
-                // A retried setup of a sandbox already set up exactly as planned is
-                // answered from its record (the attacher decides), without new events.
-                match node.attacher.setup(&lock, spec, plan, deadline).await {
-                    Ok(SetupDone { sandbox, reused }) => {
-                        if !reused {
-                            for a in &sandbox.attachments {
-                                node.publish(EventKind::Attached, &sandbox, Some(a), "");
-                            }
-                        }
-                        let network_status = node.planner.network_status(&sandbox)?;
-                        Ok(SetupOutcome {
-                            sandbox,
-                            network_status,
-                        })
-                    }
-                    Err(err) => {
-                        if !early {
-                            node.publish(EventKind::AttachFailed, &view, None, &err.to_string());
-                        }
-                        Err(err)
-                    }
-                }
-            },
-        );
-        match early {
-            // The hook's own setup is what the metrics count.
-            true => run.await,
-            false => self.measured(Operation::Setup, run).await,
-        }
-    }
-
-    /// A sandbox without a netns path (a hostNetwork pod, or a runtime that did not send
-    /// the path) gets nothing, and still starts: refusing would keep a hostNetwork pod from
-    /// ever running, and plexusd cannot tell the two apart. If the pod asked for networks,
-    /// that is said loudly (a warning and a Watch `ATTACH_FAILED` event) instead of silently.
-    fn no_netns(&self, view: &SandboxView, annotations: &BTreeMap<String, String>) {
-        let requested = match self.planner.plan(&view.pod, annotations) {
-            Ok(plan) => {
-                let names: Vec<&str> = plan
-                    .attachments
-                    .iter()
-                    .filter(|a| !a.runtime_managed)
-                    .map(|a| a.network.as_str())
-                    .collect();
-                if names.is_empty() {
-                    return;
-                }
-                names.join(", ")
-            }
-            Err(err) => format!("(unresolvable: {err})"),
-        };
-        let message = format!("host-network pod (no netns): networks {requested} ignored");
-        tracing::warn!(sandbox.id = %view.sandbox_id, pod = %view.pod, "{message}");
-        self.publish(EventKind::AttachFailed, view, None, &message);
     }
 
     /// Tears down everything recorded for a sandbox.
