@@ -70,3 +70,19 @@ pub async fn wait_nothing_left(env: &Env, timeout: Duration) {
 pub fn secondary(atts: Vec<Attachment>) -> Vec<Attachment> {
     atts.into_iter().filter(|a| a.driver != "runtime").collect()
 }
+
+/// The pod's interface names: the runtime's first (`lo`, `eth0`), then the secondaries
+/// sorted. They are made at once, so the kernel's index order between them (what `ip addr`
+/// lists) is not the plan's.
+pub fn interface_names(pod: &Pod) -> Vec<String> {
+    let mut names: Vec<String> = pod
+        .interfaces()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    if names.len() > 2 {
+        names[2..].sort();
+    }
+    names
+}

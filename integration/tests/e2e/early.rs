@@ -11,7 +11,7 @@ use plexus_integration::containerd;
 use plexus_integration::env::{BRIDGE, BROKEN, MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, plexus, require_privileged};
 
-use crate::common::wait_nothing_left;
+use crate::common::{interface_names, wait_nothing_left};
 use crate::failures::assert_pod_fails_naming;
 
 async fn early_env() -> Env {
@@ -48,14 +48,7 @@ async fn networks_are_set_up_when_containerd_creates_the_sandbox() {
     eprintln!("{done}");
     // The hook came after it and was answered from the record: the pod has each network
     // once, as planned.
-    let mut names: Vec<String> = pod
-        .interfaces()
-        .unwrap()
-        .into_iter()
-        .map(|i| i.name)
-        .collect();
-    names[2..].sort();
-    assert_eq!(names, ["lo", "eth0", "net1", "net2"]);
+    assert_eq!(interface_names(&pod), ["lo", "eth0", "net1", "net2"]);
     let all = env.plexus.attachments_of(&pod.id).await.unwrap();
     let made: Vec<_> = all.iter().filter(|a| a.driver != "runtime").collect();
     assert_eq!(made.len(), 2, "{all:?}");

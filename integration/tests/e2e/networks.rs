@@ -7,7 +7,7 @@ use plexus_integration::containerd::PRIMARY_NETWORK;
 use plexus_integration::env::{BRIDGE, IOT, MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, require_privileged, traffic};
 
-use crate::common::{assert_nothing_left, ipv4_of, secondary, wait_nothing_left};
+use crate::common::{assert_nothing_left, interface_names, ipv4_of, secondary, wait_nothing_left};
 
 fn in_subnet(addr: &str, subnet: &str) -> bool {
     let net: ipnet::Ipv4Net = subnet.parse().unwrap();
@@ -24,16 +24,7 @@ async fn two_networks_give_eth0_net1_net2_and_teardown_removes_everything() {
     let spec = PodSpec::new(NAMESPACE, "two-nets").networks(&format!("{MACVLAN},{BRIDGE}"));
     let pod = env.containerd.run_pod(&spec).await.unwrap();
 
-    let mut names: Vec<String> = pod
-        .interfaces()
-        .unwrap()
-        .into_iter()
-        .map(|i| i.name)
-        .collect();
-    // The runtime's interfaces come first; the two secondaries are made at once, so the
-    // kernel's index order between them (what `ip addr` lists) is not the plan's.
-    names[2..].sort();
-    assert_eq!(names, ["lo", "eth0", "net1", "net2"]);
+    assert_eq!(interface_names(&pod), ["lo", "eth0", "net1", "net2"]);
     let net1 = pod.interface("net1").unwrap();
     let net2 = pod.interface("net2").unwrap();
     assert!(net1.up && net2.up, "{net1:?} {net2:?}");

@@ -92,7 +92,7 @@ pub struct Listing {
 pub enum Error {
     /// No socket at the configured path.
     #[error(
-        "no containerd socket at {}: set containerd.socket to the runtime's socket (k3s: /run/k3s/containerd/containerd.sock), or turn adoption through containerd off",
+        "no containerd socket at {}: set containerd.socket to the runtime's socket (k3s: /run/k3s/containerd/containerd.sock), or leave containerd.socket unset (no adoption on the shim path, no early setup on the NRI path; chart: plexusd.adoptThroughContainerd / plexusd.earlySetup false)",
         socket.display()
     )]
     NoSocket {

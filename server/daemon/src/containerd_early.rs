@@ -1,15 +1,17 @@
 //! Early setup through containerd's events, on the NRI path (issue 14): containerd 1.7
-//! creates a pod's sandbox container (with the pod's identity, annotations and netns in
-//! its CRI metadata) tens of milliseconds before it calls NRI `RunPodSandbox`, while runc
-//! creates the sandbox's task. plexusd subscribes to `/containers/create` and sets each new
-//! sandbox's networks up at once ([`Node::setup_early`]); the hook then finds them made.
+//! writes a pod's IP into its sandbox container's CRI metadata (with the pod's identity,
+//! annotations and netns already there) tens of milliseconds before it calls NRI
+//! `RunPodSandbox`, while runc creates the sandbox's task. plexusd follows
+//! `/containers/update` (`plexus_containerd::created`) and sets each such sandbox's
+//! networks up at once ([`Node::setup_early`]); the hook then finds them made.
 //!
 //! Early setups run at most half of `concurrency.maxParallel` at once; the others wait
 //! for room (holding nothing: a sandbox's lock is taken only once its setup runs), at most
 //! [`QUEUED`] of them and each at most [`QUEUE_WAIT`], after which it is left to its hook.
 //! So in a burst the hooks, which containerd sends one at a time, each within its timeout,
-//! wait only for their own sandbox's early setup, never behind other pods'. When containerd cannot be reached, plexusd logs it once and retries; pods are
-//! then set up by their hooks as without early setup.
+//! wait only for their own sandbox's early setup, never behind other pods'. When
+//! containerd cannot be reached, plexusd logs it once and retries; pods are then set up by
+//! their hooks as without early setup.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +25,8 @@ use crate::entry::{self, Path};
 use crate::node::{Early, Node, Recent};
 use crate::planner::Planner;
 
-/// Bound on connecting and subscribing.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on connecting and subscribing, and on reading one sandbox back.
+const CONTAINERD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Wait before subscribing again after containerd ended or broke the stream.
 const RETRY: Duration = Duration::from_secs(5);
@@ -54,7 +56,7 @@ pub fn start<A: Attacher, P: Planner>(
         let cfg = plexus_containerd::Config {
             socket: config.socket.clone(),
             namespace: config.namespace.clone(),
-            timeout: SUBSCRIBE_TIMEOUT,
+            timeout: CONTAINERD_TIMEOUT,
         };
         let mut last_error: Option<String> = None;
         let seen = Arc::new(Mutex::new(Recent::new(REMEMBERED)));
@@ -126,7 +128,7 @@ fn spawn_one<A: Attacher, P: Planner>(
     };
     let (running, seen) = (room.running.clone(), seen.clone());
     tokio::spawn(async move {
-        let inspected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, inspector.inspect(&id)).await;
+        let inspected = tokio::time::timeout(CONTAINERD_TIMEOUT, inspector.inspect(&id)).await;
         let Ok(inspected) = inspected else {
             tracing::info!(sandbox.id = %id, "early setup: containerd did not answer in time; left to the NRI hook");
             return;

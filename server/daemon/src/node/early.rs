@@ -1,13 +1,14 @@
-//! Early setup on the NRI path: a pod's networks are set up when containerd creates its
-//! sandbox container, while runc creates the sandbox's task, instead of when the runtime's
-//! NRI `RunPodSandbox` asks (`crate::containerd_early` watches for the containers). The
-//! hook's own SetupPod then finds the sandbox set up exactly as planned and answers from
-//! its record; the pod's start no longer waits for the links to be made.
+//! Early setup on the NRI path: a pod's networks are set up once containerd has written
+//! its IP into the sandbox container's metadata, while runc creates the sandbox's task,
+//! instead of when the runtime's NRI `RunPodSandbox` asks (`crate::containerd_early`
+//! follows the containers). The hook's own SetupPod then finds the sandbox set up exactly
+//! as planned and answers from its record, without making links within its budget.
 //!
 //! The hook stays the authority: an early setup that cannot resolve the pod's networks,
-//! fails or runs out of its bound publishes nothing and leaves its sandbox as it was (what
-//! it made is undone as any failed setup's is); the hook then runs the setup itself and
-//! reports what is wrong, to the runtime and in the pod's events, exactly once.
+//! fails or runs out of its bound publishes no event, is not counted in the request
+//! metrics and leaves its sandbox as it was (what it made is undone as any failed setup's
+//! is); the hook then runs the setup itself and reports what is wrong, to the runtime and
+//! in the pod's events, exactly once.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
