@@ -6,6 +6,8 @@
 //! is about to create, named in advance) before each step and as *done* after it; teardown
 //! works from whatever the record says. A done write that follows its durable intent
 //! leaves the directory's fsync until after the answer (`dir_sync` says why that is safe).
+//! A runtime's teardown marks the record with a file next to it instead of rewriting it
+//! (`marks`).
 //! This module owns the file format and the atomic write; it does not decide what to
 //! record.
 
@@ -127,6 +129,24 @@ pub struct AttachmentRecord {
     pub native: NativeRecord,
 }
 
+impl SandboxRecord {
+    /// Marks the record for a whole-sandbox teardown: the flag, and every attachment plexus
+    /// removes (runtime-made ones are never removed: nothing to record for them) as
+    /// `Removing`. False when it said so already (nothing to write).
+    pub fn mark_for_teardown(&mut self) -> bool {
+        let removable = self.attachments.iter().any(|a| a.released_at_teardown());
+        let mut changed = removable && !self.tearing_down;
+        self.tearing_down = true;
+        for a in self.attachments.iter_mut() {
+            if a.phase != Phase::Removing && a.released_at_teardown() {
+                a.phase = Phase::Removing;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
 impl AttachmentRecord {
     /// Whether plexus removes this attachment at teardown: everything it made, and a
     /// runtime-made one it took over ([`PlannedAttachment::release_on_teardown`]).
@@ -225,6 +245,24 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a sandbox's record `tearing_down` for a runtime's teardown without rewriting
+    /// it: a file next to it, no fsync (`marks` says why that is safe). Every read of the
+    /// record applies it ([`SandboxRecord::mark_for_teardown`]).
+    pub(crate) fn mark(&self, sandbox_id: &SandboxId) -> Result<()> {
+        let path = self.path(sandbox_id);
+        blocking(|| marks::set(&self.dir, sandbox_id.as_str()))
+            .map_err(|source| Error::WriteRecord { path, source })
+    }
+
+    /// Removes the teardown marks whose record is gone (see `marks`); at start, under the
+    /// state-dir lock.
+    pub fn remove_orphan_marks(&self) -> Result<Vec<PathBuf>> {
+        marks::remove_orphans(&self.dir).map_err(|source| Error::StateDir {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
     /// Makes every done write so far durable: the directory's deferred fsync, here when one
     /// is still owed (on the caller's thread: a clean exit, tests, benchmarks).
     pub fn flush_deferred(&self) {
@@ -240,6 +278,10 @@ impl Store {
         RECORD_WRITES.fetch_add(1, Ordering::Relaxed);
         let stamp = blocking(|| {
             crate::ipam::durable::sync_releases(record.sandbox_id.as_str())?;
+            if !record.tearing_down {
+                // A mark from before belongs to an earlier teardown of this id (`marks`).
+                marks::clear(&self.dir, record.sandbox_id.as_str())?;
+            }
             write_renamed(&self.dir, &path, &bytes)?;
             if sync_dir_now {
                 sync_dir(&self.dir)?;
@@ -254,7 +296,23 @@ impl Store {
     /// Loads a record: `Ok(None)` when there is none, an error when it is unreadable or
     /// corrupt (never treated as "nothing to do"). An unchanged file is not parsed again.
     pub fn load(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxRecord>> {
-        blocking(|| self.read(sandbox_id))
+        blocking(|| {
+            let Some(mut record) = self.read(sandbox_id)? else {
+                return Ok(None);
+            };
+            if !record.tearing_down {
+                let marked = marks::is_set(&self.dir, sandbox_id.as_str()).map_err(|source| {
+                    Error::ReadRecord {
+                        path: self.path(sandbox_id),
+                        source,
+                    }
+                })?;
+                if marked {
+                    record.mark_for_teardown();
+                }
+            }
+            Ok(Some(record))
+        })
     }
 
     /// Every readable record, sorted by sandbox id (an unreadable one is logged and left
@@ -341,10 +399,13 @@ impl Store {
         let removed = blocking(|| {
             crate::ipam::durable::sync_releases(sandbox_id.as_str())?;
             match fs::remove_file(&path) {
-                Ok(()) => sync_dir(&self.dir),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
+                Ok(()) => sync_dir(&self.dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
+            // After the record: a mark without its record is harmless, a record without
+            // its mark is not (`marks`).
+            marks::clear(&self.dir, sandbox_id.as_str())
         });
         removed.map_err(|source| Error::WriteRecord { path, source })?;
         self.index.forget(sandbox_id);
@@ -397,6 +458,7 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
 mod dir_sync;
 mod files;
 mod index;
+mod marks;
 mod private_dir;
 
 pub use dir_sync::deferred_fsyncs;

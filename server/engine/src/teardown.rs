@@ -1,8 +1,9 @@
 //! Teardown, detach and start-up recovery.
 //!
 //! A teardown marks the record [`SandboxRecord::tearing_down`] and every attachment
-//! `Removing` in one atomic write before removing anything; a detach marks only its one
-//! attachment `Removing`. Recovery finishes exactly what was interrupted: the whole
+//! `Removing` in one atomic write before removing anything (a runtime's teardown: by the
+//! mark file next to the record, `state::marks`, and it may remove the pod's addresses
+//! meanwhile, never a lease); a detach marks only its one attachment `Removing`. Recovery finishes exactly what was interrupted: the whole
 //! teardown when the flag is set, else only the `Removing` attachments (as detach would),
 //! and undoes `Intent` ones. A record written before the flag existed is recovered the
 //! per-attachment way, which never removes more than was being removed.
@@ -16,8 +17,9 @@
 
 use std::path::Path;
 
+use plexus_core::cni;
 use plexus_core::id::{InterfaceName, SandboxId};
-use plexus_netlink::Handle;
+use plexus_netlink::{Handle, Netns};
 
 use crate::crash;
 use crate::engine::Engine;
@@ -271,32 +273,76 @@ impl Engine {
             known: true,
             ..Default::default()
         };
-        // The flag and the phases go out in one atomic write, before anything is removed
-        // (runtime-made attachments are never removed here: nothing to record for them).
-        let removable = rec.attachments.iter().any(|a| a.released_at_teardown());
-        let mut dirty = removable && !rec.tearing_down;
-        rec.tearing_down = true;
-        for a in rec.attachments.iter_mut() {
-            if a.phase != Phase::Removing && a.released_at_teardown() {
-                a.phase = Phase::Removing;
-                dirty = true;
-            }
-        }
-        // The pod's netns is opened (a netlink socket made inside it) while the record is
-        // written: neither needs the other.
-        let (pod, written) = tokio::join!(open_pod(&rec.netns), async {
-            match dirty {
-                true => self.inner.store.save(&rec),
-                false => Ok(()),
-            }
-        });
-        written?;
-        // DHCP RELEASE needs the interfaces, so it goes before the group delete.
+        // The flag and the phases go out in one atomic write (a runtime's teardown: its
+        // mark file, `state::marks`), before any lease is released.
+        let dirty = rec.mark_for_teardown();
+        // A runtime's teardown of a pod whose links all go with its netns needs no handle on
+        // the netns: one job inside it removes every address plexus gave them
+        // (`native::remove_addresses`) while the record is written. That removal may come
+        // first: a crash before the write leaves the record as it was, whose next teardown
+        // finds the addresses gone. Otherwise the pod's netns is opened (a netlink socket
+        // made inside it) while the record is written: neither needs the other.
         let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
+        let quick = links == LinkDeletion::AfterAnswer
+            && !crate::ipam::dhcp::holds_sandbox(&dhcp, rec.sandbox_id.as_str())
+            && rec
+                .attachments
+                .iter()
+                .filter(|a| a.released_at_teardown())
+                .all(|a| a.driver == Driver::Native && crate::native::deferrable(&a.native));
+        let netns = match quick && !rec.netns.as_os_str().is_empty() {
+            true => Netns::open(&rec.netns).ok(),
+            false => None,
+        };
+        let listed: Vec<(usize, (&str, Option<&cni::Result>))> = rec
+            .attachments
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.released_at_teardown())
+            .map(|(i, a)| (i, (a.interface.as_str(), a.result.as_ref())))
+            .collect();
+        let (pod, stripped, written) = tokio::join!(
+            async {
+                match quick {
+                    true => None,
+                    false => open_pod(&rec.netns).await,
+                }
+            },
+            async {
+                let ns = netns.as_ref()?;
+                let links: Vec<_> = listed.iter().map(|(_, l)| *l).collect();
+                Some(crate::native::remove_addresses(ns, &links).await)
+            },
+            async {
+                match (dirty, links) {
+                    (false, _) => Ok(()),
+                    (true, LinkDeletion::BeforeAnswer) => self.inner.store.save(&rec),
+                    (true, LinkDeletion::AfterAnswer) => self.inner.store.mark(&rec.sandbox_id),
+                }
+            }
+        );
+        written?;
+        // Per attachment: the outcome of its addresses' removal when that job ran.
+        let mut removed_addrs: Vec<Option<plexus_netlink::Result<()>>> =
+            rec.attachments.iter().map(|_| None).collect();
+        let (pod, in_netns) = match stripped {
+            Some(Ok(results)) => {
+                for ((i, _), r) in listed.iter().zip(results) {
+                    removed_addrs[*i] = Some(r);
+                }
+                (pod, true)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %chain(&e), "could not remove the pod's addresses in one job; removing them one by one");
+                (open_pod(&rec.netns).await, false)
+            }
+            None => (pod, false),
+        };
+        // DHCP RELEASE needs the interfaces, so it goes before the group delete.
         crate::ipam::dhcp::release_sandbox(&dhcp, rec.sandbox_id.as_str()).await;
         // The runtime's teardown of a pod whose netns still exists answers before the
         // links the kernel destroys with that netns are deleted (`reap.rs`).
-        let defer = links == LinkDeletion::AfterAnswer && pod.is_some();
+        let defer = links == LinkDeletion::AfterAnswer && (pod.is_some() || in_netns);
         let deferred = |a: &AttachmentRecord| {
             defer && a.driver == Driver::Native && crate::native::deferrable(&a.native)
         };
@@ -327,17 +373,19 @@ impl Engine {
             .any(|a| a.released_at_teardown() && !deferred(a));
         let (record, pod) = (&rec, pod.as_ref());
         let removals =
-            futures::future::join_all(attachments.iter().enumerate().map(|(i, a)| async move {
-                crash::point("teardown", i, "removing");
-                let removed = match deferred(a) {
-                    true => self.release_one(record, a, pod, call).await,
-                    false => self.remove_one(record, a, pod, call, false).await,
-                };
-                if removed.is_ok() {
-                    crash::point("teardown", i, "undone");
-                }
-                removed
-            }))
+            futures::future::join_all(attachments.iter().zip(removed_addrs).enumerate().map(
+                |(i, (a, addrs))| async move {
+                    crash::point("teardown", i, "removing");
+                    let removed = match deferred(a) {
+                        true => self.release_one(record, a, pod, addrs, call).await,
+                        false => self.remove_one(record, a, pod, call, false).await,
+                    };
+                    if removed.is_ok() {
+                        crash::point("teardown", i, "undone");
+                    }
+                    removed
+                },
+            ))
             .await;
         for (a, removed) in attachments.into_iter().zip(removals).rev() {
             match removed {

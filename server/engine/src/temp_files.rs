@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::state;
 
 impl Engine {
-    /// Removes stale temp files from the state directory and the CNI cache directory and
-    /// returns their paths. Call it only while nothing writes there: at start, under the
+    /// Removes stale temp files from the state directory and the CNI cache directory, and
+    /// teardown marks whose record is gone (`state::marks`), and returns their paths. Call it only while nothing writes there: at start, under the
     /// state-directory lock and before recovery and serving (a sweep during a write would
     /// delete that write's temp file).
     pub fn remove_stale_temp_files(&self) -> Result<Vec<PathBuf>> {
@@ -22,6 +22,8 @@ impl Engine {
                 dir: state_dir.to_path_buf(),
                 source,
             })?;
+        // Teardown marks whose record is gone (a power loss between the two removals).
+        removed.extend(self.inner.store.remove_orphan_marks()?);
         let cache_dir = self.inner.cfg.cni_cache_dir.join("results");
         removed.extend(
             cache::remove_stale_temp_files(&self.inner.cfg.cni_cache_dir).map_err(|source| {

@@ -78,12 +78,14 @@ impl Engine {
 
     /// The part of a native attachment's removal a pod's teardown waits for when its link
     /// is deleted later (`reap.rs`): leases released and addresses removed, in the same
-    /// `attachment` span and observer report as [`Engine::remove_one`].
+    /// `attachment` span and observer report as [`Engine::remove_one`]. `removed`: the
+    /// outcome when its addresses were removed already (`native::release`).
     pub(crate) async fn release_one(
         &self,
         rec: &SandboxRecord,
         a: &AttachmentRecord,
         pod: Option<&Handle>,
+        removed: Option<plexus_netlink::Result<()>>,
         call: Call,
     ) -> Result<()> {
         let step = self.track(
@@ -97,7 +99,8 @@ impl Engine {
         let released = async {
             let host = self.host().await?;
             let ctx = self.ctx(host, pod, &rec.netns, rec.sandbox_id.as_str());
-            native::release(&a.native, &a.interface, a.result.as_ref(), &ctx).await
+            let result = a.result.as_ref();
+            native::release(&a.native, &a.interface, result, removed, &ctx).await
         }
         .instrument(step.span())
         .await;

@@ -184,6 +184,18 @@ pub enum Error {
         #[source]
         source: rtnetlink::Error,
     },
+    /// Removing an address failed outside rtnetlink's client (a send or a missing answer;
+    /// the kernel's own refusal is [`Error::DeleteAddress`]).
+    #[error("delete address {addr} from {link}")]
+    RemoveAddress {
+        /// The address.
+        addr: IpNet,
+        /// The link name.
+        link: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// Adding a route failed.
     #[error("add route {dst} on {link}")]
     AddRoute {
@@ -249,6 +261,7 @@ impl Error {
             | Error::EnterNetns { source, .. }
             | Error::OpenSocket { source, .. }
             | Error::PeekLink { source, .. }
+            | Error::RemoveAddress { source, .. }
             | Error::CreateNetns { source, .. }
             | Error::DeleteNetns { source, .. }
             | Error::Sysctl { source, .. } => return source.raw_os_error(),

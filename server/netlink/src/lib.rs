@@ -37,6 +37,7 @@ pub mod link;
 pub mod mac;
 pub mod netns;
 pub mod sysctl;
+pub mod unaddress;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

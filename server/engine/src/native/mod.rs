@@ -260,11 +260,14 @@ pub(crate) fn deferrable(rec: &NativeRecord) -> bool {
 /// What a pod's teardown waits for when the link is left for later ([`deferrable`]): the
 /// DHCP lease released (it needs the link and its address), the recorded addresses removed
 /// from the link, so nobody answers ARP for an address IPAM may hand out again, and the
-/// host-local leases released. [`delete_links`] later does the rest.
+/// host-local leases released. [`delete_links`] later does the rest. `removed` is the
+/// outcome when the addresses were already removed together with the pod's others
+/// ([`remove_addresses`]); `None` removes them here, through `ctx.pod`.
 pub(crate) async fn release(
     rec: &NativeRecord,
     ifname: &str,
     result: Option<&cni::Result>,
+    removed: Option<plexus_netlink::Result<()>>,
     ctx: &Ctx<'_>,
 ) -> Result<()> {
     let mut first_err = None;
@@ -272,27 +275,63 @@ pub(crate) async fn release(
     if let Err(e) = ipam::dhcp::detach(&dhcp, ctx.container_id, ifname).await {
         first_err.get_or_insert(e);
     }
-    if let Some(pod) = ctx.pod {
-        match pod.try_find_link(ifname).await {
+    let mut addresses_err = None;
+    match (removed, ctx.pod) {
+        (Some(Err(e)), _) => {
+            addresses_err = Some(nl(format!("remove the addresses of {ifname}"))(e));
+        }
+        (Some(Ok(())), _) | (None, None) => {}
+        (None, Some(pod)) => match pod.try_find_link(ifname).await {
             Ok(Some(link)) => {
                 for ip in result.map(|r| r.ips.as_slice()).unwrap_or_default() {
                     if let Err(source) = pod.delete_address(&link, ip.address).await {
-                        first_err.get_or_insert(
-                            nl(format!("remove {} from {ifname}", ip.address))(source),
-                        );
+                        addresses_err
+                            .get_or_insert(nl(format!("remove {} from {ifname}", ip.address))(
+                                source,
+                            ));
                     }
                 }
             }
             Ok(None) => {}
             Err(source) => {
-                first_err.get_or_insert(nl(format!("find {ifname} in the pod"))(source));
+                addresses_err = Some(nl(format!("find {ifname} in the pod"))(source));
+            }
+        },
+    }
+    // A lease is released only once no link holds its address; otherwise the error keeps
+    // the attachment (and its lease) for the teardown's retry.
+    match addresses_err {
+        Some(e) => {
+            first_err.get_or_insert(e);
+        }
+        None => {
+            if let Err(e) = release_leases(rec).await {
+                first_err.get_or_insert(e);
             }
         }
     }
-    if let Err(e) = release_leases(rec).await {
-        first_err.get_or_insert(e);
-    }
     first_err.map_or(Ok(()), Err)
+}
+
+/// Removes the recorded addresses of `links` (interface and CNI result) from the pod's
+/// netns in one job inside it (`plexus_netlink::unaddress`); one outcome per entry. The
+/// outer error: the job could not run (the caller then removes them one by one).
+pub(crate) async fn remove_addresses(
+    netns: &plexus_netlink::Netns,
+    links: &[(&str, Option<&cni::Result>)],
+) -> plexus_netlink::Result<Vec<plexus_netlink::Result<()>>> {
+    let links = links
+        .iter()
+        .map(
+            |(ifname, result)| plexus_netlink::unaddress::LinkAddresses {
+                link: (*ifname).to_owned(),
+                addrs: result
+                    .map(|r| r.ips.iter().map(|ip| ip.address).collect())
+                    .unwrap_or_default(),
+            },
+        )
+        .collect();
+    plexus_netlink::unaddress::remove_addresses(netns, links).await
 }
 
 /// Releases the host-local leases `rec` names (idempotent: a released lease is gone).

@@ -223,3 +223,79 @@ fn a_done_write_is_whole_at_once_and_its_directory_sync_follows() {
     let names: Vec<_> = fs::read_dir(store.dir()).unwrap().flatten().collect();
     assert_eq!(names.len(), 1);
 }
+
+#[test]
+fn a_teardown_mark_is_applied_by_every_read_and_lives_as_long_as_the_teardown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut rec = record();
+    rec.attachments[0].phase = Phase::Done;
+    let mut runtime = rec.attachments[0].clone();
+    runtime.interface = plexus_core::InterfaceName::new("eth0").unwrap();
+    runtime.driver = Driver::Runtime;
+    rec.attachments.insert(0, runtime);
+    store.save(&rec).unwrap();
+    let text = fs::read_to_string(store.path(&sid("sb1"))).unwrap();
+    let fsyncs = super::fsyncs();
+
+    store.mark(&sid("sb1")).unwrap();
+    assert_eq!(super::fsyncs(), fsyncs, "a mark costs no fsync");
+    assert_eq!(
+        fs::read_to_string(store.path(&sid("sb1"))).unwrap(),
+        text,
+        "not rewritten"
+    );
+    let mut marked = rec.clone();
+    assert!(marked.mark_for_teardown());
+    assert!(!marked.clone().mark_for_teardown(), "marked once");
+    assert_eq!(store.load(&sid("sb1")).unwrap(), Some(marked.clone()));
+    let phases: Vec<Phase> = marked.attachments.iter().map(|a| a.phase).collect();
+    assert_eq!(
+        phases,
+        [Phase::Done, Phase::Removing],
+        "the runtime's own is not plexus's to remove"
+    );
+    assert_eq!(store.all().unwrap(), vec![marked.clone()]);
+    assert_eq!(
+        store.ids().unwrap(),
+        vec![sid("sb1")],
+        "a mark is not a record"
+    );
+    // Rewritten while tearing down (what is left of it), the mark stays.
+    marked.attachments.remove(0);
+    store.save(&marked).unwrap();
+    assert!(dir.path().join("sb1.tearing-down").is_file());
+    // The record's removal takes the mark with it.
+    store.remove(&sid("sb1")).unwrap();
+    assert!(!dir.path().join("sb1.tearing-down").exists());
+
+    // A mark left from an earlier teardown of the id (a power loss between the two
+    // removals) does not apply to a new record: its first write removes it.
+    store.mark(&sid("sb1")).unwrap();
+    store.save(&rec).unwrap();
+    assert!(!dir.path().join("sb1.tearing-down").exists());
+    assert_eq!(store.load(&sid("sb1")).unwrap(), Some(rec.clone()));
+}
+
+#[test]
+fn start_up_removes_only_the_marks_whose_record_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.save(&record()).unwrap();
+    store.mark(&sid("sb1")).unwrap();
+    store.mark(&sid("sb2")).unwrap();
+    fs::write(dir.path().join("notes.txt"), "not plexus's").unwrap();
+    fs::create_dir(dir.path().join("sb3.tearing-down")).unwrap();
+    let removed = store.remove_orphan_marks().unwrap();
+    assert_eq!(removed, vec![dir.path().join("sb2.tearing-down")]);
+    assert!(
+        dir.path().join("sb1.tearing-down").is_file(),
+        "its record is there"
+    );
+    assert!(dir.path().join("notes.txt").is_file());
+    assert!(
+        dir.path().join("sb3.tearing-down").is_dir(),
+        "not a file: not a mark"
+    );
+    assert!(store.load(&sid("sb1")).unwrap().unwrap().tearing_down);
+}

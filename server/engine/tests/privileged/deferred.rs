@@ -5,7 +5,7 @@
 //! the answer, so the reaper cannot remove the record before they look: what they see is
 //! what the answer guaranteed, whatever the timing.
 
-use plexus_engine::LinkDeletion;
+use plexus_engine::{LinkDeletion, Phase};
 
 use super::*;
 
@@ -78,17 +78,39 @@ async fn a_runtime_teardown_answers_with_leases_and_addresses_gone_and_deletes_l
     assert_eq!(removed, ["net1", "net2", "net3"]);
     assert_eq!(
         plexus_engine::state::fsyncs() - fsyncs,
-        2,
-        "one record write before the answer; the lease releases are synced by the reaper's"
+        0,
+        "no fsync before the answer: the mark is a file of its own, the lease releases are \
+         synced by the reaper's removal of the record"
     );
     // What the answer guarantees: no lease, no address; the sandbox is no longer listed.
     assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
     assert!(pod_addresses(&fx).await.is_empty());
     assert!(engine.sandbox(&sid("sb-defer")).unwrap().is_none());
     assert!(engine.sandboxes().unwrap().is_empty());
-    // The record stays, tearing down, until the links are gone (a crash redoes it).
+    // The record stays, tearing down, until the links are gone (a crash redoes it): not
+    // rewritten, but marked by the file next to it, which every read applies.
     let text = std::fs::read_to_string(&state).expect("record kept for the reaper");
-    assert!(text.contains("\"tearing_down\":true"), "{text}");
+    assert!(!text.contains("tearing_down"), "{text}");
+    let mark = fx.dir.path().join("state/sb-defer.tearing-down");
+    assert!(mark.is_file(), "{} missing", mark.display());
+    let store = plexus_engine::state::Store::open(fx.dir.path().join("state")).unwrap();
+    let read = store.load(&sid("sb-defer")).unwrap().expect("record");
+    assert!(read.tearing_down, "{read:?}");
+    let phases: Vec<_> = read
+        .attachments
+        .iter()
+        .map(|a| (a.interface.to_string(), a.phase))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            ("eth0".to_owned(), Phase::Done),
+            ("net1".to_owned(), Phase::Removing),
+            ("net2".to_owned(), Phase::Removing),
+            ("net3".to_owned(), Phase::Removing),
+        ],
+        "the runtime's eth0 is not plexus's to remove"
+    );
     // RemovePodSandbox after StopPodSandbox: nothing left to do, nothing done again.
     let again = engine
         .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
@@ -114,6 +136,7 @@ async fn a_runtime_teardown_answers_with_leases_and_addresses_gone_and_deletes_l
         "the bridge's host veth end is deleted"
     );
     assert!(!state.exists(), "the reaper removed the record");
+    assert!(!mark.exists(), "and its mark after it");
     assert_eq!(engine.locked(), 0);
 }
 

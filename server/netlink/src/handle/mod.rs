@@ -12,7 +12,7 @@
 
 mod addr;
 mod link;
-mod peek;
+pub(crate) mod peek;
 mod route;
 
 use std::fmt;

@@ -88,7 +88,7 @@ fn peek(fd: &OwnedFd, name: &str) -> Result<Option<Link>> {
 }
 
 /// One `SIOCGIF*` request for `name`.
-fn ioctl(
+pub(crate) fn ioctl(
     fd: &OwnedFd,
     name: &str,
     request: libc::Ioctl,
@@ -138,7 +138,7 @@ struct CapData {
 /// While alive, the calling thread's effective set lacks `CAP_NET_ADMIN` and
 /// `CAP_SYS_MODULE`; dropping it restores the set it had. Never held across an await: the
 /// thread must stay the same.
-struct NoModuleLoading {
+pub(crate) struct NoModuleLoading {
     saved: Option<[CapData; 2]>,
 }
 
@@ -149,7 +149,7 @@ const CAP_SYS_MODULE: u32 = 16;
 const MODULE_LOADING: u32 = (1 << CAP_NET_ADMIN) | (1 << CAP_SYS_MODULE);
 
 impl NoModuleLoading {
-    fn enter() -> io::Result<NoModuleLoading> {
+    pub(crate) fn enter() -> io::Result<NoModuleLoading> {
         let saved = caps_get()?;
         if saved[0].effective & MODULE_LOADING == 0 {
             return Ok(NoModuleLoading { saved: None });

@@ -305,6 +305,12 @@ pub(crate) async fn acquire_and_save(
     Ok(lease)
 }
 
+/// Whether `sandbox_id` holds any saved lease here (what [`release_sandbox`] would
+/// release).
+pub fn holds_sandbox(store: &LeaseStore, sandbox_id: &str) -> bool {
+    valid_component(sandbox_id) && store.dir.join(sandbox_id).exists()
+}
+
 /// [`release_saved`] for every saved lease of the sandbox (before a link group delete
 /// takes the interfaces away). Failures are logged; the files are removed either way.
 pub async fn release_sandbox(store: &LeaseStore, sandbox_id: &str) {

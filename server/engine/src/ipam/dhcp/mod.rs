@@ -39,7 +39,7 @@ use plexus_core::cni::{Dns, IpConfig, Route};
 use serde::{Deserialize, Serialize};
 
 pub use client::{acquire, release, renew};
-pub use lease::{LeaseFile, LeaseStore, release_sandbox, run_renewer};
+pub use lease::{LeaseFile, LeaseStore, holds_sandbox, release_sandbox, run_renewer};
 pub use message::Reply;
 
 use super::Allocation;
