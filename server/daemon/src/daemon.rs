@@ -130,7 +130,8 @@ pub async fn run_ready(
             message: plexus_engine::error::chain(&e),
         })?;
     if !removed.is_empty() {
-        tracing::warn!(files = ?removed, "removed temp files left by a killed plexusd");
+        tracing::warn!(files = ?removed,
+            "removed temp files left by a killed plexusd, or teardown marks whose record is gone");
     }
     if let Some(m) = &metrics {
         engine.set_observer(Arc::new(crate::engine::EngineMetrics(m.clone())));

@@ -55,6 +55,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Whether a sandbox's teardown started (its mark file, `state::marks`) could not be
+    /// told; the record itself is fine and is not treated as unreadable.
+    #[error(
+        "cannot tell whether the teardown of the sandbox in {path} started: checking its mark {mark}"
+    )]
+    ReadMark {
+        /// The record file.
+        path: PathBuf,
+        /// The mark file.
+        mark: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A sandbox record exists but is not a valid record (truncated, edited, foreign).
     #[error("state record {path} is corrupt: {reason}")]
     CorruptRecord {
@@ -274,6 +288,7 @@ impl Error {
             | Error::EncodeRecord { .. }
             | Error::WriteRecord { .. }
             | Error::ReadRecord { .. }
+            | Error::ReadMark { .. }
             | Error::CorruptRecord { .. } => "state",
             Error::Lease { .. } | Error::InvalidIpam { .. } | Error::Dhcp { .. } => "ipam",
             Error::DhcpDaemon { .. } => "internal",

@@ -301,9 +301,12 @@ impl Store {
                 return Ok(None);
             };
             if !record.tearing_down {
+                // Not `ReadRecord`: the record is readable, and an unreadable one would
+                // be handed to teardown's fallback.
                 let marked = marks::is_set(&self.dir, sandbox_id.as_str()).map_err(|source| {
-                    Error::ReadRecord {
+                    Error::ReadMark {
                         path: self.path(sandbox_id),
+                        mark: marks::path(&self.dir, sandbox_id.as_str()),
                         source,
                     }
                 })?;

@@ -3,10 +3,11 @@
 //! A teardown marks the record [`SandboxRecord::tearing_down`] and every attachment
 //! `Removing` in one atomic write before removing anything (a runtime's teardown: by the
 //! mark file next to the record, `state::marks`, and it may remove the pod's addresses
-//! meanwhile, never a lease); a detach marks only its one attachment `Removing`. Recovery finishes exactly what was interrupted: the whole
-//! teardown when the flag is set, else only the `Removing` attachments (as detach would),
-//! and undoes `Intent` ones. A record written before the flag existed is recovered the
-//! per-attachment way, which never removes more than was being removed.
+//! meanwhile, never a lease); a detach marks only its one attachment `Removing`. Recovery
+//! finishes exactly what was interrupted: the whole teardown when the flag is set, else
+//! only the `Removing` attachments (as detach would), and undoes `Intent` ones. A record
+//! written before the flag existed is recovered the per-attachment way, which never
+//! removes more than was being removed.
 //!
 //! Teardown works from the sandbox record alone (no NAD needed: the record has the exact
 //! config bytes), in reverse order, and is idempotent. With the netns gone only IPAM
@@ -19,7 +20,7 @@ use std::path::Path;
 
 use plexus_core::cni;
 use plexus_core::id::{InterfaceName, SandboxId};
-use plexus_netlink::{Handle, Netns};
+use plexus_netlink::Handle;
 
 use crate::crash;
 use crate::engine::Engine;
@@ -30,6 +31,7 @@ use crate::reap::LinkDeletion;
 use crate::state::{AttachmentRecord, Driver, Phase, SandboxRecord};
 
 mod fallback;
+mod quick;
 
 /// What a teardown did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -276,24 +278,9 @@ impl Engine {
         // The flag and the phases go out in one atomic write (a runtime's teardown: its
         // mark file, `state::marks`), before any lease is released.
         let dirty = rec.mark_for_teardown();
-        // A runtime's teardown of a pod whose links all go with its netns needs no handle on
-        // the netns: one job inside it removes every address plexus gave them
-        // (`native::remove_addresses`) while the record is written. That removal may come
-        // first: a crash before the write leaves the record as it was, whose next teardown
-        // finds the addresses gone. Otherwise the pod's netns is opened (a netlink socket
-        // made inside it) while the record is written: neither needs the other.
-        let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
-        let quick = links == LinkDeletion::AfterAnswer
-            && !crate::ipam::dhcp::holds_sandbox(&dhcp, rec.sandbox_id.as_str())
-            && rec
-                .attachments
-                .iter()
-                .filter(|a| a.released_at_teardown())
-                .all(|a| a.driver == Driver::Native && crate::native::deferrable(&a.native));
-        let netns = match quick && !rec.netns.as_os_str().is_empty() {
-            true => Netns::open(&rec.netns).ok(),
-            false => None,
-        };
+        // The way into the pod's netns (`quick.rs`): the addresses removed in one job, or a
+        // handle opened, while the record is marked; neither needs the other.
+        let way = self.way_in(&rec, links);
         let listed: Vec<(usize, (&str, Option<&cni::Result>))> = rec
             .attachments
             .iter()
@@ -302,16 +289,16 @@ impl Engine {
             .map(|(i, a)| (i, (a.interface.as_str(), a.result.as_ref())))
             .collect();
         let (pod, stripped, written) = tokio::join!(
+            way.handle(&rec),
             async {
-                match quick {
-                    true => None,
-                    false => open_pod(&rec.netns).await,
-                }
-            },
-            async {
-                let ns = netns.as_ref()?;
+                let quick::Way::Job(ns) = &way else {
+                    return None;
+                };
                 let links: Vec<_> = listed.iter().map(|(_, l)| *l).collect();
-                Some(crate::native::remove_addresses(ns, &links).await)
+                match links.is_empty() {
+                    true => Some(Ok(Vec::new())),
+                    false => Some(crate::native::remove_addresses(ns, &links).await),
+                }
             },
             async {
                 match (dirty, links) {
@@ -333,18 +320,22 @@ impl Engine {
                 (pod, true)
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %chain(&e), "could not remove the pod's addresses in one job; removing them one by one");
+                tracing::warn!(error = %chain(&e),
+                    "could not remove the pod's addresses in one job; removing them one by one");
                 (open_pod(&rec.netns).await, false)
             }
             None => (pod, false),
         };
+        let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
         // DHCP RELEASE needs the interfaces, so it goes before the group delete.
         crate::ipam::dhcp::release_sandbox(&dhcp, rec.sandbox_id.as_str()).await;
         // The runtime's teardown of a pod whose netns still exists answers before the
         // links the kernel destroys with that netns are deleted (`reap.rs`).
         let defer = links == LinkDeletion::AfterAnswer && (pod.is_some() || in_netns);
         let deferred = |a: &AttachmentRecord| {
-            defer && a.driver == Driver::Native && crate::native::deferrable(&a.native)
+            defer
+                && a.driver == Driver::Native
+                && crate::native::deferrable(&a.native, a.result.as_ref())
         };
         // Fast path: every native pod link of this sandbox in one group delete (the
         // per-attachment lookups below then find nothing left to delete one by one).

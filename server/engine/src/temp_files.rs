@@ -12,9 +12,10 @@ use crate::state;
 
 impl Engine {
     /// Removes stale temp files from the state directory and the CNI cache directory, and
-    /// teardown marks whose record is gone (`state::marks`), and returns their paths. Call it only while nothing writes there: at start, under the
-    /// state-directory lock and before recovery and serving (a sweep during a write would
-    /// delete that write's temp file).
+    /// teardown marks whose record is gone (`state::marks`), and returns their paths. Call
+    /// it only while nothing writes there: at start, under the state-directory lock and
+    /// before recovery and serving (a sweep during a write would delete that write's temp
+    /// file).
     pub fn remove_stale_temp_files(&self) -> Result<Vec<PathBuf>> {
         let state_dir = self.inner.store.dir();
         let mut removed =

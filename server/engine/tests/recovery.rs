@@ -158,6 +158,29 @@ async fn an_interrupted_teardown_removes_everything_once() {
 }
 
 #[tokio::test]
+async fn a_teardown_marked_only_by_its_mark_file_is_finished_once_and_the_mark_goes() {
+    let s = setup();
+    // A runtime's teardown that got as far as its mark file: the record itself still says
+    // done (it is never rewritten for the mark).
+    s.record("sb", &[Phase::Done, Phase::Done], false);
+    let state = s.store.dir().to_path_buf();
+    std::fs::write(state.join("sb.tearing-down"), "").unwrap();
+    let report = s.engine.recover().await.unwrap();
+    let mut dels = s.dels();
+    dels.sort();
+    assert_eq!(dels, ["sb/net1", "sb/net2"]);
+    assert_eq!(report.finished_teardowns, ["sb"]);
+    assert!(report.restored_leases.is_empty() && report.failures.is_empty());
+    assert_eq!(s.recorded("sb"), None);
+    assert!(
+        !state.join("sb.tearing-down").exists(),
+        "the mark went with its record"
+    );
+    s.engine.recover().await.unwrap();
+    assert_eq!(s.dels().len(), 2, "finished once");
+}
+
+#[tokio::test]
 async fn half_made_and_half_removed_attachments_are_handled_each_their_way() {
     let s = setup();
     s.record("sb", &[Phase::Removing, Phase::Done, Phase::Intent], false);

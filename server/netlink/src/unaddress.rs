@@ -8,8 +8,10 @@
 //! about 1.6 ms for two links on the test machine, almost all of it threads waking each
 //! other. Here one job on a thread inside the namespace does it all with a socket of its
 //! own: each link's index by ioctl (no rtnl lock, module loading off as in
-//! [`Handle::peek_link`](crate::Handle::peek_link)), then every `RTM_DELADDR` sent before
-//! the acknowledgements are read.
+//! [`Handle::peek_link`](crate::Handle::peek_link)), then the `RTM_DELADDR` requests, then
+//! their acknowledgements. The kernel handles each request within its `send` (waiting there
+//! for the rtnl lock when it is busy, as any netlink client would), so the acknowledgements
+//! are queued by the time they are read.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,8 +29,9 @@ use crate::error::{Error, Result};
 use crate::handle::peek::{NoModuleLoading, ioctl};
 use crate::netns::{self, Netns};
 
-/// How long the job waits for the kernel's acknowledgements (it answers at once unless
-/// the rtnl lock is busy; a node starting many pods can hold it for seconds).
+/// How long the job waits to read an acknowledgement. The kernel queues them within each
+/// request's `send`, so this only guards against one missing; a busy rtnl lock makes the
+/// `send` itself wait.
 const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The addresses to remove from one link.
@@ -112,12 +115,20 @@ fn in_netns(links: &[LinkAddresses]) -> io::Result<Vec<Result<()>>> {
         }
         let mut rest = &buf[..n as usize];
         while !rest.is_empty() {
-            let msg = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest) {
-                Ok(msg) => msg,
-                Err(_) => break,
+            // Each message starts with its length (the first 4 bytes of its header).
+            let Some(len) = rest
+                .get(..4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            else {
+                break;
             };
-            let len = (msg.header.length as usize).max(1).min(rest.len());
+            let len = (len as usize).clamp(4, rest.len());
+            let this = &rest[..len];
             rest = &rest[nlmsg_align(len).min(rest.len())..];
+            // One the parser does not know is skipped, not the rest of the datagram.
+            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(this) else {
+                continue;
+            };
             let NetlinkPayload::Error(err) = msg.payload else {
                 continue;
             };
@@ -125,7 +136,9 @@ fn in_netns(links: &[LinkAddresses]) -> io::Result<Vec<Result<()>>> {
                 continue;
             };
             match err.code.map(|c| c.get().abs()) {
-                None | Some(libc::EADDRNOTAVAIL) => {}
+                // Acknowledged; or already gone: the address, or its link since the ioctl
+                // (ENODEV; ENXIO from IPv6).
+                None | Some(libc::EADDRNOTAVAIL | libc::ENODEV | libc::ENXIO) => {}
                 Some(_) => {
                     let source = rtnetlink::Error::NetlinkError(err);
                     results[i] = Err(Error::DeleteAddress {

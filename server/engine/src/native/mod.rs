@@ -252,9 +252,11 @@ pub(crate) async fn delete_links(rec: &NativeRecord, ifname: &str, ctx: &Ctx<'_>
 /// Whether a pod's teardown may answer before the link of this attachment is deleted: a
 /// virtual link inside the pod's netns (macvlan, ipvlan, vlan, a bridge's veth end) is
 /// destroyed by the kernel with the namespace, so only its addresses and leases must be
-/// gone first. A host device must go back to the host before the answer.
-pub(crate) fn deferrable(rec: &NativeRecord) -> bool {
-    rec.host_device.is_none()
+/// gone first. A host device must go back to the host before the answer. So must a link
+/// holding leases whose addresses the record does not know (no result: a setup cut short):
+/// deleting the link is the only way to be sure none of them is still on it.
+pub(crate) fn deferrable(rec: &NativeRecord, result: Option<&cni::Result>) -> bool {
+    rec.host_device.is_none() && (result.is_some() || rec.leases.is_empty())
 }
 
 /// What a pod's teardown waits for when the link is left for later ([`deferrable`]): the

@@ -14,9 +14,11 @@
 //! - a power loss may lose it. The sandbox is gone after the reboot either way (the runtime
 //!   removes its netns right after the answer); the record without its mark is kept by
 //!   recovery and torn down by the sweep, which releases whatever of its leases came back
-//!   (releases are not fsynced either, `ipam::durable`). A pod that could be given one of
-//!   those addresses first writes its intent, fsyncing the state directory, so by then the
-//!   mark is on disk. An empty file cannot be torn.
+//!   (releases are not fsynced either, `ipam::durable`): recovery writes back the leases
+//!   the record names, and the sweep releases them. Should another pod have been given one
+//!   of those addresses before the power loss, that lease is the other pod's and recovery
+//!   refuses to write it back (it names both); both sandboxes are gone after the reboot and
+//!   the sweep tears both down. An empty file cannot be torn.
 //!
 //! A mark lives exactly as long as its record's teardown: the record's removal removes it
 //! after the record, and any write of a record that is not tearing down removes a mark left
@@ -31,7 +33,7 @@ use std::path::{Path, PathBuf};
 /// The mark's file name after the sandbox id.
 const SUFFIX: &str = ".tearing-down";
 
-fn path(dir: &Path, sandbox_id: &str) -> PathBuf {
+pub(super) fn path(dir: &Path, sandbox_id: &str) -> PathBuf {
     dir.join(format!("{sandbox_id}{SUFFIX}"))
 }
 
