@@ -1,6 +1,7 @@
 //! Pod events → node API calls. RunPodSandbox becomes `SetupPod` under a deadline and
-//! its failure becomes an error status that fails the pod; Stop/RemovePodSandbox become
-//! `TeardownPod` and never fail; Synchronize becomes an asynchronous `Reconcile`.
+//! its failure becomes an error status that fails the pod; StopPodSandbox (and a
+//! RemovePodSandbox, should a runtime send one unsubscribed) becomes `TeardownPod` and
+//! never fails; Synchronize becomes an asynchronous `Reconcile`.
 //!
 //! Ordering: the plugin only guarantees that a Reconcile's request reaches plexusd
 //! before the requests of events that arrive after its Synchronize; plexusd itself
@@ -29,7 +30,6 @@ use tracing::Instrument as _;
 use tracing::Span;
 
 use crate::convert;
-use crate::stopped::Stopped;
 use crate::trace::{TRACEPARENT_KEY, event_span, traceparent_for};
 use crate::ttrpc::{Status, code};
 
@@ -65,7 +65,6 @@ pub struct Forwarder {
     plexusd_socket: PathBuf,
     gate: Arc<RwLock<()>>,
     background_timeout: Duration,
-    stopped: Arc<Stopped>,
 }
 
 impl Forwarder {
@@ -76,7 +75,6 @@ impl Forwarder {
             plexusd_socket,
             gate: Arc::new(RwLock::new(())),
             background_timeout,
-            stopped: Arc::default(),
         }
     }
 
@@ -150,8 +148,10 @@ impl Forwarder {
     /// succeeds towards the runtime (failing would not help: containerd only logs it).
     /// A teardown slower than `deadline` keeps running in the background (bounded by
     /// the background timeout) instead of being cut half-way; errors are logged and the
-    /// sandbox is left to the next Reconcile or the CNI DEL. A Remove after a Stop that
-    /// plexusd tore down is answered at once ([`crate::stopped`]).
+    /// sandbox is left to plexusd's sweep (its netns is gone once containerd has stopped
+    /// it) or the next Reconcile. Only StopPodSandbox is subscribed
+    /// ([`crate::service::EVENT_MASK`]); a Remove is handled the same way should a runtime
+    /// send one.
     pub async fn teardown_pod_sandbox(
         &self,
         pod: PodSandbox,
@@ -159,12 +159,6 @@ impl Forwarder {
         deadline: Duration,
     ) {
         let span = event_span(event, &pod.namespace, &pod.name, &pod.uid, &pod.id);
-        if event == "remove" && self.stopped.take(&pod.id) {
-            let _enter = span.enter();
-            tracing::debug!("torn down at StopPodSandbox already; nothing to ask plexusd");
-            return;
-        }
-        let stopped = (event == "stop").then(|| (self.stopped.clone(), pod.id.clone()));
         let traceparent = traceparent_for(&span);
         let mut request = tonic::Request::new(convert::teardown_request(&pod));
         request.set_timeout(self.background_timeout);
@@ -181,9 +175,6 @@ impl Forwarder {
                 };
                 match tokio::time::timeout(limit, call).await {
                     Ok(Ok(response)) => {
-                        if let Some((stopped, id)) = stopped {
-                            stopped.insert(&id);
-                        }
                         let r = response.get_ref();
                         tracing::info!(
                             known = r.known,
@@ -194,8 +185,10 @@ impl Forwarder {
                     }
                     Ok(Err(status)) => tracing::warn!(code = ?status.code(),
                         error = %status.message(), plexusd = %plexusd.display(),
-                        "pod teardown failed; left to reconcile"),
-                    Err(_) => tracing::warn!(?limit, "pod teardown timed out; left to reconcile"),
+                        "pod teardown failed; left to plexusd's sweep"),
+                    Err(_) => {
+                        tracing::warn!(?limit, "pod teardown timed out; left to plexusd's sweep")
+                    }
                 }
             }
             .instrument(span.clone()),

@@ -11,7 +11,6 @@ pub mod event;
 pub mod mux;
 pub mod plugin;
 pub mod service;
-pub mod stopped;
 pub mod trace;
 pub mod ttrpc;
 

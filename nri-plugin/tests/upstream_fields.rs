@@ -453,11 +453,10 @@ fn event_values_are_upstreams() {
     for (event, value) in upstream {
         assert_eq!(event as i32, value, "{event:?}");
     }
-    // The subscription mask plexus sends: bit (event - 1) for the three pod events.
+    // The subscription mask plexus sends: bit (event - 1) for RunPodSandbox and
+    // StopPodSandbox (not RemovePodSandbox: see `EVENT_MASK`).
     assert_eq!(
         plexus_nri::service::EVENT_MASK,
-        (1 << (Event::RunPodSandbox as i32 - 1))
-            | (1 << (Event::StopPodSandbox as i32 - 1))
-            | (1 << (Event::RemovePodSandbox as i32 - 1))
+        (1 << (Event::RunPodSandbox as i32 - 1)) | (1 << (Event::StopPodSandbox as i32 - 1))
     );
 }
