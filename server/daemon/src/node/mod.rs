@@ -260,7 +260,6 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         links: LinkDeletion,
     ) -> Result<TeardownOutcome> {
         let sandbox_id = lock.sandbox_id().clone();
-        let before = self.attacher.sandbox(&sandbox_id).ok().flatten();
         // Under the lock, before anything is removed: an early setup waiting for it must
         // not set the sandbox up again afterwards.
         self.torn_down
@@ -268,10 +267,21 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             .unwrap_or_else(|p| p.into_inner())
             .insert(sandbox_id.as_str());
         let result = self.attacher.teardown(&lock, links, deadline).await;
+        // The pod, for the events: the outcome names it; after a failure the record kept
+        // for the retry does (read only then, off a stop's usual path).
+        let pod = match &result {
+            Ok(outcome) => outcome.pod.clone(),
+            Err(_) => self
+                .attacher
+                .sandbox(&sandbox_id)
+                .ok()
+                .flatten()
+                .map(|s| s.pod),
+        };
         let view = SandboxView {
             sandbox_id,
-            pod: before.as_ref().map(|s| s.pod.clone()).unwrap_or_default(),
-            netns: before.map(|s| s.netns).unwrap_or_default(),
+            pod: pod.unwrap_or_default(),
+            netns: Default::default(),
             attachments: Vec::new(),
         };
         match &result {
