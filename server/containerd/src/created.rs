@@ -248,20 +248,7 @@ mod tests {
     use prost_types::Any;
 
     fn sandbox_container(meta: &serde_json::Value) -> Container {
-        let mut c = Container {
-            id: "sb1".to_owned(),
-            ..Default::default()
-        };
-        c.labels.insert(KIND_LABEL.to_owned(), "sandbox".to_owned());
-        c.extensions.insert(
-            metadata::EXTENSION.to_owned(),
-            Any {
-                type_url: "github.com/containerd/containerd/pkg/cri/store/sandbox/Metadata"
-                    .to_owned(),
-                value: meta.to_string().into_bytes(),
-            },
-        );
-        c
+        crate::tests::container(Some(&meta.to_string()))
     }
 
     fn meta(netns: &str, network: i32) -> serde_json::Value {

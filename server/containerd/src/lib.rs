@@ -280,7 +280,8 @@ mod tests {
     use super::*;
     use prost_types::Any;
 
-    fn container(meta: Option<&str>) -> Container {
+    /// A sandbox container with the CRI metadata `meta` (also used by `created`'s tests).
+    pub(crate) fn container(meta: Option<&str>) -> Container {
         let mut c = Container {
             id: "sb1".to_owned(),
             ..Default::default()

@@ -71,11 +71,11 @@ pub fn adopt_every<A: Attacher, P: Planner>(
 ) -> tokio::task::JoinHandle<()> {
     let node = Arc::clone(node);
     tokio::spawn(async move {
-        let mut last_error: Option<String> = None;
+        let mut failures = crate::recurring::Recurring::default();
         loop {
             match adopt_once(&node, &config).await {
                 Ok(round) => {
-                    if last_error.take().is_some() {
+                    if failures.cleared() {
                         tracing::info!(socket = %config.socket.display(), "containerd answers again");
                     }
                     tracing::debug!(
@@ -89,12 +89,11 @@ pub fn adopt_every<A: Attacher, P: Planner>(
                 }
                 Err(err) => {
                     let text = err.to_string();
-                    if last_error.as_deref() != Some(text.as_str()) {
+                    if failures.failed(&text) {
                         tracing::warn!(error = %text, "cannot list containerd's pods to adopt those started before plexusd; retrying");
                     } else {
                         tracing::debug!(error = %text, "containerd still not listable");
                     }
-                    last_error = Some(text);
                 }
             }
             tokio::time::sleep(period.unwrap_or(RETRY)).await;

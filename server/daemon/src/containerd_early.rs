@@ -58,14 +58,14 @@ pub fn start<A: Attacher, P: Planner>(
             namespace: config.namespace.clone(),
             timeout: CONTAINERD_TIMEOUT,
         };
-        let mut last_error: Option<String> = None;
+        let mut failures = crate::recurring::Recurring::default();
         let seen = Arc::new(Mutex::new(Recent::new(REMEMBERED)));
         loop {
             match Created::subscribe(&cfg).await {
                 Ok(mut created) => {
                     tracing::info!(socket = %cfg.socket.display(),
                         "early setup: watching containerd for new pod sandboxes");
-                    last_error = None;
+                    failures.cleared();
                     loop {
                         match created.next().await {
                             Ok(Some(Ok(id))) => {
@@ -90,12 +90,11 @@ pub fn start<A: Attacher, P: Planner>(
                 }
                 Err(err) => {
                     let text = err.to_string();
-                    if last_error.as_deref() != Some(text.as_str()) {
+                    if failures.failed(&text) {
                         tracing::warn!(error = %text, "early setup: cannot watch containerd for new pod sandboxes; retrying (pods are set up by their NRI hooks meanwhile)");
                     } else {
                         tracing::debug!(error = %text, "early setup: containerd still not reachable");
                     }
-                    last_error = Some(text);
                 }
             }
             if node.strong_count() == 0 {

@@ -29,6 +29,7 @@ pub mod nad_watch;
 pub mod node;
 pub mod planner;
 pub mod pod_resources;
+mod recurring;
 pub mod resolver;
 pub mod server;
 pub mod service;

@@ -58,7 +58,7 @@ pub enum Error {
     /// Whether a sandbox's teardown started (its mark file, `state::marks`) could not be
     /// told; the record itself is fine and is not treated as unreadable.
     #[error(
-        "cannot tell whether the teardown of the sandbox in {path} started: checking its mark {mark}"
+        "cannot tell whether the teardown of the sandbox in {path} started: checking its mark {mark} failed; plexusd must be able to look up files in its stateDir (check that directory's owner, mode and mount)"
     )]
     ReadMark {
         /// The record file.

@@ -21,11 +21,10 @@ use ipnet::IpNet;
 use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 
 use crate::error::{Error, Result};
+use crate::handle::addr::address_message;
 use crate::handle::peek::{NoModuleLoading, ioctl};
 use crate::netns::{self, Netns};
 
@@ -155,15 +154,7 @@ fn in_netns(links: &[LinkAddresses]) -> io::Result<Vec<Result<()>>> {
 
 /// An `RTM_DELADDR` request for `addr` on link `index`, acknowledged.
 fn request(index: u32, addr: IpNet, seq: u32) -> Vec<u8> {
-    let mut msg = AddressMessage::default();
-    msg.header.index = index;
-    msg.header.prefix_len = addr.prefix_len();
-    msg.header.family = match addr {
-        IpNet::V4(_) => AddressFamily::Inet,
-        IpNet::V6(_) => AddressFamily::Inet6,
-    };
-    msg.attributes.push(AddressAttribute::Local(addr.addr()));
-    msg.attributes.push(AddressAttribute::Address(addr.addr()));
+    let msg = address_message(index, addr);
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_ACK;
     header.sequence_number = seq;

@@ -80,16 +80,13 @@ impl Handle {
 
     /// Removes `addr` from `link`; an address already gone is not an error.
     pub async fn delete_address(&self, link: &Link, addr: IpNet) -> Result<()> {
-        let mut msg = AddressMessage::default();
-        msg.header.index = link.index;
-        msg.header.prefix_len = addr.prefix_len();
-        msg.header.family = match addr {
-            IpNet::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
-            IpNet::V6(_) => rtnetlink::packet_route::AddressFamily::Inet6,
-        };
-        msg.attributes.push(AddressAttribute::Local(addr.addr()));
-        msg.attributes.push(AddressAttribute::Address(addr.addr()));
-        match self.nl.address().del(msg).execute().await {
+        match self
+            .nl
+            .address()
+            .del(address_message(link.index, addr))
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if nl_errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
             Err(source) => Err(Error::DeleteAddress {
@@ -99,4 +96,19 @@ impl Handle {
             }),
         }
     }
+}
+
+/// The message naming `addr` on link `index` (what `RTM_DELADDR` takes), shared by
+/// [`Handle::delete_address`] and `unaddress`.
+pub(crate) fn address_message(index: u32, addr: IpNet) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.index = index;
+    msg.header.prefix_len = addr.prefix_len();
+    msg.header.family = match addr {
+        IpNet::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
+        IpNet::V6(_) => rtnetlink::packet_route::AddressFamily::Inet6,
+    };
+    msg.attributes.push(AddressAttribute::Local(addr.addr()));
+    msg.attributes.push(AddressAttribute::Address(addr.addr()));
+    msg
 }

@@ -10,7 +10,7 @@
 //! [`RouteSpec`]) and never raw netlink messages. `find_*` fails when the object is
 //! missing, `try_find_*` returns `None`; deletes of things already gone succeed.
 
-mod addr;
+pub(crate) mod addr;
 mod link;
 pub(crate) mod peek;
 mod route;
