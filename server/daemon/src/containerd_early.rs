@@ -127,6 +127,7 @@ fn spawn_one<A: Attacher, P: Planner>(
     };
     let (running, seen) = (room.running.clone(), seen.clone());
     tokio::spawn(async move {
+        let seen_at = std::time::Instant::now();
         let inspected = tokio::time::timeout(CONTAINERD_TIMEOUT, inspector.inspect(&id)).await;
         let Ok(inspected) = inspected else {
             tracing::info!(sandbox.id = %id, "early setup: containerd did not answer in time; left to the NRI hook");
@@ -161,9 +162,12 @@ fn spawn_one<A: Attacher, P: Planner>(
             return;
         };
         let spec = pod.spec.clone();
+        let waited = seen_at.elapsed();
         match entry::scope(Path::Nri, node.setup_early(pod)).await {
             Ok(Early::SetUp) => {
-                tracing::info!(sandbox.id = %spec.sandbox_id, pod = %spec.pod, "early setup done");
+                let (waited_ms, took_ms) = (ms(waited), ms(seen_at.elapsed() - waited));
+                tracing::info!(sandbox.id = %spec.sandbox_id, pod = %spec.pod, waited_ms,
+                    took_ms, "early setup done");
             }
             Ok(Early::Nothing) => {}
             Ok(Early::Handled) => {
@@ -175,4 +179,9 @@ fn spawn_one<A: Attacher, P: Planner>(
             }
         }
     });
+}
+
+/// `d` in milliseconds, for the log.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
 }
