@@ -11,7 +11,8 @@
 //! failures come from waits longer than its deadline. Before each first burst on a
 //! containerd the bench waits until the kernel has destroyed the previous burst's network
 //! namespaces (`rtnl_probe::settle`); each later burst starts right after the one before
-//! was removed. Figures, not assertions. Needs root.
+//! was removed. `PLEXUS_BENCH_SIDES` (a comma list of primary, nri, nri5, shim) runs only
+//! those sides. Figures, not assertions. Needs root.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,13 @@ use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::plexus::Plexus;
 use plexus_integration::stats::percentile;
 use plexus_integration::{Env, PodSpec, plexus, rtnl_probe};
+
+/// Setups answered while they went on (plexusd's log): answered so, finished, failed.
+const FINISHING: [&str; 3] = [
+    "pod network setup goes on after the answer",
+    "pod networks set up after the answer",
+    "pod network setup failed after the answer",
+];
 
 /// (VmRSS, VmHWM) of `pid` in MiB.
 fn rss(pid: u32) -> (f64, f64) {
@@ -47,6 +55,7 @@ async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&P
         "early setup: no room",
     ];
     let early_before = nri.map(|p| EARLY.map(|w| p.plexusd_log_lines(w).len()));
+    let finishing_before = nri.map(|p| FINISHING.map(|w| p.plexusd_log_lines(w).len()));
     let (before, _) = plexusd.map_or((f64::NAN, f64::NAN), rss);
     let networks = format!("{MACVLAN},{BRIDGE}");
     let specs: Vec<PodSpec> = (0..n)
@@ -128,13 +137,74 @@ async fn burst(label: &str, c: &Containerd, plexusd: Option<u32>, nri: Option<&P
             now[1].len() - before[1],
             now[2].len() - before[2]
         );
+        // Each done setup's wait for room and its own time (plexusd's log fields).
+        let field = |line: &String, key: &str| {
+            let at = line.find(key)? + key.len();
+            line[at..].split(' ').next()?.parse::<f64>().ok()
+        };
+        for (key, what) in [
+            ("waited_ms=", "waited from the event until they ran"),
+            ("took_ms=", "took"),
+        ] {
+            let mut v: Vec<f64> = now[0][before[0]..]
+                .iter()
+                .filter_map(|l| field(l, key))
+                .collect();
+            v.sort_by(f64::total_cmp);
+            if let (Some(max), false) = (v.last(), v.is_empty()) {
+                let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+                println!(
+                    "  early setups {what}: p50 {:.1} ms   p90 {:.1} ms   max {max:.1} ms",
+                    at(0.5),
+                    at(0.9)
+                );
+            }
+        }
         if let Some(failed) = now[1].get(before[1]) {
             println!("  first early failure: {failed}");
         }
     }
+    if let (Some(p), Some(before)) = (nri, finishing_before) {
+        finishing(p, before).await;
+    }
     if let Some(first) = failures.first() {
         println!("  first failure: {first}");
     }
+}
+
+/// Says how many RunPodSandbox answers came while the setup went on, and how those setups
+/// ended (each within its 10 s bound): their pods' containers waited for them.
+async fn finishing(p: &Plexus, before: [usize; 3]) {
+    let count = |i: usize| p.plexusd_log_lines(FINISHING[i]).len() - before[i];
+    let answered = count(0);
+    if answered == 0 {
+        println!("  setups that went on after the answer: 0");
+        return;
+    }
+    // They end within their bound; wait for every one.
+    let until = Instant::now() + Duration::from_secs(15);
+    while count(1) + count(2) < answered && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut took: Vec<f64> = p.plexusd_log_lines(FINISHING[1])[before[1]..]
+        .iter()
+        .filter_map(|l| {
+            l.split("elapsed_ms=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    took.sort_by(f64::total_cmp);
+    println!(
+        "  setups that went on after the answer (the pods' containers wait for them): {answered}; \
+         {} finished (slowest {:.0} ms from its request), {} failed",
+        count(1),
+        took.last().copied().unwrap_or(f64::NAN),
+        count(2)
+    );
 }
 
 /// Waits until the kernel has destroyed the namespaces of the pods removed before (see
@@ -175,6 +245,9 @@ async fn main() {
     // node with `containerd.socket` runs; PLEXUS_BENCH_EARLY=0 measures the hooks alone.
     let early = std::env::var("PLEXUS_BENCH_EARLY").map_or(true, |v| v != "0");
     println!("NRI sides with early setup: {early}");
+    // PLEXUS_BENCH_SIDES picks sides (comma list of primary, nri, nri5, shim; all by default).
+    let sides = std::env::var("PLEXUS_BENCH_SIDES").unwrap_or_default();
+    let side = |name: &str| sides.is_empty() || sides.split(',').any(|s| s.trim() == name);
     let baseline = rtnl_probe::namespaces_held();
     // Production log level: debug logging would be measured too.
     let quiet = || plexus::Options {
@@ -182,7 +255,7 @@ async fn main() {
         ..plexus::Options::default()
     };
     println!("\nBursts of pods started at once through CRI, 2 networks each on the plexus sides");
-    {
+    if side("primary") {
         let base = Containerd::start(containerd::Options {
             prefix: "plexus-bench-base".into(),
             ..containerd::Options::default()
@@ -192,7 +265,7 @@ async fn main() {
         settle(baseline).await;
         burst("primary only", &base, None, None, n).await;
     }
-    {
+    if side("nri") {
         let nri = Env::start_with(
             containerd::Options::default(),
             plexus::Options {
@@ -211,7 +284,7 @@ async fn main() {
             burst(&label, &nri.containerd, pid, Some(&nri.plexus), n).await;
         }
     }
-    {
+    if side("nri5") {
         // The same burst with the NRI timeout raised as config.md advises for nodes that
         // start many pods at once: containerd's plugin_request_timeout 5 s, plexus-nri's
         // --deadline and plexusd's nri.deadlineBudget 3.75 s.
@@ -238,6 +311,9 @@ async fn main() {
             n,
         )
         .await;
+    }
+    if !side("shim") {
+        return;
     }
     let shim = Env::start_shim_with(quiet())
         .await

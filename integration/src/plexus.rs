@@ -455,6 +455,7 @@ impl Plexus {
             netns_path: pod.netns.display().to_string(),
             annotations: spec.annotations.clone().into_iter().collect(),
             labels: spec.labels.clone().into_iter().collect(),
+            may_finish_later: false,
         };
         let resp = c.setup_pod(req).await.map_err(Error::node("SetupPod"))?;
         Ok(resp.into_inner().network_status)

@@ -51,6 +51,7 @@ pub fn setup_request(pod: &PodSandbox) -> SetupPodRequest {
         netns_path: netns_path(pod).unwrap_or_default().to_owned(),
         annotations: pod.annotations.clone(),
         labels: pod.labels.clone(),
+        may_finish_later: false,
     }
 }
 

@@ -1,5 +1,9 @@
 //! Pod events → node API calls. RunPodSandbox becomes `SetupPod` under a deadline and
-//! its failure becomes an error status that fails the pod; StopPodSandbox (and a
+//! its failure becomes an error status that fails the pod. A setup plexusd lets go on
+//! after its answer ([`crate::pending`]) holds the pod's containers back: CreateContainer
+//! of such a pod becomes `SetupPod` again, and its failure fails only that container
+//! creation (the kubelet retries it); every other CreateContainer passes at once, without
+//! a call to plexusd. StopPodSandbox (and a
 //! RemovePodSandbox, should a runtime send one unsubscribed) becomes `TeardownPod` and
 //! never fails; Synchronize becomes an asynchronous `Reconcile`.
 //!
@@ -30,6 +34,7 @@ use tracing::Instrument as _;
 use tracing::Span;
 
 use crate::convert;
+use crate::pending::Pending;
 use crate::trace::{TRACEPARENT_KEY, event_span, traceparent_for};
 use crate::ttrpc::{Status, code};
 
@@ -65,6 +70,33 @@ pub struct Forwarder {
     plexusd_socket: PathBuf,
     gate: Arc<RwLock<()>>,
     background_timeout: Duration,
+    pending: Pending,
+}
+
+/// The runtime's call a `SetupPod` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    /// RunPodSandbox: the setup may finish after the answer.
+    Run,
+    /// CreateContainer of a pod whose setup went on after its RunPodSandbox.
+    Create,
+}
+
+impl Asker {
+    fn name(self) -> &'static str {
+        match self {
+            Asker::Run => "RunPodSandbox",
+            Asker::Create => "CreateContainer",
+        }
+    }
+
+    /// What follows a failure, and what to change when it keeps happening.
+    fn out_of_time(self) -> &'static str {
+        match self {
+            Asker::Run => OUT_OF_TIME,
+            Asker::Create => HELD_BACK,
+        }
+    }
 }
 
 impl Forwarder {
@@ -75,31 +107,48 @@ impl Forwarder {
             plexusd_socket,
             gate: Arc::new(RwLock::new(())),
             background_timeout,
+            pending: Pending::default(),
         }
     }
 
-    /// RunPodSandbox: `SetupPod` within `deadline`. An error status names the pod and
-    /// carries plexusd's message (which names the network and the cause).
+    /// RunPodSandbox: `SetupPod` within `deadline`, which plexusd may answer while the
+    /// setup goes on (the pod is then remembered in [`crate::pending`]). An error status
+    /// names the pod and carries plexusd's message (which names the network and the cause).
     pub async fn run_pod_sandbox(&self, pod: PodSandbox, deadline: Duration) -> Result<(), Status> {
         if convert::needs_nothing(&pod) {
             tracing::debug!(pod = %convert::pod_label(&pod), sandbox = %pod.id,
                 "host-network pod without network annotations: nothing to do");
             return Ok(());
         }
+        self.setup(pod, deadline, Asker::Run).await
+    }
+
+    /// CreateContainer: passes at once unless the pod's setup went on after its
+    /// RunPodSandbox; then `SetupPod` within `deadline` (plexusd waits for that setup and
+    /// answers from its record, or sets the pod up again if it failed), and the container
+    /// is created only once the networks are up.
+    pub async fn create_container(
+        &self,
+        pod: PodSandbox,
+        deadline: Duration,
+    ) -> Result<(), Status> {
+        if !self.pending.contains(&pod.id) {
+            return Ok(());
+        }
+        self.setup(pod, deadline, Asker::Create).await
+    }
+
+    async fn setup(&self, pod: PodSandbox, deadline: Duration, asker: Asker) -> Result<(), Status> {
         let label = convert::pod_label(&pod);
-        let span = event_span(
-            "RunPodSandbox",
-            &pod.namespace,
-            &pod.name,
-            &pod.uid,
-            &pod.id,
-        );
+        let span = event_span(asker.name(), &pod.namespace, &pod.name, &pod.uid, &pod.id);
         let traceparent = traceparent_for(&span);
         async {
             let started = Instant::now();
             let call = async {
                 let gate = self.gate.read().await;
-                let mut request = tonic::Request::new(convert::setup_request(&pod));
+                let mut setup = convert::setup_request(&pod);
+                setup.may_finish_later = asker == Asker::Run;
+                let mut request = tonic::Request::new(setup);
                 // plexusd gets 90% of what is left of the deadline, so it can undo and
                 // explain in time; the local timer below is only the backstop.
                 let left = deadline.saturating_sub(started.elapsed());
@@ -109,7 +158,16 @@ impl Forwarder {
                 hold_while_sending(gate, client.setup_pod(request)).await
             };
             match tokio::time::timeout(deadline, call).await {
+                Ok(Ok(response)) if response.get_ref().finishing => {
+                    self.pending.insert(&pod.id);
+                    tracing::info!(
+                        elapsed_ms = elapsed_ms(started),
+                        "pod networks still being set up; its containers wait for them"
+                    );
+                    Ok(())
+                }
                 Ok(Ok(response)) => {
+                    self.pending.remove(&pod.id);
                     let attachments = response.get_ref().attachments.len();
                     tracing::info!(
                         attachments,
@@ -119,7 +177,7 @@ impl Forwarder {
                     Ok(())
                 }
                 Ok(Err(status)) => {
-                    let status = self.setup_failed(&label, deadline, &status);
+                    let status = self.setup_failed(&label, deadline, &status, asker);
                     plexus_telemetry::record_error(&Span::current(), &status.message);
                     tracing::warn!(elapsed_ms = elapsed_ms(started), "pod network setup failed");
                     Err(status)
@@ -129,9 +187,10 @@ impl Forwarder {
                         code::DEADLINE_EXCEEDED,
                         format!(
                             "plexus: network setup for pod {label} did not finish within {} \
-                             (plexusd at {}); {OUT_OF_TIME}",
+                             (plexusd at {}); {}",
                             shown(deadline),
-                            self.plexusd_socket.display()
+                            self.plexusd_socket.display(),
+                            asker.out_of_time()
                         ),
                     );
                     plexus_telemetry::record_error(&Span::current(), &status.message);
@@ -158,6 +217,7 @@ impl Forwarder {
         event: &'static str,
         deadline: Duration,
     ) {
+        self.pending.remove(&pod.id);
         let span = event_span(event, &pod.namespace, &pod.name, &pod.uid, &pod.id);
         let traceparent = traceparent_for(&span);
         let mut request = tonic::Request::new(convert::teardown_request(&pod));
@@ -250,7 +310,13 @@ impl Forwarder {
         .await;
     }
 
-    fn setup_failed(&self, label: &str, deadline: Duration, status: &tonic::Status) -> Status {
+    fn setup_failed(
+        &self,
+        label: &str,
+        deadline: Duration,
+        status: &tonic::Status,
+        asker: Asker,
+    ) -> Status {
         // DEADLINE_EXCEEDED from plexusd, or CANCELLED "Timeout expired" from tonic's
         // enforcement of the grpc-timeout header on either side.
         if matches!(
@@ -260,10 +326,10 @@ impl Forwarder {
             return Status::new(
                 code::DEADLINE_EXCEEDED,
                 format!(
-                    "plexus: network setup for pod {label} did not finish within {}: {}; \
-                     {OUT_OF_TIME}",
+                    "plexus: network setup for pod {label} did not finish within {}: {}; {}",
                     shown(deadline),
-                    status.message()
+                    status.message(),
+                    asker.out_of_time()
                 ),
             );
         }
@@ -313,6 +379,10 @@ fn insert_traceparent<T>(request: &mut tonic::Request<T>, traceparent: &str) {
 const OUT_OF_TIME: &str = "the pod is failed so the kubelet retries; if this recurs when many \
     pods start at once, raise containerd's plugin_request_timeout and plexusd's \
     nri.deadlineBudget with it (75 %)";
+
+/// The end of a CreateContainer's "did not finish": the container waits for its networks.
+const HELD_BACK: &str = "the container is not created until the pod's networks are up (the \
+    kubelet retries it); plexusd's log says how the setup is going";
 
 /// A deadline as configured, to the millisecond (`1500ms`, not the `1.499971142s` left of
 /// the runtime's timeout when the call arrived).

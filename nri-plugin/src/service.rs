@@ -1,6 +1,6 @@
 //! The NRI Plugin ttrpc service (`nri.pkg.api.v1alpha1.Plugin`) for one runtime
-//! session: Configure, Synchronize (split-aware), StateChange, the direct pod methods of
-//! NRI >= 0.12 and Shutdown. Decodes the wire messages and hands pods to the
+//! session: Configure, Synchronize (split-aware), StateChange, CreateContainer, the direct
+//! pod methods of NRI >= 0.12 and Shutdown. Decodes the wire messages and hands pods to the
 //! [`Forwarder`]; every other method is UNIMPLEMENTED, as the runtime expects.
 
 use std::future::Future;
@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plexus_proto::nri::{
-    ConfigureRequest, ConfigureResponse, Empty, Event, PodSandbox, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StateChangeEvent, StopPodSandboxRequest, SynchronizeRequest,
-    SynchronizeResponse,
+    ConfigureRequest, ConfigureResponse, CreateContainerRequest, CreateContainerResponse, Empty,
+    Event, PodSandbox, RemovePodSandboxRequest, RunPodSandboxRequest, StateChangeEvent,
+    StopPodSandboxRequest, SynchronizeRequest, SynchronizeResponse,
 };
 use prost::Message;
 
@@ -23,12 +23,14 @@ use crate::ttrpc::{Status, code};
 pub const PLUGIN_SERVICE: &str = "nri.pkg.api.v1alpha1.Plugin";
 /// Service name of the runtime side (conn 2).
 pub const RUNTIME_SERVICE: &str = "nri.pkg.api.v1alpha1.Runtime";
-/// Subscribed events: RUN | STOP_POD_SANDBOX (bit `1 << (event - 1)`). Not
-/// RemovePodSandbox: containerd sends it after a Stop plexus has handled, and each NRI call
-/// costs the pod's removal about half a millisecond even when answered at once. A Stop whose
-/// teardown failed, or one plexus-nri missed, is finished by plexusd's sweep once the pod's
-/// netns is gone (`reconcile.interval`), and a removed sandbox by the next Reconcile.
-pub const EVENT_MASK: i32 = 0x3;
+/// Subscribed events: RUN | STOP_POD_SANDBOX | CREATE_CONTAINER (bit `1 << (event - 1)`).
+/// Not RemovePodSandbox: containerd sends it after a Stop plexus has handled, and each NRI
+/// call costs the pod's removal about half a millisecond even when answered at once. A Stop
+/// whose teardown failed, or one plexus-nri missed, is finished by plexusd's sweep once the
+/// pod's netns is gone (`reconcile.interval`), and a removed sandbox by the next Reconcile.
+/// CreateContainer holds back the containers of a pod whose setup is still finishing
+/// ([`crate::pending`]); any other passes at once, without a call to plexusd.
+pub const EVENT_MASK: i32 = 0x3 | 0x8;
 
 /// The Plugin service of one session. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -99,6 +101,10 @@ impl Service for PluginService {
                 "RunPodSandbox" => {
                     let req: RunPodSandboxRequest = decode(&payload)?;
                     inner.run(req.pod, timeout).await
+                }
+                "CreateContainer" => {
+                    let req: CreateContainerRequest = decode(&payload)?;
+                    inner.create_container(req.pod, timeout).await
                 }
                 "StopPodSandbox" => {
                     let req: StopPodSandboxRequest = decode(&payload)?;
@@ -184,6 +190,20 @@ impl Inner {
         let deadline = self.deadline(call_timeout);
         self.forwarder.run_pod_sandbox(pod, deadline).await?;
         Ok(Empty {}.encode_to_vec())
+    }
+
+    /// A container is created once its pod's networks are up; a CreateContainer without a
+    /// pod names no pod to wait for, so it passes (plexus never adjusts a container).
+    async fn create_container(
+        &self,
+        pod: Option<PodSandbox>,
+        call_timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, Status> {
+        if let Some(pod) = pod {
+            let deadline = self.deadline(call_timeout);
+            self.forwarder.create_container(pod, deadline).await?;
+        }
+        Ok(CreateContainerResponse {}.encode_to_vec())
     }
 
     /// A Stop/Remove without a pod has nothing to tear down: answered OK and logged.

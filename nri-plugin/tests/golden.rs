@@ -116,8 +116,8 @@ async fn plugin_session_bytes_match_the_vectors() {
     let want = [
         0, 0, 0, 1, 0, 0, 0, 0x0e, //
         0, 0, 0, 4, 0, 0, 0, 1, 2, 0, //
-        // ConfigureResponse { events: RUN | STOP_POD_SANDBOX = 3 }
-        0x12, 0x02, 0x10, 0x03,
+        // ConfigureResponse { events: RUN | STOP_POD_SANDBOX | CREATE_CONTAINER = 0x0b }
+        0x12, 0x02, 0x10, 0x0b,
     ];
     let mut got = [0u8; 22];
     tokio::time::timeout(wait, runtime.read_exact(&mut got))

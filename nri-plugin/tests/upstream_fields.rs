@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use plexus_proto::nri::{
-    ConfigureRequest, ConfigureResponse, Container, ContainerUpdate, Event, LinuxNamespace,
-    LinuxPodSandbox, PodSandbox, RegisterPluginRequest, RemovePodSandboxRequest,
+    ConfigureRequest, ConfigureResponse, Container, ContainerUpdate, CreateContainerRequest, Event,
+    LinuxNamespace, LinuxPodSandbox, PodSandbox, RegisterPluginRequest, RemovePodSandboxRequest,
     RunPodSandboxRequest, StateChangeEvent, StopPodSandboxRequest, SynchronizeRequest,
     SynchronizeResponse,
 };
@@ -243,6 +243,24 @@ fn every_declared_field_has_upstreams_number_and_wire_type() {
             key_of(&StopPodSandboxRequest { pod: Some(pod()) }),
         ),
         (
+            "CreateContainerRequest.pod",
+            1,
+            LEN,
+            key_of(&CreateContainerRequest {
+                pod: Some(pod()),
+                container: None,
+            }),
+        ),
+        (
+            "CreateContainerRequest.container",
+            2,
+            LEN,
+            key_of(&CreateContainerRequest {
+                pod: None,
+                container: Some(Container::default()),
+            }),
+        ),
+        (
             "RemovePodSandboxRequest.pod",
             1,
             LEN,
@@ -453,10 +471,12 @@ fn event_values_are_upstreams() {
     for (event, value) in upstream {
         assert_eq!(event as i32, value, "{event:?}");
     }
-    // The subscription mask plexus sends: bit (event - 1) for RunPodSandbox and
-    // StopPodSandbox (not RemovePodSandbox: see `EVENT_MASK`).
+    // The subscription mask plexus sends: bit (event - 1) for RunPodSandbox,
+    // StopPodSandbox and CreateContainer (not RemovePodSandbox: see `EVENT_MASK`).
     assert_eq!(
         plexus_nri::service::EVENT_MASK,
-        (1 << (Event::RunPodSandbox as i32 - 1)) | (1 << (Event::StopPodSandbox as i32 - 1))
+        (1 << (Event::RunPodSandbox as i32 - 1))
+            | (1 << (Event::StopPodSandbox as i32 - 1))
+            | (1 << (Event::CreateContainer as i32 - 1))
     );
 }

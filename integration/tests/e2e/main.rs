@@ -10,6 +10,7 @@ mod common;
 mod daemonset;
 mod early;
 mod failures;
+mod finishing;
 mod image;
 mod kube;
 mod networks;

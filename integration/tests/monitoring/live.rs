@@ -132,6 +132,7 @@ impl Live {
             netns_path: self.pod.path().display().to_string(),
             annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), network.to_owned())].into(),
             labels: Default::default(),
+            may_finish_later: false,
         }
     }
 }

@@ -23,7 +23,7 @@ async fn lifecycle_and_event_mapping() {
         (reg.plugin_name.as_str(), reg.plugin_idx.as_str()),
         ("plexus", "10")
     );
-    assert_eq!(conn.configure(0).await.events, 0x3);
+    assert_eq!(conn.configure(0).await.events, 0x3 | 0x8);
 
     // Split Synchronize: the plugin echoes `more` and reconciles once, with every id.
     assert!(
@@ -156,10 +156,10 @@ async fn lifecycle_and_event_mapping() {
     assert!(setups(&node.calls()).iter().any(|r| r.sandbox_id == "sb2"));
 
     // Unknown methods and services: UNIMPLEMENTED, so newer runtimes fall back.
-    let s = status_of(conn.call("CreateContainer", b"").await);
+    let s = status_of(conn.call("UpdateContainer", b"").await);
     assert_eq!(
         (s.code, s.message.as_str()),
-        (code::UNIMPLEMENTED, "method CreateContainer")
+        (code::UNIMPLEMENTED, "method UpdateContainer")
     );
     let s = status_of(
         conn.call_service("nri.pkg.api.v1alpha1.Other", "Configure", b"")
@@ -174,13 +174,7 @@ async fn lifecycle_and_event_mapping() {
 
 #[tokio::test]
 async fn setup_failures_fail_the_pod_with_the_cause() {
-    let sockets = Sockets::new();
-    let node = FakeNode::default();
-    node.serve(&sockets.plexusd);
-    let runtime = FakeRuntime::bind(&sockets.nri);
-    let _plugin = start(&sockets, Duration::from_millis(400));
-    let mut conn = runtime.accept().await;
-    conn.registered().await;
+    let Session { node, conn, _keep } = session(Duration::from_millis(400)).await;
     conn.configure(0).await;
     conn.synchronize(Vec::new(), false).await;
 
@@ -295,7 +289,7 @@ async fn reconnects_and_resynchronises_after_the_runtime_restarts() {
     let mut second = runtime.accept().await;
     let reg = second.registered().await;
     assert_eq!(reg.plugin_name, "plexus");
-    assert_eq!(second.configure(0).await.events, 0x3);
+    assert_eq!(second.configure(0).await.events, 0x3 | 0x8);
     second
         .synchronize(vec![pod("new", Some("/n/n"), None)], false)
         .await;

@@ -1,10 +1,12 @@
 //! Component test: the real plugin (dialing, mux, ttrpc, lifecycle, event mapping,
 //! reconnect) between a fake runtime on a unix socket and a fake plexusd: the lifecycle and
-//! event mapping in `lifecycle`, the ordering of concurrent events in `ordering`.
+//! event mapping in `lifecycle`, the ordering of concurrent events in `ordering`, the
+//! containers held back for a setup that finishes after its answer in `containers`.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod containers;
 mod lifecycle;
 mod ordering;
 
@@ -35,6 +37,30 @@ pub(crate) fn start(sockets: &Sockets, deadline: Duration) -> Running {
     };
     let plugin = Arc::new(Plugin::new(config).expect("valid config"));
     Running(tokio::spawn(async move { plugin.run().await }))
+}
+
+/// A fake plexusd and a fake runtime, with the plugin (event deadline `deadline`)
+/// connected to the runtime and registered: where most tests start.
+pub(crate) struct Session {
+    pub(crate) node: FakeNode,
+    pub(crate) conn: RuntimeConn,
+    /// The sockets' directory, the runtime's listener and the plugin, for the test's life.
+    pub(crate) _keep: (Sockets, FakeRuntime, Running),
+}
+
+pub(crate) async fn session(deadline: Duration) -> Session {
+    let sockets = Sockets::new();
+    let node = FakeNode::default();
+    node.serve(&sockets.plexusd);
+    let runtime = FakeRuntime::bind(&sockets.nri);
+    let plugin = start(&sockets, deadline);
+    let mut conn = runtime.accept().await;
+    conn.registered().await;
+    Session {
+        node,
+        conn,
+        _keep: (sockets, runtime, plugin),
+    }
 }
 
 pub(crate) const RUN: i32 = Event::RunPodSandbox as i32;

@@ -85,13 +85,7 @@ async fn a_slow_teardown_in_flight_holds_back_neither_a_reconcile_nor_a_later_ru
 
 #[tokio::test]
 async fn a_pod_event_without_a_pod() {
-    let sockets = Sockets::new();
-    let node = FakeNode::default();
-    node.serve(&sockets.plexusd);
-    let runtime = FakeRuntime::bind(&sockets.nri);
-    let _plugin = start(&sockets, Duration::from_millis(1500));
-    let mut conn = runtime.accept().await;
-    conn.registered().await;
+    let Session { node, conn, _keep } = session(Duration::from_millis(1500)).await;
     conn.configure(0).await;
 
     let no_pod = |event: i32| {
@@ -163,13 +157,7 @@ async fn a_run_in_flight_completes_when_the_runtime_drops_the_connection() {
 
 #[tokio::test]
 async fn a_slow_teardown_answers_by_the_deadline_and_finishes_in_the_background() {
-    let sockets = Sockets::new();
-    let node = FakeNode::default();
-    node.serve(&sockets.plexusd);
-    let runtime = FakeRuntime::bind(&sockets.nri);
-    let _plugin = start(&sockets, Duration::from_millis(300));
-    let mut conn = runtime.accept().await;
-    conn.registered().await;
+    let Session { node, conn, _keep } = session(Duration::from_millis(300)).await;
     conn.configure(0).await;
     let p = pod("sb1", Some("/n/1"), Some("iot"));
     conn.event(RUN, &p).await.expect("run ok");

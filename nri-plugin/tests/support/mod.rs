@@ -290,6 +290,9 @@ pub struct Behaviour {
     pub reconcile_delay: Duration,
     /// Reconcile waits here until released.
     pub reconcile_hold: Option<Hold>,
+    /// A SetupPod that may finish later is answered `finishing` (as plexusd does when the
+    /// setup is still running when the answer is due).
+    pub setup_finishing: bool,
 }
 
 /// A recording node API server on a unix socket.
@@ -378,6 +381,12 @@ impl Node for FakeNode {
             return Err(err);
         }
         let req = request.into_inner();
+        if b.setup_finishing && req.may_finish_later {
+            return Ok(Response::new(SetupPodResponse {
+                finishing: true,
+                ..Default::default()
+            }));
+        }
         self.known.lock().unwrap().insert(req.sandbox_id.clone());
         Ok(Response::new(SetupPodResponse {
             attachments: vec![Attachment {
@@ -386,6 +395,7 @@ impl Node for FakeNode {
                 ..Default::default()
             }],
             network_status: "[]".into(),
+            finishing: false,
         }))
     }
 

@@ -343,6 +343,7 @@ async fn api_latency(
                 netns_path: netns.to_string_lossy().into_owned(),
                 annotations: ann.clone(),
                 labels: HashMap::new(),
+                may_finish_later: false,
             })
             .await
             .unwrap();

@@ -329,6 +329,7 @@ mod tests {
             netns_path: netns.into(),
             annotations: HashMap::from([("k".into(), "v".into())]),
             labels: HashMap::new(),
+            may_finish_later: false,
         }
     }
 

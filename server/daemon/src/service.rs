@@ -21,7 +21,7 @@ use crate::entry::{self, Path};
 use crate::error::Error;
 use crate::kubernetes::Cluster;
 use crate::model::SandboxSpec;
-use crate::node::{Edited, Node};
+use crate::node::{Edited, Node, Setup};
 use crate::planner::Planner;
 
 /// The node API over a [`Node`].
@@ -151,9 +151,25 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
             netns: finish(&span, convert::netns_path(&req.netns_path))?,
         };
         let annotations = convert::annotations(&req.annotations);
-        let work = self.node.setup_pod(spec, annotations, timeout);
-        let result = entry::scope(Path::Nri, work).instrument(span.clone()).await;
-        let outcome = finish(&span, result)?;
+        let outcome = if req.may_finish_later {
+            let work = self
+                .node
+                .setup_pod_finishing_later(spec, annotations, timeout);
+            let result = entry::scope(Path::Nri, work).instrument(span.clone()).await;
+            match finish(&span, result)? {
+                Setup::Done(outcome) => outcome,
+                Setup::Finishing => {
+                    return Ok(Response::new(v1::SetupPodResponse {
+                        finishing: true,
+                        ..Default::default()
+                    }));
+                }
+            }
+        } else {
+            let work = self.node.setup_pod(spec, annotations, timeout);
+            let result = entry::scope(Path::Nri, work).instrument(span.clone()).await;
+            finish(&span, result)?
+        };
         tracing::info!(
             parent: &span,
             interfaces = %interface_list(&outcome.sandbox.attachments),
@@ -163,6 +179,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         Ok(Response::new(v1::SetupPodResponse {
             attachments: convert::attachments(&outcome.sandbox),
             network_status: outcome.network_status,
+            finishing: false,
         }))
     }
 

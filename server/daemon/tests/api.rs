@@ -97,6 +97,7 @@ fn setup_request(id: &str, name: &str, networks: &str) -> v1::SetupPodRequest {
         netns_path: format!("/run/netns/{id}"),
         annotations,
         labels: HashMap::new(),
+        may_finish_later: false,
     }
 }
 

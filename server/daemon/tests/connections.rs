@@ -283,6 +283,7 @@ async fn an_idle_connection_is_closed_and_an_open_watch_is_not() {
             netns_path: "/run/netns/sb-w".into(),
             annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), "lan".to_owned())].into(),
             labels: Default::default(),
+            may_finish_later: false,
         })
         .await
         .unwrap();

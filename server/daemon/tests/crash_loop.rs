@@ -84,6 +84,7 @@ fn setup_request(i: usize, netns: &Path) -> v1::SetupPodRequest {
             "mv,xbr".to_owned(),
         )]),
         labels: HashMap::new(),
+        may_finish_later: false,
     }
 }
 

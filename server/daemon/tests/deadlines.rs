@@ -79,6 +79,7 @@ fn setup_request(id: &str, networks: &str) -> v1::SetupPodRequest {
             networks.to_owned(),
         )]),
         labels: HashMap::new(),
+        may_finish_later: false,
     }
 }
 
@@ -268,4 +269,91 @@ async fn teardown_finishes_when_the_caller_has_gone() {
     d.attacher.release_removals();
     wait_recorded(&mut c, &[]).await;
     assert!(d.attacher.calls().contains(&Call::Teardown("gone".into())));
+}
+
+fn finishing_later(id: &str, networks: &str) -> v1::SetupPodRequest {
+    v1::SetupPodRequest {
+        may_finish_later: true,
+        ..setup_request(id, networks)
+    }
+}
+
+#[tokio::test]
+async fn a_setup_that_may_finish_later_goes_on_past_its_answer() {
+    let fake = FakeAttacher::new();
+    // The first attachment is made at once, the second hangs until released.
+    fake.hold_work_after(1);
+    let d = Daemon::start(fake, Some(Duration::from_millis(300))).await;
+    let mut c = d.client().await;
+    let answer = c
+        .setup_pod(finishing_later("later", "lan,wan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.finishing, "{answer:?}");
+    assert!(answer.attachments.is_empty() && answer.network_status.is_empty());
+    // Nothing was cut short: the setup still holds the sandbox.
+    let undone = |d: &Daemon| {
+        d.attacher
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Undone(..)))
+    };
+    assert!(!undone(&d));
+
+    // The caller's next SetupPod (plexus-nri's, at CreateContainer) waits for it within
+    // its own deadline, and says what it waited for.
+    let err = c
+        .setup_pod(setup_request("later", "lan,wan"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
+    assert!(
+        err.message()
+            .contains("waiting for other work on sandbox later"),
+        "{}",
+        err.message()
+    );
+
+    // Released, it finishes well past the 300 ms budget (and 700 ms of undo) without undoing.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    d.attacher.release_work();
+    wait_recorded(&mut c, &[("later", "net1"), ("later", "net2")]).await;
+    assert!(!undone(&d));
+    // Asked again, it is answered from the record: nothing is made twice.
+    let answer = c
+        .setup_pod(setup_request("later", "lan,wan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answer.finishing);
+    assert_eq!(answer.attachments.len(), 2);
+    let setups = d
+        .attacher
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Setup(id, _) if id == "later"))
+        .count();
+    assert_eq!(setups, 1, "{:?}", d.attacher.calls());
+}
+
+#[tokio::test]
+async fn a_setup_that_may_finish_later_answers_as_any_when_it_ends_in_time() {
+    let d = Daemon::start(FakeAttacher::new(), Some(Duration::from_millis(500))).await;
+    let mut c = d.client().await;
+    let answer = c
+        .setup_pod(finishing_later("quick", "lan,wan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answer.finishing);
+    assert_eq!(answer.attachments.len(), 2);
+    assert!(answer.network_status.contains("iot/lan"), "{answer:?}");
+    // A failure before the answer is due fails it.
+    let err = c
+        .setup_pod(finishing_later("broken", "missing-net"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert!(err.message().contains("missing-net"), "{}", err.message());
 }

@@ -111,6 +111,7 @@ async fn detach_obeys_namespace_isolation_and_the_controller_may_still_drop_it()
                 "shared/storage-net,default/lab-bridge,shared/storage-net".into(),
             )]),
             labels: HashMap::new(),
+            may_finish_later: false,
         })
         .await
         .unwrap()

@@ -219,6 +219,7 @@ async fn setup_pod_continues_the_callers_trace_down_to_attachments() {
         )]
         .into(),
         labels: Default::default(),
+        may_finish_later: false,
     });
     request.metadata_mut().insert(
         "traceparent",

@@ -61,6 +61,7 @@ async fn annotation_and_hotplug_paths_resolve_alike() {
         netns_path: "/run/netns/web".into(),
         annotations: HashMap::from([("k8s.v1.cni.cncf.io/networks".into(), networks.into())]),
         labels: HashMap::new(),
+        may_finish_later: false,
     };
     // Isolation on: `shared` is neither the pod's namespace nor global.
     let err = c.setup_pod(setup("shared/storage-net")).await.unwrap_err();

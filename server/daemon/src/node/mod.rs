@@ -26,6 +26,7 @@ use plexus_engine::{LinkDeletion, SandboxLock};
 mod adopt;
 mod early;
 mod edit;
+mod finishing;
 mod fresh;
 mod hotplug;
 mod reconcile;
@@ -36,6 +37,7 @@ mod sweep;
 pub use adopt::{ADOPTED_DRIVER, LivePod};
 pub use early::{Early, Recent};
 pub use edit::{Edited, NetworksAnnotation};
+pub use finishing::{FINISH_BUDGET, Setup};
 pub use hotplug::HotplugOutcome;
 pub use sweep::{NetnsState, SweepOutcome, netns_state};
 

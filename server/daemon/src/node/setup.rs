@@ -22,18 +22,21 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         annotations: BTreeMap<String, String>,
         timeout: Option<Duration>,
     ) -> Result<SetupOutcome> {
+        let budget = self.setup_budget;
         self.measured(
             Operation::Setup,
-            self.setup_pod_unmeasured(spec, annotations, timeout),
+            self.setup_pod_unmeasured(spec, annotations, timeout, budget),
         )
         .await
     }
 
-    async fn setup_pod_unmeasured(
+    /// [`Node::setup_pod`] bounded by `budget` instead of the node's setup budget.
+    pub(super) async fn setup_pod_unmeasured(
         self: &Arc<Self>,
         spec: SandboxSpec,
         annotations: BTreeMap<String, String>,
         timeout: Option<Duration>,
+        budget: Option<Duration>,
     ) -> Result<SetupOutcome> {
         require("pod.namespace", &spec.pod.namespace)?;
         require("pod.name", &spec.pod.name)?;
@@ -58,8 +61,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 network_status,
             });
         }
-        self.setup_planned(spec, plan, timeout, self.setup_budget)
-            .await
+        self.setup_planned(spec, plan, timeout, budget).await
     }
 
     /// Executes a resolved plan for a sandbox (serialised with its other operations),

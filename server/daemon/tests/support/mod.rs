@@ -325,6 +325,7 @@ pub fn setup_request_for(sandbox: &str, netns: &Path, networks: &str) -> v1::Set
             networks.to_owned(),
         )]),
         labels: HashMap::new(),
+        may_finish_later: false,
     }
 }
 
