@@ -123,19 +123,20 @@ impl Forwarder {
         self.setup(pod, deadline, Asker::Run).await
     }
 
-    /// CreateContainer: passes at once unless the pod's setup went on after its
-    /// RunPodSandbox; then `SetupPod` within `deadline` (plexusd waits for that setup and
-    /// answers from its record, or sets the pod up again if it failed), and the container
-    /// is created only once the networks are up.
+    /// CreateContainer of a container in sandbox `sandbox_id`: passes at once unless the
+    /// pod's setup went on after its RunPodSandbox; then `SetupPod` for the pod as that
+    /// RunPodSandbox carried it, within `deadline` (plexusd waits for the setup and answers
+    /// from its record, or sets the pod up again if it failed), and the container is
+    /// created only once the networks are up.
     pub async fn create_container(
         &self,
-        pod: PodSandbox,
+        sandbox_id: &str,
         deadline: Duration,
     ) -> Result<(), Status> {
-        if !self.pending.contains(&pod.id) {
-            return Ok(());
+        match self.pending.get(sandbox_id) {
+            Some(pod) => self.setup(pod, deadline, Asker::Create).await,
+            None => Ok(()),
         }
-        self.setup(pod, deadline, Asker::Create).await
     }
 
     async fn setup(&self, pod: PodSandbox, deadline: Duration, asker: Asker) -> Result<(), Status> {
@@ -159,7 +160,7 @@ impl Forwarder {
             };
             match tokio::time::timeout(deadline, call).await {
                 Ok(Ok(response)) if response.get_ref().finishing => {
-                    self.pending.insert(&pod.id);
+                    self.pending.insert(&pod);
                     tracing::info!(
                         elapsed_ms = elapsed_ms(started),
                         "pod networks still being set up; its containers wait for them"

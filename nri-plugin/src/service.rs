@@ -104,7 +104,7 @@ impl Service for PluginService {
                 }
                 "CreateContainer" => {
                     let req: CreateContainerRequest = decode(&payload)?;
-                    inner.create_container(req.pod, timeout).await
+                    inner.create_container(req, timeout).await
                 }
                 "StopPodSandbox" => {
                     let req: StopPodSandboxRequest = decode(&payload)?;
@@ -192,17 +192,20 @@ impl Inner {
         Ok(Empty {}.encode_to_vec())
     }
 
-    /// A container is created once its pod's networks are up; a CreateContainer without a
-    /// pod names no pod to wait for, so it passes (plexus never adjusts a container).
+    /// A container is created once its pod's networks are up (plexus never adjusts a
+    /// container). Its sandbox is the pod's id, or else the container's `pod_sandbox_id`.
     async fn create_container(
         &self,
-        pod: Option<PodSandbox>,
+        req: CreateContainerRequest,
         call_timeout: Option<Duration>,
     ) -> Result<Vec<u8>, Status> {
-        if let Some(pod) = pod {
-            let deadline = self.deadline(call_timeout);
-            self.forwarder.create_container(pod, deadline).await?;
-        }
+        let sandbox = match (&req.pod, &req.container) {
+            (Some(pod), _) if !pod.id.is_empty() => pod.id.as_str(),
+            (_, Some(container)) => container.pod_sandbox_id.as_str(),
+            _ => "",
+        };
+        let deadline = self.deadline(call_timeout);
+        self.forwarder.create_container(sandbox, deadline).await?;
         Ok(CreateContainerResponse {}.encode_to_vec())
     }
 

@@ -77,11 +77,16 @@ async fn containers_wait_for_a_setup_that_finishes_after_its_answer() {
         "{}",
         s.message
     );
-    // Once set up, the container is created; later containers pass without asking.
+    // Once set up, the container is created; later containers pass without asking. The
+    // SetupPod names the pod as its RunPodSandbox did, whatever the CreateContainer carries.
     node.set(|b| b.setup_error = None);
-    create(&conn, &slow)
+    create(&conn, &pod("slow", None, None))
         .await
         .expect("container once the networks are up");
+    let calls = node.calls();
+    let last = setups(&calls).last().copied().cloned().unwrap();
+    assert_eq!(last.netns_path, "/n/slow");
+    assert_eq!(last.annotations, slow.annotations);
     create(&conn, &slow).await.expect("second container");
     assert_eq!(
         asked(&node),
