@@ -76,9 +76,11 @@ pub struct Forwarder {
 /// The runtime's call a `SetupPod` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Asker {
-    /// RunPodSandbox: the setup may finish after the answer.
+    /// RunPodSandbox: a setup still going on when the answer is due is answered OK and
+    /// its pod's containers are held back.
     Run,
-    /// CreateContainer of a pod whose setup went on after its RunPodSandbox.
+    /// CreateContainer of a pod whose setup went on after its RunPodSandbox: created only
+    /// once a setup has ended well.
     Create,
 }
 
@@ -148,7 +150,9 @@ impl Forwarder {
             let call = async {
                 let gate = self.gate.read().await;
                 let mut setup = convert::setup_request(&pod);
-                setup.may_finish_later = asker == Asker::Run;
+                // Also at CreateContainer: a setup that failed after its answer is made
+                // again with a setup's full bound, not cut at this call's deadline.
+                setup.may_finish_later = true;
                 let mut request = tonic::Request::new(setup);
                 // plexusd gets 90% of what is left of the deadline, so it can undo and
                 // explain in time; the local timer below is only the backstop.
@@ -160,12 +164,23 @@ impl Forwarder {
             };
             match tokio::time::timeout(deadline, call).await {
                 Ok(Ok(response)) if response.get_ref().finishing => {
-                    self.pending.insert(&pod);
                     tracing::info!(
                         elapsed_ms = elapsed_ms(started),
                         "pod networks still being set up; its containers wait for them"
                     );
-                    Ok(())
+                    match asker {
+                        Asker::Run => {
+                            self.pending.insert(&pod);
+                            Ok(())
+                        }
+                        Asker::Create => Err(Status::new(
+                            code::UNAVAILABLE,
+                            format!(
+                                "plexus: the networks of pod {label} are still being set up; \
+                                 {HELD_BACK}"
+                            ),
+                        )),
+                    }
                 }
                 Ok(Ok(response)) => {
                     self.pending.remove(&pod.id);

@@ -63,38 +63,56 @@ async fn containers_wait_for_a_setup_that_finishes_after_its_answer() {
     conn.event(RUN, &slow)
         .await
         .expect("run answered while finishing");
-    // Its setup still fails: the container is not created, and says why.
+    // Still finishing when the container comes: it is not created, and says why.
+    let s = status_of(create(&conn, &slow).await);
+    assert_eq!(s.code, code::UNAVAILABLE, "{}", s.message);
+    assert!(s.message.contains("still being set up"), "{}", s.message);
+    // A setup that fails keeps it back too, naming the cause.
     node.set(|b| {
+        b.setup_finishing = false;
         b.setup_error = Some(tonic::Status::deadline_exceeded(
             "waiting for other work on sandbox slow",
         ))
     });
     let s = status_of(create(&conn, &slow).await);
     assert_eq!(s.code, code::DEADLINE_EXCEEDED, "{}", s.message);
-    assert!(
-        s.message
-            .contains("the container is not created until the pod's networks are up"),
-        "{}",
-        s.message
-    );
+    for part in [
+        "waiting for other work on sandbox slow",
+        "the container is not created until the pod's networks are up",
+    ] {
+        assert!(s.message.contains(part), "{}", s.message);
+    }
     // Once set up, the container is created; later containers pass without asking. The
-    // SetupPod names the pod as its RunPodSandbox did, whatever the CreateContainer carries.
+    // SetupPod names the pod as its RunPodSandbox did, whatever the CreateContainer carries
+    // (here no pod at all: the container's pod_sandbox_id names the sandbox).
     node.set(|b| b.setup_error = None);
-    create(&conn, &pod("slow", None, None))
+    let req = CreateContainerRequest {
+        pod: None,
+        container: Some(Container {
+            id: "slow-app".into(),
+            pod_sandbox_id: "slow".into(),
+            name: "app".into(),
+        }),
+    };
+    let body = conn
+        .call("CreateContainer", &req.encode_to_vec())
         .await
         .expect("container once the networks are up");
+    assert!(body.is_empty());
     let calls = node.calls();
     let last = setups(&calls).last().copied().cloned().unwrap();
     assert_eq!(last.netns_path, "/n/slow");
     assert_eq!(last.annotations, slow.annotations);
     create(&conn, &slow).await.expect("second container");
+    // Every SetupPod may finish later: one for Run, three for the held container.
     assert_eq!(
         asked(&node),
         [
             ("quick".to_owned(), true),
             ("slow".to_owned(), true),
-            ("slow".to_owned(), false),
-            ("slow".to_owned(), false),
+            ("slow".to_owned(), true),
+            ("slow".to_owned(), true),
+            ("slow".to_owned(), true),
         ]
     );
 
@@ -103,5 +121,5 @@ async fn containers_wait_for_a_setup_that_finishes_after_its_answer() {
     conn.event(RUN, &stopped).await.expect("run");
     conn.event(STOP, &stopped).await.expect("stop");
     create(&conn, &stopped).await.expect("nothing to wait for");
-    assert_eq!(asked(&node).len(), 5, "{:?}", asked(&node));
+    assert_eq!(asked(&node).len(), 6, "{:?}", asked(&node));
 }

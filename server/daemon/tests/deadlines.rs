@@ -357,3 +357,73 @@ async fn a_setup_that_may_finish_later_answers_as_any_when_it_ends_in_time() {
     assert_eq!(err.code(), Code::NotFound, "{}", err.message());
     assert!(err.message().contains("missing-net"), "{}", err.message());
 }
+
+/// Polls until `n` callers hold or wait for `sandbox`'s lock; fails after a generous bound.
+async fn wait_lock_users(fake: &FakeAttacher, sandbox: &str, n: usize) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while fake.lock_users(sandbox) != n {
+        assert!(Instant::now() < until, "{sandbox}: not {n} lock users");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stop_during_a_setup_that_goes_on_tears_it_down_once_after_it() {
+    let fake = FakeAttacher::new();
+    fake.hold_work_after(1);
+    let d = Daemon::start(fake, Some(Duration::from_millis(300))).await;
+    let mut c = d.client().await;
+    let answer = c
+        .setup_pod(finishing_later("stopped", "lan,wan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.finishing);
+    // The runtime's Stop waits for the setup, then removes what it made.
+    let mut stop = d.client().await;
+    let teardown = tokio::spawn(async move {
+        let mut req = tonic::Request::new(teardown_request("stopped"));
+        req.set_timeout(Duration::from_secs(30));
+        stop.teardown_pod(req).await
+    });
+    wait_lock_users(&d.attacher, "stopped", 2).await;
+    d.attacher.release_work();
+    let outcome = teardown.await.unwrap().unwrap().into_inner();
+    assert!(outcome.known, "{outcome:?}");
+    assert!(recorded(&mut c).await.is_empty());
+    let calls = d.attacher.calls();
+    let count = |want: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| want(c)).count();
+    assert_eq!(count(&|c| matches!(c, Call::Setup(..))), 1, "{calls:?}");
+    assert_eq!(count(&|c| matches!(c, Call::Teardown(..))), 1, "{calls:?}");
+    assert_eq!(count(&|c| matches!(c, Call::Undone(..))), 0, "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_setup_that_goes_on_never_sets_up_a_pod_stopped_before_it() {
+    use plexus_server::attacher::Attacher as _;
+    let d = Daemon::start(FakeAttacher::new(), Some(Duration::from_millis(300))).await;
+    let mut c = d.client().await;
+    // Something holds the sandbox; the runtime's Stop queues for it, then the setup.
+    let id = plexus_core::id::SandboxId::new("overtaken").unwrap();
+    let held = d.attacher.lock(&id).await;
+    let mut stop = d.client().await;
+    let teardown =
+        tokio::spawn(async move { stop.teardown_pod(teardown_request("overtaken")).await });
+    wait_lock_users(&d.attacher, "overtaken", 2).await;
+    let answer = c
+        .setup_pod(finishing_later("overtaken", "lan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.finishing, "the setup waited past its answer");
+    drop(held);
+    teardown.await.unwrap().unwrap();
+    // The setup got the lock after the Stop: it refuses and sets nothing up.
+    wait_lock_users(&d.attacher, "overtaken", 0).await;
+    assert!(recorded(&mut c).await.is_empty());
+    let calls = d.attacher.calls();
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Setup(..))),
+        "{calls:?}"
+    );
+}

@@ -14,6 +14,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::setup::Mode;
 use super::{LivePod, Node};
 use crate::attacher::Attacher;
 use crate::error::Result;
@@ -95,7 +96,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             return Ok(Early::Nothing);
         }
         let outcome = self
-            .setup_planned_as(spec, plan, None, Some(EARLY_BUDGET), true)
+            .setup_planned_as(spec, plan, None, Some(EARLY_BUDGET), Mode::Early)
             .await?;
         // Under the sandbox's lock it found a record or a teardown: it did nothing.
         Ok(match outcome.sandbox.attachments.is_empty() {

@@ -11,7 +11,15 @@
 //! setup does, its failure included. One that goes on publishes its events and logs its
 //! outcome when it ends; its failure undoes what it made, as any failed setup's does, and
 //! the caller's next SetupPod (at `CreateContainer`) sets the pod up again or reports why
-//! not.
+//! not. It is measured to its end (the request metrics' duration is the setup's).
+//!
+//! Two orders with the runtime's Stop: a Stop that comes while the setup runs waits for
+//! the sandbox's lock (its teardown is bounded far beyond [`FINISH_BUDGET`]) and removes
+//! what was made, once; a Stop that got the lock first (the setup was still resolving the
+//! pod's networks) marks the sandbox torn down, and the setup then refuses it
+//! ([`Mode::Finishing`]). The same covers an answer that never reaches plexus-nri (tonic
+//! ends the call at its `grpc-timeout`, a reserve/4 after the answer is due): plexus-nri
+//! fails the pod, containerd stops it, and that Stop removes what the setup made.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +29,7 @@ use plexus_core::deadline::Deadline;
 use plexus_telemetry::Operation;
 use tracing::Instrument as _;
 
+use super::setup::Mode;
 use super::{Node, SetupOutcome};
 use crate::attacher::Attacher;
 use crate::error::{Error, Result};
@@ -57,7 +66,13 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let (id, pod) = (spec.sandbox_id.clone(), spec.pod.clone());
         let started = Instant::now();
         let work = async move {
-            let setup = node.setup_pod_unmeasured(spec, annotations, None, Some(FINISH_BUDGET));
+            let setup = node.setup_pod_unmeasured(
+                spec,
+                annotations,
+                None,
+                Some(FINISH_BUDGET),
+                Mode::Finishing,
+            );
             node.measured(Operation::Setup, setup).await
         };
         let work = match entry {

@@ -10,9 +10,22 @@ use plexus_telemetry::Operation;
 
 use super::{Node, SetupOutcome, require};
 use crate::attacher::{Attacher, SetupDone};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{EventKind, SandboxSpec, SandboxView};
 use crate::planner::Planner;
+
+/// Who a setup runs for, which decides what it does with a sandbox torn down meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A runtime's or a caller's request: measured, its failures published.
+    Request,
+    /// An early setup (`early.rs`): nothing for a sandbox that has a record or was torn
+    /// down; failures not published, not measured (the hook's own setup is).
+    Early,
+    /// A setup going on past its answer (`finishing.rs`): refused for a sandbox torn down
+    /// before it got the lock (a Stop that overtook it), so it never sets up a stopped pod.
+    Finishing,
+}
 
 impl<A: Attacher, P: Planner> Node<A, P> {
     /// Resolves and attaches a pod's networks, records them and renders network-status.
@@ -25,7 +38,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         let budget = self.setup_budget;
         self.measured(
             Operation::Setup,
-            self.setup_pod_unmeasured(spec, annotations, timeout, budget),
+            self.setup_pod_unmeasured(spec, annotations, timeout, budget, Mode::Request),
         )
         .await
     }
@@ -37,6 +50,7 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         annotations: BTreeMap<String, String>,
         timeout: Option<Duration>,
         budget: Option<Duration>,
+        mode: Mode,
     ) -> Result<SetupOutcome> {
         require("pod.namespace", &spec.pod.namespace)?;
         require("pod.name", &spec.pod.name)?;
@@ -61,7 +75,8 @@ impl<A: Attacher, P: Planner> Node<A, P> {
                 network_status,
             });
         }
-        self.setup_planned(spec, plan, timeout, budget).await
+        self.setup_planned_as(spec, plan, timeout, budget, mode)
+            .await
     }
 
     /// Executes a resolved plan for a sandbox (serialised with its other operations),
@@ -73,20 +88,20 @@ impl<A: Attacher, P: Planner> Node<A, P> {
         timeout: Option<Duration>,
         budget: Option<Duration>,
     ) -> Result<SetupOutcome> {
-        self.setup_planned_as(spec, plan, timeout, budget, false)
+        self.setup_planned_as(spec, plan, timeout, budget, Mode::Request)
             .await
     }
 
-    /// [`Node::setup_planned`]; an `early` one (see `early.rs`) does nothing for a sandbox
-    /// that has a record or was torn down, publishes no failure and is not measured.
+    /// [`Node::setup_planned`] run as `mode` says.
     pub(super) async fn setup_planned_as(
         self: &Arc<Self>,
         spec: SandboxSpec,
         plan: plexus_core::plan::Plan,
         timeout: Option<Duration>,
         budget: Option<Duration>,
-        early: bool,
+        mode: Mode,
     ) -> Result<SetupOutcome> {
+        let early = mode == Mode::Early;
         let empty = SandboxView {
             sandbox_id: spec.sandbox_id.clone(),
             pod: spec.pod.clone(),
@@ -106,19 +121,29 @@ impl<A: Attacher, P: Planner> Node<A, P> {
             move |node, deadline, lock| async move {
                 let _busy = busy;
                 let view = empty.clone();
-                if early {
-                    let id = lock.sandbox_id();
-                    let gone = node
-                        .torn_down
+                let id = lock.sandbox_id();
+                let gone = || {
+                    node.torn_down
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .contains(id.as_str());
-                    if gone || node.attacher.sandbox(id)?.is_some() {
+                        .contains(id.as_str())
+                };
+                match mode {
+                    Mode::Early if gone() || node.attacher.sandbox(id)?.is_some() => {
                         return Ok(SetupOutcome {
                             sandbox: view,
                             network_status: String::new(),
                         });
                     }
+                    Mode::Finishing if gone() => {
+                        return Err(Error::Conflict {
+                            sandbox_id: id.to_string(),
+                            message: "the pod was stopped before its networks were set up; \
+                                      nothing was set up"
+                                .to_owned(),
+                        });
+                    }
+                    _ => {}
                 }
                 // A retried setup of a sandbox already set up exactly as planned is
                 // answered from its record (the attacher decides), without new events.
