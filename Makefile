@@ -99,7 +99,7 @@ image:
 # within about a second), which showed in the ratios of whatever ran next.
 bench: setup
 	$(CARGO) build --release --workspace --bins --benches
-	$(CARGO) bench -p plexus-integration --bench paths --bench runpod --bench kube
+	$(CARGO) bench -p plexus-integration --bench paths --bench runpod --bench kube --bench containers
 	$(CARGO) bench --workspace --exclude plexus-integration
 	$(CARGO) bench -p plexus-integration --bench hotplug --bench burst
 
