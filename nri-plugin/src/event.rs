@@ -173,13 +173,17 @@ impl Forwarder {
                             self.pending.insert(&pod);
                             Ok(())
                         }
-                        Asker::Create => Err(Status::new(
-                            code::UNAVAILABLE,
-                            format!(
-                                "plexus: the networks of pod {label} are still being set up; \
-                                 {HELD_BACK}"
-                            ),
-                        )),
+                        Asker::Create => {
+                            let status = Status::new(
+                                code::UNAVAILABLE,
+                                format!(
+                                    "plexus: the networks of pod {label} are still being set \
+                                     up; {HELD_BACK}"
+                                ),
+                            );
+                            plexus_telemetry::record_error(&Span::current(), &status.message);
+                            Err(status)
+                        }
                     }
                 }
                 Ok(Ok(response)) => {
