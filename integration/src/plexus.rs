@@ -1,7 +1,8 @@
 //! plexusd and plexus-nri started against a private [`Containerd`]: a standalone plexusd
 //! config (NAD directory, state, IPAM and CNI cache dirs under the run dir), both daemons
 //! as processes in containerd's test network namespace (so macvlan masters and bridges
-//! are found there), and restart/crash controls for the restart tests.
+//! are found there), and restart/crash controls for the restart tests. What the tests ask
+//! its node API is in `api`.
 //!
 //! Binaries come from `PLEXUS_BIN_DIR`, else from the cargo profile dir this executable
 //! was built into (`target/<profile>/`, also for tests and benches under `deps/`).
@@ -11,16 +12,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use plexus_proto::v1;
 use plexus_proto::v1::node_client::NodeClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::containerd::Containerd;
 use crate::error::{Error, Result};
 use crate::nad::Nad;
-use crate::pod::{Pod, PodSpec};
-use crate::process::{Daemon, output};
+use crate::process::Daemon;
 
+mod api;
 mod config;
 pub use config::{Paths, plexusd_yaml, shim_yaml};
 
@@ -391,82 +391,6 @@ impl Plexus {
             Some(_) => vec![("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned())],
             None => Vec::new(),
         }
-    }
-
-    /// A node API client on plexusd's socket.
-    pub async fn client(&self) -> Result<NodeClient<Channel>> {
-        connect(&self.paths.socket).await
-    }
-
-    /// Every attachment plexusd has recorded (`ListAttachments`).
-    pub async fn attachments(&self) -> Result<Vec<v1::Attachment>> {
-        let mut c = self.client().await?;
-        let resp = c
-            .list_attachments(v1::ListAttachmentsRequest { target: None })
-            .await
-            .map_err(Error::node("ListAttachments"))?;
-        Ok(resp.into_inner().attachments)
-    }
-
-    /// The attachments recorded for one sandbox.
-    pub async fn attachments_of(&self, sandbox_id: &str) -> Result<Vec<v1::Attachment>> {
-        let all = self.attachments().await?;
-        Ok(all
-            .into_iter()
-            .filter(|a| a.sandbox_id == sandbox_id)
-            .collect())
-    }
-
-    /// The pod's `k8s.v1.cni.cncf.io/network-status` as plexusd renders it
-    /// (`ListAttachmentsResponse.network_status` for its sandbox).
-    pub async fn network_status(&self, pod: &Pod) -> Result<String> {
-        let mut c = self.client().await?;
-        let target = v1::PodSelector {
-            sandbox_id: pod.id.clone(),
-            pod: None,
-        };
-        let resp = c
-            .list_attachments(v1::ListAttachmentsRequest {
-                target: Some(target),
-            })
-            .await
-            .map_err(Error::node("ListAttachments"))?
-            .into_inner();
-        resp.network_status
-            .get(&pod.id)
-            .cloned()
-            .ok_or_else(|| Error::Unexpected {
-                what: "ListAttachments response",
-                detail: format!("no network-status for sandbox {}", pod.id),
-            })
-    }
-
-    /// Sends the `SetupPod` plexus-nri sent for this pod again (a runtime retry) and
-    /// returns the network-status of the answer.
-    pub async fn retry_setup(&self, pod: &Pod, spec: &PodSpec) -> Result<String> {
-        let mut c = self.client().await?;
-        let req = v1::SetupPodRequest {
-            pod: Some(v1::PodRef {
-                namespace: spec.namespace.clone(),
-                name: spec.name.clone(),
-                uid: spec.uid.clone(),
-            }),
-            sandbox_id: pod.id.clone(),
-            netns_path: pod.netns.display().to_string(),
-            annotations: spec.annotations.clone().into_iter().collect(),
-            labels: spec.labels.clone().into_iter().collect(),
-            may_finish_later: false,
-        };
-        let resp = c.setup_pod(req).await.map_err(Error::node("SetupPod"))?;
-        Ok(resp.into_inner().network_status)
-    }
-
-    /// Runs `plexusctl --socket <plexusd socket> args...`; returns its standard output.
-    pub fn plexusctl(&self, args: &[&str]) -> Result<String> {
-        let program = binary(&self.bins, "plexusctl")?;
-        let mut cmd = std::process::Command::new(program);
-        cmd.arg("--socket").arg(&self.paths.socket).args(args);
-        output(&mut cmd)
     }
 
     /// Leaves both daemons running when dropped (demo `--keep`).
