@@ -227,20 +227,9 @@ async fn settle(baseline: Option<u64>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "burst bench needs root (containerd, network namespaces): run make bench as root"
-        );
-        std::process::exit(1);
-    }
-    let n: usize = std::env::var("PLEXUS_BENCH_BURST")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let repeat: usize = std::env::var("PLEXUS_BENCH_BURSTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    plexus_integration::bench::require_root("burst");
+    let n: usize = plexus_integration::bench::count("PLEXUS_BENCH_BURST", 200);
+    let repeat: usize = plexus_integration::bench::count("PLEXUS_BENCH_BURSTS", 2);
     // Early setup on the NRI sides (plexusd watches containerd's new sandboxes), as a
     // node with `containerd.socket` runs; PLEXUS_BENCH_EARLY=0 measures the hooks alone.
     let early = std::env::var("PLEXUS_BENCH_EARLY").map_or(true, |v| v != "0");

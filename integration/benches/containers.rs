@@ -72,14 +72,8 @@ fn line(label: &str, side: &[Duration], base: Option<&[Duration]>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("containers bench needs root (containerd, network namespaces)");
-        std::process::exit(1);
-    }
-    let n: usize = std::env::var("PLEXUS_BENCH_PODS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    plexus_integration::bench::require_root("containers");
+    let n: usize = plexus_integration::bench::count("PLEXUS_BENCH_PODS", 200);
     let base = Containerd::start(containerd::Options {
         prefix: "plexus-bench-base".into(),
         ..containerd::Options::default()

@@ -83,16 +83,8 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "hotplug bench needs root (containerd, network namespaces): run make bench as root"
-        );
-        std::process::exit(1);
-    }
-    let n: usize = std::env::var("PLEXUS_BENCH_CHANGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    plexus_integration::bench::require_root("hotplug");
+    let n: usize = plexus_integration::bench::count("PLEXUS_BENCH_CHANGES", 50);
     let c = Containerd::start(containerd::Options {
         prefix: "plexus-bench-hotplug".into(),
         ..containerd::Options::default()

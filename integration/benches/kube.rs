@@ -312,14 +312,8 @@ async fn rss_figure(bins: &Path) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("kube bench needs root (containerd, network namespaces): run make bench as root");
-        std::process::exit(1);
-    }
-    let n: usize = std::env::var("PLEXUS_BENCH_PODS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    plexus_integration::bench::require_root("kube");
+    let n: usize = plexus_integration::bench::count("PLEXUS_BENCH_PODS", 50);
     let bins = plexus::bin_dir().expect("plexus binaries");
     rss_figure(&bins).await;
     setup_figures(n).await;

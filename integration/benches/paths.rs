@@ -108,16 +108,8 @@ fn shim_version(bin: &std::path::Path) -> (Duration, i64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "paths bench needs root (containerd, network namespaces): run make bench as root"
-        );
-        std::process::exit(1);
-    }
-    let n: usize = std::env::var("PLEXUS_BENCH_PODS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    plexus_integration::bench::require_root("paths");
+    let n: usize = plexus_integration::bench::count("PLEXUS_BENCH_PODS", 300);
     let base = Containerd::start(containerd::Options {
         prefix: "plexus-bench-base".into(),
         ..containerd::Options::default()

@@ -54,16 +54,8 @@ fn options(prefix: &str) -> containerd::Options {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "runpod bench needs root (containerd, network namespaces): run make bench as root"
-        );
-        std::process::exit(1);
-    }
-    let n: usize = std::env::var("PLEXUS_BENCH_PODS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    plexus_integration::bench::require_root("runpod");
+    let n: usize = plexus_integration::bench::count("PLEXUS_BENCH_PODS", 50);
     let base = Containerd::start(options("plexus-bench-base"))
         .await
         .expect("start containerd");

@@ -6,6 +6,7 @@
 //! unique names) and removed by `Drop` guards, also when a test fails. It never touches
 //! the system containerd or `/etc/cni/net.d`.
 
+pub mod bench;
 pub mod cleanup;
 pub mod containerd;
 pub mod cri;
