@@ -60,6 +60,31 @@ impl Nad {
         }
     }
 
+    /// A conflist: a macvlan (bridge mode) on `master` with host-local IPAM on `subnet`,
+    /// then the plugin `next` (a chain plexus runs through the plugin binaries).
+    pub fn macvlan_then(
+        namespace: &str,
+        name: &str,
+        master: &str,
+        subnet: &str,
+        ipam: &Path,
+        next: serde_json::Value,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            config: json!({
+                "cniVersion": "1.0.0",
+                "name": name,
+                "plugins": [
+                    {"type": "macvlan", "master": master, "mode": "bridge",
+                     "ipam": {"type": "host-local", "subnet": subnet, "dataDir": ipam}},
+                    next
+                ]
+            }),
+        }
+    }
+
     /// A macvlan (bridge mode) on `master` whose addresses and MAC come from the pod's
     /// selection (`ips`, `mac`): static IPAM with the `ips` capability and a tuning
     /// plugin with the `mac` capability, as in Multus's documentation.

@@ -67,20 +67,14 @@ async fn a_setup_slower_than_the_hook_holds_the_containers_back_not_the_pod() {
     std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::rename(&aside, &plugin).unwrap();
     let subnet = format!("10.248.{}.0/24", plexus_integration::netns::next_id() % 256);
-    Nad {
-        namespace: NAMESPACE.into(),
-        name: "slow".into(),
-        config: json!({
-            "cniVersion": "1.0.0",
-            "name": "slow",
-            "plugins": [
-                {"type": "macvlan", "master": env.uplink, "mode": "bridge",
-                 "ipam": {"type": "host-local", "subnet": subnet,
-                          "dataDir": env.plexus.paths().ipam_dir}},
-                {"type": "plexus-e2e-slow"}
-            ]
-        }),
-    }
+    Nad::macvlan_then(
+        NAMESPACE,
+        "slow",
+        &env.uplink,
+        &subnet,
+        &env.plexus.paths().ipam_dir,
+        json!({"type": "plexus-e2e-slow"}),
+    )
     .write_to(&env.plexus.paths().networks_dir)
     .unwrap();
 

@@ -133,20 +133,14 @@ async fn a_pod_event_is_one_trace_from_the_nri_event_to_each_plugin_with_errors_
     let env = Env::start_on(c, opts, |_| Ok(())).await.unwrap();
     // An exec'd network: macvlan then tuning, a chain plexus runs through the plugin binaries.
     let subnet = format!("10.247.{}.0/24", plexus_integration::netns::next_id() % 256);
-    Nad {
-        namespace: NAMESPACE.into(),
-        name: "chained".into(),
-        config: json!({
-            "cniVersion": "1.0.0",
-            "name": "chained",
-            "plugins": [
-                {"type": "macvlan", "master": env.uplink, "mode": "bridge",
-                 "ipam": {"type": "host-local", "subnet": subnet,
-                          "dataDir": env.plexus.paths().ipam_dir}},
-                {"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}}
-            ]
-        }),
-    }
+    Nad::macvlan_then(
+        NAMESPACE,
+        "chained",
+        &env.uplink,
+        &subnet,
+        &env.plexus.paths().ipam_dir,
+        json!({"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}}),
+    )
     .write_to(&env.plexus.paths().networks_dir)
     .unwrap();
 
