@@ -136,31 +136,18 @@ async fn latency_bench() {
         direct_down.push(t.elapsed());
         down_fsyncs += state::fsyncs() - f;
     }
-    // The runtime's teardown (NRI StopPodSandbox): answered before the links are deleted;
-    // the reaper's work is waited for between pods, outside the timing.
-    let (mut runtime_down, mut runtime_fsyncs) = (Vec::new(), 0);
-    for i in 0..PODS {
-        let id = plexus_core::SandboxId::new(format!("runtime-{i}")).unwrap();
-        let plan = planner.plan(&identity, &ann_sorted).unwrap();
-        let spec = plexus_engine::SandboxSpec {
-            sandbox_id: id.clone(),
-            pod: identity.clone(),
-            netns: pod.path(),
-        };
-        engine.setup(spec, plan).await.unwrap();
-        engine.flush_state();
-        let t = Instant::now();
-        let f = state::fsyncs();
-        let lock = engine.lock(&id).await;
-        engine
-            .teardown_locked_as(&lock, plexus_engine::LinkDeletion::AfterAnswer)
-            .await
-            .unwrap();
-        drop(lock);
-        runtime_down.push(t.elapsed());
-        runtime_fsyncs += state::fsyncs() - f;
-        engine.reaped().await;
-    }
+    let runtime = |prefix: &'static str| {
+        let (engine, planner) = (engine.clone(), Arc::clone(&planner));
+        let (identity, ann, netns) = (identity.clone(), ann_sorted.clone(), pod.path());
+        async move { runtime_teardowns(&engine, &*planner, &identity, &ann, &netns, prefix).await }
+    };
+    let (_, runtime_down, runtime_fsyncs) = runtime("runtime").await;
+    // The same on busy networks: other pods' leases in each lease directory.
+    let crowd = crowd_leases(&dir.path().join("leases"), CROWD);
+    let (crowded_up, crowded_down, _) = runtime("crowded").await;
+    crowd
+        .iter()
+        .for_each(|lease| std::fs::remove_file(lease).unwrap());
     // The node service's own layer without gRPC: Node::setup_pod / teardown_pod over the
     // same engine (resolution, locks, admission, events, network-status).
     let node = plexus_server::node::Node::new(
@@ -242,6 +229,11 @@ async fn latency_bench() {
         per_pod(runtime_fsyncs)
     );
     println!(
+        "    with {CROWD} other pods' leases on each network: setup {:.2} ms, runtime's teardown {:.2} ms",
+        ms(median(crowded_up)),
+        ms(median(crowded_down))
+    );
+    println!(
         "  durable writes per pod: setup {:.1} fsyncs ({:.1} record writes; {:.1} of the fsyncs \
          after the answer), teardown {:.1} fsyncs",
         per_pod(up_fsyncs),
@@ -255,6 +247,66 @@ async fn latency_bench() {
         ms(su),
         ms(sd)
     );
+}
+
+/// Other pods' leases per network in the crowded case.
+const CROWD: usize = 200;
+
+/// [`PODS`] setups and runtime teardowns (NRI StopPodSandbox: answered before the links
+/// are deleted; the reaper's work is waited for between pods, outside the timing).
+/// Returns the setup and teardown times and the fsyncs before the teardowns' answers.
+async fn runtime_teardowns(
+    engine: &Engine,
+    planner: &impl Planner,
+    identity: &PodIdentity,
+    ann: &BTreeMap<String, String>,
+    netns: &Path,
+    prefix: &str,
+) -> (Vec<Duration>, Vec<Duration>, u64) {
+    let (mut up, mut down, mut fsyncs) = (Vec::new(), Vec::new(), 0);
+    for i in 0..PODS {
+        let id = plexus_core::SandboxId::new(format!("{prefix}-{i}")).unwrap();
+        let spec = plexus_engine::SandboxSpec {
+            sandbox_id: id.clone(),
+            pod: identity.clone(),
+            netns: netns.to_path_buf(),
+        };
+        let t = Instant::now();
+        let plan = planner.plan(identity, ann).unwrap();
+        engine.setup(spec, plan).await.unwrap();
+        up.push(t.elapsed());
+        engine.flush_state();
+        let t = Instant::now();
+        let f = state::fsyncs();
+        let lock = engine.lock(&id).await;
+        engine
+            .teardown_locked_as(&lock, plexus_engine::LinkDeletion::AfterAnswer)
+            .await
+            .unwrap();
+        drop(lock);
+        down.push(t.elapsed());
+        fsyncs += state::fsyncs() - f;
+        engine.reaped().await;
+    }
+    (up, down, fsyncs)
+}
+
+/// Writes `count` leases of other pods into every lease directory under `root` (those
+/// holding a `lock` file), at the top of each /24, away from where the bench allocates.
+/// Returns their paths.
+fn crowd_leases(root: &Path, count: usize) -> Vec<std::path::PathBuf> {
+    let mut written = Vec::new();
+    let dirs = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path());
+    for dir in dirs.filter(|d| d.join("lock").exists()) {
+        let last = std::fs::read_to_string(dir.join("last_reserved_ip.0")).unwrap();
+        let prefix = last.rsplit_once('.').unwrap().0;
+        for k in 0..count {
+            let lease = dir.join(format!("{prefix}.{}", 254 - k));
+            std::fs::write(&lease, format!("other-pod-{k}\r\nnet1")).unwrap();
+            written.push(lease);
+        }
+    }
+    written
 }
 
 /// Pods of the slow-plugin case.

@@ -114,6 +114,13 @@ pub struct LeaseStore {
 }
 
 impl LeaseStore {
+    /// A lease directory known to exist (nothing is created).
+    pub(super) fn existing(dir: &Path) -> LeaseStore {
+        LeaseStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     /// Opens (creating, mode 0755) a lease directory.
     pub fn open(dir: &Path) -> Result<LeaseStore> {
         fs::create_dir_all(dir).map_err(|source| Error::Lease {
@@ -276,6 +283,35 @@ impl LeaseStore {
         }
         // Made durable by the next write of this sandbox's record, before that write can
         // drop the lease from it (`durable::sync_releases`).
+        super::durable::released(id.trim(), &self.dir);
+        Ok(())
+    }
+
+    /// Releases `(id, ifname)`'s leases of `ips`, the addresses its record names: only
+    /// their files are read, so a release costs the same however many leases the network
+    /// holds ([`LeaseStore::release`] reads every one, as the reference `ReleaseByID`
+    /// does). A file another holder has now is left alone; one emptied by a killed writer
+    /// is removed. For a lease whose addresses are not known (an allocation cut short
+    /// before its result was recorded), use [`LeaseStore::release`].
+    pub fn release_addresses(&self, id: &str, ifname: &str, ips: &[IpAddr]) -> Result<()> {
+        let _lock = self.lock()?;
+        let key = lease_key(id, ifname);
+        for ip in ips {
+            let path = self.dir.join(ip.to_string());
+            match read_lease(&path) {
+                // Empty under the lock: torn (see `live_leases`).
+                Ok(held) if held.is_empty() || holds(&held, id, &key) => {}
+                // Someone else's now; or gone (released already), or not a lease file
+                // (skipped, as the directory search skips it).
+                Ok(_) | Err(_) => continue,
+            }
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(self.io(&path)(e));
+                }
+                _ => {}
+            }
+        }
         super::durable::released(id.trim(), &self.dir);
         Ok(())
     }

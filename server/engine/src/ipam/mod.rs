@@ -179,13 +179,18 @@ pub fn allocate(cfg: &Config, req: &Request, default_data_dir: &Path) -> Result<
     }
 }
 
-/// Releases the leases of `lease` (absent leases are fine). Blocking.
+/// Releases the leases of `lease` (absent leases are fine). Blocking. When the record
+/// names its addresses only their files are read; otherwise the directory is searched.
 pub fn release(lease: &LeaseRecord) -> Result<()> {
-    if !lease.dir.exists() {
+    if !lease.dir.is_dir() {
         return Ok(());
     }
-    let store = LeaseStore::open(&lease.dir)?;
-    store.release(&lease.container_id, &lease.ifname)
+    let store = LeaseStore::existing(&lease.dir);
+    let (id, ifname) = (&lease.container_id, &lease.ifname);
+    match lease.ips.is_empty() {
+        true => store.release(id, ifname),
+        false => store.release_addresses(id, ifname, &lease.ips),
+    }
 }
 
 /// Writes back the addresses `lease` records that its lease files no longer hold (see

@@ -439,3 +439,51 @@ fn an_abandoned_allocation_takes_nothing() {
     let b = allocate(&cfg, &req("sb2", "net1"), dir.path()).unwrap();
     assert_eq!(addrs(&b), vec!["10.9.1.3/29"]);
 }
+
+/// A lease whose record names its addresses is released by reading only those files: a
+/// stray lease of the same `(id, ifname)` at an address the record does not name stays
+/// (the directory search would have released it, so this shows which one ran), as does a
+/// recorded address another holder has now. A torn file at a recorded address goes.
+#[test]
+fn release_by_recorded_addresses_reads_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = parse(serde_json::json!({
+        "type":"host-local",
+        "ranges":[[{"subnet":"10.9.0.0/28"}]]
+    }));
+    let a = allocate(&cfg, &req("sb1", "net1"), dir.path()).unwrap();
+    assert_eq!(addrs(&a), vec!["10.9.0.2/28"]);
+    let net = dir.path().join("net-a");
+    fs::write(net.join("10.9.0.9"), "sb1\r\nnet1").unwrap();
+    fs::write(net.join("10.9.0.10"), "other\r\nnet1").unwrap();
+    fs::write(net.join("10.9.0.11"), "").unwrap();
+    let mut lease = lease_for(&cfg, &req("sb1", "net1"), dir.path()).unwrap();
+    lease.ips = ["10.9.0.2", "10.9.0.10", "10.9.0.11", "10.9.0.12"]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .collect();
+    release(&lease).unwrap();
+    assert!(
+        !net.join("10.9.0.2").exists(),
+        "the recorded lease is released"
+    );
+    assert!(
+        !net.join("10.9.0.11").exists(),
+        "a torn file at a recorded address goes"
+    );
+    assert_eq!(fs::read(net.join("10.9.0.10")).unwrap(), b"other\r\nnet1");
+    assert_eq!(fs::read(net.join("10.9.0.9")).unwrap(), b"sb1\r\nnet1");
+    // Idempotent; and without recorded addresses the directory is searched.
+    release(&lease).unwrap();
+    lease.ips.clear();
+    release(&lease).unwrap();
+    assert!(
+        !net.join("10.9.0.9").exists(),
+        "the search finds the stray lease"
+    );
+    assert_eq!(fs::read(net.join("10.9.0.10")).unwrap(), b"other\r\nnet1");
+    // A lease directory that does not exist holds nothing to release.
+    lease.dir = dir.path().join("never-made");
+    release(&lease).unwrap();
+    assert!(!lease.dir.exists());
+}
