@@ -97,9 +97,10 @@ async fn latency_bench() {
     )]);
 
     // In-process: resolve + engine.setup / teardown. The bench's pod netns stays (no
-    // runtime removes it), so the reaper deletes the links at once instead of waiting.
+    // runtime removes it), so the reaper deletes the links and removes the record at once.
     let engine = Engine::open(plexus_engine::EngineConfig {
         links_grace: Duration::ZERO,
+        removal_batch: Duration::ZERO,
         ..engine_config(&config)
     })
     .unwrap();

@@ -41,6 +41,9 @@ pub struct EngineConfig {
     /// left for the namespace's removal to take before plexus deletes them itself
     /// (`reap.rs`).
     pub links_grace: Duration,
+    /// How long a reaped sandbox's record removal waits for others to share its fsyncs
+    /// (`reap/batch.rs`); zero removes each at once, with its own.
+    pub removal_batch: Duration,
 }
 
 impl EngineConfig {
@@ -58,6 +61,7 @@ impl EngineConfig {
             host_netns: None,
             link_group: plexus_netlink::link::DEFAULT_LINK_GROUP,
             links_grace: Duration::from_secs(10),
+            removal_batch: Duration::from_secs(1),
         }
     }
 }

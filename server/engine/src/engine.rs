@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub primary: Arc<crate::primary::Lookup>,
     /// Teardowns whose links are still being deleted (`reap.rs`).
     pub reaping: crate::reap::Reaping,
+    /// Reaped records waiting to be removed together (`reap/batch.rs`).
+    pub removals: crate::reap::Batch,
 }
 
 impl Engine {
@@ -80,6 +82,7 @@ impl Engine {
                 observer: ObserverSlot::new(),
                 primary,
                 reaping: crate::reap::Reaping::new(),
+                removals: Default::default(),
             }),
         })
     }

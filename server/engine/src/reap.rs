@@ -37,6 +37,10 @@ use crate::error::chain;
 use crate::state::SandboxRecord;
 use crate::{crash, native};
 
+mod batch;
+
+pub(crate) use batch::Batch;
+
 /// When a teardown deletes the links the kernel destroys with the pod's netns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkDeletion {
@@ -219,28 +223,39 @@ impl Engine {
         drop(pod);
         let _ = links_gone.send(true);
         crash::point("reap", 0, "deleted");
+        if problems.is_empty() && !self.inner.cfg.removal_batch.is_zero() {
+            // Settled with other reapers' records (`batch.rs`).
+            return self.remove_in_batch(id, token).await;
+        }
         let _lock = self.lock(&id).await;
         if !self.inner.reaping.owns(&id, token) {
             return;
         }
-        self.settle_reaped(&id, &problems);
+        self.settle_reaped(&id, &problems, Settle::Alone);
         // Only now is the sandbox listed again (if its record was kept): a listing between
         // the two would show a teardown that already answered as still detaching.
         self.inner.reaping.finish(&id, token);
     }
 
     /// Removes a reaped sandbox's record, or keeps it for the sweep and recovery when some
-    /// of its links could not be deleted. Called under the sandbox's lock.
-    fn settle_reaped(&self, id: &SandboxId, problems: &[String]) {
+    /// of its links could not be deleted. Called under the sandbox's lock. Returns whether
+    /// the record was removed.
+    fn settle_reaped(&self, id: &SandboxId, problems: &[String], how: Settle) -> bool {
         if !problems.is_empty() {
             tracing::warn!(sandbox.id = %id, ?problems,
                 "deleting the links of a torn-down pod failed; the record is kept for the sweep and recovery");
-            return;
+            return false;
         }
         match self.inner.store.load(id) {
             Ok(Some(now)) if now.tearing_down => {
-                if let Err(e) = self.inner.store.remove(id) {
-                    tracing::warn!(sandbox.id = %id, error = %chain(&e), "removing a reaped record failed");
+                let removed = match how {
+                    Settle::Alone => self.inner.store.remove(id),
+                    Settle::Batched => self.inner.store.remove_unsynced(id),
+                };
+                match removed {
+                    Ok(()) => return true,
+                    Err(e) => tracing::warn!(sandbox.id = %id, error = %chain(&e),
+                        "removing a reaped record failed"),
                 }
             }
             Ok(_) => {}
@@ -248,7 +263,17 @@ impl Engine {
                 tracing::warn!(sandbox.id = %id, error = %chain(&e), "reaped record unreadable")
             }
         }
+        false
     }
+}
+
+/// How a reaped record is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// With its own fsync of the state directory.
+    Alone,
+    /// In a batch that fsyncs the state directory once after all its removals.
+    Batched,
 }
 
 /// Waits until the host-side links `rec` names (a bridge's host veth ends) are gone, looked

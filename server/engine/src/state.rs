@@ -398,11 +398,31 @@ impl Store {
     /// Removes a record (absent is fine) and fsyncs the directory, after the sandbox's
     /// lease releases are durable (`ipam::durable`).
     pub fn remove(&self, sandbox_id: &SandboxId) -> Result<()> {
+        self.removed(sandbox_id, true)
+    }
+
+    /// [`Store::remove`] without the state directory's fsync, for a batch of removals
+    /// that makes one [`Store::sync`] after them all (the reaper's). The sandbox's lease
+    /// releases are still made durable before its record goes.
+    pub(crate) fn remove_unsynced(&self, sandbox_id: &SandboxId) -> Result<()> {
+        self.removed(sandbox_id, false)
+    }
+
+    /// Fsyncs the state directory: makes the removals before it durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        blocking(|| sync_dir(&self.dir)).map_err(|source| Error::StateDir {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    fn removed(&self, sandbox_id: &SandboxId, sync_now: bool) -> Result<()> {
         let path = self.path(sandbox_id);
         let removed = blocking(|| {
             crate::ipam::durable::sync_releases(sandbox_id.as_str())?;
             match fs::remove_file(&path) {
-                Ok(()) => sync_dir(&self.dir)?,
+                Ok(()) if sync_now => sync_dir(&self.dir)?,
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }

@@ -34,24 +34,31 @@ pub(crate) fn released(container_id: &str, dir: &Path) {
 /// before each write or removal of that sandbox's record. A directory whose fsync fails
 /// stays listed, and the error stops the record write.
 pub(crate) fn sync_releases(container_id: &str) -> std::io::Result<()> {
-    let dirs = {
+    sync_releases_of(&[container_id])
+}
+
+/// [`sync_releases`] for several sandboxes at once (the reaper's batch of record
+/// removals): each directory is fsynced once, however many of them released from it. On a
+/// failure every one of them stays listed, so the next call syncs again.
+pub(crate) fn sync_releases_of(container_ids: &[&str]) -> std::io::Result<()> {
+    let taken: Vec<(String, BTreeSet<PathBuf>)> = {
         let mut unsynced = UNSYNCED.lock().unwrap_or_else(|e| e.into_inner());
-        match unsynced.remove(container_id) {
-            Some(dirs) => dirs,
-            None => return Ok(()),
-        }
+        container_ids
+            .iter()
+            .filter_map(|id| unsynced.remove_entry(*id))
+            .collect()
     };
-    let mut dirs = dirs.into_iter();
-    while let Some(dir) = dirs.next() {
-        match crate::state::sync_dir(&dir) {
+    let dirs: BTreeSet<PathBuf> = taken.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
+    for dir in &dirs {
+        match crate::state::sync_dir(dir) {
             Ok(()) => {}
             // A directory removed since holds no lease to bring back.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 let mut unsynced = UNSYNCED.lock().unwrap_or_else(|e| e.into_inner());
-                let left = unsynced.entry(container_id.to_owned()).or_default();
-                left.insert(dir);
-                left.extend(dirs);
+                for (id, dirs) in taken {
+                    unsynced.entry(id).or_default().extend(dirs);
+                }
                 return Err(e);
             }
         }
@@ -101,5 +108,32 @@ mod tests {
         assert!(sync_releases("durable-test-c").is_err());
         assert_eq!(listed("durable-test-c"), Some(BTreeSet::from([bad])));
         UNSYNCED.lock().unwrap().remove("durable-test-c");
+    }
+
+    #[test]
+    fn a_batch_syncs_for_all_its_sandboxes_or_keeps_them_all_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        released("durable-test-d", dir.path());
+        released("durable-test-e", dir.path());
+        released("durable-test-f", dir.path());
+        sync_releases_of(&["durable-test-d", "durable-test-e", "durable-test-unknown"]).unwrap();
+        assert_eq!(listed("durable-test-d"), None);
+        assert_eq!(listed("durable-test-e"), None);
+        assert!(listed("durable-test-f").is_some(), "not in the batch");
+        let bad = dir.path().join("file");
+        std::fs::write(&bad, "").unwrap();
+        let bad = bad.join("x");
+        released("durable-test-g", &bad);
+        let err = sync_releases_of(&["durable-test-f", "durable-test-g"]);
+        assert!(err.is_err());
+        let only = |p: &Path| Some(BTreeSet::from([p.to_path_buf()]));
+        assert_eq!(
+            listed("durable-test-f"),
+            only(dir.path()),
+            "kept for the next call"
+        );
+        assert_eq!(listed("durable-test-g"), only(&bad));
+        UNSYNCED.lock().unwrap().remove("durable-test-f");
+        UNSYNCED.lock().unwrap().remove("durable-test-g");
     }
 }

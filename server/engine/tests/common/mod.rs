@@ -91,6 +91,8 @@ pub fn config_for(dir: &Path, host: &Path, mode: DelegationMode) -> EngineConfig
     cfg.delegation = mode;
     // No runtime removes the tests' pod netns: the reaper deletes the links itself soon.
     cfg.links_grace = std::time::Duration::from_millis(50);
+    // Reaped records are removed in batches, as in plexusd, after a shorter wait.
+    cfg.removal_batch = std::time::Duration::from_millis(20);
     cfg
 }
 

@@ -288,3 +288,56 @@ async fn a_reaped_sandbox_is_never_listed_again() {
         assert!(!fx.dir.path().join(format!("state/{id}.json")).exists());
     }
 }
+
+/// Reapers that finish within one [`EngineConfig::removal_batch`] remove their records
+/// together: one fsync of the lease directory they all released from and one of the state
+/// directory, not two per record.
+///
+/// [`EngineConfig::removal_batch`]: plexus_engine::EngineConfig::removal_batch
+#[tokio::test]
+async fn reaped_records_are_removed_in_one_batch_sharing_their_fsyncs() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let mut cfg = fx.config(DelegationMode::Auto);
+    // Every reaper waits out the 50 ms grace (no runtime removes the tests' netns) and
+    // then joins the first one's batch, however slowly the four teardowns ran.
+    cfg.removal_batch = std::time::Duration::from_millis(500);
+    let engine = plexus_engine::Engine::open(cfg).unwrap();
+    let net = fx.macvlan("mv-batch", "bridge", "10.69.0.0/24");
+    let ids: Vec<String> = (1..=4).map(|i| format!("sb-batch-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let ifname = format!("net{}", i + 1);
+        let p = plan(vec![attachment(1, &ifname, &net)]);
+        engine.setup(fx.sandbox(id), p).await.expect("setup");
+    }
+    assert_eq!(fx.lease_files().len(), 4);
+    engine.flush_state();
+    let fsyncs = plexus_engine::state::fsyncs();
+    for id in &ids {
+        let lock = engine.lock(&sid(id)).await;
+        engine
+            .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+            .await
+            .expect("teardown");
+    }
+    assert!(fx.lease_files().is_empty());
+    engine.reaped().await;
+    assert_eq!(
+        plexus_engine::state::fsyncs() - fsyncs,
+        2,
+        "one fsync of the lease directory, one of the state directory"
+    );
+    assert!(fx.pod_links().await.is_empty());
+    for id in &ids {
+        assert!(!fx.dir.path().join(format!("state/{id}.json")).exists());
+        assert!(
+            !fx.dir
+                .path()
+                .join(format!("state/{id}.tearing-down"))
+                .exists()
+        );
+    }
+    assert!(engine.sandboxes().unwrap().is_empty());
+}

@@ -1,0 +1,108 @@
+//! The reaper's record removals, in batches.
+//!
+//! Removing a reaped sandbox's record costs fsyncs: one of each lease directory it released
+//! from (`ipam::durable`: before the record stops naming the lease) and one of the state
+//! directory. No caller waits for them (the teardown answered long before, and the sandbox
+//! is not listed while it is reaped), but each forces a journal commit that the runtime's
+//! own writes then wait behind: containerd's metadata database, at the same pod's
+//! RemovePodSandbox or the next pod's start. So a reaper hands its removal to a batch,
+//! which waits [`EngineConfig::removal_batch`] for others to join, then fsyncs every lease
+//! directory of the batch once, removes each record under its sandbox's lock (not one a new
+//! setup took over meanwhile), and fsyncs the state directory once. A node draining a
+//! hundred pods pays a few fsyncs for their records, not three hundred.
+//!
+//! Crash safety is that of a single removal: until its record is removed a sandbox stays
+//! `tearing_down`, and recovery finishes it; every lease directory is durable before any
+//! record of the batch is removed, and a record whose removal a power loss undid is torn
+//! down again (every step is idempotent).
+//!
+//! [`EngineConfig::removal_batch`]: crate::EngineConfig::removal_batch
+
+use std::sync::Mutex;
+
+use plexus_core::id::SandboxId;
+use tokio::sync::oneshot;
+
+use super::Settle;
+use crate::engine::Engine;
+use crate::error::chain;
+
+/// Removals waiting for their batch.
+#[derive(Debug, Default)]
+pub(crate) struct Batch(Mutex<Queue>);
+
+#[derive(Debug, Default)]
+struct Queue {
+    members: Vec<Member>,
+    /// A batch is waiting to run; later members join it.
+    scheduled: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    id: SandboxId,
+    /// The reaper's token (`Reaping::owns`).
+    token: u64,
+    done: oneshot::Sender<()>,
+}
+
+impl Batch {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Engine {
+    /// Removes the reaped sandbox `id`'s record (if it is still reaper `token`'s) with the
+    /// next batch; returns once that batch is done.
+    pub(super) async fn remove_in_batch(&self, id: SandboxId, token: u64) {
+        let (done, removed) = oneshot::channel();
+        let first = {
+            let mut queue = self.inner.removals.queue();
+            queue.members.push(Member { id, token, done });
+            !std::mem::replace(&mut queue.scheduled, true)
+        };
+        if first {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.remove_batch().await });
+        }
+        // An error: the runtime is shutting down; recovery finishes what is left.
+        let _ = removed.await;
+    }
+
+    async fn remove_batch(&self) {
+        tokio::time::sleep(self.inner.cfg.removal_batch).await;
+        let members = {
+            let mut queue = self.inner.removals.queue();
+            queue.scheduled = false;
+            std::mem::take(&mut queue.members)
+        };
+        let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        let synced = crate::state::blocking(|| crate::ipam::durable::sync_releases_of(&ids));
+        if let Err(e) = synced {
+            // Each removal below syncs its own sandbox's directories again, and keeps its
+            // record when that fails.
+            tracing::warn!(error = %e, sandboxes = ids.len(),
+                "fsync of the lease directories of a batch of record removals failed");
+        }
+        let mut removed = 0;
+        for m in &members {
+            let _lock = self.lock(&m.id).await;
+            if self.inner.reaping.owns(&m.id, m.token) {
+                removed += usize::from(self.settle_reaped(&m.id, &[], Settle::Batched));
+                self.inner.reaping.finish(&m.id, m.token);
+            }
+        }
+        if removed > 0
+            && let Err(e) = self.inner.store.sync()
+        {
+            // Until the next record write syncs the directory, a power loss may bring
+            // these records back; recovery tears them down again.
+            tracing::warn!(error = %chain(&e), "fsync after a batch of record removals failed");
+        }
+        tracing::debug!(removed, "removed the records of reaped sandboxes");
+        for m in members {
+            let _ = m.done.send(());
+        }
+    }
+}
