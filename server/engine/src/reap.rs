@@ -143,7 +143,8 @@ impl Drop for Running<'_> {
 }
 
 impl Engine {
-    /// Waits until every link deletion deferred by a teardown has finished (tests; a
+    /// Waits until every link deletion deferred by a teardown has finished and its record
+    /// is settled, which includes waiting for a removal batch (`batch.rs`; tests, a
     /// shutdown that wants the records settled).
     pub async fn reaped(&self) {
         let mut running = self.inner.reaping.running.subscribe();

@@ -189,7 +189,9 @@ pub struct LeaseRecord {
     pub container_id: String,
     /// Interface name written into the lease file.
     pub ifname: String,
-    /// Addresses once allocated (informational; release matches id and ifname).
+    /// Addresses allocated, from the attachment's result (empty until then). A release
+    /// reads only these addresses' lease files; without them it searches the directory
+    /// for id and ifname.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
 }
@@ -403,9 +405,24 @@ impl Store {
 
     /// [`Store::remove`] without the state directory's fsync, for a batch of removals
     /// that makes one [`Store::sync`] after them all (the reaper's). The sandbox's lease
-    /// releases are still made durable before its record goes.
+    /// releases are still made durable before its record goes. Its teardown mark stays:
+    /// the batch clears it once the removal is durable
+    /// ([`Store::clear_mark_if_unrecorded`]).
     pub(crate) fn remove_unsynced(&self, sandbox_id: &SandboxId) -> Result<()> {
         self.removed(sandbox_id, false)
+    }
+
+    /// Removes `sandbox_id`'s teardown mark unless a record of it exists again (a new
+    /// setup took the id over). Under the sandbox's lock. A failure is logged: start-up
+    /// removes a mark whose record is gone.
+    pub(crate) fn clear_mark_if_unrecorded(&self, sandbox_id: &SandboxId) {
+        if self.path(sandbox_id).exists() {
+            return;
+        }
+        if let Err(e) = blocking(|| marks::clear(&self.dir, sandbox_id.as_str())) {
+            tracing::warn!(sandbox.id = %sandbox_id, error = %e,
+                "removing a teardown mark failed; start-up removes it");
+        }
     }
 
     /// Fsyncs the state directory: makes the removals before it durable.
@@ -426,9 +443,12 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            // After the record: a mark without its record is harmless, a record without
-            // its mark is not (`marks`).
-            marks::clear(&self.dir, sandbox_id.as_str())
+            // After the record's removal is durable: a mark without its record is
+            // harmless, a record without its mark is not (`marks`).
+            match sync_now {
+                true => marks::clear(&self.dir, sandbox_id.as_str()),
+                false => Ok(()),
+            }
         });
         removed.map_err(|source| Error::WriteRecord { path, source })?;
         self.index.forget(sandbox_id);

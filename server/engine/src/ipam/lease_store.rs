@@ -295,6 +295,9 @@ impl LeaseStore {
     /// before its result was recorded), use [`LeaseStore::release`].
     pub fn release_addresses(&self, id: &str, ifname: &str, ips: &[IpAddr]) -> Result<()> {
         let _lock = self.lock()?;
+        // Before any removal, so that one which fails after others still has them synced
+        // by the next write or removal of the record (`durable::sync_releases`).
+        super::durable::released(id.trim(), &self.dir);
         let key = lease_key(id, ifname);
         for ip in ips {
             let path = self.dir.join(ip.to_string());
@@ -312,7 +315,6 @@ impl LeaseStore {
                 _ => {}
             }
         }
-        super::durable::released(id.trim(), &self.dir);
         Ok(())
     }
 

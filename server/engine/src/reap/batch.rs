@@ -13,7 +13,8 @@
 //!
 //! Crash safety is that of a single removal: until its record is removed a sandbox stays
 //! `tearing_down`, and recovery finishes it; every lease directory is durable before any
-//! record of the batch is removed, and a record whose removal a power loss undid is torn
+//! record of the batch is removed, each record's removal is durable before its teardown
+//! mark is removed (`state::marks`), and a record whose removal a power loss undid is torn
 //! down again (every step is idempotent).
 //!
 //! [`EngineConfig::removal_batch`]: crate::EngineConfig::removal_batch
@@ -52,6 +53,32 @@ impl Batch {
     }
 }
 
+/// A scheduled batch while it waits for members. Dropped before [`Waiting::take`] (its
+/// runtime shutting down), it lets its members go (their reapers end, and recovery
+/// finishes their records) so that the next reaper schedules a batch again.
+struct Waiting<'a>(&'a Batch);
+
+impl Waiting<'_> {
+    /// The batch's members; later reapers schedule the next batch.
+    fn take(self) -> Vec<Member> {
+        let members = {
+            let mut queue = self.0.queue();
+            queue.scheduled = false;
+            std::mem::take(&mut queue.members)
+        };
+        std::mem::forget(self);
+        members
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue();
+        queue.scheduled = false;
+        queue.members.clear();
+    }
+}
+
 impl Engine {
     /// Removes the reaped sandbox `id`'s record (if it is still reaper `token`'s) with the
     /// next batch; returns once that batch is done.
@@ -71,12 +98,9 @@ impl Engine {
     }
 
     async fn remove_batch(&self) {
+        let waiting = Waiting(&self.inner.removals);
         tokio::time::sleep(self.inner.cfg.removal_batch).await;
-        let members = {
-            let mut queue = self.inner.removals.queue();
-            queue.scheduled = false;
-            std::mem::take(&mut queue.members)
-        };
+        let members = waiting.take();
         let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
         let synced = crate::state::blocking(|| crate::ipam::durable::sync_releases_of(&ids));
         if let Err(e) = synced {
@@ -85,24 +109,85 @@ impl Engine {
             tracing::warn!(error = %e, sandboxes = ids.len(),
                 "fsync of the lease directories of a batch of record removals failed");
         }
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for m in &members {
+            // Taken over by a new setup: it stays so, and its lock may be held a while.
+            if !self.inner.reaping.owns(&m.id, m.token) {
+                continue;
+            }
             let _lock = self.lock(&m.id).await;
             if self.inner.reaping.owns(&m.id, m.token) {
-                removed += usize::from(self.settle_reaped(&m.id, &[], Settle::Batched));
+                if self.settle_reaped(&m.id, &[], Settle::Batched) {
+                    removed.push(&m.id);
+                }
                 self.inner.reaping.finish(&m.id, m.token);
             }
         }
-        if removed > 0
-            && let Err(e) = self.inner.store.sync()
-        {
-            // Until the next record write syncs the directory, a power loss may bring
-            // these records back; recovery tears them down again.
-            tracing::warn!(error = %chain(&e), "fsync after a batch of record removals failed");
+        if !removed.is_empty() {
+            match self.inner.store.sync() {
+                // The marks go once the records' removals are durable (`marks`), each under
+                // its sandbox's lock: not a mark a new teardown of the same id has made.
+                Ok(()) => {
+                    for id in &removed {
+                        let _lock = self.lock(id).await;
+                        self.inner.store.clear_mark_if_unrecorded(id);
+                    }
+                }
+                // Until the next record write syncs the directory, a power loss may bring
+                // these records back; recovery tears them down again. Their marks stay
+                // until start-up removes them (`Store::remove_orphan_marks`).
+                Err(e) => tracing::warn!(error = %chain(&e),
+                    "fsync after a batch of record removals failed"),
+            }
         }
-        tracing::debug!(removed, "removed the records of reaped sandboxes");
+        tracing::debug!(
+            removed = removed.len(),
+            "removed the records of reaped sandboxes"
+        );
         for m in members {
             let _ = m.done.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(batch: &Batch, id: &str) -> oneshot::Receiver<()> {
+        let (done, removed) = oneshot::channel();
+        let mut queue = batch.queue();
+        let id = SandboxId::new(id).unwrap();
+        queue.members.push(Member { id, token: 0, done });
+        queue.scheduled = true;
+        removed
+    }
+
+    #[test]
+    fn a_batch_dropped_while_it_waits_lets_its_members_go_and_the_next_one_schedules() {
+        let batch = Batch::default();
+        let mut removed = member(&batch, "sb-a");
+        drop(Waiting(&batch));
+        assert!(
+            matches!(
+                removed.try_recv(),
+                Err(oneshot::error::TryRecvError::Closed)
+            ),
+            "the reaper is told, not left waiting"
+        );
+        let queue = batch.queue();
+        assert!(!queue.scheduled && queue.members.is_empty());
+    }
+
+    #[test]
+    fn a_batch_takes_every_member_so_far_and_the_next_reaper_schedules_anew() {
+        let batch = Batch::default();
+        let _a = member(&batch, "sb-a");
+        let _b = member(&batch, "sb-b");
+        let members = Waiting(&batch).take();
+        let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["sb-a", "sb-b"]);
+        let queue = batch.queue();
+        assert!(!queue.scheduled && queue.members.is_empty());
     }
 }

@@ -302,8 +302,8 @@ async fn reaped_records_are_removed_in_one_batch_sharing_their_fsyncs() {
     let fx = Fixture::new().await;
     let mut cfg = fx.config(DelegationMode::Auto);
     // Every reaper waits out the 50 ms grace (no runtime removes the tests' netns) and
-    // then joins the first one's batch, however slowly the four teardowns ran.
-    cfg.removal_batch = std::time::Duration::from_millis(500);
+    // then joins the first one's batch, unless the four teardowns ran a second apart.
+    cfg.removal_batch = std::time::Duration::from_secs(1);
     let engine = plexus_engine::Engine::open(cfg).unwrap();
     let net = fx.macvlan("mv-batch", "bridge", "10.69.0.0/24");
     let ids: Vec<String> = (1..=4).map(|i| format!("sb-batch-{i}")).collect();
