@@ -3,14 +3,15 @@
 //! StopPodSandbox returns (NRI StopPodSandbox, then containerd's own CNI DEL, then the
 //! netns removal), plexus has released every lease and lists nothing for the pod, and the
 //! pod's netns is already gone, so the links plexus left in it die with it; after
-//! RemovePodSandbox nothing of plexus is left, host side included.
+//! RemovePodSandbox nothing of plexus is left, host side included, and the reaper's batch
+//! (`removal_batch`, 1 s) removes the pod's record and its teardown mark.
 
 use std::time::Duration;
 
 use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::{Env, PodSpec, require_privileged};
 
-use crate::common::wait_nothing_left;
+use crate::common::{eventually, wait_nothing_left};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_stop_the_leases_are_released_and_the_netns_is_gone_with_the_links() {
@@ -22,6 +23,12 @@ async fn at_stop_the_leases_are_released_and_the_netns_is_gone_with_the_links() 
     let pod = env.containerd.run_pod(&spec).await.unwrap();
     assert!(pod.netns.exists());
     assert_eq!(env.plexus_leases().len(), 2, "{:?}", env.plexus_leases());
+    let state = env.plexus.paths().state_dir.clone();
+    let (record, mark) = (
+        state.join(format!("{}.json", pod.id)),
+        state.join(format!("{}.tearing-down", pod.id)),
+    );
+    assert!(record.is_file(), "{} missing", record.display());
 
     env.containerd
         .cri()
@@ -46,4 +53,10 @@ async fn at_stop_the_leases_are_released_and_the_netns_is_gone_with_the_links() 
         .await
         .unwrap();
     wait_nothing_left(&env, Duration::from_secs(5)).await;
+    eventually(
+        "plexusd to remove the pod's record and teardown mark",
+        Duration::from_secs(10),
+        || async { !record.exists() && !mark.exists() },
+    )
+    .await;
 }
