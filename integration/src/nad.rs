@@ -23,6 +23,17 @@ pub struct Nad {
 }
 
 impl Nad {
+    /// `namespace/name` with the CNI config `fields` plus its version and name.
+    fn with(namespace: &str, name: &str, mut fields: Value) -> Self {
+        fields["cniVersion"] = json!("1.0.0");
+        fields["name"] = json!(name);
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            config: fields,
+        }
+    }
+
     /// The manifest, in the NAD CRD's schema (JSON, which YAML readers accept).
     pub fn manifest(&self) -> String {
         json!({
@@ -42,12 +53,10 @@ impl Nad {
 
     /// A macvlan (bridge mode) on `master` with host-local IPAM on `subnet`.
     pub fn macvlan(namespace: &str, name: &str, master: &str, subnet: &str, ipam: &Path) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            config: json!({
-                "cniVersion": "1.0.0",
-                "name": name,
+        Self::with(
+            namespace,
+            name,
+            json!({
                 "type": "macvlan",
                 "master": master,
                 "mode": "bridge",
@@ -57,7 +66,7 @@ impl Nad {
                     "dataDir": ipam,
                 },
             }),
-        }
+        )
     }
 
     /// A conflist: a macvlan (bridge mode) on `master` with host-local IPAM on `subnet`,
@@ -70,31 +79,27 @@ impl Nad {
         ipam: &Path,
         next: serde_json::Value,
     ) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            config: json!({
-                "cniVersion": "1.0.0",
-                "name": name,
+        Self::with(
+            namespace,
+            name,
+            json!({
                 "plugins": [
                     {"type": "macvlan", "master": master, "mode": "bridge",
                      "ipam": {"type": "host-local", "subnet": subnet, "dataDir": ipam}},
                     next
                 ]
             }),
-        }
+        )
     }
 
     /// A macvlan (bridge mode) on `master` whose addresses and MAC come from the pod's
     /// selection (`ips`, `mac`): static IPAM with the `ips` capability and a tuning
     /// plugin with the `mac` capability, as in Multus's documentation.
     pub fn macvlan_static(namespace: &str, name: &str, master: &str) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            config: json!({
-                "cniVersion": "1.0.0",
-                "name": name,
+        Self::with(
+            namespace,
+            name,
+            json!({
                 "plugins": [
                     {
                         "type": "macvlan",
@@ -106,18 +111,16 @@ impl Nad {
                     { "type": "tuning", "capabilities": { "mac": true } },
                 ],
             }),
-        }
+        )
     }
 
     /// A Linux bridge `bridge` (created on demand in plexusd's namespace, no gateway)
     /// with host-local IPAM on `subnet`.
     pub fn bridge(namespace: &str, name: &str, bridge: &str, subnet: &str, ipam: &Path) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            config: json!({
-                "cniVersion": "1.0.0",
-                "name": name,
+        Self::with(
+            namespace,
+            name,
+            json!({
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": false,
@@ -128,20 +131,18 @@ impl Nad {
                     "dataDir": ipam,
                 },
             }),
-        }
+        )
     }
 
     /// A network whose delegate always fails: its plugin binary does not exist.
     pub fn failing(namespace: &str, name: &str) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            config: json!({
-                "cniVersion": "1.0.0",
-                "name": name,
+        Self::with(
+            namespace,
+            name,
+            json!({
                 "type": "plexus-e2e-no-such-plugin",
             }),
-        }
+        )
     }
 }
 
