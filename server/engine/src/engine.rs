@@ -123,8 +123,15 @@ impl Engine {
     /// still handles them). A sandbox whose teardown answered is not listed while its
     /// links are still being deleted (`reap.rs`): nothing of it is left to act on.
     pub fn sandboxes(&self) -> Result<Vec<SandboxRecord>> {
+        // The reaped ones are looked at before the records are read: a reaper removes its
+        // record before it stops being pending, so a record read afterwards is either
+        // pending in this snapshot or was not being reaped then. (Asked after the read, a
+        // record read just before its removal would pass as not pending.)
+        let reaped = self.inner.reaping.pending_ids();
         let mut all = self.inner.store.all()?;
-        all.retain(|r| !self.inner.reaping.is_pending(&r.sandbox_id));
+        all.retain(|r| {
+            !reaped.contains(&r.sandbox_id) && !self.inner.reaping.is_pending(&r.sandbox_id)
+        });
         Ok(all)
     }
 

@@ -81,6 +81,11 @@ impl Reaping {
         self.entries().contains_key(id)
     }
 
+    /// The sandboxes being reaped now.
+    pub(crate) fn pending_ids(&self) -> std::collections::HashSet<SandboxId> {
+        self.entries().keys().cloned().collect()
+    }
+
     /// Waits (if `id` is being reaped) until its links are gone.
     pub(crate) async fn links_gone(&self, id: &SandboxId) {
         let Some((_, mut gone)) = self.entries().get(id).cloned() else {
