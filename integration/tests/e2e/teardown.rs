@@ -1,8 +1,9 @@
 //! The order containerd 1.7 tears a pod down in, which plexus's link deletion after the
 //! answer relies on (`docs/teardown.md`), checked on the real containerd: when CRI
 //! StopPodSandbox returns (NRI StopPodSandbox, then containerd's own CNI DEL, then the
-//! netns removal), plexus has released every lease and lists nothing for the pod, and the
-//! pod's netns is already gone, so the links plexus left in it die with it; after
+//! netns removal), plexus lists nothing for the pod and the pod's netns is already gone, so
+//! the links plexus left in it die with it; the leases, released after plexus's answer
+//! (`teardown/early.rs`), are gone moments later; after
 //! RemovePodSandbox nothing of plexus is left, host side included, and the reaper's batch
 //! (`removal_batch`, 1 s) removes the pod's record and its teardown mark.
 
@@ -35,17 +36,18 @@ async fn at_stop_the_leases_are_released_and_the_netns_is_gone_with_the_links() 
         .stop_pod_sandbox(&pod.id)
         .await
         .unwrap();
-    assert!(
-        env.plexus_leases().is_empty(),
-        "leases are released before plexus answers StopPodSandbox: {:?}",
-        env.plexus_leases()
-    );
     let listed = env.plexus.attachments_of(&pod.id).await.unwrap();
     assert!(listed.is_empty(), "{listed:?}");
     assert!(
         !pod.netns.exists(),
         "containerd removes the netns within StopPodSandbox, after its CNI DEL"
     );
+    eventually(
+        "plexusd to release the pod's leases after its answer",
+        Duration::from_secs(5),
+        || async { env.plexus_leases().is_empty() },
+    )
+    .await;
 
     env.containerd
         .cri()

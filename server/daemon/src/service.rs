@@ -196,7 +196,7 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         let id = finish(&span, convert::sandbox_id("sandbox_id", &req.sandbox_id))?;
         plexus_telemetry::record_pod(&span, &pod.namespace, &pod.name, &pod.uid, id.as_str());
         let links = match req.netns_removed_after {
-            true => plexus_engine::LinkDeletion::AfterAnswer,
+            true => plexus_engine::LinkDeletion::AfterMark,
             false => plexus_engine::LinkDeletion::BeforeAnswer,
         };
         let work = self.node.teardown_pod(id.clone(), timeout, links);

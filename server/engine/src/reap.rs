@@ -7,9 +7,12 @@
 //! the pod's netns (macvlan, ipvlan, vlan, a bridge's veth end) is destroyed by the kernel
 //! with that namespace, so the teardown only waits for the leases to be released and the
 //! addresses to be removed (`native::release`); it answers with the sandbox still recorded
-//! `tearing_down` and those attachments `Removing`. A reaper task then lets go of the
-//! namespace and waits (`EngineConfig::links_grace`) for the runtime to remove it, which
-//! takes the links with it in the kernel's own cleanup, off every caller's path: deleting
+//! `tearing_down` and those attachments `Removing`. NRI StopPodSandbox does not wait even for
+//! those: it answers once the record is marked and the netns held open, and the releases run
+//! before the reaper, in its task ([`LinkDeletion::AfterMark`], `teardown/early.rs`).
+//! A reaper task then lets go of the namespace and waits (`EngineConfig::links_grace`) for
+//! the runtime to remove it, which takes the links with it in the kernel's own cleanup, off
+//! every caller's path: deleting
 //! them here would hold the rtnl lock while containerd runs its own CNI DEL. If the
 //! namespace is still there after the grace, the reaper deletes the links itself (one
 //! group delete). Either way each attachment's idempotent `native::del` then removes what a
@@ -47,8 +50,15 @@ pub enum LinkDeletion {
     /// Before it answers: the caller's netns stays (plexusctl, tests, recovery).
     BeforeAnswer,
     /// After it answers, in the background: the runtime removes the netns right after
-    /// the teardown (NRI StopPodSandbox, the shim's CNI DEL).
+    /// the teardown (the shim's CNI DEL). It answers once the leases are released and the
+    /// addresses removed.
     AfterAnswer,
+    /// Like [`LinkDeletion::AfterAnswer`], answering as soon as the record is marked and
+    /// the pod's netns is held open (NRI StopPodSandbox, whose failure containerd only
+    /// logs): the addresses are removed and then the leases released in the background,
+    /// in that order, before the links are left to the netns (`teardown/early.rs`). A
+    /// teardown that cannot hold the netns this way answers as `AfterAnswer` does.
+    AfterMark,
 }
 
 /// The sandboxes whose links are being deleted after their teardown answered.
@@ -58,7 +68,7 @@ pub(crate) struct Reaping {
     pending: Mutex<HashMap<SandboxId, (u64, watch::Receiver<bool>)>>,
     next: AtomicU64,
     /// Reaper tasks running.
-    running: watch::Sender<usize>,
+    pub(crate) running: watch::Sender<usize>,
 }
 
 impl Reaping {
@@ -102,28 +112,40 @@ impl Reaping {
         self.entries().remove(id);
     }
 
-    fn start(&self, id: &SandboxId) -> (u64, watch::Sender<bool>) {
+    /// Registers a reaper of `id`: from now on `id` is pending, and counted as running
+    /// until a [`Running`] made for it is dropped.
+    pub(crate) fn start(&self, id: &SandboxId) -> Reaper {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(false);
         self.entries().insert(id.clone(), (token, rx));
         self.running.send_modify(|n| *n += 1);
-        (token, tx)
+        Reaper {
+            token,
+            links_gone: tx,
+        }
     }
 
     /// Whether `id` is still the reaper `token`'s; false when a setup took it over.
     /// Asked under the sandbox's lock, which a take-over also holds.
-    fn owns(&self, id: &SandboxId, token: u64) -> bool {
+    pub(crate) fn owns(&self, id: &SandboxId, token: u64) -> bool {
         matches!(self.entries().get(id), Some((t, _)) if *t == token)
     }
 
     /// Forgets `id` if it is still the reaper `token`'s. Called after the record is
     /// removed (or kept for recovery), so no listing sees a record between the two.
-    fn finish(&self, id: &SandboxId, token: u64) {
+    pub(crate) fn finish(&self, id: &SandboxId, token: u64) {
         let mut entries = self.entries();
         if matches!(entries.get(id), Some((t, _)) if *t == token) {
             entries.remove(id);
         }
     }
+}
+
+/// A registered reaper ([`Reaping::start`]): its token, and the sender that says its
+/// sandbox's links are gone (dropping it says so too).
+pub(crate) struct Reaper {
+    pub(crate) token: u64,
+    pub(crate) links_gone: watch::Sender<bool>,
 }
 
 /// First and longest pause between two looks at whether the runtime removed the netns.
@@ -139,7 +161,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(250);
 const KERNEL_CLEANUP: Duration = Duration::from_secs(2);
 
 /// Counts a reaper task as running until dropped.
-struct Running<'a>(&'a watch::Sender<usize>);
+pub(crate) struct Running<'a>(pub(crate) &'a watch::Sender<usize>);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
@@ -179,17 +201,18 @@ impl Engine {
     /// Deletes the links of `rec` (a teardown's deferred attachments, recorded `Removing`)
     /// in the background, then removes the record.
     pub(crate) fn spawn_reap(&self, rec: SandboxRecord) {
-        let (token, links_gone) = self.inner.reaping.start(&rec.sandbox_id);
+        let reaper = self.inner.reaping.start(&rec.sandbox_id);
         let engine = self.clone();
         tokio::spawn(async move {
             let _running = Running(&engine.inner.reaping.running);
-            engine.reap(rec, token, links_gone).await;
+            engine.reap(rec, reaper).await;
         });
     }
 
     /// Holds no handle of the namespace while it waits: that would keep the namespace
     /// (and the links) alive.
-    async fn reap(&self, rec: SandboxRecord, token: u64, links_gone: watch::Sender<bool>) {
+    pub(crate) async fn reap(&self, rec: SandboxRecord, reaper: Reaper) {
+        let Reaper { token, links_gone } = reaper;
         let id = rec.sandbox_id.clone();
         crash::point("reap", 0, "deleting");
         let pod = match self.netns_removed(&rec.netns).await {

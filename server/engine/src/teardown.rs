@@ -27,9 +27,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result, chain};
 use crate::lock::SandboxLock;
 use crate::observe::Call;
-use crate::reap::LinkDeletion;
+use crate::reap::{LinkDeletion, Reaper};
 use crate::state::{AttachmentRecord, Driver, Phase, SandboxRecord};
 
+mod early;
 mod fallback;
 mod quick;
 
@@ -267,10 +268,27 @@ impl Engine {
     /// Tears down everything a readable record names; removes the record on success.
     pub(crate) async fn teardown_record(
         &self,
-        mut rec: SandboxRecord,
+        rec: SandboxRecord,
         call: Call,
         links: LinkDeletion,
     ) -> Result<TeardownReport> {
+        match links {
+            LinkDeletion::AfterMark => self.teardown_early(rec, call).await,
+            _ => self.teardown_record_in(rec, call, links, None).await,
+        }
+    }
+
+    /// [`Engine::teardown_record`]; `held` is the pod's netns an early answer held open
+    /// and its registered reaper (`early.rs`): the addresses are removed through that
+    /// netns, and the reaper runs here, in the caller's (background) task.
+    async fn teardown_record_in(
+        &self,
+        mut rec: SandboxRecord,
+        call: Call,
+        links: LinkDeletion,
+        held: Option<(plexus_netlink::Netns, Reaper)>,
+    ) -> Result<TeardownReport> {
+        let (held_netns, reaper) = held.unzip();
         let mut report = TeardownReport {
             known: true,
             ..Default::default()
@@ -280,7 +298,10 @@ impl Engine {
         let dirty = rec.mark_for_teardown();
         // The way into the pod's netns (`quick.rs`): the addresses removed in one job, or a
         // handle opened, while the record is marked; neither needs the other.
-        let way = self.way_in(&rec, links);
+        let way = match held_netns {
+            Some(netns) => quick::Way::Job(netns),
+            None => self.way_in(&rec, links),
+        };
         let listed: Vec<(usize, (&str, Option<&cni::Result>))> = rec
             .attachments
             .iter()
@@ -304,7 +325,7 @@ impl Engine {
                 match (dirty, links) {
                     (false, _) => Ok(()),
                     (true, LinkDeletion::BeforeAnswer) => self.inner.store.save(&rec),
-                    (true, LinkDeletion::AfterAnswer) => self.inner.store.mark(&rec.sandbox_id),
+                    (true, _) => self.inner.store.mark(&rec.sandbox_id),
                 }
             }
         );
@@ -319,6 +340,14 @@ impl Engine {
                 }
                 (pod, true)
             }
+            // After an early answer the netns path may be gone while the links still hold
+            // their addresses: the leases stay until the sweep finds the netns gone.
+            Some(Err(e)) if reaper.is_some() => {
+                return Err(Error::TeardownIncomplete {
+                    sandbox_id: rec.sandbox_id.to_string(),
+                    problems: vec![format!("remove the pod's addresses: {}", chain(&e))],
+                });
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %chain(&e),
                     "could not remove the pod's addresses in one job; removing them one by one");
@@ -331,7 +360,7 @@ impl Engine {
         crate::ipam::dhcp::release_sandbox(&dhcp, rec.sandbox_id.as_str()).await;
         // The runtime's teardown of a pod whose netns still exists answers before the
         // links the kernel destroys with that netns are deleted (`reap.rs`).
-        let defer = links == LinkDeletion::AfterAnswer && (pod.is_some() || in_netns);
+        let defer = links != LinkDeletion::BeforeAnswer && (pod.is_some() || in_netns);
         let deferred = |a: &AttachmentRecord| {
             defer
                 && a.driver == Driver::Native
@@ -394,6 +423,9 @@ impl Engine {
         if problems.is_empty() {
             if later.is_empty() {
                 self.inner.store.remove(&rec.sandbox_id)?;
+                if let Some(reaper) = reaper {
+                    self.inner.reaping.finish(&rec.sandbox_id, reaper.token);
+                }
             } else {
                 // The record says what is left: only the links still to delete. It is
                 // written again only when something else plexus made went with them (an
@@ -403,7 +435,14 @@ impl Engine {
                 if removed_now {
                     self.inner.store.save(&rec)?;
                 }
-                self.spawn_reap(rec);
+                match reaper {
+                    // The netns is let go before the reaper waits for it to be removed.
+                    Some(reaper) => {
+                        drop(way);
+                        self.reap(rec, reaper).await;
+                    }
+                    None => self.spawn_reap(rec),
+                }
             }
             Ok(report)
         } else {

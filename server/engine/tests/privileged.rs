@@ -10,6 +10,8 @@ use plexus_netlink::test_util::require_privileged;
 
 #[path = "privileged/deferred.rs"]
 mod deferred;
+#[path = "privileged/early.rs"]
+mod early;
 #[path = "privileged/setup.rs"]
 mod setup;
 #[path = "privileged/teardown.rs"]

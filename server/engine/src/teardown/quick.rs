@@ -38,7 +38,7 @@ impl Engine {
     /// Which [`Way`] the teardown of `rec` takes.
     pub(super) fn way_in(&self, rec: &SandboxRecord, links: LinkDeletion) -> Way {
         let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
-        let eligible = links == LinkDeletion::AfterAnswer
+        let eligible = links != LinkDeletion::BeforeAnswer
             && !rec.netns.as_os_str().is_empty()
             && !crate::ipam::dhcp::holds_sandbox(&dhcp, rec.sandbox_id.as_str())
             && rec

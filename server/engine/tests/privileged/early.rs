@@ -1,0 +1,145 @@
+//! NRI StopPodSandbox's teardown (`LinkDeletion::AfterMark`, `teardown/early.rs`): it
+//! answers once the record is marked and the pod's netns held open, then removes the
+//! addresses and releases the leases in the background, before the links go.
+
+use std::time::Duration;
+
+use plexus_engine::LinkDeletion;
+
+use super::*;
+
+fn addresses_in(netns: &std::path::Path) -> Vec<String> {
+    let mut net = std::ffi::OsString::from("--net=");
+    net.push(netns);
+    let out = std::process::Command::new("nsenter")
+        .arg(net)
+        .args(["ip", "-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("nsenter ip addr");
+    assert!(
+        out.status.success(),
+        "ip addr in {}: {out:?}",
+        netns.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits up to 10 s for `done`.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < end, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_nri_stop_answers_once_marked_and_releases_leases_only_after_the_addresses() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let mut cfg = fx.config(DelegationMode::Auto);
+    // The netns stays: the reaper waits for it, so the record outlives the releases.
+    cfg.links_grace = Duration::from_secs(600);
+    let engine = plexus_engine::Engine::open(cfg).unwrap();
+    engine
+        .setup(
+            fx.sandbox("sb-early"),
+            plan(vec![
+                attachment(1, "net1", &fx.macvlan("mv-e1", "bridge", "10.71.0.0/24")),
+                attachment(2, "net2", &fx.macvlan("mv-e2", "bridge", "10.72.0.0/24")),
+            ]),
+        )
+        .await
+        .expect("setup");
+    let netns = fx.pod.path();
+    assert_eq!(addresses_in(&netns).len(), 2);
+    let lock = engine.lock(&sid("sb-early")).await;
+    let report = engine
+        .teardown_locked_as(&lock, LinkDeletion::AfterMark)
+        .await
+        .expect("teardown");
+    assert!(report.known);
+    assert_eq!(report.removed, ["net2", "net1"], "reverse plan order");
+    // What the answer guarantees: the record is marked, and the sandbox is pending.
+    let mark = fx.dir.path().join("state/sb-early.tearing-down");
+    assert!(mark.is_file(), "{} missing", mark.display());
+    assert!(engine.sandbox(&sid("sb-early")).unwrap().is_none());
+    assert!(engine.sandboxes().unwrap().is_empty());
+    let again = engine
+        .teardown_locked_as(&lock, LinkDeletion::AfterMark)
+        .await
+        .expect("second teardown");
+    assert!(again.known && again.removed.is_empty(), "{again:?}");
+    drop(lock);
+    // Then, in the background: a lease goes only once no address is left on a link.
+    let mut seen = Vec::new();
+    until("the leases released", || {
+        let leases = fx.lease_files();
+        let addrs = addresses_in(&netns);
+        seen.push((leases.len(), addrs.len()));
+        leases.is_empty()
+    })
+    .await;
+    assert!(addresses_in(&netns).is_empty());
+    assert!(
+        seen.iter()
+            .all(|(leases, addrs)| *addrs == 0 || *leases == 2),
+        "a lease was released while an address was still on a link: {seen:?}"
+    );
+    assert_eq!(
+        fx.pod_links().await.len(),
+        2,
+        "the links wait for the netns"
+    );
+    assert!(mark.is_file(), "the record stays until the links are gone");
+}
+
+#[tokio::test]
+async fn an_nri_stop_removes_the_addresses_through_the_netns_it_held_when_the_path_is_gone() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let name = plexus_netlink::test_util::unique_name("plexus-t-early-");
+    let pod_path = plexus_netlink::netns::create_named(&name)
+        .expect("pod netns")
+        .path()
+        .to_path_buf();
+    let engine = fx.engine(DelegationMode::Auto);
+    let mut sb = fx.sandbox("sb-gone");
+    sb.netns = pod_path.clone();
+    let net = fx.macvlan("mv-g1", "bridge", "10.73.0.0/24");
+    engine
+        .setup(sb, plan(vec![attachment(1, "net1", &net)]))
+        .await
+        .expect("setup");
+    // Held open from here: the netns (and its links) outlives its path.
+    let held = std::fs::File::open(&pod_path).expect("open the pod netns");
+    let lock = engine.lock(&sid("sb-gone")).await;
+    let report = engine
+        .teardown_locked_as(&lock, LinkDeletion::AfterMark)
+        .await
+        .expect("teardown");
+    assert_eq!(report.removed, ["net1"]);
+    // What containerd does right after the answer (and its CNI DEL).
+    plexus_netlink::netns::delete_named(&name).expect("remove the pod netns");
+    drop(lock);
+    tokio::time::timeout(Duration::from_secs(30), engine.reaped())
+        .await
+        .expect("the reaper finished");
+    assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&held);
+    let held_path = format!("/proc/{}/fd/{fd}", std::process::id());
+    assert!(
+        addresses_in(std::path::Path::new(&held_path)).is_empty(),
+        "the address was removed through the netns the teardown held, not left on the link"
+    );
+    assert!(engine.sandbox(&sid("sb-gone")).unwrap().is_none());
+    assert!(!fx.dir.path().join("state/sb-gone.json").exists());
+    assert!(!fx.dir.path().join("state/sb-gone.tearing-down").exists());
+}
