@@ -28,10 +28,13 @@ use plexus_server::planner::Planner;
 
 #[path = "daemon/support.rs"]
 mod support;
+#[path = "daemon/teardowns.rs"]
+mod teardowns;
 
 use support::{median, ms, record_attachments, record_sandboxes, rss_kib, start, write_config};
+use teardowns::{crowd_leases, nri_stops, runtime_teardowns};
 
-const PODS: usize = 100;
+pub(crate) const PODS: usize = 100;
 pub(crate) const RECORDED_SANDBOXES: usize = 500;
 
 async fn rss_bench() {
@@ -143,6 +146,15 @@ async fn latency_bench() {
         async move { runtime_teardowns(&engine, &*planner, &identity, &ann, &netns, prefix).await }
     };
     let (_, runtime_down, runtime_fsyncs) = runtime("runtime").await;
+    let (nri_down, nri_released) = nri_stops(
+        &engine,
+        &*planner,
+        &identity,
+        &ann_sorted,
+        &pod.path(),
+        dir.path(),
+    )
+    .await;
     // The same on busy networks: other pods' leases in each lease directory.
     let crowd = crowd_leases(&dir.path().join("leases"), CROWD);
     let (crowded_up, crowded_down, _) = runtime("crowded").await;
@@ -230,6 +242,12 @@ async fn latency_bench() {
         per_pod(runtime_fsyncs)
     );
     println!(
+        "  NRI StopPodSandbox's teardown, in-process: answered in {:.2} ms (record marked, netns \
+         held), leases released {:.2} ms after the request",
+        ms(median(nri_down)),
+        ms(median(nri_released))
+    );
+    println!(
         "    with {CROWD} other pods' leases on each network: setup {:.2} ms, runtime's teardown {:.2} ms",
         ms(median(crowded_up)),
         ms(median(crowded_down))
@@ -252,63 +270,6 @@ async fn latency_bench() {
 
 /// Other pods' leases per network in the crowded case.
 const CROWD: usize = 200;
-
-/// [`PODS`] setups and runtime teardowns (NRI StopPodSandbox: answered before the links
-/// are deleted; the reaper's work is waited for between pods, outside the timing).
-/// Returns the setup and teardown times and the fsyncs before the teardowns' answers.
-async fn runtime_teardowns(
-    engine: &Engine,
-    planner: &impl Planner,
-    identity: &PodIdentity,
-    ann: &BTreeMap<String, String>,
-    netns: &Path,
-    prefix: &str,
-) -> (Vec<Duration>, Vec<Duration>, u64) {
-    let (mut up, mut down, mut fsyncs) = (Vec::new(), Vec::new(), 0);
-    for i in 0..PODS {
-        let id = plexus_core::SandboxId::new(format!("{prefix}-{i}")).unwrap();
-        let spec = plexus_engine::SandboxSpec {
-            sandbox_id: id.clone(),
-            pod: identity.clone(),
-            netns: netns.to_path_buf(),
-        };
-        let t = Instant::now();
-        let plan = planner.plan(identity, ann).unwrap();
-        engine.setup(spec, plan).await.unwrap();
-        up.push(t.elapsed());
-        engine.flush_state();
-        let t = Instant::now();
-        let f = state::fsyncs();
-        let lock = engine.lock(&id).await;
-        engine
-            .teardown_locked_as(&lock, plexus_engine::LinkDeletion::AfterAnswer)
-            .await
-            .unwrap();
-        drop(lock);
-        down.push(t.elapsed());
-        fsyncs += state::fsyncs() - f;
-        engine.reaped().await;
-    }
-    (up, down, fsyncs)
-}
-
-/// Writes `count` leases of other pods into every lease directory under `root` (those
-/// holding a `lock` file), at the top of each /24, away from where the bench allocates.
-/// Returns their paths.
-fn crowd_leases(root: &Path, count: usize) -> Vec<std::path::PathBuf> {
-    let mut written = Vec::new();
-    let dirs = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path());
-    for dir in dirs.filter(|d| d.join("lock").exists()) {
-        let last = std::fs::read_to_string(dir.join("last_reserved_ip.0")).unwrap();
-        let prefix = last.rsplit_once('.').unwrap().0;
-        for k in 0..count {
-            let lease = dir.join(format!("{prefix}.{}", 254 - k));
-            std::fs::write(&lease, format!("other-pod-{k}\r\nnet1")).unwrap();
-            written.push(lease);
-        }
-    }
-    written
-}
 
 /// Pods of the slow-plugin case.
 const SLOW_PODS: usize = 5;
