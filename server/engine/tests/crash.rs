@@ -6,7 +6,9 @@
 //! (its link, address and lease gone) and kept the other one attached and recorded done.
 //! Every point of both attachments, of teardown and of detach is covered, and the two
 //! points of the link deletion a runtime's teardown leaves for after its answer (`reap.*`:
-//! the child tears down with `LinkDeletion::AfterAnswer` and waits for the reaper).
+//! the child tears down with `LinkDeletion::AfterAnswer` and waits for the reaper); then the
+//! teardown and reap points again in NRI StopPodSandbox's teardown (`early.*`,
+//! `LinkDeletion::AfterMark`), where they come after the answer.
 //!
 //! The child is this same test binary re-executed as `<exe> crash_matrix --exact` with
 //! `PLEXUS_CRASH_CHILD` set: the one test then plays the child's role instead of the matrix.
@@ -72,6 +74,16 @@ fn crash_matrix() {
     for s in REAP_STEPS {
         points.push(format!("quick.reap.0.{s}"));
     }
+    // NRI StopPodSandbox's teardown (`LinkDeletion::AfterMark`): the same points, reached
+    // after its answer, in the background.
+    for i in 0..2 {
+        for s in TEARDOWN_STEPS {
+            points.push(format!("early.teardown.{i}.{s}"));
+        }
+    }
+    for s in REAP_STEPS {
+        points.push(format!("early.reap.0.{s}"));
+    }
     let mut failures = Vec::new();
     for p in &points {
         match rt.block_on(run_point(p)) {
@@ -114,12 +126,13 @@ async fn child(role: &str) {
             .detach(&sid(SANDBOX), &NETWORKS[i].0.parse().unwrap())
             .await
             .unwrap();
-    } else if role == "teardown-after" {
+    } else if let Some(how) = role.strip_prefix("teardown-") {
+        let links = match how {
+            "early" => LinkDeletion::AfterMark,
+            _ => LinkDeletion::AfterAnswer,
+        };
         let lock = engine.lock(&sid(SANDBOX)).await;
-        engine
-            .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
-            .await
-            .unwrap();
+        engine.teardown_locked_as(&lock, links).await.unwrap();
         drop(lock);
         engine.reaped().await;
     } else {
@@ -212,10 +225,15 @@ async fn pod_addresses(fx: &Fixture) -> Result<Vec<String>, String> {
 async fn run_point(point: &str) -> Result<(), String> {
     use std::os::unix::process::ExitStatusExt;
     let fx = Fixture::new().await;
-    // `quick.<point>`: `<point>` in a runtime's teardown of two native networks.
-    let (quick, point) = match point.strip_prefix("quick.") {
+    // `quick.<point>`: `<point>` in a runtime's teardown of two native networks;
+    // `early.<point>`: the same in NRI StopPodSandbox's.
+    let (early, point) = match point.strip_prefix("early.") {
         Some(inner) => (true, inner),
         None => (false, point),
+    };
+    let (quick, point) = match point.strip_prefix("quick.") {
+        Some(inner) => (true, inner),
+        None => (early, point),
     };
     let second = match quick {
         true => fx.macvlan("mv-y", "bridge", "10.42.0.0/24"),
@@ -243,6 +261,7 @@ async fn run_point(point: &str) -> Result<(), String> {
         }
         let role = match detached(point) {
             Some(i) => format!("detach-{i}"),
+            None if early => "teardown-early".into(),
             None if quick || point.starts_with("reap.") => "teardown-after".into(),
             None => "teardown".into(),
         };
