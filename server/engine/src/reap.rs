@@ -68,7 +68,7 @@ pub(crate) struct Reaping {
     pending: Mutex<HashMap<SandboxId, (u64, watch::Receiver<bool>)>>,
     next: AtomicU64,
     /// Reaper tasks running.
-    pub(crate) running: watch::Sender<usize>,
+    running: watch::Sender<usize>,
 }
 
 impl Reaping {
@@ -114,7 +114,7 @@ impl Reaping {
 
     /// Registers a reaper of `id`: from now on `id` is pending, and counted as running
     /// until a [`Running`] made for it is dropped.
-    pub(crate) fn start(&self, id: &SandboxId) -> Reaper {
+    fn start(&self, id: &SandboxId) -> Reaper {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(false);
         self.entries().insert(id.clone(), (token, rx));
@@ -127,7 +127,7 @@ impl Reaping {
 
     /// Whether `id` is still the reaper `token`'s; false when a setup took it over.
     /// Asked under the sandbox's lock, which a take-over also holds.
-    pub(crate) fn owns(&self, id: &SandboxId, token: u64) -> bool {
+    fn owns(&self, id: &SandboxId, token: u64) -> bool {
         matches!(self.entries().get(id), Some((t, _)) if *t == token)
     }
 
@@ -161,7 +161,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(250);
 const KERNEL_CLEANUP: Duration = Duration::from_secs(2);
 
 /// Counts a reaper task as running until dropped.
-pub(crate) struct Running<'a>(pub(crate) &'a watch::Sender<usize>);
+struct Running<'a>(&'a watch::Sender<usize>);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
@@ -201,11 +201,24 @@ impl Engine {
     /// Deletes the links of `rec` (a teardown's deferred attachments, recorded `Removing`)
     /// in the background, then removes the record.
     pub(crate) fn spawn_reap(&self, rec: SandboxRecord) {
-        let reaper = self.inner.reaping.start(&rec.sandbox_id);
+        let id = rec.sandbox_id.clone();
+        self.spawn_reaper(&id, |engine, reaper| async move {
+            engine.reap(rec, reaper).await;
+        });
+    }
+
+    /// Registers a reaper of `id` (pending from now on, see [`Reaping`]) and runs `work`
+    /// with it in a task that [`Engine::reaped`] waits for.
+    pub(crate) fn spawn_reaper<F>(&self, id: &SandboxId, work: impl FnOnce(Engine, Reaper) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let reaper = self.inner.reaping.start(id);
+        let running = work(self.clone(), reaper);
         let engine = self.clone();
         tokio::spawn(async move {
             let _running = Running(&engine.inner.reaping.running);
-            engine.reap(rec, reaper).await;
+            running.await;
         });
     }
 

@@ -274,21 +274,22 @@ impl Engine {
     ) -> Result<TeardownReport> {
         match links {
             LinkDeletion::AfterMark => self.teardown_early(rec, call).await,
-            _ => self.teardown_record_in(rec, call, links, None).await,
+            _ => self.teardown_record_in(rec, call, links, None, None).await,
         }
     }
 
-    /// [`Engine::teardown_record`]; `held` is the pod's netns an early answer held open
-    /// and its registered reaper (`early.rs`): the addresses are removed through that
-    /// netns, and the reaper runs here, in the caller's (background) task.
+    /// [`Engine::teardown_record`]. `way`: the way into the netns when the caller has
+    /// found it already (`early.rs`; else [`Engine::way_in`] finds it). `reaper`: an early
+    /// answer's registered reaper, which runs here, in the caller's (background) task;
+    /// with it the addresses are removed only through the netns the answer held open.
     async fn teardown_record_in(
         &self,
         mut rec: SandboxRecord,
         call: Call,
         links: LinkDeletion,
-        held: Option<(plexus_netlink::Netns, Reaper)>,
+        way: Option<quick::Way>,
+        reaper: Option<Reaper>,
     ) -> Result<TeardownReport> {
-        let (held_netns, reaper) = held.unzip();
         let mut report = TeardownReport {
             known: true,
             ..Default::default()
@@ -298,8 +299,8 @@ impl Engine {
         let dirty = rec.mark_for_teardown();
         // The way into the pod's netns (`quick.rs`): the addresses removed in one job, or a
         // handle opened, while the record is marked; neither needs the other.
-        let way = match held_netns {
-            Some(netns) => quick::Way::Job(netns),
+        let way = match way {
+            Some(way) => way,
             None => self.way_in(&rec, links),
         };
         let listed: Vec<(usize, (&str, Option<&cni::Result>))> = rec

@@ -25,7 +25,7 @@ use super::{TeardownReport, quick};
 use crate::engine::Engine;
 use crate::error::{Result, chain};
 use crate::observe::Call;
-use crate::reap::{LinkDeletion, Running};
+use crate::reap::LinkDeletion;
 use crate::state::SandboxRecord;
 
 impl Engine {
@@ -39,10 +39,13 @@ impl Engine {
     ) -> Result<TeardownReport> {
         let removable = rec.attachments.iter().any(|a| a.released_at_teardown());
         let way = removable.then(|| self.way_in(&rec, LinkDeletion::AfterAnswer));
-        let Some(quick::Way::Job(netns)) = way else {
-            return self
-                .teardown_record_in(rec, call, LinkDeletion::AfterAnswer, None)
-                .await;
+        let netns = match way {
+            Some(quick::Way::Job(netns)) => netns,
+            way => {
+                return self
+                    .teardown_record_in(rec, call, LinkDeletion::AfterAnswer, way, None)
+                    .await;
+            }
         };
         if rec.mark_for_teardown() {
             self.inner.store.mark(&rec.sandbox_id)?;
@@ -58,14 +61,12 @@ impl Engine {
                 .collect(),
             ..Default::default()
         };
-        let reaper = self.inner.reaping.start(&rec.sandbox_id);
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let _running = Running(&engine.inner.reaping.running);
+        let id = rec.sandbox_id.clone();
+        self.spawn_reaper(&id, |engine, reaper| async move {
             let (id, token) = (rec.sandbox_id.clone(), reaper.token);
-            let held = Some((netns, reaper));
+            let way = Some(quick::Way::Job(netns));
             let done = engine
-                .teardown_record_in(rec, call, LinkDeletion::AfterAnswer, held)
+                .teardown_record_in(rec, call, LinkDeletion::AfterAnswer, way, Some(reaper))
                 .await;
             if let Err(e) = done {
                 tracing::warn!(sandbox.id = %id, error = %chain(&e),
