@@ -8,32 +8,19 @@ use plexus_engine::LinkDeletion;
 
 use super::*;
 
-fn addresses_in(netns: &std::path::Path) -> Vec<String> {
-    let mut net = std::ffi::OsString::from("--net=");
-    net.push(netns);
-    let out = std::process::Command::new("nsenter")
-        .arg(net)
-        .args(["ip", "-4", "-o", "addr", "show", "scope", "global"])
-        .output()
-        .expect("nsenter ip addr");
-    assert!(
-        out.status.success(),
-        "ip addr in {}: {out:?}",
-        netns.display()
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
+/// The pod's global IPv4 addresses in the netns at `netns` (a path, or an open fd's
+/// `/proc/self/fd/N`), through plexus's own netlink handle.
+async fn addresses_in(netns: &std::path::Path) -> Vec<String> {
+    let h = plexus_netlink::Handle::open_path(netns)
+        .await
+        .expect("open the pod netns");
+    h.addresses(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| !a.addr.addr().is_loopback() && !a.addr.addr().is_ipv6())
+        .map(|a| a.addr.to_string())
         .collect()
-}
-
-/// Waits up to 10 s for `done`.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let end = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(tokio::time::Instant::now() < end, "{what}: not within 10 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]
@@ -57,7 +44,7 @@ async fn an_nri_stop_answers_once_marked_and_releases_leases_only_after_the_addr
         .await
         .expect("setup");
     let netns = fx.pod.path();
-    assert_eq!(addresses_in(&netns).len(), 2);
+    assert_eq!(addresses_in(&netns).await.len(), 2);
     let lock = engine.lock(&sid("sb-early")).await;
     let report = engine
         .teardown_locked_as(&lock, LinkDeletion::AfterMark)
@@ -78,14 +65,20 @@ async fn an_nri_stop_answers_once_marked_and_releases_leases_only_after_the_addr
     drop(lock);
     // Then, in the background: a lease goes only once no address is left on a link.
     let mut seen = Vec::new();
-    until("the leases released", || {
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
         let leases = fx.lease_files();
-        let addrs = addresses_in(&netns);
-        seen.push((leases.len(), addrs.len()));
-        leases.is_empty()
-    })
-    .await;
-    assert!(addresses_in(&netns).is_empty());
+        seen.push((leases.len(), addresses_in(&netns).await.len()));
+        if leases.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "leases not released within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(addresses_in(&netns).await.is_empty());
     assert!(
         seen.iter()
             .all(|(leases, addrs)| *addrs == 0 || *leases == 2),
@@ -134,9 +127,11 @@ async fn an_nri_stop_removes_the_addresses_through_the_netns_it_held_when_the_pa
         .expect("the reaper finished");
     assert!(fx.lease_files().is_empty(), "{:?}", fx.lease_files());
     let fd = std::os::fd::AsRawFd::as_raw_fd(&held);
-    let held_path = format!("/proc/{}/fd/{fd}", std::process::id());
+    let held_path = format!("/proc/self/fd/{fd}");
     assert!(
-        addresses_in(std::path::Path::new(&held_path)).is_empty(),
+        addresses_in(std::path::Path::new(&held_path))
+            .await
+            .is_empty(),
         "the address was removed through the netns the teardown held, not left on the link"
     );
     assert!(engine.sandbox(&sid("sb-gone")).unwrap().is_none());
