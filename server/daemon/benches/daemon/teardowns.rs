@@ -12,8 +12,9 @@ use plexus_server::planner::Planner;
 
 use crate::PODS;
 
-/// [`PODS`] setups and runtime teardowns (NRI StopPodSandbox: answered before the links
-/// are deleted; the reaper's work is waited for between pods, outside the timing).
+/// [`PODS`] setups and runtime teardowns (the shim's CNI DEL: answered once the leases are
+/// released, before the links are deleted; the reaper's work is waited for between pods,
+/// outside the timing).
 /// Returns the setup and teardown times and the fsyncs before the teardowns' answers.
 pub(crate) async fn runtime_teardowns(
     engine: &Engine,
@@ -26,16 +27,7 @@ pub(crate) async fn runtime_teardowns(
     let (mut up, mut down, mut fsyncs) = (Vec::new(), Vec::new(), 0);
     for i in 0..PODS {
         let id = SandboxId::new(format!("{prefix}-{i}")).unwrap();
-        let spec = plexus_engine::SandboxSpec {
-            sandbox_id: id.clone(),
-            pod: identity.clone(),
-            netns: netns.to_path_buf(),
-        };
-        let t = Instant::now();
-        let plan = planner.plan(identity, ann).unwrap();
-        engine.setup(spec, plan).await.unwrap();
-        up.push(t.elapsed());
-        engine.flush_state();
+        up.push(set_up(engine, planner, identity, ann, netns, &id).await);
         let t = Instant::now();
         let f = state::fsyncs();
         stop(engine, &id, LinkDeletion::AfterAnswer).await;
@@ -61,16 +53,7 @@ pub(crate) async fn nri_stops(
     let (mut answered, mut released) = (Vec::new(), Vec::new());
     for i in 0..PODS {
         let id = SandboxId::new(format!("nri-{i}")).unwrap();
-        let spec = plexus_engine::SandboxSpec {
-            sandbox_id: id.clone(),
-            pod: identity.clone(),
-            netns: netns.to_path_buf(),
-        };
-        engine
-            .setup(spec, planner.plan(identity, ann).unwrap())
-            .await
-            .unwrap();
-        engine.flush_state();
+        set_up(engine, planner, identity, ann, netns, &id).await;
         let held = leases_of(&leases, id.as_str());
         assert_eq!(held, 2, "the pod's two leases");
         let t = Instant::now();
@@ -113,6 +96,29 @@ pub(crate) fn crowd_leases(root: &Path, count: usize) -> Vec<std::path::PathBuf>
         }
     }
     written
+}
+
+/// Sets `id` up with `ann`'s networks in `netns`; returns how long that took (planning
+/// included). Its done write is made durable after, outside the time.
+async fn set_up(
+    engine: &Engine,
+    planner: &impl Planner,
+    identity: &PodIdentity,
+    ann: &BTreeMap<String, String>,
+    netns: &Path,
+    id: &SandboxId,
+) -> Duration {
+    let spec = plexus_engine::SandboxSpec {
+        sandbox_id: id.clone(),
+        pod: identity.clone(),
+        netns: netns.to_path_buf(),
+    };
+    let t = Instant::now();
+    let plan = planner.plan(identity, ann).unwrap();
+    engine.setup(spec, plan).await.unwrap();
+    let took = t.elapsed();
+    engine.flush_state();
+    took
 }
 
 /// The runtime's teardown of `id`, under its lock as plexusd runs it.
