@@ -66,7 +66,11 @@ fn telemetry(args: &Args) -> plexus_telemetry::TelemetryConfig {
     }
 }
 
-#[tokio::main]
+/// One thread: plexus-nri only forwards, a few hundred microseconds of work per event, and
+/// on one thread the tasks of an event (the runtime's connection, the handler, the call to
+/// plexusd) hand work to each other without waking another thread for it. Concurrent
+/// events still overlap while they wait for plexusd.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let check = args.check;
