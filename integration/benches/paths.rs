@@ -8,7 +8,10 @@
 //! load from other processes hits all alike; each pod is deleted before the next starts.
 //! Prints RunPodSandbox and Stop+Remove medians, p90 and ratios to "primary only", each
 //! ratio with its 95 % interval over resampled rounds (`integration::stats`): a goal is met
-//! when the interval is below it.
+//! when the interval is below it. Also the CPU each side's daemons used per pod: on this
+//! 2-core machine a pod start keeps both cores busy, so what plexus uses beside the runtime
+//! adds to the start almost as if it ran in line, and this figure is far steadier than
+//! the differences of medians.
 //!
 //! Then the shim itself: wall time and peak RSS of `plexus-cni` answering `VERSION`
 //! (it answers that without plexusd), over many executions.
@@ -22,6 +25,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use plexus_integration::bench::cpu_time;
 use plexus_integration::containerd::{self, Containerd};
 use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
 use plexus_integration::stats::{RatioInterval, percentile, ratio_interval};
@@ -48,6 +52,16 @@ async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> Times {
     let start = Instant::now();
     c.remove_pod(&pod).await.expect("RemovePodSandbox");
     (run, stop, start.elapsed())
+}
+
+/// containerd, plexusd and plexus-nri of `env` (plexus-nri absent on the shim side).
+fn daemons_of(env: &Env) -> Vec<(&'static str, Option<u32>)> {
+    let (plexusd, nri) = env.plexus.pids();
+    let mut daemons = vec![("containerd", env.containerd.pid()), ("plexusd", plexusd)];
+    if nri.is_some() {
+        daemons.push(("plexus-nri", nri));
+    }
+    daemons
 }
 
 /// One side's line; `rounds` in round order, `base` (primary only, same rounds) for the
@@ -152,6 +166,22 @@ async fn main() {
             one(c, &format!("warm-{k}-{i}"), *nets).await;
         }
     }
+    // The daemons of each side, for the CPU they use per pod: containerd, then plexusd and
+    // plexus-nri where the side has them.
+    let daemons: [Vec<(&str, Option<u32>)>; 4] = [
+        vec![("containerd", base.pid())],
+        daemons_of(&nri),
+        daemons_of(&shim),
+        daemons_of(&hook),
+    ];
+    let cpu = || {
+        daemons.clone().map(|side| {
+            side.iter()
+                .map(|(_, pid)| pid.and_then(cpu_time))
+                .collect::<Vec<_>>()
+        })
+    };
+    let cpu_before = cpu();
     // Per side: RunPodSandbox, Stop+Remove, and Stop and Remove alone.
     let mut t: [[Vec<Duration>; 4]; 4] = Default::default();
     for i in 0..n {
@@ -165,6 +195,7 @@ async fn main() {
             t[side][3].push(remove);
         }
     }
+    let cpu_after = cpu();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("\nPod start and stop by path, {n} pods per side, rotating order");
     println!(
@@ -235,6 +266,27 @@ async fn main() {
             ms(stops[k].0) - ms(base_stop) - ms(percentile(&down, 0.5)),
         );
     }
+
+    // CPU per pod: what each side's daemons used over the measured pods (the shim side's
+    // plexus-cni processes and every side's runc and shims are not counted). On a node
+    // where a pod start keeps the cores busy, this is what a side adds to its pods' times.
+    let per_pod = (0..sides.len())
+        .map(|k| {
+            let used = daemons[k].iter().zip(&cpu_before[k]).zip(&cpu_after[k]);
+            let each = used
+                .map(|(((name, _), before), after)| match (before, after) {
+                    (Some(b), Some(a)) => {
+                        format!("{name} {:.2}", ms(a.saturating_sub(*b)) / n as f64)
+                    }
+                    _ => format!("{name} -"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{}: {each}", sides[k].0)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    println!("CPU per pod, ms (user + system, to the clock tick over all pods): {per_pod}");
 
     let bin = plexus::bin_dir()
         .expect("plexus binaries")
