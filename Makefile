@@ -21,7 +21,7 @@ export CARGO_INCREMENTAL ?= 0
 export PLEXUS_REQUIRE_PRIVILEGED ?= 1
 CARGO ?= cargo
 
-.PHONY: image setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips prune-stale \
+.PHONY: image static-shim setup build fmt fmt-check clippy unit test ci demo bench explain-examples clean-skips report-skips prune-stale \
 	fuzz-build fuzz-smoke fuzz
 
 setup:
@@ -84,22 +84,35 @@ demo: setup
 	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
 	$(CARGO_TARGET_DIR)/release/plexus-demo $(DEMO_ARGS)
 
+# plexus-cni as the image ships it: install-cni copies it onto the hosts, where the runtime
+# runs it against the host's own loader and C library (a Talos node has none of glibc; older
+# distributions an older one), so it is linked statically, and not position-independent
+# (nothing to relocate at each start). --target keeps the flags off build scripts and the
+# other binaries; the flags are release_image::STATIC_SHIM_RUSTFLAGS.
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+STATIC_SHIM = $(CARGO_TARGET_DIR)/$(HOST_TRIPLE)/release/plexus-cni
+static-shim:
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+	  $(CARGO) build --release -p plexus-client --bin plexus-cni --target $(HOST_TRIPLE)
+
 # The plexus image as an OCI archive (also `docker load`-able), built without a registry
 # from the release binaries: $(CARGO_TARGET_DIR)/plexus-image.tar.
 IMAGE ?= $(CARGO_TARGET_DIR)/plexus-image.tar
-image:
+image: static-shim
 	$(CARGO) build --release -p plexus-server -p plexus-nri -p plexus-client -p plexus-integration --bins
 	@# The crash-matrix abort hook (engine feature crash-hooks) is for tests only.
 	@! grep -q PLEXUS_CRASH_AT $(CARGO_TARGET_DIR)/release/plexusd || \
 	  { echo "release plexusd carries the PLEXUS_CRASH_AT hook (crash-hooks feature)"; exit 1; }
-	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release --output $(IMAGE)
+	$(CARGO_TARGET_DIR)/release/plexus-image --bin-dir $(CARGO_TARGET_DIR)/release \
+	  --shim $(STATIC_SHIM) --output $(IMAGE)
 
 # The pod-latency benches run first: after the 200-pod bursts the machine stays loaded for
 # minutes (not by the kernel destroying their namespaces: the burst bench measures those gone
 # within about a second), which showed in the ratios of whatever ran next.
-bench: setup
+bench: setup static-shim
 	$(CARGO) build --release --workspace --bins --benches
-	$(CARGO) bench -p plexus-integration --bench paths --bench runpod --bench kube --bench containers
+	PLEXUS_SHIM_BIN=$(STATIC_SHIM) \
+	  $(CARGO) bench -p plexus-integration --bench paths --bench runpod --bench kube --bench containers
 	$(CARGO) bench --workspace --exclude plexus-integration
 	$(CARGO) bench -p plexus-integration --bench hotplug --bench burst
 

@@ -288,9 +288,19 @@ async fn main() {
         .join("; ");
     println!("CPU per pod, ms (user + system, to the clock tick over all pods): {per_pod}");
 
-    let bin = plexus::bin_dir()
-        .expect("plexus binaries")
-        .join("plexus-cni");
+    // The shim as the image ships it (`make bench` builds it static and names it), else the
+    // one built with the other binaries.
+    let bin = match std::env::var_os("PLEXUS_SHIM_BIN") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => plexus::bin_dir()
+            .expect("plexus binaries")
+            .join("plexus-cni"),
+    };
+    let linked = match plexus_integration::release_image::needs_loader(&bin) {
+        Ok(true) => "dynamically linked",
+        Ok(false) => "statically linked",
+        Err(_) => "unreadable",
+    };
     let runs = 300;
     let mut times = Vec::with_capacity(runs);
     let mut peak = 0;
@@ -301,8 +311,9 @@ async fn main() {
     }
     times.sort();
     println!(
-        "\nplexus-cni VERSION ({runs} runs): median {:.2} ms, p90 {:.2} ms, peak RSS {:.1} MiB \
-         (goal <= 1 ms and <= 5 MiB; multus-shim: 6.8 ms / 47 MiB)",
+        "\nplexus-cni VERSION ({runs} runs, {} ({linked})): median {:.2} ms, p90 {:.2} ms, \
+         peak RSS {:.1} MiB (goal <= 1 ms and <= 5 MiB; multus-shim: 6.8 ms / 47 MiB)",
+        bin.display(),
         percentile(&times, 0.5).as_secs_f64() * 1e3,
         percentile(&times, 0.9).as_secs_f64() * 1e3,
         peak as f64 / 1024.0,

@@ -18,6 +18,10 @@ use crate::process::run;
 /// The binaries the image carries, all under `/usr/local/bin`.
 pub const BINARIES: [&str; 4] = ["plexusd", "plexus-nri", "plexusctl", "plexus-cni"];
 
+/// The flags `make image` builds the shipped `plexus-cni` with: statically linked and not
+/// position-independent (no loader, no relocations to apply at each start).
+pub const STATIC_SHIM_RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static";
+
 /// Where the binaries live in the image (the chart's container commands use it).
 pub const BIN_DIR: &str = "usr/local/bin";
 
@@ -114,9 +118,45 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether the ELF executable at `path` names a program interpreter (the dynamic loader,
+/// `PT_INTERP`): a statically linked one does not, and runs on any Linux host of its
+/// architecture. Reads the ELF header and program headers only.
+pub fn needs_loader(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let bad = |detail: String| Error::Unexpected {
+        what: "executable",
+        detail: format!("{}: {detail}", path.display()),
+    };
+    let file = std::fs::File::open(path).map_err(Error::io("open", path))?;
+    let mut header = [0u8; 64];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| bad(format!("no ELF header ({e})")))?;
+    // 64-bit little-endian ELF: what the image's binaries are built as.
+    if header[..4] != *b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        return Err(bad("not a 64-bit little-endian ELF file".into()));
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]) as usize;
+    let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().unwrap_or_default());
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    if phentsize < 4 {
+        return Err(bad(format!("program header size {phentsize}")));
+    }
+    // At most 65535 headers of at most 65535 bytes: bounded, and usually a few hundred bytes.
+    let mut headers = vec![0u8; phentsize * phnum];
+    file.read_exact_at(&mut headers, phoff)
+        .map_err(|e| bad(format!("program headers cut short ({e})")))?;
+    const PT_INTERP: u32 = 3;
+    Ok(headers
+        .chunks_exact(phentsize)
+        .any(|ph| u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == PT_INTERP))
+}
+
 /// Builds the image from the binaries in `bin_dir` under `work` and writes the archive to
-/// `archive`.
-pub fn build(bin_dir: &Path, work: &Path, archive: &Path) -> Result<Built> {
+/// `archive`. `shim`, when given, is the `plexus-cni` to ship instead of `bin_dir`'s: it must
+/// be statically linked, because `install-cni` copies it onto the host, where the runtime
+/// runs it against the host's own loader and C library (a Talos node has no glibc; older
+/// distributions have an older one). `make image` builds it so.
+pub fn build(bin_dir: &Path, shim: Option<&Path>, work: &Path, archive: &Path) -> Result<Built> {
     let rootfs = work.join("rootfs");
     if rootfs.exists() {
         std::fs::remove_dir_all(&rootfs).map_err(Error::io("remove", &rootfs))?;
@@ -124,7 +164,10 @@ pub fn build(bin_dir: &Path, work: &Path, archive: &Path) -> Result<Built> {
     let mut files = Vec::new();
     let mut libs = std::collections::BTreeSet::new();
     for name in BINARIES {
-        let src = bin_dir.join(name);
+        let src = match shim {
+            Some(shim) if name == "plexus-cni" => shim.to_path_buf(),
+            _ => bin_dir.join(name),
+        };
         if !src.is_file() {
             return Err(Error::MissingProgram {
                 program: name.into(),
@@ -138,7 +181,22 @@ pub fn build(bin_dir: &Path, work: &Path, archive: &Path) -> Result<Built> {
             [std::ffi::OsStr::new("--strip-debug"), dest.as_os_str()],
         )?;
         files.push(format!("/{BIN_DIR}/{name}"));
-        libs.extend(shared_libraries(&src)?);
+        let dynamic = needs_loader(&src)?;
+        if shim.is_some() && name == "plexus-cni" && dynamic {
+            return Err(Error::Unexpected {
+                what: "shim",
+                detail: format!(
+                    "{} is dynamically linked: it would run on the hosts against their own \
+                     loader and C library; build it static (make image does: RUSTFLAGS=\"{}\" \
+                     cargo build --release -p plexus-client --bin plexus-cni --target <host>)",
+                    src.display(),
+                    STATIC_SHIM_RUSTFLAGS
+                ),
+            });
+        }
+        if dynamic {
+            libs.extend(shared_libraries(&src)?);
+        }
     }
     for lib in &libs {
         let rel = lib.strip_prefix("/").unwrap_or(lib);
@@ -213,6 +271,40 @@ pub fn build(bin_dir: &Path, work: &Path, archive: &Path) -> Result<Built> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A minimal 64-bit little-endian ELF file: its header and one program header of type
+    /// `p_type` (3 is PT_INTERP, 1 PT_LOAD).
+    fn elf_with(p_type: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 64 + 56];
+        f[..4].copy_from_slice(b"\x7fELF");
+        (f[4], f[5], f[6]) = (2, 1, 1);
+        f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        f[64..68].copy_from_slice(&p_type.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn a_loader_is_found_in_a_dynamic_executable_and_not_in_a_static_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        assert!(needs_loader(&write("dynamic", &elf_with(3))).unwrap());
+        assert!(!needs_loader(&write("static", &elf_with(1))).unwrap());
+        // This test's own executable is linked dynamically, as cargo builds it.
+        assert!(needs_loader(&std::env::current_exe().unwrap()).unwrap());
+        // Not an ELF file, and one whose program headers lie past its end: named errors.
+        let err = needs_loader(&write("script", b"#!/bin/sh\nexit 0\n")).unwrap_err();
+        assert!(err.to_string().contains("script"), "{err}");
+        let mut short = elf_with(3);
+        short.truncate(80);
+        let err = needs_loader(&write("short", &short)).unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+    }
 
     #[test]
     fn ldd_output_gives_libraries_and_loader_without_vdso() {

@@ -15,6 +15,10 @@ struct Args {
     /// Directory holding plexusd, plexus-nri, plexusctl and plexus-cni.
     #[arg(long)]
     bin_dir: PathBuf,
+    /// The plexus-cni to ship instead of --bin-dir's; it must be statically linked (it runs on
+    /// the hosts, against their own loader and C library). `make image` builds it so.
+    #[arg(long)]
+    shim: Option<PathBuf>,
     /// The archive to write.
     #[arg(long)]
     output: PathBuf,
@@ -23,8 +27,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let work = tempfile::tempdir().context("creating a work directory")?;
-    let built = release_image::build(&args.bin_dir, work.path(), &args.output)
-        .with_context(|| format!("building the image from {}", args.bin_dir.display()))?;
+    let built = release_image::build(
+        &args.bin_dir,
+        args.shim.as_deref(),
+        work.path(),
+        &args.output,
+    )
+    .with_context(|| format!("building the image from {}", args.bin_dir.display()))?;
     println!(
         "{} {} ({})",
         built.archive.display(),

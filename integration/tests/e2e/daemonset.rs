@@ -115,6 +115,7 @@ async fn deploy(containerd: &Containerd, mode: &str, paths: Value) -> Deployed {
 
     let image = release_image::build(
         &plexus_integration::plexus::bin_dir().unwrap(),
+        None,
         &ds.join("image"),
         &run_dir.join("plexus-image.tar"),
     )

@@ -14,10 +14,20 @@ async fn image_is_reproducible_imports_into_containerd_and_its_binaries_run() {
     }
     let bin_dir = plexus_integration::plexus::bin_dir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let first = release_image::build(&bin_dir, &work.path().join("a"), &work.path().join("a.tar"))
-        .unwrap_or_else(|e| panic!("building the image: {e}"));
-    let second =
-        release_image::build(&bin_dir, &work.path().join("b"), &work.path().join("b.tar")).unwrap();
+    let first = release_image::build(
+        &bin_dir,
+        None,
+        &work.path().join("a"),
+        &work.path().join("a.tar"),
+    )
+    .unwrap_or_else(|e| panic!("building the image: {e}"));
+    let second = release_image::build(
+        &bin_dir,
+        None,
+        &work.path().join("b"),
+        &work.path().join("b.tar"),
+    )
+    .unwrap();
     assert_eq!(first.manifest, second.manifest, "two builds differ");
     assert_eq!(
         std::fs::read(&first.archive).unwrap(),
