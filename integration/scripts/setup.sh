@@ -9,7 +9,7 @@
 #   containerd's API protos with it), promtool (Debian's prometheus package: the tests check
 #   the shipped alert rules and a live /metrics with it); the packages' services (containerd,
 #   prometheus) are not started by the install (a temporary policy-rc.d): the tests run
-#   private instances only;
+#   private instances only; GNU time (the paths bench reads the shim's peak RSS with it);
 # - kubectl (for `kubectl kustomize`) from Debian 13's kubernetes-client when no kubectl
 #   with kustomize is there;
 # - a Python virtualenv outside the checkout ($PLEXUS_VENV, /var/cache/plexus/venv) with
@@ -31,7 +31,7 @@ need_root() {
   fi
 }
 
-apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler prometheus kmod procps util-linux python3-venv)
+apt_packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler prometheus kmod procps util-linux python3-venv time)
 
 have_all_packages() {
   local p
