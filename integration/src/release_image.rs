@@ -138,10 +138,13 @@ pub fn needs_loader(path: &Path) -> Result<bool> {
     let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]) as usize;
     let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().unwrap_or_default());
     let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    if phentsize < 4 {
-        return Err(bad(format!("program header size {phentsize}")));
+    // A real executable has a few dozen headers of 56 bytes; anything past 64 KiB is not one.
+    if phentsize < 4 || phentsize * phnum > 64 * 1024 {
+        return Err(bad(format!(
+            "{phnum} program headers of {phentsize} bytes (at most 64 KiB of headers of at \
+             least 4 bytes are read)"
+        )));
     }
-    // At most 65535 headers of at most 65535 bytes: bounded, and usually a few hundred bytes.
     let mut headers = vec![0u8; phentsize * phnum];
     file.read_exact_at(&mut headers, phoff)
         .map_err(|e| bad(format!("program headers cut short ({e})")))?;
@@ -304,6 +307,22 @@ mod tests {
         short.truncate(80);
         let err = needs_loader(&write("short", &short)).unwrap_err();
         assert!(err.to_string().contains("cut short"), "{err}");
+        // 65535 headers of 65535 bytes would be 4 GiB to read: refused before reading.
+        let mut huge = elf_with(3);
+        huge[0x36..0x3a].copy_from_slice(&[0xff; 4]);
+        let err = needs_loader(&write("huge", &huge)).unwrap_err();
+        assert!(err.to_string().contains("at most 64 KiB"), "{err}");
+    }
+
+    #[test]
+    fn make_image_builds_the_shim_with_the_flags_this_module_names() {
+        // The Makefile's static-shim target and the hint in `build`'s refusal must agree.
+        let makefile = concat!(env!("CARGO_MANIFEST_DIR"), "/../Makefile");
+        let text = std::fs::read_to_string(makefile).unwrap();
+        assert!(
+            text.contains(&format!("RUSTFLAGS=\"{STATIC_SHIM_RUSTFLAGS}\"")),
+            "{makefile} does not build plexus-cni with RUSTFLAGS=\"{STATIC_SHIM_RUSTFLAGS}\""
+        );
     }
 
     #[test]
