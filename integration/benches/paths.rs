@@ -106,7 +106,7 @@ fn shim_version(bin: &std::path::Path) -> Duration {
 }
 
 /// Peak RSS (KiB) of one `plexus-cni` VERSION call as GNU time reports it (`%M`), or `None`
-/// without `/usr/bin/time` (`make setup` installs it). Not wait4's rusage of a child this
+/// when it gave none (no `/usr/bin/time`, which `make setup` installs, or a failed call). Not wait4's rusage of a child this
 /// bench forks: Linux counts in it the bench's own pages the child held before its exec,
 /// which made a 2 MiB shim read as 9 MiB; time's own pages are about 1 MiB.
 fn shim_peak_rss(bin: &std::path::Path) -> Option<u64> {
@@ -317,7 +317,9 @@ async fn main() {
     let peak = (0..20).map(|_| shim_peak_rss(&bin)).max().flatten();
     let peak = match peak {
         Some(kib) => format!("{:.1} MiB", kib as f64 / 1024.0),
-        None => "- (no /usr/bin/time; make setup installs it)".to_owned(),
+        None => "- (/usr/bin/time -f %M gave no figure: is GNU time installed? make setup \
+                 installs it)"
+            .to_owned(),
     };
     println!(
         "\nplexus-cni VERSION ({runs} runs, {} ({linked})): median {:.2} ms, p90 {:.2} ms, \
