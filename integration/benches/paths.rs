@@ -20,6 +20,13 @@
 //! `PLEXUS_BENCH_PODS` sets the pods per side: 300 by default, as in issue 14's own
 //! measurement (at 100 the start ratio's 95 % interval was about ±0.03 wide). Figures, not
 //! assertions.
+//!
+//! `PLEXUS_BENCH_GAP_MS` (0 by default, as in issue 14's measurement) leaves the machine
+//! idle for a random 0 to that many milliseconds before each pod, as on a node where pods
+//! do not start back to back. Each of plexus's hops (containerd to plexus-nri to plexusd
+//! and back) then wakes an idle core, and periodic work (plexus's batched record removals,
+//! containerd's own) no longer falls into the same phase of every round.
+//!
 //! Needs root.
 
 use std::process::{Command, Stdio};
@@ -134,6 +141,8 @@ fn shim_peak_rss(bin: &std::path::Path) -> Option<u64> {
 async fn main() {
     plexus_integration::bench::require_root("paths");
     let n: usize = plexus_integration::bench::count("PLEXUS_BENCH_PODS", 300);
+    let gap_ms = plexus_integration::bench::count("PLEXUS_BENCH_GAP_MS", 0) as u64;
+    let mut gaps = plexus_testkit::rng::Rng::new(0x6a95_5eed);
     let base = Containerd::start(containerd::Options {
         prefix: "plexus-bench-base".into(),
         ..containerd::Options::default()
@@ -198,6 +207,12 @@ async fn main() {
         for k in 0..sides.len() {
             let side = (i + k) % sides.len();
             let (_, c, nets) = sides[side];
+            if gap_ms > 0 {
+                tokio::time::sleep(Duration::from_micros(
+                    gaps.below(gap_ms.saturating_mul(1000)),
+                ))
+                .await;
+            }
             let (run, stop, remove) = one(c, &format!("pod-{side}-{i}"), nets).await;
             t[side][0].push(run);
             t[side][1].push(stop + remove);
@@ -207,7 +222,11 @@ async fn main() {
     }
     let cpu_after = cpu();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("\nPod start and stop by path, {n} pods per side, rotating order");
+    let gaps = match gap_ms {
+        0 => "back to back".to_owned(),
+        ms => format!("a random 0-{ms} ms idle before each"),
+    };
+    println!("\nPod start and stop by path, {n} pods per side, rotating order, {gaps}");
     println!(
         "(load average at the end: {})",
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")
