@@ -11,6 +11,12 @@
 //! setup took over meanwhile), and fsyncs the state directory once. A node draining a
 //! hundred pods pays a few fsyncs for their records, not three hundred.
 //!
+//! A batch whose wait is over then waits, at most as long again, until no sandbox's lock is
+//! held or waited for: its fsyncs and unlinks would otherwise queue in front of a setup's
+//! or a teardown's own writes, and of the runtime's, busy at the same moments. Measured
+//! (400 pods, a batch logged each second): a pod start that a batch overlapped took a
+//! median 122.5 ms against 109.3 ms for the others, a stop 106.2 against 103.1 ms.
+//!
 //! Crash safety is that of a single removal: until its record is removed a sandbox stays
 //! `tearing_down`, and recovery finishes it; every lease directory is durable before any
 //! record of the batch is removed, each record's removal is durable before its teardown
@@ -20,6 +26,7 @@
 //! [`EngineConfig::removal_batch`]: crate::EngineConfig::removal_batch
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use plexus_core::id::SandboxId;
 use tokio::sync::oneshot;
@@ -27,6 +34,9 @@ use tokio::sync::oneshot;
 use super::Settle;
 use crate::engine::Engine;
 use crate::error::chain;
+
+/// How often a batch that is due looks again whether any sandbox is locked.
+const QUIET_POLL: Duration = Duration::from_millis(5);
 
 /// Removals waiting for their batch.
 #[derive(Debug, Default)]
@@ -97,9 +107,18 @@ impl Engine {
         let _ = removed.await;
     }
 
+    /// Waits until no sandbox's lock is held or waited for, at most `bound`.
+    async fn until_quiet(&self, bound: Duration) {
+        let give_up = tokio::time::Instant::now() + bound;
+        while self.locked() > 0 && tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(QUIET_POLL).await;
+        }
+    }
+
     async fn remove_batch(&self) {
         let waiting = Waiting(&self.inner.removals);
         tokio::time::sleep(self.inner.cfg.removal_batch).await;
+        self.until_quiet(self.inner.cfg.removal_batch).await;
         let members = waiting.take();
         let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
         let synced = crate::state::blocking(|| crate::ipam::durable::sync_releases_of(&ids));

@@ -341,3 +341,48 @@ async fn reaped_records_are_removed_in_one_batch_sharing_their_fsyncs() {
     }
     assert!(engine.sandboxes().unwrap().is_empty());
 }
+
+/// A batch whose wait is over waits again while some sandbox's lock is held (a setup or a
+/// teardown in flight), so that its fsyncs do not queue in front of that operation's own;
+/// but at most [`EngineConfig::removal_batch`] more, so a node that is never idle still
+/// removes its records.
+///
+/// [`EngineConfig::removal_batch`]: plexus_engine::EngineConfig::removal_batch
+#[tokio::test]
+async fn a_due_batch_waits_while_a_sandbox_is_locked_but_not_past_its_bound() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let mut cfg = fx.config(DelegationMode::Auto);
+    cfg.removal_batch = std::time::Duration::from_millis(300);
+    let engine = plexus_engine::Engine::open(cfg).unwrap();
+    let net = fx.macvlan("mv-quiet", "bridge", "10.69.1.0/24");
+    let id = "sb-quiet-1";
+    let p = plan(vec![attachment(1, "net1", &net)]);
+    engine.setup(fx.sandbox(id), p).await.expect("setup");
+    let record = fx.dir.path().join(format!("state/{id}.json"));
+    // Another sandbox's operation, in flight from before the teardown to the end.
+    let busy = engine.lock(&sid("sb-quiet-busy")).await;
+    let started = tokio::time::Instant::now();
+    {
+        let lock = engine.lock(&sid(id)).await;
+        engine
+            .teardown_locked_as(&lock, LinkDeletion::AfterAnswer)
+            .await
+            .expect("teardown");
+    }
+    // The reaper joins a batch after the 50 ms grace, the batch is due 300 ms later: from
+    // then on only the held lock keeps the record.
+    tokio::time::sleep_until(started + std::time::Duration::from_millis(500)).await;
+    assert!(
+        record.exists(),
+        "the batch removed the record while a sandbox was locked"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), engine.reaped())
+        .await
+        .expect("the batch waited past its bound for the lock");
+    assert!(!record.exists(), "the reaped record is still there");
+    assert_eq!(engine.lock_users(&sid("sb-quiet-busy")), 1);
+    drop(busy);
+}
