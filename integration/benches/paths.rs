@@ -96,14 +96,19 @@ fn line(
     (med, interval)
 }
 
-/// Wall time of one `plexus-cni` VERSION call.
-fn shim_version(bin: &std::path::Path) -> Duration {
-    let start = Instant::now();
-    let status = Command::new(bin)
-        .env_clear()
+/// `cmd` set up as a runtime's `VERSION` call of the shim: nothing in its environment but
+/// `CNI_COMMAND`, no input, output discarded (it answers without plexusd).
+fn version_call(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear()
         .env("CNI_COMMAND", "VERSION")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+}
+
+/// Wall time of one `plexus-cni` VERSION call.
+fn shim_version(bin: &std::path::Path) -> Duration {
+    let start = Instant::now();
+    let status = version_call(&mut Command::new(bin))
         .stderr(Stdio::null())
         .status()
         .expect("run plexus-cni");
@@ -113,17 +118,12 @@ fn shim_version(bin: &std::path::Path) -> Duration {
 }
 
 /// Peak RSS (KiB) of one `plexus-cni` VERSION call as GNU time reports it (`%M`), or `None`
-/// when it gave none (no `/usr/bin/time`, which `make setup` installs, or a failed call). Not wait4's rusage of a child this
-/// bench forks: Linux counts in it the bench's own pages the child held before its exec,
-/// which made a 2 MiB shim read as 9 MiB; time's own pages are about 1 MiB.
+/// when it gave none (no `/usr/bin/time`, which `make setup` installs, or a failed call).
+/// Not wait4's rusage of a child this bench forks: Linux counts in it the bench's own pages
+/// the child held before its exec, which made a 2 MiB shim read as 9 MiB; time's own pages
+/// are about 1 MiB.
 fn shim_peak_rss(bin: &std::path::Path) -> Option<u64> {
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(bin)
-        .env_clear()
-        .env("CNI_COMMAND", "VERSION")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let out = version_call(Command::new("/usr/bin/time").args(["-f", "%M"]).arg(bin))
         .output()
         .ok()?;
     if !out.status.success() {
