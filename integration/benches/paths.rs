@@ -2,10 +2,10 @@
 //! primary network only; plexus on the NRI path with early setup (plexusd watches
 //! containerd for new sandboxes, `containerd.socket`, as the chart runs it); plexus as the
 //! runtime's CNI network (the shim path, NRI off); and the NRI path without containerd's
-//! socket, where every setup waits for the hook. Each plexus side attaches the same two
-//! secondary networks (macvlan and bridge, native); the shim side also runs the primary
-//! itself. Pods alternate between the four private containerds in a rotating order, so
-//! load from other processes hits all alike; each pod is deleted before the next starts.
+//! socket, where every setup waits for the hook. Each plexus side attaches the same
+//! secondary networks (native drivers); the shim side also runs the primary itself. Pods
+//! alternate between the four private containerds in a rotating order, so load from other
+//! processes hits all alike; each pod is deleted before the next starts.
 //! Prints RunPodSandbox and Stop+Remove medians, p90 and ratios to "primary only", each
 //! ratio with its 95 % interval over resampled rounds (`integration::stats`): a goal is met
 //! when the interval is below it. Also the CPU each side's daemons used per pod: on this
@@ -21,6 +21,11 @@
 //! measurement (at 100 the start ratio's 95 % interval was about ±0.03 wide). Figures, not
 //! assertions.
 //!
+//! `PLEXUS_BENCH_NETWORKS` names the secondary networks, comma-separated: by default
+//! `macvlan-net,macvlan2-net`, two macvlans on one uplink with host-local IPAM as in issue
+//! 14's measurement; `macvlan-net,bridge-net` is issue 11's mix, where the bridge network's
+//! veth pair costs a start more than a macvlan does.
+//!
 //! `PLEXUS_BENCH_GAP_MS` (0 by default, as in issue 14's measurement) leaves the machine
 //! idle for a random 0 to that many milliseconds before each pod, as on a node where pods
 //! do not start back to back. Each of plexus's hops (containerd to plexus-nri to plexusd
@@ -34,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use plexus_integration::bench::cpu_time;
 use plexus_integration::containerd::{self, Containerd};
-use plexus_integration::env::{BRIDGE, MACVLAN, NAMESPACE};
+use plexus_integration::env::{MACVLAN, MACVLAN2, NAMESPACE};
 use plexus_integration::stats::{RatioInterval, percentile, ratio_interval};
 use plexus_integration::{Env, PodSpec, plexus};
 
@@ -172,11 +177,12 @@ async fn main() {
     let hook = Env::start_with(containerd::Options::default(), quiet())
         .await
         .expect("start the hook-only NRI side");
-    let networks = format!("{MACVLAN},{BRIDGE}");
+    let networks =
+        std::env::var("PLEXUS_BENCH_NETWORKS").unwrap_or_else(|_| format!("{MACVLAN},{MACVLAN2}"));
     let sides: [(&str, &Containerd, Option<&str>); 4] = [
         ("primary only", &base, None),
-        ("plexus NRI, 2 networks", &nri.containerd, Some(&networks)),
-        ("plexus shim, 2 networks", &shim.containerd, Some(&networks)),
+        ("plexus NRI", &nri.containerd, Some(&networks)),
+        ("plexus shim", &shim.containerd, Some(&networks)),
         ("NRI, hook only", &hook.containerd, Some(&networks)),
     ];
 
@@ -226,7 +232,10 @@ async fn main() {
         0 => "back to back".to_owned(),
         ms => format!("a random 0-{ms} ms idle before each"),
     };
-    println!("\nPod start and stop by path, {n} pods per side, rotating order, {gaps}");
+    println!(
+        "\nPod start and stop by path, {n} pods per side, rotating order, {gaps}; \
+         secondary networks: {networks}"
+    );
     println!(
         "(load average at the end: {})",
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")

@@ -15,6 +15,9 @@ use crate::plexus::{self, Plexus};
 pub const NAMESPACE: &str = "default";
 /// macvlan on the uplink, host-local IPAM.
 pub const MACVLAN: &str = "macvlan-net";
+/// A second macvlan on the uplink (its own subnet), host-local IPAM: with [`MACVLAN`],
+/// the two networks of issue 14's measurement.
+pub const MACVLAN2: &str = "macvlan2-net";
 /// Bridge network inside the test namespace, host-local IPAM.
 pub const BRIDGE: &str = "bridge-net";
 /// macvlan on the uplink with static IPs and MACs from the pod's selection.
@@ -32,6 +35,8 @@ pub const SHIM_NETWORK: &str = "plexus";
 pub struct Subnets {
     /// The macvlan network's subnet.
     pub macvlan: String,
+    /// The second macvlan network's subnet.
+    pub macvlan2: String,
     /// The bridge network's subnet.
     pub bridge: String,
     /// The IoT network's subnet (addresses chosen by the pods).
@@ -111,6 +116,7 @@ impl Env {
         let n = next_id() % 256;
         let subnets = Subnets {
             macvlan: format!("10.242.{n}.0/24"),
+            macvlan2: format!("10.245.{n}.0/24"),
             bridge: format!("10.243.{n}.0/24"),
             iot: format!("10.244.{n}.0/24"),
         };
@@ -118,6 +124,7 @@ impl Env {
         let bridge = format!("pxn{}x{n}", std::process::id() % 100_000);
         let nads = vec![
             Nad::macvlan(NAMESPACE, MACVLAN, &uplink, &subnets.macvlan, &ipam),
+            Nad::macvlan(NAMESPACE, MACVLAN2, &uplink, &subnets.macvlan2, &ipam),
             Nad::bridge(NAMESPACE, BRIDGE, &bridge, &subnets.bridge, &ipam),
             Nad::macvlan_static(NAMESPACE, IOT, &uplink),
             Nad::failing(NAMESPACE, BROKEN),
