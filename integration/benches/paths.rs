@@ -26,6 +26,10 @@
 //! 14's measurement; `macvlan-net,bridge-net` is issue 11's mix, where the bridge network's
 //! veth pair costs a start more than a macvlan does.
 //!
+//! `PLEXUS_BENCH_SIDES` (a comma list of nri, shim, hook) runs only those plexus sides
+//! beside primary only: with fewer sides a run measures more pods per side in the same time,
+//! and the intervals narrow.
+//!
 //! `PLEXUS_BENCH_GAP_MS` (0 by default, as in issue 14's measurement) leaves the machine
 //! idle for a random 0 to that many milliseconds before each pod, as on a node where pods
 //! do not start back to back. Each of plexus's hops (containerd to plexus-nri to plexusd
@@ -42,6 +46,9 @@ use plexus_integration::containerd::{self, Containerd};
 use plexus_integration::env::{MACVLAN, MACVLAN2, NAMESPACE};
 use plexus_integration::stats::{RatioInterval, percentile, ratio_interval};
 use plexus_integration::{Env, PodSpec, plexus};
+
+/// The label of the NRI side with early setup, whose figures issue 14's goals judge.
+const NRI: &str = "plexus NRI";
 
 /// One pod's times: RunPodSandbox, StopPodSandbox, RemovePodSandbox.
 type Times = (Duration, Duration, Duration);
@@ -159,60 +166,89 @@ async fn main() {
         log_level: "info".into(),
         ..plexus::Options::default()
     };
+    // PLEXUS_BENCH_SIDES picks the plexus sides (a comma list of nri, shim, hook; all by
+    // default); primary only always runs, as every ratio's base.
+    let wanted = std::env::var("PLEXUS_BENCH_SIDES").unwrap_or_default();
+    let wanted = |name: &str| wanted.is_empty() || wanted.split(',').any(|s| s.trim() == name);
     // The NRI side as a node would run it: plexusd also watches containerd for new
     // sandboxes and sets them up before the hook (early setup, `containerd.socket`).
-    let nri = Env::start_with(
-        containerd::Options::default(),
-        plexus::Options {
-            containerd_adoption: true,
-            ..quiet()
-        },
-    )
-    .await
-    .expect("start the NRI side");
-    let shim = Env::start_shim_with(quiet())
-        .await
-        .expect("start the shim side");
+    let nri = match wanted("nri") {
+        true => Some(
+            Env::start_with(
+                containerd::Options::default(),
+                plexus::Options {
+                    containerd_adoption: true,
+                    ..quiet()
+                },
+            )
+            .await
+            .expect("start the NRI side"),
+        ),
+        false => None,
+    };
+    let shim = match wanted("shim") {
+        true => Some(
+            Env::start_shim_with(quiet())
+                .await
+                .expect("start the shim side"),
+        ),
+        false => None,
+    };
     // The NRI side without containerd's socket: every setup waits for the hook.
-    let hook = Env::start_with(containerd::Options::default(), quiet())
-        .await
-        .expect("start the hook-only NRI side");
+    let hook = match wanted("hook") {
+        true => Some(
+            Env::start_with(containerd::Options::default(), quiet())
+                .await
+                .expect("start the hook-only NRI side"),
+        ),
+        false => None,
+    };
     let networks =
         std::env::var("PLEXUS_BENCH_NETWORKS").unwrap_or_else(|_| format!("{MACVLAN},{MACVLAN2}"));
-    let sides: [(&str, &Containerd, Option<&str>); 4] = [
-        ("primary only", &base, None),
-        ("plexus NRI", &nri.containerd, Some(&networks)),
-        ("plexus shim", &shim.containerd, Some(&networks)),
-        ("NRI, hook only", &hook.containerd, Some(&networks)),
-    ];
+    // Each side's label, containerd, networks and plexus (none on primary only).
+    let mut sides: Vec<(&str, &Containerd, Option<&str>, Option<&Env>)> =
+        vec![("primary only", &base, None, None)];
+    for (label, env) in [
+        (NRI, &nri),
+        ("plexus shim", &shim),
+        ("NRI, hook only", &hook),
+    ] {
+        if let Some(env) = env {
+            sides.push((label, &env.containerd, Some(&networks), Some(env)));
+        }
+    }
 
     for i in 0..3 {
-        for (k, (_, c, nets)) in sides.iter().enumerate() {
+        for (k, (_, c, nets, _)) in sides.iter().enumerate() {
             one(c, &format!("warm-{k}-{i}"), *nets).await;
         }
     }
     // The daemons of each side, for the CPU they use per pod: containerd, then plexusd and
     // plexus-nri where the side has them.
-    let daemons: [Vec<(&str, Option<u32>)>; 4] = [
-        vec![("containerd", base.pid())],
-        daemons_of(&nri),
-        daemons_of(&shim),
-        daemons_of(&hook),
-    ];
-    let cpu = || {
-        daemons.clone().map(|side| {
-            side.iter()
-                .map(|(_, pid)| pid.and_then(cpu_time))
-                .collect::<Vec<_>>()
+    let daemons: Vec<Vec<(&str, Option<u32>)>> = sides
+        .iter()
+        .map(|(_, c, _, env)| match env {
+            Some(env) => daemons_of(env),
+            None => vec![("containerd", c.pid())],
         })
+        .collect();
+    let cpu = || {
+        daemons
+            .iter()
+            .map(|side| {
+                side.iter()
+                    .map(|(_, pid)| pid.and_then(cpu_time))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
     };
     let cpu_before = cpu();
     // Per side: RunPodSandbox, Stop+Remove, and Stop and Remove alone.
-    let mut t: [[Vec<Duration>; 4]; 4] = Default::default();
+    let mut t: Vec<[Vec<Duration>; 4]> = vec![Default::default(); sides.len()];
     for i in 0..n {
         for k in 0..sides.len() {
             let side = (i + k) % sides.len();
-            let (_, c, nets) = sides[side];
+            let (_, c, nets, _) = sides[side];
             if gap_ms > 0 {
                 tokio::time::sleep(Duration::from_micros(
                     gaps.below(gap_ms.saturating_mul(1000)),
@@ -246,7 +282,7 @@ async fn main() {
         sides
             .iter()
             .enumerate()
-            .map(|(k, (label, _, _))| line(label, &t[k][m], (k > 0).then_some(&t[0][m][..])))
+            .map(|(k, (label, ..))| line(label, &t[k][m], (k > 0).then_some(&t[0][m][..])))
             .collect::<Vec<_>>()
     };
     let runs = table("RunPodSandbox", 0);
@@ -270,7 +306,8 @@ async fn main() {
         each(3)
     );
     // Issue 14's goals for the NRI path, judged on the intervals.
-    if let (Some(run), Some(stop)) = (runs[1].1, stops[1].1) {
+    let nri_side = sides.iter().position(|(label, ..)| *label == NRI);
+    if let Some((Some(run), Some(stop))) = nri_side.map(|k| (runs[k].1, stops[k].1)) {
         println!(
             "goals, plexus NRI: start <= 1.06x {}; stop <= 1.03x {}",
             run.verdict(1.06),
@@ -281,7 +318,8 @@ async fn main() {
 
     // plexus's own share on each NRI side.
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    for (k, env) in [(1, &nri), (3, &hook)] {
+    for (k, (_, _, _, env)) in sides.iter().enumerate() {
+        let Some(env) = env else { continue };
         let (mut up, mut down) = env.plexus.nri_answer_times();
         up.sort();
         down.sort();
