@@ -235,8 +235,8 @@ async fn main() {
     let early = std::env::var("PLEXUS_BENCH_EARLY").map_or(true, |v| v != "0");
     println!("NRI sides with early setup: {early}");
     // PLEXUS_BENCH_SIDES picks sides (comma list of primary, nri, nri5, shim; all by default).
-    let sides = std::env::var("PLEXUS_BENCH_SIDES").unwrap_or_default();
-    let side = |name: &str| sides.is_empty() || sides.split(',').any(|s| s.trim() == name);
+    let side =
+        plexus_integration::bench::sides("PLEXUS_BENCH_SIDES", &["primary", "nri", "nri5", "shim"]);
     let baseline = rtnl_probe::namespaces_held();
     // Production log level: debug logging would be measured too.
     let quiet = || plexus::Options {

@@ -4,7 +4,7 @@
 //! runtime's CNI network (the shim path, NRI off); and the NRI path without containerd's
 //! socket, where every setup waits for the hook. Each plexus side attaches the same
 //! secondary networks (native drivers); the shim side also runs the primary itself. Pods
-//! alternate between the four private containerds in a rotating order, so load from other
+//! alternate between the sides' private containerds in a rotating order, so load from other
 //! processes hits all alike; each pod is deleted before the next starts.
 //! Prints RunPodSandbox and Stop+Remove medians, p90 and ratios to "primary only", each
 //! ratio with its 95 % interval over resampled rounds (`integration::stats`): a goal is met
@@ -62,8 +62,13 @@ async fn one(c: &Containerd, name: &str, networks: Option<&str>) -> Times {
     let start = Instant::now();
     let pod = c.run_pod(&spec).await.expect("RunPodSandbox");
     let run = start.elapsed();
-    if networks.is_some() {
-        assert!(pod.interface("net2").is_ok(), "pod {name} has no net2");
+    if let Some(nets) = networks {
+        // Interfaces are named net1, net2, … in the order the networks are listed.
+        let last = format!("net{}", nets.split(',').count());
+        assert!(
+            pod.interface(&last).is_ok(),
+            "pod {name} has no {last} (networks {nets})"
+        );
     }
     let start = Instant::now();
     c.stop_pod(&pod).await.expect("StopPodSandbox");
@@ -168,8 +173,7 @@ async fn main() {
     };
     // PLEXUS_BENCH_SIDES picks the plexus sides (a comma list of nri, shim, hook; all by
     // default); primary only always runs, as every ratio's base.
-    let wanted = std::env::var("PLEXUS_BENCH_SIDES").unwrap_or_default();
-    let wanted = |name: &str| wanted.is_empty() || wanted.split(',').any(|s| s.trim() == name);
+    let wanted = plexus_integration::bench::sides("PLEXUS_BENCH_SIDES", &["nri", "shim", "hook"]);
     // The NRI side as a node would run it: plexusd also watches containerd for new
     // sandboxes and sets them up before the hook (early setup, `containerd.socket`).
     let nri = match wanted("nri") {

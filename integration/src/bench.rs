@@ -20,6 +20,27 @@ pub fn count(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The sides named in environment variable `var` (a comma list, each one of `accepted`),
+/// as a test of one side's name; all of them when it is unset or empty. Exits with a
+/// message naming the unknown side and the accepted ones, rather than running a bench
+/// that measures less than was asked.
+pub fn sides(var: &str, accepted: &[&str]) -> impl Fn(&str) -> bool + use<> {
+    let listed: Vec<String> = std::env::var(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(unknown) = listed.iter().find(|s| !accepted.contains(&s.as_str())) {
+        eprintln!(
+            "{var}: unknown side {unknown:?}; accepted (comma-separated): {}",
+            accepted.join(", ")
+        );
+        std::process::exit(2);
+    }
+    move |name| listed.is_empty() || listed.iter().any(|s| s == name)
+}
+
 /// CPU time (user and system, all threads, those ended included) process `pid` has used
 /// so far, from `/proc/<pid>/stat`, to the kernel's clock tick (usually 10 ms); `None` when
 /// the process is gone or the file cannot be read.
