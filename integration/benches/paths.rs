@@ -332,9 +332,14 @@ async fn main() {
         }
         // Beyond plexus's answer: containerd's NRI hooks and their ttrpc round trips to
         // plexus-nri (Stop+Remove: two events).
+        let at_once = env
+            .plexus
+            .nri_log_lines("runtime_answered_at_once=true")
+            .len();
         println!(
             "{}: plexus's answer (event in plexus-nri to plexusd's answer), medians: \
-             RunPodSandbox {:.2} ms, StopPodSandbox {:.2} ms ({} and {} events); \
+             RunPodSandbox {:.2} ms, StopPodSandbox {:.2} ms ({} and {} events, {} of the \
+             stops answered to the runtime at once, without waiting for it); \
              the rest of the side's extra time (differences of medians): \
              RunPodSandbox {:.2} ms, Stop+Remove {:.2} ms",
             sides[k].0,
@@ -342,6 +347,7 @@ async fn main() {
             ms(percentile(&down, 0.5)),
             up.len(),
             down.len(),
+            at_once,
             ms(runs[k].0) - ms(base_run) - ms(percentile(&up, 0.5)),
             ms(stops[k].0) - ms(base_stop) - ms(percentile(&down, 0.5)),
         );

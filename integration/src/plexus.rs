@@ -223,11 +223,12 @@ impl Plexus {
 
     /// Lines of plexusd's log so far that contain `what`. For the benchmarks.
     pub fn plexusd_log_lines(&self, what: &str) -> Vec<String> {
-        let log = std::fs::read_to_string(&self.paths.plexusd_log).unwrap_or_default();
-        log.lines()
-            .filter(|l| l.contains(what))
-            .map(str::to_owned)
-            .collect()
+        lines_with(&self.paths.plexusd_log, what)
+    }
+
+    /// plexus-nri's log lines containing `what`.
+    pub fn nri_log_lines(&self, what: &str) -> Vec<String> {
+        lines_with(&self.paths.nri_log, what)
     }
 
     /// plexus's own answer times on the NRI path, in log order: `(RunPodSandbox,
@@ -422,4 +423,13 @@ impl Drop for Plexus {
         self.stop_nri();
         self.stop_plexusd();
     }
+}
+
+/// The lines of the log file `path` containing `what` (none while it does not exist).
+fn lines_with(path: &Path, what: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_owned)
+        .collect()
 }

@@ -34,7 +34,7 @@ use tracing::Instrument as _;
 use tracing::Span;
 
 use crate::convert;
-use crate::pending::Pending;
+use crate::pending::{AtOnce, Pending};
 use crate::trace::{TRACEPARENT_KEY, event_span, traceparent_for};
 use crate::ttrpc::{Status, code};
 
@@ -71,6 +71,7 @@ pub struct Forwarder {
     gate: Arc<RwLock<()>>,
     background_timeout: Duration,
     pending: Pending,
+    at_once: AtOnce,
 }
 
 /// The runtime's call a `SetupPod` answers.
@@ -110,6 +111,7 @@ impl Forwarder {
             gate: Arc::new(RwLock::new(())),
             background_timeout,
             pending: Pending::default(),
+            at_once: AtOnce::default(),
         }
     }
 
@@ -170,7 +172,7 @@ impl Forwarder {
                     );
                     match asker {
                         Asker::Run => {
-                            self.pending.insert(&pod);
+                            self.pending.insert(&pod.id, pod.clone());
                             Ok(())
                         }
                         Asker::Create => {
@@ -188,6 +190,10 @@ impl Forwarder {
                 }
                 Ok(Ok(response)) => {
                     self.pending.remove(&pod.id);
+                    match response.get_ref().stop_at_once {
+                        true => self.at_once.insert(&pod.id, ()),
+                        false => drop(self.at_once.remove(&pod.id)),
+                    }
                     let attachments = response.get_ref().attachments.len();
                     tracing::info!(
                         attachments,
@@ -228,7 +234,9 @@ impl Forwarder {
     /// A teardown slower than `deadline` keeps running in the background (bounded by
     /// the background timeout) instead of being cut half-way; errors are logged and the
     /// sandbox is left to plexusd's sweep (its netns is gone once containerd has stopped
-    /// it) or the next Reconcile. Only StopPodSandbox is subscribed
+    /// it) or the next Reconcile. A pod whose setup plexusd answered with `stop_at_once`
+    /// is answered without waiting at all: plexusd holds its netns until the teardown, and
+    /// releases everything it made there through it. Only StopPodSandbox is subscribed
     /// ([`crate::service::EVENT_MASK`]); a Remove is handled the same way should a runtime
     /// send one.
     pub async fn teardown_pod_sandbox(
@@ -238,6 +246,7 @@ impl Forwarder {
         deadline: Duration,
     ) {
         self.pending.remove(&pod.id);
+        let at_once = self.at_once.remove(&pod.id).is_some();
         let span = event_span(event, &pod.namespace, &pod.name, &pod.uid, &pod.id);
         let traceparent = traceparent_for(&span);
         let mut request = tonic::Request::new(convert::teardown_request(&pod));
@@ -260,6 +269,7 @@ impl Forwarder {
                             known = r.known,
                             removed = r.removed.len(),
                             elapsed_ms = elapsed_ms(started),
+                            runtime_answered_at_once = at_once,
                             "pod networks torn down"
                         );
                     }
@@ -273,6 +283,10 @@ impl Forwarder {
             }
             .instrument(span.clone()),
         );
+        if at_once {
+            // plexusd said so at setup: it holds the pod's netns until this teardown.
+            return;
+        }
         if tokio::time::timeout(deadline, task).await.is_err() {
             let _enter = span.enter();
             tracing::warn!(

@@ -1,9 +1,11 @@
 //! The order containerd 1.7 tears a pod down in, which plexus's link deletion after the
 //! answer relies on (`docs/teardown.md`), checked on the real containerd: when CRI
 //! StopPodSandbox returns (NRI StopPodSandbox, then containerd's own CNI DEL, then the
-//! netns removal), plexus lists nothing for the pod and the pod's netns is already gone, so
-//! the links plexus left in it die with it; the leases, released after plexus's answer
-//! (`teardown/early.rs`), are gone moments later; after
+//! netns removal), the pod's netns path is already gone. plexus-nri answered that Stop at
+//! once (plexusd said so at setup: it holds the pod's netns, `held.rs`), so plexus's
+//! teardown runs beside it: moments later plexus lists nothing for the pod, and the leases,
+//! released once the addresses are gone from the held netns (`teardown/early.rs`), are
+//! free; the links die with the netns when plexusd lets go of it; after
 //! RemovePodSandbox nothing of plexus is left, host side included, and the reaper's batch
 //! (`removal_batch`, 1 s) removes the pod's record and its teardown mark.
 
@@ -36,12 +38,16 @@ async fn at_stop_the_leases_are_released_and_the_netns_is_gone_with_the_links() 
         .stop_pod_sandbox(&pod.id)
         .await
         .unwrap();
-    let listed = env.plexus.attachments_of(&pod.id).await.unwrap();
-    assert!(listed.is_empty(), "{listed:?}");
     assert!(
         !pod.netns.exists(),
         "containerd removes the netns within StopPodSandbox, after its CNI DEL"
     );
+    eventually(
+        "plexusd to tear the pod down beside the stop (nothing listed)",
+        Duration::from_secs(5),
+        || async { env.plexus.attachments_of(&pod.id).await.unwrap().is_empty() },
+    )
+    .await;
     eventually(
         "plexusd to release the pod's leases after its answer",
         Duration::from_secs(5),

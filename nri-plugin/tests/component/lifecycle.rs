@@ -173,6 +173,69 @@ async fn lifecycle_and_event_mapping() {
 }
 
 #[tokio::test]
+async fn a_stop_is_answered_at_once_only_when_plexusd_said_so_at_setup() {
+    let sockets = Sockets::new();
+    let node = FakeNode::default();
+    node.serve(&sockets.plexusd);
+    let runtime = FakeRuntime::bind(&sockets.nri);
+    // The fake runtime's calls carry containerd's 2 s timeout: a stop that waits for
+    // plexusd is answered at 1.5 s (75 %) at the latest, or when the teardown is released.
+    let _plugin = start(&sockets, Duration::from_secs(120));
+    let mut conn = runtime.accept().await;
+    conn.registered().await;
+    conn.configure(0).await;
+    conn.synchronize(Vec::new(), false).await;
+
+    let (quick, ordered) = (
+        pod("sb-q", Some("/n/q"), None),
+        pod("sb-w", Some("/n/w"), None),
+    );
+    node.set(|b| b.stop_at_once = true);
+    conn.event(RUN, &quick).await.expect("run");
+    node.set(|b| b.stop_at_once = false);
+    conn.event(RUN, &ordered).await.expect("run");
+    let teardown = Hold::new();
+    node.set(|b| b.teardown_hold = Some(teardown.clone()));
+
+    // plexusd said stop_at_once: answered while plexusd's teardown is still held, not at
+    // the deadline.
+    let started = std::time::Instant::now();
+    conn.event(STOP, &stopped(&quick)).await.expect("stop ok");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "the stop waited for plexusd's teardown: answered after {:?}",
+        started.elapsed()
+    );
+    node.wait_for("the teardown sent all the same", |c| {
+        teardowns(c).iter().any(|t| t.sandbox_id == "sb-q")
+    })
+    .await;
+
+    // Not said: the stop waits for the teardown's answer.
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let release = {
+        let (released, teardown) = (released.clone(), teardown.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            teardown.release();
+        })
+    };
+    conn.event(STOP, &stopped(&ordered)).await.expect("stop ok");
+    assert!(
+        released.load(std::sync::atomic::Ordering::SeqCst),
+        "answered before plexusd's teardown"
+    );
+    release.await.unwrap();
+    let calls = node.calls();
+    let ids: Vec<_> = teardowns(&calls)
+        .iter()
+        .map(|t| t.sandbox_id.clone())
+        .collect();
+    assert_eq!(ids, ["sb-q", "sb-w"]);
+}
+
+#[tokio::test]
 async fn setup_failures_fail_the_pod_with_the_cause() {
     let Session { node, conn, _keep } = session(Duration::from_millis(400)).await;
     conn.configure(0).await;

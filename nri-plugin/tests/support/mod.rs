@@ -293,6 +293,8 @@ pub struct Behaviour {
     /// A SetupPod that may finish later is answered `finishing` (as plexusd does when the
     /// setup is still running when the answer is due).
     pub setup_finishing: bool,
+    /// SetupPod answers `stop_at_once` (plexusd holds the pod's netns until its teardown).
+    pub stop_at_once: bool,
 }
 
 /// A recording node API server on a unix socket.
@@ -396,6 +398,7 @@ impl Node for FakeNode {
             }],
             network_status: "[]".into(),
             finishing: false,
+            stop_at_once: b.stop_at_once,
         }))
     }
 

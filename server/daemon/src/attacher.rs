@@ -70,6 +70,12 @@ pub trait Attacher: Send + Sync + 'static {
 
     /// One recorded sandbox.
     fn sandbox(&self, sandbox_id: &SandboxId) -> Result<Option<SandboxView>>;
+
+    /// Whether the runtime's stop of this sandbox may be answered before its teardown
+    /// (`SetupPodResponse.stop_at_once`). False unless the attacher can promise it.
+    fn stop_at_once(&self, _sandbox_id: &SandboxId) -> bool {
+        false
+    }
 }
 
 /// What [`Attacher::setup`] did.

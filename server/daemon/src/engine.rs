@@ -415,6 +415,10 @@ impl Attacher for EngineAttacher {
             .as_ref()
             .map(|r| self.with_dhcp_leases(sandbox_view(r))))
     }
+
+    fn stop_at_once(&self, sandbox_id: &SandboxId) -> bool {
+        self.engine.stop_at_once(sandbox_id)
+    }
 }
 
 /// Feeds the engine's per-attachment timings into the Prometheus histograms

@@ -178,6 +178,10 @@ impl<A: Attacher, P: Planner> v1::node_server::Node for NodeService<A, P> {
         );
         Ok(Response::new(v1::SetupPodResponse {
             attachments: convert::attachments(&outcome.sandbox),
+            stop_at_once: self
+                .node
+                .attacher()
+                .stop_at_once(&outcome.sandbox.sandbox_id),
             network_status: outcome.network_status,
             finishing: false,
         }))

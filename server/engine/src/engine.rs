@@ -25,8 +25,8 @@ use crate::lock::{SandboxLock, SandboxLocks};
 use crate::native::Ctx;
 use crate::observe::{Call, Observer, ObserverSlot, Op, Tracked};
 use crate::reap::LinkDeletion;
-use crate::setup::within;
-use crate::state::{AttachmentRecord, Driver, Phase, RECORD_VERSION, SandboxRecord, Store};
+use crate::setup::{SetupDone, same_attachments, within};
+use crate::state::{AttachmentRecord, Driver, RECORD_VERSION, SandboxRecord, Store};
 
 /// The sandbox a plan is executed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub reaping: crate::reap::Reaping,
     /// Reaped records waiting to be removed together (`reap/batch.rs`).
     pub removals: crate::reap::Batch,
+    /// The pods' network namespaces, held open until their teardowns (`held.rs`).
+    pub held: crate::held::Held,
 }
 
 impl Engine {
@@ -83,6 +85,7 @@ impl Engine {
                 primary,
                 reaping: crate::reap::Reaping::new(),
                 removals: Default::default(),
+                held: Default::default(),
             }),
         })
     }
@@ -294,6 +297,7 @@ impl Engine {
         let old = match self.inner.store.load(&sb.sandbox_id) {
             Ok(None) => None,
             Ok(Some(old)) if same_attachments(&old, &plan) && old.netns == sb.netns => {
+                self.hold(&old, None);
                 return Ok(SetupDone {
                     record: old,
                     reused: true,
@@ -410,6 +414,7 @@ impl Engine {
             // Nothing attached, but the sandbox is known (for hot-plug and teardown).
             self.inner.store.save(&rec).map_err(engine_err)?;
         }
+        self.hold(&rec, pod.netns().try_clone().ok());
         Ok(SetupDone {
             record: rec,
             reused: false,
@@ -449,7 +454,10 @@ impl Engine {
             })?;
         let before = rec.attachments.len();
         match self.attach_one(&mut rec, &att, &pod, Call::Attach).await {
-            Ok(()) => Ok(rec.attachments.last().cloned().expect("just attached")),
+            Ok(()) => {
+                self.hold_again(&rec, None);
+                Ok(rec.attachments.last().cloned().expect("just attached"))
+            }
             Err(e) => {
                 if rec.attachments.len() > before {
                     let a = rec.attachments.pop().expect("len checked");
@@ -466,30 +474,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// What [`Engine::setup_locked`] did.
-#[derive(Debug, Clone)]
-pub struct SetupDone {
-    /// The sandbox's record.
-    pub record: SandboxRecord,
-    /// True when the sandbox was already set up exactly as planned (nothing was done).
-    pub reused: bool,
-}
-
-fn same_attachments(rec: &SandboxRecord, plan: &Plan) -> bool {
-    rec.attachments.len() == plan.attachments.len()
-        && rec
-            .attachments
-            .iter()
-            .zip(&plan.attachments)
-            .all(|(a, p)| a.phase == Phase::Done && satisfies(a, p))
-}
-
-/// Whether a done attachment is what `p` plans: the same planned attachment, or, for the
-/// runtime's own interface (`eth0` on the NRI path), any attachment of that name, since
-/// the runtime decides what it is (with plexus as the runtime's CNI network too, the shim
-/// made it, and the NRI event that follows must leave it alone).
-fn satisfies(a: &AttachmentRecord, p: &PlannedAttachment) -> bool {
-    a.planned == *p || (p.runtime_managed && a.interface == p.interface)
 }

@@ -13,7 +13,7 @@
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use plexus_core::plan::Plan;
+use plexus_core::plan::{Plan, PlannedAttachment};
 use plexus_netlink::Handle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -26,7 +26,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::observe::{Call, Op, Outcome, Tracked};
 use crate::route;
-use crate::state::{Driver, Phase, SandboxRecord};
+use crate::state::{AttachmentRecord, Driver, Phase, SandboxRecord};
 
 /// Why [`Engine::attach_all`] stopped.
 #[derive(Debug)]
@@ -404,4 +404,31 @@ pub(crate) async fn within<F: std::future::Future>(
         Some(t) => tokio::time::timeout_at(t, f).await.map_err(drop),
         None => Ok(f.await),
     }
+}
+
+/// What [`Engine::setup_locked`] did.
+#[derive(Debug, Clone)]
+pub struct SetupDone {
+    /// The sandbox's record.
+    pub record: SandboxRecord,
+    /// True when the sandbox was already set up exactly as planned (nothing was done).
+    pub reused: bool,
+}
+
+/// Whether `rec` is `plan` made: every attachment done, as planned, in plan order.
+pub(crate) fn same_attachments(rec: &SandboxRecord, plan: &Plan) -> bool {
+    rec.attachments.len() == plan.attachments.len()
+        && rec
+            .attachments
+            .iter()
+            .zip(&plan.attachments)
+            .all(|(a, p)| a.phase == Phase::Done && satisfies(a, p))
+}
+
+/// Whether a done attachment is what `p` plans: the same planned attachment, or, for the
+/// runtime's own interface (`eth0` on the NRI path), any attachment of that name, since
+/// the runtime decides what it is (with plexus as the runtime's CNI network too, the shim
+/// made it, and the NRI event that follows must leave it alone).
+fn satisfies(a: &AttachmentRecord, p: &PlannedAttachment) -> bool {
+    a.planned == *p || (p.runtime_managed && a.interface == p.interface)
 }

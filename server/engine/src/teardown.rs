@@ -202,6 +202,7 @@ impl Engine {
             }
             self.restore_leases(&rec, &mut report).await;
             if rec.attachments.iter().all(|a| a.phase == Phase::Done) {
+                self.hold(&rec, None);
                 continue;
             }
             let pod = open_pod(&rec.netns).await;
@@ -232,6 +233,7 @@ impl Engine {
                 }
             }
             self.inner.store.save(&rec)?;
+            self.hold(&rec, None);
         }
         Ok(report)
     }
@@ -352,13 +354,14 @@ impl Engine {
             Some(Err(e)) => {
                 tracing::warn!(error = %chain(&e),
                     "could not remove the pod's addresses in one job; removing them one by one");
-                (open_pod(&rec.netns).await, false)
+                (way.open(&rec).await, false)
             }
             None => (pod, false),
         };
         let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
         // DHCP RELEASE needs the interfaces, so it goes before the group delete.
-        crate::ipam::dhcp::release_sandbox(&dhcp, rec.sandbox_id.as_str()).await;
+        let held = pod.as_ref().map(plexus_netlink::Handle::netns);
+        crate::ipam::dhcp::release_sandbox(&dhcp, rec.sandbox_id.as_str(), held).await;
         // The runtime's teardown of a pod whose netns still exists answers before the
         // links the kernel destroys with that netns are deleted (`reap.rs`).
         let defer = links != LinkDeletion::BeforeAnswer && (pod.is_some() || in_netns);

@@ -149,10 +149,11 @@ impl Engine {
             // A runtime-made interface plexus took over is released with the planned
             // delegate's DEL, as the runtime would have.
             Driver::Exec | Driver::Runtime => {
+                let netns = pod.map(|pod| crate::held::plugin_netns(rec, pod));
                 let req = ExecRequest {
                     sandbox_id: &rec.sandbox_id,
                     pod: &rec.pod,
-                    netns: pod.map(|_| rec.netns.as_path()),
+                    netns: netns.as_deref(),
                     attachment: &a.planned,
                     prev_result: a.result.as_ref(),
                 };

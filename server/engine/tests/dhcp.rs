@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::dhcp_server::{conf, dhcp_store, pod_addrs, pod_routes, start_server, wait_for};
+use common::dhcp_server::{
+    conf, dhcp_store, pod_addrs, pod_routes, start_server, wait_for, wait_server_lease,
+};
 use common::{Fixture, attachment, plan};
 use plexus_engine::ipam::dhcp::{LeaseStore, run_renewer};
 use plexus_engine::{DelegationMode, Driver};
@@ -52,31 +54,14 @@ async fn dhcp_macvlan_gets_pool_address_route_dns_and_releases_on_teardown() {
         .unwrap()
         .expect("lease file");
     assert_eq!(lease.granted.lease_secs, 3600);
-    wait_for(
-        "the server to record the lease",
-        Duration::from_secs(10),
-        || {
-            server
-                .leases()
-                .iter()
-                .any(|(_, i, e)| *i == ip && e != "expired")
-        },
-    )
-    .await;
+    wait_server_lease(&server, &ip, false, "the server to record the lease").await;
 
     engine
         .teardown(&plexus_core::id::SandboxId::new("sb-dhcp").unwrap())
         .await
         .expect("teardown");
     assert_eq!(dhcp_store(&fx).load("sb-dhcp", "net1").unwrap(), None);
-    // A 3600 s lease can only show expired this soon because of RELEASE.
-    wait_for("RELEASE to free the lease", Duration::from_secs(10), || {
-        server
-            .leases()
-            .iter()
-            .any(|(_, i, e)| *i == ip && e == "expired")
-    })
-    .await;
+    wait_server_lease(&server, &ip, true, "RELEASE to free the lease").await;
 }
 
 #[tokio::test]
@@ -272,12 +257,49 @@ async fn dhcp_exec_path_gets_an_address_through_the_daemon_plexus_runs() {
         .teardown(&plexus_core::id::SandboxId::new("sb-exec").unwrap())
         .await
         .expect("teardown");
-    wait_for("the daemon's RELEASE", Duration::from_secs(10), || {
-        server
-            .leases()
-            .iter()
-            .any(|(_, i, e)| *i == ip && e == "expired")
-    })
-    .await;
+    wait_server_lease(&server, &ip, true, "the daemon's RELEASE").await;
     drop(daemon);
+}
+
+#[tokio::test]
+async fn a_dhcp_network_hot_plugged_after_an_at_once_setup_is_released_through_the_held_netns() {
+    if !require_privileged() {
+        return;
+    }
+    let fx = Fixture::new().await;
+    let server = start_server(&fx, 3600).await;
+    let engine = fx.engine(DelegationMode::Auto);
+    let id = plexus_core::id::SandboxId::new("sb-dhcp-held").unwrap();
+    let static_net = fx.macvlan("mv-static", "bridge", "10.78.0.0/24");
+    engine
+        .setup(
+            fx.sandbox("sb-dhcp-held"),
+            plan(vec![attachment(1, "net1", &static_net)]),
+        )
+        .await
+        .expect("setup");
+    assert!(engine.stop_at_once(&id), "a static macvlan");
+    let hot = engine
+        .attach(&id, attachment(2, "net2", &conf(&fx, "lan", None, 10)))
+        .await
+        .expect("hot-plug a dhcp network");
+    assert!(
+        !engine.stop_at_once(&id),
+        "a DHCP lease needs the stop to wait"
+    );
+    let ip = hot.result.as_ref().unwrap().ips[0]
+        .address
+        .addr()
+        .to_string();
+    wait_server_lease(&server, &ip, false, "the server to record the lease").await;
+    // A runtime told stop_at_once at setup answers at once: the path is gone first.
+    plexus_netlink::netns::delete_named(fx.pod.name()).expect("remove the pod netns path");
+    let lock = engine.lock(&id).await;
+    engine
+        .teardown_locked_as(&lock, plexus_engine::LinkDeletion::AfterMark)
+        .await
+        .expect("teardown");
+    drop(lock);
+    assert_eq!(dhcp_store(&fx).load("sb-dhcp-held", "net2").unwrap(), None);
+    wait_server_lease(&server, &ip, true, "RELEASE through the held netns").await;
 }

@@ -1,6 +1,7 @@
 //! Privileged engine tests in real network namespaces with the reference CNI plugins:
 //! native macvlan, the exec path with a conflist chain, rollback, teardown twice,
-//! teardown after a restart without the NAD, corrupt records.
+//! teardown after a restart without the NAD, corrupt records, the netns held from setup to
+//! teardown.
 
 mod common;
 
@@ -12,6 +13,8 @@ use plexus_netlink::test_util::require_privileged;
 mod deferred;
 #[path = "privileged/early.rs"]
 mod early;
+#[path = "privileged/held.rs"]
+mod held;
 #[path = "privileged/setup.rs"]
 mod setup;
 #[path = "privileged/teardown.rs"]

@@ -29,6 +29,8 @@ impl Engine {
         sandbox_id: &SandboxId,
         call: Call,
     ) -> Result<TeardownReport> {
+        // The netns held since the setup is let go when this teardown ends.
+        let held = self.inner.held.take(sandbox_id);
         let path = self.inner.store.path(sandbox_id);
         let raw = std::fs::read(&path).unwrap_or_default();
         let netns = salvage_netns(&raw);
@@ -43,7 +45,7 @@ impl Engine {
             None => None,
         };
         let dhcp = crate::ipam::dhcp::LeaseStore::new(&self.inner.cfg.dhcp_lease_dir);
-        crate::ipam::dhcp::release_sandbox(&dhcp, sandbox_id.as_str()).await;
+        crate::ipam::dhcp::release_sandbox(&dhcp, sandbox_id.as_str(), held.as_ref()).await;
         match (&netns, &pod) {
             (Some(_), Some(pod)) => {
                 if let Err(e) = pod.delete_group(self.inner.cfg.link_group).await {

@@ -81,3 +81,15 @@ pub fn pod_routes(fx: &Fixture) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Waits until `server` lists the lease of `ip` as held (`expired == false`) or as expired,
+/// which a 3600 s lease can only be this soon because of a RELEASE.
+pub async fn wait_server_lease(server: &Server, ip: &str, expired: bool, what: &str) {
+    wait_for(what, Duration::from_secs(10), || {
+        server
+            .leases()
+            .iter()
+            .any(|(_, i, e)| i == ip && (e == "expired") == expired)
+    })
+    .await;
+}

@@ -312,8 +312,10 @@ pub fn holds_sandbox(store: &LeaseStore, sandbox_id: &str) -> bool {
 }
 
 /// [`release_saved`] for every saved lease of the sandbox (before a link group delete
-/// takes the interfaces away). Failures are logged; the files are removed either way.
-pub async fn release_sandbox(store: &LeaseStore, sandbox_id: &str) {
+/// takes the interfaces away), through `held` once the recorded netns path is gone (the
+/// netns plexusd held since the setup). Failures are logged; the files are removed either
+/// way.
+pub async fn release_sandbox(store: &LeaseStore, sandbox_id: &str, held: Option<&Netns>) {
     if !valid_component(sandbox_id) {
         return;
     }
@@ -327,7 +329,7 @@ pub async fn release_sandbox(store: &LeaseStore, sandbox_id: &str) {
         })
         .collect();
     for ifname in ifnames {
-        if let Err(e) = release_saved(store, sandbox_id, &ifname).await {
+        if let Err(e) = release_saved(store, sandbox_id, &ifname, held).await {
             tracing::warn!(sandbox = sandbox_id, ifname, error = %e, "dhcp lease release");
         }
     }
@@ -339,11 +341,15 @@ pub(crate) async fn release_saved(
     store: &LeaseStore,
     sandbox_id: &str,
     ifname: &str,
+    held: Option<&Netns>,
 ) -> Result<()> {
     let Some(lease) = store.load(sandbox_id, ifname)? else {
         return Ok(());
     };
-    if let Ok(netns) = Netns::open(&lease.netns) {
+    let netns = Netns::open(&lease.netns)
+        .ok()
+        .or_else(|| held.and_then(|n| n.try_clone().ok()));
+    if let Some(netns) = netns {
         let sent = async {
             let sock = client::open(&netns, ifname).await?;
             client::release(&sock, lease.mac, &lease.granted).await

@@ -253,7 +253,7 @@ pub(crate) async fn detach(
     sandbox_id: &str,
     ifname: &str,
 ) -> crate::error::Result<()> {
-    lease::release_saved(store, sandbox_id, ifname).await
+    lease::release_saved(store, sandbox_id, ifname, None).await
 }
 
 #[cfg(test)]
