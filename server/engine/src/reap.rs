@@ -182,7 +182,7 @@ impl Engine {
     /// (looked at after 2 ms, then at doubling intervals up to 250 ms).
     ///
     /// [`EngineConfig::links_grace`]: crate::EngineConfig::links_grace
-    async fn netns_removed(&self, path: &Path) -> bool {
+    pub(crate) async fn netns_removed(&self, path: &Path) -> bool {
         let until = tokio::time::Instant::now() + self.inner.cfg.links_grace;
         let mut pause = FIRST_LOOK;
         loop {

@@ -1,6 +1,7 @@
 //! NRI StopPodSandbox's teardown (`LinkDeletion::AfterMark`, `teardown/early.rs`): it
-//! answers once the record is marked and the pod's netns held open, then removes the
-//! addresses and releases the leases in the background, before the links go.
+//! answers once the record is marked and the pod's netns held open, then, once the runtime
+//! has removed the netns path, removes the addresses and releases the leases in the
+//! background, before the links go.
 
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ async fn an_nri_stop_answers_once_marked_and_releases_leases_only_after_the_addr
     }
     let fx = Fixture::new().await;
     let mut cfg = fx.config(DelegationMode::Auto);
-    // The netns stays: the reaper waits for it, so the record outlives the releases.
+    // The releases and the reaper wait for the runtime to remove the netns path.
     cfg.links_grace = Duration::from_secs(600);
     let engine = plexus_engine::Engine::open(cfg).unwrap();
     engine
@@ -63,12 +64,26 @@ async fn an_nri_stop_answers_once_marked_and_releases_leases_only_after_the_addr
         .expect("second teardown");
     assert!(again.known && again.removed.is_empty(), "{again:?}");
     drop(lock);
+    // Nothing is released while the runtime still has the netns path (its own CNI DEL).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        (fx.lease_files().len(), addresses_in(&netns).await.len()),
+        (2, 2),
+        "released before the runtime removed the netns"
+    );
+    // What containerd does after its CNI DEL; the test looks on through a file of its own.
+    let own = std::fs::File::open(&netns).expect("open the pod netns");
+    let inside = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&own)
+    ));
+    plexus_netlink::netns::delete_named(fx.pod.name()).expect("remove the pod netns path");
     // Then, in the background: a lease goes only once no address is left on a link.
     let mut seen = Vec::new();
     let end = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let leases = fx.lease_files();
-        seen.push((leases.len(), addresses_in(&netns).await.len()));
+        seen.push((leases.len(), addresses_in(&inside).await.len()));
         if leases.is_empty() {
             break;
         }
@@ -78,18 +93,24 @@ async fn an_nri_stop_answers_once_marked_and_releases_leases_only_after_the_addr
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(addresses_in(&netns).await.is_empty());
+    assert!(addresses_in(&inside).await.is_empty());
     assert!(
         seen.iter()
             .all(|(leases, addrs)| *addrs == 0 || *leases == 2),
         "a lease was released while an address was still on a link: {seen:?}"
     );
+    tokio::time::timeout(Duration::from_secs(30), engine.reaped())
+        .await
+        .expect("the reaper finished");
     assert_eq!(
         fx.pod_links().await.len(),
         2,
-        "the links wait for the netns"
+        "the links are left to the netns (held here by the test)"
     );
-    assert!(mark.is_file(), "the record stays until the links are gone");
+    assert!(
+        !mark.exists(),
+        "the record goes once the netns path is gone"
+    );
 }
 
 #[tokio::test]
