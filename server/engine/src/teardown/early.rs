@@ -7,9 +7,9 @@
 //! pod's netns is held open, and removes the addresses, then releases the leases, in the
 //! background, under a reaper registered before the answer. The background work first waits
 //! (up to `EngineConfig::links_grace`) for the runtime to remove the netns path, the end of
-//! its own network teardown: run beside containerd's CNI DEL, its netlink requests and CPU
-//! made the pod's StopPodSandbox slower on a busy 2-core node (paths bench, answered at
-//! once: 1.8 ms more than primary only, 1000 pods; 0.9 ms when it waits, 400 pods).
+//! its own network teardown: run beside containerd's CNI DEL, it made the pod's
+//! StopPodSandbox slower on a busy 2-core node (paths bench, answered at once: 1.8 ms more
+//! than primary only, 1000 pods; 0.9 ms when it waits, 400 pods).
 //!
 //! - Held open, the netns cannot be destroyed under the addresses' removal, and no lease is
 //!   released while a link still holds its address (a netns whose path is gone may keep its
