@@ -188,8 +188,8 @@ fn sample(socket: &OwnedFd, stop: &AtomicBool) -> std::io::Result<Waits> {
 /// How many network namespaces the kernel holds, from the `net_namespace` cache in
 /// `/proc/slabinfo` (its active objects): live ones, and removed ones the kernel is still
 /// destroying (`cleanup_net`, whose device teardown runs under rtnl). SLUB counts
-/// per-CPU slabs as active, so the figure can be a slab or two high. `None` where
-/// slabinfo is unreadable or has no such cache.
+/// per-CPU slabs as active, so the figure is high by up to a few slabs of 7 (more after
+/// a burst: [`Drain`]). `None` where slabinfo is unreadable or has no such cache.
 pub fn namespaces_held() -> Option<u64> {
     held_in(&std::fs::read_to_string("/proc/slabinfo").ok()?)
 }
@@ -214,14 +214,57 @@ pub struct Settled {
     pub quiet: bool,
 }
 
-/// Waits until the kernel has destroyed the namespaces of pods removed before: at most
-/// `slack` more namespaces held than `baseline`, and every rtnl request of the last second
-/// answered within 50 ms. Gives up after `limit`.
+/// How long a namespace count above the baseline must stay unchanged to count as drained.
+pub const STEADY: Duration = Duration::from_secs(5);
+
+/// Whether the namespace count has drained: at most `slack` above `baseline`, or unchanged
+/// for [`STEADY`]. The second matters after a burst: the cache's partly used slabs (and
+/// per-CPU ones, which SLUB counts as active) can leave the count tens above a fresh
+/// machine's baseline with no namespace left to destroy (seen after a 200-pod burst: 36
+/// counted for minutes while `lsns` listed 2), and the kernel frees dying ones in
+/// batches, so a count that still falls is still draining.
+#[derive(Debug)]
+struct Drain {
+    baseline: Option<u64>,
+    slack: u64,
+    last: Option<u64>,
+    since: Instant,
+}
+
+impl Drain {
+    fn new(baseline: Option<u64>, slack: u64, now: Instant) -> Self {
+        Drain {
+            baseline,
+            slack,
+            last: None,
+            since: now,
+        }
+    }
+
+    /// Takes the count `held` seen at `now`; whether it has drained.
+    fn drained(&mut self, held: Option<u64>, now: Instant) -> bool {
+        if held != self.last {
+            self.last = held;
+            self.since = now;
+        }
+        match (self.baseline, held) {
+            (Some(b), Some(h)) => {
+                h <= b + self.slack || now.saturating_duration_since(self.since) >= STEADY
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Waits until the kernel has destroyed the namespaces of pods removed before: the count
+/// drained ([`Drain`]: at most `slack` more held than `baseline`, or steady), and every rtnl
+/// request of the last second answered within 50 ms. Gives up after `limit`.
 pub fn settle(baseline: Option<u64>, slack: u64, limit: Duration) -> std::io::Result<Settled> {
     let socket = open()?;
     let start = Instant::now();
     let mut buf = vec![0u8; 16 * 1024];
     let mut quiet_since = Instant::now();
+    let mut drain = Drain::new(baseline, slack, start);
     let mut seq = 0u32;
     loop {
         seq = seq.wrapping_add(1);
@@ -230,10 +273,7 @@ pub fn settle(baseline: Option<u64>, slack: u64, limit: Duration) -> std::io::Re
             quiet_since = Instant::now();
         }
         let held = namespaces_held();
-        let drained = match (baseline, held) {
-            (Some(b), Some(h)) => h <= b + slack,
-            _ => true,
-        };
+        let drained = drain.drained(held, Instant::now());
         let quiet = drained && quiet_since.elapsed() >= Duration::from_secs(1);
         if quiet || start.elapsed() >= limit {
             return Ok(Settled {
@@ -292,6 +332,27 @@ net_namespace         28     56   4224    7    8 : tunables    0    0    0\n";
         let s = settle(None, 0, Duration::from_secs(30)).expect("settle");
         assert!(s.quiet, "{s:?}");
         assert!(s.waited >= Duration::from_secs(1), "{s:?}");
+    }
+
+    #[test]
+    fn a_count_drains_at_the_baseline_or_once_it_stops_falling() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut d = Drain::new(Some(14), 2, t0);
+        assert!(!d.drained(Some(200), at(0)));
+        assert!(!d.drained(Some(40), at(3_000)), "still falling");
+        assert!(
+            !d.drained(Some(40), at(7_999)),
+            "steady for less than STEADY"
+        );
+        assert!(d.drained(Some(40), at(8_000)), "steady for STEADY");
+        assert!(!d.drained(Some(41), at(8_100)), "it changed again");
+        assert!(d.drained(Some(16), at(8_200)), "within the slack at once");
+        assert!(
+            Drain::new(None, 0, t0).drained(Some(500), t0),
+            "no baseline"
+        );
+        assert!(Drain::new(Some(0), 0, t0).drained(None, t0), "no count");
     }
 
     #[test]
